@@ -1,0 +1,1 @@
+"""The lab: a simulated Windows WinRM host behind real proxies (see docs/lab.md)."""
