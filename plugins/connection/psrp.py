@@ -1,0 +1,632 @@
+# Copyright (c) 2026 pinned.winrm contributors
+# Option descriptions shared with ansible.builtin.psrp: Copyright (c) 2018 Ansible Project
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+author: pinned.winrm contributors
+name: psrp
+short_description: Run tasks over PSRP through proxies, on one pinned WinRM session per host
+description:
+- Runs commands and transfers files on Windows hosts over the PowerShell Remoting Protocol (WinRM), like
+  P(ansible.builtin.psrp#connection), with which every C(ansible_psrp_*) variable keeps its meaning.
+- Reaches hosts directly or through HTTP proxies, with proxy authentication (Basic, Digest, NTLM,
+  Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists.
+- Keeps one authenticated, encrypted session per host in a local per-user daemon and reuses it for every
+  task and the next playbook run (O(persist)), the way OpenSSH ControlPersist does for ssh.
+- Refuses, before sending anything, configurations that would put credentials or unencrypted WinRM
+  messages on a proxy (rules R1 and R3 in the collection's security model).
+version_added: 1.0.0
+requirements:
+- pypsrp>=0.9.0,<1.0.0 (Python library)
+- pyspnego (Python library; with the C(kerberos) extra for Kerberos)
+- requests-credssp (Python library, for CredSSP)
+- h11 (Python library)
+extends_documentation_fragment:
+- ansible.builtin.connection_pipelining
+- pinned.winrm.proxy
+options:
+  remote_addr:
+    description:
+    - The hostname or IP address of the remote host.
+    default: inventory_hostname
+    type: str
+    vars:
+    - name: inventory_hostname
+    - name: ansible_host
+    - name: ansible_psrp_host
+  remote_user:
+    description:
+    - The user to log in as.
+    type: str
+    vars:
+    - name: ansible_user
+    - name: ansible_psrp_user
+    keyword:
+    - name: remote_user
+  remote_password:
+    description: Authentication password for the O(remote_user). Can be supplied as CLI option.
+    type: str
+    vars:
+    - name: ansible_password
+    - name: ansible_winrm_pass
+    - name: ansible_winrm_password
+    aliases:
+    - password
+  port:
+    description:
+    - The port for PSRP to connect on the remote target.
+    - Default is V(5986) if O(protocol) is not defined or is V(https), otherwise the port is V(5985).
+    type: int
+    vars:
+    - name: ansible_port
+    - name: ansible_psrp_port
+    keyword:
+    - name: port
+  protocol:
+    description:
+    - Set the protocol to use for the connection.
+    - Default is V(https) if O(port) is not defined or O(port) is not V(5985).
+    choices:
+    - http
+    - https
+    type: str
+    vars:
+    - name: ansible_psrp_protocol
+  path:
+    description:
+    - The URI path to connect to.
+    type: str
+    vars:
+    - name: ansible_psrp_path
+    default: 'wsman'
+  auth:
+    description:
+    - The authentication protocol to use when authenticating the remote user.
+    - The default, V(negotiate), will attempt to use Kerberos (V(kerberos)) if it is available and fall back
+      to NTLM (V(ntlm)) if it isn't.
+    type: str
+    vars:
+    - name: ansible_psrp_auth
+    choices:
+    - basic
+    - certificate
+    - negotiate
+    - kerberos
+    - ntlm
+    - credssp
+    default: negotiate
+  cert_validation:
+    description:
+    - Whether to validate the remote server's certificate or not.
+    - Set to V(ignore) to not validate any certificates.
+    - O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.
+    choices:
+    - validate
+    - ignore
+    default: validate
+    type: str
+    vars:
+    - name: ansible_psrp_cert_validation
+  ca_cert:
+    description:
+    - The path to a PEM certificate chain to use when validating the server's certificate.
+    - This value is ignored if O(cert_validation) is set to V(ignore).
+    type: path
+    vars:
+    - name: ansible_psrp_cert_trust_path
+    - name: ansible_psrp_ca_cert
+    aliases: [ cert_trust_path ]
+  connection_timeout:
+    description:
+    - The connection timeout for making the request to the remote host (and to the proxy).
+    - This is measured in seconds.
+    type: int
+    vars:
+    - name: ansible_psrp_connection_timeout
+    default: 30
+  read_timeout:
+    description:
+    - The read timeout for receiving data from the remote host.
+    - This value must always be greater than O(operation_timeout).
+    - This is measured in seconds.
+    type: int
+    vars:
+    - name: ansible_psrp_read_timeout
+    default: 30
+  reconnection_retries:
+    description:
+    - The number of retries on connection errors.
+    - Re-authentication after a proxy dropped the connection (rule R5) is tried at least once whatever this
+      value, and only where resending is safe.
+    type: int
+    vars:
+    - name: ansible_psrp_reconnection_retries
+    default: 0
+  reconnection_backoff:
+    description:
+    - The backoff time to use in between reconnection attempts. (First sleeps X, then sleeps 2*X, then sleeps 4*X, ...)
+    - This is measured in seconds.
+    type: int
+    vars:
+    - name: ansible_psrp_connection_backoff
+    - name: ansible_psrp_reconnection_backoff
+    default: 2
+  message_encryption:
+    description:
+    - Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).
+    - Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption.
+      The other authentication protocols only support encryption when V(protocol) is set to V(https).
+    - V(auto) means message encryption is only used when not using TLS/HTTPS.
+    - V(always) is the same as V(auto) but message encryption is always used even when running over TLS/HTTPS.
+    - V(never) disables any encryption checks that are in place when running over HTTP and disables any
+      authentication encryption processes. It is refused when the connection goes through a proxy over
+      HTTP (rule R3).
+    type: str
+    vars:
+    - name: ansible_psrp_message_encryption
+    choices:
+    - auto
+    - always
+    - never
+    default: auto
+  ignore_proxy:
+    description:
+    - Never use proxy settings from the environment, even with O(proxy_from_env).
+    - This option is ignored if O(proxy) is set.
+    - Unlike ansible.builtin.psrp, environment proxies are already ignored unless O(proxy_from_env) is set.
+    vars:
+    - name: ansible_psrp_ignore_proxy
+    type: bool
+    default: false
+  certificate_key_pem:
+    description:
+    - The local path to an X509 certificate key to use with certificate auth.
+    - If the certificate key is encrypted then O(certificate_key_password) must also be set.
+    type: path
+    vars:
+    - name: ansible_psrp_certificate_key_pem
+  certificate_pem:
+    description:
+    - The local path to an X509 certificate to use with certificate auth.
+    type: path
+    vars:
+    - name: ansible_psrp_certificate_pem
+  certificate_key_password:
+    description:
+    - The password for the O(certificate_key_pem) key file if it is encrypted.
+    type: str
+    vars:
+    - name: ansible_psrp_certificate_key_password
+  credssp_auth_mechanism:
+    description:
+    - The sub authentication mechanism to use with CredSSP auth.
+    - When V(auto), both Kerberos and NTLM is attempted with kerberos being preferred.
+    type: str
+    choices:
+    - auto
+    - kerberos
+    - ntlm
+    default: auto
+    vars:
+    - name: ansible_psrp_credssp_auth_mechanism
+  credssp_disable_tlsv1_2:
+    description:
+    - Disables the use of TLSv1.2 on the CredSSP authentication channel.
+    - This should not be set to V(yes) unless dealing with a host that does not have TLSv1.2.
+    default: false
+    type: bool
+    vars:
+    - name: ansible_psrp_credssp_disable_tlsv1_2
+  credssp_minimum_version:
+    description:
+    - The minimum CredSSP server authentication version that will be accepted.
+    - Set to V(5) to ensure the server has been patched and is not vulnerable to CVE 2018-0886.
+    default: 2
+    type: int
+    vars:
+    - name: ansible_psrp_credssp_minimum_version
+  negotiate_delegate:
+    description:
+    - Allow the remote user the ability to delegate it's credentials to another server, i.e. credential delegation.
+    - Only valid when Kerberos was the negotiated auth or was explicitly set as the authentication.
+    - Ignored when NTLM was the negotiated auth.
+    type: bool
+    vars:
+    - name: ansible_psrp_negotiate_delegate
+  negotiate_hostname_override:
+    description:
+    - Override the remote hostname when searching for the host in the Kerberos lookup.
+    - This allows Ansible to connect over IP but authenticate with the remote server using it's DNS name.
+    - Only valid when Kerberos was the negotiated auth or was explicitly set as the authentication.
+    - Ignored when NTLM was the negotiated auth.
+    type: str
+    vars:
+    - name: ansible_psrp_negotiate_hostname_override
+  negotiate_send_cbt:
+    description:
+    - Send the Channel Binding Token (CBT) structure when authenticating.
+    - CBT is used to provide extra protection against Man in the Middle C(MitM) attacks by binding the outer
+      transport channel to the auth channel.
+    - CBT is not used when using just C(HTTP), only C(HTTPS).
+    default: true
+    type: bool
+    vars:
+    - name: ansible_psrp_negotiate_send_cbt
+  negotiate_service:
+    description:
+    - Override the service part of the SPN used during Kerberos authentication.
+    - Only valid when Kerberos was the negotiated auth or was explicitly set as the authentication.
+    - Ignored when NTLM was the negotiated auth.
+    default: host
+    type: str
+    vars:
+    - name: ansible_psrp_negotiate_service
+  operation_timeout:
+    description:
+    - Sets the WSMan timeout for each operation.
+    - This is measured in seconds.
+    - This should not exceed the value for O(connection_timeout).
+    type: int
+    vars:
+    - name: ansible_psrp_operation_timeout
+    default: 20
+  max_envelope_size:
+    description:
+    - Sets the maximum size of each WSMan message sent to the remote host.
+    - This is measured in bytes.
+    - Defaults to C(150KiB) for compatibility with older hosts.
+    type: int
+    vars:
+    - name: ansible_psrp_max_envelope_size
+    default: 153600
+  configuration_name:
+    description:
+    - The name of the PowerShell configuration endpoint to connect to.
+    type: str
+    vars:
+    - name: ansible_psrp_configuration_name
+    default: Microsoft.PowerShell
+  no_profile:
+    description:
+    - Do not load the user's PowerShell profile when connecting.
+    type: bool
+    default: false
+    vars:
+    - name: ansible_psrp_no_profile
+  persist:
+    description:
+    - Keep the authenticated session in a local per-user daemon and reuse it for the next tasks and playbook
+      runs against the same host with the same settings and credentials.
+    - V(false) opens and closes a session for every task, like ansible.builtin.psrp.
+    type: bool
+    default: true
+    vars:
+    - name: ansible_psrp_persist
+    env:
+    - name: ANSIBLE_PSRP_PERSIST
+    ini:
+    - section: pinned_winrm
+      key: persist
+    version_added: 1.0.0
+  persist_idle_timeout:
+    description:
+    - Seconds a pinned session may stay unused before the daemon closes it (and the daemon exits when it
+      holds none).
+    type: int
+    default: 60
+    vars:
+    - name: ansible_psrp_persist_idle_timeout
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_IDLE_TIMEOUT
+    ini:
+    - section: pinned_winrm
+      key: persist_idle_timeout
+    version_added: 1.0.0
+  persist_max_age:
+    description:
+    - Seconds after which a pinned session is closed and opened anew, even if in use (a bound on how long
+      one authentication is trusted).
+    type: int
+    default: 3600
+    vars:
+    - name: ansible_psrp_persist_max_age
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_MAX_AGE
+    ini:
+    - section: pinned_winrm
+      key: persist_max_age
+    version_added: 1.0.0
+  persist_dir:
+    description:
+    - Directory under which the daemon's private socket directory is created (mode 0700, one per user).
+    - Defaults to Ansible's persistent connection control path directory (C(~/.ansible/pc)).
+    type: path
+    vars:
+    - name: ansible_psrp_persist_dir
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_DIR
+    ini:
+    - section: pinned_winrm
+      key: persist_dir
+    version_added: 1.0.0
+"""
+
+EXAMPLES = r"""
+# Inventory (YAML). Switch from ansible.builtin.psrp by changing ansible_connection only.
+
+# 1. No proxy, HTTPS with NTLM, the session pinned across tasks:
+all:
+  vars:
+    ansible_connection: pinned.winrm.psrp
+    ansible_user: ansible
+    ansible_password: "{{ vault_windows_password }}"
+    ansible_psrp_auth: ntlm
+    ansible_psrp_ca_cert: /etc/pki/corp-ca.pem
+
+# 2. HTTP through a forward proxy; WinRM message encryption is mandatory there (rule R3):
+#    ansible_psrp_protocol: http
+#    ansible_psrp_proxy: http://proxy.corp.example:3128
+#    ansible_psrp_auth: negotiate
+
+# 3. HTTPS through a CONNECT tunnel with NTLM proxy authentication (Basic, Digest, Negotiate, Kerberos alike):
+#    ansible_psrp_protocol: https
+#    ansible_psrp_proxy: http://proxy.corp.example:3128
+#    ansible_psrp_proxy_auth: ntlm
+#    ansible_psrp_proxy_user: CORP\svc-proxy
+#    ansible_psrp_proxy_password: "{{ vault_proxy_password }}"
+
+# 4. Kerberos to the host through an https:// proxy that wants Kerberos too:
+#    ansible_psrp_auth: kerberos
+#    ansible_psrp_proxy: https://proxy.corp.example:3129
+#    ansible_psrp_proxy_ca_cert: /etc/pki/corp-ca.pem
+#    ansible_psrp_proxy_auth: kerberos
+
+# 5. A proxy that breaks connection affinity (tinyproxy, some load balancers): tunnel HTTP too:
+#    ansible_psrp_protocol: http
+#    ansible_psrp_proxy: http://tinyproxy.corp.example:8888
+#    ansible_psrp_proxy_tunnel: true
+
+# 6. Bypass the proxy for some hosts:
+#    ansible_psrp_proxy_bypass: ["*.dc.corp.example", "10.20.0.0/16", "jump01"]
+
+# 7. Old behaviour: take HTTPS_PROXY/NO_PROXY from the environment:
+#    ansible_psrp_proxy_from_env: true
+
+# 8. Turn persistence off (a session per task, like ansible.builtin.psrp):
+#    ansible_psrp_persist: false
+"""
+
+import os
+import typing as t
+
+from ansible.errors import AnsibleAuthenticationFailure, AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+from ansible.plugins.connection import ConnectionBase
+from ansible.utils.display import Display
+
+try:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
+        ConfigError,
+        HostAuthError,
+        PinnedError,
+    )
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec, build_spec
+
+    HAS_ENGINE = True
+    ENGINE_IMPORT_ERROR: Exception | None = None
+except ImportError as _err:  # pragma: no cover - reported from _connect()
+    HAS_ENGINE = False
+    ENGINE_IMPORT_ERROR = _err
+
+display = Display()
+
+# Options that make up the SessionSpec (every other option steers persistence or Ansible itself).
+SPEC_OPTIONS = (
+    "remote_addr", "remote_user", "remote_password", "port", "protocol", "path", "auth", "cert_validation",
+    "ca_cert", "connection_timeout", "read_timeout", "reconnection_retries", "reconnection_backoff",
+    "message_encryption", "proxy", "ignore_proxy", "certificate_key_pem", "certificate_pem",
+    "certificate_key_password", "credssp_auth_mechanism", "credssp_disable_tlsv1_2", "credssp_minimum_version",
+    "negotiate_delegate", "negotiate_hostname_override", "negotiate_send_cbt", "negotiate_service",
+    "operation_timeout", "max_envelope_size", "configuration_name", "no_profile", "proxy_auth", "proxy_user",
+    "proxy_password", "proxy_ca_cert", "proxy_bypass", "proxy_from_env", "proxy_tunnel",
+)
+
+
+def build_session_spec(get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str]) -> SessionSpec:
+    """Map the plugin's options onto a SessionSpec (one table, tested row by row)."""
+    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ)
+
+
+def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
+    """`-EncodedCommand` (+ `-EncodedArguments`) command lines, parsed as ansible.builtin.psrp does."""
+    try:
+        from ansible._internal._powershell._script import parse_encoded_cmdline as _parse
+    except ImportError:  # ansible-core without the helper
+        _parse = None
+    if _parse is not None:
+        return _parse(cmd)
+    import base64
+    import shlex
+
+    parts = shlex.split(cmd)
+    if "-EncodedCommand" not in parts:
+        return None
+    index = parts.index("-EncodedCommand")
+    if len(parts) <= index + 1:
+        return None
+    return base64.b64decode(parts[index + 1]).decode("utf-16-le"), []
+
+
+class Connection(ConnectionBase):
+    """PSRP connection with proxy support and pinned sessions."""
+
+    transport = "pinned.winrm.psrp"
+    module_implementation_preferences = (".ps1", ".exe", "")
+    allow_executable = False
+    has_pipelining = True
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        self._shell_type = "powershell"
+        self._spec: SessionSpec | None = None
+        self._runner: t.Any = None
+        super().__init__(*args, **kwargs)
+        if self._shell.SHELL_FAMILY != "powershell":
+            display.warning(
+                "The pinned.winrm.psrp connection plugin should have the shell type of powershell and not "
+                f"{self._shell.SHELL_FAMILY}. Unset ansible_shell_type or set it to powershell."
+            )
+
+    # -- set-up ------------------------------------------------------------
+
+    def _host_label(self) -> str:
+        try:
+            return str(self.get_option("remote_addr"))
+        except Exception:
+            return "unknown"
+
+    def _connect(self) -> Connection:
+        if not HAS_ENGINE:
+            raise AnsibleError(f"pinned.winrm.psrp could not load its engine: {ENGINE_IMPORT_ERROR}")
+        if self._connected:
+            return self
+        from ansible_collections.pinned.winrm.plugins.plugin_utils._session import HAS_PYPSRP, PYPSRP_IMPORT_ERROR
+
+        if not HAS_PYPSRP:
+            raise AnsibleError(f"pypsrp or its dependencies are not installed: {PYPSRP_IMPORT_ERROR}")
+        super()._connect()
+        try:
+            self._spec = build_session_spec(self.get_option, os.environ)
+        except ConfigError as e:
+            raise AnsibleError(f"pinned.winrm.psrp: {e}") from e
+        spec = self._spec
+        described = spec.describe()
+        display.vvv(
+            f"PSRP: ESTABLISH SESSION FOR USER: {spec.username} ON {spec.endpoint} AUTH {spec.auth}"
+            + (f" VIA PROXY {described['proxy']} ({'CONNECT tunnel' if spec.use_tunnel else 'forward'}"
+               f"{', proxy auth ' + str(spec.proxy.auth) if spec.proxy and spec.proxy.auth else ''})"
+               if spec.proxy else " DIRECT"),
+            host=spec.host,
+        )
+        self._runner = self._build_runner()
+        self._connected = True
+        return self
+
+    def _build_runner(self) -> t.Any:
+        from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
+
+        if self.get_option("persist"):
+            return _pin_client.PinClient(
+                self.get_option("persist_dir"),
+                connect_timeout=float(self.get_option("connection_timeout")),
+            )
+        return _pin_client.LocalRunner()
+
+    def _lifetime(self) -> dict[str, float]:
+        return {
+            "idle_timeout": float(self.get_option("persist_idle_timeout")),
+            "max_age": float(self.get_option("persist_max_age")),
+        }
+
+    def _report(self, info: dict[str, t.Any]) -> None:
+        """-vvv: whether this task reused a session or opened one, and why a re-authentication happened."""
+        session = info.get("session", "?")
+        parts = [f"PSRP: session {session}"]
+        if info.get("reauths"):
+            parts.append(f"re-authentications this task: {info['reauths']}")
+        for reason in info.get("reauth_reasons", []) or []:
+            parts.append(f"re-authenticated because {reason}")
+        display.vvv("; ".join(parts), host=self._spec.host if self._spec else None)
+
+    def _translate(self, exc: Exception) -> Exception:
+        host = self._host_label()
+        if isinstance(exc, ConfigError):
+            return AnsibleError(f"pinned.winrm.psrp: {exc}")
+        if isinstance(exc, HostAuthError):
+            return AnsibleAuthenticationFailure(f"pinned.winrm.psrp to {host}: {exc}")
+        if isinstance(exc, PinnedError):
+            return AnsibleConnectionFailure(f"pinned.winrm.psrp to {host}: {exc}")
+        return AnsibleConnectionFailure(f"pinned.winrm.psrp to {host}: {type(exc).__name__}: {exc}")
+
+    # -- operations ----------------------------------------------------------
+
+    def exec_command(self, cmd: str, in_data: bytes | None = None, sudoable: bool = True) -> tuple[int, bytes, bytes]:
+        super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+        self._connect()
+        input_lines: list[str] | None
+        if enc := parse_encoded_cmdline(cmd):
+            script, arguments = enc
+            text = to_text(in_data, errors="surrogate_or_strict", nonstring="passthru") if in_data else None
+            input_lines = text.splitlines() if text else None
+        else:
+            # Raw commands: propagate the native command's rc, as ansible.builtin.psrp does.
+            script = f"{cmd}\nexit $LASTEXITCODE"
+            arguments = []
+            input_lines = to_text(in_data).splitlines() if in_data else None
+            display.vvv(f"PSRP: EXEC {script}", host=self._spec.host)
+        try:
+            result, info = self._runner.exec(
+                self._spec,
+                script,
+                arguments=arguments,
+                input_lines=input_lines,
+                verbose_errors=display.verbosity >= 3,
+                **self._lifetime(),
+            )
+        except Exception as e:
+            raise self._translate(e) from e
+        self._report(info)
+        if self._play_context.no_log:
+            display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=self._spec.host)
+        else:
+            display.vvvvv(f"PSRP RC: {result.rc}", host=self._spec.host)
+            display.vvvvv(f"PSRP STDOUT: {to_text(result.stdout)}", host=self._spec.host)
+            display.vvvvv(f"PSRP STDERR: {to_text(result.stderr)}", host=self._spec.host)
+        return result.rc, result.stdout, result.stderr
+
+    def put_file(self, in_path: str, out_path: str) -> None:
+        super().put_file(in_path, out_path)
+        self._connect()
+        display.vvv(f"PUT {in_path} TO {out_path}", host=self._spec.host)
+        if not os.path.exists(to_bytes(in_path, errors="surrogate_or_strict")):
+            raise AnsibleFileNotFound(f'file or module does not exist: "{in_path}"')
+        try:
+            info = self._runner.put_file(self._spec, in_path, out_path, **self._lifetime())
+        except Exception as e:
+            raise self._translate(e) from e
+        self._report(info)
+
+    def fetch_file(self, in_path: str, out_path: str) -> None:
+        super().fetch_file(in_path, out_path)
+        self._connect()
+        display.vvv(f"FETCH {in_path} TO {out_path}", host=self._spec.host)
+        try:
+            info = self._runner.fetch_file(self._spec, in_path, out_path.replace("\\", "/"), **self._lifetime())
+        except Exception as e:
+            raise self._translate(e) from e
+        self._report(info)
+
+    def reset(self) -> None:
+        """`meta: reset_connection`: close this host's pinned session(s)."""
+        if self._spec is None:
+            try:
+                self._spec = build_session_spec(self.get_option, os.environ)
+            except ConfigError as e:
+                raise AnsibleError(f"pinned.winrm.psrp: {e}") from e
+        if self._runner is None:
+            self._runner = self._build_runner()
+        try:
+            closed = self._runner.reset(self._spec)
+        except Exception as e:
+            raise self._translate(e) from e
+        display.vvv(f"PSRP: reset_connection closed {closed} pinned session(s)", host=self._spec.host)
+
+    def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None and hasattr(runner, "close_local"):
+            runner.close_local()
+        self._connected = False
+
+    def is_pipelining_enabled(self, wrap_async: bool = False) -> bool:
+        return True
