@@ -1,0 +1,78 @@
+# pinned.winrm: set-up, demo, tests and benchmarks from a fresh clone.
+#   make demo   creates .venv, installs what is needed, starts the lab with a real proxy and runs examples/
+#   make test   the whole test suite (what CI runs)
+#   make bench  the benchmarks against ansible.builtin.psrp and ansible.builtin.winrm
+
+SHELL := /bin/bash
+ROOT := $(abspath .)
+VENV := $(ROOT)/.venv
+VENV_MIN := $(ROOT)/.venv-min
+PY := $(VENV)/bin/python
+# The newest Python >= 3.12 on this machine (ansible-core 2.20+ needs 3.12).
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $$HOME/.pyenv/versions/3.14*/bin/python3 $$HOME/.pyenv/versions/3.13*/bin/python3 $$HOME/.pyenv/versions/3.12*/bin/python3 /root/.pyenv/versions/3.13*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3 python3; do \
+	  c=$$(command -v $$p 2>/dev/null) || continue; \
+	  $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$c; break; }; done)
+# The oldest Python and ansible-core we claim in meta/runtime.yml.
+PYTHON_MIN ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3; do \
+	  c=$$(command -v $$p 2>/dev/null) || continue; echo $$c; break; done)
+ANSIBLE_MIN ?= ansible-core>=2.20,<2.21
+PYTEST_ARGS ?=
+
+.PHONY: help system-deps venv venv-min collection-link demo test test-min unit integration bench sanity lint clean
+
+help:
+	@sed -n '1,5p' Makefile
+
+system-deps:
+	@bash tests/lab/install-system-packages.sh
+
+$(VENV)/.installed: requirements.txt tests/requirements.txt
+	@test -n "$(PYTHON)" || { echo "No Python >= 3.12 found: install python3.12 or newer (pyenv works) or set PYTHON=/path/to/python3.12" >&2; exit 1; }
+	@echo "Creating $(VENV) with $(PYTHON)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -U pip
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r tests/requirements.txt
+	@touch $@
+
+collection-link:
+	@mkdir -p build/collections/ansible_collections/pinned
+	@ln -sfn ../../../.. build/collections/ansible_collections/pinned/winrm
+
+venv: $(VENV)/.installed collection-link
+
+$(VENV_MIN)/.installed: requirements.txt tests/requirements.txt
+	@test -n "$(PYTHON_MIN)" || { echo "No Python 3.12 found for the oldest-version tests: install python3.12 or set PYTHON_MIN" >&2; exit 1; }
+	@echo "Creating $(VENV_MIN) with $(PYTHON_MIN) and $(ANSIBLE_MIN)"
+	@test -x $(VENV_MIN)/bin/python || $(PYTHON_MIN) -m venv $(VENV_MIN)
+	@$(VENV_MIN)/bin/python -m pip install -q --disable-pip-version-check -U pip
+	@grep -v '^ansible-core' tests/requirements.txt | grep -v '^mitmproxy' > build/requirements-min.txt
+	@$(VENV_MIN)/bin/python -m pip install -q --disable-pip-version-check '$(ANSIBLE_MIN)' -r requirements.txt -r build/requirements-min.txt
+	@touch $@
+
+venv-min: collection-link $(VENV_MIN)/.installed
+
+demo: system-deps venv
+	@$(PY) -m tests.demo
+
+unit: venv
+	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: system-deps venv
+	@$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)
+
+# The oldest ansible-core/Python we claim: unit tests plus the end-to-end smoke run.
+test-min: system-deps venv-min
+	@PINNED_TEST_MIN=1 $(VENV_MIN)/bin/python -m pytest tests/unit tests/integration -q -m "compat" $(PYTEST_ARGS)
+
+test: system-deps venv venv-min
+	@$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-min
+
+bench: system-deps venv
+	@$(PY) -m benchmarks.run
+
+sanity: venv
+	@bash tests/sanity/run.sh
+
+clean:
+	rm -rf build .pytest_cache tests/output

@@ -1,0 +1,20 @@
+"""Test-session set-up shared by every test: import paths and the lab fixtures."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COLLECTIONS = ROOT / "build" / "collections"
+
+# The engine is imported as ansible_collections.pinned.winrm.*, as Ansible loads it.
+link = COLLECTIONS / "ansible_collections" / "pinned" / "winrm"
+if not link.exists():
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(pathlib.Path("../../../.."))
+if str(COLLECTIONS) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS))
+
+if (ROOT / "tests" / "lab" / "pytest_plugin.py").exists():
+    pytest_plugins = ["tests.lab.pytest_plugin"]
