@@ -1,0 +1,416 @@
+"""PSRP Runspace Pools of the simulated Windows host, on psrpcore's server side.
+
+psrpcore does the PSRP state machine, (de)serialisation and fragmentation; this module moves
+its payloads in and out of WS-Management Create/Command/Send/Receive/Signal and runs each
+pipeline's commands on the lab engine in a thread of its own, fed by a queue of input.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import queue
+import struct
+import threading
+import typing as t
+import uuid
+
+import psrpcore
+from psrpcore.types import (
+    ErrorCategory,
+    ErrorCategoryInfo,
+    ErrorRecord,
+    HostMethodIdentifier,
+    NETException,
+    PSCustomObject,
+    PSInvocationState,
+    RunspacePoolState,
+)
+
+from tests.lab import _soap
+from tests.lab._soap import NS, el
+from tests.lab._winrs import (
+    COMMAND_STATE_DONE,
+    RECEIVE_OVERHEAD,
+    SIGNAL_CTRL_C,
+    SIGNAL_PS_CRTL_C,
+    SIGNAL_PS_CTRL_C,
+    SIGNAL_TERMINATE,
+    Shell,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+class PipelineStopped(Exception):
+    """Raised into the engine's thread when the client stopped the pipeline."""
+
+
+def _to_ps(value: object) -> object:
+    """Engine values -> what psrpcore serialises: dict is a PSCustomObject, lists recurse."""
+    if isinstance(value, dict):
+        return PSCustomObject(**{str(k): _to_ps(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return [_to_ps(v) for v in value]
+    return value
+
+
+def _from_ps(value: object) -> object:
+    """Deserialised input -> plain Python for the engine (PSObjects keep their adapted value)."""
+    if isinstance(value, PSCustomObject):
+        return {k: _from_ps(getattr(value, k)) for k in value.PSObject.extended_properties}  # type: ignore[attr-defined]
+    return value
+
+
+def _split_fragments(data: bytes) -> list[bytes]:
+    """A psrpcore payload may carry several fragments; Windows sends one per rsp:Stream element."""
+    out = []
+    while data:
+        (length,) = struct.unpack(">I", data[17:21])
+        out.append(data[: 21 + length])
+        data = data[21 + length :]
+    return out
+
+
+class _Streams:
+    """The engine's Streams protocol, writing into one psrpcore ServerPipeline."""
+
+    def __init__(self, pool: PSRPPool, pipeline: _Pipeline, capture: list[object] | None) -> None:
+        self._pool = pool
+        self._pipe = pipeline
+        self._capture = capture  # output of a command that feeds the next one in the statement
+
+    def _write(self, fn: t.Callable[[], None]) -> None:
+        with self._pool.cond:
+            if self._pipe.stopped or self._pool.closed:
+                raise PipelineStopped()
+            fn()
+            self._pool.flush()
+
+    def output(self, value: object) -> None:
+        if self._capture is not None:
+            if self._pipe.stopped:
+                raise PipelineStopped()
+            self._capture.append(value)
+            return
+        self._write(lambda: self._pipe.server.write_output(_to_ps(value)))
+
+    def error(self, record: t.Any) -> None:
+        category = getattr(record, "category", None)
+        try:
+            cat = ErrorCategory[category] if isinstance(category, str) else ErrorCategory(int(category or 0))
+        except (KeyError, ValueError):
+            cat = ErrorCategory.NotSpecified
+        message = str(getattr(record, "message", record))
+        info = ErrorCategoryInfo(
+            Category=cat,
+            Activity=getattr(record, "command_name", None) or "",
+            Reason=getattr(record, "reason", None) or "",
+            TargetName=str(getattr(record, "target", None) or ""),
+        )
+        self._write(
+            lambda: self._pipe.server.write_error(
+                NETException(Message=message),
+                category_info=info,
+                target_object=getattr(record, "target", None),
+                fully_qualified_error_id=getattr(record, "fq_error_id", None) or "NotSpecified",
+            )
+        )
+
+    def warning(self, message: str) -> None:
+        self._write(lambda: self._pipe.server.write_warning(message))
+
+    def verbose(self, message: str) -> None:
+        self._write(lambda: self._pipe.server.write_verbose(message))
+
+    def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None:
+        if self._pipe.host_null:
+            # Without a client host PowerShell 5.1 sends Write-Host as an information record tagged PSHOST.
+            data = text if not newline else text
+            self._write(
+                lambda: self._pipe.server.write_information(
+                    data, "Write-Host", tags=["PSHOST"], computer=self._pool.computer_name, user=self._pool.owner
+                )
+            )
+            return
+        if to_stderr:
+            method, params = HostMethodIdentifier.WriteErrorLine, [text]
+        elif newline:
+            method, params = HostMethodIdentifier.WriteLine2, [text]
+        else:
+            method, params = HostMethodIdentifier.Write1, [text]
+        self._write(lambda: self._pipe.server.host_call(method, params))
+
+    def set_should_exit(self, code: int) -> None:
+        if self._pipe.host_null:
+            return
+        self._write(lambda: self._pipe.server.host_call(HostMethodIdentifier.SetShouldExit, [int(code)]))
+
+
+class _Pipeline:
+    def __init__(self, server: psrpcore.ServerPipeline, command_id: str) -> None:
+        self.server = server
+        self.command_id = command_id
+        self.input: queue.Queue[object] = queue.Queue()
+        self.stopped = False
+        self.finished = False  # final PIPELINE_STATE queued
+        self.host_null = True
+        self.thread: threading.Thread | None = None
+
+    def input_iter(self) -> t.Iterator[object]:
+        while True:
+            item = self.input.get()
+            if item is _END:
+                return
+            yield _from_ps(item)
+
+
+class PSRPPool(Shell):
+    """One Runspace Pool: a shell whose resource URI is http://schemas.microsoft.com/powershell/<name>."""
+
+    kind = "psrp"
+
+    def __init__(
+        self, *args: t.Any, engine: t.Any, computer_name: str, max_envelope_size: int, **kwargs: t.Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.engine = engine
+        self.computer_name = computer_name
+        # Fragments are cut so one fits in a Receive answer of the size the client negotiated.
+        self.fragment_size = max(64, (max_envelope_size - RECEIVE_OVERHEAD) * 3 // 4 - 64)
+        self.server = psrpcore.ServerRunspacePool(
+            application_private_data={"PSVersionTable": {"PSVersion": psrpcore.types.PSVersion("5.1.17763.1")}}
+        )
+        self.pipelines: dict[str, _Pipeline] = {}
+        self.out: dict[str | None, list[bytes]] = {None: []}
+
+    # -- psrpcore plumbing (all under self.cond) -------------------------------------------------
+    def flush(self) -> None:
+        """Move every queued psrpcore payload into the per-target outgoing fragment queues."""
+        while True:
+            payload = self.server.data_to_send(self.fragment_size)
+            if payload is None:
+                break
+            key = str(payload.pipeline_id).upper() if payload.pipeline_id else None
+            self.out.setdefault(key, []).extend(_split_fragments(payload.data))
+        self.cond.notify_all()
+
+    def _feed(self, data: bytes, pipeline_id: uuid.UUID | None, stream: str = "stdin") -> None:
+        stream_type = psrpcore.StreamType.prompt_response if stream == "pr" else psrpcore.StreamType.default
+        self.server.receive_data(psrpcore.PSRPPayload(data, stream_type, pipeline_id))
+        while True:
+            event = self.server.next_event()
+            if event is None:
+                break
+            self._on_event(event)
+        self.flush()
+
+    def _on_event(self, event: t.Any) -> None:
+        name = type(event).__name__
+        if name in ("SetMaxRunspacesEvent", "SetMinRunspacesEvent", "ResetRunspaceStateEvent"):
+            self.server.runspace_availability_response(event.ci, True)
+        elif name == "GetAvailableRunspacesEvent":
+            running = sum(1 for p in self.pipelines.values() if not p.finished)
+            self.server.runspace_availability_response(event.ci, max(0, self.server.max_runspaces - running))
+        elif name == "CreatePipelineEvent":
+            self._start_pipeline(event)
+        elif name == "GetCommandMetadataEvent":
+            self._command_metadata(event)
+        elif name == "PipelineInputEvent":
+            pipe = self.pipelines.get(str(event.pipeline_id).upper())
+            if pipe is not None:
+                pipe.input.put(event.data)
+        elif name == "EndOfPipelineInputEvent":
+            pipe = self.pipelines.get(str(event.pipeline_id).upper())
+            if pipe is not None:
+                pipe.input.put(_END)
+
+    # -- WS-Management operations --------------------------------------------------------------
+    def open(self, creation_xml: bytes) -> None:
+        with self.cond:
+            self._feed(creation_xml, None)
+
+    def create_response_extra(self) -> str:
+        return (
+            el("rsp:ProcessId", str(threading.get_native_id()))
+            + el("rsp:IdleTimeOut", _soap.format_duration(self.idle_timeout_s))
+            + el("rsp:InputStreams", self.input_streams)
+            + el("rsp:OutputStreams", self.output_streams)
+            + el("rsp:MaxIdleTimeOut", "PT2147483.647S")
+            + el("rsp:Locale", "en-US")
+            + el("rsp:DataLocale", "en-US")
+            + el("rsp:CompressionMode", "NoCompression")
+            + el("rsp:ProfileLoaded", "Yes")
+            + el("rsp:Encoding", "UTF8")
+            + el("rsp:BufferMode", "Block")
+            + el("rsp:State", "Connected")
+        )
+
+    def command(self, req: _soap.Request) -> str:
+        line = req.body.find("rsp:CommandLine", NS)
+        if line is None:
+            raise _soap.invalid_parameter()
+        command_id = (line.attrib.get("CommandId") or _soap.new_id()).upper()
+        data = base64.b64decode(line.findtext("rsp:Arguments", default="", namespaces=NS) or "")
+        pipeline_id = uuid.UUID(command_id)
+        with self.cond:
+            server_pipe = psrpcore.ServerPipeline(self.server, pipeline_id)
+            self.pipelines[command_id] = _Pipeline(server_pipe, command_id)
+            self.out.setdefault(command_id, [])
+            self._feed(data, pipeline_id)
+        return el("rsp:CommandResponse", children=el("rsp:CommandId", command_id))
+
+    def send(self, req: _soap.Request) -> str:
+        for stream in req.body.findall("rsp:Send/rsp:Stream", NS):
+            command_id = (stream.attrib.get("CommandId") or "").upper() or None
+            if command_id and command_id not in self.pipelines:
+                raise _soap.command_not_found()
+            data = base64.b64decode(stream.text or "")
+            with self.cond:
+                self._feed(data, uuid.UUID(command_id) if command_id else None, stream.attrib.get("Name", "stdin"))
+        return el("rsp:SendResponse")
+
+    def receive(self, req: _soap.Request, timeout_s: float) -> str:
+        desired = req.body.find("rsp:Receive/rsp:DesiredStream", NS)
+        command_id = (desired.attrib.get("CommandId") or "").upper() or None if desired is not None else None
+        if command_id is not None and command_id not in self.pipelines:
+            raise _soap.command_not_found()
+        pipe = self.pipelines.get(command_id) if command_id else None
+        queue_ = self.out.setdefault(command_id, [])
+        if not self.wait(lambda: bool(queue_), timeout_s):
+            if self.closed:
+                raise _soap.shell_not_found(self.id)
+            raise _soap.timed_out()
+        budget = max(1024, (req.max_envelope_size or 153600) - RECEIVE_OVERHEAD)
+        attrs = {"Name": "stdout"} | ({"CommandId": command_id} if command_id else {})
+        parts: list[str] = []
+        with self.cond:
+            while queue_:
+                encoded = base64.b64encode(queue_[0]).decode()
+                if parts and len(encoded) + 120 > budget:
+                    break
+                queue_.pop(0)
+                budget -= len(encoded) + 120
+                parts.append(el("rsp:Stream", encoded, attrs))
+            if pipe is not None and pipe.finished and not queue_:
+                parts.append(
+                    el(
+                        "rsp:CommandState",
+                        attrs={"CommandId": command_id or "", "State": COMMAND_STATE_DONE},
+                        children=el("rsp:ExitCode", "0"),
+                    )
+                )
+        return el("rsp:ReceiveResponse", children="".join(parts))
+
+    def signal(self, req: _soap.Request) -> str:
+        sig = req.body.find("rsp:Signal", NS)
+        command_id = (sig.attrib.get("CommandId") or "").upper() if sig is not None else ""
+        code = (sig.findtext("rsp:Code", default="", namespaces=NS) if sig is not None else "").strip()
+        pipe = self.pipelines.get(command_id)
+        if pipe is None:
+            raise _soap.command_not_found()
+        with self.cond:
+            if code in (SIGNAL_PS_CTRL_C, SIGNAL_PS_CRTL_C, SIGNAL_CTRL_C):
+                self._stop(pipe)
+            elif code.lower() == SIGNAL_TERMINATE.lower():
+                self._stop(pipe, emit=False)
+                pipe.server.runspace_pool.pipeline_table.pop(pipe.server.pipeline_id, None)
+                self.pipelines.pop(command_id, None)
+                self.out.pop(command_id, None)
+            self.flush()
+        return el("rsp:SignalResponse")
+
+    def close(self) -> None:
+        with self.cond:
+            for pipe in self.pipelines.values():
+                pipe.stopped = True
+                pipe.input.put(_END)
+        super().close()
+
+    # -- pipelines -------------------------------------------------------------------------------
+    def _stop(self, pipe: _Pipeline, emit: bool = True) -> None:
+        if pipe.finished:
+            return
+        pipe.stopped = True
+        pipe.input.put(_END)
+        if emit and pipe.server.state == PSInvocationState.Running:
+            pipe.server.stop()
+            pipe.finished = True
+
+    def _start_pipeline(self, event: t.Any) -> None:
+        command_id = str(event.pipeline_id).upper()
+        pipe = self.pipelines[command_id]
+        metadata = event.pipeline
+        host = metadata.host
+        use_pool_host = bool(host and host.UseRunspaceHost)
+        if use_pool_host:
+            pool_host = self.server.host
+            pipe.host_null = pool_host is None or bool(pool_host.IsHostNull)
+        else:
+            pipe.host_null = host is None or bool(host.IsHostNull)
+        if metadata.no_input:
+            pipe.input.put(_END)
+        # Windows sends no Running state: the client learns only the final PIPELINE_STATE.
+        pipe.server._change_state(PSInvocationState.Running, emit=False)
+        pipe.thread = threading.Thread(
+            target=self._run, args=(pipe, metadata.commands), name=f"psrp-{command_id[:8]}", daemon=True
+        )
+        pipe.thread.start()
+
+    def _command_metadata(self, event: t.Any) -> None:
+        # The engine has no command table to describe: answer as a host with no matching command.
+        pipe = self.pipelines[str(event.pipeline_id).upper()]
+        pipe.server._change_state(PSInvocationState.Running, emit=False)
+        pipe.server.write_output(PSCustomObject(PSTypeName="Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo", Count=0))
+        pipe.server.complete()
+        pipe.finished = True
+
+    def _run(self, pipe: _Pipeline, commands: list[t.Any]) -> None:
+        failure: ErrorRecord | None = None
+        try:
+            statements: list[list[t.Any]] = [[]]
+            for cmd in commands:
+                statements[-1].append(cmd)
+                if cmd.end_of_statement:
+                    statements.append([])
+            first = True
+            for statement in (s for s in statements if s):
+                feed: t.Iterable[object] = pipe.input_iter() if first else iter(())
+                first = False
+                for index, cmd in enumerate(statement):
+                    last = index == len(statement) - 1
+                    captured: list[object] | None = None if last else []
+                    streams = _Streams(self, pipe, captured)
+                    arguments: list[object] = []
+                    for name, value in cmd.parameters:
+                        if name:
+                            arguments.append(f"-{name}")
+                        arguments.append(_from_ps(value))
+                    self.engine.run_powershell(
+                        cmd.command_text, arguments, feed, streams, is_command=not cmd.is_script
+                    )
+                    feed = iter(captured or [])
+        except PipelineStopped:
+            return
+        except Exception as e:  # a terminating error: the pipeline fails as PowerShell's would
+            log.debug("pipeline %s failed: %s", pipe.command_id, e)
+            failure = ErrorRecord(
+                Exception=NETException(Message=str(e)),
+                CategoryInfo=ErrorCategoryInfo(Category=ErrorCategory.NotSpecified, Reason=type(e).__name__),
+                FullyQualifiedErrorId=getattr(e, "fq_error_id", None) or type(e).__name__,
+            )
+        with self.cond:
+            if pipe.stopped or pipe.finished or self.closed:
+                return
+            if failure is None:
+                pipe.server.complete()
+            else:
+                pipe.server._change_state(PSInvocationState.Failed, error=failure)
+            pipe.finished = True
+            self.flush()
+
+    @property
+    def state(self) -> RunspacePoolState:
+        return self.server.state
