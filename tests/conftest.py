@@ -16,5 +16,11 @@ if not link.exists():
 if str(COLLECTIONS) not in sys.path:
     sys.path.insert(0, str(COLLECTIONS))
 
+# Install Ansible's collection loader first, so every import of ansible_collections.* (tests, plugin
+# loader) yields the same module objects, exactly as under ansible-playbook.
+from ansible.plugins.loader import init_plugin_loader  # noqa: E402
+
+init_plugin_loader([str(COLLECTIONS)])
+
 if (ROOT / "tests" / "lab" / "pytest_plugin.py").exists():
     pytest_plugins = ["tests.lab.pytest_plugin"]

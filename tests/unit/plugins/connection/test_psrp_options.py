@@ -1,0 +1,239 @@
+"""Inventory variables -> SessionSpec, one row per option (the plugin built through Ansible's loader)."""
+
+from __future__ import annotations
+
+import io
+import typing as t
+
+import pytest
+from ansible.errors import AnsibleError
+from ansible.playbook.play_context import PlayContext
+from ansible.plugins.loader import connection_loader
+
+from ansible_collections.pinned.winrm.plugins.connection.psrp import build_session_spec
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import ConfigError
+
+BASE = {"ansible_host": "win01.corp.example", "ansible_user": "ansible", "ansible_password": "Host-Pw1"}
+
+
+def spec_for(variables: dict[str, t.Any], environ: dict[str, str] | None = None):
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**BASE, **variables})
+    return build_session_spec(conn.get_option, environ or {})
+
+
+def attr(spec, path: str):
+    value: t.Any = spec
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+# (inventory variables, {spec attribute: expected value})
+ROWS: list[tuple[dict[str, t.Any], dict[str, t.Any]]] = [
+    ({}, {"scheme": "https", "port": 5986, "host": "win01.corp.example", "path": "wsman", "auth": "negotiate",
+          "encrypt": False, "proxy": None, "endpoint": "https://win01.corp.example:5986/wsman"}),
+    ({"ansible_psrp_host": "10.1.2.3"}, {"host": "10.1.2.3"}),
+    ({"ansible_host": "fe80::1"}, {"host": "fe80::1", "endpoint": "https://[fe80::1]:5986/wsman"}),
+    ({"ansible_psrp_user": "other"}, {"username": "other"}),
+    ({"ansible_winrm_password": "Other-Pw"}, {"password": "Other-Pw"}),
+    ({"ansible_winrm_pass": "Other-Pw2"}, {"password": "Other-Pw2"}),
+    ({"ansible_port": 5985}, {"scheme": "http", "port": 5985, "encrypt": True}),
+    ({"ansible_psrp_port": 8443}, {"scheme": "https", "port": 8443}),
+    ({"ansible_psrp_protocol": "http"}, {"scheme": "http", "port": 5985}),
+    ({"ansible_psrp_protocol": "https", "ansible_port": 5985}, {"scheme": "https", "port": 5985}),
+    ({"ansible_psrp_path": "/custom"}, {"path": "custom", "endpoint": "https://win01.corp.example:5986/custom"}),
+    ({"ansible_psrp_auth": "ntlm"}, {"auth": "ntlm"}),
+    ({"ansible_psrp_auth": "credssp"}, {"auth": "credssp"}),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_ca_cert": "/ca.pem"},
+     {"cert_validation": False, "ca_cert": None}),
+    ({"ansible_psrp_ca_cert": "/etc/ca.pem"}, {"cert_validation": True, "ca_cert": "/etc/ca.pem"}),
+    ({"ansible_psrp_cert_trust_path": "/etc/ca2.pem"}, {"ca_cert": "/etc/ca2.pem"}),
+    ({"ansible_psrp_connection_timeout": 7}, {"connection_timeout": 7.0}),
+    ({"ansible_psrp_read_timeout": 45, "ansible_psrp_operation_timeout": 40},
+     {"read_timeout": 45.0, "operation_timeout": 40}),
+    ({"ansible_psrp_reconnection_retries": 3}, {"reconnection_retries": 3}),
+    ({"ansible_psrp_connection_backoff": 5}, {"reconnection_backoff": 5.0}),
+    ({"ansible_psrp_reconnection_backoff": 4}, {"reconnection_backoff": 4.0}),
+    ({"ansible_psrp_message_encryption": "always"}, {"message_encryption": "always", "encrypt": True}),
+    ({"ansible_psrp_message_encryption": "never", "ansible_psrp_protocol": "http"}, {"encrypt": False}),
+    ({"ansible_psrp_auth": "certificate", "ansible_psrp_certificate_pem": "/c.pem",
+      "ansible_psrp_certificate_key_pem": "/k.pem", "ansible_psrp_certificate_key_password": "KeyPw"},
+     {"auth": "certificate", "certificate_pem": "/c.pem", "certificate_key_pem": "/k.pem",
+      "certificate_key_password": "KeyPw"}),
+    ({"ansible_psrp_credssp_auth_mechanism": "ntlm"}, {"credssp_auth_mechanism": "ntlm"}),
+    ({"ansible_psrp_credssp_disable_tlsv1_2": True}, {"credssp_disable_tlsv1_2": True}),
+    ({"ansible_psrp_credssp_minimum_version": 5}, {"credssp_minimum_version": 5}),
+    ({"ansible_psrp_negotiate_delegate": True}, {"negotiate_delegate": True}),
+    ({"ansible_psrp_negotiate_hostname_override": "win01.lab.test"}, {"negotiate_hostname_override": "win01.lab.test"}),
+    ({"ansible_psrp_negotiate_send_cbt": False}, {"negotiate_send_cbt": False}),
+    ({"ansible_psrp_negotiate_service": "HTTP"}, {"negotiate_service": "HTTP"}),
+    ({}, {"negotiate_service": "host", "negotiate_send_cbt": True, "max_envelope_size": 153600,
+          "operation_timeout": 20, "read_timeout": 30.0, "configuration_name": "Microsoft.PowerShell"}),
+    ({"ansible_psrp_max_envelope_size": 512000}, {"max_envelope_size": 512000}),
+    ({"ansible_psrp_configuration_name": "Lab.Restricted"}, {"configuration_name": "Lab.Restricted"}),
+    ({"ansible_psrp_no_profile": True}, {"no_profile": True}),
+    # proxy options
+    ({"ansible_psrp_proxy": "http://proxy.corp.example:3128"},
+     {"proxy.url": "http://proxy.corp.example:3128", "proxy.scheme": "http", "proxy.port": 3128,
+      "proxy.auth": None, "use_tunnel": True}),
+    ({"ansible_psrp_proxy": "https://proxy.corp.example", "ansible_psrp_proxy_ca_cert": "/proxy-ca.pem"},
+     {"proxy.scheme": "https", "proxy.port": 443, "proxy.ca_cert": "/proxy-ca.pem"}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm",
+      "ansible_psrp_proxy_user": "CORP\\svc", "ansible_psrp_proxy_password": "Proxy-Pw"},
+     {"proxy.auth": "ntlm", "proxy.username": "CORP\\svc", "proxy.password": "Proxy-Pw", "password": "Host-Pw1"}),
+    ({"ansible_psrp_proxy": "http://u%40x:p%3Aw@proxy:3128"},
+     {"proxy.auth": "basic", "proxy.username": "u@x", "proxy.password": "p:w", "proxy.url": "http://proxy:3128"}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "kerberos"},
+     {"proxy.auth": "kerberos", "proxy.username": None}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "digest",
+      "ansible_psrp_proxy_user": "d", "ansible_psrp_proxy_password": "Dpw"}, {"proxy.auth": "digest"}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_protocol": "http", "ansible_psrp_proxy_tunnel": True},
+     {"proxy.tunnel": True, "use_tunnel": True, "encrypt": True}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_protocol": "http"},
+     {"proxy.tunnel": False, "use_tunnel": False, "encrypt": True}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["*.corp.example"]}, {"proxy": None}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": "other, win01.corp.example"},
+     {"proxy": None}),
+    ({"ansible_host": "10.20.3.4", "ansible_psrp_proxy": "http://proxy:3128",
+      "ansible_psrp_proxy_bypass": ["10.20.0.0/16"]}, {"proxy": None}),
+    ({"ansible_host": "10.21.3.4", "ansible_psrp_proxy": "http://proxy:3128",
+      "ansible_psrp_proxy_bypass": ["10.20.0.0/16"]}, {"proxy.host": "proxy"}),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["*.other.example"]},
+     {"proxy.host": "proxy"}),
+]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("variables, expected", ROWS, ids=[",".join(r[0]) or "defaults" for r in ROWS])
+def test_inventory_variables_map_onto_the_session_spec(variables, expected):
+    spec = spec_for(variables)
+    for path, value in expected.items():
+        assert attr(spec, path) == value, path
+
+
+ENV = {"HTTPS_PROXY": "http://env-proxy:8080", "HTTP_PROXY": "http://env-http:8080", "NO_PROXY": "*.nope.example"}
+
+
+@pytest.mark.compat
+def test_environment_proxies_are_ignored_by_default_r7():
+    assert spec_for({}, ENV).proxy is None
+
+
+@pytest.mark.compat
+def test_environment_proxies_are_used_only_when_asked_r7():
+    spec = spec_for({"ansible_psrp_proxy_from_env": True}, ENV)
+    assert spec.proxy.url == "http://env-proxy:8080" and spec.proxy.source == "HTTPS_PROXY"
+    spec = spec_for({"ansible_psrp_proxy_from_env": True, "ansible_port": 5985}, ENV)
+    assert spec.proxy.url == "http://env-http:8080"
+
+
+@pytest.mark.compat
+def test_environment_no_proxy_is_honoured_r7():
+    spec = spec_for({"ansible_psrp_proxy_from_env": True, "ansible_host": "a.nope.example"}, ENV)
+    assert spec.proxy is None
+
+
+@pytest.mark.compat
+def test_ignore_proxy_beats_proxy_from_env():
+    assert spec_for({"ansible_psrp_proxy_from_env": True, "ansible_psrp_ignore_proxy": True}, ENV).proxy is None
+
+
+@pytest.mark.compat
+def test_inventory_proxy_wins_over_the_environment():
+    spec = spec_for({"ansible_psrp_proxy": "http://inv:3128", "ansible_psrp_proxy_from_env": True}, ENV)
+    assert spec.proxy.url == "http://inv:3128"
+
+
+# (inventory variables, words the error must contain)
+REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://u:p@proxy:3128"},
+     ("R1", "ansible_psrp_protocol=https")),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm",
+      "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("R1",)),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_tunnel": True,
+      "ansible_psrp_proxy_auth": "kerberos"}, ("R1",)),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://proxy:3128",
+      "ansible_psrp_message_encryption": "never"}, ("R3", "ansible_psrp_message_encryption")),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_auth": "basic",
+      "ansible_psrp_message_encryption": "never"}, ("R3", "ansible_psrp_auth=basic")),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_tunnel": True,
+      "ansible_psrp_message_encryption": "never"}, ("R3",)),
+    ({"ansible_psrp_auth": "basic", "ansible_psrp_message_encryption": "always"}, ("message_encryption=always",)),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_auth": "credssp"}, ("credssp", "HTTPS")),
+    ({"ansible_psrp_auth": "certificate"}, ("ansible_psrp_certificate_pem",)),
+    ({"ansible_port": 70000}, ("ansible_port",)),
+    ({"ansible_port": "abc"}, ("ansible_port",)),
+    ({"ansible_psrp_proxy": "proxy:3128"}, ("ansible_psrp_proxy", "no scheme")),
+    ({"ansible_psrp_proxy": "ftp://proxy:21"}, ("ansible_psrp_proxy", "ftp")),
+    ({"ansible_psrp_proxy": "http://proxy:99999"}, ("ansible_psrp_proxy", "port")),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["10.0.0.0/33"]},
+     ("ansible_psrp_proxy_bypass", "10.0.0.0/33")),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["bad host"]},
+     ("ansible_psrp_proxy_bypass",)),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_ca_cert": "/ca.pem"},
+     ("ansible_psrp_proxy_ca_cert", "https://")),
+    ({"ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("ansible_psrp_proxy",)),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm"},
+     ("ansible_psrp_proxy_user", "ansible_psrp_proxy_password")),
+    ({"ansible_psrp_proxy": "socks5://proxy:1080", "ansible_psrp_proxy_auth": "ntlm",
+      "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("SOCKS5",)),
+    ({"ansible_psrp_read_timeout": 10, "ansible_psrp_operation_timeout": 20},
+     ("ansible_psrp_read_timeout", "ansible_psrp_operation_timeout")),
+    ({"ansible_host": "https://win01:5986/wsman"}, ("ansible_host",)),
+    ({"ansible_psrp_max_envelope_size": 10}, ("ansible_psrp_max_envelope_size",)),
+]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("variables, words", REFUSED, ids=[str(i) for i in range(len(REFUSED))])
+def test_refused_settings_name_the_variable_and_the_fix(variables, words):
+    # Ansible's own type checks (e.g. a port that is not a number) come first and name the variable too.
+    with pytest.raises((ConfigError, AnsibleError)) as err:
+        spec_for(variables)
+    for word in words:
+        assert word in str(err.value)
+    # the error never carries a secret
+    for secret in ("Host-Pw1", ":p@", "Proxy-Pw"):
+        assert secret not in str(err.value)
+
+
+@pytest.mark.compat
+def test_refusal_surfaces_as_ansible_error_before_any_connection(tmp_path):
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**BASE, "ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://u:p@127.0.0.1:9",
+                                  "ansible_psrp_persist_dir": str(tmp_path)})
+    with pytest.raises(AnsibleError, match="R1"):
+        conn._connect()
+    assert conn._runner is None and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.compat
+def test_secrets_stay_out_of_the_spec_repr_and_description():
+    spec = spec_for({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "pu",
+                     "ansible_psrp_proxy_password": "Proxy-Pw"})
+    text = repr(spec) + repr(spec.proxy) + str(spec.describe())
+    assert "Host-Pw1" not in text and "Proxy-Pw" not in text
+
+
+@pytest.mark.compat
+def test_pin_key_changes_with_any_credential_and_is_keyed():
+    a = spec_for({})
+    b = spec_for({"ansible_password": "Other"})
+    c = spec_for({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "x",
+                  "ansible_psrp_proxy_password": "y"})
+    d = spec_for({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "x",
+                  "ansible_psrp_proxy_password": "z"})
+    key = b"k" * 32
+    assert a.pin_key(key) == spec_for({}).pin_key(key)
+    assert len({a.pin_key(key), b.pin_key(key), c.pin_key(key), d.pin_key(key)}) == 4
+    assert a.pin_key(key) != a.pin_key(b"j" * 32)
+
+
+@pytest.mark.compat
+def test_wire_form_round_trips():
+    spec = spec_for({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_proxy_auth": "ntlm",
+                     "ansible_psrp_proxy_user": "x", "ansible_psrp_proxy_password": "y"})
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
+
+    assert SessionSpec.from_wire(spec.to_wire()) == spec
