@@ -1,0 +1,195 @@
+"""Run one lab daemon (squid, tinyproxy, mitmdump, an auth helper server) with bounded start and stop.
+
+The daemon gets its own process group, its stdout/stderr go to a log file, its
+environment carries no proxy variables, and start() returns only once its port
+accepts TCP connections (or raises with the log tail after a bounded wait).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+# Proxy variables would send a daemon's own traffic somewhere else; lab daemons never want them.
+_PROXY_ENV = {"http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"}
+
+
+class DaemonStartError(RuntimeError):
+    """A lab daemon did not come up in time; the message carries its log tail."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that is free on host right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True if a TCP connection to host:port succeeds now."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: pathlib.Path, lines: int = 30) -> str:
+    """The last lines of a log file, or a note that it does not exist."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without proxy variables, plus extra (paths only, never secrets)."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in _PROXY_ENV}
+    env.update(extra or {})
+    return env
+
+
+def user_can_traverse(path: pathlib.Path, uid: int, gids: set[int]) -> bool:
+    """True if a process with uid/gids may enter path and every parent (checks mode bits only)."""
+    for p in [path, *path.parents]:
+        try:
+            st = p.stat()
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def unprivileged_account(name: str) -> pwd.struct_passwd | None:
+    """The account a daemon started as root drops to, or None when we are not root (no drop happens)."""
+    if os.geteuid() != 0:
+        return None
+    return pwd.getpwnam(name)
+
+
+def runtime_dir(workdir: pathlib.Path, name: str, account: pwd.struct_passwd | None) -> pathlib.Path:
+    """A directory for a daemon's conf, logs and pid that the daemon's (dropped) user owns.
+
+    Under workdir when that user can reach it; otherwise (root's 0700 pytest
+    tmp dirs) a fresh directory in the system temp dir, which the caller removes.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    if account is None:
+        path = workdir / name
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+    gids = {account.pw_gid, *os.getgrouplist(account.pw_name, account.pw_gid)}
+    if user_can_traverse(workdir, account.pw_uid, gids):
+        path = workdir / name
+        path.mkdir(mode=0o700, exist_ok=True)
+    else:
+        path = pathlib.Path(tempfile.mkdtemp(prefix=f"lab-{name}-"))
+        link = workdir / name
+        if link.is_symlink() or not link.exists():
+            link.unlink(missing_ok=True)
+            link.symlink_to(path)  # so a person debugging finds the daemon's files from the workdir
+    os.chown(path, account.pw_uid, account.pw_gid)
+    os.chmod(path, 0o700)
+    return path
+
+
+def give_to(path: pathlib.Path, account: pwd.struct_passwd | None, mode: int = 0o600) -> None:
+    """Make a file the daemon's user's own, readable by it alone."""
+    if account is not None:
+        os.chown(path, account.pw_uid, account.pw_gid)
+    os.chmod(path, mode)
+
+
+class Daemon:
+    """One daemon process: its own process group, its output in log_path, a bounded start and stop."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, log_path: pathlib.Path,
+                 cwd: pathlib.Path | None = None, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.env = env if env is not None else clean_env()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, ready: Callable[[], bool], *, timeout: float = START_TIMEOUT_S,
+              extra_logs: Sequence[pathlib.Path] = ()) -> None:
+        """Start the process and poll ready() until it is true; raise DaemonStartError after timeout."""
+        if self.running:
+            return
+        with open(self.log_path, "ab") as out:
+            self._proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=self.cwd, env=self.env, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                log.debug("%s started (pid %d)", self.name, self._proc.pid)
+                return
+            if self._proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        code = self._proc.poll()
+        self.stop()
+        tails = "\n".join(f"--- {p}:\n{log_tail(p)}" for p in [self.log_path, *extra_logs])
+        state = f"exited with {code}" if code is not None else f"not ready after {timeout:.0f} s"
+        raise DaemonStartError(f"{self.name} {state}: {' '.join(self.argv)}\n{tails}")
+
+    def wait_for_port(self, host: str, port: int, *, timeout: float = START_TIMEOUT_S,
+                      extra_logs: Sequence[pathlib.Path] = ()) -> None:
+        """start() with readiness meaning 'host:port accepts a TCP connection'."""
+        self.start(lambda: port_accepts(host, port), timeout=timeout, extra_logs=extra_logs)
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM the process group, SIGKILL it after timeout; return the exit code."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s of SIGTERM; killing it", self.name, timeout)
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=timeout)
+        # helpers the daemon forked may outlive it in its group; they have no business left
+        _signal_group(proc.pid, signal.SIGKILL)
+        return proc.returncode
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
