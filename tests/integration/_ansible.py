@@ -1,0 +1,103 @@
+"""Run real `ansible-playbook` subprocesses against the lab and read their results.
+
+Inventories are written to a private (0700) directory per run: they hold the lab's throwaway
+test users' passwords, which are test data; the plugin's own secrets never reach files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import typing as t
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+VENV_BIN = pathlib.Path(sys.executable).parent
+
+
+@dataclasses.dataclass
+class PlaybookRun:
+    rc: int
+    stdout: str
+    stderr: str
+    results: dict[str, t.Any]  # the json callback's document
+
+    def task_results(self, host: str | None = None) -> list[dict[str, t.Any]]:
+        """Every task result, in order, for one host (or the only host)."""
+        out = []
+        for play in self.results.get("plays", []):
+            for task in play.get("tasks", []):
+                hosts = task.get("hosts", {})
+                if host is None:
+                    out.extend({"task": task["task"]["name"], **r} for r in hosts.values())
+                elif host in hosts:
+                    out.append({"task": task["task"]["name"], **hosts[host]})
+        return out
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        return self.results.get("stats", {})
+
+    def assert_ok(self) -> None:
+        assert self.rc == 0, f"ansible-playbook failed rc={self.rc}\nSTDOUT:\n{self.stdout[-6000:]}\nSTDERR:\n{self.stderr[-4000:]}"
+
+
+def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, t.Any]], group_vars: dict[str, t.Any]) -> pathlib.Path:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / "inventory.yml"
+    doc = {"windows": {"hosts": hosts, "vars": group_vars}}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f)
+    return path
+
+
+def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for ansible-playbook: this checkout's collection, no stray proxies, private dirs."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    env.update(
+        {
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "tests" / "integration" / "callback_plugins"),
+            "ANSIBLE_CALLBACKS_ENABLED": "record_results",
+            "PINNED_TEST_RESULTS": str(workdir / "results.json"),
+            "ANSIBLE_HOME": str(workdir / "ansible-home"),
+            "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
+            "ANSIBLE_PSRP_PERSIST_DIR": str(workdir / "pc"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_DEPRECATION_WARNINGS": "0",
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        }
+    )
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_playbook(
+    playbook: pathlib.Path | str,
+    inventory: pathlib.Path,
+    workdir: pathlib.Path,
+    *,
+    env: dict[str, str] | None = None,
+    extra_args: t.Sequence[str] = (),
+    timeout: float = 300,
+) -> PlaybookRun:
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra_args]
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=base_env(workdir, env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    results_path = pathlib.Path(base_env(workdir, env)["PINNED_TEST_RESULTS"])
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        results_path.unlink()
+    except (OSError, ValueError):
+        results = {}
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
