@@ -1,0 +1,440 @@
+"""HTTP authentication providers, one shape for the host and for the proxy (R2).
+
+A provider turns the challenges of a 401 (``WWW-Authenticate``) or a 407
+(``Proxy-Authenticate``) into the next ``Authorization`` or
+``Proxy-Authorization`` value. The transport decides which header pair a
+provider serves, so a provider built from proxy credentials can only ever talk
+to the proxy and one built from host credentials only to the host.
+
+The token work is done by libraries: pyspnego (NTLM, Negotiate, Kerberos,
+CredSSP) and requests' HTTPDigestAuth (Digest). What is written here by hand
+is the challenge parser: neither requests nor urllib3 parses a header that
+carries several challenges (``Negotiate, NTLM, Basic realm="x"``).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import ssl
+import typing as t
+
+import spnego
+import spnego.channel_bindings
+import spnego.tls
+from requests.auth import HTTPDigestAuth
+
+from ._errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+CERTIFICATE_AUTH_HEADER = "http://schemas.dmtf.org/wbem/wsman/1/wsman/secprofile/https/mutual"
+
+# WinRM message encryption protocol names (same strings as pypsrp.encryption.WinRMEncryption).
+ENC_SPNEGO = "application/HTTP-SPNEGO-session-encrypted"
+ENC_KERBEROS = "application/HTTP-Kerberos-session-encrypted"
+ENC_CREDSSP = "application/HTTP-CredSSP-session-encrypted"
+
+_TCHAR = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class AuthRejected(Exception):
+    """The provider has no answer left for the peer's challenge (credentials refused or scheme missing)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Challenge:
+    """One challenge of a WWW-Authenticate / Proxy-Authenticate header."""
+
+    scheme: str  # as the peer spelled it (Negotiate, NTLM, Digest, ...)
+    token: str | None = None  # token68 (base64 auth data), if any
+    params: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.scheme.lower()
+
+
+def parse_challenges(values: t.Iterable[str]) -> list[Challenge]:
+    """Parse header values into challenges (RFC 9110 11.6.1: scheme [token68 | #auth-param])."""
+    result: list[Challenge] = []
+    for value in values:
+        result.extend(_parse_one(value))
+    return result
+
+
+def _parse_one(value: str) -> list[Challenge]:
+    items: list[Challenge] = []
+    pos, end = 0, len(value)
+
+    def skip(chars: str) -> None:
+        nonlocal pos
+        while pos < end and value[pos] in chars:
+            pos += 1
+
+    def token() -> str:
+        nonlocal pos
+        start = pos
+        while pos < end and value[pos] in _TCHAR:
+            pos += 1
+        return value[start:pos]
+
+    def quoted() -> str:
+        nonlocal pos
+        pos += 1
+        out = []
+        while pos < end and value[pos] != '"':
+            if value[pos] == "\\" and pos + 1 < end:
+                pos += 1
+            out.append(value[pos])
+            pos += 1
+        pos += 1
+        return "".join(out)
+
+    for _ in range(len(value) + 1):  # bounded: every turn consumes input
+        skip(" \t,")
+        if pos >= end:
+            break
+        scheme = token()
+        if not scheme:
+            pos += 1
+            continue
+        skip(" \t")
+        params: dict[str, str] = {}
+        # token68 (base64 data, '=' padding) when nothing but ',' or the end follows it
+        start = pos
+        while pos < end and (value[pos] in _TCHAR or value[pos] == "/"):
+            pos += 1
+        while pos < end and value[pos] == "=":
+            pos += 1
+        rest = value[pos:].lstrip(" \t")
+        if pos > start and (not rest or rest.startswith(",")):
+            items.append(Challenge(scheme, value[start:pos], params))
+            continue
+        pos = start
+        # auth-params: name=value pairs until the next bare token (next scheme)
+        for _ in range(len(value) + 1):
+            skip(" \t,")
+            mark = pos
+            name = token()
+            skip(" \t")
+            if not name or pos >= end or value[pos] != "=":
+                pos = mark
+                break
+            pos += 1
+            skip(" \t")
+            params[name.lower()] = quoted() if pos < end and value[pos] == '"' else token()
+        items.append(Challenge(scheme, None, params))
+    return items
+
+
+def offered(challenges: t.Iterable[Challenge]) -> tuple[str, ...]:
+    """The scheme names a peer offered, for error messages (never tokens)."""
+    seen: list[str] = []
+    for ch in challenges:
+        if ch.scheme not in seen:
+            seen.append(ch.scheme)
+    return tuple(seen)
+
+
+class AuthProvider:
+    """Base: the next credential header for a challenge."""
+
+    #: a provider whose state survives a new TCP connection (Basic, Digest)
+    resumable = False
+    #: WinRM message encryption protocol once complete, None if the scheme cannot encrypt
+    encryption_protocol: str | None = None
+
+    def __init__(self) -> None:
+        self.complete = False
+        self.label = ""
+
+    def preemptive(self) -> str | None:
+        """A header value to send on every request before any challenge, or None."""
+        return None
+
+    def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
+        """The header value answering ``challenges``; raises AuthRejected when there is none."""
+        raise NotImplementedError
+
+    def finish(self, challenges: list[Challenge]) -> None:
+        """Consume a final token sent with the success answer (mutual authentication)."""
+        self.complete = True
+
+    @property
+    def context(self) -> t.Any:
+        return None
+
+
+class BasicAuth(AuthProvider):
+    resumable = True
+
+    def __init__(self, username: str | None, password: str | None, *, send_first: bool) -> None:
+        super().__init__()
+        if not username or password is None:
+            raise ConfigError("basic authentication needs a user name and a password.")
+        self.label = "Basic"
+        self._value = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._send_first = send_first
+        self._sent = False
+
+    def preemptive(self) -> str | None:
+        # the host's Basic rides on every request (as pypsrp does); the proxy's waits for a 407
+        return self._value if self._send_first else None
+
+    def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
+        if self._sent or not any(c.name == "basic" for c in challenges):
+            raise AuthRejected("basic")
+        self._sent = True
+        return self._value
+
+
+class DigestAuth(AuthProvider):
+    """Digest through requests' own header builder (RFC 2617/7616 hashing, nonce counting)."""
+
+    resumable = True
+
+    def __init__(self, username: str | None, password: str | None) -> None:
+        super().__init__()
+        if not username or password is None:
+            raise ConfigError("digest authentication needs a user name and a password.")
+        self.label = "Digest"
+        self._digest = HTTPDigestAuth(username, password)
+        self._digest.init_per_thread_state()
+        self._answered_nonce: str | None = None
+
+    def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
+        chal = next((c for c in challenges if c.name == "digest"), None)
+        if chal is None or "nonce" not in chal.params:
+            raise AuthRejected("digest")
+        stale = chal.params.get("stale", "").lower() == "true"
+        if self._answered_nonce is not None and not stale and self._answered_nonce == chal.params["nonce"]:
+            raise AuthRejected("digest")
+        self._digest._thread_local.chal = dict(chal.params, realm=chal.params.get("realm", ""))
+        # requests hashes urlparse(url).path as the digest-uri; "x:<target>" makes that the exact
+        # request target, including the authority form "host:port" of CONNECT.
+        header = self._digest.build_digest_header(method, f"x:{target}")
+        if header is None:
+            raise AuthRejected("digest (unsupported algorithm or qop)")
+        self._answered_nonce = chal.params["nonce"]
+        return header
+
+
+class CertificateAuth(AuthProvider):
+    """WinRM certificate auth: the TLS client certificate does the work; the header names the profile."""
+
+    resumable = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.label = "certificate"
+
+    def preemptive(self) -> str | None:
+        return CERTIFICATE_AUTH_HEADER
+
+    def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
+        raise AuthRejected("certificate")
+
+
+class SpnegoAuth(AuthProvider):
+    """NTLM, Negotiate or Kerberos through a pyspnego initiator context (connection bound)."""
+
+    def __init__(
+        self,
+        username: str | None,
+        password: str | None,
+        *,
+        protocol: str,
+        hostname: str,
+        service: str,
+        labels: t.Sequence[str],
+        delegate: bool = False,
+        wrap: bool = False,
+        channel_bindings: bytes | None = None,
+    ) -> None:
+        super().__init__()
+        self._username = username
+        self._password = password
+        self._protocol = protocol
+        self._hostname = hostname
+        self._service = service
+        self._labels = tuple(labels)
+        self._delegate = delegate
+        self._wrap = wrap
+        self._cbt = channel_bindings
+        self._context: spnego.ContextProxy | None = None
+
+    @property
+    def context(self) -> spnego.ContextProxy | None:
+        return self._context
+
+    def _new_context(self) -> spnego.ContextProxy:
+        context_req = spnego.ContextReq.default
+        if self._delegate:
+            context_req |= spnego.ContextReq.delegate
+        bindings = None
+        if self._cbt:
+            bindings = spnego.channel_bindings.GssChannelBindings(application_data=self._cbt)
+        return spnego.client(
+            self._username,
+            self._password,
+            hostname=self._hostname,
+            service=self._service,
+            channel_bindings=bindings,
+            context_req=context_req,
+            protocol=self._protocol,
+            options=spnego.NegotiateOptions.wrapping_winrm if self._wrap else spnego.NegotiateOptions.none,
+        )
+
+    def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
+        if self._context is None:
+            names = {c.name: c for c in challenges}
+            label = next((lab for lab in self._labels if lab.lower() in names), None)
+            if label is None:
+                raise AuthRejected(self._protocol)
+            self.label = label
+            self._context = self._new_context()
+            in_token = None
+        else:
+            chal = next((c for c in challenges if c.name == self.label.lower()), None)
+            if chal is None or not chal.token:
+                raise AuthRejected(self._protocol)  # a bare challenge again: the credentials were refused
+            in_token = base64.b64decode(chal.token)
+        try:
+            out_token = self._context.step(in_token)
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthRejected(f"{self._protocol}: {e.message if hasattr(e, 'message') else type(e).__name__}") from e
+        if not out_token:
+            raise AuthRejected(self._protocol)
+        return f"{self.label} {base64.b64encode(out_token).decode()}"
+
+    def finish(self, challenges: list[Challenge]) -> None:
+        chal = next((c for c in challenges if c.name == self.label.lower()), None)
+        if self._context is not None and not self._context.complete and chal is not None and chal.token:
+            self._context.step(base64.b64decode(chal.token))  # mutual auth (Kerberos AP-REP)
+        self.complete = True
+
+    @property
+    def encryption_protocol(self) -> str | None:  # type: ignore[override]
+        return ENC_KERBEROS if self.label.lower() == "kerberos" else ENC_SPNEGO
+
+
+class CredSSPAuth(SpnegoAuth):
+    """CredSSP through pyspnego's CredSSP initiator (TLS inside the HTTP headers, then credential delegation)."""
+
+    def __init__(
+        self,
+        username: str | None,
+        password: str | None,
+        *,
+        hostname: str,
+        auth_mechanism: str = "auto",
+        disable_tlsv1_2: bool = False,
+        minimum_version: int = 2,
+    ) -> None:
+        if not username or password is None:
+            raise ConfigError("credssp authentication needs a user name and a password (ansible_user, ansible_password).")
+        super().__init__(username, password, protocol="credssp", hostname=hostname, service="HTTP", labels=("CredSSP",))
+        self._mechanism = auth_mechanism
+        self._disable_tlsv1_2 = disable_tlsv1_2
+        self._minimum_version = minimum_version
+
+    def _new_context(self) -> spnego.ContextProxy:
+        kwargs: dict[str, t.Any] = {}
+        if self._mechanism in ("kerberos", "ntlm"):
+            kwargs["credssp_negotiate_context"] = spnego.client(
+                self._username, self._password, hostname=self._hostname, service="HTTP", protocol=self._mechanism
+            )
+        elif self._mechanism not in ("auto", "negotiate"):
+            raise ConfigError(
+                f"ansible_psrp_credssp_auth_mechanism: {self._mechanism!r} is not one of auto, ntlm, kerberos."
+            )
+        if self._disable_tlsv1_2:
+            tls = spnego.tls.default_tls_context(usage="initiate")
+            tls.context.minimum_version = ssl.TLSVersion.TLSv1  # servers without TLS 1.2 (old Windows)
+            kwargs["credssp_tls_context"] = tls
+        if self._minimum_version > 2:
+            kwargs["credssp_min_protocol"] = self._minimum_version
+        return spnego.client(
+            self._username, self._password, hostname=self._hostname, service="HTTP", protocol="credssp", **kwargs
+        )
+
+    def finish(self, challenges: list[Challenge]) -> None:
+        self.complete = True
+
+    @property
+    def encryption_protocol(self) -> str | None:  # type: ignore[override]
+        return ENC_CREDSSP
+
+
+# Header names each scheme order prefers: the host like pypsrp (Negotiate first, it
+# carries raw NTLM/Kerberos tokens too); a proxy by its own name first (Squid runs a
+# separate helper per scheme, and its Negotiate helper is often Kerberos only).
+_HOST_LABELS = ("Negotiate", "Kerberos", "NTLM")
+_PROXY_LABELS = {
+    "ntlm": ("NTLM", "Negotiate"),
+    "negotiate": ("Negotiate",),
+    "kerberos": ("Negotiate", "Kerberos"),
+}
+
+
+def host_provider(spec: t.Any, *, channel_bindings: bytes | None) -> AuthProvider:
+    """The provider for the Windows host, from the host settings of a SessionSpec only (R2)."""
+    auth = spec.auth
+    if auth == "basic":
+        return BasicAuth(spec.username, spec.password, send_first=True)
+    if auth == "certificate":
+        return CertificateAuth()
+    if auth in ("ntlm", "negotiate", "kerberos"):
+        return SpnegoAuth(
+            spec.username,
+            spec.password,
+            protocol=auth,
+            hostname=spec.negotiate_hostname_override or spec.host,
+            service=spec.negotiate_service or "HTTP",
+            labels=_HOST_LABELS,
+            delegate=spec.negotiate_delegate,
+            wrap=spec.encrypt,
+            channel_bindings=channel_bindings if spec.negotiate_send_cbt else None,
+        )
+    if auth == "credssp":
+        return CredSSPAuth(
+            spec.username,
+            spec.password,
+            hostname=spec.host,
+            auth_mechanism=spec.credssp_auth_mechanism,
+            disable_tlsv1_2=spec.credssp_disable_tlsv1_2,
+            minimum_version=spec.credssp_minimum_version,
+        )
+    raise ConfigError(f"ansible_psrp_auth: {auth!r} is not supported.")
+
+
+def proxy_provider(proxy: t.Any) -> AuthProvider | None:
+    """The provider for the proxy, from the ProxySpec's own credentials only (R2)."""
+    auth = proxy.auth
+    if not auth:
+        return None
+    if auth == "basic":
+        return BasicAuth(proxy.username, proxy.password, send_first=False)
+    if auth == "digest":
+        return DigestAuth(proxy.username, proxy.password)
+    if auth in _PROXY_LABELS:
+        return SpnegoAuth(
+            proxy.username,
+            proxy.password,
+            protocol=auth,
+            hostname=proxy.negotiate_hostname or proxy.host,
+            service=proxy.negotiate_service or "HTTP",
+            labels=_PROXY_LABELS[auth],
+        )
+    raise ConfigError(f"ansible_psrp_proxy_auth: {auth!r} is not one of basic, digest, ntlm, negotiate, kerberos.")
+
+
+def certificate_binding(der: bytes | None) -> bytes | None:
+    """tls-server-end-point channel binding data (RFC 5929) of the host's certificate."""
+    if not der:
+        return None
+    from pypsrp.negotiate import HTTPNegotiateAuth  # reuse pypsrp's hash choice (SHA-256 for MD5/SHA-1 certs)
+
+    return b"tls-server-end-point:" + HTTPNegotiateAuth._get_certificate_hash(der)

@@ -1,0 +1,637 @@
+"""WinRMTransport: WinRM over one held HTTP/1.1 connection, direct or through a proxy.
+
+pypsrp's ``WSMan`` calls ``transport.send(xml, retries_on_read_timeout=, timeout=)``
+and reads ``transport.endpoint``; this class gives it exactly that, with the
+proxy rules of design.md built in:
+
+R2  the proxy's provider only fills ``Proxy-Authorization`` on CONNECT; the host's
+    provider only fills ``Authorization`` on requests inside the tunnel (or
+    directly). Forward proxying (http endpoint, no tunnel) never carries
+    ``Proxy-Authorization`` (R1 leaves no proxy credentials there).
+R4  one TCP connection, the whole handshake on it, every message after it.
+R5  affinity loss is detected (fresh 401 on an authenticated connection, close
+    after the handshake or while idle, reset while writing) and repaired by
+    re-opening only where resending is safe; through a forward proxy it is
+    reported as the proxy's fault.
+R6  every re-authentication is counted in ``stats["reauths"]`` and reported
+    through ``events``.
+
+See docs/transport.md for the connection life and the decisions behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import ssl
+import tempfile
+import time
+import typing as t
+
+from pypsrp.encryption import WinRMEncryption
+from pypsrp.exceptions import WinRMTransportError
+
+from ._connection import (
+    ConnectionLost,
+    HTTPConnection,
+    PrefixedStream,
+    Response,
+    SocketStream,
+    Stream,
+    TLSStream,
+    start_tls,
+)
+from ._errors import (
+    AffinityLostError,
+    ConfigError,
+    HostAuthError,
+    HostError,
+    ProxyAuthError,
+    ProxyError,
+    ReadTimeoutError,
+    TransportError,
+)
+from ._httpauth import (
+    AuthProvider,
+    AuthRejected,
+    BasicAuth,
+    CertificateAuth,
+    certificate_binding,
+    host_provider,
+    offered,
+    parse_challenges,
+    proxy_provider,
+)
+
+if t.TYPE_CHECKING:
+    from ._spec import ProxySpec, SessionSpec
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "pinned.winrm (pypsrp)"
+_SOAP = "application/soap+xml;charset=UTF-8"
+_BOUNDARY = re.compile(r'boundary=["\']?([^"\';]+)["\']?')
+_MAX_LEGS = 10  # no HTTP auth scheme needs more legs; bounds a misbehaving peer
+
+EventSink = t.Callable[[str, str], None]
+
+
+class _Resend(Exception):
+    """Internal: the connection was lost at a point where the request had no effect on the host."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+# Reasons that prove the path keeps no client-to-host affinity (R5); a forward proxy cannot be repaired.
+_AFFINITY_REASONS = frozenset(
+    {"closed after the handshake", "fresh 401 on an authenticated connection", "closed during the handshake"}
+)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class WinRMTransport:
+    """WinRM messages over one held connection (R4), with proxy and host authentication (R2) and R5 repair."""
+
+    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+        self.spec = spec
+        self.endpoint: str = spec.endpoint
+        self._events = events
+        proxy = spec.proxy
+        if proxy is not None and proxy.scheme not in ("http", "https"):
+            raise ConfigError(
+                f"ansible_psrp_proxy: {proxy.scheme}:// proxies are not supported by this transport yet; "
+                "use an http:// or https:// proxy."
+            )
+        self._forward = proxy is not None and not spec.use_tunnel
+        self._authority = f"{_bracket(spec.host)}:{spec.port}"
+        path = "/" + spec.path.lstrip("/")
+        # absolute-form through a forward proxy (RFC 9112 3.2.2), origin-form otherwise
+        self._target = f"{spec.scheme}://{self._authority}{path}" if self._forward else path
+        self.stats: dict[str, t.Any] = {
+            "tcp_connects": 0,
+            "tls_handshakes": 0,
+            "proxy_handshakes": 0,
+            "host_handshakes": 0,
+            "reauths": {},
+            "requests": 0,
+            "messages": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+        }
+        self._conn: HTTPConnection | None = None
+        self._ready = False  # the held connection finished its host authentication
+        self._sockets: list[SocketStream] = []
+        self._host_auth: AuthProvider | None = None
+        self._encryption: WinRMEncryption | None = None
+        self._cbt: bytes | None = None
+        self._messages_on_conn = 0
+        self._host_ctx: ssl.SSLContext | None = None
+        self._proxy_ctx: ssl.SSLContext | None = None
+        log.debug(
+            "WinRM transport for %s (auth %s, encrypt %s, proxy %s, %s)",
+            self.endpoint,
+            spec.auth,
+            spec.encrypt,
+            proxy.url if proxy else None,
+            "tunnel" if spec.use_tunnel else ("forward" if proxy else "direct"),
+        )
+
+    # -- public -------------------------------------------------------------
+
+    def send(
+        self,
+        message: bytes,
+        *,
+        retries_on_read_timeout: int = 0,
+        timeout: float | tuple[float, float] | None = None,
+    ) -> bytes:
+        """Send one WS-Management message and return the host's answer (decrypted).
+
+        Opens and authenticates the connection on first use. Re-opens it (R5)
+        only where resending is safe; raises a PinnedError naming the party that
+        failed, or pypsrp's WinRMTransportError for a host error answer with a body
+        (so WSMan can parse the WSManFault).
+        """
+        read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
+        budget = max(1, self.spec.reconnection_retries + 1)
+        reopens = 0
+        read_timeouts = 0
+        for _ in range(budget + retries_on_read_timeout + 1):
+            try:
+                return self._send_once(message, read_timeout)
+            except _Resend as e:
+                self._drop()
+                if self._forward and e.reason in _AFFINITY_REASONS:
+                    self._emit("affinity_lost", f"{e.reason} through forward proxy {self._proxy_url()}")
+                    raise AffinityLostError(
+                        f"The forward proxy {self._proxy_url()} lost the connection to the Windows host "
+                        f"{self._authority} ({e.reason}: {e.detail}); it does not keep one client connection "
+                        "mapped to one host connection, which WinRM authentication needs (R5). Use "
+                        "`ansible_psrp_protocol: https` (a CONNECT tunnel) or `ansible_psrp_proxy_tunnel: true`."
+                    ) from None
+                if reopens >= budget:
+                    raise TransportError(
+                        f"The connection to the Windows host {self._authority}{self._via()} kept failing "
+                        f"({e.reason}: {e.detail}); gave up after {reopens} re-open(s) "
+                        "(ansible_psrp_reconnection_retries)."
+                    ) from None
+                if reopens:
+                    time.sleep(self.spec.reconnection_backoff * (2 ** (reopens - 1)))
+                reopens += 1
+                self._count_reauth(e.reason)
+                kind = "affinity_lost" if e.reason in _AFFINITY_REASONS else "reauth"
+                self._emit(kind, f"{e.reason}; re-opening{self._via()} and re-authenticating (attempt {reopens}/{budget})")
+            except ReadTimeoutError:
+                self._drop()
+                if read_timeouts >= retries_on_read_timeout:
+                    raise
+                read_timeouts += 1
+                self._count_reauth("read timeout")
+                self._emit("reconnect", f"read timeout, retry {read_timeouts}/{retries_on_read_timeout} on a new connection")
+                time.sleep(self.spec.reconnection_backoff * (2 ** (read_timeouts - 1)))
+            except BaseException:
+                if self._conn is not None and not self._conn.reusable:
+                    self._drop()
+                raise
+        raise TransportError(f"The Windows host {self._authority} could not be reached{self._via()}.")
+
+    def close(self) -> None:
+        """Close the held connection (the next send opens a new one)."""
+        if self._conn is not None:
+            self._drop()
+            self._emit("close", f"closed the connection to {self._authority}{self._via()}")
+
+    # -- connection life ----------------------------------------------------
+
+    def _send_once(self, message: bytes, timeout: float | None) -> bytes:
+        if self._conn is None or not self._ready:
+            self._drop()
+            try:
+                self._open()
+                self._authenticate()
+            except BaseException:
+                self._drop()
+                raise
+            self._ready = True
+        assert self._conn is not None
+        # before writing: a peer that closed (after the handshake or while idle) is found here, where resending is safe
+        state = self._conn.idle_state()
+        if state != "open":
+            reason = "closed after the handshake" if self._messages_on_conn == 0 else "closed while idle"
+            peer = "proxy" if self.spec.proxy else "Windows host"
+            what = "closed" if state == "closed" else "sent unrequested data on"
+            raise _Resend(reason, f"the {peer} {what} the connection")
+        assert self._conn is not None
+        headers = self._base_headers()
+        per_request = self._host_auth.preemptive() if self._host_auth is not None else None
+        if per_request:
+            headers.append(("Authorization", per_request))
+        if self._encryption is not None:
+            content_type, payload = self._encryption.wrap_message(message)
+            headers.append(
+                ("Content-Type", f'{content_type};protocol="{self._encryption.protocol}";boundary="Encrypted Boundary"')
+            )
+        else:
+            payload = message
+            headers.append(("Content-Type", _SOAP))
+        resp = self._request("POST", self._target, headers, payload, timeout=timeout or self.spec.read_timeout)
+        self._messages_on_conn += 1
+        self.stats["messages"] += 1
+        if resp.status == 401:
+            if self._host_auth is not None and not isinstance(self._host_auth, (BasicAuth, CertificateAuth)):
+                raise _Resend("fresh 401 on an authenticated connection", "the host no longer knows this connection's authentication")
+            raise self._host_auth_error(resp, rejected=True)
+        self._check_proxy_answer(resp)
+        body = self._decrypt(resp)
+        if resp.status >= 400:
+            self._raise_host_status(resp, body)
+        if self._encryption is not None and body and not self._was_encrypted(resp):
+            raise TransportError(
+                f"The answer from {self._authority}{self._via()} was not encrypted although WinRM message "
+                "encryption is on (R3); refusing it."
+            )
+        return body
+
+    def _request(
+        self,
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout: float | None,
+        handshake: bool = False,
+    ) -> Response:
+        assert self._conn is not None
+        try:
+            resp = self._conn.request(method, target, headers, body, timeout=timeout)
+        except ConnectionLost as e:
+            self._account()
+            self._drop()
+            if handshake:  # an empty handshake POST has no effect on the host: always safe to resend
+                raise _Resend("closed during the handshake", str(e)) from None
+            if not e.request_complete:
+                raise _Resend("reset while writing", str(e)) from None
+            raise TransportError(
+                f"The connection to {self._authority}{self._via()} was lost after the request was sent and "
+                f"before any answer ({e}); the outcome on the host is unknown, so it was not resent."
+            ) from None
+        except ReadTimeoutError as e:
+            self._account()
+            self._drop()
+            raise ReadTimeoutError(f"Waiting for the Windows host {self._authority}{self._via()}: {e}") from None
+        self.stats["requests"] += 1
+        self._account()
+        log.debug("%s %s (%d bytes) -> %d (%d bytes)", method, target, len(body), resp.status, len(resp.body))
+        return resp
+
+    def _open(self) -> None:
+        spec = self.spec
+        self._messages_on_conn = 0
+        self._encryption = None
+        stream: Stream
+        if spec.proxy is not None:
+            stream = self._open_proxy_stream()
+            if spec.use_tunnel:
+                stream = self._open_tunnel(stream)
+            party = f"Windows host (through proxy {spec.proxy.url})" if spec.use_tunnel else f"proxy {spec.proxy.url}"
+        else:
+            stream = self._new_socket(spec.host, spec.port, party="Windows host", setting="ansible_host and ansible_port")
+            party = "Windows host"
+        if spec.scheme == "https":
+            tls = start_tls(
+                stream,
+                self._host_context(),
+                spec.host,
+                party="Windows host",
+                setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
+                timeout=spec.connection_timeout,
+            )
+            self.stats["tls_handshakes"] += 1
+            self._cbt = certificate_binding(tls.peer_certificate())
+            stream = tls
+        self._conn = HTTPConnection(stream, party=party)
+        self._emit("connect", f"connected to {self._authority}{self._via()}")
+
+    def _new_socket(self, host: str, port: int, *, party: str, setting: str) -> SocketStream:
+        sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
+        self._sockets.append(sock)
+        self.stats["tcp_connects"] += 1
+        return sock
+
+    def _open_proxy_stream(self) -> Stream:
+        proxy = t.cast("ProxySpec", self.spec.proxy)
+        stream: Stream = self._new_socket(proxy.host, proxy.port, party=f"proxy {proxy.url}", setting="ansible_psrp_proxy")
+        if proxy.scheme == "https":
+            stream = start_tls(
+                stream,
+                self._proxy_context(),
+                proxy.host,
+                party=f"proxy {proxy.url}",
+                setting="ansible_psrp_proxy_ca_cert",
+                timeout=self.spec.connection_timeout,
+            )
+            self.stats["tls_handshakes"] += 1
+        return stream
+
+    def _open_tunnel(self, stream: Stream) -> Stream:
+        """CONNECT host:port, answering 407s on the same connection (all schemes)."""
+        proxy = t.cast("ProxySpec", self.spec.proxy)
+        party = f"proxy {proxy.url}"
+        conn = HTTPConnection(stream, party=party)
+        provider = proxy_provider(proxy)
+        base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
+        credential: str | None = None
+        for _ in range(_MAX_LEGS):
+            headers = base + ([("Proxy-Authorization", credential)] if credential else [])
+            try:
+                resp = conn.request(
+                    "CONNECT", self._authority, headers, timeout=self.spec.connection_timeout,
+                    timeout_setting="ansible_psrp_connection_timeout",
+                )
+            except ConnectionLost as e:
+                conn.close()
+                raise ProxyError(f"The proxy {proxy.url} dropped the connection during CONNECT {self._authority}: {e}.") from None
+            self.stats["requests"] += 1
+            self._account()
+            if 200 <= resp.status < 300:
+                if credential:
+                    self.stats["proxy_handshakes"] += 1
+                    self._emit("proxy_auth", f"proxy {proxy.url} accepted {provider.label if provider else ''} for CONNECT {self._authority}")
+                log.debug("CONNECT %s through %s -> %d", self._authority, proxy.url, resp.status)
+                leftover = conn.tunnel_leftover()
+                return PrefixedStream(conn.stream, leftover) if leftover else conn.stream
+            if resp.status == 407:
+                challenges = parse_challenges(resp.header_values("proxy-authenticate"))
+                schemes = offered(challenges)
+                if provider is None:
+                    conn.close()
+                    raise ProxyAuthError(
+                        f"The proxy {proxy.url} requires authentication (407; it offers {', '.join(schemes) or 'no scheme'}); "
+                        "set ansible_psrp_proxy_auth, ansible_psrp_proxy_user and ansible_psrp_proxy_password.",
+                        status=407,
+                        schemes=schemes,
+                    )
+                try:
+                    credential = provider.respond(challenges, "CONNECT", self._authority)
+                except AuthRejected:
+                    conn.close()
+                    raise ProxyAuthError(self._proxy_rejected_message(proxy, schemes, bool(credential)), status=407, schemes=schemes) from None
+                if resp.will_close:
+                    conn.close()
+                    if not provider.resumable:
+                        raise ProxyAuthError(
+                            f"The proxy {proxy.url} closed the connection after its 407 in the middle of the "
+                            f"{proxy.auth} handshake; {proxy.auth} is bound to one connection (R4), so the proxy must "
+                            "keep the connection open for its 407 answers (Squid: keep-alive and "
+                            "auth_param ... keep_alive on).",
+                            status=407,
+                            schemes=schemes,
+                        )
+                    self._emit("reconnect", f"proxy {proxy.url} closed after its 407; reconnecting to answer with {provider.label}")
+                    conn = HTTPConnection(self._open_proxy_stream(), party=party)
+                continue
+            conn.close()
+            raise self._proxy_refusal(resp, connect=True)
+        conn.close()
+        raise ProxyAuthError(f"The proxy {proxy.url} kept asking for authentication after {_MAX_LEGS} legs.", status=407)
+
+    def _authenticate(self) -> None:
+        """Authenticate to the host on the fresh connection (the whole handshake on it, R4)."""
+        spec = self.spec
+        provider = host_provider(spec, channel_bindings=self._cbt)
+        self._host_auth = provider
+        if isinstance(provider, (BasicAuth, CertificateAuth)):
+            if spec.encrypt:
+                raise ConfigError(
+                    f"ansible_psrp_message_encryption: {spec.auth} authentication cannot encrypt WinRM messages; "
+                    "use ntlm, negotiate, kerberos or credssp, or https."
+                )
+            return  # the header rides on every request; a 401 on the first message is the refusal
+        credential: str | None = None
+        for leg in range(_MAX_LEGS):
+            headers = self._base_headers() + [("Content-Type", _SOAP)]
+            if credential:
+                headers.append(("Authorization", credential))
+            resp = self._request("POST", self._target, headers, b"", timeout=spec.read_timeout, handshake=True)
+            if resp.status == 401:
+                challenges = parse_challenges(resp.header_values("www-authenticate"))
+                try:
+                    credential = provider.respond(challenges, "POST", self._target)
+                except AuthRejected:
+                    raise self._host_auth_error(resp, rejected=credential is not None) from None
+                if resp.will_close:
+                    raise _Resend("closed during the handshake", "the peer closed the connection between handshake legs")
+                continue
+            self._check_proxy_answer(resp)
+            if 200 <= resp.status < 300:
+                provider.finish(parse_challenges(resp.header_values("www-authenticate")))
+                self.stats["host_handshakes"] += 1
+                if spec.encrypt:
+                    self._encryption = WinRMEncryption(provider.context, t.cast(str, provider.encryption_protocol))
+                self._emit("host_auth", f"authenticated to {self._authority} with {provider.label} in {leg + 1} leg(s)")
+                return
+            self._raise_host_status(resp, self._decrypt(resp))
+        raise HostAuthError(f"The Windows host {self._authority} kept asking for authentication after {_MAX_LEGS} legs.", status=401)
+
+    def _drop(self) -> None:
+        self._account()
+        if self._conn is not None:
+            self._conn.close()
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+        self._conn = None
+        self._encryption = None
+        self._ready = False
+
+    # -- answers ------------------------------------------------------------
+
+    def _check_proxy_answer(self, resp: Response) -> None:
+        """Through a forward proxy some answers are the proxy's own, not the host's."""
+        if not self._forward:
+            return
+        if resp.status == 407:
+            schemes = offered(parse_challenges(resp.header_values("proxy-authenticate")))
+            raise ProxyAuthError(
+                f"The proxy {self._proxy_url()} requires authentication (407; it offers {', '.join(schemes) or 'no scheme'}) "
+                f"for the http:// endpoint {self.endpoint}. Proxy credentials are only sent inside a CONNECT tunnel (R1): "
+                "use `ansible_psrp_protocol: https` or `ansible_psrp_proxy_tunnel: true` with ansible_psrp_proxy_auth, "
+                "ansible_psrp_proxy_user and ansible_psrp_proxy_password.",
+                status=407,
+                schemes=schemes,
+            )
+        if resp.header("x-squid-error") or resp.status in (502, 504):
+            raise self._proxy_refusal(resp, connect=False)
+
+    def _proxy_refusal(self, resp: Response, *, connect: bool) -> ProxyError:
+        url = self._proxy_url()
+        detail = f"{resp.status} {resp.reason}".strip()
+        squid = resp.header("x-squid-error")
+        if squid:
+            detail += f", X-Squid-Error: {squid}"
+        if resp.status == 403:
+            what = f"refused to open a tunnel to {self._authority} (CONNECT {detail}); allow CONNECT to port {self.spec.port} in the proxy's rules"
+        elif resp.status in (502, 503, 504):
+            what = f"could not reach the Windows host {self._authority} ({detail}); check ansible_host/ansible_port from the proxy's side"
+        else:
+            what = f"refused {'CONNECT ' + self._authority if connect else 'the request'} ({detail})"
+        return ProxyError(f"The proxy {url} {what}.", status=resp.status)
+
+    def _host_auth_error(self, resp: Response, *, rejected: bool) -> HostAuthError:
+        schemes = offered(parse_challenges(resp.header_values("www-authenticate")))
+        offers = ", ".join(schemes) or "nothing"
+        if rejected:
+            msg = (
+                f"The Windows host {self._authority} rejected the credentials of user {self.spec.username!r} "
+                f"with {self.spec.auth} (401; it offers {offers}); check ansible_user, ansible_password and "
+                "ansible_psrp_auth."
+            )
+            if self._forward:
+                msg += (
+                    f" Through the forward proxy {self._proxy_url()} this is also what a proxy without connection "
+                    "affinity causes (R5); if the credentials are right, use `ansible_psrp_protocol: https` or "
+                    "`ansible_psrp_proxy_tunnel: true`."
+                )
+        else:
+            msg = (
+                f"The Windows host {self._authority} does not offer {self.spec.auth} authentication (401; it offers "
+                f"{offers}); set ansible_psrp_auth to one it offers."
+            )
+        return HostAuthError(msg, status=401)
+
+    def _raise_host_status(self, resp: Response, body: bytes) -> t.NoReturn:
+        if body:
+            # pypsrp's WSMan parses the WSManFault out of this exact exception
+            raise WinRMTransportError("http", resp.status, body.decode("utf-8", "replace"))
+        raise HostError(
+            f"The Windows host {self._authority} answered HTTP {resp.status} {resp.reason}{self._via()}.",
+            status=resp.status,
+            body=body,
+        )
+
+    def _decrypt(self, resp: Response) -> bytes:
+        content_type = resp.header("content-type") or ""
+        if not self._was_encrypted(resp):
+            return resp.body
+        match = _BOUNDARY.search(content_type)
+        if self._encryption is None or match is None:
+            raise TransportError(f"The Windows host {self._authority} sent an encrypted answer this session cannot decrypt.")
+        return self._encryption.unwrap_message(resp.body, match.group(1))
+
+    @staticmethod
+    def _was_encrypted(resp: Response) -> bool:
+        content_type = (resp.header("content-type") or "").lower()
+        return content_type.startswith(("multipart/encrypted", "multipart/x-multi-encrypted"))
+
+    # -- helpers ------------------------------------------------------------
+
+    def _base_headers(self) -> list[tuple[str, str]]:
+        return [
+            ("Host", self._authority),
+            ("User-Agent", USER_AGENT),
+            ("Accept-Encoding", "identity"),  # IIS-hosted endpoints compress otherwise (pypsrp does the same)
+            ("Connection", "Keep-Alive"),
+        ]
+
+    def _proxy_url(self) -> str:
+        return self.spec.proxy.url if self.spec.proxy else ""
+
+    def _via(self) -> str:
+        if self.spec.proxy is None:
+            return ""
+        return f" through {'the tunnel of ' if self.spec.use_tunnel else ''}proxy {self.spec.proxy.url}"
+
+    def _proxy_rejected_message(self, proxy: ProxySpec, schemes: tuple[str, ...], answered: bool) -> str:
+        offers = ", ".join(schemes) or "no scheme"
+        if answered:
+            return (
+                f"The proxy {proxy.url} rejected the proxy credentials of {proxy.username!r} with {proxy.auth} "
+                f"(407; it offers {offers}); check ansible_psrp_proxy_user and ansible_psrp_proxy_password."
+            )
+        return (
+            f"The proxy {proxy.url} does not offer {proxy.auth} authentication (407; it offers {offers}); "
+            "set ansible_psrp_proxy_auth to one it offers."
+        )
+
+    def _count_reauth(self, reason: str) -> None:
+        reauths = self.stats["reauths"]
+        reauths[reason] = reauths.get(reason, 0) + 1
+
+    def _emit(self, kind: str, detail: str) -> None:
+        log.debug("event %s: %s", kind, detail)
+        if self._events is not None:
+            try:
+                self._events(kind, detail)
+            except Exception:  # an observer must not break the session
+                log.debug("event sink failed", exc_info=True)
+
+    def _account(self) -> None:
+        for sock in self._sockets:
+            seen_in, seen_out = getattr(sock, "_acc", (0, 0))
+            self.stats["bytes_in"] += sock.bytes_in - seen_in
+            self.stats["bytes_out"] += sock.bytes_out - seen_out
+            sock._acc = (sock.bytes_in, sock.bytes_out)  # type: ignore[attr-defined]
+
+    def _host_context(self) -> ssl.SSLContext:
+        if self._host_ctx is None:
+            spec = self.spec
+            if spec.cert_validation:
+                ctx = _verifying_context(spec.ca_cert, "ansible_psrp_ca_cert")
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            if spec.auth == "certificate":
+                _load_client_certificate(ctx, spec.certificate_pem, spec.certificate_key_pem, spec.certificate_key_password)
+            self._host_ctx = ctx
+        return self._host_ctx
+
+    def _proxy_context(self) -> ssl.SSLContext:
+        if self._proxy_ctx is None:
+            self._proxy_ctx = _verifying_context(t.cast("ProxySpec", self.spec.proxy).ca_cert, "ansible_psrp_proxy_ca_cert")
+        return self._proxy_ctx
+
+
+def _verifying_context(ca: str | None, setting: str) -> ssl.SSLContext:
+    try:
+        if ca and ca.lstrip().startswith("-----BEGIN"):
+            return ssl.create_default_context(cadata=ca)
+        if ca and os.path.isdir(ca):
+            return ssl.create_default_context(capath=ca)
+        return ssl.create_default_context(cafile=ca or None)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(f"{setting}: could not load the CA certificates: {e}.") from None
+
+
+def _load_client_certificate(ctx: ssl.SSLContext, cert: str | None, key: str | None, password: str | None) -> None:
+    if not cert or not key:
+        raise ConfigError(
+            "certificate authentication needs ansible_psrp_certificate_pem and ansible_psrp_certificate_key_pem."
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        # ssl only loads certificates from files; PEM text is written to a private temp dir for the load
+        paths = []
+        for name, value in (("cert.pem", cert), ("key.pem", key)):
+            if value.lstrip().startswith("-----BEGIN"):
+                path = os.path.join(tmp, name)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(value)
+                paths.append(path)
+            else:
+                paths.append(value)
+        try:
+            ctx.load_cert_chain(paths[0], paths[1], password=password)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(
+                f"ansible_psrp_certificate_pem / ansible_psrp_certificate_key_pem: could not load the client "
+                f"certificate: {getattr(e, 'strerror', None) or e}."
+            ) from None
