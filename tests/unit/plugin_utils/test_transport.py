@@ -824,3 +824,16 @@ def test_socks_proxy_is_refused_as_config_error(peers: list[t.Any]) -> None:
                        proxy=ProxySpec(url="socks5://127.0.0.1:1080", scheme="socks5", host="127.0.0.1", port=1080))
     with pytest.raises(_errors.ConfigError, match="socks5"):
         _transport.WinRMTransport(spec)
+
+
+def test_debug_logs_carry_no_secrets_or_tokens(peers: list[t.Any], caplog: pytest.LogCaptureFixture) -> None:
+    host, proxy = Host(), Proxy(auth="ntlm")
+    peers += [host, proxy]
+    caplog.set_level("DEBUG")
+    tr = _transport.WinRMTransport(make_spec(host, proxy=proxy, proxy_auth="ntlm", tunnel=True))
+    assert tr.send(b"<body-text/>") == b"ECHO:<body-text/>"
+    tr.close()
+    text = caplog.text
+    assert "CONNECT" in text  # the transport did log its steps
+    for secret in (HOST_PASS, PROXY_PASS, "TlRMTVNT", "<body-text/>"):  # passwords, NTLM tokens, bodies
+        assert secret not in text
