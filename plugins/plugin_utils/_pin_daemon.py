@@ -1,0 +1,749 @@
+"""The pin daemon: one process per controller user holding pinned WinRM sessions.
+
+Run as ``python -m ansible_collections.pinned.winrm.plugins.plugin_utils._pin_daemon --dir ROOT``;
+the pin client starts it on first use. It listens on a UNIX socket in a
+directory only the user can enter, checks the peer uid of every connection
+(SO_PEERCRED), and serves exec/put/fetch requests on sessions keyed by
+``SessionSpec.pin_key(daemon_key)``, where the key is 32 random bytes that
+never leave this process.
+
+Concurrency: per pin key a small pool of Sessions (default at most 2). A
+request takes an idle one (the most recently used, the warmest), opens another
+while fewer than ``pool_max`` exist, else waits for one to come free, bounded
+by the request's ``pool_wait`` seconds. Two playbooks against one host thus run
+side by side; a third queues.
+
+Lifetime: a session closes after ``idle_timeout`` seconds unused or when older
+than ``max_age`` (checked by the reaper and before reuse); the daemon exits
+once it has held no session and served no connection for ``--exit-grace``
+seconds. Secrets arrive only inside requests on the socket; the log is 0600
+and every known secret is redacted from it at any verbosity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import typing as t
+import uuid
+
+from . import _pin_protocol as proto
+from ._errors import ConfigError, HostAuthError, HostError, PinnedError, TransportError
+from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+from ._spec import SessionSpec
+
+log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
+
+DEFAULT_POOL_MAX = 2
+DEFAULT_POOL_WAIT = 300.0
+DEFAULT_EXIT_GRACE = 2.0
+# How long the daemon waits for a stalled client (mid-stream) before giving the session back.
+CLIENT_IO_TIMEOUT = 300.0
+_REAP_TICK = 0.2
+
+# Test hook, honoured only when the daemon runs under pytest (PYTEST_CURRENT_TEST is inherited from the test).
+TEST_FACTORY_ENV = "PINNED_WINRM_TEST_SESSION_FACTORY"
+
+SessionFactory = t.Callable[..., t.Any]
+
+
+# -- secret redaction ----------------------------------------------------------------
+
+
+def spec_secrets(spec: SessionSpec) -> set[str]:
+    """Every secret string a spec carries (never logged)."""
+    values = {spec.password, spec.certificate_key_password, spec.certificate_key_pem}
+    if spec.proxy is not None:
+        values.add(spec.proxy.password)
+    return {v for v in values if isinstance(v, str) and len(v) >= 3}
+
+
+class SecretRedactor(logging.Filter):
+    """Replace every secret the daemon holds in a log record, whoever logged it (belt and braces)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._by_pin: dict[str, set[str]] = {}
+        self._all: tuple[str, ...] = ()
+
+    def register(self, pin: str, secrets: set[str]) -> None:
+        with self._lock:
+            self._by_pin[pin] = secrets
+            self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True))
+
+    def forget(self, pin: str) -> None:
+        with self._lock:
+            self._by_pin.pop(pin, None)
+            self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True)) if self._by_pin else ()
+
+    def redact(self, text: str) -> str:
+        for secret in self._all:
+            if secret in text:
+                text = text.replace(secret, "********")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._all:
+            message = self.redact(record.getMessage())
+            record.msg, record.args = message, None
+            if record.exc_info:
+                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+        return True
+
+
+# -- the session table -------------------------------------------------------------
+
+
+@dataclasses.dataclass(eq=False)
+class Slot:
+    """One Session of a pin key's pool, with its bookkeeping."""
+
+    pin: str
+    session: t.Any
+    describe: dict[str, t.Any]
+    host: str
+    idle_timeout: float
+    max_age: float
+    id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex[:12])
+    created: float = dataclasses.field(default_factory=time.monotonic)
+    created_wall: float = dataclasses.field(default_factory=time.time)
+    last_used: float = dataclasses.field(default_factory=time.monotonic)
+    busy: bool = False
+    doomed: bool = False
+    tasks: int = 0
+    events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def expired(self, now: float) -> str | None:
+        if now - self.created >= self.max_age:
+            return f"older than the maximum session age ({self.max_age:g}s)"
+        if now - self.last_used >= self.idle_timeout:
+            return f"idle for {self.idle_timeout:g}s"
+        return None
+
+
+def transport_reauths(session: t.Any) -> int:
+    """The transport's re-authentication counter (0 before the transport exists)."""
+    stats = getattr(getattr(session, "transport", None), "stats", None) or {}
+    try:
+        return int(stats.get("reauths", 0))
+    except (TypeError, ValueError, AttributeError):
+        return 0
+
+
+def session_unusable(exc: BaseException) -> bool:
+    """Whether an error leaves the session unfit for the next task (then it is closed and dropped).
+
+    Transport failures and HTTP-level host errors (status set) may have left the connection or the
+    pool in an unknown state; a WS-Management fault or a failed transfer script leaves both intact.
+    """
+    if isinstance(exc, (TransportError, HostAuthError)):
+        return True
+    if isinstance(exc, HostError):
+        return exc.status is not None
+    return not isinstance(exc, PinnedError)
+
+
+class SessionTable:
+    """Pinned sessions by pin key; a bounded pool per key; idle and age expiry."""
+
+    def __init__(self, factory: SessionFactory, redactor: SecretRedactor) -> None:
+        self._key = os.urandom(32)
+        self._factory = factory
+        self._redactor = redactor
+        self._cond = threading.Condition()
+        self._pins: dict[str, list[Slot]] = {}
+
+    def pin_of(self, spec: SessionSpec) -> str:
+        return spec.pin_key(self._key)
+
+    def count(self) -> int:
+        with self._cond:
+            return sum(len(slots) for slots in self._pins.values())
+
+    def _remove(self, slot: Slot) -> None:
+        slots = self._pins.get(slot.pin, [])
+        if slot in slots:
+            slots.remove(slot)
+        if not slots:
+            self._pins.pop(slot.pin, None)
+            self._redactor.forget(slot.pin)
+        self._cond.notify_all()
+
+    def acquire(
+        self, spec: SessionSpec, *, idle_timeout: float, max_age: float, pool_max: int, wait: float
+    ) -> tuple[Slot, str]:
+        """Take a session for one task; returns (slot, 'opened' | 'reused' | 'reopened: why')."""
+        pin = self.pin_of(spec)
+        deadline = time.monotonic() + wait
+        stale: list[tuple[Slot, str]] = []
+        with self._cond:
+            self._redactor.register(pin, spec_secrets(spec))
+            while True:
+                now = time.monotonic()
+                slots = self._pins.setdefault(pin, [])
+                for slot in [s for s in slots if not s.busy]:
+                    why = slot.expired(now)
+                    if why or slot.doomed:
+                        stale.append((slot, why or "closed on request"))
+                        slots.remove(slot)
+                idle = [s for s in slots if not s.busy]
+                if idle:
+                    slot = max(idle, key=lambda s: s.last_used)
+                    break
+                if len(slots) < max(1, pool_max):
+                    slot = Slot(
+                        pin=pin, session=None, describe=spec.describe(), host=spec.host,
+                        idle_timeout=idle_timeout, max_age=max_age,
+                    )
+                    slot.session = self._factory(spec, events=self._event_sink(slot))
+                    slots.append(slot)
+                    break
+                remaining = deadline - now
+                if remaining <= 0:
+                    raise TransportError(
+                        f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
+                        f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
+                    )
+                self._cond.wait(min(remaining, 1.0))
+            slot.busy = True
+            slot.idle_timeout, slot.max_age = idle_timeout, max_age
+            slot.events = []
+        for old, why in stale:
+            self._close(old, why)
+        try:
+            status = str(slot.session.ensure_ready())
+        except BaseException:
+            self.release(slot, broken=True)
+            raise
+        return slot, status
+
+    def _event_sink(self, slot: Slot) -> t.Callable[[str, str], None]:
+        def sink(kind: str, detail: str) -> None:
+            if len(slot.events) < 50:
+                slot.events.append((kind, self._redactor.redact(str(detail))))
+
+        return sink
+
+    def release(self, slot: Slot, *, broken: bool = False, reason: str = "") -> None:
+        """Give the session back after a task; a broken or doomed one is closed and dropped."""
+        with self._cond:
+            slot.busy = False
+            slot.last_used = time.monotonic()
+            drop = broken or slot.doomed
+            if drop:
+                self._remove(slot)
+            self._cond.notify_all()
+        if drop:
+            self._close(slot, reason or ("unusable after an error" if broken else "closed on request"))
+
+    def _close(self, slot: Slot, why: str) -> None:
+        log.info("closing session %s to %s (%s)", slot.id, slot.describe.get("endpoint"), why)
+        try:
+            if slot.session is not None:
+                slot.session.close()
+        except Exception as exc:  # closing a dead session may fail in many ways; it is gone either way
+            log.info("closing session %s failed: %s: %s", slot.id, type(exc).__name__, exc)
+
+    def close_where(self, match: t.Callable[[Slot], bool], why: str) -> int:
+        """Close matching sessions now (idle) or when their task ends (busy); returns how many."""
+        to_close: list[Slot] = []
+        count = 0
+        with self._cond:
+            for slots in list(self._pins.values()):
+                for slot in list(slots):
+                    if not match(slot):
+                        continue
+                    count += 1
+                    if slot.busy:
+                        slot.doomed = True
+                    else:
+                        self._remove(slot)
+                        to_close.append(slot)
+        for slot in to_close:
+            self._close(slot, why)
+        return count
+
+    def reap(self) -> None:
+        """Close idle sessions past their idle timeout or maximum age."""
+        now = time.monotonic()
+        expired: list[tuple[Slot, str]] = []
+        with self._cond:
+            for slots in list(self._pins.values()):
+                for slot in list(slots):
+                    why = None if slot.busy else slot.expired(now)
+                    if why:
+                        self._remove(slot)
+                        expired.append((slot, why))
+        for slot, why in expired:
+            self._close(slot, why)
+
+    def listing(self) -> list[dict[str, t.Any]]:
+        now, wall = time.monotonic(), time.time()
+        rows = []
+        with self._cond:
+            for slots in self._pins.values():
+                for slot in slots:
+                    stats = getattr(slot.session, "stats", None) or {}
+                    d = slot.describe
+                    rows.append(
+                        {
+                            "id": slot.id,
+                            "pin": slot.pin[:12],
+                            "host": slot.host,
+                            "endpoint": d.get("endpoint"),
+                            "user": d.get("user"),
+                            "auth": d.get("auth"),
+                            "proxy": d.get("proxy"),
+                            "proxy_user": d.get("proxy_user"),
+                            "state": "busy" if slot.busy else "idle",
+                            "opened_at": slot.created_wall,
+                            "age": round(now - slot.created, 3),
+                            "idle": 0.0 if slot.busy else round(now - slot.last_used, 3),
+                            "idle_timeout": slot.idle_timeout,
+                            "max_age": slot.max_age,
+                            "tasks": slot.tasks,
+                            "reauths": transport_reauths(slot.session),
+                            "pool_opens": stats.get("pool_opens", 0),
+                            "pool_rebuilds": stats.get("pool_rebuilds", 0),
+                            "rebuild_reasons": list(stats.get("rebuild_reasons", []))[-5:],
+                            "last_used_at": wall - (now - slot.last_used),
+                        }
+                    )
+        return rows
+
+
+# -- the server ----------------------------------------------------------------------
+
+
+class ClientGone(Exception):
+    """The client closed its socket while the daemon was streaming to or from it."""
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a UNIX socket (SO_PEERCRED: pid, uid, gid)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+class PinServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    allow_reuse_address = False
+
+    def __init__(self, listener: socket.socket, table: SessionTable, paths: PinPaths) -> None:
+        super().__init__(paths.socket, PinHandler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
+        self.table = table
+        self.paths = paths
+        self.uid = os.geteuid()
+        self.started = time.time()
+        self.active = 0
+        self.last_activity = time.monotonic()
+        self.stop_requested = threading.Event()
+        self._active_lock = threading.Lock()
+
+    def verify_request(self, request: t.Any, client_address: t.Any) -> bool:
+        try:
+            uid = peer_uid(request)
+        except OSError as exc:
+            log.warning("refused a connection: cannot read its peer credentials (%s)", exc)
+            return False
+        if uid != self.uid:
+            log.warning("refused a connection from uid %d (this daemon serves uid %d only)", uid, self.uid)
+            return False
+        return True
+
+    def track(self, delta: int) -> None:
+        with self._active_lock:
+            self.active += delta
+            self.last_activity = time.monotonic()
+
+    def handle_error(self, request: t.Any, client_address: t.Any) -> None:
+        log.exception("unexpected error while serving a request")
+
+
+class PinHandler(socketserver.BaseRequestHandler):
+    server: PinServer
+
+    def setup(self) -> None:
+        self.server.track(+1)
+        self.client_gone = False
+
+    def finish(self) -> None:
+        self.server.track(-1)
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(CLIENT_IO_TIMEOUT)
+        try:
+            request = proto.recv_json(sock)
+        except (proto.PeerClosed, proto.ProtocolError, OSError) as exc:
+            log.info("dropped a connection before its request: %s", exc)
+            return
+        op = str(request.get("op", ""))
+        try:
+            if request.get("v") != PROTOCOL_VERSION:
+                raise ConfigError(
+                    f"pin protocol version mismatch: client {request.get('v')}, daemon {PROTOCOL_VERSION}"
+                )
+            handler = getattr(self, f"op_{op}", None)
+            if handler is None:
+                raise ConfigError(f"unknown pin daemon request {op!r}")
+            handler(sock, request)
+        except (proto.PeerClosed, ClientGone) as exc:
+            log.info("%s: the client went away: %s", op, exc)
+        except Exception as exc:
+            if not isinstance(exc, PinnedError):
+                log.exception("%s failed unexpectedly", op)
+            else:
+                log.info("%s failed: %s: %s", op, type(exc).__name__, exc)
+            try:
+                proto.send_json(sock, {"error": proto.error_to_wire(exc)})
+            except (proto.PeerClosed, OSError):
+                pass
+
+    # -- simple requests -----------------------------------------------------
+
+    def op_hello(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        proto.send_json(sock, self._hello())
+
+    def _hello(self) -> dict[str, t.Any]:
+        return {
+            "ok": True,
+            "version": PROTOCOL_VERSION,
+            "pid": os.getpid(),
+            "uid": os.geteuid(),
+            "started": self.server.started,
+            "sessions": self.server.table.count(),
+            "dir": self.server.paths.dir,
+        }
+
+    def op_list(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        proto.send_json(sock, {"ok": True, "sessions": self.server.table.listing(), "daemon": self._hello()})
+
+    def op_close(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        host = request.get("host")
+        if host is None:
+            count = self.server.table.close_where(lambda s: True, "closed on request (all)")
+        else:
+            wanted = str(host).strip("[]").lower()
+            count = self.server.table.close_where(lambda s: s.host.lower() == wanted, f"closed on request ({host})")
+        proto.send_json(sock, {"ok": True, "closed": count})
+
+    def op_reset(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        pin = self.server.table.pin_of(SessionSpec.from_wire(request["spec"]))
+        count = self.server.table.close_where(lambda s: s.pin == pin, "reset_connection")
+        proto.send_json(sock, {"ok": True, "closed": count})
+
+    def op_shutdown(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        count = self.server.table.close_where(lambda s: True, "daemon shutdown")
+        proto.send_json(sock, {"ok": True, "closed": count, "pid": os.getpid()})
+        self.server.stop_requested.set()
+
+    # -- session requests ----------------------------------------------------
+
+    def _session_op(self, sock: socket.socket, request: dict[str, t.Any], work: t.Callable[[Slot], dict]) -> None:
+        """Acquire a session, say ready, run `work`, reply, then finish the pipeline and release."""
+        spec = SessionSpec.from_wire(request["spec"])
+        table = self.server.table
+        slot, status = table.acquire(
+            spec,
+            idle_timeout=float(request.get("idle_timeout", 60.0)),
+            max_age=float(request.get("max_age", 3600.0)),
+            pool_max=int(request.get("pool_max", DEFAULT_POOL_MAX)),
+            wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
+        )
+        reauths_before = transport_reauths(slot.session)
+        broken, reason = False, ""
+        try:
+            log.info("%s on %s: session %s %s", request.get("op"), spec.endpoint, slot.id, status)
+            ready: dict[str, t.Any] = {"ready": True, "session": status, "session_id": slot.id}
+            if request.get("op") == "put":
+                ready["chunk_size"] = int(slot.session.put_chunk_size())
+            proto.send_json(sock, ready)
+            slot.tasks += 1
+            try:
+                reply = work(slot)
+            except Exception as exc:
+                if self.client_gone or isinstance(exc, (proto.PeerClosed, ClientGone)):
+                    broken, reason = True, "the client went away mid-task"
+                    raise ClientGone(str(exc)) from exc
+                broken = session_unusable(exc)
+                reason = f"{type(exc).__name__} left it unusable" if broken else ""
+                raise
+            reply.update(self._session_info(slot, status, reauths_before))
+            proto.send_json(sock, reply)
+            self._finish_pending(slot)
+        except proto.PeerClosed:
+            # The reply could not be sent; the host side finished normally, the session is fine.
+            self._finish_pending(slot)
+            raise
+        finally:
+            table.release(slot, broken=broken, reason=reason)
+
+    def _finish_pending(self, slot: Slot) -> None:
+        finish = getattr(slot.session, "finish_pending", None)
+        if finish is None:
+            return
+        try:
+            finish()
+        except Exception as exc:  # the task already succeeded; a failure here only costs a host operation slot
+            log.info("finishing the pipeline of session %s failed: %s", slot.id, exc)
+
+    def _session_info(self, slot: Slot, status: str, reauths_before: int) -> dict[str, t.Any]:
+        stats = getattr(slot.session, "stats", None) or {}
+        total = transport_reauths(slot.session)
+        return {
+            "ok": True,
+            "session": status,
+            "session_id": slot.id,
+            "reauths": max(0, total - reauths_before),
+            "reauths_total": total,
+            "pool_rebuilds": stats.get("pool_rebuilds", 0),
+            "tasks": slot.tasks,
+            "events": [list(e) for e in slot.events],
+            "daemon_pid": os.getpid(),
+        }
+
+    def _client_frames(self, sock: socket.socket) -> t.Iterator[tuple[bytes, t.Any]]:
+        """Frames the client streams after "ready", up to its end marker."""
+        while True:
+            try:
+                kind, value = proto.recv_frame(sock)
+            except (proto.PeerClosed, OSError) as exc:
+                self.client_gone = True
+                raise ClientGone(f"the client stopped sending: {exc}") from exc
+            if kind == proto.KIND_JSON and value.get("end"):
+                return
+            yield kind, value
+
+    def op_exec(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        def work(slot: Slot) -> dict[str, t.Any]:
+            frames = self._client_frames(sock) if request.get("input") else None
+
+            def lines() -> t.Iterator[str]:
+                assert frames is not None
+                for kind, value in frames:
+                    if kind != proto.KIND_JSON or "in" not in value:
+                        raise proto.ProtocolError("exec input must be JSON frames {'in': line}")
+                    yield str(value["in"])
+
+            try:
+                result = slot.session.run(
+                    str(request["script"]),
+                    arguments=request.get("arguments"),
+                    input_data=lines() if frames is not None else None,
+                    verbose_errors=bool(request.get("verbose_errors", False)),
+                )
+            finally:
+                if frames is not None and not self.client_gone:
+                    for _ in frames:  # drain what the session did not read so the client is not left blocked
+                        pass
+            return {
+                "rc": int(result.rc),
+                "stdout": bytes(result.stdout).decode("utf-8", "surrogateescape"),
+                "stderr": bytes(result.stderr).decode("utf-8", "surrogateescape"),
+            }
+
+        self._session_op(sock, request, work)
+
+    def op_put(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        def work(slot: Slot) -> dict[str, t.Any]:
+            size = max(1024, int(slot.session.put_chunk_size()))
+            frames = self._client_frames(sock)
+            received = {"bytes": 0}
+
+            def chunks() -> t.Iterator[bytes]:
+                buf = bytearray()
+                for kind, value in frames:
+                    if kind != proto.KIND_DATA:
+                        raise proto.ProtocolError("put data must be data frames")
+                    received["bytes"] += len(value)
+                    buf += value
+                    while len(buf) >= size:
+                        yield bytes(buf[:size])
+                        del buf[:size]
+                if buf:
+                    yield bytes(buf)
+
+            try:
+                sha1 = slot.session.put_file(chunks(), str(request["out_path"]))
+            finally:
+                if not self.client_gone:
+                    for _ in frames:
+                        pass
+            return {"sha1": sha1, "size": received["bytes"]}
+
+        self._session_op(sock, request, work)
+
+    def op_fetch(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+        def work(slot: Slot) -> dict[str, t.Any]:
+            digest = hashlib.sha1()
+            sent = {"bytes": 0}
+
+            def sink(data: bytes) -> None:
+                if self.client_gone:
+                    raise ClientGone("the client went away during fetch")
+                digest.update(data)
+                sent["bytes"] += len(data)
+                try:
+                    proto.send_data(sock, data)
+                except (proto.PeerClosed, OSError) as exc:
+                    self.client_gone = True
+                    raise ClientGone(str(exc)) from exc
+
+            kind = slot.session.fetch_file(str(request["in_path"]), sink)
+            return {"kind": kind, "sha1": digest.hexdigest(), "size": sent["bytes"]}
+
+        self._session_op(sock, request, work)
+
+
+# -- process life --------------------------------------------------------------------
+
+
+def load_factory() -> SessionFactory:
+    """The Session class, or a test stand-in named by an env var when (and only when) running under pytest."""
+    target = os.environ.get(TEST_FACTORY_ENV)
+    if target and os.environ.get("PYTEST_CURRENT_TEST"):
+        module, _, name = target.partition(":")
+        log.warning("using the test session factory %s", target)
+        return t.cast(SessionFactory, getattr(importlib.import_module(module), name))
+    from ._session import Session
+
+    return Session
+
+
+def _setup_logging(paths: PinPaths, level: str) -> SecretRedactor:
+    redactor = SecretRedactor()
+    handler = logging.handlers.RotatingFileHandler(paths.log, maxBytes=2 * 1024 * 1024, backupCount=1)
+    os.chmod(paths.log, 0o600)
+    handler.addFilter(redactor)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    # Library wire logs could carry auth tokens; they stay quiet even at DEBUG.
+    for name in ("pypsrp", "psrpcore", "spnego", "urllib3", "requests", "requests_credssp", "h11", "gssapi"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return redactor
+
+
+def _bind(paths: PinPaths) -> socket.socket:
+    """Bind the listening socket (mode 0600 via umask), replacing a stale socket file nobody answers on."""
+    if os.path.lexists(paths.socket):
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2.0)
+        try:
+            probe.connect(paths.socket)
+        except OSError:
+            os.unlink(paths.socket)
+        else:
+            raise SystemExit(f"a pin daemon already listens on {paths.socket}")
+        finally:
+            probe.close()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(paths.socket)
+    os.chmod(paths.socket, 0o600)
+    listener.listen(128)
+    return listener
+
+
+def _daemonize() -> None:
+    """Fork once more so the daemon is nobody's child; the parent prints the daemon's pid and exits."""
+    pid = os.fork()
+    if pid:
+        sys.stdout.write(f"{pid}\n")
+        sys.stdout.flush()
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def _exit_when_idle(server: PinServer, listener_ino: int, grace: float) -> None:
+    """Block until asked to stop, or until no session was held and no client served for `grace` seconds.
+
+    The listener is removed under the directory lock: a client that finds no socket waits for the lock,
+    then starts a new daemon, so an exiting daemon never strands a request.
+    """
+    empty_since: float | None = None
+    while True:
+        stop = server.stop_requested.wait(_REAP_TICK)
+        if not stop:
+            server.table.reap()
+            now = time.monotonic()
+            empty = server.active == 0 and server.table.count() == 0
+            empty_since = (empty_since or now) if empty else None
+            if empty_since is None or now - empty_since < grace:
+                continue
+        with DirLock(server.paths.lock, timeout=10.0):
+            if not stop and (server.active or server.table.count()):
+                empty_since = None
+                continue
+            try:
+                if os.stat(server.paths.socket).st_ino == listener_ino:
+                    os.unlink(server.paths.socket)
+            except FileNotFoundError:
+                pass
+            server.shutdown()
+            server.server_close()
+            return
+
+
+def main(argv: t.Sequence[str] | None = None) -> int:
+    """Entry point of the daemon process."""
+    parser = argparse.ArgumentParser(prog="pin-daemon", description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", required=True, help="persist root; the daemon uses <dir>/pinned-winrm-<uid>")
+    parser.add_argument("--exit-grace", type=float, default=DEFAULT_EXIT_GRACE)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--foreground", action="store_true", help="do not fork into the background")
+    args = parser.parse_args(argv)
+
+    os.umask(0o077)
+    try:
+        paths = PinPaths(args.dir)
+        paths.ensure_dir()
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    listener = _bind(paths)
+    listener_ino = os.stat(paths.socket).st_ino
+    if not args.foreground:
+        _daemonize()
+
+    redactor = _setup_logging(paths, args.log_level)
+    table = SessionTable(load_factory(), redactor)
+    server = PinServer(listener, table, paths)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_: server.stop_requested.set())
+    log.info("pin daemon %d serving %s (protocol %d)", os.getpid(), paths.socket, PROTOCOL_VERSION)
+    serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="accept", daemon=True)
+    serving.start()
+    _exit_when_idle(server, listener_ino, args.exit_grace)
+    # Requests accepted just before the listener closed still get their answer (bounded wait).
+    deadline = time.monotonic() + CLIENT_IO_TIMEOUT
+    while server.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    closed = table.close_where(lambda s: True, "daemon exit")
+    log.info("pin daemon %d exits (%d sessions closed)", os.getpid(), closed)
+    logging.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

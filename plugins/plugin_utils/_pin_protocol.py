@@ -1,0 +1,140 @@
+"""Framing between the pin client and the pin daemon (one UNIX stream socket per request).
+
+Hand-written on purpose: a frame is a 5-byte header (kind, length) and a
+payload, smaller than any dependency; multiprocessing.connection frames the
+same way but couples it to pickle and its own authentication handshake.
+
+Frames:
+  b"J" + u32 length + UTF-8 JSON object   (requests, replies, end markers)
+  b"D" + u32 length + raw bytes           (file chunks and input lines: never base64, never whole files)
+
+A request is one JSON frame. Session requests (exec/put/fetch) then go:
+  daemon -> {"ready": true, "session": ..., "chunk_size": N}  or  {"error": {...}}
+  client -> D frames ..., {"end": true}                       (exec input, put data)
+  daemon -> D frames ...                                      (fetch data)
+  daemon -> {"ok": true, ...}                                 or  {"error": {...}}
+Nothing of the task has run on the host before "ready", so a client that
+loses the daemon before it may safely retry with a new daemon; after it, never.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import typing as t
+
+from . import _errors
+
+_HEADER = struct.Struct("!cI")
+KIND_JSON = b"J"
+KIND_DATA = b"D"
+
+# Bounds: a module payload (exec script) can be a few MiB; file data travels in small frames.
+MAX_JSON_FRAME = 64 * 1024 * 1024
+MAX_DATA_FRAME = 4 * 1024 * 1024
+# Raw bytes per data frame the client and the daemon send (bounded buffers both ways).
+DATA_CHUNK = 256 * 1024
+
+
+class PeerClosed(Exception):
+    """The other end closed the socket (EOF) or reset it."""
+
+
+class ProtocolError(Exception):
+    """A frame that does not follow the format (wrong kind, too large, bad JSON)."""
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        try:
+            n = sock.recv_into(view[got:], size - got)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise PeerClosed(str(exc)) from exc
+        if n == 0:
+            raise PeerClosed("end of stream" if got == 0 else "end of stream inside a frame")
+        got += n
+    return bytes(buf)
+
+
+def recv_frame(sock: socket.socket) -> tuple[bytes, t.Any]:
+    """Read one frame: (KIND_JSON, dict) or (KIND_DATA, bytes)."""
+    kind, length = _HEADER.unpack(_recv_exact(sock, _HEADER.size))
+    if kind == KIND_JSON:
+        if length > MAX_JSON_FRAME:
+            raise ProtocolError(f"JSON frame of {length} bytes exceeds {MAX_JSON_FRAME}")
+        try:
+            value = json.loads(_recv_exact(sock, length).decode("utf-8"))
+        except ValueError as exc:
+            raise ProtocolError(f"bad JSON frame: {exc}") from None
+        if not isinstance(value, dict):
+            raise ProtocolError("a JSON frame must hold an object")
+        return kind, value
+    if kind == KIND_DATA:
+        if length > MAX_DATA_FRAME:
+            raise ProtocolError(f"data frame of {length} bytes exceeds {MAX_DATA_FRAME}")
+        return kind, _recv_exact(sock, length)
+    raise ProtocolError(f"unknown frame kind {kind!r}")
+
+
+def recv_json(sock: socket.socket) -> dict[str, t.Any]:
+    """Read one frame that must be JSON."""
+    kind, value = recv_frame(sock)
+    if kind != KIND_JSON:
+        raise ProtocolError("expected a JSON frame, got data")
+    return t.cast(dict, value)
+
+
+def _send(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise PeerClosed(str(exc)) from exc
+
+
+def send_json(sock: socket.socket, value: t.Mapping[str, t.Any]) -> None:
+    payload = json.dumps(value, separators=(",", ":")).encode("utf-8")
+    if len(payload) > MAX_JSON_FRAME:
+        raise ProtocolError(f"request of {len(payload)} bytes exceeds {MAX_JSON_FRAME}")
+    _send(sock, _HEADER.pack(KIND_JSON, len(payload)) + payload)
+
+
+def send_data(sock: socket.socket, data: bytes) -> None:
+    """Send raw bytes, split into frames of at most DATA_CHUNK."""
+    view = memoryview(data)
+    for start in range(0, len(view), DATA_CHUNK):
+        part = view[start : start + DATA_CHUNK]
+        _send(sock, _HEADER.pack(KIND_DATA, len(part)))
+        _send(sock, part)
+
+
+# -- errors over the socket ----------------------------------------------------
+
+
+def error_to_wire(exc: BaseException) -> dict[str, t.Any]:
+    """{class, classes, message, status}: the class names let the client re-raise the same class."""
+    classes = [c.__name__ for c in type(exc).__mro__ if isinstance(c, type) and issubclass(c, _errors.PinnedError)]
+    wire: dict[str, t.Any] = {
+        "class": type(exc).__name__ if classes else "PinnedError",
+        "classes": classes or ["PinnedError"],
+        "message": str(exc) if classes else f"the pin daemon failed: {type(exc).__name__}: {exc}",
+    }
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        wire["status"] = status
+    return wire
+
+
+def error_from_wire(wire: t.Mapping[str, t.Any]) -> _errors.PinnedError:
+    """Rebuild the daemon's error as the nearest class known here (same module, same names)."""
+    message = str(wire.get("message", "the pin daemon reported an error"))
+    for name in list(wire.get("classes") or []) + [str(wire.get("class", ""))]:
+        cls = getattr(_errors, str(name), None)
+        if isinstance(cls, type) and issubclass(cls, _errors.PinnedError):
+            if issubclass(cls, (_errors.HostError, _errors.ProxyError)):
+                return cls(message, status=wire.get("status"))
+            return cls(message)
+    return _errors.PinnedError(message)
