@@ -16,6 +16,7 @@ import typing as t
 import uuid
 
 import psrpcore
+import psrpcore._payload
 from psrpcore.types import (
     ErrorCategory,
     ErrorCategoryInfo,
@@ -72,6 +73,42 @@ def _split_fragments(data: bytes) -> list[bytes]:
         out.append(data[: 21 + length])
         data = data[21 + length :]
     return out
+
+
+def _ci(event: t.Any) -> int:
+    """The call id of a runspace-availability request; pypsrp spells the property CI, MS-PSRP says ci."""
+    obj = event._ps_object
+    return int(getattr(obj, "ci", None) if hasattr(obj, "ci") else getattr(obj, "CI"))
+
+
+class _LabRunspacePool(psrpcore.ServerRunspacePool):
+    """psrpcore's server pool, reading the call id of availability requests in either spelling."""
+
+    def _process_GetAvailableRunspaces(self, event: t.Any) -> None:
+        self._ci_events[_ci(event)] = event
+        self._ci_handlers[_ci(event)] = None
+
+    def _process_ResetRunspaceState(self, event: t.Any) -> None:
+        self._ci_events[_ci(event)] = event
+        self._ci_handlers[_ci(event)] = None
+
+    def _process_SetMaxRunspaces(self, event: t.Any) -> None:
+        count = int(event._ps_object.MaxRunspaces)
+        self._ci_events[_ci(event)] = event
+        self._ci_handlers[_ci(event)] = lambda e: setattr(self, "_max_runspaces", count)
+
+    def _process_SetMinRunspaces(self, event: t.Any) -> None:
+        count = int(event._ps_object.MinRunspaces)
+        self._ci_events[_ci(event)] = event
+        self._ci_handlers[_ci(event)] = lambda e: setattr(self, "_min_runspaces", count)
+
+
+def _message_pid(data: bytes) -> uuid.UUID | None:
+    """The pipeline id in the first PSRP message of a payload, as psrpcore will read it."""
+    if len(data) < 21 + 40:
+        return None
+    message = psrpcore._payload.unpack_message(bytearray(data[21:]))
+    return message.pid
 
 
 class _Streams:
@@ -180,11 +217,12 @@ class PSRPPool(Shell):
         self.computer_name = computer_name
         # Fragments are cut so one fits in a Receive answer of the size the client negotiated.
         self.fragment_size = max(64, (max_envelope_size - RECEIVE_OVERHEAD) * 3 // 4 - 64)
-        self.server = psrpcore.ServerRunspacePool(
+        self.server = _LabRunspacePool(
             application_private_data={"PSVersionTable": {"PSVersion": psrpcore.types.PSVersion("5.1.17763.1")}}
         )
         self.pipelines: dict[str, _Pipeline] = {}
         self.out: dict[str | None, list[bytes]] = {None: []}
+        self.pid_to_command: dict[uuid.UUID, str] = {}
 
     # -- psrpcore plumbing (all under self.cond) -------------------------------------------------
     def flush(self) -> None:
@@ -193,9 +231,14 @@ class PSRPPool(Shell):
             payload = self.server.data_to_send(self.fragment_size)
             if payload is None:
                 break
-            key = str(payload.pipeline_id).upper() if payload.pipeline_id else None
+            key = self._command_of(payload.pipeline_id)
             self.out.setdefault(key, []).extend(_split_fragments(payload.data))
         self.cond.notify_all()
+
+    def _command_of(self, pipeline_id: uuid.UUID | None) -> str | None:
+        if pipeline_id is None:
+            return None
+        return self.pid_to_command.get(pipeline_id, str(pipeline_id).upper())
 
     def _feed(self, data: bytes, pipeline_id: uuid.UUID | None, stream: str = "stdin") -> None:
         stream_type = psrpcore.StreamType.prompt_response if stream == "pr" else psrpcore.StreamType.default
@@ -210,20 +253,20 @@ class PSRPPool(Shell):
     def _on_event(self, event: t.Any) -> None:
         name = type(event).__name__
         if name in ("SetMaxRunspacesEvent", "SetMinRunspacesEvent", "ResetRunspaceStateEvent"):
-            self.server.runspace_availability_response(event.ci, True)
+            self.server.runspace_availability_response(_ci(event), True)
         elif name == "GetAvailableRunspacesEvent":
             running = sum(1 for p in self.pipelines.values() if not p.finished)
-            self.server.runspace_availability_response(event.ci, max(0, self.server.max_runspaces - running))
+            self.server.runspace_availability_response(_ci(event), max(0, self.server.max_runspaces - running))
         elif name == "CreatePipelineEvent":
             self._start_pipeline(event)
         elif name == "GetCommandMetadataEvent":
             self._command_metadata(event)
         elif name == "PipelineInputEvent":
-            pipe = self.pipelines.get(str(event.pipeline_id).upper())
+            pipe = self.pipelines.get(self._command_of(event.pipeline_id) or "")
             if pipe is not None:
                 pipe.input.put(event.data)
         elif name == "EndOfPipelineInputEvent":
-            pipe = self.pipelines.get(str(event.pipeline_id).upper())
+            pipe = self.pipelines.get(self._command_of(event.pipeline_id) or "")
             if pipe is not None:
                 pipe.input.put(_END)
 
@@ -254,10 +297,13 @@ class PSRPPool(Shell):
             raise _soap.invalid_parameter()
         command_id = (line.attrib.get("CommandId") or _soap.new_id()).upper()
         data = base64.b64decode(line.findtext("rsp:Arguments", default="", namespaces=NS) or "")
-        pipeline_id = uuid.UUID(command_id)
+        # The PID inside the PSRP message names the pipeline for psrpcore; older clients encode it with a
+        # different GUID byte order than the CommandId, and Windows accepts both, so take it from the message.
+        pipeline_id = _message_pid(data) or uuid.UUID(command_id)
         with self.cond:
             server_pipe = psrpcore.ServerPipeline(self.server, pipeline_id)
             self.pipelines[command_id] = _Pipeline(server_pipe, command_id)
+            self.pid_to_command[pipeline_id] = command_id
             self.out.setdefault(command_id, [])
             self._feed(data, pipeline_id)
         return el("rsp:CommandResponse", children=el("rsp:CommandId", command_id))
@@ -269,7 +315,8 @@ class PSRPPool(Shell):
                 raise _soap.command_not_found()
             data = base64.b64decode(stream.text or "")
             with self.cond:
-                self._feed(data, uuid.UUID(command_id) if command_id else None, stream.attrib.get("Name", "stdin"))
+                pid = self.pipelines[command_id].server.pipeline_id if command_id else None
+                self._feed(data, pid, stream.attrib.get("Name", "stdin"))
         return el("rsp:SendResponse")
 
     def receive(self, req: _soap.Request, timeout_s: float) -> str:
@@ -317,6 +364,7 @@ class PSRPPool(Shell):
             elif code.lower() == SIGNAL_TERMINATE.lower():
                 self._stop(pipe, emit=False)
                 pipe.server.runspace_pool.pipeline_table.pop(pipe.server.pipeline_id, None)
+                self.pid_to_command.pop(pipe.server.pipeline_id, None)
                 self.pipelines.pop(command_id, None)
                 self.out.pop(command_id, None)
             self.flush()
@@ -340,7 +388,7 @@ class PSRPPool(Shell):
             pipe.finished = True
 
     def _start_pipeline(self, event: t.Any) -> None:
-        command_id = str(event.pipeline_id).upper()
+        command_id = self._command_of(event.pipeline_id) or ""
         pipe = self.pipelines[command_id]
         metadata = event.pipeline
         host = metadata.host
@@ -361,7 +409,7 @@ class PSRPPool(Shell):
 
     def _command_metadata(self, event: t.Any) -> None:
         # The engine has no command table to describe: answer as a host with no matching command.
-        pipe = self.pipelines[str(event.pipeline_id).upper()]
+        pipe = self.pipelines[self._command_of(event.pipeline_id) or ""]
         pipe.server._change_state(PSInvocationState.Running, emit=False)
         pipe.server.write_output(PSCustomObject(PSTypeName="Selected.Microsoft.PowerShell.Commands.GenericMeasureInfo", Count=0))
         pipe.server.complete()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import re
 import threading
 import time
 import typing as t
@@ -66,7 +67,7 @@ class Shell:
     def idle_expired(self, now: float) -> bool:
         return self.busy == 0 and now - self.last_activity > self.idle_timeout_s
 
-    def shell_xml(self, extra: str = "") -> str:
+    def shell_xml(self, extra: str = "", tail: str = "") -> str:
         """The rsp:Shell element Windows returns from Create and Get."""
         now = time.monotonic()
         return el(
@@ -80,6 +81,7 @@ class Shell:
                 + extra
                 + el("rsp:ShellRunTime", _soap.format_runtime(now - self.created))
                 + el("rsp:ShellInactivity", _soap.format_runtime(now - self.last_activity))
+                + tail
             ),
         )
 
@@ -190,6 +192,9 @@ class WinRSShell(Shell):
             raise _soap.invalid_parameter()
         executable = (line.findtext("rsp:Command", default="", namespaces=NS) or "").strip()
         arguments = [a.text or "" for a in line.findall("rsp:Arguments", NS)]
+        if req.options.get("WINRS_SKIP_CMD_SHELL", "").lower() == "true" and not _is_path(executable):
+            # Without cmd.exe in between, WinRS starts the executable as given and does not search PATH.
+            raise _soap.file_not_found()
         command_id = (line.attrib.get("CommandId") or _soap.new_id()).upper()
         cmd = WinRSCommand(command_id)
         with self.cond:
@@ -293,6 +298,10 @@ class WinRSShell(Shell):
         for cmd in list(self.commands.values()):
             cmd.stdin.end()
         super().close()
+
+
+def _is_path(executable: str) -> bool:
+    return bool(re.match(r"^([A-Za-z]:)?[\\/]", executable)) or "\\" in executable
 
 
 def parse_shell_create(req: _soap.Request) -> dict[str, t.Any]:

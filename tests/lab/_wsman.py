@@ -301,7 +301,8 @@ class WSManService:
         ):
             shell = self._owned_shell(user, req)
             shell.touch()
-            return shell.shell_xml(shell.create_response_extra())
+            # A Get also reports the shell process' memory and children, as Windows does.
+            return shell.shell_xml(shell.create_response_extra(), tail=el("rsp:MemoryUsed", "0MB") + el("rsp:ChildProcesses", "0"))
         raise _soap.unknown_configuration(req.resource_uri)
 
     def _enumerate(self, user: str, req: _soap.Request) -> str:
@@ -315,39 +316,70 @@ class WSManService:
         )
 
     def _config_xml(self) -> str:
+        """winrm/config as Windows Server answers a Get on it, with this host's settings filled in."""
         c = self.config
-        kb = c.max_envelope_size // 1024
+
+        def block(tag: str, items: list[tuple[str, str]]) -> str:
+            return el(tag, children="".join(v if k == "" else el(k, v) for k, v in items))
+
+        def auth(names: tuple[tuple[str, str], ...], extra: list[tuple[str, str]]) -> str:
+            return block("cfg:Auth", [(f"cfg:{n}", str(k in c.auth).lower()) for n, k in names] + extra)
+
+        ports = block("cfg:DefaultPorts", [("cfg:HTTP", "5985"), ("cfg:HTTPS", "5986")])
+        unencrypted = str(c.allow_unencrypted).lower()
+        client = block(
+            "cfg:Client",
+            [
+                ("cfg:NetworkDelayms", "5000"),
+                ("cfg:URLPrefix", "wsman"),
+                ("cfg:AllowUnencrypted", "false"),
+                ("", auth((("Basic", "basic"), ("Digest", "digest"), ("Kerberos", "kerberos"), ("Negotiate", "negotiate"), ("Certificate", "certificate"), ("CredSSP", "credssp")), [])),
+                ("", ports),
+                ("cfg:TrustedHosts", ""),
+            ],
+        )
+        service = block(
+            "cfg:Service",
+            [
+                ("cfg:RootSDDL", "O:NSG:BAD:P(A;;GA;;;BA)(A;;GR;;;IU)S:P(AU;FA;GA;;;WD)(AU;SA;GXGW;;;WD)"),
+                ("cfg:MaxConcurrentOperations", "4294967295"),
+                ("cfg:MaxConcurrentOperationsPerUser", str(c.max_concurrent_operations_per_user)),
+                ("cfg:EnumerationTimeoutms", "240000"),
+                ("cfg:MaxConnections", "300"),
+                ("cfg:MaxPacketRetrievalTimeSeconds", "120"),
+                ("cfg:AllowUnencrypted", unencrypted),
+                ("", auth((("Basic", "basic"), ("Kerberos", "kerberos"), ("Negotiate", "negotiate"), ("Certificate", "certificate"), ("CredSSP", "credssp")), [("cfg:CbtHardeningLevel", "Relaxed")])),
+                ("", ports),
+                ("cfg:IPv4Filter", "*"),
+                ("cfg:IPv6Filter", "*"),
+                ("cfg:EnableCompatibilityHttpListener", "false"),
+                ("cfg:EnableCompatibilityHttpsListener", "false"),
+                ("cfg:CertificateThumbprint", ""),
+                ("cfg:AllowRemoteAccess", "true"),
+            ],
+        )
+        winrs = block(
+            "cfg:Winrs",
+            [
+                ("cfg:AllowRemoteShellAccess", "true"),
+                ("cfg:IdleTimeout", str(int(c.idle_timeout_s * 1000))),
+                ("cfg:MaxConcurrentUsers", "2147483647"),
+                ("cfg:MaxShellRunTime", "2147483647"),
+                ("cfg:MaxProcessesPerShell", "2147483647"),
+                ("cfg:MaxMemoryPerShellMB", "2147483647"),
+                ("cfg:MaxShellsPerUser", str(c.max_shells_per_user)),
+            ],
+        )
         return el(
             "cfg:Config",
             attrs={"xmlns:cfg": NS["cfg"]},
             children=(
-                el("cfg:MaxEnvelopeSizekb", str(kb))
+                el("cfg:MaxEnvelopeSizekb", str(c.max_envelope_size // 1024))
                 + el("cfg:MaxTimeoutms", str(c.max_timeout_ms))
                 + el("cfg:MaxBatchItems", "32000")
                 + el("cfg:MaxProviderRequests", "4294967295")
-                + el(
-                    "cfg:Service",
-                    children=el("cfg:MaxConcurrentOperationsPerUser", str(c.max_concurrent_operations_per_user))
-                    + el("cfg:AllowUnencrypted", str(c.allow_unencrypted).lower())
-                    + el(
-                        "cfg:Auth",
-                        children="".join(
-                            el(f"cfg:{name}", str(key in c.auth).lower())
-                            for name, key in (
-                                ("Basic", "basic"),
-                                ("Kerberos", "kerberos"),
-                                ("Negotiate", "negotiate"),
-                                ("Certificate", "certificate"),
-                                ("CredSSP", "credssp"),
-                            )
-                        ),
-                    ),
-                )
-                + el(
-                    "cfg:Winrs",
-                    children=el("cfg:AllowRemoteShellAccess", "true")
-                    + el("cfg:IdleTimeout", str(int(c.idle_timeout_s * 1000)))
-                    + el("cfg:MaxShellsPerUser", str(c.max_shells_per_user)),
-                )
+                + client
+                + service
+                + winrs
             ),
         )

@@ -1,0 +1,225 @@
+"""Replay recorded real-Windows WinRM conversations against WSManService and compare structure.
+
+What is compared (ids, times, process ids and payload text differ by nature):
+- every exchange that is not a Receive: the answer's wsa:Action, HTTP status, the fault
+  subcode and WSManFault Code, and the set of element names in the body;
+- Receive answers, per target (the pool, or one command): the PSRP message types in order
+  across all Receives, the rsp:Stream names, the final CommandState and exit code, and the
+  fault a recorded Receive ended with. Windows splits a stream over Receives by timing, so a
+  recorded Receive is replayed only while the lab has delivered less than the recording did.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import pathlib
+import re
+import struct
+import typing as t
+import xml.etree.ElementTree as ET
+
+import yaml
+
+from tests.lab._soap import NS
+
+TRANSCRIPTS = pathlib.Path("/work/shared/windows-transcripts")
+_ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+RECEIVE_TIMEOUT = "PT1S"
+MAX_EXTRA_RECEIVES = 6
+
+
+def psrp_types(b64: str | None) -> list[int]:
+    """PSRP message types of the messages starting in one base64 rsp:Stream/creationXml value."""
+    data = base64.b64decode(b64 or "")
+    types = []
+    while len(data) >= 21:
+        _oid, fid, flags, length = struct.unpack(">QQBI", data[:21])
+        blob = data[21 : 21 + length]
+        if flags & 0x1 and len(blob) >= 8:
+            types.append(struct.unpack("<I", blob[4:8])[0])
+        data = data[21 + length :]
+    return types
+
+
+def local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+@dataclasses.dataclass
+class Answer:
+    status: int
+    action: str
+    fault: tuple[str, str] | None
+    elements: frozenset[str]
+    streams: list[tuple[str | None, str, list[int]]]  # (command id, stream name, psrp types)
+    state: tuple[str | None, str, str | None] | None  # (command id, state, exit code)
+    root: ET.Element | None
+
+
+def parse_answer(status: int, text: str) -> Answer:
+    if not text:
+        return Answer(status, "", None, frozenset(), [], None, None)
+    root = ET.fromstring(text)
+    action = (root.findtext("s:Header/wsa:Action", default="", namespaces=NS) or "").rsplit("/", 1)[-1]
+    body = root.find("s:Body", NS)
+    fault = None
+    f = body.find("s:Fault", NS) if body is not None else None
+    if f is not None:
+        sub = f.findtext("s:Code/s:Subcode/s:Value", default="", namespaces=NS) or ""
+        wf = f.find("s:Detail/f:WSManFault", NS)
+        fault = (sub, wf.attrib.get("Code", "") if wf is not None else "")
+    elements = frozenset(local(e.tag) for e in body.iter()) - {"Body"} if body is not None else frozenset()
+    streams = []
+    for s in body.iter(f"{{{NS['rsp']}}}Stream") if body is not None else []:
+        cid = s.attrib.get("CommandId")
+        streams.append((cid.upper() if cid else None, s.attrib.get("Name", ""), psrp_types(s.text)))
+    state = None
+    cs = body.find(".//rsp:CommandState", NS) if body is not None else None
+    if cs is not None:
+        state = (cs.attrib.get("CommandId", "").upper(), cs.attrib.get("State", "").rsplit("/", 1)[-1], cs.findtext("rsp:ExitCode", namespaces=NS))
+    return Answer(status, action, fault, elements, streams, state, root)
+
+
+def request_action(text: str) -> str:
+    m = re.search(r"<wsa:Action[^>]*>([^<]*)<", text)
+    return m.group(1).rsplit("/", 1)[-1] if m else ""
+
+
+def configurations(messages: list[dict[str, t.Any]]) -> set[str]:
+    names = set()
+    for m in messages:
+        for uri in re.findall(r"http://schemas.microsoft.com/powershell/([^<\s\"]+)", m["request"]):
+            names.add(uri)
+    return names - {"Microsoft.PowerShell"}
+
+
+@dataclasses.dataclass
+class Result:
+    name: str
+    match: bool
+    exchanges: int
+    mismatches: list[str]
+
+
+class _TargetLog:
+    """Per Receive target: the PSRP types and stream/state facts seen, recorded vs lab."""
+
+    def __init__(self) -> None:
+        self.psrp = False  # WinRS stdout is raw bytes, not PSRP fragments
+        self.recorded_types: list[int] = []
+        self.lab_types: list[int] = []
+        self.recorded_streams: set[str] = set()
+        self.lab_streams: set[str] = set()
+        self.recorded_state: tuple[str, str | None] | None = None
+        self.lab_state: tuple[str, str | None] | None = None
+        self.recorded_elements: set[str] = set()
+        self.lab_elements: set[str] = set()
+
+
+def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -> Result:
+    """Replay one transcript through handle(request bytes) -> (status, body)."""
+    messages = yaml.safe_load(path.read_text())["messages"]
+    ids: dict[str, str] = {}
+    mismatches: list[str] = []
+    skipped: list[int] = []
+    targets: dict[str | None, _TargetLog] = {}
+
+    def rewrite(text: str) -> str:
+        return _ID.sub(lambda m: ids.get(m.group(0).upper(), m.group(0)), text)
+
+    def learn(recorded: Answer, lab: Answer) -> None:
+        # Server-chosen ids (WinRS ShellId and CommandId) map recorded -> lab by position.
+        for tag in ("ShellId", "CommandId"):
+            rec = [e.text for e in recorded.root.iter() if local(e.tag) == tag] if recorded.root is not None else []
+            got = [e.text for e in lab.root.iter() if local(e.tag) == tag] if lab.root is not None else []
+            for r, g in zip(rec, got):
+                if r and g and r.upper() != g.upper():
+                    ids[r.upper()] = g.upper()
+
+    def target_of(req: str) -> str | None:
+        m = re.search(r'DesiredStream CommandId="([^"]+)"', req)
+        return m.group(1).upper() if m else None
+
+    def absorb(answer: Answer, log: _TargetLog, recorded: bool) -> None:
+        types = log.recorded_types if recorded else log.lab_types
+        names = log.recorded_streams if recorded else log.lab_streams
+        elements = log.recorded_elements if recorded else log.lab_elements
+        if answer.fault is not None:
+            return  # faults are compared where they happen, not folded into the stream
+        for _cid, name, ptypes in answer.streams:
+            if log.psrp:
+                types.extend(ptypes)
+            names.add(name)
+        elements.update(answer.elements - {"Stream"})
+        if answer.state is not None:
+            value = (answer.state[1], answer.state[2])
+            if recorded:
+                log.recorded_state = value
+            else:
+                log.lab_state = value
+
+    for index, message in enumerate(messages):
+        req_text = message["request"]
+        action = request_action(req_text)
+        if message.get("http_error") is not None or "response" not in message:
+            skipped.append(index)  # the recording has no answer from Windows to compare with
+            continue
+        rec_status = message.get("transport_error", {}).get("code", 200) if message.get("transport_error") else 200
+        recorded = parse_answer(rec_status, message.get("response", ""))
+        lab_req = rewrite(req_text)
+        if action == "Receive":
+            lab_req = re.sub(r"<wsman:OperationTimeout>[^<]*<", f"<wsman:OperationTimeout>{RECEIVE_TIMEOUT}<", lab_req)
+            key = target_of(lab_req)
+            log = targets.setdefault(key, _TargetLog())
+            log.psrp = "schemas.microsoft.com/powershell/" in req_text
+            absorb(recorded, log, recorded=True)
+            attempts = 0
+            while attempts < MAX_EXTRA_RECEIVES:
+                # Once the lab said Done for a command nothing more will come: stop asking.
+                behind = (log.lab_state is None or key is None) and (len(log.lab_types) < len(log.recorded_types) or (
+                    log.recorded_state is not None and log.lab_state is None
+                ) or not (log.recorded_streams <= log.lab_streams)) or (recorded.fault is not None)
+                if not behind:
+                    break
+                attempts += 1
+                status, body = handle(lab_req.encode())
+                lab = parse_answer(status, body.decode())
+                if recorded.fault is not None or lab.fault is not None:
+                    if (recorded.fault, recorded.status) != (lab.fault, lab.status):
+                        mismatches.append(f"#{index} Receive: fault {recorded.fault} != lab {lab.fault or lab.status}")
+                    break
+                absorb(lab, log, recorded=False)
+            continue
+        status, body = handle(lab_req.encode())
+        lab = parse_answer(status, body.decode())
+        learn(recorded, lab)
+        if (recorded.status, recorded.action, recorded.fault) != (lab.status, lab.action, lab.fault):
+            mismatches.append(
+                f"#{index} {action}: recorded {recorded.status} {recorded.action} {recorded.fault} != "
+                f"lab {lab.status} {lab.action} {lab.fault}"
+            )
+        elif recorded.elements != lab.elements:
+            missing = sorted(recorded.elements - lab.elements)
+            extra = sorted(lab.elements - recorded.elements)
+            mismatches.append(f"#{index} {action}: body elements missing {missing} extra {extra}")
+        if action == "Create":
+            m = re.search(r"<creationXml[^>]*>([^<]*)<", req_text)
+            if m is None:
+                continue
+    for key, log in targets.items():
+        name = key or "pool"
+        if log.recorded_types != log.lab_types:
+            mismatches.append(
+                f"Receive[{name}]: PSRP types {[hex(x) for x in log.recorded_types]} != lab {[hex(x) for x in log.lab_types]}"
+            )
+        if log.recorded_streams != log.lab_streams:
+            mismatches.append(f"Receive[{name}]: streams {sorted(log.recorded_streams)} != lab {sorted(log.lab_streams)}")
+        if log.recorded_state != log.lab_state:
+            mismatches.append(f"Receive[{name}]: CommandState {log.recorded_state} != lab {log.lab_state}")
+        if log.recorded_elements != log.lab_elements:
+            mismatches.append(
+                f"Receive[{name}]: elements missing {sorted(log.recorded_elements - log.lab_elements)} "
+                f"extra {sorted(log.lab_elements - log.recorded_elements)}"
+            )
+    return Result(path.stem, not mismatches, len(messages), mismatches)

@@ -1,0 +1,239 @@
+"""WSManService driven by unmodified pypsrp client code (WinRS, RunspacePool, PowerShell) in-process."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from pypsrp.exceptions import WinRMTransportError, WSManFaultError
+from pypsrp.host import PSHost
+from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
+from pypsrp.shell import Process, WinRS
+
+from tests.integration.lab_wsman.conftest import run_in_thread
+
+pytestmark = pytest.mark.timeout(60)
+
+QUOTA_SHELLS = 0x803381A5
+QUOTA_OPERATIONS = 0x803381A6
+INVALID_SELECTORS = 0x8033805B
+TIMED_OUT = 0x80338029
+
+
+def test_winrs_command_returns_stdout_and_exit_code(connect, counters):
+    with WinRS(connect()) as shell:
+        ok = Process(shell, "cmd.exe", ["/c", "echo", "hello lab"])
+        ok.invoke()
+        bad = Process(shell, "exit", ["7"])
+        bad.invoke()
+    assert (ok.rc, ok.stdout, ok.stderr) == (0, b"hello lab\r\n", b"")
+    assert bad.rc == 7
+    assert counters.get("shells_created") == counters.get("shells_deleted") == 1
+    assert counters.get("wsman.Command") == 2
+
+
+def test_winrs_stdin_sent_by_the_client_reaches_the_command(connect):
+    with WinRS(connect()) as shell:
+        proc = Process(shell, "type")
+        proc.begin_invoke()
+        proc.send(b"line one\r\n", end=False)
+        proc.send(b"line two\r\n", end=True)
+        proc.end_invoke()
+    assert proc.stdout == b"line one\r\nline two\r\n"
+
+
+def test_psrp_pipeline_streams_arrive_in_order_with_input(connect, counters):
+    with RunspacePool(connect()) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("out first\nwarn careful\nerr broken\necho-input\nobject name")
+        output = ps.invoke(["in-1", "in-2"])
+    assert output[:3] == ["first", "in-1", "in-2"]
+    assert output[3].adapted_properties == {} and output[3].extended_properties["Name"] == "name"
+    assert [w.message for w in ps.streams.warning] == ["careful"]
+    assert [str(e) for e in ps.streams.error] == ["broken"]
+    assert ps.streams.error[0].fq_error == "Lab.Err"
+    assert ps.had_errors and ps.state == PSInvocationState.COMPLETED
+    assert counters.get("runspace_pools_created") == counters.get("runspace_pools_deleted") == 1
+
+
+def test_psrp_arguments_and_named_parameters_reach_the_engine(connect):
+    with RunspacePool(connect()) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("args").add_argument("positional").add_parameter("Path", "C:\\temp")
+        assert ps.invoke() == ["positional", "-Path", "C:\\temp"]
+
+
+def test_exit_code_reaches_the_client_host_through_set_should_exit(connect):
+    host = PSHost(None, None, False, "lab-test", None, None, "1.0")
+    with RunspacePool(connect(), host=host) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("out before\nexit 3")
+        assert ps.invoke() == ["before"]
+    assert host.rc == 3
+
+
+def test_write_host_without_client_host_becomes_an_information_record(connect):
+    with RunspacePool(connect()) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("host shown to the user")
+        ps.invoke()
+    assert [r.message_data for r in ps.streams.information] == ["shown to the user"]
+    assert ps.streams.information[0].tags == ["PSHOST"]
+
+
+def test_terminating_error_fails_the_pipeline(connect):
+    with RunspacePool(connect()) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("out partial\nfail it broke")
+        assert ps.invoke() == ["partial"]
+        assert ps.state == PSInvocationState.FAILED
+
+
+def test_stop_signal_stops_a_running_pipeline(connect):
+    with RunspacePool(connect()) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("sleep 0.5\nout never")
+        ps.begin_invoke()
+        ps.stop()
+        assert ps.state == PSInvocationState.STOPPED
+
+
+def test_pool_is_alive_until_the_host_expires_its_shells(connect, service, counters):
+    pool = RunspacePool(connect())
+    pool.open()
+    assert pool.is_alive()
+    assert service.expire_shells() == 1
+    assert not pool.is_alive()
+    assert counters.get("shells_expired") == counters.get("runspace_pools_expired") == 1
+
+
+def test_idle_shell_expires_after_idle_timeout(connect, host_config, counters):
+    host_config.idle_timeout_s = 0.3
+    pool = RunspacePool(connect())
+    pool.open()
+    time.sleep(0.6)
+    assert not pool.is_alive()
+    assert counters.get("shells_expired") == 1
+
+
+def test_another_users_shell_id_is_not_found(connect, counters):
+    with WinRS(connect("alice")) as shell:
+        intruder = WinRS(connect("bob"), id=shell.id)
+        intruder._selector_set = shell._selector_set  # what a client guessing alice's ShellId sends
+        with pytest.raises(WSManFaultError) as err:
+            Process(intruder, "cmd.exe", ["/c", "echo", "x"]).invoke()
+    assert err.value.code == INVALID_SELECTORS
+    assert counters.get("rejected.not_owner") == 1
+
+
+def test_max_shells_per_user_refuses_the_next_create(connect, host_config, counters):
+    host_config.max_shells_per_user = 2
+    shells = [WinRS(connect("alice")) for _ in range(2)]
+    for shell in shells:
+        shell.open()
+    with pytest.raises(WSManFaultError) as err:
+        WinRS(connect("alice")).open()
+    assert err.value.code == QUOTA_SHELLS
+    assert "maximum number of 2 concurrent shells" in err.value.reason
+    other = WinRS(connect("bob"))
+    other.open()  # the quota is per user
+    shells[0].close()
+    WinRS(connect("alice")).open()  # a freed slot can be used again
+    assert counters.get("rejected.quota_shells") == 1
+
+
+def test_concurrent_operations_quota_counts_a_pending_receive(connect, host_config, counters):
+    host_config.max_concurrent_operations_per_user = 1
+    shell = WinRS(connect(operation_timeout=2))
+    shell.open()
+    proc = Process(shell, "sleep", ["1.5"])
+    proc.begin_invoke()
+    thread, result = run_in_thread(lambda: shell.receive("stdout stderr", command_id=proc.id))
+    time.sleep(0.3)
+    with pytest.raises(WSManFaultError) as err:
+        WinRS(connect()).open()
+    thread.join(5)
+    assert err.value.code == QUOTA_OPERATIONS
+    assert counters.get("rejected.quota_operations") == 1
+    assert not isinstance(result[0], Exception)
+
+
+def test_long_poll_receive_times_out_without_blocking_other_requests(connect):
+    slow = WinRS(connect("alice", operation_timeout=1))
+    slow.open()
+    proc = Process(slow, "sleep", ["3"])
+    proc.begin_invoke()
+    started = time.monotonic()
+    thread, result = run_in_thread(lambda: slow.receive("stdout stderr", command_id=proc.id))
+    with WinRS(connect("bob")) as fast:  # served while alice's Receive waits
+        quick = Process(fast, "cmd.exe", ["/c", "echo", "ok"])
+        quick.invoke()
+    fast_done = time.monotonic() - started
+    thread.join(5)
+    assert quick.stdout == b"ok\r\n" and fast_done < 0.9
+    assert isinstance(result[0], WSManFaultError) and result[0].code == TIMED_OUT
+
+
+def test_unknown_configuration_is_refused_and_extra_configuration_works(connect, host_config):
+    with pytest.raises(WSManFaultError) as err:
+        RunspacePool(connect(), configuration_name="No.Such.Config").open()
+    assert "No.Such.Config" in err.value.reason
+    name = host_config.extra_configurations[0]
+    with RunspacePool(connect(), configuration_name=name) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("out restricted")
+        assert ps.invoke() == ["restricted"]
+
+
+def test_request_above_max_envelope_size_gets_http_413(connect, host_config, counters):
+    host_config.max_envelope_size = 20000
+    with RunspacePool(connect()) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("out " + "x" * 30000)
+        with pytest.raises(WinRMTransportError) as err:
+            ps.invoke()
+    assert err.value.code == 413
+    assert counters.get("rejected.envelope_size") == 1
+
+
+def test_large_output_is_fragmented_to_the_negotiated_envelope_size(connect, service):
+    wsman = connect()
+    sizes: list[int] = []
+    original = service.handle
+
+    def measuring(user, body, **kw):
+        status, answer = original(user, body, **kw)
+        sizes.append(len(answer))
+        return status, answer
+
+    service.handle = measuring  # type: ignore[method-assign]
+    with RunspacePool(wsman) as pool:
+        ps = PowerShell(pool)
+        ps.add_script("out " + "y" * 400000)
+        assert ps.invoke() == ["y" * 400000]
+    assert max(sizes) <= wsman.max_envelope_size
+
+
+def test_get_config_reports_this_hosts_envelope_size(connect, host_config):
+    host_config.max_envelope_size = 300 * 1024
+    wsman = connect()
+    wsman.update_max_payload_size()
+    assert wsman.max_envelope_size == 300 * 1024
+
+
+def test_injected_wsman_fault_answers_the_next_request(connect, faults, counters):
+    faults.update(wsman_fault_next=["access_denied"])
+    with pytest.raises(WSManFaultError) as err:
+        WinRS(connect()).open()
+    assert err.value.code == 5
+    WinRS(connect()).open()  # consumed: the next request is served
+    assert counters.get("wsman.Create") == 2
+
+
+def test_unknown_command_id_is_the_windows_invalid_selectors_fault(connect):
+    with WinRS(connect()) as shell:
+        with pytest.raises(WSManFaultError) as err:
+            shell.receive("stdout stderr", command_id=str(uuid.uuid4()).upper())
+    assert err.value.code == INVALID_SELECTORS
+    assert "command identifier that does not exist" in err.value.reason
