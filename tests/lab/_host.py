@@ -203,6 +203,10 @@ class WinRMHost:
         """Close the listeners and every open client connection; wait for their threads."""
         self._stopping.set()
         for sock in self._listeners:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept() at once (Linux)
+            except OSError:
+                pass
             _close_quietly(sock)
         self._listeners = []
         with self._lock:
@@ -325,8 +329,8 @@ class WinRMHost:
         if not data:
             return
         conn.sock.settimeout(self.read_timeout_s)
-        conn.sock.sendall(data)
         self.counters.incr("bytes_out", len(data))
+        conn.sock.sendall(data)
 
     def _http_loop(self, conn: _Conn) -> None:
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
@@ -357,10 +361,11 @@ class WinRMHost:
                 return
             if self.faults.get("close_after_each_response"):
                 reply.close = True
-            self._write_reply(conn, h, reply)
+            # Counted and logged before the bytes leave, so a client that got its answer sees the counters.
             conn.answered += 1
             log_event.update(status=reply.status, response_type=reply.content_type, response_bytes=len(reply.body))
             self._record(conn, log_event, started)
+            self._write_reply(conn, h, reply)
             limit = self.faults.get("close_after_requests")
             if reply.close or h.our_state is h11.MUST_CLOSE:
                 return
@@ -441,8 +446,8 @@ class WinRMHost:
         if reply.body:
             out = (out or b"") + (h.send(h11.Data(data=reply.body)) or b"")
         out = (out or b"") + (h.send(h11.EndOfMessage()) or b"")
-        self._send(conn, out)
         self.counters.incr(f"http_status.{reply.status}")
+        self._send(conn, out)
 
     # -- one request ----------------------------------------------------------------------------
     def _unauthorized(self, *, close: bool = True) -> _Reply:

@@ -122,6 +122,14 @@ def tls_server_end_point(cert_der: bytes) -> bytes:
     return b"tls-server-end-point:" + digest.finalize()
 
 
+def _is_raw_kerberos(token: bytes) -> bool:
+    """A GSS-API InitialContextToken whose mech OID (right after the length) is Kerberos, not SPNEGO."""
+    if len(token) < 16 or token[0] != 0x60:
+        return False
+    pos = 2 if token[1] < 0x80 else 2 + (token[1] & 0x7F)
+    return token[pos : pos + len(_KRB5_OID)] == _KRB5_OID
+
+
 def _ntlm_authenticate_has_cbt(token: bytes) -> bool | None:
     """Whether an NTLM AUTHENTICATE message (raw or inside SPNEGO) carries channel bindings.
 
@@ -323,7 +331,7 @@ class HostAuthenticator:
             label = header_scheme
             if header_scheme == "negotiate" and token.startswith(b"NTLMSSP\x00"):
                 label = "ntlm"  # raw NTLM in the Negotiate header: what auth=ntlm clients send
-            elif header_scheme == "negotiate" and _KRB5_OID in token[:24]:
+            elif header_scheme == "negotiate" and _is_raw_kerberos(token):
                 label = "kerberos"  # raw Kerberos in the Negotiate header: what auth=kerberos clients send
             if refuse:
                 raise AuthFailed(label, "authentication refused (fault injection)")
