@@ -154,6 +154,10 @@ class AuthProvider:
         """A header value to send on every request before any challenge, or None."""
         return None
 
+    def initial(self) -> str | None:
+        """A first handshake token to send before any challenge, or None."""
+        return None
+
     def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
         """The header value answering ``challenges``; raises AuthRejected when there is none."""
         raise NotImplementedError
@@ -252,8 +256,10 @@ class SpnegoAuth(AuthProvider):
         delegate: bool = False,
         wrap: bool = False,
         channel_bindings: bytes | None = None,
+        first_label: str | None = None,
     ) -> None:
         super().__init__()
+        self._first_label = first_label
         self._username = username
         self._password = password
         self._protocol = protocol
@@ -286,6 +292,18 @@ class SpnegoAuth(AuthProvider):
             protocol=self._protocol,
             options=spnego.NegotiateOptions.wrapping_winrm if self._wrap else spnego.NegotiateOptions.none,
         )
+
+    def initial(self) -> str | None:
+        """The first token without waiting for a challenge (saves the offers-only round trip), or None."""
+        if self._first_label is None:
+            return None
+        self.label = self._first_label
+        self._context = self._new_context()
+        try:
+            out_token = self._context.step(None)
+        except spnego.exceptions.SpnegoError as e:
+            raise AuthRejected(f"{self._protocol}: {getattr(e, 'message', type(e).__name__)}") from e
+        return f"{self.label} {base64.b64encode(out_token).decode()}" if out_token else None
 
     def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
         if self._context is None:
@@ -335,7 +353,10 @@ class CredSSPAuth(SpnegoAuth):
     ) -> None:
         if not username or password is None:
             raise ConfigError("credssp authentication needs a user name and a password (ansible_user, ansible_password).")
-        super().__init__(username, password, protocol="credssp", hostname=hostname, service="HTTP", labels=("CredSSP",))
+        super().__init__(
+            username, password, protocol="credssp", hostname=hostname, service="HTTP", labels=("CredSSP",),
+            first_label="CredSSP",
+        )
         self._mechanism = auth_mechanism
         self._disable_tlsv1_2 = disable_tlsv1_2
         self._minimum_version = minimum_version
@@ -397,6 +418,8 @@ def host_provider(spec: t.Any, *, channel_bindings: bytes | None) -> AuthProvide
             delegate=spec.negotiate_delegate,
             wrap=spec.encrypt,
             channel_bindings=channel_bindings if spec.negotiate_send_cbt else None,
+            # Windows closes the connection after an offers-only 401, so the first token goes unasked
+            first_label="Negotiate",
         )
     if auth == "credssp":
         return CredSSPAuth(

@@ -379,6 +379,7 @@ class WinRMTransport:
                         status=407,
                         schemes=schemes,
                     )
+                credential_sent = credential is not None
                 try:
                     credential = provider.respond(challenges, "CONNECT", self._authority)
                 except AuthRejected:
@@ -386,7 +387,7 @@ class WinRMTransport:
                     raise ProxyAuthError(self._proxy_rejected_message(proxy, schemes, bool(credential)), status=407, schemes=schemes) from None
                 if resp.will_close:
                     conn.close()
-                    if not provider.resumable:
+                    if credential_sent and not provider.resumable:
                         raise ProxyAuthError(
                             f"The proxy {proxy.url} closed the connection after its 407 in the middle of the "
                             f"{proxy.auth} handshake; {proxy.auth} is bound to one connection (R4), so the proxy must "
@@ -415,7 +416,13 @@ class WinRMTransport:
                     "use ntlm, negotiate, kerberos or credssp, or https."
                 )
             return  # the header rides on every request; a 401 on the first message is the refusal
-        credential: str | None = None
+        try:
+            credential = provider.initial()
+        except AuthRejected as e:
+            raise HostAuthError(
+                f"Could not start {spec.auth} authentication to {self._authority} ({e}); check ansible_user, "
+                "ansible_password and ansible_psrp_auth (and the Kerberos set-up for kerberos/negotiate)."
+            ) from None
         for leg in range(_MAX_LEGS):
             headers = self._base_headers() + [("Content-Type", _SOAP)]
             if credential:
@@ -423,12 +430,18 @@ class WinRMTransport:
             resp = self._request("POST", self._target, headers, b"", timeout=spec.read_timeout, handshake=True)
             if resp.status == 401:
                 challenges = parse_challenges(resp.header_values("www-authenticate"))
+                sent = credential is not None
                 try:
                     credential = provider.respond(challenges, "POST", self._target)
                 except AuthRejected:
-                    raise self._host_auth_error(resp, rejected=credential is not None) from None
+                    raise self._host_auth_error(resp, rejected=sent) from None
                 if resp.will_close:
-                    raise _Resend("closed during the handshake", "the peer closed the connection between handshake legs")
+                    if sent:
+                        raise _Resend("closed during the handshake", "the peer closed the connection between handshake legs")
+                    # an offers-only 401 that closes (as Windows does): no context started yet, start on a new connection
+                    self._emit("reconnect", f"{self._authority} closed after its first 401; reconnecting{self._via()}")
+                    self._drop()
+                    self._open()
                 continue
             self._check_proxy_answer(resp)
             if 200 <= resp.status < 300:

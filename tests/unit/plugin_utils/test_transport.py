@@ -291,6 +291,7 @@ class Proxy:
     def __init__(self, *, auth: str | None = None, tls: ssl.SSLContext | None = None, close_after_407: bool = False) -> None:
         self.auth = auth
         self.close_after_407 = close_after_407
+        self.close_on_offers = False  # close only after a 407 that answered a request without credentials
         self.fresh_upstream_after = 0  # forward mode: a new upstream connection after this many requests (no affinity)
         self.close_client_after = 0  # forward mode: close the client connection after this many responses
         self.tunnel_bytes = bytearray()  # bytes relayed from the client inside tunnels
@@ -355,7 +356,8 @@ class Proxy:
                 legs += 1
                 ok, challenge = self._check(header(req, b"proxy-authorization"), "CONNECT", target, state)
                 if not ok:
-                    if not send_response(sock, conn, 407, challenge, b"auth needed", close=self.close_after_407):
+                    close = self.close_after_407 or (self.close_on_offers and not header(req, b"proxy-authorization"))
+                    if not send_response(sock, conn, 407, challenge, b"auth needed", close=close):
                         return
                     continue
                 host, _, port = target.rpartition(":")
@@ -514,7 +516,7 @@ def test_ntlm_handshake_and_every_message_share_one_connection_with_encryption_r
     assert tr.send(b"<second/>") == b"ECHO:<second/>"
     tr.close()
     assert host.peer.connections == 1
-    assert host.handshakes == [(1, 3)]  # offers, NTLM negotiate, NTLM authenticate
+    assert host.handshakes == [(1, 2)]  # NTLM negotiate (sent unasked), NTLM authenticate
     assert [m for _, m in host.messages] == [b"<first/>", b"<second/>"]
     assert host.encrypted_seen == [True, True]
     assert b"<first/>" not in host.peer.received  # only ciphertext crossed the wire
@@ -528,7 +530,7 @@ def test_https_ntlm_sends_channel_binding_the_host_checks(peers: list[t.Any], se
     peers.append(host)
     tr = _transport.WinRMTransport(make_spec(host, scheme="https", ca=tls_files["cert"]))
     assert tr.send(b"<m/>") == b"ECHO:<m/>"
-    assert host.handshakes == [(1, 3)] and host.encrypted_seen == [False]
+    assert host.handshakes == [(1, 2)] and host.encrypted_seen == [False]
     tr.close()
 
 
@@ -679,6 +681,15 @@ def test_basic_proxy_that_closes_after_407_is_answered_on_a_new_connection(peers
     assert any(k == "reconnect" and "407" in d for k, d in events)
 
 
+def test_ntlm_proxy_closing_after_its_offers_only_407_is_answered_on_a_new_connection(peers: list[t.Any]) -> None:
+    host, proxy = Host(), Proxy(auth="ntlm")
+    proxy.close_on_offers = True  # no NTLM context exists yet, so a new connection loses nothing
+    peers += [host, proxy]
+    tr = _transport.WinRMTransport(make_spec(host, proxy=proxy, proxy_auth="ntlm", tunnel=True))
+    assert tr.send(b"<m/>") == b"ECHO:<m/>"
+    assert proxy.peer.connections == 2 and proxy.connects == [(2, f"127.0.0.1:{host.peer.port}", 2)]
+
+
 def test_ntlm_proxy_that_closes_after_407_fails_naming_the_proxy(peers: list[t.Any]) -> None:
     host, proxy = Host(), Proxy(auth="ntlm", close_after_407=True)
     peers += [host, proxy]
@@ -766,7 +777,7 @@ def test_forward_proxy_uses_absolute_form_and_keeps_one_connection(peers: list[t
 def test_forward_proxy_closing_after_handshake_is_affinity_lost_naming_proxy(peers: list[t.Any]) -> None:
     host, proxy = Host(), Proxy()
     peers += [host, proxy]
-    proxy.close_client_after = 2  # the 401 and the handshake's 200
+    proxy.close_client_after = 2  # the NTLM challenge and the handshake's 200
     events = Events()
     spec = make_spec(host, proxy=proxy, reconnection_retries=3)
     tr = _transport.WinRMTransport(spec, events=events)
@@ -781,7 +792,7 @@ def test_forward_proxy_closing_after_handshake_is_affinity_lost_naming_proxy(pee
 def test_forward_proxy_switching_upstream_shows_as_fresh_401_and_affinity_lost(peers: list[t.Any]) -> None:
     host, proxy = Host(), Proxy()
     peers += [host, proxy]
-    proxy.fresh_upstream_after = 3  # the whole handshake on one upstream connection, the message on another
+    proxy.fresh_upstream_after = 2  # the whole handshake on one upstream connection, the message on another
     tr = _transport.WinRMTransport(make_spec(host, proxy=proxy))
     with pytest.raises(_errors.AffinityLostError, match="fresh 401"):
         tr.send(b"<m/>")
@@ -796,7 +807,7 @@ def test_forward_proxy_without_affinity_during_handshake_hints_at_the_proxy(peer
     with pytest.raises(_errors.HostAuthError) as err:
         tr.send(b"<m/>")
     assert "without connection affinity" in str(err.value) and "ansible_psrp_proxy_tunnel: true" in str(err.value)
-    assert host.peer.connections == 3 and host.handshakes == []
+    assert host.peer.connections == 2 and host.handshakes == []
 
 
 def test_forward_proxy_own_502_is_proxy_error(peers: list[t.Any]) -> None:
