@@ -82,6 +82,7 @@ class _Reply:
     content_type: str | None = None
     www_authenticate: list[str] = dataclasses.field(default_factory=list)
     close: bool = False          # announce Connection: close and close after sending
+    linger: bool = False         # the request was not read to its end: drain briefly before closing
     extra: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
@@ -349,7 +350,7 @@ class WinRMHost:
                 if too_large:
                     self.counters.incr("rejected.envelope_size")
                     log_event["reason"] = "envelope_size"
-                    reply = _Reply(413, close=True)
+                    reply = _Reply(413, close=True, linger=True)
                 else:
                     reply = self._dispatch(conn, request, body, log_event)
             except _Drop:
@@ -367,11 +368,29 @@ class WinRMHost:
             self._record(conn, log_event, started)
             self._write_reply(conn, h, reply)
             limit = self.faults.get("close_after_requests")
+            if reply.linger:
+                self._linger(conn)
             if reply.close or h.our_state is h11.MUST_CLOSE:
                 return
             if limit is not None and conn.answered >= int(limit):
                 return  # an abrupt close, as a host or middlebox dropping the connection does
             h.start_next_cycle()
+
+    def _linger(self, conn: _Conn, seconds: float = 1.0, limit: int = 4 << 20) -> None:
+        """Half-close and discard what the client still sends, so a reset does not eat the answer."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + seconds
+            drained = 0
+            while drained < limit and (left := deadline - time.monotonic()) > 0:
+                conn.sock.settimeout(left)
+                data = conn.sock.recv(_RECV)
+                if not data:
+                    break
+                drained += len(data)
+                self.counters.incr("bytes_in", len(data))
+        except (OSError, ssl.SSLError):
+            pass
 
     def _record(self, conn: _Conn, event: dict[str, t.Any], started: float) -> None:
         event.update(user=conn.auth.user, scheme=conn.auth.scheme, mech=conn.auth.mech,
