@@ -398,9 +398,11 @@ all:
 #    ansible_psrp_persist: false
 """
 
+import logging
 import os
 import typing as t
 
+from ansible import constants as C
 from ansible.errors import AnsibleAuthenticationFailure, AnsibleConnectionFailure, AnsibleError, AnsibleFileNotFound
 from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.connection import ConnectionBase
@@ -472,6 +474,10 @@ class Connection(ConnectionBase):
         self._spec: SessionSpec | None = None
         self._runner: t.Any = None
         super().__init__(*args, **kwargs)
+        if not C.DEFAULT_DEBUG:
+            # pyspnego logs raw authentication tokens at DEBUG; pypsrp logs message bodies.
+            for name in ("spnego", "pypsrp", "requests_credssp", "urllib3", "ansible_collections.pinned.winrm"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         if self._shell.SHELL_FAMILY != "powershell":
             display.warning(
                 "The pinned.winrm.psrp connection plugin should have the shell type of powershell and not "
