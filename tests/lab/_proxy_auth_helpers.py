@@ -8,7 +8,8 @@ protocol by hand (a line protocol no library implements)::
     squid -> helper   YR <base64 token>     first leg of a new handshake
     squid -> helper   KK <base64 token>     later leg of the same handshake
     helper -> squid   TT <base64 token>     send this challenge, keep the helper for this client
-    helper -> squid   OK [token=<b64>] user=<name>     authenticated (values are %-escaped)
+    helper -> squid   OK user=<name>        NTLM: authenticated (the value is %-escaped)
+    helper -> squid   AF <b64 token|=> <name>   Negotiate: authenticated (Squid insists on a token)
     helper -> squid   ERR message=<text>    wrong credentials (Squid answers 407)
     helper -> squid   BH message=<text>     broken request / helper trouble
 
@@ -116,6 +117,13 @@ def _quote(value: str) -> str:
     return urllib.parse.quote(value, safe="@.-_")
 
 
+def _squid_word(value: str) -> str:
+    """One word as Squid's strwordtok reads it: bare if plain, else double-quoted with backslash escapes."""
+    if value and not any(c.isspace() or c in '"\\' for c in value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class SquidAuthHelper:
     """One helper instance: holds the security context of the handshake Squid has reserved it for."""
 
@@ -156,8 +164,12 @@ class SquidAuthHelper:
             return f"TT {base64.b64encode(token_out).decode()}"
         user = self._ctx.client_principal or ""
         self._ctx = None
-        token_part = f"token={base64.b64encode(token_out).decode()} " if token_out else ""
-        return f"OK {token_part}user={_quote(user)}"
+        if self.protocol == "ntlm":
+            return f"OK user={_quote(user)}"
+        # Squid aborts (FATAL) on a Negotiate success without a token; raw NTLM inside Negotiate ends
+        # without one, so send "=" as Squid's own negotiate_wrapper_auth does, in the legacy AF form
+        token = base64.b64encode(token_out).decode() if token_out else "="
+        return f"AF {token} {_squid_word(user)}"
 
 
 class NtlmHelper(SquidAuthHelper):

@@ -209,7 +209,10 @@ class SquidProxy:
         return [AccessLogEntry.parse(ln) for ln in self.access_log()]
 
     def counters(self) -> dict[str, typing.Any]:
-        """Counts derived from the access log: requests, CONNECTs, 407s, by method, status, user, connections."""
+        """Counts derived from the access log: requests, CONNECTs, 407s, by method, status, user, connections.
+
+        by_user counts only requests that passed authentication.
+        """
         entries = self.access_entries()
         by_method: dict[str, int] = {}
         by_status: dict[int, int] = {}
@@ -217,7 +220,7 @@ class SquidProxy:
         for e in entries:
             by_method[e.method] = by_method.get(e.method, 0) + 1
             by_status[e.http_status] = by_status.get(e.http_status, 0) + 1
-            if e.user:
+            if e.user and e.http_status != 407:  # a refused attempt is logged with the name it tried
                 by_user[e.user] = by_user.get(e.user, 0) + 1
         return {
             "requests": len(entries),

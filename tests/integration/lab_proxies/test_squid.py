@@ -1,0 +1,256 @@
+"""The lab's Squid: bounded start/stop, CONNECT restricted to the lab's ports, and proxy auth that checks credentials."""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+import secrets
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+import spnego
+
+from tests.integration.lab_proxies.conftest import (
+    EchoServer,
+    HTTPProxyDigestAuth,
+    RecordingHTTPServer,
+    connect_with_auth,
+    echo_through,
+    stop_together,
+)
+from tests.lab import _procs
+from tests.lab._squid import SquidProxy
+
+pytestmark = pytest.mark.timeout(60)
+
+USER = "proxy-user"
+
+
+@pytest.fixture(scope="module")
+def password() -> str:
+    # a colon and a percent sign: escaping mistakes in a helper or a client show up as refusals
+    return f"Px:{secrets.token_urlsafe(12)}%1"
+
+
+@pytest.fixture(scope="module")
+def squids(tmp_path_factory: pytest.TempPathFactory, password: str,
+           echo_server: EchoServer) -> Iterator[dict[str, SquidProxy]]:
+    """One Squid per scheme for the module, stopped together (Squid takes ~2 s to shut down)."""
+    users = {USER: password}
+    made = {
+        "open": SquidProxy(tmp_path_factory.mktemp("squid-open"), allowed_connect_ports=[echo_server.port]),
+        "basic": SquidProxy(tmp_path_factory.mktemp("squid-basic"), auth="basic", users=users),
+        "digest": SquidProxy(tmp_path_factory.mktemp("squid-digest"), auth="digest", users=users),
+        "ntlm": SquidProxy(tmp_path_factory.mktemp("squid-ntlm"), auth="ntlm", users=users,
+                           allowed_connect_ports=[echo_server.port]),
+    }
+    try:
+        for squid in made.values():
+            squid.start()
+        yield made
+    finally:
+        stop_together(made.values())
+
+
+@pytest.fixture()
+def open_squid(squids: dict[str, SquidProxy]) -> SquidProxy:
+    return squids["open"]
+
+
+@pytest.fixture()
+def basic_squid(squids: dict[str, SquidProxy]) -> SquidProxy:
+    return squids["basic"]
+
+
+@pytest.fixture()
+def digest_squid(squids: dict[str, SquidProxy]) -> SquidProxy:
+    return squids["digest"]
+
+
+@pytest.fixture()
+def ntlm_squid(squids: dict[str, SquidProxy]) -> SquidProxy:
+    return squids["ntlm"]
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+def test_squid_starts_within_bounds_stops_cleanly_and_restarts_on_the_same_port(tmp_path: pathlib.Path) -> None:
+    squid = SquidProxy(tmp_path, allowed_connect_ports=[])
+    began = time.monotonic()
+    squid.start()
+    started_in = time.monotonic() - began
+    assert started_in < _procs.START_TIMEOUT_S
+    assert _procs.port_accepts("127.0.0.1", squid.port)
+    port = squid.port
+    pid = squid._squid.pid  # noqa: SLF001 - the test checks the process really went away
+
+    began = time.monotonic()
+    squid.restart()
+    assert squid.port == port and _procs.port_accepts("127.0.0.1", port)
+    assert squid._squid.pid != pid  # noqa: SLF001
+
+    began = time.monotonic()
+    squid.stop()
+    stopped_in = time.monotonic() - began
+    assert stopped_in < _procs.STOP_TIMEOUT_S
+    assert not _procs.port_accepts("127.0.0.1", port)
+    assert "Exiting normally" in squid.cache_log_path.read_text()  # SIGTERM was enough, no SIGKILL
+
+
+def test_squid_startup_failure_reports_the_log_tail_within_the_bound(tmp_path: pathlib.Path) -> None:
+    squid = SquidProxy(tmp_path)
+    squid.start()
+    try:
+        twin = SquidProxy(tmp_path / "twin")
+        twin.port = squid.port  # the port is taken: Squid cannot listen
+        began = time.monotonic()
+        with pytest.raises(_procs.DaemonStartError, match="squid") as info:
+            twin.start()
+        assert time.monotonic() - began < _procs.START_TIMEOUT_S + _procs.STOP_TIMEOUT_S
+        assert "cache.log" in str(info.value)
+        assert not twin.running
+    finally:
+        squid.stop()
+
+
+# ------------------------------------------------------------------------------------------ CONNECT policy
+def test_squid_tunnels_connect_to_an_allowed_port(open_squid: SquidProxy, echo_server: EchoServer) -> None:
+    result = connect_with_auth(open_squid.port, echo_server.port)
+    try:
+        assert result.statuses == [200]
+        assert echo_through(result, b"ping through squid") == b"echo:ping through squid"
+    finally:
+        result.close()
+
+
+def test_squid_refuses_connect_to_a_port_that_is_not_a_lab_port(open_squid: SquidProxy,
+                                                                echo_server: EchoServer) -> None:
+    other = _procs.free_port()
+    result = connect_with_auth(open_squid.port, other)
+    assert result.statuses == [403]
+    time.sleep(0.2)  # Squid writes the log line as the transaction ends
+    denied = [e for e in open_squid.access_entries() if e.url == f"127.0.0.1:{other}"]
+    assert [e.squid_status for e in denied] == ["TCP_DENIED"]
+
+
+def test_squid_serves_https_proxy_port_with_a_lab_ca_certificate(tmp_path: pathlib.Path, lab_ca,
+                                                                 echo_server: EchoServer) -> None:
+    squid = SquidProxy(tmp_path, https_port=True, ca=lab_ca, allowed_connect_ports=[echo_server.port])
+    squid.start()
+    try:
+        assert squid.https_url == f"https://127.0.0.1:{squid.tls_port}"
+        tls = ssl.create_default_context(cafile=str(lab_ca.cert_path))
+        result = connect_with_auth(squid.tls_port, echo_server.port, wrap=tls)
+        assert result.statuses == [200]
+        assert echo_through(result, b"inside TLS to the proxy") == b"echo:inside TLS to the proxy"
+        result.close()
+    finally:
+        squid.stop()
+
+
+# ------------------------------------------------------------------------------------------ Basic
+def test_squid_basic_accepts_the_right_password_and_answers_407_to_a_wrong_one(
+        basic_squid: SquidProxy, http_upstream: RecordingHTTPServer, password: str) -> None:
+    target = f"http://127.0.0.1:{http_upstream.port}/basic"
+
+    def through(pw: str | None) -> requests.Response:
+        cred = "" if pw is None else f"{USER}:{requests.utils.quote(pw, safe='')}@"
+        return requests.get(target, proxies={"http": f"http://{cred}127.0.0.1:{basic_squid.port}"}, timeout=10)
+
+    assert through(None).status_code == 407
+    assert through(password + "x").status_code == 407
+    assert len(http_upstream.requests) == 0
+    ok = through(password)
+    assert ok.status_code == 200
+    assert len(http_upstream.requests) == 1
+    # the host never sees the proxy credentials (R2)
+    assert "Proxy-Authorization" not in http_upstream.requests[0][3]
+    time.sleep(0.2)
+    assert basic_squid.counters()["by_user"].get(USER) == 1
+
+
+# ------------------------------------------------------------------------------------------ Digest
+def test_squid_digest_accepts_the_right_password_and_answers_407_to_a_wrong_one(
+        digest_squid: SquidProxy, http_upstream: RecordingHTTPServer, password: str) -> None:
+    target = f"http://127.0.0.1:{http_upstream.port}/digest"
+    proxies = {"http": digest_squid.url}
+    wrong = requests.get(target, proxies=proxies, auth=HTTPProxyDigestAuth(USER, password + "x"), timeout=10)
+    assert wrong.status_code == 407
+    assert wrong.history and wrong.history[0].headers["Proxy-Authenticate"].startswith("Digest")
+    assert len(http_upstream.requests) == 0
+    right = requests.get(target, proxies=proxies, auth=HTTPProxyDigestAuth(USER, password), timeout=10)
+    assert right.status_code == 200
+    assert [r[2] for r in http_upstream.requests] == ["/digest"]
+
+
+# ------------------------------------------------------------------------------------------ NTLM
+def _ntlm(user: str, pw: str) -> spnego.ContextProxy:
+    return spnego.client(user, pw, hostname="127.0.0.1", service="HTTP", protocol="ntlm")
+
+
+def test_squid_ntlm_connect_authenticates_over_407_legs_on_one_connection(
+        ntlm_squid: SquidProxy, echo_server: EchoServer, password: str) -> None:
+    result = connect_with_auth(ntlm_squid.port, echo_server.port, scheme="NTLM", context=_ntlm(USER, password))
+    try:
+        # leg 1: negotiate -> 407 with the challenge; leg 2: authenticate -> 200, all on this one connection
+        assert result.statuses == [407, 200]
+        assert echo_through(result, b"after NTLM") == b"echo:after NTLM"
+    finally:
+        result.close()
+    time.sleep(0.2)
+    mine = [e for e in ntlm_squid.access_entries() if e.client_port == result.local_port]
+    assert [(e.http_status, e.user) for e in mine] == [(407, None), (200, USER)]
+
+
+def test_squid_ntlm_refuses_a_wrong_password(ntlm_squid: SquidProxy, echo_server: EchoServer,
+                                             password: str) -> None:
+    before = len(echo_server.connections)
+    result = connect_with_auth(ntlm_squid.port, echo_server.port, scheme="NTLM",
+                               context=_ntlm(USER, "not-" + password))
+    assert result.statuses == [407, 407]
+    assert len(echo_server.connections) == before  # nothing reached the target
+
+
+def test_squid_ntlm_refuses_an_unknown_user(ntlm_squid: SquidProxy, echo_server: EchoServer,
+                                            password: str) -> None:
+    result = connect_with_auth(ntlm_squid.port, echo_server.port, scheme="NTLM",
+                               context=_ntlm("someone-else", password))
+    assert result.statuses == [407, 407]
+
+
+# ------------------------------------------------------------------------------------------ the helper itself
+def test_ntlm_helper_run_directly_speaks_squids_protocol_and_checks_the_password(
+        tmp_path: pathlib.Path, password: str) -> None:
+    """The helper as Squid runs it when the lab is not root: the venv python on stdin/stdout."""
+    from tests.lab import _proxy_auth_helpers as helpers
+
+    store = tmp_path / "users"
+    helpers.write_ntlm_store(store, {USER: password})
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert password not in store.read_text()
+
+    def run(pw: str) -> list[str]:
+        ctx = _ntlm(USER, pw)
+        proc = subprocess.Popen([sys.executable, helpers.__file__, "ntlm", "--users", str(store)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdin and proc.stdout
+        replies = []
+        line = f"YR {base64.b64encode(ctx.step()).decode()}\n"
+        for _ in range(3):
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            reply = proc.stdout.readline().strip()
+            replies.append(reply.split(" ")[0])
+            if not reply.startswith("TT "):
+                break
+            line = f"KK {base64.b64encode(ctx.step(base64.b64decode(reply[3:]))).decode()}\n"
+        proc.stdin.close()
+        assert proc.wait(timeout=10) == 0
+        return replies
+
+    assert run(password) == ["TT", "OK"]
+    assert run(password + "!") == ["TT", "ERR"]
