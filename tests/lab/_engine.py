@@ -42,3 +42,611 @@ class Streams(typing.Protocol):
     def verbose(self, message: str) -> None: ...
     def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None: ...
     def set_should_exit(self, code: int) -> None: ...
+
+
+_CLIXML_NS = "http://schemas.microsoft.com/powershell/2004/04"
+
+
+def clixml_escape(text: str) -> str:
+    """Escapes a string as PowerShell's CLIXML serializer does (_xHHHH_ for control characters)."""
+    out = []
+    for ch in text.replace("_x", "_x005F_x"):
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"_x{code:04X}_")
+        elif ch == "&":
+            out.append("&amp;")
+        elif ch == "<":
+            out.append("&lt;")
+        elif ch == ">":
+            out.append("&gt;")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class _TextStreams:
+    """powershell.exe with redirected std handles: output as text, errors as CLIXML on stderr."""
+
+    def __init__(self, stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]) -> None:
+        self._stdout = stdout
+        self._stderr = stderr
+        self.clixml: list[str] = []
+        self.exit_code: int | None = None
+        self.had_error = False
+
+    def output(self, value: object) -> None:
+        from tests.lab import _pwsh
+        text = _pwsh.format_for_display([value])
+        self._stdout((text + "\r\n").encode("utf-8", errors="surrogatepass"))
+
+    def error(self, record: ErrorInfo) -> None:
+        from tests.lab import _pwsh
+        self.had_error = True
+        text = _pwsh.render_error_text(record)
+        for line in text.split("\r\n"):
+            self.clixml.append(f'<S S="Error">{clixml_escape(line + chr(13) + chr(10))}</S>')
+
+    def terminating_error(self, record: ErrorInfo) -> None:
+        self.error(record)
+
+    def warning(self, message: str) -> None:
+        self.clixml.append(f'<S S="warning">{clixml_escape(message + chr(13) + chr(10))}</S>')
+
+    def verbose(self, message: str) -> None:
+        self.clixml.append(f'<S S="verbose">{clixml_escape(message + chr(13) + chr(10))}</S>')
+
+    def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None:
+        data = (text + ("\r\n" if newline else "")).encode("utf-8", errors="surrogatepass")
+        (self._stderr if to_stderr else self._stdout)(data)
+
+    def set_should_exit(self, code: int) -> None:
+        self.exit_code = code
+
+    def flush(self) -> None:
+        if self.clixml:
+            body = "".join(self.clixml)
+            self._stderr(f'#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="{_CLIXML_NS}">{body}</Objs>'.encode("utf-8"))
+            self.clixml = []
+
+
+def split_command_line(line: str) -> list[str]:
+    """CommandLineToArgvW's rules, enough for the command lines clients build."""
+    args: list[str] = []
+    cur: list[str] = []
+    in_quotes = False
+    have = False
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\":
+            j = i
+            while j < len(line) and line[j] == "\\":
+                j += 1
+            n = j - i
+            if j < len(line) and line[j] == '"':
+                cur.append("\\" * (n // 2))
+                if n % 2:
+                    cur.append('"')
+                    i = j + 1
+                else:
+                    i = j
+                have = True
+                continue
+            cur.append("\\" * n)
+            i = j
+            have = True
+            continue
+        if c == '"':
+            in_quotes = not in_quotes
+            have = True
+        elif c in " \t" and not in_quotes:
+            if have:
+                args.append("".join(cur))
+                cur, have = [], False
+        else:
+            cur.append(c)
+            have = True
+        i += 1
+    if have:
+        args.append("".join(cur))
+    return args
+
+
+def _decode_encoded_arguments(b64: str) -> list[str]:
+    xml = base64.b64decode(b64).decode("utf-16-le")
+    root = ET.fromstring(xml[xml.index("<"):])
+    out = []
+    for el in root.iter():
+        if el.tag.endswith("}S") or el.tag == "S":
+            text = el.text or ""
+            out.append(re.sub(r"_x([0-9A-Fa-f]{4})_", lambda m: chr(int(m.group(1), 16)), text))
+    return out
+
+
+def _unroll(items: Iterable[object]) -> Iterator[object]:
+    """PSRP pipeline input: an array sent as one input object is enumerated, as PowerShell does."""
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from item
+        else:
+            yield item
+
+
+class Engine:
+    """One simulated Windows host's command engine."""
+
+    def __init__(self, root: pathlib.Path, computer_name: str, user: str) -> None:
+        self.root = pathlib.Path(root)
+        self.computer_name = computer_name
+        self.user = user
+        profile = self.root / "Users" / user
+        for d in (self.root / "Windows" / "Temp", self.root / "Windows" / "System32", self.root / "ProgramData",
+                  profile / "Documents", profile / "AppData" / "Local" / "Temp", profile / "Desktop"):
+            d.mkdir(parents=True, exist_ok=True)
+        temp = f"C:\\Users\\{user}\\AppData\\Local\\Temp"
+        # process-wide environment: kept across runs, as a Runspace Pool's process keeps it
+        self.env: dict[str, str] = {
+            "ALLUSERSPROFILE": "C:\\ProgramData", "APPDATA": f"C:\\Users\\{user}\\AppData\\Roaming",
+            "COMPUTERNAME": computer_name, "ComSpec": "C:\\Windows\\system32\\cmd.exe",
+            "LOCALAPPDATA": f"C:\\Users\\{user}\\AppData\\Local", "NUMBER_OF_PROCESSORS": "2", "OS": "Windows_NT",
+            "Path": "C:\\Windows\\system32;C:\\Windows;C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\",
+            "PATHEXT": ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC;.CPL",
+            "PROCESSOR_ARCHITECTURE": "AMD64", "ProgramData": "C:\\ProgramData", "ProgramFiles": "C:\\Program Files",
+            "PSModulePath": "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
+            "PUBLIC": "C:\\Users\\Public", "SystemDrive": "C:", "SystemRoot": "C:\\Windows", "TEMP": temp,
+            "TMP": temp, "USERDOMAIN": computer_name, "USERNAME": user, "USERPROFILE": f"C:\\Users\\{user}",
+            "windir": "C:\\Windows",
+        }
+
+    # ---- PowerShell ------------------------------------------------------------------------------
+    def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
+                       is_command: bool = False) -> None:
+        """Runs a PSRP pipeline: `script` (AddScript) or a command name (AddCommand) with `arguments`.
+
+        In command mode an argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter;
+        value `True` for a switch), anything else is positional (AddArgument).
+        """
+        from tests.lab import _pwsh
+        rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        source = _peekable(_unroll(input))
+        input_iter = source if source.has_any() else None
+        out = self._sink(streams)
+        try:
+            try:
+                if is_command:
+                    positional: list[object] = []
+                    named: dict[str, object] = {}
+                    for a in arguments:
+                        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):
+                            named[a[0].lstrip("-")] = _pwsh._SWITCH if a[1] is True else a[1]
+                        else:
+                            positional.append(a)
+                    rt.src = script
+                    rt.scope = rt.global_scope
+                    node = _pwsh.Node("command", 0, name=script, args=[], redirs=[], invoke=None)
+                    node.end = len(script)
+                    stage = rt.resolve_command(script, positional, named, node)
+                    stage.sink = out
+                    stage.where = (0, len(script))
+                    _pwsh.run_stage(stage, input_iter)
+                else:
+                    rt.run_script(script, list(arguments), {}, input_iter, out)
+            except _pwsh.ParseError as e:
+                raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
+        except _pwsh.ExitScript as e:
+            streams.set_should_exit(e.code)
+        except _pwsh.PSError as e:
+            info = e.record.to_info()
+            failed = getattr(streams, "terminating_error", None)
+            (failed or streams.error)(info)
+        except (_pwsh._Break, _pwsh._Continue, _pwsh._Return):
+            pass
+        except RecursionError:
+            streams.error(ErrorInfo("The script failed due to call depth overflow.", category="InvalidOperation",
+                                    fq_error_id="CallDepthOverflow",
+                                    exception_type="System.Management.Automation.ScriptCallDepthException"))
+
+    @staticmethod
+    def _sink(streams: Streams) -> Callable[[object], None]:
+        from tests.lab import _pwsh
+
+        def out(v: object) -> None:
+            streams.output(_pwsh.display_value(v))
+        return out
+
+    # ---- WinRS (cmd shell) -----------------------------------------------------------------------
+    def run_cmd(self, command: str, arguments: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
+                stderr: Callable[[bytes], None]) -> int:
+        """Runs a WinRS command line as cmd.exe would; returns the exit code."""
+        line = command if not arguments else " ".join([command, *(_quote_arg(a) for a in arguments)])
+        return CmdShell(self, stdin, stdout, stderr).run_line(line)
+
+    def run_powershell_exe(self, argv: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
+                           stderr: Callable[[bytes], None]) -> int:
+        """powershell.exe's command line: -EncodedCommand/-EncodedArguments/-Command/-File."""
+        from tests.lab import _pwsh, _transfer
+        script: str | None = None
+        args: list[object] = []
+        input_none = False
+        i = 0
+        while i < len(argv):
+            a = argv[i]
+            low = a.lower()
+            if low in ("-noprofile", "-nop", "-noninteractive", "-noni", "-nologo", "-mta", "-sta"):
+                i += 1
+            elif low in ("-executionpolicy", "-ep", "-ex", "-windowstyle", "-w", "-outputformat", "-of", "-version"):
+                i += 2
+            elif low in ("-inputformat", "-if", "-inputf"):
+                input_none = i + 1 < len(argv) and argv[i + 1].lower() == "none"
+                i += 2
+            elif low in ("-encodedcommand", "-enc", "-e", "-ec"):
+                script = base64.b64decode(argv[i + 1]).decode("utf-16-le")
+                i += 2
+            elif low in ("-encodedarguments", "-encodeda", "-ea"):
+                args = list(_decode_encoded_arguments(argv[i + 1]))
+                i += 2
+            elif low in ("-command", "-c"):
+                rest = argv[i + 1:]
+                if rest == ["-"]:
+                    script = "\n".join(_transfer.iter_lines(stdin))
+                    input_none = True
+                else:
+                    script = " ".join(rest)
+                break
+            elif low in ("-file", "-f"):
+                path = argv[i + 1]
+                rt_fs = _pwsh.FileSystem(self.root)
+                try:
+                    script = rt_fs.host_path(path, f"C:\\Users\\{self.user}").read_text(encoding="utf-8-sig")
+                except (OSError, _pwsh.PathOutsideRoot):
+                    stderr((f"The argument '{path}' to the -File parameter does not exist. Provide the path to an "
+                            f"existing '.ps1' file as an argument to the -File parameter.\r\n").encode())
+                    return 4294770688 & 0xFFFFFFFF if False else -196608
+                args = list(argv[i + 2:])
+                break
+            elif low.startswith("-"):
+                stderr(f"-{low.lstrip('-')} : The term '{a}' is not recognized as a parameter of powershell.exe.\r\n"
+                       .encode())
+                return 1
+            else:
+                script = " ".join(argv[i:])
+                break
+        if script is None:
+            stdout(b"Windows PowerShell\r\nCopyright (C) Microsoft Corporation. All rights reserved.\r\n\r\n")
+            return 0
+        streams = _TextStreams(stdout, stderr)
+        lines: Iterable[object] = [] if input_none else _transfer.iter_lines(stdin)
+        state: dict[str, object] = {}
+        self._run_ps_text(script, args, lines, streams, state)
+        streams.flush()
+        if streams.exit_code is not None:
+            return streams.exit_code
+        return 1 if state.get("failed") or streams.had_error and state.get("last_failed") else 0
+
+    def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
+                     state: dict[str, object]) -> None:
+        from tests.lab import _pwsh
+        rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        source = _peekable(iter(lines))
+        try:
+            try:
+                rt.run_script(script, args, {}, source if source.has_any() else None,
+                              lambda v: streams.output(v))
+            except _pwsh.ParseError as e:
+                raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
+        except _pwsh.ExitScript as e:
+            streams.set_should_exit(e.code)
+        except _pwsh.PSError as e:
+            streams.error(e.record.to_info())
+            state["failed"] = True
+        state["last_failed"] = not rt.last_ok
+
+
+def _quote_arg(a: str) -> str:
+    if a and not any(c in a for c in ' \t"'):
+        return a
+    return '"' + a.replace('"', '\\"') + '"'
+
+
+class _peekable(Iterator[object]):
+    """An iterator whose first item can be waited for without losing it."""
+
+    _EMPTY = object()
+
+    def __init__(self, it: Iterator[object]) -> None:
+        self._it = it
+        self._head: object = self._EMPTY
+        self._done = False
+
+    def has_any(self) -> bool:
+        if self._head is self._EMPTY and not self._done:
+            try:
+                self._head = next(self._it)
+            except StopIteration:
+                self._done = True
+        return self._head is not self._EMPTY
+
+    def __iter__(self) -> Iterator[object]:
+        return self
+
+    def __next__(self) -> object:
+        if self._head is not self._EMPTY:
+            v, self._head = self._head, self._EMPTY
+            return v
+        if self._done:
+            raise StopIteration
+        return next(self._it)
+
+
+# ---- cmd.exe subset ------------------------------------------------------------------------------
+
+_NOT_RECOGNIZED = "'{0}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+
+
+class CmdShell:
+    """cmd.exe's subset: echo, type, dir, set, ver, cd, hostname, whoami, exit [/b] N, powershell, cmd /c,
+    `&`, `&&`, `||`, `>`/`>>`/`2>`/`2>&1` redirection and %VAR% expansion. Output in code page 437."""
+
+    MAX_DEPTH = 8
+
+    def __init__(self, engine: Engine, stdin: Iterable[bytes], stdout: Callable[[bytes], None],
+                 stderr: Callable[[bytes], None], depth: int = 0) -> None:
+        self.engine = engine
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self.depth = depth
+        self.cwd = f"C:\\Users\\{engine.user}"
+        self.errorlevel = 0
+
+    def expand(self, text: str) -> str:
+        def rep(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name.lower() == "errorlevel":
+                return str(self.errorlevel)
+            if name.lower() == "cd":
+                return self.cwd
+            for k, v in self.engine.env.items():
+                if k.lower() == name.lower():
+                    return v
+            return m.group(0)
+        return re.sub(r"%([^%\s]+)%", rep, text)
+
+    @staticmethod
+    def split_ops(line: str) -> list[tuple[str, str]]:
+        """Splits on &, && and || outside quotes: [(operator_before, command)]."""
+        parts: list[tuple[str, str]] = []
+        cur: list[str] = []
+        op = ""
+        quoted = False
+        i = 0
+        while i < len(line):
+            c = line[i]
+            if c == '"':
+                quoted = not quoted
+            if not quoted and c == "^" and i + 1 < len(line):
+                cur.append(line[i:i + 2])
+                i += 2
+                continue
+            if not quoted and (line.startswith("&&", i) or line.startswith("||", i)):
+                parts.append((op, "".join(cur)))
+                op, cur = line[i:i + 2], []
+                i += 2
+                continue
+            if not quoted and c == "&" and not (i > 0 and line[i - 1] == ">"):
+                parts.append((op, "".join(cur)))
+                op, cur = "&", []
+                i += 1
+                continue
+            cur.append(c)
+            i += 1
+        parts.append((op, "".join(cur)))
+        return [(o, p) for o, p in parts if p.strip()]
+
+    def run_line(self, line: str) -> int:
+        if self.depth > self.MAX_DEPTH:
+            self.stderr(b"The lab's cmd nesting bound was reached.\r\n")
+            return 1
+        rc = 0
+        for op, part in self.split_ops(line):
+            if op == "&&" and rc != 0 or op == "||" and rc == 0:
+                continue
+            try:
+                rc = self.run_simple(part.strip())
+            except _CmdExit as e:
+                return e.code
+            self.errorlevel = rc
+        return rc
+
+    def run_simple(self, text: str) -> int:
+        from tests.lab import _pwsh
+        text = self.expand(text)
+        out, err = self.stdout, self.stderr
+        # redirections
+        redir = re.compile(r'\s*(\d?)(>>|>)(&\d|\s*"[^"]*"|\s*[^\s&|<>]+)')
+        stripped = text
+        for m in list(redir.finditer(text)):
+            stream, kind, target = m.group(1) or "1", m.group(2), m.group(3).strip().strip('"')
+            if target == "&1":
+                dest = self.stdout
+            elif target == "&2":
+                dest = self.stderr
+            elif target.lower() == "nul":
+                dest = lambda b: None  # noqa: E731
+            else:
+                try:
+                    hp = _pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
+                except _pwsh.PathOutsideRoot:
+                    self.stderr(b"The system cannot find the path specified.\r\n")
+                    return 1
+                if not hp.parent.is_dir():
+                    self.stderr(b"The system cannot find the path specified.\r\n")
+                    return 1
+                if kind == ">":
+                    hp.write_bytes(b"")
+
+                def dest(b: bytes, _hp: pathlib.Path = hp) -> None:
+                    with open(_hp, "ab") as f:
+                        f.write(b)
+            if stream == "2":
+                err = dest
+            else:
+                out = dest
+            stripped = stripped.replace(m.group(0), " ", 1)
+        text = stripped.strip()
+        if not text:
+            return 0
+        m = re.match(r'^("[^"]*"|[^\s/]+)(.*)$', text, re.S)
+        assert m
+        name = m.group(1).strip('"')
+        rest = m.group(2)
+        low = name.lower()
+        base = re.split(r"[\\/]", low)[-1]
+        args = rest.strip()
+        enc = "cp437"
+
+        def w(s: str) -> None:
+            out(s.encode(enc, errors="replace"))
+
+        if low == "echo." or (low == "echo" and not args):
+            w("\r\n" if low == "echo." else "ECHO is on.\r\n")
+            return 0
+        if low == "echo":
+            w(rest[1:] + "\r\n" if rest.startswith(" ") else rest + "\r\n")
+            return 0
+        if low in ("type",):
+            path = args.strip('"')
+            try:
+                hp = _pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+            except _pwsh.PathOutsideRoot:
+                err(b"The system cannot find the path specified.\r\n")
+                return 1
+            if not hp.is_file():
+                err(b"The system cannot find the file specified.\r\n")
+                return 1
+            out(hp.read_bytes())
+            return 0
+        if low == "dir":
+            return self.dir(args, w, err)
+        if low == "ver":
+            w("\r\nMicrosoft Windows [Version 10.0.17763.1007]\r\n")
+            return 0
+        if low in ("cd", "chdir") and not args:
+            w(self.cwd + "\r\n")
+            return 0
+        if low in ("cd", "chdir"):
+            path = args.strip('"').removeprefix("/d ").strip()
+            try:
+                hp = _pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+            except _pwsh.PathOutsideRoot:
+                hp = None
+            if hp is None or not hp.is_dir():
+                err(b"The system cannot find the path specified.\r\n")
+                return 1
+            self.cwd = _pwsh.FileSystem(self.engine.root).win_of(hp)
+            return 0
+        if low == "set":
+            if not args:
+                for k in sorted(self.engine.env, key=str.lower):
+                    w(f"{k}={self.engine.env[k]}\r\n")
+                return 0
+            if "=" in args:
+                k, v = args.split("=", 1)
+                for key in list(self.engine.env):
+                    if key.lower() == k.lower():
+                        del self.engine.env[key]
+                if v:
+                    self.engine.env[k] = v
+                return 0
+            found = [k for k in self.engine.env if k.lower().startswith(args.lower())]
+            if not found:
+                err(f"Environment variable {args} not defined\r\n".encode(enc, errors="replace"))
+                return 1
+            for k in sorted(found, key=str.lower):
+                w(f"{k}={self.engine.env[k]}\r\n")
+            return 0
+        if low == "exit":
+            parts = args.split()
+            is_b = bool(parts) and parts[0].lower() == "/b"
+            if is_b:
+                parts = parts[1:]
+            try:
+                code = int(parts[0]) if parts else (self.errorlevel if is_b else 0)
+            except ValueError:
+                code = 0
+            raise _CmdExit(code)
+        if base in ("hostname", "hostname.exe"):
+            if args:
+                err(b"sethostname: Use the Network Control Panel Applet to set hostname.\r\n")
+                return 1
+            w(self.engine.computer_name + "\r\n")
+            return 0
+        if base in ("whoami", "whoami.exe"):
+            if args:
+                err(f"ERROR: Invalid argument/option - '{args.split()[0]}'.\r\nType \"WHOAMI /?\" for usage.\r\n"
+                    .encode(enc, errors="replace"))
+                return 1
+            w(f"{self.engine.computer_name.lower()}\\{self.engine.user.lower()}\r\n")
+            return 0
+        if base in ("cmd", "cmd.exe"):
+            mm = re.match(r"^\s*(?:/[a-bd-jl-z]\S*\s+)*/[ck]\s+(.*)$", rest, re.I | re.S)
+            if not mm:
+                w("Microsoft Windows [Version 10.0.17763.1007]\r\n(c) 2018 Microsoft Corporation. All rights reserved.\r\n")
+                return 0
+            inner = mm.group(1).strip()
+            if inner.startswith('"') and inner.endswith('"') and inner.count('"') == 2:
+                inner = inner[1:-1]
+            return CmdShell(self.engine, self.stdin, out, err, self.depth + 1).run_line(inner)
+        if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
+            return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err)
+        err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
+        return 9009
+
+    def dir(self, args: str, w: Callable[[str], None], err: Callable[[bytes], None]) -> int:
+        from tests.lab import _pwsh
+        import datetime as dt
+        fs = _pwsh.FileSystem(self.engine.root)
+        bare = "/b" in args.lower().split()
+        path = " ".join(a for a in args.split() if not a.startswith("/")).strip('"') or "."
+        try:
+            hp = fs.host_path(path, self.cwd)
+        except _pwsh.PathOutsideRoot:
+            err(b"The system cannot find the path specified.\r\n")
+            return 1
+        if not hp.exists():
+            w(" Volume in drive C has no label.\r\n Volume Serial Number is 4C4B-1D2E\r\n\r\n")
+            err(b"File Not Found\r\n")
+            return 1
+        entries = sorted(hp.iterdir(), key=lambda e: e.name.lower()) if hp.is_dir() else [hp]
+        if bare:
+            for e in entries:
+                w(e.name + "\r\n")
+            return 0
+        w(" Volume in drive C has no label.\r\n Volume Serial Number is 4C4B-1D2E\r\n\r\n")
+        w(f" Directory of {fs.win_of(hp if hp.is_dir() else hp.parent)}\r\n\r\n")
+        files = dirs = size = 0
+
+        def stamp(p: pathlib.Path) -> str:
+            return dt.datetime.fromtimestamp(p.stat().st_mtime).strftime("%m/%d/%Y  %I:%M %p")
+        if hp.is_dir():
+            for dot in (".", ".."):
+                w(f"{stamp(hp)}    <DIR>          {dot}\r\n")
+                dirs += 1
+        for e in entries:
+            if e.is_dir():
+                dirs += 1
+                w(f"{stamp(e)}    <DIR>          {e.name}\r\n")
+            else:
+                files += 1
+                n = e.stat().st_size
+                size += n
+                w(f"{stamp(e)}    {n:>14,} {e.name}\r\n")
+        w(f"{files:>16} File(s) {size:>14,} bytes\r\n{dirs:>16} Dir(s)  53,687,091,200 bytes free\r\n")
+        return 0
+
+
+class _CmdExit(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code

@@ -1,0 +1,6024 @@
+"""Parser of the lab engine's PowerShell subset: source text -> a small AST of `Node`s.
+
+Hand-written because no Python library parses PowerShell; PowerShell's grammar switches between
+command mode and expression mode, so the parser reads characters directly instead of a token stream.
+"""
+
+from __future__ import annotations
+
+import re
+
+MAX_SCRIPT_CHARS = 4_000_000
+MAX_NESTING = 200
+EOF = "\uffff"  # what peek() returns past the end; never a syntax character
+
+KEYWORDS_UNSUPPORTED = {"switch", "trap", "class", "enum", "workflow", "parallel", "sequence",
+                        "inlinescript", "configuration", "data", "dynamicparam"}
+
+COMPARISON_OPS = {
+    "eq", "ne", "gt", "ge", "lt", "le", "like", "notlike", "match", "notmatch", "contains", "notcontains",
+    "in", "notin", "replace", "split", "join", "is", "isnot", "as",
+}
+CASE_PREFIXED = {p + o for p in ("i", "c") for o in COMPARISON_OPS - {"is", "isnot", "as", "join"}}
+LOGICAL_OPS = {"and", "or", "xor"}
+BITWISE_OPS = {"band", "bor", "bxor", "shl", "shr"}
+
+
+class ParseError(Exception):
+    """A ParseException: `error_id` is PowerShell's ParseError.ErrorId; `offset` where it happened."""
+
+    def __init__(self, error_id: str, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.error_id = error_id
+        self.message = message
+        self.offset = offset
+
+
+class Node:
+    """One AST node: `k` names the kind, other attributes depend on it; `pos` is the source offset."""
+
+    __slots__ = ("k", "pos", "end", "a")
+
+    def __init__(self, k: str, pos: int, **a: object) -> None:
+        self.k = k
+        self.pos = pos
+        self.end = pos
+        self.a = a
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self.a[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        return f"Node({self.k}, {self.a})"
+
+
+_WORD_END = set(" \t\r\n|;(){},&`\"'") | {"\u00a0"}
+_NUM_RE = re.compile(r"(0x[0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([lLdD]?)(kb|mb|gb|tb|pb)?", re.I)
+_VAR_NAME_RE = re.compile(r"(?:(global|script|local|private|env|using|variable):)?([A-Za-z0-9_?]+)", re.I)
+_SIMPLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-.]*")
+
+
+class Parser:
+    """Recursive-descent parser over the raw source string."""
+
+    def __init__(self, src: str) -> None:
+        if len(src) > MAX_SCRIPT_CHARS:
+            raise ParseError("ScriptTooLong", "The script is longer than the lab engine accepts.", 0)
+        self.s = src.replace("\r\n", "\n").replace("\r", "\n")
+        self.i = 0
+        self.n = len(self.s)
+        self.depth = 0
+        self.no_comma = False
+
+    # ---- low level -------------------------------------------------------------------------------
+    def err(self, error_id: str, message: str, at: int | None = None) -> ParseError:
+        return ParseError(error_id, message, self.i if at is None else at)
+
+    def peek(self, k: int = 0) -> str:
+        j = self.i + k
+        return self.s[j] if j < self.n else EOF
+
+    def startswith(self, text: str) -> bool:
+        return self.s.startswith(text, self.i)
+
+    def skip_ws(self, newlines: bool = False) -> None:
+        """Skips blanks, comments and line continuations (and newlines when asked)."""
+        while self.i < self.n:
+            c = self.s[self.i]
+            if c in " \t\f\u00a0\ufeff":
+                self.i += 1
+            elif c == "`" and self.peek(1) == "\n":
+                self.i += 2
+            elif c == "\n" and newlines:
+                self.i += 1
+            elif c == "#":
+                while self.i < self.n and self.s[self.i] != "\n":
+                    self.i += 1
+            elif c == "<" and self.peek(1) == "#":
+                end = self.s.find("#>", self.i + 2)
+                if end < 0:
+                    raise self.err("MissingEndOfBlockComment", "The string is missing the terminator: #>.")
+                self.i = end + 2
+            else:
+                break
+
+    def skip_terminators(self) -> None:
+        while True:
+            self.skip_ws(newlines=True)
+            if self.peek() == ";":
+                self.i += 1
+                continue
+            break
+
+    def expect(self, ch: str, error_id: str, message: str) -> None:
+        if self.peek() != ch:
+            raise self.err(error_id, message)
+        self.i += 1
+
+    def word_at(self) -> str:
+        """The bare word at the cursor (letters, digits, - and _), without consuming it."""
+        m = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*").match(self.s, self.i)
+        return m.group(0) if m else ""
+
+    def keyword(self, kw: str) -> bool:
+        """True (and consumed) if the case-insensitive keyword `kw` is at the cursor as a whole word."""
+        end = self.i + len(kw)
+        if self.s[self.i:end].lower() != kw:
+            return False
+        if end < self.n and (self.s[end].isalnum() or self.s[end] in "_-:."):
+            return False
+        self.i = end
+        return True
+
+    def enter(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.err("NestingTooDeep", "The script nests deeper than the lab engine accepts.")
+
+    def leave(self) -> None:
+        self.depth -= 1
+
+    # ---- script structure ------------------------------------------------------------------------
+    def parse_script(self) -> Node:
+        node = self.parse_block_body(top=True)
+        self.skip_terminators()
+        if self.i < self.n:
+            c = self.peek()
+            if c == "}":
+                raise self.err("UnexpectedToken", "Unexpected token '}' in expression or statement.")
+            if c == ")":
+                raise self.err("UnexpectedToken", "Unexpected token ')' in expression or statement.")
+            raise self.err("UnexpectedToken", f"Unexpected token '{c}' in expression or statement.")
+        return node
+
+    def parse_block_body(self, top: bool = False) -> Node:
+        """A script or scriptblock body: [using] [attributes] [param(...)] then named blocks or statements."""
+        pos = self.i
+        usings: list[str] = []
+        while True:
+            self.skip_terminators()
+            save = self.i
+            if top and self.keyword("using"):
+                self.skip_ws()
+                if not self.keyword("namespace"):
+                    raise self.err("UsingStatementNotSupported", "Only 'using namespace' is supported.")
+                self.skip_ws()
+                m = re.compile(r"[A-Za-z0-9_.]+").match(self.s, self.i)
+                if not m:
+                    raise self.err("MissingNamespaceName", "Missing namespace name after 'using namespace'.")
+                usings.append(m.group(0))
+                self.i = m.end()
+                continue
+            self.i = save
+            break
+        attrs = []
+        save = self.i
+        while self.peek() == "[":
+            attr = self.try_attribute()
+            if attr is None:
+                break
+            attrs.append(attr)
+            self.skip_terminators()
+        params = None
+        if self.keyword("param"):
+            self.skip_ws(newlines=True)
+            params = self.parse_param_list()
+        else:
+            self.i = save
+            attrs = []
+        self.skip_terminators()
+        blocks: dict[str, Node] = {}
+        save = self.i
+        while True:
+            self.skip_terminators()
+            word = self.word_at().lower()
+            if word in ("begin", "process", "end") and not blocks.get(word):
+                j = self.i
+                self.i += len(word)
+                self.skip_ws(newlines=True)
+                if self.peek() == "{":
+                    blocks[word] = self.parse_braced_statements()
+                    continue
+                self.i = j
+            break
+        if not blocks:
+            self.i = save
+            blocks["end"] = self.parse_statements(stop="}" if not top else "")
+        node = Node("body", pos, usings=usings, attrs=attrs, params=params, blocks=blocks)
+        return node
+
+    def try_attribute(self) -> Node | None:
+        """Parses `[Name(...)]` (an attribute); returns None and rewinds for a type literal."""
+        save = self.i
+        self.i += 1
+        m = _SIMPLE_NAME_RE.match(self.s, self.i)
+        if not m:
+            self.i = save
+            return None
+        name = m.group(0)
+        self.i = m.end()
+        if self.peek() != "(":
+            self.i = save
+            return None
+        self.i += 1
+        args: list[Node] = []
+        named: dict[str, Node | None] = {}
+        while True:
+            self.skip_ws(newlines=True)
+            if self.peek() == ")":
+                self.i += 1
+                break
+            m2 = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(=)?").match(self.s, self.i)
+            if m2 and (m2.group(2) or self.s[m2.end():m2.end() + 1] in (",", ")", "\n", " ")) \
+                    and not self.s[self.i].isdigit():
+                key = m2.group(1)
+                self.i = m2.end()
+                if m2.group(2):
+                    self.skip_ws(newlines=True)
+                    named[key.lower()] = self.parse_logical_no_comma()
+                else:
+                    named[key.lower()] = None
+            else:
+                args.append(self.parse_logical_no_comma())
+            self.skip_ws(newlines=True)
+            if self.peek() == ",":
+                self.i += 1
+                continue
+            self.expect(")", "MissingEndParenthesisInExpression", "Missing ')' in attribute.")
+            break
+        self.skip_ws()
+        self.expect("]", "EndSquareBracketExpectedAtEndOfAttribute", "Missing ']' at end of attribute.")
+        return Node("attr", save, name=name.lower(), args=args, named=named)
+
+    def parse_param_list(self) -> list[Node]:
+        self.expect("(", "ParamBlockMissingParenthesis", "Missing '(' after 'param'.")
+        params: list[Node] = []
+        while True:
+            self.skip_ws(newlines=True)
+            if self.peek() == ")":
+                self.i += 1
+                return params
+            pos = self.i
+            attrs: list[Node] = []
+            types: list[str] = []
+            while self.peek() == "[":
+                attr = self.try_attribute()
+                if attr is not None:
+                    attrs.append(attr)
+                else:
+                    types.append(self.read_type_name())
+                self.skip_ws(newlines=True)
+            if self.peek() != "$":
+                raise self.err("InvalidFunctionParameter", "Missing parameter variable name in param block.")
+            self.i += 1
+            m = _VAR_NAME_RE.match(self.s, self.i)
+            if not m:
+                raise self.err("InvalidVariableReference", "Invalid variable reference in param block.")
+            name = m.group(2)
+            self.i = m.end()
+            self.skip_ws(newlines=True)
+            default = None
+            if self.peek() == "=":
+                self.i += 1
+                self.skip_ws(newlines=True)
+                default = self.parse_logical_no_comma()
+                self.skip_ws(newlines=True)
+            params.append(Node("param", pos, name=name, attrs=attrs, type=types[-1] if types else None,
+                               default=default))
+            if self.peek() == ",":
+                self.i += 1
+                continue
+            self.skip_ws(newlines=True)
+            if self.peek() != ")":
+                raise self.err("MissingEndParenthesisInFunctionParameterList",
+                               "Missing ')' in function parameter list.")
+
+    def read_type_name(self) -> str:
+        """Reads `[Type.Name[]]` (cursor on '['), returns the text inside the outer brackets."""
+        start = self.i
+        self.i += 1
+        depth = 1
+        while self.i < self.n and depth:
+            c = self.s[self.i]
+            if c == "[":
+                depth += 1
+            elif c == "]":
+                depth -= 1
+            elif c == "\n":
+                break
+            self.i += 1
+        if depth:
+            raise self.err("EndSquareBracketExpectedAtEndOfType", "Missing ] at end of type token.", start)
+        return self.s[start + 1:self.i - 1].strip()
+
+    def parse_braced_statements(self) -> Node:
+        self.expect("{", "MissingOpenBrace", "Missing opening '{'.")
+        start = self.i - 1
+        self.enter()
+        body = self.parse_statements(stop="}")
+        self.skip_terminators()
+        if self.peek() != "}":
+            raise self.err("MissingEndCurlyBrace", "Missing closing '}' in statement block or type definition.",
+                           start)
+        self.i += 1
+        self.leave()
+        return body
+
+    def parse_statements(self, stop: str) -> Node:
+        pos = self.i
+        stmts: list[Node] = []
+        while True:
+            self.skip_terminators()
+            if self.i >= self.n or (stop and self.peek() in stop) or self.peek() in ")}":
+                break
+            stmts.append(self.parse_statement())
+            self.skip_ws()
+            c = self.peek()
+            if c != EOF and c not in "\n;}" and not (stop and c in stop):
+                if c == ")":
+                    break
+                raise self.err("UnexpectedToken", f"Unexpected token '{self.rest_token()}' in expression or statement.")
+        return Node("stmts", pos, list=stmts)
+
+    def rest_token(self) -> str:
+        m = re.compile(r"\S+").match(self.s, self.i)
+        return m.group(0)[:40] if m else ""
+
+    # ---- statements ------------------------------------------------------------------------------
+    def parse_statement(self) -> Node:
+        self.enter()
+        try:
+            return self._parse_statement()
+        finally:
+            self.leave()
+
+    def _parse_statement(self) -> Node:
+        pos = self.i
+        if self.peek() == ":" and self.peek(1).isalpha():  # loop label: accepted, ignored
+            self.i += 1
+            while self.peek().isalnum() or self.peek() == "_":
+                self.i += 1
+            self.skip_ws()
+        word = self.word_at().lower()
+        if word in KEYWORDS_UNSUPPORTED and self._keyword_followed_by_block(word):
+            raise self.err("LabUnsupportedStatement",
+                           f"The '{word}' statement is outside the lab engine's PowerShell subset.")
+        if word == "if" and self.keyword("if"):
+            return self.parse_if(pos)
+        if word == "foreach" and self.keyword("foreach"):
+            self.skip_ws()
+            if self.peek() == "(":
+                return self.parse_foreach(pos)
+            self.i = pos
+        if word == "for" and self.keyword("for"):
+            return self.parse_for(pos)
+        if word == "while" and self.keyword("while"):
+            self.skip_ws()
+            cond = self.parse_paren_condition("while")
+            self.skip_ws(newlines=True)
+            return Node("while", pos, cond=cond, body=self.parse_braced_statements())
+        if word == "do" and self.keyword("do"):
+            self.skip_ws(newlines=True)
+            body = self.parse_braced_statements()
+            self.skip_ws(newlines=True)
+            until = self.keyword("until")
+            if not until and not self.keyword("while"):
+                raise self.err("MissingWhileOrUntilInDoWhile", "Missing while or until keyword in do loop.")
+            self.skip_ws()
+            cond = self.parse_paren_condition("do")
+            return Node("do", pos, cond=cond, body=body, until=until)
+        if word == "try" and self.keyword("try"):
+            return self.parse_try(pos)
+        if word in ("function", "filter") and self.keyword(word):
+            return self.parse_function(pos, word == "filter")
+        if word == "throw" and self.keyword("throw"):
+            self.skip_ws()
+            value = None if self.at_statement_end() else self.parse_pipeline()
+            return Node("throw", pos, value=value)
+        if word == "return" and self.keyword("return"):
+            self.skip_ws()
+            value = None if self.at_statement_end() else self.parse_pipeline()
+            return Node("return", pos, value=value)
+        if word == "exit" and self.keyword("exit"):
+            self.skip_ws()
+            value = None if self.at_statement_end() else self.parse_pipeline()
+            return Node("exit", pos, value=value)
+        if word in ("break", "continue") and self.keyword(word):
+            self.skip_ws()
+            if self.peek().isalpha():
+                self.word_at()
+                self.i += len(self.word_at())
+            return Node(word, pos)
+        if word == "param" and self.keyword("param"):
+            raise self.err("UnexpectedToken", "Unexpected attribute or param block: param() must come first.", pos)
+        return self.parse_pipeline()
+
+    def _keyword_followed_by_block(self, word: str) -> bool:
+        j = self.i + len(word)
+        rest = self.s[j:j + 200].lstrip(" \t")
+        return rest[:1] in ("(", "{", "-") or (word in ("class", "enum", "trap") and bool(rest[:1].strip()))
+
+    def at_statement_end(self) -> bool:
+        c = self.peek()
+        return c in (EOF, "\n", ";", "}", ")") or (c == "#")
+
+    def parse_paren_condition(self, what: str) -> Node:
+        if self.peek() != "(":
+            raise self.err(f"MissingOpenParenthesisAfter{what.capitalize()}",
+                           f"Missing '(' after '{what}' in {what} statement.")
+        self.i += 1
+        self.skip_ws(newlines=True)
+        if self.peek() in (")", EOF):
+            raise self.err(f"{what.capitalize()}StatementMissingCondition",
+                           f"Missing condition in {what} statement after '{what} ('.")
+        cond = self.parse_pipeline()
+        self.skip_ws(newlines=True)
+        self.expect(")", "MissingEndParenthesisAfterStatement",
+                    f"Missing closing ')' after expression in '{what}' statement.")
+        return cond
+
+    def parse_if(self, pos: int) -> Node:
+        clauses: list[tuple[Node, Node]] = []
+        self.skip_ws()
+        cond = self.parse_paren_condition("if")
+        self.skip_ws(newlines=True)
+        clauses.append((cond, self.parse_braced_statements()))
+        else_body = None
+        while True:
+            save = self.i
+            self.skip_ws(newlines=True)
+            if self.keyword("elseif"):
+                self.skip_ws()
+                cond = self.parse_paren_condition("if")
+                self.skip_ws(newlines=True)
+                clauses.append((cond, self.parse_braced_statements()))
+                continue
+            if self.keyword("else"):
+                self.skip_ws(newlines=True)
+                else_body = self.parse_braced_statements()
+            else:
+                self.i = save
+            break
+        return Node("if", pos, clauses=clauses, else_=else_body)
+
+    def parse_foreach(self, pos: int) -> Node:
+        self.i += 1
+        self.skip_ws(newlines=True)
+        if self.peek() != "$":
+            raise self.err("MissingVariableNameAfterForeach", "Missing variable name after foreach.")
+        var = self.parse_variable()
+        self.skip_ws(newlines=True)
+        if not self.keyword("in"):
+            raise self.err("MissingInInForeach", "Missing 'in' after variable in foreach loop.")
+        self.skip_ws(newlines=True)
+        coll = self.parse_pipeline()
+        self.skip_ws(newlines=True)
+        self.expect(")", "MissingEndParenthesisAfterForeach", "Missing closing ')' after expression in 'foreach' statement.")
+        self.skip_ws(newlines=True)
+        return Node("foreach", pos, var=var, coll=coll, body=self.parse_braced_statements())
+
+    def parse_for(self, pos: int) -> Node:
+        self.skip_ws()
+        self.expect("(", "MissingOpenParenthesisAfterKeyword", "Missing opening '(' after keyword 'for'.")
+        parts: list[Node | None] = []
+        for idx, term in enumerate((";", ";", ")")):
+            self.skip_ws(newlines=True)
+            if self.peek() == term:
+                parts.append(None)
+            else:
+                parts.append(self.parse_pipeline())
+                self.skip_ws(newlines=True)
+            if self.peek() != term and not (idx < 2 and self.peek() == "\n"):
+                raise self.err("MissingEndParenthesisAfterStatement", "Missing closing ')' in 'for' statement.")
+            self.i += 1
+        self.skip_ws(newlines=True)
+        return Node("for", pos, init=parts[0], cond=parts[1], step=parts[2], body=self.parse_braced_statements())
+
+    def parse_try(self, pos: int) -> Node:
+        self.skip_ws(newlines=True)
+        body = self.parse_braced_statements()
+        catches: list[tuple[list[str], Node]] = []
+        fin = None
+        while True:
+            save = self.i
+            self.skip_ws(newlines=True)
+            if self.keyword("catch"):
+                types: list[str] = []
+                while True:
+                    self.skip_ws(newlines=True)
+                    if self.peek() == "[":
+                        types.append(self.read_type_name())
+                        self.skip_ws(newlines=True)
+                        if self.peek() == ",":
+                            self.i += 1
+                            continue
+                    break
+                catches.append((types, self.parse_braced_statements()))
+                continue
+            if self.keyword("finally"):
+                self.skip_ws(newlines=True)
+                fin = self.parse_braced_statements()
+            else:
+                self.i = save
+            break
+        if not catches and fin is None:
+            raise self.err("MissingCatchOrFinally", "The Try statement is missing its Catch or Finally block.")
+        return Node("try", pos, body=body, catches=catches, fin=fin)
+
+    def parse_function(self, pos: int, is_filter: bool) -> Node:
+        self.skip_ws()
+        m = re.compile(r"[^\s(){}]+").match(self.s, self.i)
+        if not m:
+            raise self.err("MissingNameAfterKeyword", "Missing name after function keyword.")
+        name = m.group(0)
+        if ":" in name:
+            name = name.split(":", 1)[1]
+        self.i = m.end()
+        self.skip_ws(newlines=True)
+        params = None
+        if self.peek() == "(":
+            params = self.parse_param_list()
+            self.skip_ws(newlines=True)
+        start = self.i
+        self.expect("{", "MissingFunctionBody", "Missing function body in function declaration.")
+        self.enter()
+        body = self.parse_block_body()
+        self.skip_terminators()
+        if self.peek() != "}":
+            raise self.err("MissingEndCurlyBrace", "Missing closing '}' in statement block or type definition.", start)
+        self.i += 1
+        self.leave()
+        if params is not None:
+            body.a["params"] = params
+        if is_filter and "process" not in body.blocks:
+            body.a["blocks"] = {"process": body.blocks.get("end")}
+        body.a["text"] = self.s[start:self.i]
+        return Node("function", pos, name=name, body=body)
+
+    # ---- pipelines -------------------------------------------------------------------------------
+    def parse_pipeline(self) -> Node:
+        pos = self.i
+        first = self.parse_pipeline_element(first=True)
+        # assignment: only after an expression element
+        if first.k == "expr":
+            self.skip_ws()
+            m = re.compile(r"(=|\+=|-=|\*=|/=|%=)(?!=)").match(self.s, self.i)
+            if m and not self.startswith("=="):
+                target = first.expr
+                if target.k == "array" and all(t.k == "var" for t in target.items) and m.group(1) == "=":
+                    self.i = m.end()
+                    self.skip_ws(newlines=True)
+                    value = self.parse_statement()
+                    return Node("multi_assign", pos, targets=target.items, value=value)
+                if target.k not in ("var", "member", "index", "cast") or (
+                        target.k == "cast" and target.operand.k != "var"):
+                    raise self.err("InvalidLeftHandSide", "The assignment expression is not valid. The input to an "
+                                   "assignment operator must be an object that is able to accept assignments, "
+                                   "such as a variable or a property.")
+                self.i = m.end()
+                self.skip_ws(newlines=True)
+                value = self.parse_statement()
+                return Node("assign", pos, target=target, op=m.group(1), value=value)
+        elements = [first]
+        while True:
+            self.skip_ws()
+            if self.peek() == "|" and self.peek(1) != "|":
+                self.i += 1
+                self.skip_ws(newlines=True)
+                if self.at_statement_end():
+                    raise self.err("EmptyPipeElement", "An empty pipe element is not allowed.")
+                elements.append(self.parse_pipeline_element(first=False))
+                continue
+            if self.peek() == "&" and self.peek(1) == "&" or self.startswith("||"):
+                raise self.err("InvalidEndOfLine", "The token '&&' is not a valid statement separator in this version.")
+            break
+        node = Node("pipeline", pos, elements=elements)
+        node.end = self.i
+        return node
+
+    def parse_redirections(self, redirs: list[tuple[str, str, Node | None]]) -> bool:
+        m = re.compile(r"([1-6*]?)(>>|>)(&1)?").match(self.s, self.i)
+        if not m:
+            return False
+        stream = m.group(1) or "1"
+        if m.group(3):
+            self.i = m.end()
+            redirs.append((stream, "merge", None))
+            return True
+        self.i = m.end()
+        self.skip_ws()
+        target = self.parse_command_argument()
+        redirs.append((stream, m.group(2), target))
+        return True
+
+    def parse_pipeline_element(self, first: bool) -> Node:
+        pos = self.i
+        c = self.peek()
+        redirs: list[tuple[str, str, Node | None]] = []
+        if c in ("&", ".") and (self.peek(1) in " \t$'\"({" or (c == "&" and self.peek(1).isalpha())):
+            if c == "." and self.peek(1) not in " \t":
+                pass
+            else:
+                self.i += 1
+                self.skip_ws()
+                return self.parse_command(pos, invoke=c)
+        if self.expression_starts():
+            expr = self.parse_expression()
+            while True:
+                self.skip_ws()
+                if not self.parse_redirections(redirs):
+                    break
+            node = Node("expr", pos, expr=expr, redirs=redirs)
+            node.end = self.i
+            return node
+        return self.parse_command(pos, invoke=None)
+
+    def expression_starts(self) -> bool:
+        c = self.peek()
+        if c in "$'\"([@{,!+\u2018\u2019\u201c\u201d" or c.isdigit():
+            return True
+        if c == "." and self.peek(1).isdigit():
+            return True
+        if c == "-":
+            nxt = self.peek(1)
+            if nxt.isdigit() or nxt in "$(" or (nxt == "-" and self.peek(2) in "$"):
+                return True
+            word = re.compile(r"-([A-Za-z]+)").match(self.s, self.i)
+            if word and word.group(1).lower() in ("not", "join", "split", "bnot"):
+                return True
+        return False
+
+    def parse_command(self, pos: int, invoke: str | None) -> Node:
+        if invoke:
+            if self.peek() in "$'\"({":
+                name: Node | str = self.parse_primary_with_postfix(command_mode=True)
+            else:
+                name = self.read_bare_word()
+        else:
+            name = self.read_bare_word()
+            if not name:
+                raise self.err("UnexpectedToken", f"Unexpected token '{self.rest_token()}' in expression or statement.")
+        args: list[Node] = []
+        redirs: list[tuple[str, str, Node | None]] = []
+        while True:
+            self.skip_ws()
+            c = self.peek()
+            if c in (EOF, "\n", ";", "|", ")", "}") or (c == "&" and self.peek(1) == "&"):
+                break
+            if self.parse_redirections(redirs):
+                continue
+            if c == "-" and (self.peek(1).isalpha() or self.peek(1) == "_") :
+                m = re.compile(r"-([A-Za-z_][A-Za-z0-9_\-]*)(:)?").match(self.s, self.i)
+                assert m
+                self.i = m.end()
+                if m.group(2):
+                    self.skip_ws()
+                    args.append(Node("param_arg", m.start(), name=m.group(1), value=self.parse_command_argument()))
+                else:
+                    args.append(Node("param_arg", m.start(), name=m.group(1), value=None))
+                continue
+            if c == "-" and self.peek(1) == "-" and self.peek(2) in (" ", "\t", "\n", EOF):
+                self.i += 2
+                continue
+            if c == "@" and (self.peek(1).isalpha() or self.peek(1) == "_"):
+                m = re.compile(r"@([A-Za-z0-9_]+)").match(self.s, self.i)
+                assert m
+                self.i = m.end()
+                args.append(Node("splat", m.start(), name=m.group(1)))
+                continue
+            args.append(self.parse_command_argument())
+        node = Node("command", pos, name=name, args=args, redirs=redirs, invoke=invoke)
+        node.end = self.i
+        return node
+
+    def read_bare_word(self) -> str:
+        start = self.i
+        while self.i < self.n:
+            c = self.s[self.i]
+            if c in _WORD_END or c == "$" and self.i > start and False:
+                break
+            if c == ">" or (c == "<" and self.peek(1) != "#"):
+                break
+            self.i += 1
+        return self.s[start:self.i]
+
+    def parse_command_argument(self) -> Node:
+        """One argument in command mode; `a,b` makes an array."""
+        pos = self.i
+        items = [self.parse_command_atom()]
+        while self.peek() == ",":
+            self.i += 1
+            self.skip_ws(newlines=True)
+            items.append(self.parse_command_atom())
+        if len(items) == 1:
+            return items[0]
+        return Node("array", pos, items=items)
+
+    def parse_command_atom(self) -> Node:
+        pos = self.i
+        c = self.peek()
+        if c in "$'\"(@{" or c in "\u2018\u2019\u201c\u201d":
+            if c == "@" and self.peek(1) not in "({'\"":
+                pass
+            else:
+                return self.parse_primary_with_postfix(command_mode=True)
+        m = _NUM_RE.match(self.s, self.i)
+        if (c.isdigit() or (c == "-" and self.peek(1).isdigit()) or c == ".") and True:
+            neg = c == "-"
+            m = _NUM_RE.match(self.s, self.i + (1 if neg else 0))
+            if m and (m.end() >= self.n or self.s[m.end()] in _WORD_END):
+                self.i = m.end()
+                value = self.number_value(m)
+                return Node("const", pos, value=-value if neg else value)
+        word_start = self.i
+        parts: list[object] = []
+        buf: list[str] = []
+        while self.i < self.n:
+            ch = self.s[self.i]
+            if ch in " \t\n;|(){},&" or ch == ">" or ch == "\u00a0":
+                break
+            if ch == "`" and self.i + 1 < self.n:
+                buf.append(self.s[self.i + 1])
+                self.i += 2
+                continue
+            if ch == "$" and self.i + 1 < self.n and (self.s[self.i + 1].isalnum() or self.s[self.i + 1] in "_{(:"):
+                if buf:
+                    parts.append("".join(buf))
+                    buf = []
+                parts.append(self.parse_variable_or_subexpr())
+                continue
+            if ch in "'\"":
+                if buf:
+                    parts.append("".join(buf))
+                    buf = []
+                parts.append(self.parse_string())
+                continue
+            buf.append(ch)
+            self.i += 1
+        if buf:
+            parts.append("".join(buf))
+        if self.i == word_start:
+            raise self.err("UnexpectedToken", f"Unexpected token '{self.rest_token()}' in expression or statement.")
+        if all(isinstance(p, str) for p in parts):
+            return Node("const", pos, value="".join(parts), bare=True)
+        return Node("expand", pos, parts=[p if isinstance(p, Node) else p for p in parts])
+
+    # ---- expressions -----------------------------------------------------------------------------
+    def parse_expression(self) -> Node:
+        self.enter()
+        try:
+            return self.parse_logical()
+        finally:
+            self.leave()
+
+    def match_dash_op(self, ops: set[str]) -> str | None:
+        self.skip_ws()
+        if self.peek() != "-":
+            return None
+        m = re.compile(r"-([A-Za-z]+)").match(self.s, self.i)
+        if not m:
+            return None
+        op = m.group(1).lower()
+        if op in ops:
+            end = m.end()
+            if end < self.n and (self.s[end].isalnum() or self.s[end] == "_"):
+                return None
+            self.i = end
+            self.skip_ws(newlines=True)
+            return op
+        return None
+
+    def parse_logical(self) -> Node:
+        left = self.parse_bitwise()
+        while True:
+            pos = self.i
+            op = self.match_dash_op(LOGICAL_OPS)
+            if not op:
+                return left
+            right = self.require(self.parse_bitwise, op)
+            left = Node("binop", pos, op=op, left=left, right=right)
+
+    def require(self, fn, op: str) -> Node:  # type: ignore[no-untyped-def]
+        if self.at_statement_end() or self.peek() in (",",):
+            raise self.err("ExpectedValueExpression", f"You must provide a value expression following the '-{op}' operator.")
+        return fn()
+
+    def parse_bitwise(self) -> Node:
+        left = self.parse_comparison()
+        while True:
+            pos = self.i
+            op = self.match_dash_op(BITWISE_OPS)
+            if not op:
+                return left
+            left = Node("binop", pos, op=op, left=left, right=self.require(self.parse_comparison, op))
+
+    def parse_comparison(self) -> Node:
+        left = self.parse_additive()
+        while True:
+            pos = self.i
+            op = self.match_dash_op(COMPARISON_OPS | CASE_PREFIXED)
+            if not op:
+                return left
+            if op in ("is", "isnot", "as"):
+                self.skip_ws()
+                if self.peek() == "[":
+                    right = Node("typelit", self.i, name=self.read_type_name())
+                else:
+                    right = self.require(self.parse_additive, op)
+            else:
+                right = self.require(self.parse_additive, op)
+            left = Node("binop", pos, op=op, left=left, right=right)
+
+    def parse_additive(self) -> Node:
+        left = self.parse_multiplicative()
+        while True:
+            self.skip_ws()
+            c = self.peek()
+            if c in "+-" and self.peek(1) != "=" and not (c == "-" and self.peek(1).isalpha()) \
+                    and not (c == self.peek(1)):
+                pos = self.i
+                self.i += 1
+                self.skip_ws(newlines=True)
+                right = self.require(self.parse_multiplicative, c)
+                left = Node("binop", pos, op=c, left=left, right=right)
+            else:
+                return left
+
+    def parse_multiplicative(self) -> Node:
+        left = self.parse_format()
+        while True:
+            self.skip_ws()
+            c = self.peek()
+            if c in "*/%" and self.peek(1) != "=" and not (c == "*" and self.peek(1) == ">"):
+                pos = self.i
+                self.i += 1
+                self.skip_ws(newlines=True)
+                left = Node("binop", pos, op=c, left=left, right=self.require(self.parse_format, c))
+            else:
+                return left
+
+    def parse_format(self) -> Node:
+        left = self.parse_range()
+        while True:
+            pos = self.i
+            op = self.match_dash_op({"f"})
+            if not op:
+                return left
+            left = Node("binop", pos, op="f", left=left, right=self.require(self.parse_range, "f"))
+
+    def parse_range(self) -> Node:
+        left = self.parse_array_literal()
+        self.skip_ws()
+        if self.startswith(".."):
+            pos = self.i
+            self.i += 2
+            self.skip_ws(newlines=True)
+            return Node("range", pos, left=left, right=self.parse_array_literal())
+        return left
+
+    def parse_array_literal(self) -> Node:
+        pos = self.i
+        first = self.parse_unary()
+        if self.no_comma:
+            return first
+        items = [first]
+        while True:
+            save = self.i
+            self.skip_ws()
+            if self.peek() == ",":
+                self.i += 1
+                self.skip_ws(newlines=True)
+                items.append(self.require(self.parse_unary, ","))
+            else:
+                self.i = save
+                break
+        if len(items) == 1:
+            return first
+        return Node("array", pos, items=items)
+
+    def parse_unary(self) -> Node:
+        self.skip_ws()
+        pos = self.i
+        c = self.peek()
+        if c == "!":
+            self.i += 1
+            self.skip_ws(newlines=True)
+            return Node("not", pos, operand=self.parse_unary())
+        if c == ",":
+            self.i += 1
+            self.skip_ws(newlines=True)
+            return Node("unary_comma", pos, operand=self.parse_unary())
+        if c == "-" and self.peek(1) == "-" and self.peek(2) == "$":
+            self.i += 2
+            return Node("incdec", pos, target=self.parse_primary_with_postfix(), op="-", prefix=True)
+        if c == "+" and self.peek(1) == "+" and self.peek(2) == "$":
+            self.i += 2
+            return Node("incdec", pos, target=self.parse_primary_with_postfix(), op="+", prefix=True)
+        if c == "-":
+            m = re.compile(r"-(not|join|split|bnot)(?![A-Za-z0-9_])", re.I).match(self.s, self.i)
+            if m:
+                self.i = m.end()
+                self.skip_ws(newlines=True)
+                op = m.group(1).lower()
+                return Node("not" if op == "not" else "unop", pos, op=op, operand=self.parse_unary())
+            if not self.peek(1).isalpha():
+                self.i += 1
+                self.skip_ws()
+                return Node("neg", pos, operand=self.parse_unary())
+        if c == "+" and not self.peek(1).isalpha():
+            self.i += 1
+            self.skip_ws()
+            return Node("pos", pos, operand=self.parse_unary())
+        if c == "[":
+            save = self.i
+            tname = self.read_type_name()
+            if self.startswith("::"):
+                self.i = save
+                return self.parse_primary_with_postfix()
+            nxt = self.peek()
+            if nxt != EOF and nxt not in " \t\n;)}|,=.]" and not (nxt == "-" and self.peek(1).isalpha()) \
+                    or (nxt == "-" and self.peek(1).isdigit()):
+                operand = self.parse_unary()
+                return Node("cast", pos, type=tname, operand=operand)
+            self.i = save
+            return self.parse_primary_with_postfix()
+        node = self.parse_primary_with_postfix()
+        if self.startswith("++") or self.startswith("--"):
+            op = self.peek()
+            self.i += 2
+            return Node("incdec", pos, target=node, op=op, prefix=False)
+        return node
+
+    def parse_primary_with_postfix(self, command_mode: bool = False) -> Node:
+        node = self.parse_primary()
+        while True:
+            c = self.peek()
+            pos = self.i
+            if c == "." and not self.startswith("..") or self.startswith("::"):
+                static = self.startswith("::")
+                self.i += 2 if static else 1
+                if self.peek() in "'\"":
+                    name: object = self.parse_string()
+                elif self.peek() == "$":
+                    name = self.parse_variable()
+                else:
+                    m = re.compile(r"[A-Za-z_][A-Za-z0-9_]*").match(self.s, self.i)
+                    if not m:
+                        if command_mode:
+                            self.i = pos
+                            return node
+                        raise self.err("MissingPropertyName", "Missing property name after reference operator.")
+                    name = m.group(0)
+                    self.i = m.end()
+                if self.peek() == "(":
+                    args = self.parse_call_args()
+                    node = Node("call", pos, obj=node, name=name, args=args, static=static)
+                else:
+                    node = Node("member", pos, obj=node, name=name, static=static)
+                continue
+            if c == "[" and node.k not in ("typelit",):
+                self.i += 1
+                self.skip_ws(newlines=True)
+                idx = self.parse_expression()
+                self.skip_ws(newlines=True)
+                self.expect("]", "MissingEndSquareBracket", "Array index expression is missing or not valid.")
+                node = Node("index", pos, obj=node, index=idx)
+                continue
+            return node
+
+    def parse_call_args(self) -> list[Node]:
+        self.i += 1
+        args: list[Node] = []
+        self.skip_ws(newlines=True)
+        if self.peek() == ")":
+            self.i += 1
+            return args
+        while True:
+            self.skip_ws(newlines=True)
+            args.append(self.parse_logical_no_comma())
+            self.skip_ws(newlines=True)
+            if self.peek() == ",":
+                self.i += 1
+                continue
+            self.expect(")", "MissingEndParenthesisInMethodCall", "Missing closing ')' in method call.")
+            return args
+
+    def parse_logical_no_comma(self) -> Node:
+        """An expression where ',' separates arguments (method calls, attributes, defaults)."""
+        saved, self.no_comma = self.no_comma, True
+        try:
+            return self.parse_expression()
+        finally:
+            self.no_comma = saved
+
+    def nested(self, fn):  # type: ignore[no-untyped-def]
+        """Runs fn with ',' building arrays again (inside (), @(), $(), {} and @{})."""
+        saved, self.no_comma = self.no_comma, False
+        try:
+            return fn()
+        finally:
+            self.no_comma = saved
+
+    def parse_primary(self) -> Node:
+        return self.nested(self._parse_primary)
+
+    def _parse_primary(self) -> Node:
+        pos = self.i
+        c = self.peek()
+        if c == "$":
+            if self.peek(1) == "(":
+                self.i += 2
+                body = self.parse_statements(stop=")")
+                self.skip_ws(newlines=True)
+                self.expect(")", "MissingEndParenthesisInSubexpression", "Missing closing ')' in subexpression.")
+                return Node("subexpr", pos, body=body)
+            return self.parse_variable()
+        if c == "@":
+            nxt = self.peek(1)
+            if nxt == "(":
+                self.i += 2
+                body = self.parse_statements(stop=")")
+                self.skip_ws(newlines=True)
+                self.expect(")", "MissingEndParenthesisInSubexpression", "Missing closing ')' in array expression.")
+                return Node("arrayexpr", pos, body=body)
+            if nxt == "{":
+                return self.parse_hashtable()
+            if nxt in "'\"":
+                return self.parse_here_string()
+            raise self.err("UnexpectedToken", "Unrecognized token in source text.")
+        if c in "'\"\u2018\u2019\u201c\u201d":
+            return self.parse_string()
+        if c == "(":
+            self.i += 1
+            self.skip_ws(newlines=True)
+            if self.peek() == ")":
+                raise self.err("ExpectedExpression", "An expression was expected after '('.")
+            inner = self.parse_pipeline()
+            self.skip_ws(newlines=True)
+            self.expect(")", "MissingEndParenthesisInExpression", "Missing closing ')' in expression.")
+            return Node("paren", pos, pipeline=inner)
+        if c == "{":
+            start = self.i
+            self.i += 1
+            self.enter()
+            body = self.parse_block_body()
+            self.skip_terminators()
+            if self.peek() != "}":
+                raise self.err("MissingEndCurlyBrace", "Missing closing '}' in statement block or type definition.",
+                               start)
+            self.i += 1
+            self.leave()
+            body.a["text"] = self.s[start + 1:self.i - 1]
+            return Node("scriptblock", pos, body=body)
+        if c == "[":
+            name = self.read_type_name()
+            return Node("typelit", pos, name=name)
+        if c.isdigit() or c == ".":
+            m = _NUM_RE.match(self.s, self.i)
+            if m:
+                self.i = m.end()
+                return Node("const", pos, value=self.number_value(m))
+        if c == EOF:
+            raise self.err("ExpectedExpression", "An expression was expected.")
+        raise self.err("UnexpectedToken", f"Unexpected token '{self.rest_token()}' in expression or statement.")
+
+    @staticmethod
+    def number_value(m: re.Match[str]) -> int | float:
+        text, suffix, mult = m.group(1), m.group(2).lower(), (m.group(3) or "").lower()
+        if text.lower().startswith("0x"):
+            value: int | float = int(text, 16)
+        elif re.fullmatch(r"\d+", text):
+            value = int(text)
+        else:
+            value = float(text)
+        if mult:
+            value = value * 1024 ** ("kmgtp".index(mult[0]) + 1)
+        if suffix == "d":
+            value = float(value)
+        return value
+
+    def parse_variable(self) -> Node:
+        pos = self.i
+        self.i += 1  # $
+        if self.peek() == "{":
+            end = self.s.find("}", self.i)
+            if end < 0:
+                raise self.err("IncompleteDollarVariableReference", "Variable reference is not valid.")
+            name = self.s[self.i + 1:end]
+            self.i = end + 1
+            scope = None
+            if ":" in name:
+                scope, name = name.split(":", 1)
+            return Node("var", pos, name=name, scope=(scope or "").lower() or None)
+        if self.peek() in "$^?_" and not (self.peek() == "_" and (self.peek(1).isalnum() or self.peek(1) == "_")):
+            name = self.peek()
+            self.i += 1
+            return Node("var", pos, name=name, scope=None)
+        m = _VAR_NAME_RE.match(self.s, self.i)
+        if not m:
+            raise self.err("InvalidVariableReference",
+                           "Variable reference is not valid. '$' was not followed by a valid variable name character.")
+        scope = (m.group(1) or "").lower() or None
+        name = m.group(2)
+        self.i = m.end()
+        return Node("var", pos, name=name, scope=scope)
+
+    def parse_variable_or_subexpr(self) -> Node:
+        if self.peek(1) == "(":
+            return self.parse_primary()
+        return self.parse_variable()
+
+    def parse_hashtable(self) -> Node:
+        pos = self.i
+        self.i += 2
+        entries: list[tuple[Node, Node]] = []
+        while True:
+            self.skip_terminators()
+            if self.peek() == "}":
+                self.i += 1
+                return Node("hashtable", pos, entries=entries)
+            if self.peek() in "'\"":
+                key: Node = self.parse_string()
+            elif self.peek() == "$" or self.peek() == "(":
+                key = self.parse_primary_with_postfix()
+            else:
+                m = re.compile(r"[^\s=;}]+").match(self.s, self.i)
+                if not m:
+                    raise self.err("MissingEndCurlyBrace", "Missing closing '}' in hash literal.", pos)
+                text = m.group(0)
+                self.i = m.end()
+                key = Node("const", m.start(), value=int(text) if text.isdigit() else text)
+            self.skip_ws()
+            self.expect("=", "MissingEqualsInHashLiteral", "Missing '=' operator after key in hash literal.")
+            self.skip_ws(newlines=True)
+            value = self.parse_statement()
+            entries.append((key, value))
+            self.skip_ws()
+            if self.peek() not in ";\n}":
+                raise self.err("MissingEndCurlyBrace", "Missing closing '}' in hash literal.", pos)
+
+    # ---- strings ---------------------------------------------------------------------------------
+    def parse_string(self) -> Node:
+        pos = self.i
+        q = self.peek()
+        if q in "'\u2018\u2019":
+            self.i += 1
+            buf: list[str] = []
+            while True:
+                if self.i >= self.n:
+                    raise self.err("TerminatorExpectedAtEndOfString", "The string is missing the terminator: '.", pos)
+                ch = self.s[self.i]
+                if ch in "'\u2018\u2019":
+                    if self.peek(1) in "'\u2018\u2019" and self.peek(1):
+                        buf.append("'")
+                        self.i += 2
+                        continue
+                    self.i += 1
+                    break
+                buf.append(ch)
+                self.i += 1
+            return Node("const", pos, value="".join(buf))
+        self.i += 1
+        return self.parse_expandable(pos, terminator='"')
+
+    def parse_expandable(self, pos: int, terminator: str) -> Node:
+        parts: list[object] = []
+        buf: list[str] = []
+        escapes = {"0": "\0", "a": "\a", "b": "\b", "e": "\x1b", "f": "\f", "n": "\n", "r": "\r", "t": "\t",
+                   "v": "\v"}
+        here = terminator == '\n"@'
+        while True:
+            if self.i >= self.n:
+                raise self.err("TerminatorExpectedAtEndOfString",
+                               f"The string is missing the terminator: {terminator.strip()}.", pos)
+            ch = self.s[self.i]
+            if here and self.startswith('\n"@'):
+                self.i += 3
+                break
+            if not here and ch in '"\u201c\u201d':
+                if self.peek(1) in '"\u201c\u201d' and self.peek(1):
+                    buf.append('"')
+                    self.i += 2
+                    continue
+                self.i += 1
+                break
+            if ch == "`" and self.i + 1 < self.n:
+                nxt = self.s[self.i + 1]
+                if nxt == "u" and self.peek(2) == "{":
+                    end = self.s.find("}", self.i + 3)
+                    buf.append(chr(int(self.s[self.i + 3:end], 16)))
+                    self.i = end + 1
+                    continue
+                buf.append(escapes.get(nxt, nxt))
+                self.i += 2
+                continue
+            if ch == "$" and self.i + 1 < self.n and (self.s[self.i + 1].isalnum() or self.s[self.i + 1] in "_{(?$^"):
+                if buf:
+                    parts.append("".join(buf))
+                    buf = []
+                if self.peek(1) == "(":
+                    parts.append(self.parse_primary())
+                else:
+                    var = self.parse_variable()
+                    parts.append(var)
+                continue
+            buf.append(ch)
+            self.i += 1
+        if buf:
+            parts.append("".join(buf))
+        if all(isinstance(p, str) for p in parts):
+            return Node("const", pos, value="".join(parts))  # type: ignore[arg-type]
+        return Node("expand", pos, parts=parts)
+
+    def parse_here_string(self) -> Node:
+        pos = self.i
+        q = self.peek(1)
+        self.i += 2
+        while self.peek() in " \t":
+            self.i += 1
+        if self.peek() != "\n":
+            raise self.err("UnexpectedCharactersAfterHereStringHeader",
+                           "No characters are allowed after a here-string header but before the end of the line.")
+        self.i += 1
+        if q == "'":
+            end = self.s.find("\n'@", self.i - 1)
+            if end < 0:
+                raise self.err("TerminatorExpectedAtEndOfString", "The string is missing the terminator: '@.", pos)
+            text = self.s[self.i:end] if end >= self.i else ""
+            self.i = end + 3
+            return Node("const", pos, value=text)
+        if self.startswith('"@'):
+            self.i += 2
+            return Node("const", pos, value="")
+        self.i -= 1
+        if self.startswith('\n"@'):
+            self.i += 3
+            return Node("const", pos, value="")
+        self.i += 1
+        return self.parse_expandable(pos, terminator='\n"@')
+
+
+def parse(src: str) -> Node:
+    """Parses a whole script; raises ParseError."""
+    return Parser(src).parse_script()
+
+
+def position_message(src: str, start: int, end: int | None = None) -> str:
+    """PowerShell's InvocationInfo.PositionMessage for a source span."""
+    text = src.replace("\r\n", "\n").replace("\r", "\n")
+    start = max(0, min(start, len(text)))
+    line_no = text.count("\n", 0, start) + 1
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", start)
+    if line_end < 0:
+        line_end = len(text)
+    line = text[line_start:line_end]
+    col = start - line_start
+    stop = line_end if end is None else min(max(end, start + 1), line_end)
+    width = max(1, stop - start)
+    shown = line
+    if len(line) > 70 + col and False:
+        shown = line
+    if len(shown) > 72:
+        shown = shown[:69] + " ..."
+        width = min(width, max(1, 72 - col))
+    return f"At line:{line_no} char:{col + 1}\n+ {shown}\n+ {' ' * col}{'~' * width}"
+
+
+# =================================================================================================
+# Values
+# =================================================================================================
+
+import base64 as _b64
+import datetime as _dt
+import fnmatch as _fnmatch
+import hashlib as _hashlib
+import json as _json
+import math as _math
+import os as _os
+import pathlib as _pathlib
+import time as _time
+import uuid as _uuid
+from collections.abc import Callable as _Callable, Iterable as _Iterable, Iterator as _Iterator
+
+MAX_LOOP_ITERATIONS = 5_000_000
+MAX_CALL_DEPTH = 100
+MAX_STRING_CHARS = 64 * 1024 * 1024
+MAX_SLEEP_SECONDS = 600.0
+PS_VERSION = "5.1.17763.1007"
+
+CMD_NOT_FOUND = ("The term '{0}' is not recognized as the name of a cmdlet, function, script file, or operable "
+                 "program. Check the spelling of the name, or if a path was included, verify that the path is "
+                 "correct and try again.")
+
+
+class Hashtable(dict):
+    """A PowerShell hashtable: keys compared case-insensitively, insertion order kept."""
+
+    def _k(self, key: object) -> object:
+        if isinstance(key, str):
+            for existing in dict.keys(self):
+                if isinstance(existing, str) and existing.lower() == key.lower():
+                    return existing
+        return key
+
+    def __getitem__(self, key: object) -> object:
+        return dict.get(self, self._k(key))
+
+    def __setitem__(self, key: object, value: object) -> None:
+        dict.__setitem__(self, self._k(key), value)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, self._k(key))
+
+    def remove(self, key: object) -> None:
+        dict.pop(self, self._k(key), None)
+
+
+class PSObject:
+    """A PSCustomObject: ordered note properties."""
+
+    def __init__(self, props: dict | None = None) -> None:
+        self.props: Hashtable = Hashtable()
+        for k, v in (props or {}).items():
+            self.props[k] = v
+
+
+class Version:
+    def __init__(self, text: str) -> None:
+        parts = [int(p) for p in str(text).split(".")]
+        if not 2 <= len(parts) <= 4:
+            raise ValueError(text)
+        self.parts = tuple(parts)
+
+    def __str__(self) -> str:
+        return ".".join(str(p) for p in self.parts)
+
+    def key(self) -> tuple[int, ...]:
+        return self.parts + (-1,) * (4 - len(self.parts))
+
+
+class TypeRef:
+    """A [type] literal."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.canon = canonical_type(name)
+
+    def __str__(self) -> str:
+        return self.canon
+
+
+class EnumValue:
+    def __init__(self, type_name: str, name: str) -> None:
+        self.type_name = type_name
+        self.name = name
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScriptBlock:
+    def __init__(self, body: Node, src: str, file_name: str | None = None) -> None:
+        self.body = body
+        self.src = src
+        self.file_name = file_name
+
+    def __str__(self) -> str:
+        return str(self.body.a.get("text", ""))
+
+
+class PSEnumerator:
+    """$input and other enumerators: consumed lazily, once."""
+
+    def __init__(self, it: _Iterable[object]) -> None:
+        self.it = iter(it)
+        self.current: object = None
+
+    def __iter__(self) -> _Iterator[object]:
+        for item in self.it:
+            self.current = item
+            yield item
+
+
+class Ref:
+    def __init__(self, value: object = None) -> None:
+        self.Value = value
+
+
+_TYPE_ALIASES = {
+    "string": "System.String", "int": "System.Int32", "int32": "System.Int32", "long": "System.Int64",
+    "int64": "System.Int64", "bool": "System.Boolean", "boolean": "System.Boolean", "double": "System.Double",
+    "float": "System.Single", "single": "System.Single", "decimal": "System.Decimal", "byte": "System.Byte",
+    "char": "System.Char", "object": "System.Object", "psobject": "System.Management.Automation.PSObject",
+    "pscustomobject": "System.Management.Automation.PSObject", "hashtable": "System.Collections.Hashtable",
+    "array": "System.Array", "scriptblock": "System.Management.Automation.ScriptBlock",
+    "switch": "System.Management.Automation.SwitchParameter", "version": "System.Version",
+    "guid": "System.Guid", "datetime": "System.DateTime", "void": "System.Void", "ref": "System.Management.Automation.PSReference",
+    "type": "System.Type", "regex": "System.Text.RegularExpressions.Regex", "uint32": "System.UInt32",
+    "uint64": "System.UInt64", "int16": "System.Int16", "ordered": "System.Collections.Specialized.OrderedDictionary",
+    "errorrecord": "System.Management.Automation.ErrorRecord", "securestring": "System.Security.SecureString",
+    "idictionary": "System.Collections.IDictionary", "text.encoding": "System.Text.Encoding",
+    "encoding": "System.Text.Encoding", "convert": "System.Convert", "math": "System.Math",
+    "environment": "System.Environment", "bitconverter": "System.BitConverter", "file": "System.IO.File",
+    "io.file": "System.IO.File", "path": "System.IO.Path", "io.path": "System.IO.Path",
+    "directory": "System.IO.Directory", "io.directory": "System.IO.Directory", "filestream": "System.IO.FileStream",
+    "io.filestream": "System.IO.FileStream", "filemode": "System.IO.FileMode", "fileaccess": "System.IO.FileAccess",
+    "fileshare": "System.IO.FileShare", "seekorigin": "System.IO.SeekOrigin", "io.fileinfo": "System.IO.FileInfo",
+    "fileinfo": "System.IO.FileInfo", "sha1": "System.Security.Cryptography.SHA1",
+    "sha256": "System.Security.Cryptography.SHA256", "md5": "System.Security.Cryptography.MD5",
+    "security.cryptography.sha1": "System.Security.Cryptography.SHA1",
+    "security.cryptography.sha256": "System.Security.Cryptography.SHA256",
+    "bindingflags": "System.Reflection.BindingFlags", "reflection.bindingflags": "System.Reflection.BindingFlags",
+    "text.utf8encoding": "System.Text.UTF8Encoding", "collections.arraylist": "System.Collections.ArrayList",
+    "arraylist": "System.Collections.ArrayList", "exception": "System.Exception",
+    "management.automation.language.parser": "System.Management.Automation.Language.Parser",
+}
+
+
+def canonical_type(name: str) -> str:
+    n = name.strip()
+    if n.endswith("[]"):
+        return canonical_type(n[:-2]) + "[]"
+    low = n.lower()
+    if low.startswith("system."):
+        low_short = low[7:]
+    else:
+        low_short = low
+    if low_short in _TYPE_ALIASES:
+        return _TYPE_ALIASES[low_short]
+    if low in _TYPE_ALIASES:
+        return _TYPE_ALIASES[low]
+    if low.startswith("system."):
+        return n
+    if low.startswith("collections.generic.list[") or low.startswith("system.collections.generic.list["):
+        return "System.Collections.Generic.List"
+    if "cryptography.sha1cryptoserviceprovider" in low:
+        return "System.Security.Cryptography.SHA1"
+    return "System." + n if low_short.split(".")[0] in ("io", "text", "security", "management", "collections",
+                                                         "reflection", "net", "diagnostics") else n
+
+
+def is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def to_str(v: object, rt: "Runtime | None" = None) -> str:
+    """PowerShell's string conversion (arrays joined by $OFS)."""
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, float):
+        if v.is_integer() and abs(v) < 1e15:
+            return str(int(v))
+        return repr(v).replace("e+", "E+").replace("e-", "E-")
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, (list, tuple)):
+        return " ".join(to_str(x, rt) for x in v)
+    if isinstance(v, (bytes, bytearray)):
+        return " ".join(str(b) for b in v)
+    if isinstance(v, Hashtable):
+        return "System.Collections.Hashtable"
+    if isinstance(v, PSObject):
+        return "@{" + "; ".join(f"{k}={to_str(val)}" for k, val in v.props.items()) + "}"
+    if isinstance(v, dict):
+        return "System.Collections.Hashtable"
+    if isinstance(v, PSEnumerator):
+        return "System.Collections.ArrayList+ArrayListEnumeratorSimple"
+    tostr = getattr(v, "ps_tostring", None)
+    if tostr is not None:
+        return tostr()
+    return str(v)
+
+
+def to_bool(v: object) -> bool:
+    if v is None:
+        return False
+    if isinstance(v, bool):
+        return v
+    if is_number(v):
+        return v != 0
+    if isinstance(v, str):
+        return v != ""
+    if isinstance(v, (list, tuple)):
+        if len(v) == 0:
+            return False
+        if len(v) == 1:
+            return to_bool(v[0]) if not isinstance(v[0], (list, tuple)) else len(v[0]) > 0
+        return True
+    if isinstance(v, (bytes, bytearray)):
+        return len(v) > 0
+    if isinstance(v, SwitchValue):
+        return v.present
+    return True
+
+
+class SwitchValue:
+    def __init__(self, present: bool) -> None:
+        self.present = present
+
+    @property
+    def IsPresent(self) -> bool:  # noqa: N802
+        return self.present
+
+    def ps_tostring(self) -> str:
+        return "True" if self.present else "False"
+
+
+def parse_number(s: str) -> int | float | None:
+    t = s.strip()
+    if not t:
+        return 0
+    try:
+        if t.lower().startswith("0x"):
+            return int(t, 16)
+        return int(t)
+    except ValueError:
+        try:
+            f = float(t)
+        except ValueError:
+            return None
+        return f
+
+
+def enumerate_value(v: object) -> _Iterator[object]:
+    """How the pipeline unrolls a value written to output."""
+    if isinstance(v, (list, tuple)):
+        yield from v
+    elif isinstance(v, (bytes, bytearray)):
+        yield from v
+    elif isinstance(v, PSEnumerator):
+        yield from v
+    else:
+        yield v
+
+
+def as_list(v: object) -> list[object]:
+    if v is None:
+        return []
+    return list(enumerate_value(v))
+
+
+# =================================================================================================
+# Errors and control flow
+# =================================================================================================
+
+class ErrorRecord:
+    """An ErrorRecord inside the interpreter ($_ in catch, $Error)."""
+
+    def __init__(self, message: str, *, category: str = "NotSpecified",
+                 fq_error_id: str = "Microsoft.PowerShell.Commands.WriteErrorException",
+                 exception_type: str = "Microsoft.PowerShell.Commands.WriteErrorException",
+                 target: object = None, command_name: str | None = None, position: str | None = None,
+                 reason: str | None = None, thrown_object: object = None) -> None:
+        self.message = message
+        self.category = category
+        self.fq_error_id = fq_error_id
+        self.exception_type = exception_type
+        self.target = target
+        self.command_name = command_name
+        self.position = position
+        self.reason = reason or exception_type.rsplit(".", 1)[-1]
+        self.thrown_object = thrown_object
+        self.line = 0
+
+    def ps_tostring(self) -> str:
+        return self.message
+
+    def category_info(self) -> str:
+        target = "" if self.target is None else to_str(self.target)
+        if len(target) > 40:
+            target = target[:15] + "..." + target[-15:]
+        ttype = "" if self.target is None else type_name_of(self.target).rsplit(".", 1)[-1]
+        tpart = f"{target}:{ttype}" if self.target is not None else ":"
+        return f"{self.category}: ({tpart}) [{self.command_name or ''}], {self.reason}"
+
+    def to_info(self) -> object:
+        from tests.lab._engine import ErrorInfo
+        return ErrorInfo(message=self.message, category=self.category, fq_error_id=self.fq_error_id,
+                         target=None if self.target is None else to_str(self.target),
+                         command_name=self.command_name, position=self.position,
+                         exception_type=self.exception_type)
+
+
+class PSError(Exception):
+    """A terminating error."""
+
+    def __init__(self, record: ErrorRecord) -> None:
+        super().__init__(record.message)
+        self.record = record
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+class _Return(Exception):
+    pass
+
+
+class ExitScript(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class StopUpstream(Exception):
+    """Select-Object -First got what it needs: upstream stops producing."""
+
+
+def runtime_error(message: str, fq: str, category: str = "InvalidOperation",
+                  exc: str = "System.Management.Automation.RuntimeException", target: object = None) -> PSError:
+    return PSError(ErrorRecord(message, category=category, fq_error_id=fq, exception_type=exc, target=target))
+
+
+def method_exception(method: str, nargs: int, inner: str, exc: str = "MethodInvocationException") -> PSError:
+    return PSError(ErrorRecord(
+        f'Exception calling "{method}" with "{nargs}" argument(s): "{inner}"', category="NotSpecified",
+        fq_error_id=exc.rsplit(".", 1)[-1] if exc != "MethodInvocationException" else "DotNetMethodException",
+        exception_type="System.Management.Automation.MethodInvocationException"))
+
+
+def type_name_of(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "System.Boolean"
+    if isinstance(v, int):
+        return "System.Int32" if -2**31 <= v < 2**31 else "System.Int64"
+    if isinstance(v, float):
+        return "System.Double"
+    if isinstance(v, str):
+        return "System.String"
+    if isinstance(v, (list, tuple)):
+        return "System.Object[]"
+    if isinstance(v, (bytes, bytearray)):
+        return "System.Byte[]"
+    if isinstance(v, Hashtable):
+        return "System.Collections.Hashtable"
+    if isinstance(v, PSObject):
+        return "System.Management.Automation.PSCustomObject"
+    if isinstance(v, ScriptBlock):
+        return "System.Management.Automation.ScriptBlock"
+    if isinstance(v, ErrorRecord):
+        return "System.Management.Automation.ErrorRecord"
+    if isinstance(v, Version):
+        return "System.Version"
+    if isinstance(v, TypeRef):
+        return "System.RuntimeType"
+    if isinstance(v, EnumValue):
+        return v.type_name
+    return getattr(v, "ps_type", "System.Object")
+
+
+# =================================================================================================
+# Scopes
+# =================================================================================================
+
+class Scope:
+    def __init__(self, parent: "Scope | None") -> None:
+        self.parent = parent
+        self.vars: dict[str, object] = {}
+        self.funcs: dict[str, object] = {}
+
+    def find(self, name: str) -> "Scope | None":
+        s: Scope | None = self
+        while s is not None:
+            if name in s.vars:
+                return s
+            s = s.parent
+        return None
+
+    def find_func(self, name: str) -> object:
+        s: Scope | None = self
+        while s is not None:
+            if name in s.funcs:
+                return s.funcs[name]
+            s = s.parent
+        return None
+
+
+# =================================================================================================
+# The interpreter
+# =================================================================================================
+
+_NOINPUT = object()
+
+
+class Runtime:
+    """Runs parsed scripts against one Engine's file system, environment and streams."""
+
+    def __init__(self, host: "HostContext", streams: object) -> None:
+        self.host = host
+        self.streams = streams
+        self.global_scope = Scope(None)
+        self.script_scope = self.global_scope
+        self.call_depth = 0
+        self.src = ""
+        self.cur: tuple[int, int] = (0, 0)
+        self.errors: list[ErrorRecord] = []
+        self.last_ok = True
+        g = self.global_scope.vars
+        g["true"] = True
+        g["false"] = False
+        g["null"] = None
+        g["erroractionpreference"] = "Continue"
+        g["warningpreference"] = "Continue"
+        g["verbosepreference"] = "SilentlyContinue"
+        g["debugpreference"] = "SilentlyContinue"
+        g["progresspreference"] = "Continue"
+        g["informationpreference"] = "SilentlyContinue"
+        g["error"] = self.errors
+        g["pid"] = 4242
+        g["ofs"] = " "
+        g["home"] = host.profile_dir
+        g["psversiontable"] = _ps_version_table()
+        g["host"] = HostObject(self)
+        g["executioncontext"] = ExecutionContextObject(self)
+        g["pshome"] = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0"
+        g["iscorecLR".lower()] = False
+        g["lastexitcode"] = None
+        g["shellid"] = "Microsoft.PowerShell"
+        g["nestedpromptlevel"] = 0
+        g["maximumfunctioncount"] = 4096
+        self.cwd = host.profile_dir + "\\Documents"
+
+    # ---- positions and errors --------------------------------------------------------------------
+    def position(self) -> str:
+        return position_message(self.src, self.cur[0], self.cur[1])
+
+    def line_no(self) -> int:
+        return self.src.replace("\r\n", "\n").count("\n", 0, self.cur[0]) + 1
+
+    def fill(self, record: ErrorRecord) -> ErrorRecord:
+        if record.position is None:
+            record.position = self.position()
+            record.line = self.line_no()
+        return record
+
+    def write_error(self, record: ErrorRecord, action: str | None = None) -> None:
+        """A non-terminating error, handled as $ErrorActionPreference (or -ErrorAction) says."""
+        self.fill(record)
+        self.last_ok = False
+        pref = (action or to_str(self.get_var("ErrorActionPreference")) or "Continue").lower()
+        if pref == "stop":
+            raise PSError(record)
+        if pref == "ignore":
+            return
+        self.errors.insert(0, record)
+        if pref == "silentlycontinue":
+            return
+        self.streams.error(record.to_info())
+
+    def warn(self, message: str, action: str | None = None) -> None:
+        pref = (action or to_str(self.get_var("WarningPreference")) or "Continue").lower()
+        if pref in ("silentlycontinue", "ignore"):
+            return
+        if pref == "stop":
+            raise runtime_error(f"The running command stopped because the preference variable "
+                                f"\"WarningPreference\" or common parameter is set to Stop: {message}",
+                                "ActionPreferenceStop", "OperationStopped",
+                                "System.Management.Automation.ActionPreferenceStopException")
+        self.streams.warning(message)
+
+    # ---- variables -------------------------------------------------------------------------------
+    def get_var(self, name: str, scope: str | None = None) -> object:
+        low = name.lower()
+        if scope == "env":
+            return self.host.env_get(name)
+        if scope == "script":
+            s = self.script_scope.find(low) if low in self.script_scope.vars else None
+            return self.script_scope.vars.get(low) if s else self.global_scope.vars.get(low)
+        if scope == "global":
+            return self.global_scope.vars.get(low)
+        if low == "?":
+            return self.last_ok
+        if low == "pwd":
+            return PathInfo(self.cwd)
+        found = self.scope.find(low)
+        if found is None:
+            return None
+        return found.vars[low]
+
+    def has_var(self, name: str) -> bool:
+        return self.scope.find(name.lower()) is not None
+
+    def set_var(self, name: str, value: object, scope: str | None = None, local: bool = True) -> None:
+        low = name.lower()
+        if scope == "env":
+            self.host.env_set(name, None if value is None else to_str(value))
+            return
+        if low in ("true", "false", "null") and scope is None:
+            if low == "null":
+                return
+            raise runtime_error(f"Cannot overwrite variable {name} because it is read-only or constant.",
+                                "VariableNotWritable", "WriteError", "System.Management.Automation.SessionStateUnauthorizedAccessException")
+        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
+        target = {"script": self.script_scope, "global": self.global_scope}.get(scope or "", self.scope)
+        target.vars[low] = value
+
+    # ---- running ---------------------------------------------------------------------------------
+    def run_script(self, src: str, args: list[object], named: dict[str, object], input_iter: _Iterable[object] | None,
+                   sink: _Callable[[object], None], file_name: str | None = None) -> None:
+        body = parse(src)
+        sb = ScriptBlock(body, src, file_name)
+        self.scope = self.global_scope
+        cmd = ScriptCommand(self, sb, "", args, named, new_scope=True, is_script=True)
+        cmd.sink = sink
+        run_stage(cmd, input_iter)
+
+    def exec_stmts(self, node: Node, sink: _Callable[[object], None]) -> None:
+        for st in node.list:
+            self.exec_stmt(st, sink)
+
+    def exec_stmt(self, st: Node, sink: _Callable[[object], None]) -> None:
+        k = st.k
+        self.cur = (st.pos, st.end if st.end > st.pos else st.pos + 1)
+        if k == "pipeline":
+            self.run_pipeline(st, sink)
+        elif k == "assign":
+            self.exec_assign(st)
+        elif k == "multi_assign":
+            values = self.collect(st.value)
+            lst = list(values)
+            for idx, t in enumerate(st.targets):
+                if idx == len(st.targets) - 1:
+                    rest = lst[idx:]
+                    self.set_var(t.name, rest[0] if len(rest) == 1 else (rest or None), t.scope)
+                else:
+                    self.set_var(t.name, lst[idx] if idx < len(lst) else None, t.scope)
+        elif k == "if":
+            for cond, body in st.clauses:
+                if to_bool(self.eval_pipeline_value(cond)):
+                    self.exec_stmts(body, sink)
+                    return
+            if st.else_ is not None:
+                self.exec_stmts(st.else_, sink)
+        elif k == "foreach":
+            coll = self.eval_pipeline_value(st.coll, keep_enumerator=True)
+            count = 0
+            items = coll if isinstance(coll, PSEnumerator) else enumerate_value(coll) if coll is not None else []
+            for item in items:
+                count += 1
+                if count > MAX_LOOP_ITERATIONS:
+                    raise self.bound_error("foreach")
+                self.set_var(st.var.name, item, st.var.scope)
+                try:
+                    self.exec_stmts(st.body, sink)
+                except _Break:
+                    break
+                except _Continue:
+                    continue
+        elif k in ("while", "do", "for"):
+            self.exec_loop(st, sink)
+        elif k == "try":
+            self.exec_try(st, sink)
+        elif k == "function":
+            self.scope.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None)
+        elif k == "throw":
+            self.exec_throw(st)
+        elif k == "return":
+            if st.value is not None:
+                self.run_pipeline(st.value, sink)
+            raise _Return()
+        elif k == "exit":
+            code = 0
+            if st.value is not None:
+                v = self.eval_pipeline_value(st.value)
+                code = self.to_int(v) if v is not None and v != "" else 0
+            raise ExitScript(code)
+        elif k == "break":
+            raise _Break()
+        elif k == "continue":
+            raise _Continue()
+        else:
+            raise runtime_error(f"Statement '{k}' is outside the lab engine's subset.", "LabUnsupported")
+
+    def bound_error(self, what: str) -> PSError:
+        return runtime_error(f"The lab engine stopped a {what} loop after {MAX_LOOP_ITERATIONS} iterations.",
+                             "LabLoopBound", "LimitsExceeded")
+
+    def exec_loop(self, st: Node, sink: _Callable[[object], None]) -> None:
+        if st.k == "for" and st.init is not None:
+            self.exec_stmt(st.init, lambda v: None)
+        count = 0
+        first = True
+        while True:
+            count += 1
+            if count > MAX_LOOP_ITERATIONS:
+                raise self.bound_error(st.k)
+            if st.k == "do" and first:
+                pass
+            elif st.cond is not None:
+                ok = to_bool(self.eval_pipeline_value(st.cond))
+                if st.k == "do" and st.until:
+                    ok = not ok
+                if not ok:
+                    break
+            first = False
+            try:
+                self.exec_stmts(st.body, sink)
+            except _Break:
+                break
+            except _Continue:
+                pass
+            if st.k == "for" and st.step is not None:
+                self.exec_stmt(st.step, lambda v: None)
+            if st.k == "do":
+                ok = to_bool(self.eval_pipeline_value(st.cond))
+                if (not ok) if not st.until else ok:
+                    break
+
+    def exec_try(self, st: Node, sink: _Callable[[object], None]) -> None:
+        try:
+            try:
+                self.exec_stmts(st.body, sink)
+            except PSError as e:
+                rec = e.record
+                for types, body in st.catches:
+                    if not types or any(self.catch_matches(t, rec) for t in types):
+                        saved = self.scope.vars.get("_", None)
+                        had = "_" in self.scope.vars
+                        self.scope.vars["_"] = rec
+                        self.scope.vars["psitem"] = rec
+                        try:
+                            self.exec_stmts(body, sink)
+                        finally:
+                            if had:
+                                self.scope.vars["_"] = saved
+                            else:
+                                self.scope.vars.pop("_", None)
+                        break
+                else:
+                    raise
+        finally:
+            if st.fin is not None:
+                self.exec_stmts(st.fin, sink)
+
+    def catch_matches(self, tname: str, rec: ErrorRecord) -> bool:
+        want = canonical_type(tname).lower()
+        have = rec.exception_type.lower()
+        if want in ("system.exception", "system.object"):
+            return True
+        if want == "system.management.automation.runtimeexception":
+            return have.startswith("system.management.automation.")
+        if want == "system.systemexception":
+            return True
+        return have == want or have.endswith("." + want.rsplit(".", 1)[-1])
+
+    def exec_throw(self, st: Node) -> None:
+        value = None if st.value is None else self.eval_pipeline_value(st.value)
+        if isinstance(value, ErrorRecord):
+            raise PSError(value)
+        if value is None:
+            msg = "ScriptHalted"
+            rec = ErrorRecord(msg, category="OperationStopped", fq_error_id="ScriptHalted",
+                              exception_type="System.Management.Automation.RuntimeException")
+        else:
+            msg = to_str(value)
+            rec = ErrorRecord(msg, category="OperationStopped", fq_error_id=msg,
+                              exception_type="System.Management.Automation.RuntimeException",
+                              target=value, thrown_object=value)
+        raise PSError(self.fill(rec))
+
+    def exec_assign(self, st: Node) -> None:
+        value_node = st.value
+        if value_node.k == "pipeline" and len(value_node.elements) == 1 and value_node.elements[0].k == "expr" \
+                and not value_node.elements[0].redirs:
+            value = self.eval(value_node.elements[0].expr)
+            if isinstance(value, PSEnumerator):
+                pass
+        else:
+            value = self.collect_value(value_node)
+        target = st.target
+        op = st.op
+        if op != "=":
+            cur = self.eval(target)
+            value = self.binop(op[0], cur, value)
+        self.assign_to(target, value)
+
+    def assign_to(self, target: Node, value: object) -> None:
+        if target.k == "var":
+            if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+                raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
+            self.set_var(target.name, value, target.scope)
+        elif target.k == "cast":
+            self.set_var(target.operand.name, self.convert(value, target.type), target.operand.scope)
+        elif target.k == "member":
+            obj = self.eval(target.obj)
+            name = target.name if isinstance(target.name, str) else to_str(self.eval(target.name))
+            set_member(self, obj, name, value)
+        elif target.k == "index":
+            obj = self.eval(target.obj)
+            idx = self.eval(target.index)
+            if isinstance(obj, dict):
+                obj[idx] = value
+            elif isinstance(obj, (list, bytearray)):
+                i = self.to_int(idx)
+                try:
+                    obj[i] = value if isinstance(obj, list) else self.to_int(value) & 0xFF
+                except IndexError:
+                    raise runtime_error("Index was outside the bounds of the array.", "IndexOutOfRange",
+                                        exc="System.IndexOutOfRangeException") from None
+            else:
+                raise runtime_error(f"Unable to index into an object of type {type_name_of(obj)}.",
+                                    "CannotIndex")
+        else:
+            raise runtime_error("The assignment expression is not valid.", "InvalidLeftHandSide")
+
+    # ---- pipelines -------------------------------------------------------------------------------
+    def collect(self, node: Node) -> list[object]:
+        out: list[object] = []
+        if node.k in ("pipeline",):
+            self.run_pipeline(node, out.append)
+        else:
+            self.exec_stmt(node, out.append)
+        return out
+
+    def collect_value(self, node: Node) -> object:
+        out = self.collect(node)
+        if not out:
+            return None
+        return out[0] if len(out) == 1 else out
+
+    def eval_pipeline_value(self, node: Node, keep_enumerator: bool = False) -> object:
+        if node.k == "pipeline" and len(node.elements) == 1 and node.elements[0].k == "expr" \
+                and not node.elements[0].redirs:
+            v = self.eval(node.elements[0].expr)
+            if isinstance(v, PSEnumerator) and keep_enumerator:
+                return v
+            return v
+        return self.collect_value(node)
+
+    def run_pipeline(self, node: Node, sink: _Callable[[object], None]) -> None:
+        elements = node.elements
+        stages: list[Stage] = []
+        source: _Iterable[object] | None = None
+        first = elements[0]
+        saved_cur = self.cur
+        if first.k == "expr":
+            self.cur = (first.pos, first.end)
+            sink0 = self.redirect(first.redirs, sink if len(elements) == 1 else None)
+            value = self.eval(first.expr)
+            if first.expr.k == "incdec" and len(elements) == 1:
+                return  # `$i++` as a statement writes nothing
+            if len(elements) == 1:
+                if first.expr.k == "paren" or first.expr.k in ("subexpr", "arrayexpr") or True:
+                    for item in enumerate_value(value) if not isinstance(value, PSEnumerator) else value:
+                        sink0(item)
+                return
+            source = value if isinstance(value, PSEnumerator) else enumerate_value(value)
+            cmd_nodes = elements[1:]
+        else:
+            cmd_nodes = elements
+        for cn in cmd_nodes:
+            self.cur = (cn.pos, cn.end)
+            stages.append(self.make_stage(cn))
+        self.cur = saved_cur
+        for idx, st in enumerate(stages):
+            nxt = stages[idx + 1].process_item if idx + 1 < len(stages) else sink
+            st.sink = self.redirect(cmd_nodes[idx].redirs, nxt)
+        for idx, st in enumerate(stages):
+            st.expecting_input = idx > 0 or source is not None
+        try:
+            for st in stages:
+                self.cur = st.where
+                st.begin()
+            if source is not None:
+                stages[0].feed(source)
+            else:
+                self.cur = stages[0].where
+                stages[0].process_item(_NOINPUT)
+            for st in stages:
+                self.cur = st.where
+                st.end()
+        except StopUpstream:
+            pass
+
+    def redirect(self, redirs: list[tuple[str, str, Node | None]], sink: _Callable[[object], None] | None
+                 ) -> _Callable[[object], None]:
+        out = sink if sink is not None else (lambda v: None)
+        for stream, kind, target in redirs:
+            if kind == "merge":
+                continue
+            tval = self.eval(target) if target is not None else None
+            if stream in ("1", "*"):
+                if tval is None:
+                    out = lambda v: None  # noqa: E731
+                else:
+                    path = to_str(tval)
+                    append = kind == ">>"
+                    fs = self.host.fs
+                    if not append:
+                        fs.write_bytes(path, b"", self.cwd)
+
+                    def out(v: object, _p: str = path) -> None:
+                        text = format_for_display([v]) + "\r\n"
+                        fs.append_bytes(_p, text.encode("utf-16-le") if not fs.exists(_p, self.cwd) or True
+                                        else b"", self.cwd)
+        return out
+
+    def make_stage(self, cn: Node) -> "Stage":
+        if cn.k == "expr":
+            raise PSError(self.fill(ErrorRecord(
+                "Expressions are only allowed as the first element of a pipeline.", category="ParserError",
+                fq_error_id="ExpressionsMustBeFirstInPipeline",
+                exception_type="System.Management.Automation.ParseException")))
+        name_node = cn.name
+        positional: list[object] = []
+        named: dict[str, object] = {}
+        order: list[tuple[str | None, object]] = []
+        for a in cn.args:
+            if a.k == "param_arg":
+                if a.value is None:
+                    order.append((a.name, _SWITCH))
+                else:
+                    order.append((a.name, self.eval(a.value)))
+            elif a.k == "splat":
+                sv = self.get_var(a.name)
+                if isinstance(sv, dict):
+                    for k2, v2 in sv.items():
+                        order.append((str(k2), v2 if not isinstance(v2, bool) or True else v2))
+                else:
+                    for v2 in as_list(sv):
+                        order.append((None, v2))
+            else:
+                order.append((None, self.eval(a)))
+        target: object = name_node
+        if not isinstance(name_node, str):
+            target = self.eval(name_node)
+            if isinstance(target, CommandInfo):
+                target = target.Name
+            elif not isinstance(target, ScriptBlock):
+                target = to_str(target)
+        switch_names = self.switch_names(target)
+        # a parameter name takes the next argument as its value unless the command declares it a switch
+        pending: str | None = None
+        for name, value in order:
+            if name is not None:
+                if pending is not None:
+                    named[pending] = _SWITCH
+                    pending = None
+                if value is _SWITCH and not self.is_switch(name, switch_names):
+                    pending = name
+                else:
+                    named[name] = value
+            elif pending is not None:
+                named[pending] = value
+                pending = None
+            else:
+                positional.append(value)
+        if pending is not None:
+            named[pending] = _SWITCH
+        where = (cn.pos, cn.end)
+        if isinstance(target, ScriptBlock):
+            stage: Stage = ScriptCommand(self, target, "", positional, named, new_scope=cn.invoke != ".")
+        else:
+            stage = self.resolve_command(str(target), positional, named, cn)
+        stage.where = where
+        return stage
+
+    def switch_names(self, target: object) -> set[str] | None:
+        """Names of the switch parameters of the command about to run (None: any name may be a switch)."""
+        sb = target if isinstance(target, ScriptBlock) else None
+        if isinstance(target, str):
+            fn = self.scope.find_func(target.lower())
+            if isinstance(fn, ScriptBlock):
+                sb = fn
+            else:
+                cls = lookup_cmdlet(target)
+                if cls is not None:
+                    return {x.lower() for x in cls.switches} | {"verbose", "debug", "whatif", "confirm", "vb"}
+                return None
+        if sb is None:
+            return None
+        params = sb.body.params or []
+        if not params:
+            return None
+        return {p.name.lower() for p in params if _is_switch(p)} | {"verbose", "debug", "whatif", "confirm"}
+
+    @staticmethod
+    def is_switch(name: str, switches: set[str] | None) -> bool:
+        if switches is None:
+            return True
+        low = name.lower()
+        return low in switches or any(sw.startswith(low) for sw in switches) and len(low) >= 2 and \
+            sum(1 for sw in switches if sw.startswith(low)) == 1 and not False
+
+    def resolve_command(self, name: str, positional: list[object], named: dict[str, object], cn: Node) -> "Stage":
+        low = name.lower()
+        fn = self.scope.find_func(low)
+        if isinstance(fn, ScriptBlock):
+            return ScriptCommand(self, fn, name, positional, named, new_scope=cn.invoke != ".")
+        cls = lookup_cmdlet(low)
+        if cls is not None:
+            return cls(self, name, positional, named)
+        native = NATIVE_COMMANDS.get(low.removesuffix(".exe"))
+        if native is not None:
+            return NativeCommand(self, low.removesuffix(".exe"), positional, named)
+        if ("\\" in name or "/" in name) and name.lower().endswith(".ps1"):
+            text = self.host.fs.read_text(name, self.cwd)
+            return ScriptCommand(self, ScriptBlock(parse(text), text, name), name, positional, named, True)
+        raise PSError(self.fill(ErrorRecord(
+            CMD_NOT_FOUND.format(name), category="ObjectNotFound", fq_error_id="CommandNotFoundException",
+            exception_type="System.Management.Automation.CommandNotFoundException", target=name,
+            reason="CommandNotFoundException")))
+
+    # ---- expressions -----------------------------------------------------------------------------
+    def eval(self, node: Node) -> object:
+        k = node.k
+        if k == "const":
+            return node.value
+        if k == "var":
+            return self.eval_var(node)
+        if k == "expand":
+            return "".join(p if isinstance(p, str) else self.interp_str(self.eval(p)) for p in node.parts)
+        if k == "member":
+            obj = self.eval(node.obj)
+            name = node.name if isinstance(node.name, str) else to_str(self.eval(node.name))
+            if node.static:
+                return static_member(self, obj, name)
+            return get_member(self, obj, name)
+        if k == "call":
+            obj = self.eval(node.obj)
+            args = [self.eval(a) for a in node.args]
+            name = node.name if isinstance(node.name, str) else to_str(self.eval(node.name))
+            if node.static:
+                return call_static(self, obj, name, args)
+            return call_method(self, obj, name, args)
+        if k == "index":
+            return self.eval_index(self.eval(node.obj), self.eval(node.index))
+        if k == "binop":
+            op = node.op
+            if op == "and":
+                return to_bool(self.eval(node.left)) and to_bool(self.eval(node.right))
+            if op == "or":
+                return to_bool(self.eval(node.left)) or to_bool(self.eval(node.right))
+            return self.binop(op, self.eval(node.left), self.eval(node.right))
+        if k == "not":
+            return not to_bool(self.eval(node.operand))
+        if k == "neg":
+            v = self.eval(node.operand)
+            return -self.to_num(v)
+        if k == "pos":
+            return self.to_num(self.eval(node.operand))
+        if k == "unop":
+            v = self.eval(node.operand)
+            if node.op == "join":
+                return "".join(to_str(x) for x in as_list(v))
+            if node.op == "split":
+                return [p for p in re.split(r"\s+", to_str(v).strip()) if p != ""] if to_str(v).strip() else [""]
+            if node.op == "bnot":
+                return ~self.to_int(v)
+        if k == "array":
+            return [self.eval(i) for i in node.items]
+        if k == "unary_comma":
+            return [self.eval(node.operand)]
+        if k == "arrayexpr":
+            out: list[object] = []
+            self.exec_stmts(node.body, out.append)
+            return out
+        if k == "subexpr":
+            out2: list[object] = []
+            self.exec_stmts(node.body, out2.append)
+            return None if not out2 else out2[0] if len(out2) == 1 else out2
+        if k == "paren":
+            p = node.pipeline
+            if p.k == "pipeline" and len(p.elements) == 1 and p.elements[0].k == "expr" and not p.elements[0].redirs:
+                return self.eval(p.elements[0].expr)
+            if p.k == "assign":
+                self.exec_assign(p)
+                return self.eval(p.target)
+            return self.collect_value(p)
+        if k == "hashtable":
+            h = Hashtable()
+            for kn, vn in node.entries:
+                h[self.eval(kn)] = self.collect_value(vn) if vn.k != "pipeline" or len(vn.elements) > 1 \
+                    or vn.elements[0].k != "expr" else self.eval(vn.elements[0].expr)
+            return h
+        if k == "scriptblock":
+            return ScriptBlock(node.body, self.src)
+        if k == "typelit":
+            return TypeRef(node.name)
+        if k == "cast":
+            if node.type.lower() in ("pscustomobject",) and node.operand.k == "hashtable":
+                h = self.eval(node.operand)
+                return PSObject(h)  # type: ignore[arg-type]
+            if node.type.lower() == "ordered":
+                return self.eval(node.operand)
+            if node.type.lower() == "ref":
+                return Ref(self.eval(node.operand))
+            return self.convert(self.eval(node.operand), node.type)
+        if k == "range":
+            a, b = self.to_int(self.eval(node.left)), self.to_int(self.eval(node.right))
+            if abs(b - a) > MAX_LOOP_ITERATIONS:
+                raise self.bound_error("range")
+            return list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
+        if k == "incdec":
+            cur = self.eval(node.target)
+            new = self.binop(node.op, cur if cur is not None else 0, 1)
+            self.assign_to(node.target, new)
+            return new if node.prefix else cur
+        raise runtime_error(f"The expression '{k}' is outside the lab engine's subset.", "LabUnsupported")
+
+    def interp_str(self, v: object) -> str:
+        if isinstance(v, (list, tuple)):
+            ofs = self.get_var("OFS")
+            return (to_str(ofs) if ofs is not None else " ").join(to_str(x) for x in v)
+        return to_str(v)
+
+    def eval_var(self, node: Node) -> object:
+        name, scope = node.name, node.scope
+        low = name.lower()
+        if scope is None and low == "psitem":
+            low = "_"
+        if scope == "variable":
+            scope = None
+        if scope in (None, "local", "private", "using"):
+            found = self.scope.find(low)
+            if found is not None:
+                return found.vars[low]
+            if low == "?":
+                return self.last_ok
+            if low == "pwd":
+                return PathInfo(self.cwd)
+            return None
+        return self.get_var(name, scope)
+
+    def eval_index(self, obj: object, idx: object) -> object:
+        if obj is None:
+            raise runtime_error("Cannot index into a null array.", "NullArray")
+        if isinstance(idx, list) and not isinstance(obj, dict):
+            return [self.eval_index(obj, i) for i in idx]
+        if isinstance(obj, dict):
+            return obj[idx]
+        if isinstance(obj, PSObject):
+            return obj.props[idx]
+        if isinstance(obj, (list, tuple, str, bytes, bytearray)):
+            i = self.to_int(idx)
+            try:
+                v = obj[i]
+            except IndexError:
+                return None
+            return v
+        getter = getattr(obj, "ps_index", None)
+        if getter is not None:
+            return getter(idx)
+        if self.to_int(idx) == 0:
+            return obj
+        return None
+
+    # ---- conversions and operators ---------------------------------------------------------------
+    def to_num(self, v: object) -> int | float:
+        if isinstance(v, bool):
+            return int(v)
+        if is_number(v):
+            return v  # type: ignore[return-value]
+        if v is None:
+            return 0
+        if isinstance(v, str):
+            n = parse_number(v)
+            if n is None:
+                raise runtime_error(f'Cannot convert value "{v}" to type "System.Int32". Error: "Input string was '
+                                    f'not in a correct format."', "InvalidCastFromStringToInteger",
+                                    "InvalidArgument", "System.Management.Automation.RuntimeException")
+            return n
+        if isinstance(v, list) and len(v) == 1:
+            return self.to_num(v[0])
+        if isinstance(v, SwitchValue):
+            return int(v.present)
+        raise runtime_error(f'Cannot convert the "{to_str(v)}" value of type "{type_name_of(v)}" to type '
+                            f'"System.Int32".', "ConvertToFinalInvalidCastException", "InvalidArgument")
+
+    def to_int(self, v: object) -> int:
+        n = self.to_num(v)
+        if isinstance(n, float):
+            return int(round(n))  # .NET rounds to even; Python round does too
+        return n
+
+    def convert(self, v: object, type_name: str) -> object:
+        return convert_value(self, v, type_name)
+
+    def binop(self, op: str, left: object, right: object) -> object:
+        return binary_op(self, op, left, right)
+
+
+_SWITCH = object()
+
+
+def _ps_version_table() -> Hashtable:
+    h = Hashtable()
+    h["PSVersion"] = Version(PS_VERSION)
+    h["PSEdition"] = "Desktop"
+    h["PSCompatibleVersions"] = [Version("1.0"), Version("2.0"), Version("3.0"), Version("4.0"), Version("5.0"),
+                                 Version("5.1.17763.1007")]
+    h["BuildVersion"] = Version("10.0.17763.1007")
+    h["CLRVersion"] = Version("4.0.30319.42000")
+    h["WSManStackVersion"] = Version("3.0")
+    h["PSRemotingProtocolVersion"] = Version("2.3")
+    h["SerializationVersion"] = Version("1.1.0.1")
+    return h
+
+
+# =================================================================================================
+# Pipeline stages: script blocks, cmdlets, native commands
+# =================================================================================================
+
+class Stage:
+    where: tuple[int, int] = (0, 0)
+    sink: _Callable[[object], None]
+    expecting_input = False
+
+    def begin(self) -> None:
+        pass
+
+    def process_item(self, item: object) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+    def feed(self, source: _Iterable[object]) -> None:
+        for item in source:
+            self.process_item(item)
+
+
+def run_stage(stage: Stage, input_iter: _Iterable[object] | None) -> None:
+    """Runs one stage alone with an optional (streamed) input."""
+    stage.expecting_input = input_iter is not None
+    stage.begin()
+    if input_iter is not None:
+        stage.feed(input_iter)
+    else:
+        stage.process_item(_NOINPUT)
+    stage.end()
+
+
+class InvocationInfo:
+    ps_type = "System.Management.Automation.InvocationInfo"
+
+    def __init__(self, name: str, unbound: list[object], bound: Hashtable, expecting: bool, sb: ScriptBlock,
+                 line: str = "") -> None:
+        self.MyCommand = CommandInfo(name or "", "Function" if name else "Script", sb)
+        self.UnboundArguments = unbound
+        self.BoundParameters = bound
+        self.ExpectingInput = expecting
+        self.InvocationName = name
+        self.ScriptName = ""
+        self.PSCommandPath = None
+        self.PSScriptRoot = ""
+        self.Line = line
+        self.PositionMessage = ""
+
+
+class CommandInfo:
+    ps_type = "System.Management.Automation.CommandInfo"
+
+    def __init__(self, name: str, kind: str, sb: ScriptBlock | None = None, source: str = "") -> None:
+        self.Name = name
+        self.CommandType = kind
+        self.ScriptBlock = sb
+        self.Source = source
+        self.Definition = str(sb) if sb is not None else name
+
+    def ps_tostring(self) -> str:
+        return self.Name
+
+
+class ScriptCommand(Stage):
+    """A script, function or scriptblock as a pipeline stage, with PowerShell's parameter binding."""
+
+    def __init__(self, rt: Runtime, sb: ScriptBlock, name: str, positional: list[object], named: dict[str, object],
+                 new_scope: bool = True, is_script: bool = False) -> None:
+        self.rt = rt
+        self.sb = sb
+        self.name = name
+        self.positional = positional
+        self.named = named
+        self.new_scope = new_scope
+        self.is_script = is_script
+        self.body = sb.body
+        self.blocks = sb.body.blocks
+        self.params = sb.body.params or []
+        self.pipeline_param: Node | None = None
+        self.collected: list[object] | None = None
+        self.lazy: _Iterable[object] | None = None
+        self.scope: Scope | None = None
+        self.native = None
+
+    def param_attr(self, p: Node, key: str) -> object:
+        for a in p.attrs:
+            if a.name == "parameter" and key in a.named:
+                v = a.named[key]
+                return True if v is None else self.rt.eval(v)
+        return None
+
+    def begin(self) -> None:
+        rt = self.rt
+        if rt.call_depth >= MAX_CALL_DEPTH:
+            raise runtime_error("The script failed due to call depth overflow.", "CallDepthOverflow",
+                                "InvalidOperation", "System.Management.Automation.ScriptCallDepthException")
+        from tests.lab import _transfer
+        self.native = _transfer.native_script(self.sb)
+        self.saved_scope = rt.scope
+        self.saved_src = rt.src
+        self.saved_script_scope = rt.script_scope
+        self.scope = Scope(rt.scope) if self.new_scope else rt.scope
+        if self.is_script:
+            rt.script_scope = self.scope
+        rt.call_depth += 1
+        try:
+            self._bind()
+            if self.native is not None:
+                self.native_state = self.native.begin(self)
+            elif "begin" in self.blocks:
+                self._run_block("begin", None)
+        finally:
+            self._leave()
+
+    def _enter(self) -> None:
+        rt = self.rt
+        self.outer = (rt.scope, rt.src, rt.script_scope)
+        rt.scope = self.scope  # type: ignore[assignment]
+        rt.src = self.sb.src
+        if self.is_script:
+            rt.script_scope = self.scope  # type: ignore[assignment]
+
+    def _leave(self) -> None:
+        pass
+
+    def _run_block(self, which: str, item: object) -> None:
+        rt = self.rt
+        outer = (rt.scope, rt.src, rt.script_scope, rt.cur)
+        rt.scope = self.scope  # type: ignore[assignment]
+        rt.src = self.sb.src
+        if self.is_script:
+            rt.script_scope = self.scope  # type: ignore[assignment]
+        try:
+            rt.exec_stmts(self.blocks[which], self.sink)
+        except _Return:
+            pass
+        finally:
+            rt.scope, rt.src, rt.script_scope, rt.cur = outer
+
+    def _bind(self) -> None:
+        rt = self.rt
+        scope = self.scope
+        assert scope is not None
+        outer = (rt.scope, rt.src)
+        rt.scope = scope
+        rt.src = self.sb.src
+        try:
+            bound = Hashtable()
+            unbound: list[object] = []
+            by_name = {p.name.lower(): p for p in self.params}
+            aliases: dict[str, Node] = {}
+            for p in self.params:
+                for a in p.attrs:
+                    if a.name == "alias":
+                        for an in a.args:
+                            for alias in as_list(rt.eval(an)):
+                                aliases[to_str(alias).lower()] = p
+                if self.param_attr(p, "valuefrompipeline") and self.pipeline_param is None:
+                    self.pipeline_param = p
+            for key, value in self.named.items():
+                low = key.lower()
+                p = by_name.get(low) or aliases.get(low)
+                if p is None:
+                    cands = [q for q in self.params if q.name.lower().startswith(low)]
+                    if len(cands) == 1:
+                        p = cands[0]
+                if p is None:
+                    if low in COMMON_PARAMS or any(c.startswith(low) for c in ("erroraction",)):
+                        if low in ("erroraction", "ea"):
+                            scope.vars["erroractionpreference"] = to_str(value)
+                        elif low in ("warningaction", "wa"):
+                            scope.vars["warningpreference"] = to_str(value)
+                        elif low == "verbose":
+                            scope.vars["verbosepreference"] = "Continue" if value is _SWITCH or to_bool(value) \
+                                else "SilentlyContinue"
+                        continue
+                    if not self.params and not self.body.attrs:
+                        unbound.append(f"-{key}")
+                        if value is not _SWITCH:
+                            unbound.append(value)
+                        continue
+                    raise PSError(rt.fill(ErrorRecord(
+                        f"A parameter cannot be found that matches parameter name '{key}'.", category="InvalidArgument",
+                        fq_error_id=f"NamedParameterNotFound,{self.name or 'script'}",
+                        exception_type="System.Management.Automation.ParameterBindingException", target=None,
+                        command_name=self.name or None, reason="ParameterBindingException")))
+                bound[p.name] = self._coerce(p, True if value is _SWITCH else value)
+            positional = [p for p in self.params if p.name not in bound and not _is_switch(p)
+                          and self.param_attr(p, "position") is not None]
+            positional.sort(key=lambda q: rt.to_int(self.param_attr(q, "position")))
+            if not any(self.param_attr(p, "position") is not None for p in self.params) and not self.body.attrs:
+                positional = [p for p in self.params if p.name not in bound and not _is_switch(p)]
+            elif not any(self.param_attr(p, "position") is not None for p in self.params):
+                positional = [p for p in self.params if p.name not in bound and not _is_switch(p)]
+            args = list(self.positional)
+            for p in positional:
+                if not args:
+                    break
+                if self.pipeline_param is p and self.expecting_input:
+                    continue
+                bound[p.name] = self._coerce(p, args.pop(0))
+            if args and self.body.attrs and self.params:
+                raise PSError(rt.fill(ErrorRecord(
+                    f"A positional parameter cannot be found that accepts argument '{to_str(args[0])}'.",
+                    category="InvalidArgument", fq_error_id=f"PositionalParameterNotFound,{self.name or 'script'}",
+                    exception_type="System.Management.Automation.ParameterBindingException",
+                    command_name=self.name or None, reason="ParameterBindingException")))
+            unbound.extend(args)
+            for p in self.params:
+                if p.name in bound:
+                    scope.vars[p.name.lower()] = bound[p.name]
+                elif _is_switch(p):
+                    scope.vars[p.name.lower()] = SwitchValue(False)
+                elif p.default is not None:
+                    scope.vars[p.name.lower()] = self._coerce(p, rt.eval(p.default))
+                else:
+                    scope.vars[p.name.lower()] = self._coerce(p, None) if p.type and p.type.lower() in (
+                        "string", "int", "long", "bool") else None
+                if p.name not in bound and to_bool(self.param_attr(p, "mandatory")) and not (
+                        p is self.pipeline_param and self.expecting_input):
+                    raise PSError(rt.fill(ErrorRecord(
+                        f"Cannot process command because of one or more missing mandatory parameters: {p.name}.",
+                        category="InvalidArgument", fq_error_id=f"MissingMandatoryParameter,{self.name or 'script'}",
+                        exception_type="System.Management.Automation.ParameterBindingException",
+                        command_name=self.name or None, reason="ParameterBindingException")))
+            scope.vars["args"] = unbound
+            scope.vars["psboundparameters"] = bound
+            scope.vars["myinvocation"] = InvocationInfo(self.name, unbound, bound, self.expecting_input, self.sb)
+            scope.vars["pscmdlet"] = CmdletObject(self)
+            self.bound = bound
+        finally:
+            rt.scope, rt.src = outer
+
+    def _coerce(self, p: Node, value: object) -> object:
+        if _is_switch(p):
+            return SwitchValue(to_bool(value) if value is not _SWITCH else True)
+        if p.type is None or value is None and p.type.lower() not in ("string", "int", "long", "bool"):
+            return value
+        try:
+            return self.rt.convert(value, p.type)
+        except PSError as e:
+            raise PSError(self.rt.fill(ErrorRecord(
+                f"Cannot process argument transformation on parameter '{p.name}'. {e.record.message}",
+                category="InvalidData", fq_error_id=f"ParameterArgumentTransformationError,{self.name or 'script'}",
+                exception_type="System.Management.Automation.ParameterBindingArgumentTransformationException",
+                command_name=self.name or None, reason="ParameterBindingArgumentTransformationException"))) from None
+
+    def feed(self, source: _Iterable[object]) -> None:
+        if self.native is None and "process" not in self.blocks and self.lazy is None:
+            self.lazy = source  # the end block reads $input as it arrives
+            return
+        super().feed(source)
+
+    def process_item(self, item: object) -> None:
+        if self.native is not None:
+            self.native.process(self, self.native_state, item)
+            return
+        if "process" not in self.blocks:
+            if item is not _NOINPUT:
+                if self.collected is None:
+                    self.collected = []
+                self.collected.append(item)
+            return
+        scope = self.scope
+        assert scope is not None
+        if item is _NOINPUT:
+            scope.vars["_"] = None
+            scope.vars["input"] = PSEnumerator([])
+        else:
+            scope.vars["_"] = item
+            scope.vars["input"] = PSEnumerator([item])
+            if self.pipeline_param is not None:
+                scope.vars[self.pipeline_param.name.lower()] = self._coerce(self.pipeline_param, item)
+        self.rt.call_depth += 1
+        try:
+            self._run_block("process", item)
+        finally:
+            self.rt.call_depth -= 1
+
+    def end(self) -> None:
+        rt = self.rt
+        try:
+            if self.native is not None:
+                self.native.end(self, self.native_state)
+                return
+            scope = self.scope
+            assert scope is not None
+            if self.lazy is not None:
+                scope.vars["input"] = PSEnumerator(self.lazy)
+            else:
+                scope.vars["input"] = PSEnumerator(self.collected or [])
+            if "end" in self.blocks and self.blocks["end"] is not None:
+                rt.call_depth += 1
+                try:
+                    self._run_block("end", None)
+                finally:
+                    rt.call_depth -= 1
+        finally:
+            rt.call_depth -= 1
+            if self.is_script:
+                rt.script_scope = self.saved_script_scope
+
+
+def _is_switch(p: Node) -> bool:
+    return bool(p.type) and p.type.lower() in ("switch", "system.management.automation.switchparameter")
+
+
+COMMON_PARAMS = {"erroraction", "ea", "warningaction", "wa", "verbose", "vb", "debug", "db", "errorvariable", "ev",
+                 "warningvariable", "wv", "outvariable", "ov", "outbuffer", "ob", "pipelinevariable", "pv",
+                 "informationaction", "ia", "informationvariable", "iv", "whatif", "confirm"}
+
+
+class CmdletObject:
+    ps_type = "System.Management.Automation.PSScriptCmdlet"
+
+    def __init__(self, cmd: ScriptCommand) -> None:
+        self.cmd = cmd
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        rt = self.cmd.rt
+        if low == "writeobject":
+            self.cmd.sink(args[0] if args else None)
+            return None
+        if low == "writeerror":
+            rec = args[0]
+            if isinstance(rec, ErrorRecord):
+                rt.write_error(rec)
+            return None
+        if low == "throwterminatingerror":
+            rec = args[0]
+            if isinstance(rec, ErrorRecord):
+                raise PSError(rt.fill(rec))
+        if low == "shouldprocess":
+            return True
+        raise no_method(self, name)
+
+
+# =================================================================================================
+# Operators and conversions
+# =================================================================================================
+
+def _cmp_key(rt: Runtime, left: object, right: object, case: bool) -> tuple[object, object]:
+    """Converts `right` to `left`'s type as PowerShell's comparison operators do."""
+    if isinstance(left, str):
+        r = to_str(right)
+        return (left, r) if case else (left.lower(), r.lower())
+    if isinstance(left, bool):
+        return left, to_bool(right)
+    if is_number(left):
+        if isinstance(right, str):
+            n = parse_number(right)
+            if n is None:
+                return to_str(left).lower(), right.lower()
+            return left, n
+        if right is None:
+            return left, None
+        return left, rt.to_num(right) if (is_number(right) or isinstance(right, bool)) else right
+    if isinstance(left, Version):
+        r = right if isinstance(right, Version) else Version(to_str(right))
+        return left.key(), r.key()
+    if isinstance(left, _dt.datetime) and isinstance(right, _dt.datetime):
+        return left, right
+    if isinstance(left, EnumValue):
+        return left.name.lower(), to_str(right).lower()
+    return left, right
+
+
+def _compare(rt: Runtime, op: str, left: object, right: object, case: bool) -> bool:
+    if left is None or right is None:
+        if op == "eq":
+            return left is None and right is None
+        if op == "ne":
+            return not (left is None and right is None)
+        if left is None:
+            left = "" if isinstance(right, str) else 0
+        if right is None:
+            if op in ("gt", "ge"):
+                return True if op == "gt" else True
+            return False
+    a, b = _cmp_key(rt, left, right, case)
+    if op == "eq":
+        return a == b
+    if op == "ne":
+        return a != b
+    try:
+        if op == "gt":
+            return a > b  # type: ignore[operator]
+        if op == "ge":
+            return a >= b  # type: ignore[operator]
+        if op == "lt":
+            return a < b  # type: ignore[operator]
+        if op == "le":
+            return a <= b  # type: ignore[operator]
+    except TypeError:
+        raise runtime_error(f'Cannot compare "{to_str(left)}" to "{to_str(right)}".', "ComparisonFailure") from None
+    raise AssertionError(op)
+
+
+def wildcard_regex(pattern: str) -> str:
+    out = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "`" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "[":
+            end = pattern.find("]", i)
+            if end > i:
+                out.append("[" + pattern[i + 1:end].replace("\\", "\\\\") + "]")
+                i = end + 1
+                continue
+            out.append(re.escape(c))
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return "".join(out)
+
+
+def dotnet_regex(pattern: str) -> str:
+    """Translates the .NET regex syntax differences that matter here (named groups)."""
+    return re.sub(r"\(\?<([A-Za-z_][A-Za-z0-9_]*)>", r"(?P<\1>", pattern)
+
+
+def dotnet_replacement(rep: str) -> str:
+    rep = rep.replace("\\", "\\\\")
+    rep = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", r"\\g<\1>", rep)
+    rep = re.sub(r"\$(\d+)", r"\\g<\1>", rep)
+    rep = rep.replace("$&", r"\g<0>").replace("$$", "$")
+    return rep
+
+
+def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
+    case = False
+    base = op
+    if len(op) > 2 and op[0] in "ic" and op[1:] in COMPARISON_OPS:
+        case = op[0] == "c"
+        base = op[1:]
+    if base in ("eq", "ne", "gt", "ge", "lt", "le"):
+        if isinstance(left, (list, tuple)):
+            return [x for x in left if _compare(rt, base, x, right, case)]
+        return _compare(rt, base, left, right, case)
+    if base in ("like", "notlike"):
+        rx = re.compile("^" + wildcard_regex(to_str(right)) + "$", 0 if case else re.I | re.S)
+        if isinstance(left, (list, tuple)):
+            return [x for x in left if bool(rx.match(to_str(x))) == (base == "like")]
+        return bool(rx.match(to_str(left))) == (base == "like")
+    if base in ("match", "notmatch"):
+        try:
+            rx = re.compile(dotnet_regex(to_str(right)), 0 if case else re.I)
+        except re.error as e:
+            raise runtime_error(f"The regular expression pattern {to_str(right)} is not valid.", "InvalidRegularExpression",
+                                "InvalidOperation") from e
+        if isinstance(left, (list, tuple)):
+            return [x for x in left if bool(rx.search(to_str(x))) == (base == "match")]
+        m = rx.search(to_str(left))
+        if m and base == "match":
+            h = Hashtable()
+            h[0] = m.group(0)
+            for gi, g in enumerate(m.groups(), start=1):
+                if g is not None:
+                    h[gi] = g
+            for gn, g in m.groupdict().items():
+                if g is not None:
+                    h[gn] = g
+            rt.set_var("Matches", h)
+        return bool(m) == (base == "match")
+    if base in ("contains", "notcontains"):
+        found = any(_compare(rt, "eq", x, right, case) for x in as_list(left))
+        return found == (base == "contains")
+    if base in ("in", "notin"):
+        found = any(_compare(rt, "eq", x, left, case) for x in as_list(right))
+        return found == (base == "in")
+    if base == "replace":
+        parts = as_list(right)
+        pattern = to_str(parts[0]) if parts else ""
+        rep = to_str(parts[1]) if len(parts) > 1 else ""
+        rx = re.compile(dotnet_regex(pattern), 0 if case else re.I)
+        if isinstance(left, (list, tuple)):
+            return [rx.sub(dotnet_replacement(rep), to_str(x)) for x in left]
+        return rx.sub(dotnet_replacement(rep), to_str(left))
+    if base == "split":
+        parts = as_list(right)
+        pattern = to_str(parts[0]) if parts else " "
+        limit = rt.to_int(parts[1]) if len(parts) > 1 else 0
+        out: list[object] = []
+        for x in as_list(left):
+            out.extend(re.split(dotnet_regex(pattern), to_str(x), maxsplit=max(0, limit - 1),
+                                flags=0 if case else re.I))
+        return out
+    if base == "join":
+        return to_str(right).join(to_str(x) for x in as_list(left))
+    if base in ("is", "isnot"):
+        t = right if isinstance(right, TypeRef) else TypeRef(to_str(right))
+        return is_instance(left, t.canon) == (base == "is")
+    if base == "as":
+        t = right if isinstance(right, TypeRef) else TypeRef(to_str(right))
+        try:
+            return convert_value(rt, left, t.name)
+        except PSError:
+            return None
+    if op == "xor":
+        return to_bool(left) != to_bool(right)
+    if op in ("band", "bor", "bxor", "shl", "shr"):
+        a, b = rt.to_int(left), rt.to_int(right)
+        return {"band": a & b, "bor": a | b, "bxor": a ^ b, "shl": a << b, "shr": a >> b}[op]
+    if op == "f":
+        return format_string(rt, to_str(left), as_list(right) if isinstance(right, (list, tuple)) else [right])
+    if op == "+":
+        if isinstance(left, str):
+            res = left + to_str(right)
+            if len(res) > MAX_STRING_CHARS:
+                raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
+            return res
+        if isinstance(left, (list, tuple)):
+            return list(left) + as_list(right) if not isinstance(right, (list, tuple)) or True else None
+        if isinstance(left, (bytes, bytearray)):
+            return list(left) + as_list(right)
+        if isinstance(left, Hashtable) and isinstance(right, dict):
+            h = Hashtable()
+            for k, v in left.items():
+                h[k] = v
+            for k, v in right.items():
+                if k in h:
+                    raise runtime_error(f"Item has already been added. Key in dictionary: '{k}'  Key being added: "
+                                        f"'{k}'", "DuplicateKeyInHashLiteral")
+                h[k] = v
+            return h
+        if left is None:
+            return right
+        if isinstance(left, _dt.datetime):
+            return left
+        return _arith(rt, "+", left, right)
+    if op in ("-", "*", "/", "%"):
+        if op == "*" and isinstance(left, str):
+            n = rt.to_int(right)
+            if n * len(left) > MAX_STRING_CHARS:
+                raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
+            return left * max(0, n)
+        if op == "*" and isinstance(left, list):
+            n = rt.to_int(right)
+            if n * len(left) > MAX_LOOP_ITERATIONS:
+                raise rt.bound_error("array multiplication")
+            return left * max(0, n)
+        return _arith(rt, op, left, right)
+    raise runtime_error(f"The operator '-{op}' is outside the lab engine's subset.", "LabUnsupportedOperator")
+
+
+def _arith(rt: Runtime, op: str, left: object, right: object) -> object:
+    a = rt.to_num(left)
+    b = rt.to_num(right)
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        if b == 0:
+            raise runtime_error("Attempted to divide by zero.", "RuntimeException", "NotSpecified",
+                                "System.DivideByZeroException")
+        r = a / b
+        return int(r) if isinstance(a, int) and isinstance(b, int) and r.is_integer() else r
+    if op == "%":
+        if b == 0:
+            raise runtime_error("Attempted to divide by zero.", "RuntimeException", "NotSpecified",
+                                "System.DivideByZeroException")
+        return _math.fmod(a, b) if isinstance(a, float) or isinstance(b, float) else int(_math.fmod(a, b))
+    raise AssertionError(op)
+
+
+def is_instance(v: object, canon: str) -> bool:
+    c = canon.lower()
+    if c == "system.object":
+        return v is not None
+    if c == "system.string":
+        return isinstance(v, str)
+    if c in ("system.int32", "system.int64"):
+        return isinstance(v, int) and not isinstance(v, bool)
+    if c == "system.double":
+        return isinstance(v, float)
+    if c == "system.boolean":
+        return isinstance(v, bool)
+    if c in ("system.array", "system.object[]"):
+        return isinstance(v, (list, tuple, bytearray))
+    if c == "system.byte[]":
+        return isinstance(v, (bytes, bytearray))
+    if c in ("system.collections.hashtable", "system.collections.idictionary"):
+        return isinstance(v, dict)
+    if c == "system.management.automation.pscustomobject" or c == "system.management.automation.psobject":
+        return isinstance(v, PSObject) or (c.endswith("psobject") and v is not None)
+    if c == "system.management.automation.scriptblock":
+        return isinstance(v, ScriptBlock)
+    if c == "system.management.automation.errorrecord":
+        return isinstance(v, ErrorRecord)
+    if c == "system.version":
+        return isinstance(v, Version)
+    return type_name_of(v).lower() == c
+
+
+def convert_value(rt: Runtime, v: object, type_name: str) -> object:
+    canon = canonical_type(type_name)
+    c = canon.lower()
+
+    def fail(detail: str = "") -> PSError:
+        extra = f' Error: "{detail}"' if detail else ""
+        return runtime_error(f'Cannot convert value "{to_str(v)}" to type "{canon}".{extra}',
+                             "InvalidCastParseTargetInvocation" if isinstance(v, str) else "ConvertToFinalInvalidCastException",
+                             "InvalidArgument", target=v)
+
+    if c == "system.string":
+        if v is None:
+            return ""
+        return rt.interp_str(v)
+    if c in ("system.int32", "system.int64", "system.byte", "system.int16", "system.uint32", "system.uint64"):
+        if isinstance(v, list) and len(v) == 1:
+            v = v[0]
+        if isinstance(v, str):
+            n = parse_number(v)
+            if n is None:
+                raise fail("Input string was not in a correct format.")
+            v = n
+        try:
+            n2 = rt.to_num(v)
+        except PSError:
+            raise fail() from None
+        n2 = int(round(n2)) if isinstance(n2, float) else n2
+        if c == "system.byte" and not 0 <= n2 <= 255:
+            raise fail("Value was either too large or too small for an unsigned byte.")
+        if c == "system.int32" and not -2**31 <= n2 < 2**31:
+            raise fail("Value was either too large or too small for an Int32.")
+        return n2
+    if c in ("system.double", "system.single", "system.decimal"):
+        if isinstance(v, str):
+            n = parse_number(v)
+            if n is None:
+                raise fail("Input string was not in a correct format.")
+            return float(n)
+        return float(rt.to_num(v))
+    if c == "system.boolean":
+        return to_bool(v)
+    if c == "system.char":
+        if isinstance(v, int):
+            return chr(v)
+        s = to_str(v)
+        if len(s) != 1:
+            raise fail("String must be exactly one character long.")
+        return s
+    if c == "system.object" or c == "system.management.automation.psobject":
+        return v
+    if c == "system.management.automation.switchparameter":
+        return SwitchValue(to_bool(v))
+    if c == "system.version":
+        if isinstance(v, Version):
+            return v
+        try:
+            return Version(to_str(v))
+        except ValueError:
+            raise fail() from None
+    if c == "system.byte[]":
+        if isinstance(v, (bytes, bytearray)):
+            return bytearray(v)
+        return bytearray(rt.to_int(x) & 0xFF if 0 <= rt.to_int(x) <= 255 else fail() for x in as_list(v))  # type: ignore[misc]
+    if c.endswith("[]"):
+        inner = canon[:-2]
+        return [convert_value(rt, x, inner) for x in as_list(v)]
+    if c in ("system.array", "system.object[]"):
+        return as_list(v)
+    if c in ("system.collections.hashtable", "system.collections.idictionary"):
+        if isinstance(v, dict):
+            return v
+        if isinstance(v, PSObject):
+            h = Hashtable()
+            for k, val in v.props.items():
+                h[k] = val
+            return h
+        raise fail()
+    if c == "system.management.automation.scriptblock":
+        if isinstance(v, ScriptBlock):
+            return v
+        raise fail()
+    if c == "system.guid":
+        try:
+            return GuidValue(_uuid.UUID(to_str(v)))
+        except ValueError:
+            raise fail("Guid should contain 32 digits with 4 dashes (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).") from None
+    if c == "system.datetime":
+        if isinstance(v, _dt.datetime):
+            return v
+        try:
+            return _dt.datetime.fromisoformat(to_str(v))
+        except ValueError:
+            raise fail() from None
+    if c == "system.management.automation.errorrecord":
+        if isinstance(v, ErrorRecord):
+            return v
+        raise fail()
+    if c in ENUM_TYPES:
+        names = ENUM_TYPES[c]
+        parts = [p.strip() for p in to_str(v).split(",")]
+        for p in parts:
+            if p.lower() not in {n.lower() for n in names}:
+                raise runtime_error(f'Cannot convert value "{to_str(v)}" to type "{canon}". Error: "Unable to match '
+                                    f'the identifier name {p} to a valid enumerator name. Specify one of the following '
+                                    f'enumerator names and try again:\n{", ".join(names)}"',
+                                    "InvalidCastFromStringToEnum" if False else "RuntimeException", "InvalidArgument")
+        canon_names = [next(n for n in names if n.lower() == p.lower()) for p in parts]
+        return EnumValue(canon, ", ".join(canon_names))
+    if c in ("system.security.securestring",):
+        return v
+    if c == "system.text.regularexpressions.regex":
+        return to_str(v)
+    raise runtime_error(f'Unable to find type [{type_name}].', "TypeNotFound", "InvalidOperation",
+                        target=type_name)
+
+
+ENUM_TYPES = {
+    "system.io.filemode": ["CreateNew", "Create", "Open", "OpenOrCreate", "Truncate", "Append"],
+    "system.io.fileaccess": ["Read", "Write", "ReadWrite"],
+    "system.io.fileshare": ["None", "Read", "Write", "ReadWrite", "Delete", "Inheritable"],
+    "system.io.seekorigin": ["Begin", "Current", "End"],
+    "system.reflection.bindingflags": ["Default", "IgnoreCase", "DeclaredOnly", "Instance", "Static", "Public",
+                                       "NonPublic", "FlattenHierarchy"],
+    "system.management.automation.actionpreference": ["SilentlyContinue", "Stop", "Continue", "Inquire", "Ignore",
+                                                      "Suspend"],
+}
+
+
+_FMT_RE = re.compile(r"\{\{|\}\}|\{(\d+)(?:,(-?\d+))?(?::([^}]*))?\}")
+
+
+def format_string(rt: Runtime, fmt: str, args: list[object]) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "{{":
+            return "{"
+        if m.group(0) == "}}":
+            return "}"
+        idx = int(m.group(1))
+        if idx >= len(args):
+            raise runtime_error(f'Error formatting a string: Index (zero based) must be greater than or equal to zero '
+                                f'and less than the size of the argument list..', "FormatError")
+        v = args[idx]
+        spec = m.group(3) or ""
+        text = format_one(rt, v, spec)
+        if m.group(2):
+            w = int(m.group(2))
+            text = text.rjust(w) if w > 0 else text.ljust(-w)
+        return text
+    return _FMT_RE.sub(one, fmt)
+
+
+def format_one(rt: Runtime, v: object, spec: str) -> str:
+    if not spec:
+        return to_str(v)
+    kind, digits = spec[0], spec[1:]
+    if isinstance(v, _dt.datetime):
+        return format_date(v, spec)
+    try:
+        if kind in "xX":
+            return format(rt.to_int(v), kind).zfill(int(digits or 0)) if kind == "x" else format(rt.to_int(v), "X").zfill(int(digits or 0))
+        if kind in "dD":
+            return str(rt.to_int(v)).zfill(int(digits or 0))
+        if kind in "nN":
+            return f"{rt.to_num(v):,.{int(digits) if digits else 2}f}"
+        if kind in "fF":
+            return f"{rt.to_num(v):.{int(digits) if digits else 2}f}"
+        if kind in "pP":
+            return f"{rt.to_num(v) * 100:.{int(digits) if digits else 2}f} %"
+    except ValueError:
+        pass
+    if re.fullmatch(r"0+(\.0+)?", spec):
+        dec = len(spec.split(".")[1]) if "." in spec else 0
+        return f"{rt.to_num(v):0{len(spec.split('.')[0])}.{dec}f}"
+    return to_str(v)
+
+
+def format_date(d: _dt.datetime, fmt: str) -> str:
+    if fmt in ("o", "O"):
+        return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond:06d}0" + (d.strftime("%z")[:3] + ":" +
+                                                                             d.strftime("%z")[3:] if d.tzinfo else "")
+    if fmt == "s":
+        return d.strftime("%Y-%m-%dT%H:%M:%S")
+    if fmt == "u":
+        return d.strftime("%Y-%m-%d %H:%M:%SZ")
+    tokens = [("yyyy", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"), ("dddd", "%A"),
+              ("ddd", "%a"), ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("tt", "%p"),
+              ("fff", "FFF"), ("ff", "FF"), ("K", "%z")]
+    out = []
+    i = 0
+    while i < len(fmt):
+        for tok, rep in tokens:
+            if fmt.startswith(tok, i):
+                if rep == "FFF":
+                    out.append(f"{d.microsecond // 1000:03d}")
+                elif rep == "FF":
+                    out.append(f"{d.microsecond // 10000:02d}")
+                else:
+                    out.append(d.strftime(rep))
+                i += len(tok)
+                break
+        else:
+            ch = fmt[i]
+            if ch == "\\" and i + 1 < len(fmt):
+                out.append(fmt[i + 1])
+                i += 2
+                continue
+            if ch in "'\"":
+                end = fmt.find(ch, i + 1)
+                end = len(fmt) if end < 0 else end
+                out.append(fmt[i + 1:end])
+                i = end + 1
+                continue
+            out.append({"M": str(d.month), "d": str(d.day), "H": str(d.hour), "h": str(d.hour % 12 or 12),
+                        "m": str(d.minute), "s": str(d.second)}.get(ch, ch))
+            i += 1
+    return "".join(out)
+
+
+# =================================================================================================
+# The host: environment and a case-insensitive C:\ under a root directory
+# =================================================================================================
+
+class PathOutsideRoot(Exception):
+    pass
+
+
+class FileSystem:
+    """Maps Windows paths (C:\\..., C:/..., relative) onto `root`, case-insensitively like NTFS."""
+
+    def __init__(self, root: _pathlib.Path) -> None:
+        self.root = root.resolve()
+
+    def full_win(self, path: str, cwd: str) -> str:
+        p = path.strip()
+        for prefix in ("microsoft.powershell.core\\filesystem::", "filesystem::"):
+            if p.lower().startswith(prefix):
+                p = p[len(prefix):]
+        p = p.replace("/", "\\")
+        if re.match(r"^[A-Za-z]:", p):
+            drive = p[0].upper()
+            if drive != "C":
+                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{drive}' does not exist.")
+            rest = p[2:]
+            if not rest.startswith("\\"):
+                rest = cwd[2:] + "\\" + rest
+        elif p.startswith("\\\\"):
+            raise PathOutsideRoot(f"The network path '{path}' is outside the lab host.")
+        elif p.startswith("\\"):
+            rest = p
+        elif p.startswith("~"):
+            rest = "\\Users\\" + cwd.split("\\")[2] + p[1:] if cwd.lower().startswith("c:\\users\\") else p[1:]
+        else:
+            rest = cwd[2:] + "\\" + p
+        parts: list[str] = []
+        for comp in rest.split("\\"):
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(comp.rstrip(" ."))
+        return "C:\\" + "\\".join(parts)
+
+    def host_path(self, path: str, cwd: str) -> _pathlib.Path:
+        win = self.full_win(path, cwd)
+        cur = self.root
+        for comp in win[3:].split("\\"):
+            if not comp:
+                continue
+            if any(ch in comp for ch in '<>:"|?*\0'):
+                raise PathOutsideRoot(f"Illegal characters in path '{path}'.")
+            nxt = cur / comp
+            if not nxt.exists() and cur.is_dir():
+                low = comp.lower()
+                for entry in cur.iterdir():
+                    if entry.name.lower() == low:
+                        nxt = entry
+                        break
+            cur = nxt
+        resolved = cur.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise PathOutsideRoot(f"The path '{path}' is outside the lab host's file system.")
+        return cur
+
+    def win_of(self, host: _pathlib.Path) -> str:
+        rel = host.relative_to(self.root)
+        return "C:\\" + "\\".join(rel.parts)
+
+
+class HostContext:
+    """What a run needs from its Engine: names, environment, file system."""
+
+    def __init__(self, root: _pathlib.Path, computer_name: str, user: str, env: dict[str, str]) -> None:
+        self.fs = FileSystem(root)
+        self.computer_name = computer_name
+        self.user = user
+        self.env = env
+        self.profile_dir = f"C:\\Users\\{user}"
+
+    def env_get(self, name: str) -> str | None:
+        for k, v in self.env.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def env_set(self, name: str, value: str | None) -> None:
+        for k in list(self.env):
+            if k.lower() == name.lower():
+                del self.env[k]
+        if value:
+            self.env[name] = value
+
+
+def fs_error(rt: Runtime, message: str, fq: str, category: str = "ObjectNotFound",
+             exc: str = "System.Management.Automation.ItemNotFoundException", target: object = None,
+             command: str | None = None) -> ErrorRecord:
+    return rt.fill(ErrorRecord(message, category=category, fq_error_id=fq, exception_type=exc, target=target,
+                               command_name=command))
+
+
+def resolve_path(rt: Runtime, path: object) -> _pathlib.Path:
+    """A Windows path to its host path, or a terminating error when it leaves the lab's C:\\."""
+    try:
+        return rt.host.fs.host_path(to_str(path), rt.cwd)
+    except PathOutsideRoot as e:
+        raise PSError(rt.fill(ErrorRecord(str(e), category="ObjectNotFound", fq_error_id="DriveNotFound",
+                                          exception_type="System.Management.Automation.DriveNotFoundException",
+                                          target=to_str(path)))) from None
+
+
+def win_full(rt: Runtime, path: object) -> str:
+    try:
+        return rt.host.fs.full_win(to_str(path), rt.cwd)
+    except PathOutsideRoot as e:
+        raise PSError(rt.fill(ErrorRecord(str(e), category="ObjectNotFound", fq_error_id="DriveNotFound",
+                                          exception_type="System.Management.Automation.DriveNotFoundException",
+                                          target=to_str(path)))) from None
+
+
+def dotnet_io(rt: Runtime, method: str, nargs: int, fn: _Callable[[], object]) -> object:
+    """Runs a .NET-style file operation, turning OS errors into MethodInvocationException records."""
+    try:
+        return fn()
+    except PathOutsideRoot as e:
+        raise method_exception(method, nargs, str(e)) from None
+    except FileNotFoundError as e:
+        win = rt.host.fs.win_of(_pathlib.Path(e.filename)) if e.filename else ""
+        if e.filename and not _pathlib.Path(e.filename).parent.exists():
+            raise method_exception(method, nargs, f"Could not find a part of the path '{win}'.") from None
+        raise method_exception(method, nargs, f"Could not find file '{win}'.") from None
+    except IsADirectoryError as e:
+        win = rt.host.fs.win_of(_pathlib.Path(e.filename)) if e.filename else ""
+        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
+    except PermissionError as e:
+        win = rt.host.fs.win_of(_pathlib.Path(e.filename)) if e.filename else ""
+        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
+    except OSError as e:
+        raise method_exception(method, nargs, str(e.strerror or e)) from None
+
+
+class PathInfo:
+    ps_type = "System.Management.Automation.PathInfo"
+
+    def __init__(self, path: str) -> None:
+        self.Path = path
+        self.ProviderPath = path
+        self.Drive = "C"
+
+    def ps_tostring(self) -> str:
+        return self.Path
+
+
+class FileSystemItem:
+    """A FileInfo or DirectoryInfo."""
+
+    def __init__(self, rt: Runtime, host: _pathlib.Path, win: str) -> None:
+        self.rt = rt
+        self.host = host
+        self.FullName = win
+        self.Name = win.rstrip("\\").rsplit("\\", 1)[-1] if win.rstrip("\\") != "C:" else "C:\\"
+        self.ps_type = "System.IO.DirectoryInfo" if host.is_dir() else "System.IO.FileInfo"
+
+    def ps_tostring(self) -> str:
+        return self.Name if self.ps_type == "System.IO.DirectoryInfo" else self.FullName
+
+    def ps_get(self, name: str) -> object:
+        low = name.lower()
+        h = self.host
+        st = h.stat() if h.exists() else None
+        if low == "exists":
+            return h.is_file() if self.ps_type == "System.IO.FileInfo" else h.is_dir()
+        if low == "length":
+            if self.ps_type != "System.IO.FileInfo":
+                raise KeyError(name)
+            if st is None:
+                raise method_exception("Length", 0, f"Could not find file '{self.FullName}'.")
+            return st.st_size
+        if low == "psiscontainer":
+            return h.is_dir()
+        if low in ("extension",):
+            return "." + self.Name.rsplit(".", 1)[1] if "." in self.Name else ""
+        if low == "basename":
+            return self.Name.rsplit(".", 1)[0] if "." in self.Name and not h.is_dir() else self.Name
+        if low in ("directoryname",):
+            return self.FullName.rsplit("\\", 1)[0] if self.FullName.count("\\") > 1 else "C:\\"
+        if low in ("directory", "parent"):
+            parent = self.FullName.rsplit("\\", 1)[0] if self.FullName.count("\\") > 1 else "C:\\"
+            return FileSystemItem(self.rt, h.parent, parent)
+        if low in ("lastwritetime", "creationtime", "lastaccesstime"):
+            return _dt.datetime.fromtimestamp(st.st_mtime) if st else None
+        if low in ("lastwritetimeutc",):
+            return _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc) if st else None
+        if low == "mode":
+            return "d-----" if h.is_dir() else "-a----"
+        if low == "attributes":
+            return EnumValue("System.IO.FileAttributes", "Directory" if h.is_dir() else "Archive")
+        if low == "pspath":
+            return "Microsoft.PowerShell.Core\\FileSystem::" + self.FullName
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "openread":
+            return dotnet_io(self.rt, name, 0, lambda: FileStreamObj(self.rt, self.host, self.FullName, "rb"))
+        if low == "delete":
+            dotnet_io(self.rt, name, 0, lambda: self.host.unlink() if self.host.is_file() else self.host.rmdir())
+            return None
+        if low == "tostring":
+            return self.ps_tostring()
+        if low == "refresh":
+            return None
+        raise no_method(self, name)
+
+
+class FileStreamObj:
+    ps_type = "System.IO.FileStream"
+
+    def __init__(self, rt: Runtime, host: _pathlib.Path, win: str, mode: str) -> None:
+        self.rt = rt
+        self.Name = win
+        if "w" in mode or "a" in mode or "+" in mode:
+            if not host.parent.is_dir():
+                raise FileNotFoundError(2, "No such file or directory", str(host))
+        self.f = open(host, mode)  # noqa: SIM115 - closed by Dispose/Close as in .NET
+        self.closed = False
+
+    def ps_get(self, name: str) -> object:
+        low = name.lower()
+        if low == "length":
+            pos = self.f.tell()
+            self.f.seek(0, 2)
+            n = self.f.tell()
+            self.f.seek(pos)
+            return n
+        if low == "position":
+            return self.f.tell()
+        if low in ("canread", "canwrite", "canseek"):
+            return not self.closed
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        rt = self.rt
+        if low in ("close", "dispose"):
+            if not self.closed:
+                self.f.close()
+                self.closed = True
+            return None
+        if self.closed:
+            raise method_exception(name, len(args), "Cannot access a closed file.")
+        if low == "read" and len(args) == 3:
+            buf = args[0]
+            if not isinstance(buf, bytearray):
+                raise method_exception(name, 3, "Buffer cannot be null.")
+            off, cnt = rt.to_int(args[1]), rt.to_int(args[2])
+            if off < 0 or cnt < 0 or off + cnt > len(buf):
+                raise method_exception(name, 3, "Offset and length were out of bounds for the array or count is "
+                                                "greater than the number of elements from index to the end of the "
+                                                "source collection.")
+            data = self.f.read(cnt)
+            buf[off:off + len(data)] = data
+            return len(data)
+        if low == "write" and len(args) == 3:
+            buf = args[0]
+            data = bytes(buf) if isinstance(buf, (bytes, bytearray)) else bytes(rt.to_int(x) & 0xFF for x in as_list(buf))
+            off, cnt = rt.to_int(args[1]), rt.to_int(args[2])
+            self.f.write(data[off:off + cnt])
+            return None
+        if low == "writebyte":
+            self.f.write(bytes([rt.to_int(args[0]) & 0xFF]))
+            return None
+        if low == "seek":
+            origin = {"begin": 0, "current": 1, "end": 2}.get(to_str(args[1]).lower(), 0) if len(args) > 1 else 0
+            return self.f.seek(rt.to_int(args[0]), origin)
+        if low == "flush":
+            self.f.flush()
+            return None
+        if low == "setlength":
+            self.f.truncate(rt.to_int(args[0]))
+            return None
+        if low == "copyto":
+            dest = args[0]
+            while True:
+                chunk = self.f.read(1 << 20)
+                if not chunk:
+                    break
+                dest.f.write(chunk)  # type: ignore[attr-defined]
+            return None
+        raise no_method(self, name)
+
+
+class HashAlgo:
+    """SHA1/SHA256/MD5 with .NET's TransformBlock/TransformFinalBlock/Hash/ComputeHash."""
+
+    def __init__(self, name: str) -> None:
+        self.alg = name
+        self.h = _hashlib.new(name)
+        self.hash: bytearray | None = None
+        self.ps_type = {"sha1": "System.Security.Cryptography.SHA1CryptoServiceProvider",
+                        "sha256": "System.Security.Cryptography.SHA256Managed",
+                        "md5": "System.Security.Cryptography.MD5CryptoServiceProvider"}[name]
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "hash":
+            if self.hash is None:
+                raise method_exception("Hash", 0, "Hash must be finalized before the hash value is retrieved.")
+            return bytearray(self.hash)
+        if name.lower() == "hashsize":
+            return self.h.digest_size * 8
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low in ("transformblock", "transformfinalblock"):
+            buf = args[0] if args else None
+            if not isinstance(buf, (bytes, bytearray)):
+                raise method_exception(name, len(args), "Value cannot be null.\r\nParameter name: inputBuffer")
+            off, cnt = int(args[1]), int(args[2])  # type: ignore[call-overload]
+            if off < 0 or cnt < 0 or off + cnt > len(buf):
+                raise method_exception(name, len(args), "Value was invalid.\r\nParameter name: inputCount")
+            if self.hash is not None:
+                self.h = _hashlib.new(self.alg)
+                self.hash = None
+            self.h.update(bytes(buf[off:off + cnt]))
+            if low == "transformfinalblock":
+                self.hash = bytearray(self.h.digest())
+                return bytearray(buf[off:off + cnt])
+            return cnt
+        if low == "computehash":
+            src = args[0]
+            h = _hashlib.new(self.alg)
+            if isinstance(src, FileStreamObj):
+                while True:
+                    chunk = src.f.read(1 << 20)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+            elif isinstance(src, (bytes, bytearray)):
+                h.update(bytes(src))
+            else:
+                raise method_exception(name, len(args), "Value cannot be null.")
+            self.hash = bytearray(h.digest())
+            return bytearray(self.hash)
+        if low in ("dispose", "clear", "initialize"):
+            self.h = _hashlib.new(self.alg)
+            return None
+        raise no_method(self, name)
+
+
+class EncodingObj:
+    ps_type = "System.Text.Encoding"
+
+    def __init__(self, codec: str, name: str, bom: bool = False) -> None:
+        self.codec = codec
+        self.EncodingName = name
+        self.WebName = codec
+        self.bom = bom
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "getstring":
+            data = args[0]
+            if not isinstance(data, (bytes, bytearray)):
+                data = bytes(int(x) & 0xFF for x in as_list(data))  # type: ignore[call-overload]
+            if len(args) == 3:
+                data = data[int(args[1]):int(args[1]) + int(args[2])]  # type: ignore[call-overload]
+            return bytes(data).decode(self.codec, errors="replace")
+        if low == "getbytes":
+            return bytearray(to_str(args[0]).encode(self.codec, errors="replace" if self.codec == "ascii" else "surrogatepass"))
+        if low == "getpreamble":
+            return bytearray(b"\xef\xbb\xbf" if self.bom and self.codec == "utf-8" else
+                             b"\xff\xfe" if self.codec == "utf-16-le" else b"")
+        if low == "getbytecount":
+            return len(to_str(args[0]).encode(self.codec, errors="replace"))
+        raise no_method(self, name)
+
+
+class GuidValue:
+    ps_type = "System.Guid"
+
+    def __init__(self, u: _uuid.UUID) -> None:
+        self.u = u
+
+    def ps_tostring(self) -> str:
+        return str(self.u)
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "guid":
+            return str(self.u)
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "tostring":
+            fmt = to_str(args[0]) if args else "D"
+            s = str(self.u)
+            return {"N": s.replace("-", ""), "B": "{" + s + "}", "P": "(" + s + ")"}.get(fmt.upper(), s)
+        raise no_method(self, name)
+
+
+class HostObject:
+    """$Host: UI.WriteLine/WriteErrorLine and SetShouldExit reach the Streams."""
+
+    ps_type = "System.Management.Automation.Internal.Host.InternalHost"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.Name = "ServerRemoteHost"
+        self.Version = Version("1.0.0.0")
+        self.InstanceId = GuidValue(_uuid.uuid4())
+        self.UI = HostUI(rt)
+        self.CurrentCulture = "en-US"
+        self.CurrentUICulture = "en-US"
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "setshouldexit":
+            self.rt.streams.set_should_exit(self.rt.to_int(args[0]))
+            self.rt.should_exit = self.rt.to_int(args[0])
+            return None
+        raise no_method(self, name)
+
+
+class HostUI:
+    ps_type = "System.Management.Automation.Internal.Host.InternalHostUserInterface"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        text = to_str(args[-1]) if args else ""
+        s = self.rt.streams
+        if low == "writeline":
+            s.host_write(text, newline=True)
+        elif low == "write":
+            s.host_write(text, newline=False)
+        elif low == "writeerrorline":
+            s.host_write(text, newline=True, to_stderr=True)
+        elif low == "writewarningline":
+            s.warning(text)
+        elif low == "writeverboseline":
+            s.verbose(text)
+        elif low == "writedebugline":
+            pass
+        else:
+            raise no_method(self, name)
+        return None
+
+
+class ExecutionContextObject:
+    ps_type = "System.Management.Automation.EngineIntrinsics"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.SessionState = SessionStateObject(rt)
+        self.InvokeCommand = InvokeCommandObject(rt)
+
+
+class SessionStateObject:
+    ps_type = "System.Management.Automation.SessionState"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.LanguageMode = "FullLanguage"
+        self.Path = PathIntrinsics(rt)
+
+
+class PathIntrinsics:
+    ps_type = "System.Management.Automation.PathIntrinsics"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "getunresolvedproviderpathfrompspath":
+            return win_full(self.rt, args[0])
+        if low == "currentlocation":
+            return PathInfo(self.rt.cwd)
+        raise no_method(self, name)
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "currentlocation":
+            return PathInfo(self.rt.cwd)
+        raise KeyError(name)
+
+
+class InvokeCommandObject:
+    ps_type = "System.Management.Automation.CommandInvocationIntrinsics"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "expandstring":
+            p = Parser('"' + to_str(args[0]).replace('"', '`"') + '"')
+            return self.rt.eval(p.parse_string())
+        raise no_method(self, name)
+
+
+class TypeObject:
+    """What .GetType() returns: names, and reflection that finds no internal members."""
+
+    ps_type = "System.RuntimeType"
+
+    def __init__(self, full: str) -> None:
+        self.FullName = full
+        self.Name = full.rsplit(".", 1)[-1]
+        self.Namespace = full.rsplit(".", 1)[0] if "." in full else ""
+
+    def ps_tostring(self) -> str:
+        return self.FullName
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low in ("getproperty", "getfield", "getmethod"):
+            return None  # the lab host has no .NET internals to reflect on
+        if low == "tostring":
+            return self.FullName
+        raise no_method(self, name)
+
+
+def no_method(obj: object, name: str) -> PSError:
+    return runtime_error(f"Method invocation failed because [{type_name_of(obj)}] does not contain a method named "
+                         f"'{name}'.", "MethodNotFound", "InvalidOperation")
+
+
+# =================================================================================================
+# Members, methods and static members
+# =================================================================================================
+
+class PropertyEntry:
+    ps_type = "System.Management.Automation.PSNoteProperty"
+
+    def __init__(self, name: object, value: object) -> None:
+        self.Name = name
+        self.Value = value
+        self.MemberType = "NoteProperty"
+
+
+class PSObjectView:
+    """$x.PSObject: Properties and TypeNames."""
+
+    def __init__(self, target: object) -> None:
+        self.target = target
+
+    def ps_get(self, name: str) -> object:
+        low = name.lower()
+        t = self.target
+        if low == "properties":
+            if isinstance(t, PSObject):
+                return [PropertyEntry(k, v) for k, v in t.props.items()]
+            if isinstance(t, dict):
+                return [PropertyEntry(n, v) for n, v in (("Count", len(t)), ("Keys", list(t.keys())))]
+            return []
+        if low == "typenames":
+            return [type_name_of(t), "System.Object"]
+        if low == "baseobject":
+            return t
+        raise KeyError(name)
+
+
+def get_member(rt: Runtime, obj: object, name: str) -> object:
+    low = name.lower()
+    if obj is None:
+        return None
+    if low == "psobject":
+        return PSObjectView(obj)
+    if isinstance(obj, PSObject):
+        if name in obj.props:
+            return obj.props[name]
+        return None
+    if isinstance(obj, Hashtable) or isinstance(obj, dict):
+        if low in ("count",) and name not in obj:
+            return len(obj)
+        if low == "keys" and name not in obj:
+            return list(obj.keys())
+        if low == "values" and name not in obj:
+            return list(obj.values())
+        return obj[name] if isinstance(obj, Hashtable) else obj.get(name)
+    if isinstance(obj, str):
+        if low == "length":
+            return len(obj)
+        return None
+    if isinstance(obj, (list, tuple, bytes, bytearray)):
+        if low in ("count", "length"):
+            return len(obj)
+        if low == "rank":
+            return 1
+        # member enumeration
+        out = [get_member(rt, x, name) for x in obj]
+        out = [x for x in out if x is not None]
+        return out[0] if len(out) == 1 else (out or None)
+    if isinstance(obj, PSEnumerator):
+        if low == "current":
+            return obj.current
+        return None
+    if isinstance(obj, ErrorRecord):
+        return errorrecord_member(rt, obj, low)
+    if isinstance(obj, Version):
+        idx = {"major": 0, "minor": 1, "build": 2, "revision": 3}.get(low)
+        if idx is not None:
+            return obj.parts[idx] if idx < len(obj.parts) else -1
+        return None
+    if isinstance(obj, _dt.datetime):
+        attr = {"year": obj.year, "month": obj.month, "day": obj.day, "hour": obj.hour, "minute": obj.minute,
+                "second": obj.second, "millisecond": obj.microsecond // 1000, "dayofweek": obj.strftime("%A"),
+                "ticks": int((obj.replace(tzinfo=None) - _dt.datetime(1, 1, 1)).total_seconds() * 10**7)}
+        return attr.get(low)
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return None
+    if isinstance(obj, ScriptBlock):
+        if low == "file":
+            return obj.file_name
+        return None
+    if isinstance(obj, TypeRef):
+        return static_member(rt, obj, name)
+    getter = getattr(obj, "ps_get", None)
+    if getter is not None:
+        try:
+            return getter(name)
+        except KeyError:
+            pass
+    for attr in dir(obj):
+        if attr.lower() == low and not attr.startswith("_") and attr[0].isupper():
+            return getattr(obj, attr)
+    return None
+
+
+def set_member(rt: Runtime, obj: object, name: str, value: object) -> None:
+    if isinstance(obj, PSObject):
+        if name not in obj.props:
+            raise runtime_error(f"The property '{name}' cannot be found on this object. Verify that the property "
+                                f"exists and can be set.", "PropertyAssignmentException")
+        obj.props[name] = value
+        return
+    if isinstance(obj, dict):
+        obj[name] = value
+        return
+    if isinstance(obj, Ref) and name.lower() == "value":
+        obj.Value = value
+        return
+    for attr in dir(obj):
+        if attr.lower() == name.lower() and attr[0].isupper():
+            setattr(obj, attr, value)
+            return
+    if obj is None:
+        raise runtime_error(f"The property '{name}' cannot be found on this object. Verify that the property exists "
+                            f"and can be set.", "PropertyNotFound")
+    raise runtime_error(f"'{name}' is a ReadOnly property.", "PropertyAssignmentException")
+
+
+def errorrecord_member(rt: Runtime, rec: ErrorRecord, low: str) -> object:
+    if low == "exception":
+        return ExceptionObj(rec)
+    if low == "fullyqualifiederrorid":
+        return rec.fq_error_id
+    if low == "categoryinfo":
+        return CategoryInfoObj(rec)
+    if low == "targetobject":
+        return rec.target
+    if low == "invocationinfo":
+        info = InvocationInfo(rec.command_name or "", [], Hashtable(), False, ScriptBlock(Node("body", 0), ""))
+        info.PositionMessage = rec.position or ""
+        info.ScriptLineNumber = rec.line  # type: ignore[attr-defined]
+        return info
+    if low == "scriptstacktrace":
+        return f"at <ScriptBlock>, <No file>: line {rec.line or 1}"
+    if low == "errordetails":
+        return None
+    return None
+
+
+class ExceptionObj:
+    def __init__(self, rec: ErrorRecord) -> None:
+        self.rec = rec
+        self.Message = rec.message
+        self.ps_type = rec.exception_type
+        self.InnerException = None
+        self.StackTrace = None
+        self.ErrorRecord = rec
+        self.WasThrownFromThrowStatement = rec.thrown_object is not None
+
+    def ps_tostring(self) -> str:
+        return f"{self.rec.exception_type}: {self.rec.message}"
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "gettype":
+            return TypeObject(self.rec.exception_type)
+        if name.lower() == "tostring":
+            return self.ps_tostring()
+        raise no_method(self, name)
+
+
+class CategoryInfoObj:
+    ps_type = "System.Management.Automation.ErrorCategoryInfo"
+
+    def __init__(self, rec: ErrorRecord) -> None:
+        self.rec = rec
+        self.Category = rec.category
+        self.Reason = rec.reason
+        self.TargetName = "" if rec.target is None else to_str(rec.target)
+        self.Activity = rec.command_name or ""
+
+    def ps_tostring(self) -> str:
+        return self.rec.category_info()
+
+
+def call_method(rt: Runtime, obj: object, name: str, args: list[object]) -> object:
+    low = name.lower()
+    if obj is None:
+        raise runtime_error("You cannot call a method on a null-valued expression.", "InvokeMethodOnNull",
+                            "InvalidOperation")
+    if low == "gettype":
+        return TypeObject(type_name_of(obj))
+    if low == "tostring" and not args and not hasattr(obj, "ps_call"):
+        return to_str(obj)
+    if low == "equals" and len(args) == 1:
+        return _compare(rt, "eq", obj, args[0], True) if not isinstance(obj, str) else obj == to_str(args[0])
+    if isinstance(obj, str):
+        return string_method(rt, obj, name, args)
+    if isinstance(obj, ScriptBlock):
+        if low == "invoke":
+            out: list[object] = []
+            cmd = ScriptCommand(rt, obj, "", list(args), {})
+            cmd.sink = out.append
+            run_stage(cmd, None)
+            return out
+        if low == "getnewclosure":
+            return obj
+        raise no_method(obj, name)
+    if isinstance(obj, (list, bytearray)):
+        if low == "add":
+            obj.append(args[0])  # type: ignore[arg-type]
+            return len(obj) - 1
+        if low == "contains":
+            return any(_compare(rt, "eq", x, args[0], True) for x in obj)
+        if low == "indexof":
+            for i, x in enumerate(obj):
+                if _compare(rt, "eq", x, args[0], True):
+                    return i
+            return -1
+        if low == "remove":
+            for i, x in enumerate(obj):
+                if _compare(rt, "eq", x, args[0], True):
+                    del obj[i]
+                    break
+            return None
+        if low == "clear":
+            obj.clear()
+            return None
+        if low == "toarray":
+            return list(obj)
+        if low == "getenumerator":
+            return PSEnumerator(list(obj))
+        if low == "insert":
+            obj.insert(rt.to_int(args[0]), args[1])  # type: ignore[arg-type]
+            return None
+        if low == "removeat":
+            del obj[rt.to_int(args[0])]
+            return None
+        raise no_method(obj, name)
+    if isinstance(obj, dict):
+        if low == "containskey" or low == "contains":
+            return args[0] in obj
+        if low == "containsvalue":
+            return any(_compare(rt, "eq", v, args[0], True) for v in obj.values())
+        if low == "add":
+            if args[0] in obj:
+                raise method_exception(name, 2, f"Item has already been added. Key in dictionary: '{to_str(args[0])}'"
+                                                f"  Key being added: '{to_str(args[0])}'")
+            obj[args[0]] = args[1]
+            return None
+        if low == "remove":
+            if isinstance(obj, Hashtable):
+                obj.remove(args[0])
+            else:
+                obj.pop(args[0], None)
+            return None
+        if low == "getenumerator":
+            return PSEnumerator([PropertyEntryKV(k, v) for k, v in obj.items()])
+        if low == "clone":
+            h = Hashtable()
+            for k, v in obj.items():
+                h[k] = v
+            return h
+        if low == "clear":
+            obj.clear()
+            return None
+        raise no_method(obj, name)
+    if isinstance(obj, PSEnumerator):
+        if low == "movenext":
+            try:
+                obj.current = next(obj.it)
+                return True
+            except StopIteration:
+                return False
+        if low == "getenumerator":
+            return obj
+        if low == "reset":
+            return None
+        raise no_method(obj, name)
+    if isinstance(obj, Ref):
+        raise no_method(obj, name)
+    if isinstance(obj, _dt.datetime):
+        if low == "tostring":
+            return format_date(obj, to_str(args[0])) if args else obj.strftime("%m/%d/%Y %H:%M:%S").lstrip("0")
+        if low in ("adddays", "addhours", "addminutes", "addseconds", "addmilliseconds"):
+            unit = low[3:]
+            return obj + _dt.timedelta(**{unit if unit != "milliseconds" else "milliseconds": rt.to_num(args[0])})
+        if low == "touniversaltime":
+            return obj.astimezone(_dt.timezone.utc)
+        if low == "tofiletime" or low == "tofiletimeutc":
+            return int((obj.timestamp() + 11644473600) * 10**7)
+        raise no_method(obj, name)
+    if isinstance(obj, Version) and low == "tostring":
+        return str(obj)
+    if isinstance(obj, ErrorRecord) and low == "tostring":
+        return obj.message
+    caller = getattr(obj, "ps_call", None)
+    if caller is not None:
+        return caller(name, args)
+    if isinstance(obj, (int, float)):
+        if low == "tostring":
+            return format_one(rt, obj, to_str(args[0])) if args else to_str(obj)
+        if low == "compareto":
+            return (obj > rt.to_num(args[0])) - (obj < rt.to_num(args[0]))
+    raise no_method(obj, name)
+
+
+class PropertyEntryKV:
+    def __init__(self, k: object, v: object) -> None:
+        self.Key = k
+        self.Name = k
+        self.Value = v
+
+
+def string_method(rt: Runtime, s: str, name: str, args: list[object]) -> object:
+    low = name.lower()
+    a = [to_str(x) if not isinstance(x, (int, float)) or isinstance(x, bool) else x for x in args]
+    if low == "replace":
+        return s.replace(to_str(a[0]), to_str(a[1]))
+    if low in ("tolower", "tolowerinvariant"):
+        return s.lower()
+    if low in ("toupper", "toupperinvariant"):
+        return s.upper()
+    if low in ("trim", "trimstart", "trimend"):
+        chars = "".join(to_str(x) for x in a) if a else None
+        fn = {"trim": s.strip, "trimstart": s.lstrip, "trimend": s.rstrip}[low]
+        return fn(chars) if chars else fn()
+    if low == "split":
+        seps = "".join(to_str(x) for x in a) if a else " "
+        if not seps:
+            return [s]
+        return re.split("[" + re.escape(seps) + "]", s)
+    if low == "substring":
+        start = rt.to_int(a[0])
+        if start > len(s) or start < 0:
+            raise method_exception(name, len(a), "startIndex cannot be larger than length of string.\r\n"
+                                                 "Parameter name: startIndex")
+        if len(a) > 1:
+            ln = rt.to_int(a[1])
+            if start + ln > len(s):
+                raise method_exception(name, 2, "Index and length must refer to a location within the string.\r\n"
+                                                "Parameter name: length")
+            return s[start:start + ln]
+        return s[start:]
+    if low == "startswith":
+        return s.lower().startswith(to_str(a[0]).lower()) if len(a) > 1 else s.startswith(to_str(a[0]))
+    if low == "endswith":
+        return s.lower().endswith(to_str(a[0]).lower()) if len(a) > 1 else s.endswith(to_str(a[0]))
+    if low == "contains":
+        return to_str(a[0]) in s
+    if low == "indexof":
+        return s.find(to_str(a[0]), rt.to_int(a[1]) if len(a) > 1 else 0)
+    if low == "lastindexof":
+        return s.rfind(to_str(a[0]))
+    if low == "padleft":
+        return s.rjust(rt.to_int(a[0]), to_str(a[1]) if len(a) > 1 else " ")
+    if low == "padright":
+        return s.ljust(rt.to_int(a[0]), to_str(a[1]) if len(a) > 1 else " ")
+    if low == "tochararray":
+        return list(s)
+    if low == "tostring":
+        return s
+    if low == "insert":
+        i = rt.to_int(a[0])
+        return s[:i] + to_str(a[1]) + s[i:]
+    if low == "remove":
+        i = rt.to_int(a[0])
+        return s[:i] + (s[i + rt.to_int(a[1]):] if len(a) > 1 else "")
+    if low == "normalize":
+        return s
+    if low == "compareto":
+        return (s > to_str(a[0])) - (s < to_str(a[0]))
+    raise no_method(s, name)
+
+
+def static_member(rt: Runtime, obj: object, name: str) -> object:
+    if not isinstance(obj, TypeRef):
+        raise runtime_error(f"Unable to find static member '{name}'.", "StaticMemberNotFound")
+    c = obj.canon.lower()
+    low = name.lower()
+    if c == "system.text.encoding":
+        return {"utf8": EncodingObj("utf-8", "Unicode (UTF-8)", bom=True), "unicode": EncodingObj("utf-16-le", "Unicode"),
+                "ascii": EncodingObj("ascii", "US-ASCII"), "bigendianunicode": EncodingObj("utf-16-be", "Unicode (Big-Endian)"),
+                "utf32": EncodingObj("utf-32-le", "Unicode (UTF-32)"), "default": EncodingObj("cp1252", "Western European (Windows)")
+                }.get(low) or _no_static(obj, name)
+    if c == "system.environment":
+        if low == "newline":
+            return "\r\n"
+        if low == "machinename":
+            return rt.host.computer_name
+        if low == "username":
+            return rt.host.user
+        if low == "userdomainname":
+            return rt.host.computer_name
+        if low == "currentdirectory":
+            return rt.cwd
+        if low == "osversion":
+            return "Microsoft Windows NT 10.0.17763.0"
+        if low == "is64bitprocess" or low == "is64bitoperatingsystem":
+            return True
+        if low == "processorcount":
+            return 2
+        if low == "tickcount":
+            return int(_time.monotonic() * 1000) & 0x7FFFFFFF
+        if low == "systemdirectory":
+            return "C:\\Windows\\system32"
+    if c == "system.string" and low == "empty":
+        return ""
+    if c == "system.int32":
+        return {"maxvalue": 2**31 - 1, "minvalue": -2**31}.get(low) if low in ("maxvalue", "minvalue") else _no_static(obj, name)
+    if c == "system.int64":
+        return {"maxvalue": 2**63 - 1, "minvalue": -2**63}.get(low) if low in ("maxvalue", "minvalue") else _no_static(obj, name)
+    if c == "system.math" and low in ("pi", "e"):
+        return _math.pi if low == "pi" else _math.e
+    if c == "system.datetime":
+        if low == "now":
+            return _dt.datetime.now()
+        if low == "utcnow":
+            return _dt.datetime.now(_dt.timezone.utc)
+        if low == "today":
+            return _dt.datetime.combine(_dt.date.today(), _dt.time())
+    if c == "system.io.path":
+        if low == "directoryseparatorchar":
+            return "\\"
+        if low == "pathseparator":
+            return ";"
+    if c in ENUM_TYPES:
+        for n in ENUM_TYPES[c]:
+            if n.lower() == low:
+                return EnumValue(obj.canon, n)
+    if c == "system.guid" and low == "empty":
+        return GuidValue(_uuid.UUID(int=0))
+    return _no_static(obj, name)
+
+
+def _no_static(obj: TypeRef, name: str) -> object:
+    raise runtime_error(f"The lab engine does not implement [{obj.name}]::{name}.", "LabUnsupportedStaticMember",
+                        "NotImplemented")
+
+
+def _bytes_arg(rt: Runtime, v: object, method: str, n: int) -> bytearray:
+    if isinstance(v, (bytes, bytearray)):
+        return bytearray(v)
+    if v is None:
+        raise method_exception(method, n, "Value cannot be null.\r\nParameter name: inArray")
+    return bytearray(rt.to_int(x) & 0xFF for x in as_list(v))
+
+
+def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> object:
+    if not isinstance(obj, TypeRef):
+        raise runtime_error(f"Method invocation failed because [{type_name_of(obj)}] does not contain a method named "
+                            f"'{name}'.", "MethodNotFound")
+    c = obj.canon.lower()
+    low = name.lower()
+    n = len(args)
+    fs = rt.host.fs
+    if low == "new":
+        return new_object(rt, obj.name, args)
+    if c == "system.convert":
+        if low == "frombase64string":
+            text = to_str(args[0]) if args else ""
+            try:
+                clean = re.sub(r"\s+", "", text)
+                if len(clean) % 4:
+                    raise ValueError
+                return bytearray(_b64.b64decode(clean, validate=True))
+            except (ValueError, _b64.binascii.Error):
+                raise method_exception(name, n, "The input is not a valid Base-64 string as it contains a non-base "
+                                                "64 character, more than two padding characters, or an illegal "
+                                                "character among the padding characters. ") from None
+        if low == "tobase64string":
+            data = _bytes_arg(rt, args[0], name, n)
+            if n >= 3:
+                off, cnt = rt.to_int(args[1]), rt.to_int(args[2])
+                data = data[off:off + cnt]
+            return _b64.b64encode(bytes(data)).decode()
+        if low in ("toint32", "toint64"):
+            if n == 2:
+                return int(to_str(args[0]), rt.to_int(args[1]))
+            return convert_value(rt, args[0], "int")
+        if low == "tostring":
+            if n == 2:
+                base = rt.to_int(args[1])
+                v = rt.to_int(args[0])
+                return {2: bin(v)[2:], 8: oct(v)[2:], 16: format(v, "x")}.get(base, str(v))
+            return to_str(args[0])
+        if low == "toboolean":
+            return to_bool(args[0])
+    if c == "system.text.encoding" and low == "getencoding":
+        name2 = to_str(args[0]).lower()
+        codec = {"utf-8": "utf-8", "65001": "utf-8", "utf-16": "utf-16-le", "unicode": "utf-16-le",
+                 "us-ascii": "ascii", "ascii": "ascii", "windows-1252": "cp1252", "1252": "cp1252",
+                 "437": "cp437", "ibm437": "cp437"}.get(name2)
+        if codec is None:
+            raise method_exception(name, n, f"'{to_str(args[0])}' is not a supported encoding name.")
+        return EncodingObj(codec, name2)
+    if c == "system.bitconverter":
+        if low == "tostring":
+            data = _bytes_arg(rt, args[0], name, n)
+            return "-".join(f"{b:02X}" for b in data)
+        if low == "getbytes":
+            return bytearray(rt.to_int(args[0]).to_bytes(4, "little", signed=True))
+    if c == "system.guid" and low == "newguid":
+        return GuidValue(_uuid.uuid4())
+    if c == "system.string":
+        if low == "isnullorempty":
+            return args[0] is None or to_str(args[0]) == ""
+        if low == "isnullorwhitespace":
+            return args[0] is None or to_str(args[0]).strip() == ""
+        if low == "join":
+            items = args[1:] if n > 2 else as_list(args[1]) if n == 2 else []
+            return to_str(args[0]).join(to_str(x) for x in items)
+        if low == "format":
+            return format_string(rt, to_str(args[0]), as_list(args[1]) if n == 2 and isinstance(args[1], list) else args[1:])
+        if low == "equals":
+            if n == 3 and "ignorecase" in to_str(args[2]).lower():
+                return to_str(args[0]).lower() == to_str(args[1]).lower()
+            return args[0] == args[1] or (isinstance(args[0], str) and isinstance(args[1], str) and args[0] == args[1])
+        if low == "concat":
+            return "".join(to_str(x) for x in args)
+        if low == "compare":
+            a, b = to_str(args[0]), to_str(args[1])
+            if n > 2 and to_bool(args[2]):
+                a, b = a.lower(), b.lower()
+            return (a > b) - (a < b)
+    if c == "system.math":
+        nums = [rt.to_num(x) for x in args]
+        fns: dict[str, _Callable[..., object]] = {
+            "min": min, "max": max, "abs": abs, "floor": _math.floor, "ceiling": _math.ceil, "sqrt": _math.sqrt,
+            "pow": lambda a, b: float(a) ** b, "truncate": _math.trunc, "log": _math.log, "log10": _math.log10,
+            "exp": _math.exp, "sign": lambda a: (a > 0) - (a < 0),
+            "round": lambda a, d=0: round(a, int(d)) if d else round(a)}
+        if low in fns:
+            return fns[low](*nums)
+    if c == "system.environment":
+        if low == "expandenvironmentvariables":
+            return re.sub(r"%([^%]+)%", lambda m: rt.host.env_get(m.group(1)) if rt.host.env_get(m.group(1))
+                          is not None else m.group(0), to_str(args[0]))
+        if low == "getenvironmentvariable":
+            return rt.host.env_get(to_str(args[0]))
+        if low == "setenvironmentvariable":
+            rt.host.env_set(to_str(args[0]), None if args[1] is None else to_str(args[1]))
+            return None
+        if low == "getfolderpath":
+            return {"applicationdata": rt.host.profile_dir + "\\AppData\\Roaming",
+                    "localapplicationdata": rt.host.profile_dir + "\\AppData\\Local",
+                    "mydocuments": rt.host.profile_dir + "\\Documents", "userprofile": rt.host.profile_dir,
+                    "commonapplicationdata": "C:\\ProgramData", "windows": "C:\\Windows",
+                    "system": "C:\\Windows\\system32", "programfiles": "C:\\Program Files"
+                    }.get(to_str(args[0]).lower(), "")
+        if low == "exit":
+            raise ExitScript(rt.to_int(args[0]))
+    if c == "system.io.path":
+        if low == "gettempfilename":
+            tmp = rt.host.env_get("TEMP") or "C:\\Windows\\Temp"
+            def make() -> str:
+                for _ in range(100):
+                    cand = f"{tmp}\\tmp{_uuid.uuid4().hex[:4].upper()}.tmp"
+                    hp = fs.host_path(cand, rt.cwd)
+                    if not hp.exists():
+                        hp.parent.mkdir(parents=True, exist_ok=True)
+                        hp.write_bytes(b"")
+                        return cand
+                raise OSError("The file exists.")
+            return dotnet_io(rt, name, n, make)
+        if low == "gettemppath":
+            return (rt.host.env_get("TEMP") or "C:\\Windows\\Temp") + "\\"
+        if low == "combine":
+            out = ""
+            for part in (to_str(x) for x in args):
+                if re.match(r"^[A-Za-z]:|^\\", part) or not out:
+                    out = part
+                else:
+                    out = out.rstrip("\\/") + "\\" + part if not out.endswith(("\\", "/")) else out + part
+            return out
+        if low == "getfilename":
+            return re.split(r"[\\/]", to_str(args[0]))[-1]
+        if low == "getfilenamewithoutextension":
+            base = re.split(r"[\\/]", to_str(args[0]))[-1]
+            return base.rsplit(".", 1)[0] if "." in base else base
+        if low == "getextension":
+            base = re.split(r"[\\/]", to_str(args[0]))[-1]
+            return "." + base.rsplit(".", 1)[1] if "." in base else ""
+        if low == "getdirectoryname":
+            p = to_str(args[0])
+            idx = max(p.rfind("\\"), p.rfind("/"))
+            if idx < 0:
+                return ""
+            d = p[:idx]
+            return d + "\\" if re.fullmatch(r"[A-Za-z]:", d) else d
+        if low == "getfullpath":
+            return win_full(rt, args[0])
+        if low == "getrandomfilename":
+            h = _uuid.uuid4().hex
+            return f"{h[:8]}.{h[8:11]}"
+        if low == "ispathrooted":
+            return bool(re.match(r"^([A-Za-z]:)?[\\/]", to_str(args[0])))
+    if c == "system.io.file":
+        return file_static(rt, low, name, args)
+    if c == "system.io.directory":
+        if low == "exists":
+            try:
+                return fs.host_path(to_str(args[0]), rt.cwd).is_dir()
+            except PathOutsideRoot:
+                return False
+        if low == "createdirectory":
+            def mk() -> object:
+                hp = fs.host_path(to_str(args[0]), rt.cwd)
+                hp.mkdir(parents=True, exist_ok=True)
+                return FileSystemItem(rt, hp, fs.win_of(hp))
+            return dotnet_io(rt, name, n, mk)
+        if low == "delete":
+            def rm() -> None:
+                import shutil
+                hp = fs.host_path(to_str(args[0]), rt.cwd)
+                if n > 1 and to_bool(args[1]):
+                    shutil.rmtree(hp)
+                else:
+                    hp.rmdir()
+            dotnet_io(rt, name, n, rm)
+            return None
+        if low in ("getfiles", "getdirectories"):
+            def ls() -> list[str]:
+                hp = fs.host_path(to_str(args[0]), rt.cwd)
+                return sorted(fs.win_of(e) for e in hp.iterdir() if (e.is_file() if low == "getfiles" else e.is_dir()))
+            return dotnet_io(rt, name, n, ls)
+    if c == "system.security.cryptography.sha1" and low == "create":
+        return HashAlgo("sha1")
+    if c == "system.security.cryptography.sha256" and low == "create":
+        return HashAlgo("sha256")
+    if c == "system.security.cryptography.md5" and low == "create":
+        return HashAlgo("md5")
+    if c == "system.management.automation.scriptblock" and low == "create":
+        text = to_str(args[0])
+        try:
+            return ScriptBlock(parse(text), text)
+        except ParseError as e:
+            raise method_exception(name, n, e.message) from None
+    if c == "system.management.automation.language.parser" and low == "parseinput":
+        text = to_str(args[0])
+        file_name = to_str(args[1]) if n > 1 else None
+        return ParsedAst(rt, text, file_name)
+    if c == "system.io.fileinfo" or c == "system.io.directoryinfo":
+        raise no_static_method(obj, name)
+    if c == "system.datetime" and low in ("parse", "parseexact"):
+        return convert_value(rt, args[0], "datetime")
+    if c == "system.text.regularexpressions.regex":
+        if low == "escape":
+            return re.sub(r"([\\*+?|{\[()^$.#\s])", r"\\\1", to_str(args[0]))
+        if low == "ismatch":
+            return bool(re.search(dotnet_regex(to_str(args[1])), to_str(args[0])))
+        if low == "replace":
+            return re.sub(dotnet_regex(to_str(args[1])), dotnet_replacement(to_str(args[2])), to_str(args[0]))
+    if c == "system.version" and low == "parse":
+        return convert_value(rt, args[0], "version")
+    if c == "system.threading.thread" and low == "sleep":
+        _time.sleep(min(MAX_SLEEP_SECONDS, rt.to_num(args[0]) / 1000.0))
+        return None
+    raise no_static_method(obj, name)
+
+
+def no_static_method(obj: TypeRef, name: str) -> PSError:
+    if obj.canon.lower() not in KNOWN_TYPES:
+        return runtime_error(f"Unable to find type [{obj.name}].", "TypeNotFound", "InvalidOperation",
+                             target=obj.name)
+    return runtime_error(f"Method invocation failed because [{obj.canon}] does not contain a method named "
+                         f"'{name}'.", "MethodNotFound", "InvalidOperation")
+
+
+KNOWN_TYPES = {v.lower() for v in _TYPE_ALIASES.values()} | set(ENUM_TYPES) | {
+    "system.threading.thread", "system.io.directoryinfo", "system.security.cryptography.md5"}
+
+
+class ParsedAst:
+    """What [Parser]::ParseInput returns: only GetScriptBlock() is used by real scripts."""
+
+    ps_type = "System.Management.Automation.Language.ScriptBlockAst"
+
+    def __init__(self, rt: Runtime, text: str, file_name: str | None) -> None:
+        self.rt = rt
+        self.text = text
+        self.file_name = file_name
+        try:
+            self.body: Node | None = parse(text)
+            self.error: ParseError | None = None
+        except ParseError as e:
+            self.body = None
+            self.error = e
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "getscriptblock":
+            if self.body is None:
+                assert self.error is not None
+                raise PSError(parse_error_record(self.text, self.error))
+            return ScriptBlock(self.body, self.text, self.file_name)
+        raise no_method(self, name)
+
+
+def parse_error_record(src: str, e: ParseError) -> ErrorRecord:
+    return ErrorRecord(e.message, category="ParserError", fq_error_id=e.error_id,
+                       exception_type="System.Management.Automation.ParseException",
+                       position=position_message(src, e.offset), reason="ParseException")
+
+
+def file_static(rt: Runtime, low: str, name: str, args: list[object]) -> object:
+    fs = rt.host.fs
+    n = len(args)
+
+    def hp(i: int = 0) -> _pathlib.Path:
+        return fs.host_path(to_str(args[i]), rt.cwd)
+
+    def enc(i: int) -> str:
+        if n > i and isinstance(args[i], EncodingObj):
+            return args[i].codec  # type: ignore[union-attr]
+        return "utf-8"
+
+    if low == "exists":
+        try:
+            return hp().is_file()
+        except PathOutsideRoot:
+            return False
+    ops: dict[str, _Callable[[], object]] = {
+        "create": lambda: FileStreamObj(rt, hp(), fs.win_of(hp()), "w+b"),
+        "openread": lambda: FileStreamObj(rt, hp(), fs.win_of(hp()), "rb"),
+        "openwrite": lambda: FileStreamObj(rt, hp(), fs.win_of(hp()), "r+b" if hp().exists() else "w+b"),
+        "readallbytes": lambda: bytearray(hp().read_bytes()),
+        "readalltext": lambda: decode_text(hp().read_bytes(), enc(1)),
+        "readalllines": lambda: decode_text(hp().read_bytes(), enc(1)).splitlines(),
+        "readlines": lambda: PSEnumerator(decode_text(hp().read_bytes(), enc(1)).splitlines()),
+        "writeallbytes": lambda: _write(hp(), bytes(_bytes_arg(rt, args[1], name, n))),
+        "writealltext": lambda: _write(hp(), to_str(args[1]).encode(enc(2))),
+        "writealllines": lambda: _write(hp(), "".join(to_str(x) + "\r\n" for x in as_list(args[1])).encode(enc(2))),
+        "appendalltext": lambda: _write(hp(), to_str(args[1]).encode(enc(2)), append=True),
+        "delete": lambda: hp().unlink() if hp().is_file() else (_raise_dir(hp()) if hp().is_dir() else
+                                                                (_check_parent(hp()))),
+        "move": lambda: _move(hp(0), hp(1)),
+        "copy": lambda: _copy(hp(0), hp(1), n > 2 and to_bool(args[2])),
+    }
+    if low in ops:
+        return dotnet_io(rt, name, n, ops[low])
+    raise no_static_method(TypeRef("System.IO.File"), name)
+
+
+def _raise_dir(p: _pathlib.Path) -> None:
+    raise PermissionError(13, "Access denied", str(p))
+
+
+def _check_parent(p: _pathlib.Path) -> None:
+    if not p.parent.is_dir():
+        raise FileNotFoundError(2, "No such directory", str(p))
+
+
+def _write(p: _pathlib.Path, data: bytes, append: bool = False) -> None:
+    if not p.parent.is_dir():
+        raise FileNotFoundError(2, "No such directory", str(p))
+    with open(p, "ab" if append else "wb") as f:
+        f.write(data)
+
+
+def _move(src: _pathlib.Path, dst: _pathlib.Path) -> None:
+    if not src.exists():
+        raise FileNotFoundError(2, "No such file", str(src))
+    if dst.exists():
+        raise OSError(17, "Cannot create a file when that file already exists")
+    if not dst.parent.is_dir():
+        raise FileNotFoundError(2, "No such directory", str(dst))
+    _os.replace(src, dst)
+
+
+def _copy(src: _pathlib.Path, dst: _pathlib.Path, overwrite: bool) -> None:
+    import shutil
+    if not src.is_file():
+        raise FileNotFoundError(2, "No such file", str(src))
+    if dst.exists() and not overwrite:
+        raise OSError(17, f"The file '{dst.name}' already exists.")
+    shutil.copyfile(src, dst)
+
+
+def decode_text(data: bytes, default: str = "utf-8") -> str:
+    """Reads text as .NET does: a BOM wins, otherwise the default encoding."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", errors="replace")
+    if data.startswith(b"\xff\xfe"):
+        return data[2:].decode("utf-16-le", errors="replace")
+    if data.startswith(b"\xfe\xff"):
+        return data[2:].decode("utf-16-be", errors="replace")
+    return data.decode(default, errors="replace")
+
+
+def new_object(rt: Runtime, type_name: str, args: list[object]) -> object:
+    canon = canonical_type(type_name)
+    c = canon.lower()
+    fs = rt.host.fs
+    if c == "system.byte[]":
+        size = rt.to_int(args[0]) if args else 0
+        if size > MAX_STRING_CHARS:
+            raise method_exception("new", 1, "The lab engine does not allocate arrays that large.")
+        return bytearray(size)
+    if c.endswith("[]"):
+        return [None] * rt.to_int(args[0])
+    if c in ("system.io.fileinfo", "system.io.directoryinfo"):
+        win = win_full(rt, args[0])
+        return FileSystemItem(rt, resolve_path(rt, win), win)
+    if c == "system.io.filestream":
+        path = to_str(args[0])
+        mode = to_str(args[1]).lower() if len(args) > 1 else "open"
+        access = to_str(args[2]).lower() if len(args) > 2 else ("readwrite" if mode != "open" else "read")
+
+        def opener() -> FileStreamObj:
+            hp = fs.host_path(path, rt.cwd)
+            exists = hp.is_file()
+            if mode == "open" and not exists:
+                raise FileNotFoundError(2, "No such file", str(hp))
+            if mode == "createnew" and exists:
+                raise OSError(17, f"The file '{fs.win_of(hp)}' already exists.")
+            if mode in ("create", "createnew", "truncate"):
+                pymode = "w+b"
+            elif mode == "append":
+                pymode = "ab"
+            elif mode == "openorcreate":
+                pymode = "r+b" if exists else "w+b"
+            else:
+                pymode = "rb" if access == "read" else "r+b"
+            return FileStreamObj(rt, hp, fs.win_of(hp), pymode)
+        return dotnet_io(rt, ".ctor", len(args), opener)
+    if c in ("system.collections.arraylist", "system.collections.generic.list"):
+        return []
+    if c == "system.collections.hashtable":
+        return Hashtable()
+    if c == "system.text.utf8encoding":
+        return EncodingObj("utf-8", "Unicode (UTF-8)", bom=bool(args and to_bool(args[0])))
+    if c == "system.management.automation.psobject" or c == "system.object":
+        return PSObject()
+    if c == "system.guid":
+        return convert_value(rt, args[0], "guid") if args else GuidValue(_uuid.UUID(int=0))
+    if c == "system.version":
+        return Version(".".join(to_str(x) for x in args)) if len(args) > 1 else convert_value(rt, args[0], "version")
+    if c == "system.security.cryptography.sha1":
+        return HashAlgo("sha1")
+    if c == "system.text.stringbuilder":
+        return StringBuilderObj(to_str(args[0]) if args else "")
+    if c == "system.exception":
+        return ExceptionObj(ErrorRecord(to_str(args[0]) if args else "Exception of type 'System.Exception' was thrown.",
+                                        exception_type="System.Exception", fq_error_id="System.Exception"))
+    if c == "system.management.automation.errorrecord":
+        exc = args[0]
+        msg = exc.Message if isinstance(exc, ExceptionObj) else to_str(exc)
+        return ErrorRecord(msg, fq_error_id=to_str(args[1]) if len(args) > 1 else "",
+                           category=to_str(args[2]) if len(args) > 2 else "NotSpecified",
+                           exception_type=exc.ps_type if isinstance(exc, ExceptionObj) else "System.Exception",
+                           target=args[3] if len(args) > 3 else None)
+    raise runtime_error(f'Cannot find type [{type_name}]: verify that the assembly containing this type is loaded.',
+                        "TypeNotFound", "InvalidType",
+                        "System.Management.Automation.PSArgumentException", target=type_name)
+
+
+class StringBuilderObj:
+    ps_type = "System.Text.StringBuilder"
+
+    def __init__(self, s: str) -> None:
+        self.parts = [s]
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "length":
+            return len("".join(self.parts))
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low in ("append", "appendline"):
+            self.parts.append((to_str(args[0]) if args else "") + ("\r\n" if low == "appendline" else ""))
+            if sum(len(p) for p in self.parts) > MAX_STRING_CHARS:
+                raise method_exception(name, len(args), "The lab engine's string size bound was reached.")
+            return self
+        if low == "tostring":
+            return "".join(self.parts)
+        raise no_method(self, name)
+
+    def ps_tostring(self) -> str:
+        return "".join(self.parts)
+
+
+# =================================================================================================
+# Cmdlets
+# =================================================================================================
+
+class Cmdlet(Stage):
+    """A built-in command: declared parameters bound by name (unique prefix), position and pipeline."""
+
+    names: tuple[str, ...] = ()
+    params: tuple[str, ...] = ()
+    positional: tuple[str, ...] = ()
+    switches: tuple[str, ...] = ()
+    aliases: dict[str, str] = {}
+    noun = "Command"
+
+    def __init__(self, rt: Runtime, name: str, positional: list[object], named: dict[str, object]) -> None:
+        self.rt = rt
+        self.name = self.names[0] if self.names else name
+        self.p: dict[str, object] = {}
+        self.ea: str | None = None
+        self.wa: str | None = None
+        self.verbose = False
+        all_params = tuple(self.params) + tuple(self.switches)
+        for key, value in named.items():
+            low = key.lower()
+            canon = self.aliases.get(low)
+            if canon is None:
+                exact = [p for p in all_params if p.lower() == low]
+                cands = exact or [p for p in all_params if p.lower().startswith(low)]
+                if len(cands) == 1:
+                    canon = cands[0]
+                elif len(cands) > 1:
+                    raise self.binding_error(f"Parameter cannot be processed because the parameter name '{key}' is "
+                                             f"ambiguous. Possible matches include: -{' -'.join(cands)}.",
+                                             "AmbiguousParameter")
+            if canon is None:
+                if low in ("erroraction", "ea"):
+                    self.ea = to_str(value)
+                    continue
+                if low in ("warningaction", "wa"):
+                    self.wa = to_str(value)
+                    continue
+                if low in ("verbose", "vb"):
+                    self.verbose = value is _SWITCH or to_bool(value)
+                    continue
+                if low in COMMON_PARAMS:
+                    continue
+                raise self.binding_error(f"A parameter cannot be found that matches parameter name '{key}'.",
+                                         "NamedParameterNotFound")
+            if canon in self.switches:
+                self.p[canon] = True if value is _SWITCH else to_bool(value)
+            else:
+                if value is _SWITCH:
+                    raise self.binding_error(f"Missing an argument for parameter '{canon}'. Specify a parameter of "
+                                             f"type 'System.Object' and try again.", "MissingArgument")
+                self.p[canon] = value
+        rest = list(positional)
+        for pname in self.positional:
+            if not rest:
+                break
+            if pname in self.p:
+                continue
+            if pname == "*":
+                self.p["*"] = rest
+                rest = []
+                break
+            self.p[pname] = rest.pop(0)
+        if rest:
+            raise self.binding_error(f"A positional parameter cannot be found that accepts argument "
+                                     f"'{to_str(rest[0])}'.", "PositionalParameterNotFound")
+
+    def binding_error(self, message: str, fq: str) -> PSError:
+        return PSError(self.rt.fill(ErrorRecord(
+            message, category="InvalidArgument", fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+            exception_type="System.Management.Automation.ParameterBindingException", command_name=self.name,
+            reason="ParameterBindingException")))
+
+    def emit(self, v: object) -> None:
+        self.sink(v)
+
+    def error(self, message: str, fq: str, category: str = "ObjectNotFound",
+              exc: str = "System.Management.Automation.ItemNotFoundException", target: object = None) -> None:
+        self.rt.write_error(ErrorRecord(message, category=category,
+                                        fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+                                        exception_type=exc, target=target, command_name=self.name), self.ea)
+
+    def terminate(self, message: str, fq: str, category: str = "InvalidArgument",
+                  exc: str = "System.Management.Automation.PSArgumentException", target: object = None) -> PSError:
+        return PSError(self.rt.fill(ErrorRecord(message, category=category,
+                                                fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+                                                exception_type=exc, target=target, command_name=self.name)))
+
+    def process_item(self, item: object) -> None:
+        self.rt.cur = self.where
+        self.process(item)
+
+    def process(self, item: object) -> None:
+        pass
+
+    def input_or(self, item: object, pname: str) -> object:
+        return self.p.get(pname) if item is _NOINPUT else item
+
+    def path_not_found(self, path: str) -> None:
+        full = win_full(self.rt, path) if not path.lower().startswith("env:") else path
+        self.error(f"Cannot find path '{full}' because it does not exist.", "PathNotFound", target=full)
+
+
+CMDLETS: dict[str, type[Cmdlet]] = {}
+
+
+def cmdlet(*names: str, noun: str = ""):  # type: ignore[no-untyped-def]
+    def deco(cls: type[Cmdlet]) -> type[Cmdlet]:
+        cls.names = names
+        cls.noun = noun or names[0].replace("-", "") + "Command"
+        for n in names:
+            CMDLETS[n.lower()] = cls
+        return cls
+    return deco
+
+
+def lookup_cmdlet(name: str) -> type[Cmdlet] | None:
+    low = name.lower()
+    if low.startswith("microsoft.powershell.") and "\\" in low:
+        low = low.split("\\", 1)[1]
+    return CMDLETS.get(low)
+
+
+@cmdlet("Write-Output", "echo", "write")
+class WriteOutput(Cmdlet):
+    params = ("InputObject",)
+    positional = ("*",)
+    switches = ("NoEnumerate",)
+
+    def process(self, item: object) -> None:
+        if item is not _NOINPUT:
+            self.emit(item)
+            return
+        values = self.p.get("*", [self.p["InputObject"]] if "InputObject" in self.p else [])
+        vals = values if isinstance(values, list) else [values]
+        for v in vals if len(vals) != 1 else [vals[0]]:
+            if self.p.get("NoEnumerate"):
+                self.emit(v)
+            else:
+                for x in enumerate_value(v) if isinstance(v, (list, tuple)) else [v]:
+                    self.emit(x)
+
+
+@cmdlet("Write-Host")
+class WriteHost(Cmdlet):
+    params = ("Object", "Separator", "ForegroundColor", "BackgroundColor")
+    positional = ("*",)
+    switches = ("NoNewline",)
+
+    def process(self, item: object) -> None:
+        objs = [item] if item is not _NOINPUT else self.p.get("*", [self.p["Object"]] if "Object" in self.p else [])
+        sep = to_str(self.p.get("Separator", " "))
+        text = sep.join(sep.join(to_str(x) for x in o) if isinstance(o, list) else to_str(o)
+                        for o in objs)  # type: ignore[union-attr]
+        self.rt.streams.host_write(text, newline=not self.p.get("NoNewline"))
+
+
+@cmdlet("Write-Error")
+class WriteError(Cmdlet):
+    params = ("Message", "Category", "ErrorId", "TargetObject", "Exception", "ErrorRecord", "RecommendedAction",
+              "CategoryActivity", "CategoryReason", "CategoryTargetName", "CategoryTargetType")
+    positional = ("Message",)
+    aliases = {"msg": "Message"}
+
+    def process(self, item: object) -> None:
+        rt = self.rt
+        if isinstance(self.p.get("ErrorRecord"), ErrorRecord):
+            rt.write_error(self.p["ErrorRecord"], self.ea)  # type: ignore[arg-type]
+            return
+        msg = to_str(self.input_or(item, "Message"))
+        exc = self.p.get("Exception")
+        if isinstance(exc, ExceptionObj):
+            msg = msg or exc.Message
+        fn = rt.scope.vars.get("myinvocation")
+        fn_name = fn.MyCommand.Name if isinstance(fn, InvocationInfo) and fn.MyCommand.Name else ""
+        fq = to_str(self.p["ErrorId"]) if "ErrorId" in self.p else "Microsoft.PowerShell.Commands.WriteErrorException"
+        if fn_name:
+            fq = f"{fq},{fn_name}"
+        rec = ErrorRecord(msg, category=to_str(self.p.get("Category", "NotSpecified")), fq_error_id=fq,
+                          exception_type=exc.ps_type if isinstance(exc, ExceptionObj)
+                          else "Microsoft.PowerShell.Commands.WriteErrorException",
+                          target=self.p.get("TargetObject"), command_name=self.name)
+        rt.write_error(rec, self.ea)
+
+
+@cmdlet("Write-Warning")
+class WriteWarning(Cmdlet):
+    params = ("Message",)
+    positional = ("Message",)
+
+    def process(self, item: object) -> None:
+        self.rt.warn(to_str(self.input_or(item, "Message")), self.wa)
+
+
+@cmdlet("Write-Verbose")
+class WriteVerbose(Cmdlet):
+    params = ("Message",)
+    positional = ("Message",)
+
+    def process(self, item: object) -> None:
+        pref = to_str(self.rt.get_var("VerbosePreference")).lower()
+        if self.verbose or pref in ("continue", "inquire"):
+            self.rt.streams.verbose(to_str(self.input_or(item, "Message")))
+
+
+@cmdlet("Write-Debug")
+class WriteDebug(Cmdlet):
+    params = ("Message",)
+    positional = ("Message",)
+
+
+@cmdlet("Write-Information")
+class WriteInformation(Cmdlet):
+    params = ("MessageData", "Tags")
+    positional = ("MessageData", "Tags")
+
+
+@cmdlet("Write-Progress")
+class WriteProgress(Cmdlet):
+    params = ("Activity", "Status", "PercentComplete", "Id", "CurrentOperation", "SecondsRemaining", "ParentId")
+    positional = ("Activity", "Status")
+    switches = ("Completed",)
+
+
+@cmdlet("Out-Null")
+class OutNull(Cmdlet):
+    params = ("InputObject",)
+
+
+@cmdlet("Out-Host", "Out-Default")
+class OutHost(Cmdlet):
+    params = ("InputObject",)
+    switches = ("Paging",)
+
+    def process(self, item: object) -> None:
+        if item is not _NOINPUT:
+            for line in format_for_display([item]).split("\r\n"):
+                self.rt.streams.host_write(line)
+
+
+@cmdlet("Out-String")
+class OutString(Cmdlet):
+    params = ("InputObject", "Width")
+    switches = ("Stream",)
+
+    def begin(self) -> None:
+        self.items: list[object] = []
+
+    def process(self, item: object) -> None:
+        v = self.input_or(item, "InputObject")
+        if item is _NOINPUT and "InputObject" not in self.p:
+            return
+        if self.p.get("Stream"):
+            text = format_for_display([v])
+            for line in text.split("\r\n"):
+                self.emit(line)
+        else:
+            self.items.append(v)
+
+    def end(self) -> None:
+        if not self.p.get("Stream"):
+            text = format_for_display(self.items)
+            self.emit(text + "\r\n" if self.items else "")
+
+
+@cmdlet("Start-Sleep", "sleep")
+class StartSleep(Cmdlet):
+    params = ("Seconds", "Milliseconds")
+    positional = ("Seconds",)
+    aliases = {"s": "Seconds", "m": "Milliseconds"}
+
+    def process(self, item: object) -> None:
+        secs = self.rt.to_num(self.p["Seconds"]) if "Seconds" in self.p else \
+            self.rt.to_num(self.p.get("Milliseconds", 0)) / 1000.0
+        if secs < 0:
+            raise self.terminate(f"Cannot validate argument on parameter 'Seconds'. The {secs} argument is less than "
+                                 f"the minimum allowed range of 0.", "ParameterArgumentValidationError")
+        _time.sleep(min(float(secs), MAX_SLEEP_SECONDS))
+
+
+@cmdlet("Get-Date")
+class GetDate(Cmdlet):
+    params = ("Date", "Format", "UFormat")
+    positional = ("Date",)
+
+    def process(self, item: object) -> None:
+        d = self.p.get("Date")
+        d = convert_value(self.rt, d, "datetime") if d is not None else _dt.datetime.now().astimezone()
+        if "Format" in self.p:
+            self.emit(format_date(d, to_str(self.p["Format"])))  # type: ignore[arg-type]
+        elif "UFormat" in self.p:
+            self.emit(d.strftime(to_str(self.p["UFormat"])))  # type: ignore[union-attr]
+        else:
+            self.emit(d)
+
+
+@cmdlet("New-Guid")
+class NewGuid(Cmdlet):
+    def process(self, item: object) -> None:
+        self.emit(GuidValue(_uuid.uuid4()))
+
+
+@cmdlet("Get-Location", "pwd", "gl")
+class GetLocation(Cmdlet):
+    def process(self, item: object) -> None:
+        self.emit(PathInfo(self.rt.cwd))
+
+
+@cmdlet("Set-Location", "cd", "sl", "chdir")
+class SetLocation(Cmdlet):
+    params = ("Path", "LiteralPath")
+    positional = ("Path",)
+
+    def process(self, item: object) -> None:
+        path = to_str(self.p.get("Path", self.p.get("LiteralPath", "~")))
+        hp = resolve_path(self.rt, path)
+        if not hp.is_dir():
+            raise self.terminate(f"Cannot find path '{win_full(self.rt, path)}' because it does not exist.",
+                                 "PathNotFound", "ObjectNotFound", "System.Management.Automation.ItemNotFoundException")
+        self.rt.cwd = self.rt.host.fs.win_of(hp)
+
+
+def _env_path(path: str) -> str | None:
+    low = path.lower()
+    for prefix in ("env:\\", "env:/", "env:"):
+        if low.startswith(prefix):
+            return path[len(prefix):]
+    return None
+
+
+@cmdlet("Test-Path")
+class TestPath(Cmdlet):
+    params = ("Path", "LiteralPath", "PathType")
+    positional = ("Path",)
+    switches = ("IsValid",)
+    aliases = {"pspath": "LiteralPath", "lp": "LiteralPath", "type": "PathType"}
+
+    def process(self, item: object) -> None:
+        paths = as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"])
+        kind = to_str(self.p.get("PathType", "Any")).lower()
+        if not paths:
+            raise self.terminate("Cannot bind argument to parameter 'Path' because it is null.",
+                                 "ParameterArgumentValidationErrorNullNotAllowed")
+        for path in paths:
+            sp = to_str(path)
+            env = _env_path(sp)
+            if env is not None:
+                self.emit(env == "" or self.rt.host.env_get(env) is not None)
+                continue
+            try:
+                hp = self.rt.host.fs.host_path(sp, self.rt.cwd)
+            except PathOutsideRoot:
+                self.emit(False)
+                continue
+            if kind == "leaf":
+                self.emit(hp.is_file())
+            elif kind == "container":
+                self.emit(hp.is_dir())
+            else:
+                self.emit(hp.exists())
+
+
+def env_entry(name: str, value: str) -> PSObject:
+    o = PSObject({"Name": name, "Key": name, "Value": value})
+    return o
+
+
+@cmdlet("Get-Item", "gi")
+class GetItem(Cmdlet):
+    params = ("Path", "LiteralPath")
+    positional = ("Path",)
+    switches = ("Force",)
+    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+
+    def process(self, item: object) -> None:
+        for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
+            sp = to_str(path)
+            env = _env_path(sp)
+            if env is not None:
+                v = self.rt.host.env_get(env)
+                if v is None:
+                    self.error(f"Cannot find path '{env}' because it does not exist.", "PathNotFound", target=env)
+                else:
+                    self.emit(env_entry(env, v))
+                continue
+            hp = resolve_path(self.rt, sp)
+            if not hp.exists():
+                self.path_not_found(sp)
+                continue
+            self.emit(FileSystemItem(self.rt, hp, self.rt.host.fs.win_of(hp)))
+
+
+@cmdlet("Get-ChildItem", "gci", "dir", "ls")
+class GetChildItem(Cmdlet):
+    params = ("Path", "LiteralPath", "Filter", "Include", "Exclude", "Depth")
+    positional = ("Path", "Filter")
+    switches = ("Recurse", "Force", "File", "Directory", "Name")
+
+    def process(self, item: object) -> None:
+        path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
+        env = _env_path(path)
+        if env is not None:
+            for k, v in sorted(self.rt.host.env.items(), key=lambda kv: kv[0].lower()):
+                if not env or _fnmatch.fnmatch(k.lower(), env.lower()):
+                    self.emit(env_entry(k, v))
+            return
+        hp = resolve_path(self.rt, path)
+        pattern = None
+        if not hp.exists() and any(ch in path for ch in "*?"):
+            pattern = hp.name
+            hp = hp.parent
+        if not hp.exists():
+            self.path_not_found(path)
+            return
+        filt = to_str(self.p.get("Filter") or pattern or "*").lower()
+        entries = [hp] if hp.is_file() else sorted(hp.rglob("*") if self.p.get("Recurse") else hp.iterdir(),
+                                                   key=lambda e: (e.is_file(), str(e).lower()))
+        for e in entries[:100000]:
+            if not _fnmatch.fnmatch(e.name.lower(), filt):
+                continue
+            if self.p.get("File") and not e.is_file() or self.p.get("Directory") and not e.is_dir():
+                continue
+            self.emit(e.name if self.p.get("Name") else FileSystemItem(self.rt, e, self.rt.host.fs.win_of(e)))
+
+
+_PS_ENCODINGS = {"utf8": "utf-8-sig", "utf8bom": "utf-8-sig", "utf8nobom": "utf-8", "unicode": "utf-16",
+                 "bigendianunicode": "utf-16-be", "ascii": "ascii", "default": "cp1252", "oem": "cp437",
+                 "utf32": "utf-32", "string": "utf-16", "unknown": "utf-16"}
+
+
+def ps_encode(text: str, encoding: str | None, default: str) -> bytes:
+    name = (encoding or default).lower()
+    if name == "byte":
+        raise ValueError("byte")
+    codec = _PS_ENCODINGS.get(name, name)
+    if codec == "utf-16":
+        return b"\xff\xfe" + text.encode("utf-16-le", errors="surrogatepass")
+    if codec in ("ascii", "cp1252", "cp437"):
+        return text.encode(codec, errors="replace")
+    return text.encode(codec, errors="surrogatepass")
+
+
+class _ContentWriter(Cmdlet):
+    params = ("Path", "LiteralPath", "Value", "Encoding", "FilePath", "InputObject", "Width")
+    positional = ("Path", "Value")
+    switches = ("NoNewline", "Force", "PassThru", "Append", "NoClobber")
+    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+    append = False
+    default_encoding = "default"
+
+    def begin(self) -> None:
+        self.values: list[object] = []
+
+    def process(self, item: object) -> None:
+        if item is not _NOINPUT:
+            self.values.append(item)
+        elif "Value" in self.p:
+            self.values.extend(as_list(self.p["Value"]) if isinstance(self.p["Value"], list) else [self.p["Value"]])
+        elif "InputObject" in self.p:
+            self.values.append(self.p["InputObject"])
+
+    def text(self) -> str:
+        sep = "" if self.p.get("NoNewline") else "\r\n"
+        return "".join(to_str(v) + sep for v in self.values)
+
+    def end(self) -> None:
+        rt = self.rt
+        path = to_str(self.p.get("Path") or self.p.get("LiteralPath") or self.p.get("FilePath") or "")
+        if not path:
+            raise self.terminate("Cannot bind argument to parameter 'Path' because it is an empty string.",
+                                 "ParameterArgumentValidationErrorEmptyStringNotAllowed")
+        hp = resolve_path(rt, path)
+        enc = to_str(self.p["Encoding"]) if "Encoding" in self.p else None
+        try:
+            if enc and enc.lower() == "byte":
+                data = bytes(rt.to_int(x) & 0xFF for v in self.values for x in as_list(v))
+            else:
+                data = ps_encode(self.text(), enc, self.default_encoding)
+        except LookupError:
+            raise self.terminate(f"Cannot bind parameter 'Encoding'. Cannot convert value \"{enc}\".",
+                                 "CannotConvertArgumentNoMessage") from None
+        if not hp.parent.is_dir():
+            raise self.terminate(f"Could not find a part of the path '{win_full(rt, path)}'.", "GetContentWriterDirectoryNotFoundError",
+                                 "ObjectNotFound", "System.IO.DirectoryNotFoundException")
+        if hp.is_dir():
+            raise self.terminate(f"Access to the path '{win_full(rt, path)}' is denied.", "GetContentWriterUnauthorizedAccessError",
+                                 "PermissionDenied", "System.UnauthorizedAccessException")
+        append = self.append or bool(self.p.get("Append"))
+        if append and hp.exists() and data.startswith((b"\xff\xfe", b"\xef\xbb\xbf")) and hp.stat().st_size:
+            data = data[2:] if data.startswith(b"\xff\xfe") else data[3:]
+        with open(hp, "ab" if append else "wb") as f:
+            f.write(data)
+        if self.p.get("PassThru"):
+            for v in self.values:
+                self.emit(v)
+
+
+@cmdlet("Set-Content", "sc")
+class SetContent(_ContentWriter):
+    pass
+
+
+@cmdlet("Add-Content", "ac")
+class AddContent(_ContentWriter):
+    append = True
+
+
+@cmdlet("Out-File")
+class OutFile(_ContentWriter):
+    positional = ("FilePath", "Encoding")
+    default_encoding = "unicode"
+
+    def text(self) -> str:
+        return format_for_display(self.values) + ("" if self.p.get("NoNewline") else "\r\n") if self.values else ""
+
+
+@cmdlet("Get-Content", "gc", "cat", "type")
+class GetContent(Cmdlet):
+    params = ("Path", "LiteralPath", "Encoding", "TotalCount", "Tail", "ReadCount", "Delimiter")
+    positional = ("Path",)
+    switches = ("Raw", "Force", "Wait")
+    aliases = {"first": "TotalCount", "head": "TotalCount", "last": "Tail", "lp": "LiteralPath",
+               "pspath": "LiteralPath"}
+
+    def process(self, item: object) -> None:
+        rt = self.rt
+        for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
+            sp = to_str(path)
+            env = _env_path(sp)
+            if env is not None:
+                v = rt.host.env_get(env)
+                if v is None:
+                    self.path_not_found(sp)
+                else:
+                    self.emit(v)
+                continue
+            hp = resolve_path(rt, sp)
+            if not hp.exists():
+                self.path_not_found(sp)
+                continue
+            if hp.is_dir():
+                self.error(f"Unable to get content because it is a directory: '{win_full(rt, sp)}'. Please use "
+                           f"'Get-ChildItem' instead.", "GetContainerContentException", "InvalidOperation",
+                           "System.Management.Automation.PSInvalidOperationException", win_full(rt, sp))
+                continue
+            data = hp.read_bytes()
+            enc = to_str(self.p.get("Encoding", "default")).lower()
+            if enc == "byte":
+                if self.p.get("Raw"):
+                    self.emit(bytearray(data))
+                else:
+                    for b in data:
+                        self.emit(b)
+                continue
+            codec = _PS_ENCODINGS.get(enc, enc)
+            text = decode_text(data, "utf-16-le" if codec == "utf-16" else codec.replace("-sig", ""))
+            if self.p.get("Raw"):
+                self.emit(text)
+                continue
+            lines = re.split(r"\r\n|\n|\r", text)
+            if lines and lines[-1] == "":
+                lines.pop()
+            if "TotalCount" in self.p:
+                lines = lines[:rt.to_int(self.p["TotalCount"])]
+            if "Tail" in self.p:
+                n = rt.to_int(self.p["Tail"])
+                lines = lines[-n:] if n else []
+            for line in lines:
+                self.emit(line)
+
+
+@cmdlet("New-Item", "ni")
+class NewItem(Cmdlet):
+    params = ("Path", "Name", "ItemType", "Value")
+    positional = ("Path",)
+    switches = ("Force",)
+    aliases = {"type": "ItemType"}
+
+    def process(self, item: object) -> None:
+        rt = self.rt
+        base = to_str(self.p.get("Path", "."))
+        name = self.p.get("Name")
+        env = _env_path(base)
+        if env is not None:
+            var = to_str(name) if name is not None else env
+            if rt.host.env_get(var) is not None and not self.p.get("Force"):
+                self.error(f"A variable with name '{var}' already exists.", "EnvironmentVariableAlreadyExists",
+                           "ResourceExists", "System.Management.Automation.SessionStateException", var)
+                return
+            rt.host.env_set(var, to_str(self.p.get("Value", "")))
+            self.emit(env_entry(var, to_str(self.p.get("Value", ""))))
+            return
+        path = base + "\\" + to_str(name) if name is not None else base
+        hp = resolve_path(rt, path)
+        kind = to_str(self.p.get("ItemType", "File")).lower()
+        full = rt.host.fs.win_of(hp)
+        if hp.exists() and not self.p.get("Force"):
+            self.error(f"The file '{full}' already exists.", "NewItemIOError", "WriteError", "System.IO.IOException",
+                       full)
+            return
+        if kind in ("directory", "dir", "d"):
+            if hp.exists() and hp.is_file():
+                self.error(f"An item with the specified name {full} already exists.", "DirectoryExist",
+                           "ResourceExists", "System.IO.IOException", full)
+                return
+            hp.mkdir(parents=True, exist_ok=True)
+        elif kind in ("file", "f"):
+            if not hp.parent.is_dir():
+                if self.p.get("Force"):
+                    hp.parent.mkdir(parents=True, exist_ok=True)
+                else:
+                    self.error(f"Could not find a part of the path '{full}'.", "NewItemIOError", "WriteError",
+                               "System.IO.DirectoryNotFoundException", full)
+                    return
+            value = self.p.get("Value")
+            hp.write_bytes(b"" if value is None else to_str(value).encode("utf-8") if True else b"")
+        else:
+            raise self.terminate(f"The lab engine supports -ItemType File and Directory, not '{kind}'.",
+                                 "LabUnsupportedItemType")
+        self.emit(FileSystemItem(rt, hp, full))
+
+
+@cmdlet("Remove-Item", "rm", "del", "ri", "erase", "rd", "rmdir")
+class RemoveItem(Cmdlet):
+    params = ("Path", "LiteralPath", "Include", "Exclude", "Filter")
+    positional = ("Path",)
+    switches = ("Recurse", "Force")
+    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+
+    def process(self, item: object) -> None:
+        import shutil
+        rt = self.rt
+        src = self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]
+        if isinstance(src, FileSystemItem):
+            src = src.FullName
+        for path in as_list(src):
+            sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            env = _env_path(sp)
+            if env is not None:
+                if rt.host.env_get(env) is None:
+                    self.path_not_found(sp)
+                else:
+                    rt.host.env_set(env, None)
+                continue
+            hp = resolve_path(rt, sp)
+            if hp == rt.host.fs.root:
+                raise self.terminate("The lab engine refuses to remove C:\\.", "LabRefusedRemoveRoot")
+            if not hp.exists():
+                self.path_not_found(sp)
+                continue
+            if hp.is_dir():
+                if any(hp.iterdir()) and not self.p.get("Recurse"):
+                    raise self.terminate(f"The item at {win_full(rt, sp)} has children and the Recurse parameter was "
+                                         f"not specified.", "RemoveItemChildren", "InvalidOperation")
+                shutil.rmtree(hp)
+            else:
+                hp.unlink()
+
+
+class _CopyMove(Cmdlet):
+    params = ("Path", "LiteralPath", "Destination")
+    positional = ("Path", "Destination")
+    switches = ("Force", "Recurse", "PassThru")
+    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+    move = False
+
+    def process(self, item: object) -> None:
+        import shutil
+        rt = self.rt
+        src_v = self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]
+        dest = to_str(self.p.get("Destination", "."))
+        for path in as_list(src_v):
+            sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            hp = resolve_path(rt, sp)
+            if not hp.exists():
+                self.path_not_found(sp)
+                continue
+            dp = resolve_path(rt, dest)
+            if dp.is_dir():
+                dp = dp / hp.name
+            if dp.exists() and not self.p.get("Force") and self.move:
+                self.error("Cannot create a file when that file already exists.", "MoveFileInfoItemIOError",
+                           "WriteError", "System.IO.IOException", sp)
+                continue
+            if not dp.parent.is_dir():
+                self.error(f"Could not find a part of the path '{rt.host.fs.win_of(dp)}'.", "CopyItemIOError" if not self.move
+                           else "MoveFileInfoItemIOError", "WriteError", "System.IO.DirectoryNotFoundException", sp)
+                continue
+            if self.move:
+                if dp.exists() and dp.is_file():
+                    dp.unlink()
+                _os.replace(hp, dp)
+            elif hp.is_dir():
+                shutil.copytree(hp, dp, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(hp, dp)
+            if self.p.get("PassThru"):
+                self.emit(FileSystemItem(rt, dp, rt.host.fs.win_of(dp)))
+
+
+@cmdlet("Copy-Item", "copy", "cp", "cpi")
+class CopyItem(_CopyMove):
+    pass
+
+
+@cmdlet("Move-Item", "move", "mv", "mi")
+class MoveItem(_CopyMove):
+    move = True
+
+
+@cmdlet("Get-FileHash")
+class GetFileHash(Cmdlet):
+    params = ("Path", "LiteralPath", "Algorithm", "InputStream")
+    positional = ("Path",)
+    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+
+    def process(self, item: object) -> None:
+        rt = self.rt
+        alg = to_str(self.p.get("Algorithm", "SHA256")).upper()
+        if alg not in ("SHA1", "SHA256", "SHA384", "SHA512", "MD5"):
+            raise self.terminate(f"Cannot validate argument on parameter 'Algorithm'. The argument \"{alg}\" does not "
+                                 f"belong to the set \"SHA1,SHA256,SHA384,SHA512,MACTripleDES,MD5,RIPEMD160\".",
+                                 "ParameterArgumentValidationError")
+        for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
+            sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            hp = resolve_path(rt, sp)
+            if not hp.is_file():
+                self.error(f"Cannot find path '{win_full(rt, sp)}' because it does not exist.", "FileNotFound",
+                           target=win_full(rt, sp))
+                continue
+            h = _hashlib.new(alg.lower())
+            with open(hp, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            self.emit(PSObject({"Algorithm": alg, "Hash": h.hexdigest().upper(), "Path": rt.host.fs.win_of(hp)}))
+
+
+@cmdlet("Join-Path")
+class JoinPath(Cmdlet):
+    params = ("Path", "ChildPath", "AdditionalChildPath")
+    positional = ("Path", "ChildPath", "AdditionalChildPath")
+    switches = ("Resolve",)
+
+    def process(self, item: object) -> None:
+        child = to_str(self.p.get("ChildPath", ""))
+        extra = [to_str(x) for x in as_list(self.p.get("AdditionalChildPath"))]
+        for base in as_list(self.input_or(item, "Path")):
+            out = to_str(base)
+            for part in [child, *extra]:
+                if part:
+                    out = out.rstrip("\\/") + "\\" + part.lstrip("\\/")
+            self.emit(out)
+
+
+@cmdlet("Split-Path")
+class SplitPath(Cmdlet):
+    params = ("Path", "LiteralPath")
+    positional = ("Path",)
+    switches = ("Parent", "Leaf", "Qualifier", "NoQualifier", "IsAbsolute", "Extension", "LeafBase")
+
+    def process(self, item: object) -> None:
+        for path in as_list(self.input_or(item, "Path") or self.p.get("LiteralPath")):
+            p = to_str(path).replace("/", "\\")
+            if self.p.get("Leaf"):
+                self.emit(p.rstrip("\\").rsplit("\\", 1)[-1])
+            elif self.p.get("LeafBase"):
+                leaf = p.rstrip("\\").rsplit("\\", 1)[-1]
+                self.emit(leaf.rsplit(".", 1)[0] if "." in leaf else leaf)
+            elif self.p.get("Extension"):
+                leaf = p.rstrip("\\").rsplit("\\", 1)[-1]
+                self.emit("." + leaf.rsplit(".", 1)[1] if "." in leaf else "")
+            elif self.p.get("Qualifier"):
+                self.emit(p[:2] if re.match(r"^[A-Za-z]:", p) else "")
+            elif self.p.get("NoQualifier"):
+                self.emit(p[2:] if re.match(r"^[A-Za-z]:", p) else p)
+            elif self.p.get("IsAbsolute"):
+                self.emit(bool(re.match(r"^[A-Za-z]:\\|^\\\\", p)))
+            else:
+                stripped = p.rstrip("\\")
+                if "\\" not in stripped:
+                    self.emit("")
+                    continue
+                parent = stripped.rsplit("\\", 1)[0]
+                self.emit(parent + "\\" if re.fullmatch(r"[A-Za-z]:", parent) else parent)
+
+
+@cmdlet("Get-Command", "gcm")
+class GetCommand(Cmdlet):
+    params = ("Name", "CommandType", "Module")
+    positional = ("Name",)
+    switches = ("All", "ListImported")
+
+    def process(self, item: object) -> None:
+        rt = self.rt
+        for name in as_list(self.input_or(item, "Name")):
+            n = to_str(name)
+            fn = rt.scope.find_func(n.lower())
+            if isinstance(fn, ScriptBlock):
+                self.emit(CommandInfo(n, "Function", fn))
+            elif lookup_cmdlet(n) is not None:
+                cls = lookup_cmdlet(n)
+                canon = cls.names[0]  # type: ignore[union-attr]
+                self.emit(CommandInfo(canon, "Cmdlet" if canon.lower() == n.lower() else "Alias",
+                                      source="Microsoft.PowerShell.Management"))
+            elif n.lower().removesuffix(".exe") in NATIVE_COMMANDS:
+                base = n.lower().removesuffix(".exe")
+                self.emit(CommandInfo(f"{base}.exe", "Application", source=f"C:\\Windows\\system32\\{base}.exe"))
+            else:
+                self.error(CMD_NOT_FOUND.format(n), "CommandNotFoundException", "ObjectNotFound",
+                           "System.Management.Automation.CommandNotFoundException", n)
+
+
+@cmdlet("New-Object")
+class NewObject(Cmdlet):
+    params = ("TypeName", "ArgumentList", "Property", "ComObject")
+    positional = ("TypeName", "ArgumentList")
+    aliases = {"args": "ArgumentList"}
+
+    def process(self, item: object) -> None:
+        if "ComObject" in self.p:
+            raise self.terminate("COM objects are outside the lab engine's subset.", "LabUnsupportedComObject")
+        tname = to_str(self.p.get("TypeName"))
+        args = self.p.get("ArgumentList")
+        arglist = args if isinstance(args, list) else ([] if args is None else [args])
+        if canonical_type(tname).lower() in ("system.management.automation.psobject", "psobject",
+                                             "system.management.automation.pscustomobject"):
+            obj: object = PSObject(self.p.get("Property") if isinstance(self.p.get("Property"), dict) else None)
+        else:
+            obj = new_object(self.rt, tname, arglist)
+        self.emit(obj)
+
+
+@cmdlet("Invoke-Expression", "iex")
+class InvokeExpression(Cmdlet):
+    params = ("Command",)
+    positional = ("Command",)
+
+    def process(self, item: object) -> None:
+        rt = self.rt
+        text = to_str(self.input_or(item, "Command"))
+        try:
+            body = parse(text)
+        except ParseError as e:
+            raise PSError(parse_error_record(text, e)) from None
+        cmd = ScriptCommand(rt, ScriptBlock(body, text), "", [], {}, new_scope=False)
+        cmd.sink = self.sink
+        run_stage(cmd, None)
+
+
+@cmdlet("ConvertTo-Json")
+class ConvertToJson(Cmdlet):
+    params = ("InputObject", "Depth")
+    positional = ("InputObject",)
+    switches = ("Compress", "AsArray", "EnumsAsStrings")
+
+    def begin(self) -> None:
+        self.items: list[object] = []
+
+    def process(self, item: object) -> None:
+        if item is _NOINPUT:
+            if "InputObject" in self.p:
+                self.items.append(self.p["InputObject"])
+                self.direct = True
+            return
+        self.items.append(item)
+
+    def end(self) -> None:
+        if not self.items:
+            return
+        depth = self.rt.to_int(self.p.get("Depth", 2))
+        value = self.items[0] if len(self.items) == 1 else self.items
+        data = to_jsonable(value, depth)
+        if self.p.get("Compress"):
+            self.emit(_json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        else:
+            self.emit(json_51(data))
+
+
+def to_jsonable(v: object, depth: int, level: int = 0) -> object:
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if level > depth:
+        return to_str(v)
+    if isinstance(v, (list, tuple, bytearray, bytes)):
+        return [to_jsonable(x, depth, level + 1) for x in v]
+    if isinstance(v, dict):
+        return {to_str(k): to_jsonable(x, depth, level + 1) for k, x in v.items()}
+    if isinstance(v, PSObject):
+        return {to_str(k): to_jsonable(x, depth, level + 1) for k, x in v.props.items()}
+    if isinstance(v, _dt.datetime):
+        return "/Date(" + str(int(v.timestamp() * 1000)) + ")/"
+    if isinstance(v, SwitchValue):
+        return {"IsPresent": v.present}
+    if isinstance(v, EnumValue):
+        return v.name
+    return to_str(v)
+
+
+def json_51(v: object, indent: int = 0) -> str:
+    """ConvertTo-Json's Windows PowerShell 5.1 layout ("key":  value, arrays aligned under the key)."""
+    pad = " " * indent
+    if isinstance(v, dict):
+        if not v:
+            return "{\r\n\r\n" + pad + "}"
+        lines = []
+        for k, x in v.items():
+            key = _json.dumps(k, ensure_ascii=False)
+            lines.append(pad + "    " + key + ":  " + json_51(x, indent + 4 + len(key) + 3))
+        return "{\r\n" + ",\r\n".join(lines) + "\r\n" + pad + "}"
+    if isinstance(v, list):
+        if not v:
+            return "[\r\n\r\n" + pad + "]"
+        inner = [pad + "    " + json_51(x, indent + 4) for x in v]
+        return "[\r\n" + ",\r\n".join(inner) + "\r\n" + pad + "]"
+    return _json.dumps(v, ensure_ascii=False)
+
+
+def from_json(v: object) -> object:
+    if isinstance(v, dict):
+        return PSObject({k: from_json(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return [from_json(x) for x in v]
+    return v
+
+
+@cmdlet("ConvertFrom-Json")
+class ConvertFromJson(Cmdlet):
+    params = ("InputObject",)
+    positional = ("InputObject",)
+    switches = ("AsHashtable", "NoEnumerate")
+
+    def begin(self) -> None:
+        self.parts: list[str] = []
+
+    def process(self, item: object) -> None:
+        v = self.input_or(item, "InputObject")
+        if item is _NOINPUT and "InputObject" not in self.p:
+            return
+        self.parts.append(to_str(v))
+        if sum(len(p) for p in self.parts) > MAX_STRING_CHARS:
+            raise self.terminate("The JSON input is larger than the lab engine accepts.", "LabJsonTooLarge")
+
+    def end(self) -> None:
+        text = "\n".join(self.parts)
+        if not text.strip():
+            return
+        try:
+            data = _json.loads(text)
+        except ValueError as e:
+            raise self.terminate(f"Invalid JSON primitive: {text.strip()[:40]}.", "System.ArgumentException",
+                                 "NotSpecified", "System.ArgumentException") from e
+        self.emit(from_json(data))
+
+
+@cmdlet("Select-Object", "select")
+class SelectObject(Cmdlet):
+    params = ("Property", "First", "Last", "Skip", "ExpandProperty", "Index", "InputObject")
+    positional = ("Property",)
+    switches = ("Unique",)
+
+    def begin(self) -> None:
+        self.count = 0
+        self.skipped = 0
+        self.buf: list[object] = []
+        self.seen: list[object] = []
+
+    def shape(self, v: object) -> object:
+        rt = self.rt
+        if "ExpandProperty" in self.p:
+            return get_member(rt, v, to_str(self.p["ExpandProperty"]))
+        if "Property" in self.p:
+            props = as_list(self.p["Property"])
+            if props == ["*"]:
+                return v
+            return PSObject({to_str(p): get_member(rt, v, to_str(p)) for p in props})
+        return v
+
+    def process(self, item: object) -> None:
+        if item is _NOINPUT:
+            if "InputObject" not in self.p:
+                return
+            item = self.p["InputObject"]
+        if self.skipped < self.rt.to_int(self.p.get("Skip", 0)):
+            self.skipped += 1
+            return
+        if "Last" in self.p:
+            self.buf.append(item)
+            return
+        if self.p.get("Unique"):
+            if any(_compare(self.rt, "eq", s, item, True) for s in self.seen):
+                return
+            self.seen.append(item)
+        if "First" in self.p:
+            if self.count >= self.rt.to_int(self.p["First"]):
+                raise StopUpstream()
+        self.count += 1
+        out = self.shape(item)
+        for x in enumerate_value(out) if "ExpandProperty" in self.p else [out]:
+            self.emit(x)
+
+    def feed(self, source: _Iterable[object]) -> None:
+        try:
+            super().feed(source)
+        except StopUpstream:
+            pass
+
+    def end(self) -> None:
+        if "Last" in self.p:
+            n = self.rt.to_int(self.p["Last"])
+            for item in self.buf[-n:] if n else []:
+                self.emit(self.shape(item))
+
+
+def run_filter_block(rt: Runtime, sb: ScriptBlock, item: object, sink: _Callable[[object], None]) -> None:
+    """Runs a scriptblock with $_ set, in a child scope (ForEach-Object/Where-Object)."""
+    saved = (rt.scope, rt.src)
+    scope = Scope(rt.scope)
+    scope.vars["_"] = item
+    scope.vars["psitem"] = item
+    rt.scope = scope
+    rt.src = sb.src
+    rt.call_depth += 1
+    try:
+        if rt.call_depth > MAX_CALL_DEPTH:
+            raise runtime_error("The script failed due to call depth overflow.", "CallDepthOverflow")
+        for blk in ("begin", "process", "end"):
+            if blk in sb.body.blocks and sb.body.blocks[blk] is not None:
+                rt.exec_stmts(sb.body.blocks[blk], sink)
+    except _Return:
+        pass
+    finally:
+        rt.call_depth -= 1
+        rt.scope, rt.src = saved
+
+
+@cmdlet("ForEach-Object", "foreach", "%")
+class ForEachObject(Cmdlet):
+    params = ("Process", "Begin", "End", "MemberName", "ArgumentList", "InputObject")
+    positional = ("*",)
+
+    def begin(self) -> None:
+        rest = self.p.get("*", [])
+        blocks = [x for x in rest if isinstance(x, ScriptBlock)] if isinstance(rest, list) else []
+        if "Process" not in self.p and blocks:
+            if len(blocks) == 1:
+                self.p["Process"] = blocks[0]
+            else:
+                self.p["Begin"], self.p["Process"] = blocks[0], blocks[1]
+                if len(blocks) > 2:
+                    self.p["End"] = blocks[2]
+        if "Process" not in self.p and rest and isinstance(rest, list) and isinstance(rest[0], str):
+            self.p["MemberName"] = rest[0]
+        if isinstance(self.p.get("Begin"), ScriptBlock):
+            run_filter_block(self.rt, self.p["Begin"], None, self.sink)  # type: ignore[arg-type]
+
+    def process(self, item: object) -> None:
+        if item is _NOINPUT:
+            if "InputObject" not in self.p:
+                return
+            item = self.p["InputObject"]
+        sb = self.p.get("Process")
+        if isinstance(sb, ScriptBlock):
+            run_filter_block(self.rt, sb, item, self.sink)
+        elif "MemberName" in self.p:
+            name = to_str(self.p["MemberName"])
+            if isinstance(item, str) or get_member(self.rt, item, name) is not None or not hasattr(item, "ps_call"):
+                v = get_member(self.rt, item, name)
+                if v is None and isinstance(item, str):
+                    v = call_method(self.rt, item, name, as_list(self.p.get("ArgumentList")))
+                for x in enumerate_value(v):
+                    self.emit(x)
+            else:
+                self.emit(call_method(self.rt, item, name, as_list(self.p.get("ArgumentList"))))
+
+    def end(self) -> None:
+        if isinstance(self.p.get("End"), ScriptBlock):
+            run_filter_block(self.rt, self.p["End"], None, self.sink)  # type: ignore[arg-type]
+
+
+@cmdlet("Where-Object", "where", "?")
+class WhereObject(Cmdlet):
+    params = ("FilterScript", "Property", "Value", "InputObject", "EQ", "NE", "Like", "Match", "GT", "LT")
+    positional = ("FilterScript", "Value")
+
+    def process(self, item: object) -> None:
+        if item is _NOINPUT:
+            return
+        sb = self.p.get("FilterScript")
+        if isinstance(sb, ScriptBlock):
+            out: list[object] = []
+            run_filter_block(self.rt, sb, item, out.append)
+            if to_bool(out[0] if len(out) == 1 else out):
+                self.emit(item)
+            return
+        prop = to_str(sb if sb is not None else self.p.get("Property"))
+        v = get_member(self.rt, item, prop)
+        for op in ("EQ", "NE", "Like", "Match", "GT", "LT"):
+            if op in self.p:
+                if to_bool(binary_op(self.rt, op.lower(), v, self.p[op])):
+                    self.emit(item)
+                return
+        if to_bool(v):
+            self.emit(item)
+
+
+@cmdlet("Measure-Object", "measure")
+class MeasureObject(Cmdlet):
+    params = ("Property", "InputObject")
+    positional = ("Property",)
+    switches = ("Sum", "Average", "Maximum", "Minimum", "Line", "Word", "Character")
+
+    def begin(self) -> None:
+        self.values: list[object] = []
+
+    def process(self, item: object) -> None:
+        if item is not _NOINPUT:
+            self.values.append(get_member(self.rt, item, to_str(self.p["Property"])) if "Property" in self.p else item)
+
+    def end(self) -> None:
+        rt = self.rt
+        nums = [rt.to_num(v) for v in self.values] if any(self.p.get(k) for k in ("Sum", "Average", "Maximum", "Minimum")) else []
+        out = {"Count": len(self.values),
+               "Average": (sum(nums) / len(nums) if nums else None) if self.p.get("Average") else None,
+               "Sum": sum(nums) if self.p.get("Sum") else None,
+               "Maximum": (max(nums) if nums else None) if self.p.get("Maximum") else None,
+               "Minimum": (min(nums) if nums else None) if self.p.get("Minimum") else None,
+               "Property": to_str(self.p["Property"]) if "Property" in self.p else None}
+        self.emit(PSObject(out))
+
+
+@cmdlet("Sort-Object", "sort")
+class SortObject(Cmdlet):
+    params = ("Property",)
+    positional = ("Property",)
+    switches = ("Descending", "Unique")
+
+    def begin(self) -> None:
+        self.values: list[object] = []
+
+    def process(self, item: object) -> None:
+        if item is not _NOINPUT:
+            self.values.append(item)
+
+    def end(self) -> None:
+        rt = self.rt
+
+        def key(v: object) -> tuple[int, object]:
+            x = get_member(rt, v, to_str(self.p["Property"])) if "Property" in self.p else v
+            return (0, x) if is_number(x) else (1, to_str(x).lower())
+        vals = sorted(self.values, key=key, reverse=bool(self.p.get("Descending")))
+        for v in vals:
+            self.emit(v)
+
+
+@cmdlet("Get-Variable", "gv")
+class GetVariable(Cmdlet):
+    params = ("Name", "Scope")
+    positional = ("Name",)
+    switches = ("ValueOnly",)
+
+    def process(self, item: object) -> None:
+        name = to_str(self.p.get("Name"))
+        if not self.rt.has_var(name):
+            self.error(f"Cannot find a variable with the name '{name}'.", "VariableNotFound", target=name)
+            return
+        v = self.rt.get_var(name)
+        self.emit(v if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": v}))
+
+
+@cmdlet("Set-Variable", "sv")
+class SetVariable(Cmdlet):
+    params = ("Name", "Value", "Scope")
+    positional = ("Name", "Value")
+
+    def process(self, item: object) -> None:
+        scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
+        self.rt.set_var(to_str(self.p.get("Name")), self.p.get("Value"), scope)
+
+
+@cmdlet("ConvertTo-SecureString")
+class ConvertToSecureString(Cmdlet):
+    params = ("String",)
+    positional = ("String",)
+    switches = ("AsPlainText", "Force")
+
+    def process(self, item: object) -> None:
+        self.emit(SecureStringValue(to_str(self.input_or(item, "String"))))
+
+
+class SecureStringValue:
+    ps_type = "System.Security.SecureString"
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.Length = len(value)
+
+    def ps_tostring(self) -> str:
+        return "System.Security.SecureString"
+
+
+# =================================================================================================
+# Native commands run from PowerShell
+# =================================================================================================
+
+NATIVE_COMMANDS: dict[str, _Callable[[Runtime, list[str]], tuple[int, list[str], list[str]]]] = {}
+
+
+def _native_hostname(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
+    if args:
+        return 1, [], ["sethostname: Use the Network Control Panel Applet to set hostname.",
+                       "hostname -s is not supported."]
+    return 0, [rt.host.computer_name], []
+
+
+def _native_whoami(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
+    if not args:
+        return 0, [f"{rt.host.computer_name.lower()}\\{rt.host.user.lower()}"], []
+    if [a.lower() for a in args] == ["/upn"]:
+        return 1, [], ["ERROR: Unable to get User Principal Name (UPN) as the current logged-on user", "is not a domain user."]
+    return 1, [], [f"ERROR: Invalid argument/option - '{args[0]}'.", 'Type "WHOAMI /?" for usage.']
+
+
+NATIVE_COMMANDS["hostname"] = _native_hostname
+NATIVE_COMMANDS["whoami"] = _native_whoami
+
+
+class NativeCommand(Stage):
+    """An executable: output lines to the pipeline, stderr lines as NativeCommandError, sets $LASTEXITCODE."""
+
+    def __init__(self, rt: Runtime, name: str, positional: list[object], named: dict[str, object]) -> None:
+        self.rt = rt
+        self.name = name
+        args = [to_str(a) for a in positional]
+        for k, v in named.items():
+            args.append(f"-{k}" if v is _SWITCH else f"-{k}:{to_str(v)}")
+        self.args = args
+
+    def process_item(self, item: object) -> None:
+        if item is not _NOINPUT:
+            return
+
+    def end(self) -> None:
+        rt = self.rt
+        rc, out, err = NATIVE_COMMANDS[self.name](rt, self.args)
+        for line in out:
+            self.sink(line)
+        for idx, line in enumerate(err):
+            rec = ErrorRecord(line, category="NotSpecified",
+                              fq_error_id="NativeCommandError" if idx == 0 else "NativeCommandErrorMessage",
+                              exception_type="System.Management.Automation.RemoteException", target=line,
+                              command_name=f"{self.name}.exe", reason="RemoteException")
+            rt.write_error(rec, "Continue" if to_str(rt.get_var("ErrorActionPreference")).lower() == "stop" else None)
+        rt.global_scope.vars["lastexitcode"] = rc
+        rt.last_ok = rc == 0
+
+
+# =================================================================================================
+# Display formatting (Out-String / Out-Default), simplified from PowerShell's format views
+# =================================================================================================
+
+def _cell(v: object) -> str:
+    if isinstance(v, (list, tuple)):
+        inner = ", ".join(to_str(x) for x in v[:4])
+        return "{" + inner + ("..." if len(v) > 4 else "") + "}"
+    return to_str(v)
+
+
+def format_for_display(values: list[object]) -> str:
+    """Text of values the way Out-String renders them, lines joined by CRLF (no trailing newline)."""
+    lines: list[str] = []
+    i = 0
+    while i < len(values):
+        v = values[i]
+        if isinstance(v, dict):
+            lines += ["", f"{'Name':<30} Value", f"{'----':<30} -----"]
+            for k, x in v.items():
+                lines.append(f"{to_str(k):<30} {_cell(x)}".rstrip())
+            lines.append("")
+        elif isinstance(v, PSObject):
+            group = [v]
+            while i + 1 < len(values) and isinstance(values[i + 1], PSObject) and \
+                    list(values[i + 1].props.keys()) == list(v.props.keys()):  # type: ignore[union-attr]
+                i += 1
+                group.append(values[i])  # type: ignore[arg-type]
+            keys = list(v.props.keys())
+            if len(keys) >= 5:
+                width = max(len(to_str(k)) for k in keys)
+                for o in group:
+                    lines.append("")
+                    for k in keys:
+                        lines.append(f"{to_str(k):<{width}} : {_cell(o.props[k])}".rstrip())
+                lines.append("")
+            else:
+                cols = [[to_str(k)] + [_cell(o.props[k]) for o in group] for k in keys]
+                widths = [max(len(c) for c in col) for col in cols]
+                lines.append("")
+                lines.append(" ".join(f"{c[0]:<{w}}" for c, w in zip(cols, widths)).rstrip())
+                lines.append(" ".join(("-" * len(c[0])).ljust(w) for c, w in zip(cols, widths)).rstrip())
+                for r in range(1, len(group) + 1):
+                    lines.append(" ".join(f"{c[r]:<{w}}" for c, w in zip(cols, widths)).rstrip())
+                lines.append("")
+        elif isinstance(v, ErrorRecord):
+            lines.append(render_error_text(v))
+        elif isinstance(v, (list, tuple)):
+            lines.append(format_for_display(list(v)))
+        else:
+            lines.append(to_str(v))
+        i += 1
+    return "\r\n".join(lines)
+
+
+def render_error_text(rec: object) -> str:
+    """An error the way the console host prints it (also what goes in CLIXML stderr)."""
+    message = getattr(rec, "message")
+    cmd = getattr(rec, "command_name")
+    pos = getattr(rec, "position")
+    category = getattr(rec, "category")
+    fq = getattr(rec, "fq_error_id")
+    exc = getattr(rec, "exception_type")
+    target = getattr(rec, "target")
+    reason = exc.rsplit(".", 1)[-1]
+    if cmd in ("hostname.exe", "whoami.exe") and fq.startswith("NativeCommandError"):
+        return message
+    first = f"{cmd} : {message}" if cmd else message
+    tpart = f"({target}:String)" if target else "(:)"
+    if target and len(target) > 40:
+        tpart = f"({target[:15]}...{target[-15:]}:String)"
+    cat = f"{category}: {tpart} [{cmd or ''}], {reason}"
+    parts = [first]
+    if pos:
+        parts.append(pos.replace("\r\n", "\n").replace("\n", "\r\n"))
+    parts.append(f"    + CategoryInfo          : {cat}")
+    parts.append(f"    + FullyQualifiedErrorId : {fq}")
+    parts.append(" ")
+    return "\r\n".join(parts)
+
+
+def display_value(v: object) -> object:
+    """What Streams.output receives: str/int/bool/None/float/list/dict; other objects as their string."""
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return v
+    if isinstance(v, (list, tuple)):
+        return [display_value(x) for x in v]
+    if isinstance(v, (bytes, bytearray)):
+        return list(v)
+    if isinstance(v, PSObject):
+        return {to_str(k): display_value(x) for k, x in v.props.items()}
+    if isinstance(v, dict):
+        return {to_str(k): display_value(x) for k, x in v.items()}
+    if isinstance(v, _dt.datetime):
+        return v.strftime("%A, %B %d, %Y %I:%M:%S %p").replace(" 0", " ")
+    if isinstance(v, ErrorRecord):
+        return v.message
+    return to_str(v)
