@@ -34,6 +34,7 @@ DOMAIN = "lab.test"
 REALM = "LAB.TEST"
 SQUID_AUTH_SCHEMES = ("none", "basic", "digest", "ntlm", "negotiate")
 PROXY_HOSTNAME = f"proxy.{DOMAIN}"
+_STOP_JOIN_S = 30.0  # each component bounds its own stop; this only guards against a hung one
 
 
 class LabError(RuntimeError):
@@ -133,7 +134,8 @@ class Lab:
         self.hosts: dict[str, _HostEntry] = {}
         self.proxies: dict[str, _ProxyEntry] = {}
         self.control: t.Any = None
-        self._stoppers: list[tuple[str, t.Callable[[], t.Any]]] = []
+        # (what, stop, parallel): consecutive parallel entries stop together (Squid takes ~2 s each)
+        self._stoppers: list[tuple[str, t.Callable[[], t.Any], bool]] = []
         self._own_workdir = False
         self._saved_env: dict[str, str | None] = {}
         self._lock = threading.RLock()
@@ -160,11 +162,15 @@ class Lab:
         """Stop everything this lab started, newest first; never raises."""
         with self._lock:
             while self._stoppers:
-                what, stop = self._stoppers.pop()
-                try:
-                    stop()
-                except Exception:
-                    log.exception("stopping %s failed", what)
+                batch = [self._stoppers.pop()]
+                while batch[0][2] and self._stoppers and self._stoppers[-1][2]:
+                    batch.append(self._stoppers.pop())
+                threads = [threading.Thread(target=_stop_logged, args=(what, stop), name=f"stop {what}")
+                           for what, stop, _ in batch]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(_STOP_JOIN_S)
             for key, old in self._saved_env.items():
                 if old is None:
                     os.environ.pop(key, None)
@@ -181,8 +187,8 @@ class Lab:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _on_stop(self, what: str, stop: t.Callable[[], t.Any]) -> None:
-        self._stoppers.append((what, stop))
+    def _on_stop(self, what: str, stop: t.Callable[[], t.Any], *, parallel: bool = False) -> None:
+        self._stoppers.append((what, stop, parallel))
 
     def _start(self) -> None:
         opts = self.options
@@ -343,7 +349,7 @@ class Lab:
                 raise LabError("Squid support (tests/lab/_squid.py) is not available; "
                                "start the lab without Squid (--squid-auth '')") from e
             # Proxy accounts are not host accounts (R2): their own names and passwords.
-            username = None if scheme == "none" else f"proxy-{scheme}"
+            username = None if scheme == "none" else f"proxy-{'https' if https else scheme}"
             password = None if scheme == "none" else _password()
             users = {username: password} if username and password else {}
             kwargs: dict[str, t.Any] = {"auth": None if scheme == "none" else scheme, "users": users,
@@ -354,7 +360,7 @@ class Lab:
                 kwargs.update(keytab=proxy_keytab, realm=REALM, service_name=f"HTTP/{PROXY_HOSTNAME}",
                               krb5_config=self.kdc.krb5_config)
             proxy = SquidProxy(self.workdir / key, **kwargs)
-            self._on_stop(key, proxy.stop)
+            self._on_stop(key, proxy.stop, parallel=True)
             proxy.start()
             self.proxies[key] = _ProxyEntry("squid", proxy, scheme, username, password)
         if opts.tinyproxy:
@@ -363,8 +369,8 @@ class Lab:
             except ImportError as e:
                 raise LabError("tinyproxy support (tests/lab/_tinyproxy.py) is not available; "
                                "start the lab with --no-tinyproxy") from e
-            tiny = TinyProxy(self.workdir / "tinyproxy")
-            self._on_stop("tinyproxy", tiny.stop)
+            tiny = TinyProxy(self.workdir / "tinyproxy", allowed_connect_ports=self._connect_ports())
+            self._on_stop("tinyproxy", tiny.stop, parallel=True)
             tiny.start()
             self.proxies["tinyproxy"] = _ProxyEntry("tinyproxy", tiny)
         if opts.mitm:
@@ -373,7 +379,7 @@ class Lab:
             except ImportError as e:
                 raise LabError("the inspecting proxy (tests/lab/_mitm.py) is not available") from e
             mitm = InspectingProxy(self.workdir / "mitm", mode="regular", tls_passthrough=True)
-            self._on_stop("mitm", mitm.stop)
+            self._on_stop("mitm", mitm.stop, parallel=True)
             mitm.start()
             self.proxies["mitm"] = _ProxyEntry("mitm", mitm)
 
@@ -432,7 +438,9 @@ class Lab:
         return desc
 
     def _describe_proxy(self, p: _ProxyEntry) -> dict[str, t.Any]:
-        desc: dict[str, t.Any] = {"kind": p.kind, "url": _value(p.obj, "url")}
+        own = getattr(p.obj, "describe", None)
+        desc: dict[str, t.Any] = {k: v for k, v in (own() if callable(own) else {}).items() if v is not None}
+        desc.update(kind=p.kind, url=_value(p.obj, "url"))
         if p.kind == "squid":
             desc["auth"] = p.auth
             if p.username:
@@ -550,6 +558,13 @@ class Lab:
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]:
         """Counters of the latency relays in front of host, by kind (http, https)."""
         return {kind: r.counters() for kind, r in self._host(host).relays.items()}
+
+
+def _stop_logged(what: str, stop: t.Callable[[], t.Any]) -> None:
+    try:
+        stop()
+    except Exception:
+        log.exception("stopping %s failed", what)
 
 
 def _as_file(value: t.Any, path: pathlib.Path) -> pathlib.Path:

@@ -1,0 +1,109 @@
+"""The session lab (tests/lab/pytest_plugin.py) is wired together: realm, hosts, relays and proxies agree."""
+
+from __future__ import annotations
+
+import socket
+import time
+import typing as t
+
+import pytest
+
+from .conftest import available
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(not available("tests.lab._host"), reason="tests/lab/_host.py has not landed yet"),
+]
+
+UNAUTHENTICATED_POST = b"POST /wsman HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+def _exchange(port: int, request: bytes, timeout: float = 10) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        for _ in range(1000):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data and not request.startswith(b"POST"):
+                break
+        return data
+
+
+def _user(host: dict[str, t.Any], kind: str) -> dict[str, t.Any]:
+    return next(u for u in host["users"] if u.get("kind") == kind)
+
+
+def test_the_domain_user_logs_on_to_every_host_with_kerberos(lab: t.Any, lab_description: dict[str, t.Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    wsman = pytest.importorskip("pypsrp.wsman")
+    if not lab_description.get("kdc"):
+        pytest.skip("the session lab runs without the realm")
+    for key, value in lab_description["kdc"]["env"].items():
+        monkeypatch.setenv(key, value)
+    for host in lab_description["hosts"]:
+        account = _user(host, "domain")
+        before = lab.host_counters(host["name"]).get("auth_handshakes.kerberos", 0)
+        client = wsman.WSMan("127.0.0.1", port=host["https_port"], username=account["principal"],
+                             password=account["password"], ssl=True, cert_validation=lab_description["ca_cert"],
+                             auth="kerberos", negotiate_hostname_override=host["hostname"])
+        with client:
+            client.get_server_config()
+        assert lab.host_counters(host["name"])["auth_handshakes.kerberos"] == before + 1
+    principals = lab_description["kdc"]["services"]
+    assert {f"HTTP/{h['hostname']}@LAB.TEST" for h in lab_description["hosts"]} <= set(principals)
+
+
+def test_the_relay_in_front_of_a_host_adds_the_rtt_set_through_the_control_api(
+        lab_client: t.Any, lab_description: dict[str, t.Any]) -> None:
+    host = lab_description["hosts"][0]
+    if "relay" not in host:
+        pytest.skip("the session lab runs without relays")
+    direct_start = time.monotonic()
+    assert _exchange(host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
+    direct = time.monotonic() - direct_start
+    rtt_s = 0.06
+    lab_client.set_rtt(rtt_s * 1000, host=host["name"])
+    try:
+        before = lab_client.relay_counters(host["name"])["http"]["connections"]
+        start = time.monotonic()
+        answer = _exchange(host["relay"]["http_port"], UNAUTHENTICATED_POST)
+        elapsed = time.monotonic() - start
+    finally:
+        lab_client.set_rtt(0, host=host["name"])
+    assert answer.startswith(b"HTTP/1.1 401")  # the relay reaches the host
+    # one round trip for the TCP handshake, one for the exchange
+    assert 2 * rtt_s <= elapsed <= 2 * rtt_s + direct + 0.3
+    assert lab_client.relay_counters(host["name"])["http"]["connections"] == before + 1
+
+
+def test_squid_may_connect_to_host_and_relay_ports_and_nothing_else(lab_description: dict[str, t.Any]) -> None:
+    proxy = lab_description["proxies"].get("squid_noauth")
+    if proxy is None:
+        pytest.skip("the session lab runs without an unauthenticated Squid")
+    proxy_port = int(proxy["url"].rsplit(":", 1)[1])
+    host = lab_description["hosts"][0]
+    allowed = [host["https_port"], *([host["relay"]["https_port"]] if "relay" in host else [])]
+    for port in allowed:
+        answer = _exchange(proxy_port, f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+        assert answer.split(b"\r\n")[0].split(b" ")[1] == b"200", answer[:200]
+    control_port = int(lab_description["control_url"].rsplit(":", 1)[1])
+    answer = _exchange(proxy_port, f"CONNECT 127.0.0.1:{control_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert answer.split(b"\r\n")[0].split(b" ")[1] == b"403", answer[:200]
+
+
+def test_fault_switches_set_through_the_control_api_reach_the_host(lab_client: t.Any,
+                                                                   lab_host: dict[str, t.Any]) -> None:
+    delay = 0.4
+    assert lab_client.set_faults(lab_host["name"], delay_response_s=delay)["delay_response_s"] == delay
+    start = time.monotonic()
+    assert _exchange(lab_host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
+    assert time.monotonic() - start >= delay
+    lab_client.clear_faults(lab_host["name"])
+    start = time.monotonic()
+    assert _exchange(lab_host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
+    assert time.monotonic() - start < delay
+    counters = lab_client.host_counters(lab_host["name"])  # lab_host reset them before the test
+    assert counters["tcp_connections"] == 2 and counters["http_status.401"] == 2
