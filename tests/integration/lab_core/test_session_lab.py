@@ -107,3 +107,39 @@ def test_fault_switches_set_through_the_control_api_reach_the_host(lab_client: t
     assert time.monotonic() - start < delay
     counters = lab_client.host_counters(lab_host["name"])  # lab_host reset them before the test
     assert counters["tcp_connections"] == 2 and counters["http_status.401"] == 2
+
+
+def test_the_inspecting_proxy_hands_back_what_it_relayed(lab_client: t.Any, lab_description: dict[str, t.Any]) -> None:
+    if "mitm" not in lab_description["proxies"]:
+        pytest.skip("the session lab runs without the inspecting proxy")
+    port = int(lab_description["proxies"]["mitm"]["url"].rsplit(":", 1)[1])
+    host = lab_description["hosts"][0]
+    marker = f"X-Lab-Marker: {time.time_ns()}".encode()
+    request = (f"POST http://127.0.0.1:{host['http_port']}/wsman HTTP/1.1\r\nHost: 127.0.0.1:{host['http_port']}\r\n"
+               ).encode() + marker + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    assert _exchange(port, request).startswith(b"HTTP/1.1 401")
+    recorded = b""
+    deadline = time.monotonic() + 5
+    while marker not in recorded and time.monotonic() < deadline:
+        recorded = lab_client.proxy_recorded("mitm")
+        time.sleep(0.1)
+    assert marker in recorded  # the request as relayed to the host
+    assert b"Microsoft-HTTPAPI/2.0" in recorded  # and the host's answer
+
+
+def test_a_restarted_proxy_serves_again_on_the_same_port(lab_client: t.Any,
+                                                         lab_description: dict[str, t.Any]) -> None:
+    if "tinyproxy" not in lab_description["proxies"]:
+        pytest.skip("the session lab runs without tinyproxy")
+    port = int(lab_description["proxies"]["tinyproxy"]["url"].rsplit(":", 1)[1])
+    host = lab_description["hosts"][0]
+    request = (f"POST http://127.0.0.1:{host['http_port']}/wsman HTTP/1.1\r\nHost: 127.0.0.1:{host['http_port']}\r\n"
+               "Content-Length: 0\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as held:
+        lab_client.restart_proxy("tinyproxy")
+        held.settimeout(5)
+        try:
+            assert held.recv(1) == b""  # the restart dropped the connection it held
+        except ConnectionResetError:
+            pass
+    assert _exchange(port, request).startswith(b"HTTP/1.1 401")
