@@ -12,7 +12,7 @@ MAX_SCRIPT_CHARS = 4_000_000
 MAX_NESTING = 200
 EOF = "\uffff"  # what peek() returns past the end; never a syntax character
 
-KEYWORDS_UNSUPPORTED = {"switch", "trap", "class", "enum", "workflow", "parallel", "sequence",
+KEYWORDS_UNSUPPORTED = {"trap", "class", "enum", "workflow", "parallel", "sequence",
                         "inlinescript", "configuration", "data", "dynamicparam"}
 
 COMPARISON_OPS = {
@@ -351,7 +351,13 @@ class Parser:
     def parse_statement(self) -> Node:
         self.enter()
         try:
-            return self._parse_statement()
+            node = self._parse_statement()
+            if node.end <= node.pos:
+                end = self.i
+                while end > node.pos and self.s[end - 1] in " \t\n;":
+                    end -= 1
+                node.end = end
+            return node
         finally:
             self.leave()
 
@@ -392,6 +398,8 @@ class Parser:
             return Node("do", pos, cond=cond, body=body, until=until)
         if word == "try" and self.keyword("try"):
             return self.parse_try(pos)
+        if word == "switch" and self.keyword("switch"):
+            return self.parse_switch(pos)
         if word in ("function", "filter") and self.keyword(word):
             return self.parse_function(pos, word == "filter")
         if word == "throw" and self.keyword("throw"):
@@ -527,6 +535,47 @@ class Parser:
         if not catches and fin is None:
             raise self.err("MissingCatchOrFinally", "The Try statement is missing its Catch or Finally block.")
         return Node("try", pos, body=body, catches=catches, fin=fin)
+
+    def parse_switch(self, pos: int) -> Node:
+        opts: set[str] = set()
+        while True:
+            self.skip_ws()
+            m = re.compile(r"-(regex|wildcard|exact|casesensitive)\b", re.I).match(self.s, self.i)
+            if not m:
+                break
+            opts.add(m.group(1).lower())
+            self.i = m.end()
+        if self.peek() != "(":
+            raise self.err("LabUnsupportedStatement", "Only 'switch (...) { }' is in the lab engine's subset.")
+        self.i += 1
+        self.skip_ws(newlines=True)
+        value = self.parse_pipeline()
+        self.skip_ws(newlines=True)
+        self.expect(")", "MissingEndParenthesisInSwitchStatement", "Missing ')' in switch statement.")
+        self.skip_ws(newlines=True)
+        start = self.i
+        self.expect("{", "MissingCurlyBraceInSwitchStatement", "Missing '{' in switch statement.")
+        clauses: list[tuple[Node | None, Node]] = []
+        while True:
+            self.skip_terminators()
+            if self.peek() == "}":
+                self.i += 1
+                break
+            if self.peek() == EOF:
+                raise self.err("MissingEndCurlyBrace", "Missing closing '}' in statement block.", start)
+            cpos = self.i
+            if self.keyword("default"):
+                cond: Node | None = None
+            elif self.peek() in "$'\"({@[" or self.peek().isdigit():
+                cond = self.nested(self.parse_unary)
+            else:
+                word = re.compile(r"[^\s{]+").match(self.s, self.i)
+                assert word
+                self.i = word.end()
+                cond = Node("const", cpos, value=word.group(0))
+            self.skip_ws(newlines=True)
+            clauses.append((cond, self.parse_braced_statements()))
+        return Node("switch", pos, value=value, clauses=clauses, opts=opts)
 
     def parse_function(self, pos: int, is_filter: bool) -> Node:
         self.skip_ws()
@@ -1452,12 +1501,13 @@ def canonical_type(name: str) -> str:
         return _TYPE_ALIASES[low_short]
     if low in _TYPE_ALIASES:
         return _TYPE_ALIASES[low]
-    if low.startswith("system."):
-        return n
     if low.startswith("collections.generic.list[") or low.startswith("system.collections.generic.list["):
         return "System.Collections.Generic.List"
-    if "cryptography.sha1cryptoserviceprovider" in low:
-        return "System.Security.Cryptography.SHA1"
+    for alg in ("sha1", "sha256", "md5"):
+        if low_short in (f"security.cryptography.{alg}cryptoserviceprovider", f"security.cryptography.{alg}managed"):
+            return f"System.Security.Cryptography.{alg.upper()}"
+    if low.startswith("system."):
+        return n
     return "System." + n if low_short.split(".")[0] in ("io", "text", "security", "management", "collections",
                                                          "reflection", "net", "diagnostics") else n
 
@@ -1491,7 +1541,7 @@ def to_str(v: object, rt: "Runtime | None" = None) -> str:
     if isinstance(v, dict):
         return "System.Collections.Hashtable"
     if isinstance(v, PSEnumerator):
-        return "System.Collections.ArrayList+ArrayListEnumeratorSimple"
+        return " ".join(to_str(x) for x in v)  # enumerated and joined with $OFS, as LanguagePrimitives does
     tostr = getattr(v, "ps_tostring", None)
     if tostr is not None:
         return tostr()
@@ -1844,6 +1894,15 @@ class Runtime:
             self.exec_stmt(st, sink)
 
     def exec_stmt(self, st: Node, sink: _Callable[[object], None]) -> None:
+        try:
+            self._exec_stmt(st, sink)
+        except PSError as e:
+            if e.record.position is None:
+                self.cur = (st.pos, st.end if st.end > st.pos else st.pos + 1)
+                self.fill(e.record)
+            raise
+
+    def _exec_stmt(self, st: Node, sink: _Callable[[object], None]) -> None:
         k = st.k
         self.cur = (st.pos, st.end if st.end > st.pos else st.pos + 1)
         if k == "pipeline":
@@ -1883,6 +1942,8 @@ class Runtime:
                     continue
         elif k in ("while", "do", "for"):
             self.exec_loop(st, sink)
+        elif k == "switch":
+            self.exec_switch(st, sink)
         elif k == "try":
             self.exec_try(st, sink)
         elif k == "function":
@@ -1940,6 +2001,48 @@ class Runtime:
                 ok = to_bool(self.eval_pipeline_value(st.cond))
                 if (not ok) if not st.until else ok:
                     break
+
+    def exec_switch(self, st: Node, sink: _Callable[[object], None]) -> None:
+        value = self.eval_pipeline_value(st.value)
+        items = [None] if value is None else list(enumerate_value(value))
+        case = "casesensitive" in st.opts
+        saved = self.scope.vars.get("_")
+        try:
+            for count, item in enumerate(items):
+                if count > MAX_LOOP_ITERATIONS:
+                    raise self.bound_error("switch")
+                self.scope.vars["_"] = item
+                matched = False
+                try:
+                    for cond, body in st.clauses:
+                        if cond is None:
+                            continue
+                        if cond.k == "scriptblock":
+                            out: list[object] = []
+                            run_filter_block(self, ScriptBlock(cond.body, self.src), item, out.append)
+                            hit = to_bool(out[0] if len(out) == 1 else out)
+                        else:
+                            c = self.eval(cond)
+                            if "regex" in st.opts:
+                                hit = bool(re.search(dotnet_regex(to_str(c)), to_str(item), 0 if case else re.I))
+                            elif "wildcard" in st.opts:
+                                hit = bool(re.match("^" + wildcard_regex(to_str(c)) + "$", to_str(item),
+                                                    0 if case else re.I | re.S))
+                            else:
+                                hit = _compare(self, "eq", item, c, case)
+                        if hit:
+                            matched = True
+                            self.exec_stmts(body, sink)
+                    if not matched:
+                        for cond, body in st.clauses:
+                            if cond is None:
+                                self.exec_stmts(body, sink)
+                except _Continue:
+                    continue
+        except _Break:
+            pass
+        finally:
+            self.scope.vars["_"] = saved
 
     def exec_try(self, st: Node, sink: _Callable[[object], None]) -> None:
         try:
@@ -2054,6 +2157,9 @@ class Runtime:
         return out[0] if len(out) == 1 else out
 
     def eval_pipeline_value(self, node: Node, keep_enumerator: bool = False) -> object:
+        if node.k == "assign":  # `while ($read = $fs.Read(...))`: the condition is the assigned value
+            self.exec_assign(node)
+            return self.eval(node.target)
         if node.k == "pipeline" and len(node.elements) == 1 and node.elements[0].k == "expr" \
                 and not node.elements[0].redirs:
             v = self.eval(node.elements[0].expr)
@@ -2074,6 +2180,10 @@ class Runtime:
             value = self.eval(first.expr)
             if first.expr.k == "incdec" and len(elements) == 1:
                 return  # `$i++` as a statement writes nothing
+            if value is None and first.expr.k == "call":
+                if len(elements) == 1:
+                    return  # a void .NET method writes nothing (AutomationNull), unlike $null
+                value = []
             if len(elements) == 1:
                 if first.expr.k == "paren" or first.expr.k in ("subexpr", "arrayexpr") or True:
                     for item in enumerate_value(value) if not isinstance(value, PSEnumerator) else value:
