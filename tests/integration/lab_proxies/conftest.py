@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 import http.server
 import re
+import secrets
 import socket
 import socketserver
 import ssl
@@ -22,6 +23,7 @@ import requests.auth
 import spnego
 
 from tests.lab._certs import LabCA
+from tests.lab._squid import SquidProxy
 
 
 # ---------------------------------------------------------------------------------- upstream servers
@@ -30,8 +32,10 @@ class RecordingHTTPServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _RecordingHandler)
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
         self.requests: list[tuple[tuple[str, int], str, str, dict[str, str]]] = []  # (peer, method, path, headers)
         self.connections: list[tuple[str, int]] = []
         self.lock = threading.Lock()
@@ -107,7 +111,7 @@ def _serve_echo(listener: socket.socket, tls: ssl.SSLContext | None, server: Ech
         threading.Thread(target=handle, daemon=True).start()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lab_ca(tmp_path_factory: pytest.TempPathFactory) -> LabCA:
     return LabCA.create(tmp_path_factory.mktemp("ca"))
 
@@ -124,13 +128,13 @@ def _echo(tls: ssl.SSLContext | None) -> Iterator[EchoServer]:
     listener.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def echo_server() -> Iterator[EchoServer]:
     """A plain TCP echo server (a CONNECT target)."""
     yield from _echo(None)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tls_echo_server(lab_ca: LabCA) -> Iterator[EchoServer]:
     """A TLS echo server with a lab-CA certificate for 127.0.0.1 (a CONNECT target)."""
     cert, key = lab_ca.issue_server("echo", ["localhost"], ["127.0.0.1"])
@@ -139,16 +143,29 @@ def tls_echo_server(lab_ca: LabCA) -> Iterator[EchoServer]:
     yield from _echo(ctx)
 
 
-@pytest.fixture()
-def http_upstream() -> Iterator[RecordingHTTPServer]:
-    """A keep-alive HTTP server that records which connection carried each request."""
-    server = RecordingHTTPServer()
+def _serve_http(tls: ssl.SSLContext | None) -> Iterator[RecordingHTTPServer]:
+    server = RecordingHTTPServer(tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
     thread.join(timeout=2)
+
+
+@pytest.fixture()
+def http_upstream() -> Iterator[RecordingHTTPServer]:
+    """A keep-alive HTTP server that records which connection carried each request."""
+    yield from _serve_http(None)
+
+
+@pytest.fixture()
+def https_upstream(lab_ca: LabCA) -> Iterator[RecordingHTTPServer]:
+    """The same over TLS with a lab-CA certificate for 127.0.0.1."""
+    cert, key = lab_ca.issue_server("https-upstream", ["localhost"], ["127.0.0.1"])
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    yield from _serve_http(ctx)
 
 
 # ---------------------------------------------------------------------------------- proxy clients
@@ -271,3 +288,41 @@ def stop_together(proxies: Iterable[Any]) -> None:
     with concurrent.futures.ThreadPoolExecutor() as pool:
         for future in [pool.submit(p.stop) for p in proxies]:
             future.result(timeout=30)
+
+
+def start_together(proxies: Iterable[Any]) -> None:
+    """Start several proxies at once (mitmdump alone takes a second or two to import and listen)."""
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        for future in [pool.submit(p.start) for p in proxies]:
+            future.result(timeout=60)
+
+
+PROXY_USER = "proxy-user"
+
+
+@pytest.fixture(scope="session")
+def proxy_password() -> str:
+    # a colon and a percent sign: escaping mistakes in a helper or a client show up as refusals
+    return f"Px:{secrets.token_urlsafe(12)}%1"
+
+
+@pytest.fixture(scope="session")
+def squids(tmp_path_factory: pytest.TempPathFactory, proxy_password: str, echo_server: EchoServer,
+           lab_ca: LabCA) -> Iterator[dict[str, SquidProxy]]:
+    """One Squid per variant for the whole session, started and stopped together."""
+    users = {PROXY_USER: proxy_password}
+    ports = [echo_server.port]
+    made = {
+        "open": SquidProxy(tmp_path_factory.mktemp("squid-open"), allowed_connect_ports=ports),
+        "basic": SquidProxy(tmp_path_factory.mktemp("squid-basic"), auth="basic", users=users),
+        "digest": SquidProxy(tmp_path_factory.mktemp("squid-digest"), auth="digest", users=users),
+        "ntlm": SquidProxy(tmp_path_factory.mktemp("squid-ntlm"), auth="ntlm", users=users,
+                           allowed_connect_ports=ports),
+        "https": SquidProxy(tmp_path_factory.mktemp("squid-https"), https_port=True, ca=lab_ca,
+                            allowed_connect_ports=ports),
+    }
+    try:
+        start_together(made.values())
+        yield made
+    finally:
+        stop_together(made.values())

@@ -20,41 +20,20 @@ from tests.integration.lab_proxies.conftest import (
     HTTPProxyDigestAuth,
     RecordingHTTPServer,
     connect_with_auth,
+    PROXY_USER,
     echo_through,
-    stop_together,
 )
 from tests.lab import _procs
 from tests.lab._squid import SquidProxy
 
 pytestmark = pytest.mark.timeout(60)
 
-USER = "proxy-user"
+USER = PROXY_USER
 
 
-@pytest.fixture(scope="module")
-def password() -> str:
-    # a colon and a percent sign: escaping mistakes in a helper or a client show up as refusals
-    return f"Px:{secrets.token_urlsafe(12)}%1"
-
-
-@pytest.fixture(scope="module")
-def squids(tmp_path_factory: pytest.TempPathFactory, password: str,
-           echo_server: EchoServer) -> Iterator[dict[str, SquidProxy]]:
-    """One Squid per scheme for the module, stopped together (Squid takes ~2 s to shut down)."""
-    users = {USER: password}
-    made = {
-        "open": SquidProxy(tmp_path_factory.mktemp("squid-open"), allowed_connect_ports=[echo_server.port]),
-        "basic": SquidProxy(tmp_path_factory.mktemp("squid-basic"), auth="basic", users=users),
-        "digest": SquidProxy(tmp_path_factory.mktemp("squid-digest"), auth="digest", users=users),
-        "ntlm": SquidProxy(tmp_path_factory.mktemp("squid-ntlm"), auth="ntlm", users=users,
-                           allowed_connect_ports=[echo_server.port]),
-    }
-    try:
-        for squid in made.values():
-            squid.start()
-        yield made
-    finally:
-        stop_together(made.values())
+@pytest.fixture()
+def password(proxy_password: str) -> str:
+    return proxy_password
 
 
 @pytest.fixture()
@@ -101,20 +80,16 @@ def test_squid_starts_within_bounds_stops_cleanly_and_restarts_on_the_same_port(
     assert "Exiting normally" in squid.cache_log_path.read_text()  # SIGTERM was enough, no SIGKILL
 
 
-def test_squid_startup_failure_reports_the_log_tail_within_the_bound(tmp_path: pathlib.Path) -> None:
-    squid = SquidProxy(tmp_path)
-    squid.start()
-    try:
-        twin = SquidProxy(tmp_path / "twin")
-        twin.port = squid.port  # the port is taken: Squid cannot listen
-        began = time.monotonic()
-        with pytest.raises(_procs.DaemonStartError, match="squid") as info:
-            twin.start()
-        assert time.monotonic() - began < _procs.START_TIMEOUT_S + _procs.STOP_TIMEOUT_S
-        assert "cache.log" in str(info.value)
-        assert not twin.running
-    finally:
-        squid.stop()
+def test_squid_startup_failure_reports_the_log_tail_within_the_bound(tmp_path: pathlib.Path,
+                                                                    open_squid: SquidProxy) -> None:
+    twin = SquidProxy(tmp_path / "twin")
+    twin.port = open_squid.port  # the port is taken: Squid cannot listen
+    began = time.monotonic()
+    with pytest.raises(_procs.DaemonStartError, match="squid") as info:
+        twin.start()
+    assert time.monotonic() - began < _procs.START_TIMEOUT_S + _procs.STOP_TIMEOUT_S
+    assert "cache.log" in str(info.value)
+    assert not twin.running
 
 
 # ------------------------------------------------------------------------------------------ CONNECT policy
@@ -137,19 +112,20 @@ def test_squid_refuses_connect_to_a_port_that_is_not_a_lab_port(open_squid: Squi
     assert [e.squid_status for e in denied] == ["TCP_DENIED"]
 
 
-def test_squid_serves_https_proxy_port_with_a_lab_ca_certificate(tmp_path: pathlib.Path, lab_ca,
+def test_squid_serves_https_proxy_port_with_a_lab_ca_certificate(squids: dict[str, SquidProxy], lab_ca,
                                                                  echo_server: EchoServer) -> None:
-    squid = SquidProxy(tmp_path, https_port=True, ca=lab_ca, allowed_connect_ports=[echo_server.port])
-    squid.start()
+    squid = squids["https"]
+    assert squid.https_url == f"https://127.0.0.1:{squid.tls_port}"
+    tls = ssl.create_default_context(cafile=str(lab_ca.cert_path))
+    result = connect_with_auth(squid.tls_port, echo_server.port, wrap=tls)
     try:
-        assert squid.https_url == f"https://127.0.0.1:{squid.tls_port}"
-        tls = ssl.create_default_context(cafile=str(lab_ca.cert_path))
-        result = connect_with_auth(squid.tls_port, echo_server.port, wrap=tls)
         assert result.statuses == [200]
         assert echo_through(result, b"inside TLS to the proxy") == b"echo:inside TLS to the proxy"
-        result.close()
     finally:
-        squid.stop()
+        result.close()
+    # and a client that does not trust the lab CA refuses the proxy's certificate
+    with pytest.raises(ssl.SSLCertVerificationError):
+        connect_with_auth(squid.tls_port, echo_server.port, wrap=ssl.create_default_context())
 
 
 # ------------------------------------------------------------------------------------------ Basic
