@@ -143,3 +143,26 @@ def test_a_restarted_proxy_serves_again_on_the_same_port(lab_client: t.Any,
         except ConnectionResetError:
             pass
     assert _exchange(port, request).startswith(b"HTTP/1.1 401")
+
+
+def test_each_host_accepts_its_own_client_certificate_and_not_another_hosts(
+        lab: t.Any, lab_description: dict[str, t.Any]) -> None:
+    wsman = pytest.importorskip("pypsrp.wsman")
+    exceptions = pytest.importorskip("pypsrp.exceptions")
+    hosts = lab_description["hosts"]
+    if len(hosts) < 2:
+        pytest.skip("needs two hosts")
+
+    def log_on(host: dict[str, t.Any], cert: dict[str, str]) -> None:
+        client = wsman.WSMan("127.0.0.1", port=host["https_port"], ssl=True, auth="certificate",
+                             certificate_pem=cert["cert"], certificate_key_pem=cert["key"],
+                             cert_validation=lab_description["ca_cert"])
+        with client:
+            client.get_server_config()
+
+    first, second = hosts[0], hosts[1]
+    before = lab.host_counters(first["name"]).get("auth_handshakes.certificate", 0)
+    log_on(first, first["client_certs"][0])
+    assert lab.host_counters(first["name"])["auth_handshakes.certificate"] == before + 1
+    with pytest.raises((exceptions.AuthenticationError, exceptions.WSManFaultError, OSError)):
+        log_on(second, first["client_certs"][0])
