@@ -56,7 +56,7 @@ class Node:
 
 
 _WORD_END = set(" \t\r\n|;(){},&`\"'") | {"\u00a0"}
-_NUM_RE = re.compile(r"(0x[0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)([lLdD]?)(kb|mb|gb|tb|pb)?", re.I)
+_NUM_RE = re.compile(r"(0x[0-9a-fA-F]+|(?:\d+(?:\.(?!\.)\d*)?|\.\d+)(?:[eE][+-]?\d+)?)([lLdD]?)(kb|mb|gb|tb|pb)?", re.I)
 _VAR_NAME_RE = re.compile(r"(?:(global|script|local|private|env|using|variable):)?([A-Za-z0-9_?]+)", re.I)
 _SIMPLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-.]*")
 
@@ -3009,9 +3009,11 @@ def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
         if m and base == "match":
             h = Hashtable()
             h[0] = m.group(0)
-            for gi, g in enumerate(m.groups(), start=1):
-                if g is not None:
-                    h[gi] = g
+            named_idx = set(rx.groupindex.values())
+            unnamed = [gi for gi in range(1, (rx.groups or 0) + 1) if gi not in named_idx]
+            for n, gi in enumerate(unnamed, start=1):  # .NET numbers unnamed groups before named ones
+                if m.group(gi) is not None:
+                    h[n] = m.group(gi)
             for gn, g in m.groupdict().items():
                 if g is not None:
                     h[gn] = g
@@ -5260,11 +5262,14 @@ class _ContentWriter(Cmdlet):
             raise self.terminate(f"Cannot bind parameter 'Encoding'. Cannot convert value \"{enc}\".",
                                  "CannotConvertArgumentNoMessage") from None
         if not hp.parent.is_dir():
-            raise self.terminate(f"Could not find a part of the path '{win_full(rt, path)}'.", "GetContentWriterDirectoryNotFoundError",
-                                 "ObjectNotFound", "System.IO.DirectoryNotFoundException")
+            self.error(f"Could not find a part of the path '{win_full(rt, path)}'.",
+                       "GetContentWriterDirectoryNotFoundError", "ObjectNotFound", "System.IO.DirectoryNotFoundException",
+                       win_full(rt, path))
+            return
         if hp.is_dir():
-            raise self.terminate(f"Access to the path '{win_full(rt, path)}' is denied.", "GetContentWriterUnauthorizedAccessError",
-                                 "PermissionDenied", "System.UnauthorizedAccessException")
+            self.error(f"Access to the path '{win_full(rt, path)}' is denied.", "GetContentWriterUnauthorizedAccessError",
+                       "PermissionDenied", "System.UnauthorizedAccessException", win_full(rt, path))
+            return
         append = self.append or bool(self.p.get("Append"))
         if append and hp.exists() and data.startswith((b"\xff\xfe", b"\xef\xbb\xbf")) and hp.stat().st_size:
             data = data[2:] if data.startswith(b"\xff\xfe") else data[3:]
