@@ -198,7 +198,7 @@ def test_files_are_written_under_root_and_read_back_case_insensitively(ps, root:
                  '(Get-Item C:\\Temp\\a.txt).Length; Test-Path C:\\Temp -PathType Container')
     assert streams.out[0] is False
     assert streams.out[1:] == ["ünï", "2", 11, 16, True]
-    assert (root / "Temp" / "a.txt").read_bytes() == b"\xef\xbb\xbf\xc3\xbcn\xc3\xaf\r\n2\r\n3\r\n"
+    assert (root / "Temp" / "A.TXT").read_bytes() == b"\xef\xbb\xbf\xc3\xbcn\xc3\xaf\r\n2\r\n3\r\n"
 
 
 def test_copy_move_remove_and_hash_work_on_the_files_received(ps, root: pathlib.Path):
