@@ -21,6 +21,7 @@ import hashlib
 import inspect
 import itertools
 import logging
+import pathlib
 import re
 import shutil
 import socket
@@ -154,7 +155,8 @@ class WinRMHost:
         self._private_dir: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self.auth: HostAuthenticator | None = None
-        self.cert_path = self.key_path = None
+        self.cert_path: pathlib.Path | None = None
+        self.key_path: pathlib.Path | None = None
         try:
             self._pass_address = "client_address" in inspect.signature(service.handle).parameters
         except (TypeError, ValueError):
@@ -167,8 +169,6 @@ class WinRMHost:
             return
         self._stopping.clear()
         self._private_dir = tempfile.mkdtemp(prefix=f"lab-{self.config.name.lower()}-")
-        import pathlib
-
         name = self.config.name.lower()
         dns = [name, f"{name}.lab.test", "localhost"]
         if self.config.realm:
@@ -336,7 +336,11 @@ class WinRMHost:
     def _http_loop(self, conn: _Conn) -> None:
         h = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_header_bytes)
         while not self._stopping.is_set():
-            request, body, too_large = self._read_request(conn, h)
+            try:
+                request, body, too_large = self._read_request(conn, h)
+            except h11.RemoteProtocolError as e:
+                self._bad_request(conn, h, e)
+                return
             if request is None:
                 return
             self.counters.incr("http_requests")
@@ -375,6 +379,17 @@ class WinRMHost:
             if limit is not None and conn.answered >= int(limit):
                 return  # an abrupt close, as a host or middlebox dropping the connection does
             h.start_next_cycle()
+
+    def _bad_request(self, conn: _Conn, h: h11.Connection, error: h11.RemoteProtocolError) -> None:
+        """Answer a malformed request as HTTP.sys does (its error page), then close."""
+        self.counters.incr("rejected.bad_request")
+        status = error.error_status_hint if error.error_status_hint in _HTTPSYS_TEXT else 400
+        self.counters.record(kind="http", conn=conn.id, tls=conn.tls, status=status, reason="bad_request",
+                             detail=str(error)[:200], user=conn.auth.user)
+        try:  # h11 lets a server answer a request it could not parse; if it cannot, just close
+            self._write_reply(conn, h, _Reply(status, _httpsys_page(status), "text/html; charset=us-ascii", close=True))
+        except (OSError, h11.LocalProtocolError):
+            pass
 
     def _linger(self, conn: _Conn, seconds: float = 1.0, limit: int = 4 << 20) -> None:
         """Half-close and discard what the client still sends, so a reset does not eat the answer."""

@@ -165,3 +165,14 @@ def test_two_hosts_keep_their_own_users(make_host) -> None:
     assert response.status == 401
     response, _ = two.raw(tls=False).handshake(spnego.client("carol", two.password("carol"), protocol="ntlm"))
     assert response.status == 200
+
+
+def test_a_malformed_request_gets_the_http_sys_400_and_a_close(lab) -> None:
+    sock = socket.create_connection(("127.0.0.1", lab.config.http_port), timeout=5)
+    sock.sendall(b"POST /wsman HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"HTTP Error 400. The request is badly formed." in answer
+    assert lab.counters.get("rejected.bad_request") == 1
