@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import pathlib
 import secrets
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -230,3 +232,74 @@ def test_ntlm_helper_run_directly_speaks_squids_protocol_and_checks_the_password
 
     assert run(password) == ["TT", "OK"]
     assert run(password + "!") == ["TT", "ERR"]
+
+
+# ------------------------------------------------------------------------------------------ pinning
+class _NtlmHost(http.server.BaseHTTPRequestHandler):
+    """A host that authenticates NTLM per TCP connection, as Windows does (context lives on the connection)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.ntlm = spnego.server(protocol="ntlm")
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.seen.append((self.client_address[1], self.headers.get("Authorization", "")[:12]))  # type: ignore[attr-defined]
+        auth = self.headers.get("Authorization", "")
+        status, header = 401, "NTLM"
+        if auth.startswith("NTLM "):
+            try:
+                out = self.ntlm.step(base64.b64decode(auth[5:]))
+            except spnego.exceptions.SpnegoError:
+                out = None
+            if self.ntlm.complete:
+                status, header = 200, ""
+            elif out:
+                header = f"NTLM {base64.b64encode(out).decode()}"
+        self.send_response(status)
+        if header:
+            self.send_header("WWW-Authenticate", header)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def ntlm_host(tmp_path: pathlib.Path, password: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[http.server.HTTPServer]:
+    from tests.lab import _proxy_auth_helpers as helpers
+
+    store = tmp_path / "host-users"
+    helpers.write_ntlm_store(store, {"host-user": password})
+    monkeypatch.setenv("NTLM_USER_FILE", str(store))  # a path: pyspnego's acceptor reads the hashes from it
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NtlmHost)
+    server.daemon_threads = True
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_squid_pins_a_clients_ntlm_handshake_to_one_host_connection_while_others_use_the_proxy(
+        open_squid: SquidProxy, ntlm_host: http.server.HTTPServer, password: str) -> None:
+    url = f"http://127.0.0.1:{ntlm_host.server_address[1]}/wsman"
+    ctx = _ntlm("host-user", password)
+    with requests.Session() as a, requests.Session() as b:
+        a.proxies = b.proxies = {"http": open_squid.url}
+        leg1 = a.get(url, headers={"Authorization": f"NTLM {base64.b64encode(ctx.step()).decode()}"}, timeout=10)
+        assert leg1.status_code == 401
+        # another client's request while A's handshake is half done must not take A's host connection
+        assert b.get(url, timeout=10).status_code == 401
+        challenge = base64.b64decode(leg1.headers["WWW-Authenticate"].split(" ", 1)[1])
+        leg2 = a.get(url, headers={"Authorization": f"NTLM {base64.b64encode(ctx.step(challenge)).decode()}"},
+                     timeout=10)
+        assert leg2.status_code == 200  # the host found A's context: same TCP connection
+    seen = ntlm_host.seen  # type: ignore[attr-defined]
+    a_ports = [port for port, auth in seen if auth.startswith("NTLM")]
+    b_ports = [port for port, auth in seen if not auth]
+    assert len(a_ports) == 2 and a_ports[0] == a_ports[1]
+    assert b_ports and b_ports[0] != a_ports[0]
