@@ -266,8 +266,10 @@ class PinClient:
             try:
                 try:
                     proto.send_json(sock, request)
-                    sock.settimeout(self.command_timeout)
+                    # The daemon bounds its wait for a free session by command_timeout; give its answer time to come.
+                    sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                     ready = proto.recv_json(sock)
+                    sock.settimeout(self.command_timeout)
                 except (proto.PeerClosed, ConnectionError) as exc:
                     raise _BeforeReady(str(exc)) from exc
                 if "error" in ready:

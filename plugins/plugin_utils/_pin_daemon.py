@@ -123,6 +123,7 @@ class Slot:
     created_wall: float = dataclasses.field(default_factory=time.time)
     last_used: float = dataclasses.field(default_factory=time.monotonic)
     busy: bool = False
+    finishing: bool = False  # the task's reply is sent; only finish_pending() remains
     doomed: bool = False
     tasks: int = 0
     events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
@@ -204,7 +205,9 @@ class SessionTable:
                 if idle:
                     slot = max(idle, key=lambda s: s.last_used)
                     break
-                if len(slots) < max(1, pool_max):
+                # Back-to-back tasks: the previous one is only finishing; wait for its warm session, open none.
+                finishing = any(s.finishing and not s.doomed for s in slots)
+                if not finishing and len(slots) < max(1, pool_max):
                     slot = Slot(
                         pin=pin, session=None, describe=spec.describe(), host=spec.host,
                         idle_timeout=idle_timeout, max_age=max_age,
@@ -218,7 +221,7 @@ class SessionTable:
                         f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
                         f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
                     )
-                self._cond.wait(min(remaining, 1.0))
+                self._cond.wait(min(remaining, 0.5))
             slot.busy = True
             slot.idle_timeout, slot.max_age = idle_timeout, max_age
             slot.events = []
@@ -241,7 +244,7 @@ class SessionTable:
     def release(self, slot: Slot, *, broken: bool = False, reason: str = "") -> None:
         """Give the session back after a task; a broken or doomed one is closed and dropped."""
         with self._cond:
-            slot.busy = False
+            slot.busy = slot.finishing = False
             slot.last_used = time.monotonic()
             drop = broken or slot.doomed
             if drop:
@@ -249,6 +252,10 @@ class SessionTable:
             self._cond.notify_all()
         if drop:
             self._close(slot, reason or ("unusable after an error" if broken else "closed on request"))
+
+    def mark_finishing(self, slot: Slot) -> None:
+        with self._cond:
+            slot.finishing = True
 
     def _close(self, slot: Slot, why: str) -> None:
         log.info("closing session %s to %s (%s)", slot.id, slot.describe.get("endpoint"), why)
@@ -486,6 +493,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                 reason = f"{type(exc).__name__} left it unusable" if broken else ""
                 raise
             reply.update(self._session_info(slot, status, reauths_before))
+            table.mark_finishing(slot)
             proto.send_json(sock, reply)
             self._finish_pending(slot)
         except proto.PeerClosed:
