@@ -3688,6 +3688,8 @@ class HashAlgo:
         low = name.lower()
         if low in ("transformblock", "transformfinalblock"):
             buf = args[0] if args else None
+            if isinstance(buf, list):  # an object[] converts to byte[] as .NET method binding does
+                buf = bytearray(int(x) & 0xFF for x in buf)  # type: ignore[call-overload]
             if not isinstance(buf, (bytes, bytearray)):
                 raise method_exception(name, len(args), "Value cannot be null.\r\nParameter name: inputBuffer")
             off, cnt = int(args[1]), int(args[2])  # type: ignore[call-overload]
