@@ -66,6 +66,10 @@ _HTTPSYS_TEXT = {
 }
 
 
+_CERT_CACHE: dict[tuple[t.Any, ...], tuple[pathlib.Path, pathlib.Path]] = {}
+_CERT_CACHE_LOCK = threading.Lock()
+
+
 class WSManServiceLike(t.Protocol):
     def handle(self, user: str, body: bytes) -> tuple[int, bytes]: ...
 
@@ -174,7 +178,7 @@ class WinRMHost:
         if self.config.realm:
             dns.append(f"{name}.{self.config.realm.lower()}")
         ips = sorted({self.config.address, "127.0.0.1"})
-        cert_path, key_path = self.ca.issue_server(self.config.name, dns, ips)
+        cert_path, key_path = self._server_certificate(dns, ips)
         self.cert_path, self.key_path = cert_path, key_path
         cert_der = ssl.PEM_cert_to_DER_cert(pathlib.Path(cert_path).read_text())
         self._ssl = self._server_ssl_context(cert_path, key_path)
@@ -245,6 +249,17 @@ class WinRMHost:
             return len(self._conns)
 
     # -- sockets --------------------------------------------------------------------------------
+    def _server_certificate(self, dns: list[str], ips: list[str]) -> tuple[pathlib.Path, pathlib.Path]:
+        """The CA's certificate for this host name; a restarted or re-created host reuses it (RSA keys are slow)."""
+        key = (str(self.ca.cert_path), self.config.name, tuple(dns), tuple(ips))
+        with _CERT_CACHE_LOCK:
+            cached = _CERT_CACHE.get(key)
+            if cached and all(pathlib.Path(p).exists() for p in cached):
+                return cached
+            issued = self.ca.issue_server(self.config.name, dns, ips)
+            _CERT_CACHE[key] = (pathlib.Path(issued[0]), pathlib.Path(issued[1]))
+            return _CERT_CACHE[key]
+
     def _server_ssl_context(self, cert_path: t.Any, key_path: t.Any) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
