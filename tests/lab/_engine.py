@@ -453,7 +453,7 @@ class CmdShell:
             if op == "&&" and rc != 0 or op == "||" and rc == 0:
                 continue
             try:
-                rc = self.run_simple(part.strip())
+                rc = self.run_simple(part.lstrip())
             except _CmdExit as e:
                 return e.code
             self.errorlevel = rc
@@ -464,7 +464,7 @@ class CmdShell:
         text = self.expand(text)
         out, err = self.stdout, self.stderr
         # redirections
-        redir = re.compile(r'\s*(\d?)(>>|>)(&\d|\s*"[^"]*"|\s*[^\s&|<>]+)')
+        redir = re.compile(r'(\d?)(>>|>)(&\d|\s*"[^"]*"|\s*[^\s&|<>]+)')
         stripped = text
         for m in list(redir.finditer(text)):
             stream, kind, target = m.group(1) or "1", m.group(2), m.group(3).strip().strip('"')
@@ -493,8 +493,8 @@ class CmdShell:
                 err = dest
             else:
                 out = dest
-            stripped = stripped.replace(m.group(0), " ", 1)
-        text = stripped.strip()
+            stripped = stripped.replace(m.group(0), "", 1)
+        text = stripped.lstrip()  # cmd keeps the blanks before a redirection: `echo a > f` writes "a "
         if not text:
             return 0
         m = re.match(r'^("[^"]*"|[^\s/]+)(.*)$', text, re.S)

@@ -1,0 +1,49 @@
+"""The WinRS side: cmd.exe's subset and powershell.exe's command line."""
+
+from __future__ import annotations
+
+import pathlib
+
+
+def test_echo_and_exit_codes_chain_with_and_and_or(cmd):
+    assert cmd("echo hi && exit /b 3") == (3, b"hi \r\n", b"")  # cmd keeps the blank before &&
+    assert cmd("cmd.exe", "/c", "echo a || echo b & echo c") == (0, b"a \r\nc\r\n", b"")
+
+
+def test_unknown_commands_fail_like_cmd(cmd):
+    assert cmd("frob --x") == (9009, b"", b"'frob' is not recognized as an internal or external command,\r\n"
+                                         b"operable program or batch file.\r\n")
+
+
+def test_hostname_whoami_and_ver_answer_for_this_host(cmd):
+    assert cmd("hostname")[1] == b"WIN-LAB1\r\n"
+    assert cmd("whoami")[1] == b"win-lab1\\vagrant\r\n"
+    assert b"Microsoft Windows [Version 10.0." in cmd("ver")[1]
+
+
+def test_redirection_writes_files_that_type_reads_back(cmd, root: pathlib.Path):
+    assert cmd("echo one > C:\\Windows\\Temp\\o.txt & echo two >> C:\\Windows\\Temp\\o.txt")[0] == 0
+    assert (root / "Windows" / "Temp" / "o.txt").read_bytes() == b"one  \r\ntwo \r\n"  # cmd keeps the blanks around "> f " too
+    assert cmd("type C:\\windows\\temp\\O.TXT")[1] == b"one  \r\ntwo \r\n"  # cmd keeps the blanks around "> f " too
+    assert cmd("type C:\\nope.txt") == (1, b"", b"The system cannot find the file specified.\r\n")
+
+
+def test_set_assigns_and_percent_variables_expand(cmd):
+    assert cmd("set LABVAR=x ü&& echo %LABVAR%-%COMPUTERNAME%")[1] == "x ü-WIN-LAB1\r\n".encode("cp437")
+
+
+def test_dir_lists_the_directory_under_root(cmd, root: pathlib.Path):
+    (root / "Windows" / "Temp" / "listed.txt").write_bytes(b"12345")
+    rc, out, _ = cmd("dir C:\\Windows\\Temp")
+    assert rc == 0 and b" Directory of C:\\Windows\\Temp" in out and b"5 listed.txt" in out
+
+
+def test_powershell_exe_reads_stdin_lines_as_input(cmd):
+    rc, out, _ = cmd("powershell.exe", "-NoProfile", "-Command", "$input | ForEach-Object { [int]$_ * 2 }",
+                     stdin=[b"1\r\n2", b"1\r\n"])
+    assert (rc, out) == (0, b"2\r\n42\r\n")
+
+
+def test_powershell_exe_exit_code_is_one_after_a_terminating_error(cmd):
+    rc, out, err = cmd("powershell", "-Command", "throw 'x'")
+    assert rc == 1 and b'<S S="Error">x_x000D__x000A_</S>' in err
