@@ -105,8 +105,8 @@ def test_fault_switches_set_through_the_control_api_reach_the_host(lab_client: t
     start = time.monotonic()
     assert _exchange(lab_host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
     assert time.monotonic() - start < delay
-    counters = lab_client.host_counters(lab_host["name"])  # lab_host reset them before the test
-    assert counters["tcp_connections"] == 2 and counters["http_status.401"] == 2
+    # lab_host reset the counters; a connection an earlier test left may still be accepted late, a request not
+    assert lab_client.host_counters(lab_host["name"])["http_status.401"] == 2
 
 
 def test_the_inspecting_proxy_hands_back_what_it_relayed(lab_client: t.Any, lab_description: dict[str, t.Any]) -> None:
