@@ -433,6 +433,7 @@ SPEC_OPTIONS = (
     "negotiate_delegate", "negotiate_hostname_override", "negotiate_send_cbt", "negotiate_service",
     "operation_timeout", "max_envelope_size", "configuration_name", "no_profile", "proxy_auth", "proxy_user",
     "proxy_password", "proxy_ca_cert", "proxy_bypass", "proxy_from_env", "proxy_tunnel",
+    "proxy_negotiate_hostname_override", "proxy_negotiate_service",
 )
 
 

@@ -46,6 +46,23 @@ options:
     vars:
     - name: ansible_psrp_proxy_password
     version_added: 1.0.0
+  proxy_negotiate_hostname_override:
+    description:
+    - The proxy's host name in its Kerberos service principal (C(HTTP/<name>)) for O(proxy_auth=negotiate)
+      or O(proxy_auth=kerberos), when O(proxy) names it by IP address or another alias.
+    - Defaults to the host part of O(proxy).
+    type: str
+    vars:
+    - name: ansible_psrp_proxy_negotiate_hostname_override
+    version_added: 1.0.0
+  proxy_negotiate_service:
+    description:
+    - The service part of the proxy's Kerberos service principal.
+    type: str
+    default: HTTP
+    vars:
+    - name: ansible_psrp_proxy_negotiate_service
+    version_added: 1.0.0
   proxy_ca_cert:
     description:
     - Path to a PEM CA bundle that verifies the certificate of an V(https://) proxy.

@@ -420,6 +420,8 @@ def _resolve_proxy(
         password=password or None,
         ca_cert=str(ca_cert) if ca_cert else None,
         tunnel=_bool(options.get("proxy_tunnel", False), "ansible_psrp_proxy_tunnel"),
+        negotiate_service=str(options.get("proxy_negotiate_service") or "HTTP"),
+        negotiate_hostname=options.get("proxy_negotiate_hostname_override") or None,
         source=source,
     )
 
