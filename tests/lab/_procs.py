@@ -17,6 +17,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class Daemon:
         self.cwd = cwd
         self.env = env if env is not None else clean_env()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._reaper: weakref.finalize | None = None
 
     @property
     def pid(self) -> int | None:
@@ -151,6 +153,8 @@ class Daemon:
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.cwd, env=self.env, start_new_session=True,
             )
+        # its own session outlives us: stop it when this object goes away or the interpreter exits
+        self._reaper = weakref.finalize(self, _reap, self._proc, self.name)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready():
@@ -173,19 +177,26 @@ class Daemon:
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int | None:
         """SIGTERM the process group, SIGKILL it after timeout; return the exit code."""
         proc, self._proc = self._proc, None
+        if self._reaper is not None:
+            self._reaper.detach()
+            self._reaper = None
         if proc is None:
             return None
-        if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s of SIGTERM; killing it", self.name, timeout)
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=timeout)
-        # helpers the daemon forked may outlive it in its group; they have no business left
-        _signal_group(proc.pid, signal.SIGKILL)
-        return proc.returncode
+        return _reap(proc, self.name, timeout)
+
+
+def _reap(proc: subprocess.Popen[bytes], name: str, timeout: float = STOP_TIMEOUT_S) -> int | None:
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s of SIGTERM; killing it", name, timeout)
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+    # helpers the daemon forked may outlive it in its group; they have no business left
+    _signal_group(proc.pid, signal.SIGKILL)
+    return proc.returncode
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
