@@ -37,22 +37,18 @@ class ParseError(Exception):
 class Node:
     """One AST node: `k` names the kind, other attributes depend on it; `pos` is the source offset."""
 
-    __slots__ = ("k", "pos", "end", "a")
-
     def __init__(self, k: str, pos: int, **a: object) -> None:
+        self.__dict__.update(a)
         self.k = k
         self.pos = pos
         self.end = pos
-        self.a = a
 
-    def __getattr__(self, name: str) -> object:
-        try:
-            return self.a[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @property
+    def a(self) -> dict[str, object]:
+        return self.__dict__
 
     def __repr__(self) -> str:
-        return f"Node({self.k}, {self.a})"
+        return f"Node({self.k}, {self.__dict__})"
 
 
 _WORD_END = set(" \t\r\n|;(){},&`\"'") | {"\u00a0"}
