@@ -9,7 +9,6 @@ import http.server
 import re
 import secrets
 import socket
-import socketserver
 import ssl
 import threading
 import time

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 import secrets
 import ssl
 import time

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import http.server
 import pathlib
-import secrets
 import ssl
 import subprocess
 import sys
@@ -69,7 +68,6 @@ def test_squid_starts_within_bounds_stops_cleanly_and_restarts_on_the_same_port(
     port = squid.port
     pid = squid._squid.pid  # noqa: SLF001 - the test checks the process really went away
 
-    began = time.monotonic()
     squid.restart()
     assert squid.port == port and _procs.port_accepts("127.0.0.1", port)
     assert squid._squid.pid != pid  # noqa: SLF001
@@ -79,7 +77,7 @@ def test_squid_starts_within_bounds_stops_cleanly_and_restarts_on_the_same_port(
     stopped_in = time.monotonic() - began
     assert stopped_in < _procs.STOP_TIMEOUT_S
     assert not _procs.port_accepts("127.0.0.1", port)
-    assert "Exiting normally" in squid.cache_log_path.read_text()  # SIGTERM was enough, no SIGKILL
+    assert squid.cache_log_path.read_text().count("Exiting normally") == 2  # SIGTERM was enough, twice
 
 
 def test_squid_startup_failure_reports_the_log_tail_within_the_bound(tmp_path: pathlib.Path,
@@ -149,6 +147,31 @@ def test_squid_basic_accepts_the_right_password_and_answers_407_to_a_wrong_one(
     assert "Proxy-Authorization" not in http_upstream.requests[0][3]
     time.sleep(0.2)
     assert basic_squid.counters()["by_user"].get(USER) == 1
+
+
+def test_squid_proxy_passwords_appear_in_no_file_and_no_process_argument(
+        squids: dict[str, SquidProxy], password: str) -> None:
+    """Credential files hold hashes; confs, logs and helper command lines hold paths only."""
+    import urllib.parse
+
+    forms = {password, urllib.parse.quote(password, safe=""), base64.b64encode(password.encode()).decode()}
+    for name in ("basic", "digest", "ntlm"):
+        squid = squids[name]
+        run = squid.access_log_path.parent
+        files = [f for f in run.iterdir() if f.is_file()]
+        assert files
+        for f in files:
+            text = f.read_bytes().decode("utf-8", "replace")
+            assert not any(form in text for form in forms), f"{f} holds the password"
+    cmdlines = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdlines.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace"))
+            except OSError:
+                continue
+    assert any("squid" in c for c in cmdlines)
+    assert not any(form in c for c in cmdlines for form in forms)
 
 
 # ------------------------------------------------------------------------------------------ Digest
