@@ -164,6 +164,24 @@ def _decode_encoded_arguments(b64: str) -> list[str]:
     return out
 
 
+def split_arguments(arguments: list[object]) -> tuple[list[object], dict[str, object]]:
+    """PSRP arguments to (positional, named): `(name, value)` tuples, or "-Name" followed by its value."""
+    positional: list[object] = []
+    named: dict[str, object] = {}
+    i = 0
+    while i < len(arguments):
+        a = arguments[i]
+        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):
+            named[a[0].lstrip("-")] = a[1]
+        elif isinstance(a, str) and re.fullmatch(r"-[A-Za-z_][A-Za-z0-9_]*", a) and i + 1 < len(arguments):
+            named[a[1:]] = arguments[i + 1]
+            i += 1
+        else:
+            positional.append(a)
+        i += 1
+    return positional, named
+
+
 def _unroll(items: Iterable[object]) -> Iterator[object]:
     """PSRP pipeline input: an array sent as one input object is enumerated, as PowerShell does."""
     for item in items:
@@ -204,8 +222,8 @@ class Engine:
                        is_command: bool = False) -> None:
         """Runs a PSRP pipeline: `script` (AddScript) or a command name (AddCommand) with `arguments`.
 
-        In command mode an argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter;
-        value `True` for a switch), anything else is positional (AddArgument).
+        An argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter; `True` for a
+        switch), as is a string "-Name" followed by its value; anything else is positional (AddArgument).
         """
         from tests.lab import _pwsh
         rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
@@ -214,14 +232,8 @@ class Engine:
         out = self._sink(streams)
         try:
             try:
+                positional, named = split_arguments(arguments)
                 if is_command:
-                    positional: list[object] = []
-                    named: dict[str, object] = {}
-                    for a in arguments:
-                        if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str):
-                            named[a[0].lstrip("-")] = _pwsh._SWITCH if a[1] is True else a[1]
-                        else:
-                            positional.append(a)
                     rt.src = script
                     rt.scope = rt.global_scope
                     node = _pwsh.Node("command", 0, name=script, args=[], redirs=[], invoke=None)
@@ -231,7 +243,7 @@ class Engine:
                     stage.where = (0, len(script))
                     _pwsh.run_stage(stage, input_iter)
                 else:
-                    rt.run_script(script, list(arguments), {}, input_iter, out)
+                    rt.run_script(script, positional, named, input_iter, out)
             except _pwsh.ParseError as e:
                 raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
         except _pwsh.ExitScript as e:

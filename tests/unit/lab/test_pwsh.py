@@ -315,3 +315,14 @@ def test_invoke_expression_and_out_string_stream_as_pypsrp_execute_ps_uses_them(
 def test_malformed_scripts_report_parse_errors_never_silence(ps, script):
     streams = ps(script)
     assert streams.terminating and streams.terminating[0].category == "ParserError"
+
+
+def test_add_parameter_arguments_bind_by_name_for_scripts_and_commands(engine):
+    from tests.unit.lab.conftest import RecordingStreams
+    streams = RecordingStreams()
+    engine.run_powershell("param($Path, [switch]$Force) \"$Path|$Force\"", ["-Force", True, ("Path", "C:\\x")],
+                          iter([]), streams)
+    assert streams.out == ["C:\\x|True"]
+    streams = RecordingStreams()
+    engine.run_powershell("Split-Path", ["-Path", "C:\\a\\b.txt", ("Leaf", True)], iter([]), streams, is_command=True)
+    assert streams.out == ["b.txt"]
