@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import h11
 import pytest
 import requests
+import requests.adapters
+import urllib3.util
 
 from tests.integration.lab_proxies.conftest import (
     EchoServer,
@@ -84,6 +86,9 @@ def test_tinyproxy_sends_each_request_of_a_keepalive_client_on_a_new_upstream_co
         tinyproxy: TinyProxy, http_upstream: RecordingHTTPServer) -> None:
     with requests.Session() as client:  # one keep-alive client, as pypsrp/pywinrm are
         client.proxies = {"http": tinyproxy.url}
+        # tinyproxy closes the client connection after each response; a client that reuses it before
+        # seeing the close gets RemoteDisconnected, so let urllib3 retry on a fresh connection
+        client.mount("http://", requests.adapters.HTTPAdapter(max_retries=urllib3.util.Retry(total=3)))
         for path in ("/leg1", "/leg2", "/leg3"):
             assert client.get(f"http://127.0.0.1:{http_upstream.port}{path}", timeout=5).status_code == 200
     peers = http_upstream.peers_of_requests()
