@@ -430,6 +430,7 @@ class LocalRunner:
         self._session: t.Any = None
         self._pin: str | None = None
         self._events: list[tuple[str, str]] = []
+        self._rebuilds_before = 0
         self._key = os.urandom(32)
 
     def _take(self, spec: SessionSpec) -> tuple[t.Any, str, int]:
@@ -446,6 +447,7 @@ class LocalRunner:
             self._pin = pin
         self._events = []
         session = self._session
+        self._rebuilds_before = int((getattr(session, "stats", None) or {}).get("pool_rebuilds", 0))
         try:
             status = str(session.ensure_ready())
         except BaseException:
@@ -454,17 +456,24 @@ class LocalRunner:
         return session, status, self._reauths()
 
     def _reauths(self) -> int:
-        stats = getattr(getattr(self._session, "transport", None), "stats", None) or {}
-        return int(stats.get("reauths", 0))
+        from ._pin_daemon import transport_reauths
+
+        return transport_reauths(self._session)
 
     def _info(self, status: str, before: int) -> dict[str, t.Any]:
+        from ._pin_daemon import reauth_reasons
+
         stats = getattr(self._session, "stats", None) or {}
         total = self._reauths()
+        reasons = list(stats.get("rebuild_reasons", []))
+        if status == "reused" and int(stats.get("pool_rebuilds", 0)) > self._rebuilds_before and reasons:
+            status = f"reopened: {reasons[-1]}"  # rebuilt during the call (shell gone), as the daemon reports it
         return {
             "ok": True,
             "session": status,
             "reauths": max(0, total - before),
             "reauths_total": total,
+            "reauth_reasons": reauth_reasons(self._session),
             "pool_rebuilds": stats.get("pool_rebuilds", 0),
             "tasks": stats.get("tasks", 0),
             "events": [list(e) for e in self._events],

@@ -137,12 +137,17 @@ class Slot:
 
 
 def transport_reauths(session: t.Any) -> int:
-    """The transport's re-authentication counter (0 before the transport exists)."""
+    """How many times the transport re-authenticated (its stats["reauths"]: {reason: count}); 0 before it exists."""
+    return sum(reauth_reasons(session).values())
+
+
+def reauth_reasons(session: t.Any) -> dict[str, int]:
+    """The transport's re-authentications by reason."""
     stats = getattr(getattr(session, "transport", None), "stats", None) or {}
-    try:
-        return int(stats.get("reauths", 0))
-    except (TypeError, ValueError, AttributeError):
-        return 0
+    value = stats.get("reauths", 0) if isinstance(stats, dict) else 0
+    if isinstance(value, dict):
+        return {str(k): int(v) for k, v in value.items()}
+    return {"unspecified": int(value)} if isinstance(value, int) and value else {}
 
 
 def session_unusable(exc: BaseException) -> bool:
@@ -324,6 +329,7 @@ class SessionTable:
                             "max_age": slot.max_age,
                             "tasks": slot.tasks,
                             "reauths": transport_reauths(slot.session),
+                            "reauth_reasons": reauth_reasons(slot.session),
                             "pool_opens": stats.get("pool_opens", 0),
                             "pool_rebuilds": stats.get("pool_rebuilds", 0),
                             "rebuild_reasons": list(stats.get("rebuild_reasons", []))[-5:],
@@ -475,6 +481,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
         )
         reauths_before = transport_reauths(slot.session)
+        rebuilds_before = int((getattr(slot.session, "stats", None) or {}).get("pool_rebuilds", 0))
         broken, reason = False, ""
         try:
             log.info("%s on %s: session %s %s", request.get("op"), spec.endpoint, slot.id, status)
@@ -492,7 +499,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                 broken = session_unusable(exc)
                 reason = f"{type(exc).__name__} left it unusable" if broken else ""
                 raise
-            reply.update(self._session_info(slot, status, reauths_before))
+            reply.update(self._session_info(slot, status, reauths_before, rebuilds_before))
             table.mark_finishing(slot)
             proto.send_json(sock, reply)
             self._finish_pending(slot)
@@ -512,15 +519,19 @@ class PinHandler(socketserver.BaseRequestHandler):
         except Exception as exc:  # the task already succeeded; a failure here only costs a host operation slot
             log.info("finishing the pipeline of session %s failed: %s", slot.id, exc)
 
-    def _session_info(self, slot: Slot, status: str, reauths_before: int) -> dict[str, t.Any]:
+    def _session_info(self, slot: Slot, status: str, reauths_before: int, rebuilds_before: int) -> dict[str, t.Any]:
         stats = getattr(slot.session, "stats", None) or {}
         total = transport_reauths(slot.session)
+        reasons = list(stats.get("rebuild_reasons", []))
+        if status == "reused" and int(stats.get("pool_rebuilds", 0)) > rebuilds_before and reasons:
+            status = f"reopened: {reasons[-1]}"  # the pool was rebuilt during the task (shell gone), not before it
         return {
             "ok": True,
             "session": status,
             "session_id": slot.id,
             "reauths": max(0, total - reauths_before),
             "reauths_total": total,
+            "reauth_reasons": reauth_reasons(slot.session),
             "pool_rebuilds": stats.get("pool_rebuilds", 0),
             "tasks": slot.tasks,
             "events": [list(e) for e in slot.events],

@@ -53,7 +53,7 @@ class FakeSession:
         self.id = os.urandom(6).hex()
         self.events = events or (lambda kind, detail: None)
         self.opened = False
-        self.transport = types.SimpleNamespace(stats={"reauths": 0})
+        self.transport = types.SimpleNamespace(stats={"reauths": {}})  # {reason: count}, as the real transport
         self.stats: dict[str, t.Any] = {"tasks": 0, "pool_opens": 0, "pool_rebuilds": 0, "rebuild_reasons": []}
         self._lock = threading.Lock()
 
@@ -99,7 +99,8 @@ class FakeSession:
             if word == "fail-host":
                 raise HostError("the host answered with WS-Management fault 0x80338012: not a real one")
             if word == "reauth":
-                self.transport.stats["reauths"] += 1
+                reauths = self.transport.stats["reauths"]
+                reauths["proxy closed keep-alive"] = reauths.get("proxy closed keep-alive", 0) + 1
                 self.events("reauth", "the proxy closed the keep-alive connection; re-authenticated")
                 return FakeResult(0, b"", b"")
             if word == "log-secret":

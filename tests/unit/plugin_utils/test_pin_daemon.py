@@ -169,6 +169,7 @@ def test_reauthentications_during_a_task_are_counted_and_their_reason_reported(p
     whoami(client, spec)
     _, info = run(client, spec, "reauth")
     assert info["reauths"] == 1 and info["reauths_total"] == 1
+    assert info["reauth_reasons"] == {"proxy closed keep-alive": 1}
     assert ["reauth", "the proxy closed the keep-alive connection; re-authenticated"] in info["events"]
     _, info = whoami(client, spec)
     assert info["reauths"] == 0 and info["reauths_total"] == 1 and info["events"] == []
