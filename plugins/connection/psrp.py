@@ -631,8 +631,9 @@ class Connection(ConnectionBase):
 
     def close(self) -> None:
         runner, self._runner = self._runner, None
-        if runner is not None and hasattr(runner, "close_local"):
-            runner.close_local()
+        if runner is not None:
+            # persistence off: closes this task's session; on: the pinned session stays with the daemon
+            runner.release()
         self._connected = False
 
     def is_pipelining_enabled(self, wrap_async: bool = False) -> bool:

@@ -13,6 +13,7 @@ import pathlib
 import subprocess
 import sys
 import typing as t
+import uuid
 
 import yaml
 
@@ -66,7 +67,7 @@ def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict
             "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"),
             "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "tests" / "integration" / "callback_plugins"),
             "ANSIBLE_CALLBACKS_ENABLED": "record_results",
-            "PINNED_TEST_RESULTS": str(workdir / "results.json"),
+            "PINNED_TEST_RESULTS": str(workdir / f"results-{uuid.uuid4().hex}.json"),
             "ANSIBLE_HOME": str(workdir / "ansible-home"),
             "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
             "ANSIBLE_PSRP_PERSIST_DIR": str(workdir / "pc"),
@@ -91,10 +92,11 @@ def run_playbook(
     timeout: float = 300,
 ) -> PlaybookRun:
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra_args]
+    run_env = base_env(workdir, env)
     proc = subprocess.run(
-        cmd, cwd=ROOT, env=base_env(workdir, env), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
     )
-    results_path = pathlib.Path(base_env(workdir, env)["PINNED_TEST_RESULTS"])
+    results_path = pathlib.Path(run_env["PINNED_TEST_RESULTS"])
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         results_path.unlink()

@@ -11,6 +11,7 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
     POST /hosts/<host>/faults/clear    every switch off
     POST /hosts/<host>/expire_shells   {"expired": int}
+    POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
     POST /relays/rtt                   body {"rtt_ms": float, "host": optional}: change the added RTT live
     GET  /proxies/<proxy>/counters     {"counters": {...}}
@@ -116,6 +117,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.clear_faults(host)}
             case "POST", ["hosts", host, "expire_shells"]:
                 return {"expired": lab.expire_shells(host)}
+            case "POST", ["hosts", host, "drop_connections"]:
+                return {"dropped": lab.drop_connections(host)}
             case "GET", ["hosts", host, "relays"]:
                 return {"relays": lab.relay_counters(host)}
             case "POST", ["relays", "rtt"]:
@@ -220,6 +223,9 @@ class LabClient:
 
     def expire_shells(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/expire_shells")["expired"])
+
+    def drop_connections(self, host: str) -> int:
+        return int(self._call("POST", f"/hosts/{self._q(host)}/drop_connections")["dropped"])
 
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]:
         return t.cast(dict[str, dict[str, int]], self._call("GET", f"/hosts/{self._q(host)}/relays")["relays"])

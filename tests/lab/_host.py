@@ -243,6 +243,18 @@ class WinRMHost:
             "users": [{"username": u, "password": p} for u, p in self.config.users.items()],
         }
 
+    def drop_connections(self) -> int:
+        """Fault: reset every open client connection now, as a host reboot or an idle-closing middlebox does."""
+        with self._lock:
+            conns = list(self._conns.values())
+        for conn in conns:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.counters.incr("faults.dropped_connections", len(conns))
+        return len(conns)
+
     def open_connections(self) -> int:
         """How many client TCP connections are open right now."""
         with self._lock:

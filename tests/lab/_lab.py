@@ -509,6 +509,13 @@ class Lab:
             raise LabError(f"host {host} has no WS-Management service running")
         return int(entry.service.expire_shells())
 
+    def drop_connections(self, host: str) -> int:
+        """Fault: the host resets every open client connection now; return how many."""
+        entry = self._host(host)
+        if entry.host is None:
+            raise LabError(f"host {host} is not running")
+        return int(entry.host.drop_connections())
+
     def proxy_counters(self, proxy: str) -> dict[str, t.Any]:
         """The proxy's counters (what it reports; Squid: from its access log)."""
         obj = self._proxy(proxy).obj
