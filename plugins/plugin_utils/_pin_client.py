@@ -433,7 +433,7 @@ class LocalRunner:
         self._rebuilds_before = 0
         self._key = os.urandom(32)
 
-    def _take(self, spec: SessionSpec) -> tuple[t.Any, str, int]:
+    def _take(self, spec: SessionSpec) -> tuple[t.Any, str, dict[str, int]]:
         pin = spec.pin_key(self._key)
         if self._session is not None and pin != self._pin:
             self.release()  # a different spec never rides this session
@@ -453,27 +453,25 @@ class LocalRunner:
         except BaseException:
             self.release()
             raise
-        return session, status, self._reauths()
-
-    def _reauths(self) -> int:
-        from ._pin_daemon import transport_reauths
-
-        return transport_reauths(self._session)
-
-    def _info(self, status: str, before: int) -> dict[str, t.Any]:
         from ._pin_daemon import reauth_reasons
 
+        return session, status, reauth_reasons(session)
+
+    def _info(self, status: str, before: dict[str, int]) -> dict[str, t.Any]:
+        from ._pin_daemon import reauths_since, transport_reauths
+
         stats = getattr(self._session, "stats", None) or {}
-        total = self._reauths()
+        total = transport_reauths(self._session)
+        this_call = reauths_since(self._session, before)
         reasons = list(stats.get("rebuild_reasons", []))
         if status == "reused" and int(stats.get("pool_rebuilds", 0)) > self._rebuilds_before and reasons:
             status = f"reopened: {reasons[-1]}"  # rebuilt during the call (shell gone), as the daemon reports it
         return {
             "ok": True,
             "session": status,
-            "reauths": max(0, total - before),
+            "reauths": sum(this_call.values()),
             "reauths_total": total,
-            "reauth_reasons": reauth_reasons(self._session),
+            "reauth_reasons": this_call,
             "pool_rebuilds": stats.get("pool_rebuilds", 0),
             "tasks": stats.get("tasks", 0),
             "events": [list(e) for e in self._events],

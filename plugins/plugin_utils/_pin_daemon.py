@@ -150,6 +150,11 @@ def reauth_reasons(session: t.Any) -> dict[str, int]:
     return {"unspecified": int(value)} if isinstance(value, int) and value else {}
 
 
+def reauths_since(session: t.Any, before: dict[str, int]) -> dict[str, int]:
+    """Re-authentications by reason since `before` (a reauth_reasons() snapshot)."""
+    return {k: v - before.get(k, 0) for k, v in reauth_reasons(session).items() if v > before.get(k, 0)}
+
+
 def session_unusable(exc: BaseException) -> bool:
     """Whether an error leaves the session unfit for the next task (then it is closed and dropped).
 
@@ -480,7 +485,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             pool_max=int(request.get("pool_max", DEFAULT_POOL_MAX)),
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
         )
-        reauths_before = transport_reauths(slot.session)
+        reauths_before = reauth_reasons(slot.session)
         rebuilds_before = int((getattr(slot.session, "stats", None) or {}).get("pool_rebuilds", 0))
         broken, reason = False, ""
         try:
@@ -519,9 +524,12 @@ class PinHandler(socketserver.BaseRequestHandler):
         except Exception as exc:  # the task already succeeded; a failure here only costs a host operation slot
             log.info("finishing the pipeline of session %s failed: %s", slot.id, exc)
 
-    def _session_info(self, slot: Slot, status: str, reauths_before: int, rebuilds_before: int) -> dict[str, t.Any]:
+    def _session_info(
+        self, slot: Slot, status: str, reauths_before: dict[str, int], rebuilds_before: int
+    ) -> dict[str, t.Any]:
         stats = getattr(slot.session, "stats", None) or {}
         total = transport_reauths(slot.session)
+        this_task = reauths_since(slot.session, reauths_before)
         reasons = list(stats.get("rebuild_reasons", []))
         if status == "reused" and int(stats.get("pool_rebuilds", 0)) > rebuilds_before and reasons:
             status = f"reopened: {reasons[-1]}"  # the pool was rebuilt during the task (shell gone), not before it
@@ -529,9 +537,9 @@ class PinHandler(socketserver.BaseRequestHandler):
             "ok": True,
             "session": status,
             "session_id": slot.id,
-            "reauths": max(0, total - reauths_before),
+            "reauths": sum(this_task.values()),
             "reauths_total": total,
-            "reauth_reasons": reauth_reasons(slot.session),
+            "reauth_reasons": this_task,
             "pool_rebuilds": stats.get("pool_rebuilds", 0),
             "tasks": slot.tasks,
             "events": [list(e) for e in slot.events],

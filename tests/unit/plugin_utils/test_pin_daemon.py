@@ -173,6 +173,7 @@ def test_reauthentications_during_a_task_are_counted_and_their_reason_reported(p
     assert ["reauth", "the proxy closed the keep-alive connection; re-authenticated"] in info["events"]
     _, info = whoami(client, spec)
     assert info["reauths"] == 0 and info["reauths_total"] == 1 and info["events"] == []
+    assert info["reauth_reasons"] == {}
     assert client.list_sessions()[0]["reauths"] == 1
 
 

@@ -158,3 +158,18 @@ def test_reset_connection_closes_the_pool_on_the_host_and_the_next_task_opens_a_
     _, info = real_client.exec(lab_spec, "'y'", idle_timeout=60, max_age=600)
     assert info["session"] == "opened"
     assert real_client.list_sessions()[0]["tasks"] == 1
+
+
+def test_a_tunnel_dropped_between_tasks_is_rebuilt_with_exactly_one_reauthentication(
+        lab, lab_host, lab_spec, real_client):
+    real_client.exec(lab_spec, "'before'", idle_timeout=60, max_age=600)
+    before = counts(lab, lab_host)
+    lab.restart_proxy("squid")  # the CONNECT tunnel under the pinned session is gone
+    result, info = real_client.exec(lab_spec, "'after'", idle_timeout=60, max_age=600)
+    assert result.stdout == b"after"
+    after = counts(lab, lab_host)
+    assert after["tcp_connections"] == before["tcp_connections"] + 1
+    assert after["auth_handshakes"] == before["auth_handshakes"] + 1
+    assert after["runspace_pools_created"] == before["runspace_pools_created"]  # the pool survived
+    assert info["reauths"] == 1 and sum(info["reauth_reasons"].values()) == 1
+    assert real_client.list_sessions()[0]["reauths"] == 1

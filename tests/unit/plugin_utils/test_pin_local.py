@@ -82,3 +82,13 @@ def test_the_local_runner_and_the_pin_client_offer_the_same_operations():
     for name in ("exec", "put_file", "fetch_file", "reset", "list_sessions", "close", "release"):
         local, pinned = getattr(LocalRunner, name), getattr(PinClient, name)
         assert inspect.signature(local) == inspect.signature(pinned), name
+
+
+def test_reauthentications_of_one_call_are_reported_by_reason(journal):
+    runner = LocalRunner(session_factory=FakeSession)
+    spec = make_spec()
+    _, info = runner.exec(spec, "reauth", idle_timeout=60, max_age=600)
+    assert info["reauths"] == 1 and info["reauth_reasons"] == {"proxy closed keep-alive": 1}
+    _, info = runner.exec(spec, "whoami", idle_timeout=60, max_age=600)
+    assert info["reauths"] == 0 and info["reauth_reasons"] == {} and info["reauths_total"] == 1
+    runner.release()
