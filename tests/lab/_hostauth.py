@@ -33,7 +33,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
 from spnego._ntlm_raw.messages import Authenticate, AvId, NTClientChallengeV2
+from spnego._negotiate import NegotiateProxy
 from spnego._spnego import GSSMech
+from spnego.exceptions import BadMechanismError
 from spnego.channel_bindings import GssChannelBindings
 from spnego.tls import CredSSPTLSContext, default_tls_context, get_certificate_public_key
 
@@ -151,6 +153,29 @@ def _ntlm_authenticate_has_cbt(token: bytes) -> bool | None:
         return None
     value = pairs.get(AvId.channel_bindings)
     return bool(value) and value != b"\x00" * 16
+
+
+class _ClientOrderNegotiate(NegotiateProxy):
+    """pyspnego's SPNEGO acceptor, keeping only the mechs the client's NegTokenInit offers, in its order.
+
+    Given ready-made mech contexts, pyspnego picks the first one it holds (Kerberos) even when the
+    client offered only NTLM, and its next() over the client's list raises StopIteration. Windows
+    picks from what the client offered, so the list is cut to that before pyspnego chooses.
+    """
+
+    def _rebuild_context_list(
+        self, mech_types: list[str] | None = None, channel_bindings: GssChannelBindings | None = None
+    ) -> list[str]:
+        if mech_types and self._available_contexts:
+            offered: dict[GSSMech, t.Any] = {}
+            for oid in mech_types:
+                for mech, context in self._available_contexts.items():
+                    if mech not in offered and self._is_same_mech(mech, oid):
+                        offered[mech] = context
+            if not offered:
+                raise BadMechanismError(context_msg="Unable to negotiate common mechanism")
+            self._available_contexts = offered
+        return super()._rebuild_context_list(mech_types=mech_types, channel_bindings=channel_bindings)
 
 
 class HostAuthenticator:
@@ -272,9 +297,9 @@ class HostAuthenticator:
         contexts[GSSMech.ntlm] = spnego.server(protocol="ntlm", options=options | spnego.NegotiateOptions.use_ntlm)
         for context in contexts.values():
             context._is_wrapped = True  # as pyspnego marks the mechs it builds itself (quieter logs)
-        return spnego.server(
-            protocol="negotiate", options=options | spnego.NegotiateOptions.use_negotiate,
-            _negotiate_contexts=contexts,
+        return _ClientOrderNegotiate(
+            hostname=self.config.name, service="HTTP", usage="accept", protocol="negotiate",
+            options=options | spnego.NegotiateOptions.use_negotiate, _negotiate_contexts=contexts,
         )
 
     def _new_kerberos(self) -> t.Any:

@@ -106,3 +106,20 @@ def test_a_principal_of_another_realm_user_is_not_a_user_of_the_host(make_host, 
     assert lab.counters.get("auth_failures.kerberos") == 1
     assert "not a user of this host" in lab.counters.log()[-1]["detail"]
 
+
+
+@pytest.mark.parametrize("ssl", [False, True])
+def test_negotiate_as_a_local_user_falls_back_to_ntlm_when_the_kdc_is_up(krb_lab, ssl) -> None:
+    # alice has no principal in the realm, so the client's SPNEGO init offers NTLM only.
+    transport = krb_lab.pypsrp(ssl=ssl, auth="negotiate", user="alice")
+    message = request_envelope("Get", "local user")
+    assert expected_answer("alice", message)[0] in transport.send(message).decode()
+    assert krb_lab.counters.get("auth_handshakes.negotiate") == 1
+    assert krb_lab.counters.log()[-1]["mech"] == "ntlm"
+
+
+def test_credssp_auto_runs_ntlm_inside_spnego_when_the_kdc_is_up(krb_lab) -> None:
+    transport = krb_lab.pypsrp(ssl=True, auth="credssp", user="alice", credssp_auth_mechanism="auto")
+    message = request_envelope("Get", "credssp auto")
+    assert expected_answer("alice", message)[0] in transport.send(message).decode()
+    assert krb_lab.counters.get("auth_handshakes.credssp") == 1
