@@ -12,20 +12,27 @@ import logging
 import queue
 import struct
 import threading
+import types
 import typing as t
 import uuid
 
 import psrpcore
 import psrpcore._payload
 from psrpcore.types import (
+    CommandOrigin,
+    CommandTypes,
     ErrorCategory,
     ErrorCategoryInfo,
     ErrorRecord,
     HostMethodIdentifier,
+    InvocationInfo,
     NETException,
     PSCustomObject,
+    PSDict,
     PSInvocationState,
+    PSList,
     RunspacePoolState,
+    SessionStateEntryVisibility,
 )
 
 from tests.lab import _soap
@@ -47,6 +54,58 @@ _END = object()
 
 class PipelineStopped(Exception):
     """Raised into the engine's thread when the client stopped the pipeline."""
+
+
+class PipelineFailed(Exception):
+    """A terminating error ends the pipeline: its record goes to the final PIPELINE_STATE (Failed)."""
+
+    def __init__(self, record: ErrorRecord) -> None:
+        super().__init__(str(record.Exception.Message))
+        self.record = record
+
+
+def error_record(record: t.Any) -> ErrorRecord:
+    """The engine's ErrorInfo as the ErrorRecord PowerShell serialises (exception type, category, invocation)."""
+    category = getattr(record, "category", None)
+    try:
+        cat = ErrorCategory[category] if isinstance(category, str) else ErrorCategory(int(category or 0))
+    except (KeyError, ValueError):
+        cat = ErrorCategory.NotSpecified
+    message = str(getattr(record, "message", record))
+    exception_type = getattr(record, "exception_type", None) or "System.Management.Automation.RuntimeException"
+    exception = NETException(Message=message)
+    # The client reads the .NET type of the exception from its type names, most derived first.
+    exception.PSObject.type_names = [exception_type, *[n for n in exception.PSTypeNames if n != exception_type]]
+    target = getattr(record, "target", None)
+    command_name = getattr(record, "command_name", None) or ""
+    position = getattr(record, "position", None)
+    info = ErrorCategoryInfo(
+        Category=cat,
+        Activity=command_name,
+        Reason=getattr(record, "reason", None) or exception_type.rsplit(".", 1)[-1],
+        TargetName=str(target or ""),
+        TargetType="String" if target else "",
+    )
+    invocation = None
+    if command_name or position:
+        invocation = InvocationInfo(
+            BoundParameters=PSDict(), CommandOrigin=CommandOrigin.Internal, ExpectingInput=False,
+            HistoryId=1, InvocationName=command_name, Line="", OffsetInLine=0, PipelineLength=0,
+            PipelinePosition=0, PositionMessage=position or "", PSCommandPath="", PSScriptRoot="",
+            ScriptLineNumber=0, ScriptName="", UnboundArguments=PSList(),
+            # psrpcore serialises MyCommand from these four attributes only.
+            MyCommand=types.SimpleNamespace(CommandType=CommandTypes.Cmdlet, Name=command_name, Definition="",
+                                            Visibility=SessionStateEntryVisibility.Public) if command_name else None,
+        )
+    value = ErrorRecord(
+        Exception=exception,
+        CategoryInfo=info,
+        TargetObject=target,
+        FullyQualifiedErrorId=getattr(record, "fq_error_id", None) or "NotSpecified",
+        InvocationInfo=invocation,
+    )
+    value.serialize_extended_info = invocation is not None
+    return value
 
 
 def _to_ps(value: object) -> object:
@@ -135,26 +194,12 @@ class _Streams:
         self._write(lambda: self._pipe.server.write_output(_to_ps(value)))
 
     def error(self, record: t.Any) -> None:
-        category = getattr(record, "category", None)
-        try:
-            cat = ErrorCategory[category] if isinstance(category, str) else ErrorCategory(int(category or 0))
-        except (KeyError, ValueError):
-            cat = ErrorCategory.NotSpecified
-        message = str(getattr(record, "message", record))
-        info = ErrorCategoryInfo(
-            Category=cat,
-            Activity=getattr(record, "command_name", None) or "",
-            Reason=getattr(record, "reason", None) or "",
-            TargetName=str(getattr(record, "target", None) or ""),
-        )
-        self._write(
-            lambda: self._pipe.server.write_error(
-                NETException(Message=message),
-                category_info=info,
-                target_object=getattr(record, "target", None),
-                fully_qualified_error_id=getattr(record, "fq_error_id", None) or "NotSpecified",
-            )
-        )
+        value = error_record(record)
+        self._write(lambda: self._pipe.server.prepare_message(value, message_type=psrpcore.types.PSRPMessageType.ErrorRecord))
+
+    def terminating_error(self, record: t.Any) -> None:
+        """An uncaught error: Windows fails the pipeline and sends the record in PIPELINE_STATE, not the error stream."""
+        raise PipelineFailed(error_record(record))
 
     def warning(self, message: str) -> None:
         self._write(lambda: self._pipe.server.write_warning(message))
@@ -431,17 +476,18 @@ class PSRPPool(Shell):
                     last = index == len(statement) - 1
                     captured: list[object] | None = None if last else []
                     streams = _Streams(self, pipe, captured)
-                    arguments: list[object] = []
-                    for name, value in cmd.parameters:
-                        if name:
-                            arguments.append(f"-{name}")
-                        arguments.append(_from_ps(value))
+                    # Named parameters as (name, value) tuples: a positional "-Name" string stays positional.
+                    arguments: list[object] = [
+                        (name, _from_ps(value)) if name else _from_ps(value) for name, value in cmd.parameters
+                    ]
                     self.engine.run_powershell(
                         cmd.command_text, arguments, feed, streams, is_command=not cmd.is_script
                     )
                     feed = iter(captured or [])
         except PipelineStopped:
             return
+        except PipelineFailed as e:
+            failure = e.record
         except Exception as e:  # a terminating error: the pipeline fails as PowerShell's would
             log.debug("pipeline %s failed: %s", pipe.command_id, e)
             failure = ErrorRecord(

@@ -2269,6 +2269,17 @@ class Runtime:
                 target = target.Name
             elif not isinstance(target, ScriptBlock):
                 target = to_str(target)
+        if isinstance(target, str) and self._is_native(target):
+            # An executable gets its arguments in the order written; "-Name" is just text to it.
+            argv: list[object] = []
+            for name, value in order:
+                if name is None:
+                    argv.extend(as_list(value) if isinstance(value, (list, tuple)) else [value])
+                else:
+                    argv.append(f"-{name}" if value is _SWITCH else f"-{name}:{to_str(value)}")
+            stage = NativeCommand(self, target.lower().removesuffix(".exe"), argv, {})
+            stage.where = (cn.pos, cn.end)
+            return stage
         switch_names = self.switch_names(target)
         # a parameter name takes the next argument as its value unless the command declares it a switch
         pending: str | None = None
@@ -2322,6 +2333,11 @@ class Runtime:
         low = name.lower()
         return low in switches or any(sw.startswith(low) for sw in switches) and len(low) >= 2 and \
             sum(1 for sw in switches if sw.startswith(low)) == 1 and not False
+
+    def _is_native(self, name: str) -> bool:
+        low = name.lower()
+        return (low.removesuffix(".exe") in NATIVE_COMMANDS and not isinstance(self.scope.find_func(low), ScriptBlock)
+                and lookup_cmdlet(low) is None)
 
     def resolve_command(self, name: str, positional: list[object], named: dict[str, object], cn: Node) -> "Stage":
         low = name.lower()
@@ -6003,8 +6019,46 @@ def _native_whoami(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[s
     return 1, [], [f"ERROR: Invalid argument/option - '{args[0]}'.", 'Type "WHOAMI /?" for usage.']
 
 
+def _native_line(args: list[str]) -> str:
+    """The command line PowerShell 5.1 builds for an executable: arguments with blanks are quoted."""
+    return " ".join(f'"{a}"' if (not a or any(c in a for c in " \t")) and not a.startswith('"') else a for a in args)
+
+
+def _native_via_engine(rt: Runtime, run: _Callable[[object, _Callable[[bytes], None], _Callable[[bytes], None]], int],
+                       encoding: str) -> tuple[int, list[str], list[str]]:
+    """Runs cmd.exe/powershell.exe on the lab engine's own emulation, capturing both handles as lines."""
+    from tests.lab._engine import Engine
+    engine = Engine(rt.host.fs.root, rt.host.computer_name, rt.host.user)
+    engine.env = rt.host.env  # the child inherits the session's environment, and cmd's `set` changes it
+    out, err = bytearray(), bytearray()
+    rc = run(engine, out.extend, err.extend)
+
+    def lines(data: bytearray) -> list[str]:
+        text = bytes(data).decode(encoding, errors="replace")
+        return text.replace("\r\n", "\n").removesuffix("\n").split("\n") if text else []
+    return rc, lines(out), lines(err)
+
+
+def _native_cmd(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
+    from tests.lab._engine import CmdShell
+
+    def run(engine: object, out: _Callable[[bytes], None], err: _Callable[[bytes], None]) -> int:
+        shell = CmdShell(engine, [], out, err)  # type: ignore[arg-type]
+        shell.cwd = rt.cwd
+        return shell.run_line(f"cmd.exe {_native_line(args)}")
+    return _native_via_engine(rt, run, "cp437")
+
+
+def _native_powershell(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
+    def run(engine: object, out: _Callable[[bytes], None], err: _Callable[[bytes], None]) -> int:
+        return engine.run_powershell_exe(list(args), [], out, err)  # type: ignore[attr-defined]
+    return _native_via_engine(rt, run, "utf-8")
+
+
 NATIVE_COMMANDS["hostname"] = _native_hostname
 NATIVE_COMMANDS["whoami"] = _native_whoami
+NATIVE_COMMANDS["cmd"] = _native_cmd
+NATIVE_COMMANDS["powershell"] = _native_powershell
 
 
 class NativeCommand(Stage):

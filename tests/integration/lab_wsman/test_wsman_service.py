@@ -57,11 +57,12 @@ def test_psrp_pipeline_streams_arrive_in_order_with_input(connect, counters):
     assert counters.get("runspace_pools_created") == counters.get("runspace_pools_deleted") == 1
 
 
-def test_psrp_arguments_and_named_parameters_reach_the_engine(connect):
+def test_psrp_named_parameters_reach_the_engine_as_name_value_pairs_and_arguments_stay_positional(connect):
     with RunspacePool(connect()) as pool:
         ps = PowerShell(pool)
-        ps.add_script("args").add_argument("positional").add_parameter("Path", "C:\\temp")
-        assert ps.invoke() == ["positional", "-Path", "C:\\temp"]
+        # A positional "-Path" string must not turn into a parameter name: only AddParameter names one.
+        ps.add_script("args").add_argument("positional").add_argument("-Path").add_parameter("Path", "C:\\temp")
+        assert ps.invoke() == ["positional", "-Path", ["Path", "C:\\temp"]]
 
 
 def test_exit_code_reaches_the_client_host_through_set_should_exit(connect):
