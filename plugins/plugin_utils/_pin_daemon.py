@@ -52,6 +52,8 @@ DEFAULT_EXIT_GRACE = 2.0
 # How long the daemon waits for a stalled client (mid-stream) before giving the session back.
 CLIENT_IO_TIMEOUT = 300.0
 _REAP_TICK = 0.2
+# How long close/reset waits for a session that is only finishing its previous task.
+FINISHING_WAIT = 10.0
 
 # Test hook, honoured only when the daemon runs under pytest (PYTEST_CURRENT_TEST is inherited from the test).
 TEST_FACTORY_ENV = "PINNED_WINRM_TEST_SESSION_FACTORY"
@@ -280,6 +282,13 @@ class SessionTable:
         to_close: list[Slot] = []
         count = 0
         with self._cond:
+            # A session whose task has answered and is only releasing its pipeline is closed now, not later.
+            end = time.monotonic() + FINISHING_WAIT
+            while any(match(s) and s.finishing for slots in self._pins.values() for s in slots):
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(min(remaining, 0.5))
             for slots in list(self._pins.values()):
                 for slot in list(slots):
                     if not match(slot):
