@@ -108,12 +108,18 @@ def test_playbook_runs_against_the_lab_from_the_installed_collection(installed_c
     result.assert_ok()
     probe = result.task_results(host["name"].lower())[0]
     assert f"probe {host['name'].upper()} 42" in probe["stdout"], probe
-    assert f"{installed_collection.root}/plugins/connection/psrp.py" in result.stdout, "plugin not loaded from the install"
+    assert f"ansible collection location = {installed_collection.collections_path}\n" in result.stdout, \
+        result.stdout[:800]
     assert lab.host_counters(host["name"]).get("auth_handshakes.ntlm", 0) == 1
     # the daemon the installed plugin started is the one the installed session tool talks to
     assert sessions.returncode == 0, sessions.stderr
-    rows = json.loads(sessions.stdout)["sessions"]
+    listing = json.loads(sessions.stdout)
+    rows = listing["sessions"]
     assert [r["host"] for r in rows] == [host["address"]], rows
+    # the daemon runs the installed engine: the plugin gave it the install's path, not the checkout's
+    daemon_env = pathlib.Path(f"/proc/{listing['daemon']['pid']}/environ").read_bytes().split(b"\0")
+    pythonpath = next(v for v in daemon_env if v.startswith(b"PYTHONPATH=")).decode().split("=", 1)[1]
+    assert pythonpath.split(os.pathsep)[0] == str(installed_collection.collections_path), pythonpath
     assert proxy["password"] not in result.stdout + result.stderr + sessions.stdout
 
 
