@@ -14,7 +14,8 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $$HOME/.pyenv/versio
 	  $$c -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null && { echo $$c; break; }; done)
 # The oldest Python and ansible-core we claim in meta/runtime.yml.
 PYTHON_MIN ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3 /root/.pyenv/versions/3.12*/bin/python3; do \
-	  c=$$(command -v $$p 2>/dev/null) || continue; echo $$c; break; done)
+	  c=$$(command -v $$p 2>/dev/null) || continue; \
+	  $$c -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 12) else 1)' 2>/dev/null && { echo $$c; break; }; done)
 ANSIBLE_MIN ?= ansible-core>=2.20,<2.21
 PYTEST_ARGS ?=
 
