@@ -217,6 +217,19 @@ class Engine:
             "windir": "C:\\Windows",
         }
 
+        # A WinRS process starts in the profile directory (or the shell's WorkingDirectory); PSRP in Documents.
+        self.process_cwd = f"C:\\Users\\{user}"
+
+    def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
+                        no_profile: bool = False) -> None:
+        """A WinRS shell's creation options: its environment variables and working directory."""
+        for name, value in (environment or {}).items():
+            for key in [k for k in self.env if k.lower() == name.lower()]:
+                del self.env[key]
+            self.env[name] = value
+        if working_directory:
+            self.process_cwd = working_directory
+
     # ---- PowerShell ------------------------------------------------------------------------------
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
                        is_command: bool = False) -> None:
@@ -275,7 +288,7 @@ class Engine:
         return CmdShell(self, stdin, stdout, stderr).run_line(line)
 
     def run_powershell_exe(self, argv: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
-                           stderr: Callable[[bytes], None]) -> int:
+                           stderr: Callable[[bytes], None], cwd: str | None = None) -> int:
         """powershell.exe's command line: -EncodedCommand/-EncodedArguments/-Command/-File."""
         from tests.lab import _pwsh, _transfer
         script: str | None = None
@@ -330,20 +343,24 @@ class Engine:
         streams = _TextStreams(stdout, stderr)
         lines: Iterable[object] = [] if input_none else _transfer.iter_lines(stdin)
         state: dict[str, object] = {}
-        self._run_ps_text(script, args, lines, streams, state)
+        self._run_ps_text(script, args, lines, streams, state, cwd or self.process_cwd)
         streams.flush()
         if streams.exit_code is not None:
             return streams.exit_code
         return 1 if state.get("failed") or streams.had_error and state.get("last_failed") else 0
 
     def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
-                     state: dict[str, object]) -> None:
+                     state: dict[str, object], cwd: str) -> None:
         from tests.lab import _pwsh
         rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        rt.cwd = cwd
         source = _peekable(iter(lines))
         try:
             try:
-                rt.run_script(script, args, {}, source if source.has_any() else None,
+                # A script without a process block reads stdin only if it enumerates $input: waiting for
+                # stdin first would hang a WinRS command whose client never sends any (powershell.exe does not).
+                lazy = "process" not in _pwsh.parse(script).blocks
+                rt.run_script(script, args, {}, source if lazy or source.has_any() else None,
                               lambda v: streams.output(v))
             except _pwsh.ParseError as e:
                 raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
@@ -409,7 +426,7 @@ class CmdShell:
         self.stdout = stdout
         self.stderr = stderr
         self.depth = depth
-        self.cwd = f"C:\\Users\\{engine.user}"
+        self.cwd = getattr(engine, "process_cwd", f"C:\\Users\\{engine.user}")
         self.errorlevel = 0
 
     def expand(self, text: str) -> str:
@@ -611,7 +628,7 @@ class CmdShell:
                 inner = inner[1:-1]
             return CmdShell(self.engine, self.stdin, out, err, self.depth + 1).run_line(inner)
         if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
-            return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err)
+            return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)
         err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
         return 9009
 

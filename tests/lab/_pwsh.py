@@ -6051,7 +6051,7 @@ def _native_cmd(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]
 
 def _native_powershell(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
     def run(engine: object, out: _Callable[[bytes], None], err: _Callable[[bytes], None]) -> int:
-        return engine.run_powershell_exe(list(args), [], out, err)  # type: ignore[attr-defined]
+        return engine.run_powershell_exe(list(args), [], out, err, cwd=rt.cwd)  # type: ignore[attr-defined]
     return _native_via_engine(rt, run, "utf-8")
 
 

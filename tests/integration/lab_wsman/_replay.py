@@ -29,15 +29,29 @@ RECEIVE_TIMEOUT = "PT1S"
 MAX_EXTRA_RECEIVES = 6
 
 
+PROGRESS_RECORD = 0x41010
+# Windows PowerShell reports building its module analysis cache as a progress record the first time a
+# process auto-loads modules. Whether a recording has it depends on that host's cache, not on the
+# exchange (New-Item/Get-Service pipelines recorded without it, Write-Output ones with it), so it is
+# left out of the comparison rather than faked.
+MODULE_CACHE_PROGRESS = b"Preparing modules for first use."
+
+
 def psrp_types(b64: str | None) -> list[int]:
-    """PSRP message types of the messages starting in one base64 rsp:Stream/creationXml value."""
+    """PSRP message types of the messages starting in one base64 rsp:Stream/creationXml value.
+
+    A message split over fragments is read from its start fragment only; the module-cache progress
+    record is skipped (see MODULE_CACHE_PROGRESS).
+    """
     data = base64.b64decode(b64 or "")
     types = []
     while len(data) >= 21:
         _oid, fid, flags, length = struct.unpack(">QQBI", data[:21])
         blob = data[21 : 21 + length]
         if flags & 0x1 and len(blob) >= 8:
-            types.append(struct.unpack("<I", blob[4:8])[0])
+            kind = struct.unpack("<I", blob[4:8])[0]
+            if not (kind == PROGRESS_RECORD and MODULE_CACHE_PROGRESS in blob):
+                types.append(kind)
         data = data[21 + length :]
     return types
 
