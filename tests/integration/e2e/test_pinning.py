@@ -62,6 +62,7 @@ def _outputs(run) -> list[str]:
     return [r.get("stdout", "").strip() for r in run.task_results("win-lab1")]
 
 
+@pytest.mark.compat
 def test_twenty_tasks_through_squid_ride_one_session_and_the_next_run_reuses_it(e2e: E2E) -> None:
     playbook = _twenty(e2e)
     before = e2e.counters()
