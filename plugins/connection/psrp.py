@@ -538,13 +538,21 @@ class Connection(ConnectionBase):
 
     def _report(self, info: dict[str, t.Any]) -> None:
         """-vvv: whether this task reused a session or opened one, and why a re-authentication happened."""
-        session = info.get("session", "?")
-        parts = [f"PSRP: session {session}"]
+        host = self._spec.host if self._spec else None
+        parts = [f"PSRP: session {info.get('session', '?')}"]
+        if info.get("session_id"):
+            parts.append(f"id {info['session_id']}")
+        if info.get("tasks"):
+            parts.append(f"tasks served {info['tasks']}")
         if info.get("reauths"):
             parts.append(f"re-authentications this task: {info['reauths']}")
-        for reason in info.get("reauth_reasons", []) or []:
-            parts.append(f"re-authenticated because {reason}")
-        display.vvv("; ".join(parts), host=self._spec.host if self._spec else None)
+        reasons = info.get("reauth_reasons") or {}
+        items = reasons.items() if isinstance(reasons, dict) else ((r, 1) for r in reasons)
+        for reason, count in items:
+            parts.append(f"re-authenticated {count}x because {reason}")
+        display.vvv("; ".join(parts), host=host)
+        for kind, detail in info.get("events") or ():
+            display.vvvv(f"PSRP: {kind}: {detail}", host=host)
 
     def _translate(self, exc: Exception) -> Exception:
         host = self._host_label()
