@@ -15,6 +15,7 @@ import logging
 import select
 import socket
 import ssl
+import time
 import typing as t
 
 import h11
@@ -24,6 +25,8 @@ from ._errors import ConnectTimeoutError, ReadTimeoutError, TransportError
 log = logging.getLogger(__name__)
 
 _RECV_SIZE = 65536
+# Largest answer read when the caller names no bound: WinRM answers are bounded by MaxEnvelopeSize.
+DEFAULT_MAX_RESPONSE = 16 * 1024 * 1024
 
 
 class ConnectionLost(TransportError):
@@ -235,9 +238,11 @@ class Response:
 class HTTPConnection:
     """HTTP/1.1 (h11) over one Stream, one request at a time, keep-alive."""
 
-    def __init__(self, stream: Stream, *, party: str) -> None:
+    def __init__(self, stream: Stream, *, party: str, max_response: int = DEFAULT_MAX_RESPONSE) -> None:
         self.stream = stream
         self.party = party
+        # a peer that sends more than this (oversized or endless answers) is cut off, not buffered
+        self.max_response = max_response
         self._h11 = h11.Connection(our_role=h11.CLIENT)
         self.requests = 0
 
@@ -266,8 +271,10 @@ class HTTPConnection:
     ) -> Response:
         """Send one request and read its whole response.
 
-        Raises ConnectionLost (with request_complete) when the peer goes away and
-        ReadTimeoutError when no complete answer arrives within ``timeout``.
+        Raises ConnectionLost (with request_complete) when the peer goes away,
+        ReadTimeoutError when no complete answer arrives within ``timeout`` (for the
+        whole answer, so a peer trickling an endless answer cannot hold us), and
+        TransportError for an answer larger than ``max_response``.
         """
         if not self.reusable:
             raise ConnectionLost(f"the connection to the {self.party} cannot carry another request", request_complete=False)
@@ -299,15 +306,29 @@ class HTTPConnection:
         response: h11.Response | None = None
         body = bytearray()
         started = False
-        for _ in range(1_000_000):  # bounded by the size of any answer we accept
+        deadline = time.monotonic() + timeout if timeout else None
+        for _ in range(1_000_000):  # bounded by max_response and the deadline as well
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as e:
                 raise TransportError(f"the {self.party} sent an invalid HTTP response: {e}") from e
             if event is h11.NEED_DATA:
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ReadTimeoutError(
+                            f"The answer from the {self.party} did not complete within {timeout:g}s "
+                            f"({timeout_setting}); {len(body)} body bytes had arrived."
+                        )
+                    self._settimeout(left)
                 try:
                     data = self.stream.recv(_RECV_SIZE)
                 except TimeoutError as e:
+                    if started:
+                        raise ReadTimeoutError(
+                            f"The answer from the {self.party} did not complete within {timeout:g}s "
+                            f"({timeout_setting}); {len(body)} body bytes had arrived."
+                        ) from e
                     raise ReadTimeoutError(
                         f"No answer from the {self.party} within {timeout:g}s ({timeout_setting})."
                         if timeout
@@ -335,8 +356,10 @@ class HTTPConnection:
                 response = event
                 if method == "CONNECT" and 200 <= event.status_code < 300:
                     break  # the connection is now a tunnel; h11 hands us nothing more
+                self._check_size(_declared_length(event), 0)
                 continue
             if isinstance(event, h11.Data):
+                self._check_size(len(body) + len(event.data), len(body))
                 body += event.data
                 continue
             if isinstance(event, h11.EndOfMessage):
@@ -358,6 +381,14 @@ class HTTPConnection:
             will_close=will_close,
         )
 
+    def _check_size(self, size: int | None, received: int) -> None:
+        if size is not None and size > self.max_response:
+            raise TransportError(
+                f"the {self.party} sent an answer larger than {self.max_response} bytes (at least {size}; "
+                f"{received} received); WinRM answers are bounded by ansible_psrp_max_envelope_size, so it "
+                "was cut off and the connection closed."
+            )
+
     def tunnel_leftover(self) -> bytes:
         """Bytes the proxy sent after its 2xx to CONNECT (they belong to the tunnel)."""
         data, _closed = self._h11.trailing_data
@@ -365,6 +396,16 @@ class HTTPConnection:
 
     def close(self) -> None:
         self.stream.close()
+
+
+def _declared_length(response: h11.Response) -> int | None:
+    for name, value in response.headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 class PrefixedStream:
