@@ -73,6 +73,7 @@ USER_AGENT = "pinned.winrm (pypsrp)"
 _SOAP = "application/soap+xml;charset=UTF-8"
 _BOUNDARY = re.compile(r'boundary=["\']?([^"\';]+)["\']?')
 _MAX_LEGS = 10  # no HTTP auth scheme needs more legs; bounds a misbehaving peer
+_MIN_MAX_RESPONSE = 4 * 1024 * 1024
 
 EventSink = t.Callable[[str, str], None]
 
@@ -125,6 +126,9 @@ class WinRMTransport:
             "bytes_in": 0,
             "bytes_out": 0,
         }
+        # WinRM answers fit MaxEnvelopeSize (pypsrp raises it to 512000 on PSRP 2.2+); anything far
+        # larger is a broken or hostile peer, cut off instead of buffered
+        self._max_response = max(_MIN_MAX_RESPONSE, 4 * max(spec.max_envelope_size, 512000))
         self._conn: HTTPConnection | None = None
         self._ready = False  # the held connection finished its host authentication
         self._sockets: list[SocketStream] = []
@@ -257,6 +261,14 @@ class WinRMTransport:
                 f"The answer from {self._authority}{self._via()} was not encrypted although WinRM message "
                 "encryption is on (R3); refusing it."
             )
+        content_type = (resp.header("content-type") or "").lower()
+        if body and self._encryption is None and not content_type.startswith("application/soap+xml"):
+            # a captive portal, a proxy's own page or a non-WinRM service: say so instead of an XML error
+            raise TransportError(
+                f"The answer from {self._authority}{self._via()} is not a WS-Management message (HTTP "
+                f"{resp.status}, Content-Type {content_type or 'none'!r}); check ansible_port and ansible_psrp_path "
+                "point at the WinRM listener."
+            )
         return body
 
     def _request(
@@ -301,10 +313,11 @@ class WinRMTransport:
             stream = self._open_proxy_stream()
             if spec.use_tunnel:
                 stream = self._open_tunnel(stream)
-            party = f"Windows host (through proxy {spec.proxy.url})" if spec.use_tunnel else f"proxy {spec.proxy.url}"
+            party = (f"Windows host {self._authority} (through proxy {spec.proxy.url})" if spec.use_tunnel
+                     else f"proxy {spec.proxy.url}")
         else:
             stream = self._new_socket(spec.host, spec.port, party="Windows host", setting="ansible_host and ansible_port")
-            party = "Windows host"
+            party = f"Windows host {self._authority}"
         if spec.scheme == "https":
             tls = start_tls(
                 stream,
@@ -317,7 +330,7 @@ class WinRMTransport:
             self.stats["tls_handshakes"] += 1
             self._cbt = certificate_binding(tls.peer_certificate())
             stream = tls
-        self._conn = HTTPConnection(stream, party=party)
+        self._conn = HTTPConnection(stream, party=party, max_response=self._max_response)
         self._emit("connect", f"connected to {self._authority}{self._via()}")
 
     def _new_socket(self, host: str, port: int, *, party: str, setting: str) -> SocketStream:
@@ -345,7 +358,7 @@ class WinRMTransport:
         """CONNECT host:port, answering 407s on the same connection (all schemes)."""
         proxy = t.cast("ProxySpec", self.spec.proxy)
         party = f"proxy {proxy.url}"
-        conn = HTTPConnection(stream, party=party)
+        conn = HTTPConnection(stream, party=party, max_response=self._max_response)
         provider = proxy_provider(proxy)
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
@@ -397,7 +410,7 @@ class WinRMTransport:
                             schemes=schemes,
                         )
                     self._emit("reconnect", f"proxy {proxy.url} closed after its 407; reconnecting to answer with {provider.label}")
-                    conn = HTTPConnection(self._open_proxy_stream(), party=party)
+                    conn = HTTPConnection(self._open_proxy_stream(), party=party, max_response=self._max_response)
                 continue
             conn.close()
             raise self._proxy_refusal(resp, connect=True)
@@ -537,7 +550,13 @@ class WinRMTransport:
         match = _BOUNDARY.search(content_type)
         if self._encryption is None or match is None:
             raise TransportError(f"The Windows host {self._authority} sent an encrypted answer this session cannot decrypt.")
-        return self._encryption.unwrap_message(resp.body, match.group(1))
+        try:
+            return self._encryption.unwrap_message(resp.body, match.group(1))
+        except Exception as e:  # pypsrp/pyspnego raise many kinds for broken framing or a bad signature
+            raise TransportError(
+                f"The encrypted answer from {self._authority}{self._via()} could not be decrypted "
+                f"({type(e).__name__}: {str(e)[:200]}); it was refused and the connection closed."
+            ) from None
 
     @staticmethod
     def _was_encrypted(resp: Response) -> bool:
