@@ -1,0 +1,143 @@
+"""Small helpers of the reliability suite: playbooks, the daemon's process, the lab host's disk."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import time
+import typing as t
+
+import yaml
+
+from tests.integration.e2e.conftest import E2E
+
+ACTION_PLUGINS = pathlib.Path(__file__).parent / "action_plugins"
+
+
+def write_playbook(path: pathlib.Path, tasks: list[dict[str, t.Any]], *, hosts: str = "windows") -> str:
+    """A one-play playbook of the given tasks (no facts)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump([{"name": "reliability", "hosts": hosts, "gather_facts": False,
+                                     "tasks": tasks}], allow_unicode=True), encoding="utf-8")
+    return str(path)
+
+
+def raw(name: str, command: str, **extra: t.Any) -> dict[str, t.Any]:
+    return {"name": name, "ansible.builtin.raw": command, "changed_when": False, **extra}
+
+
+def pause(seconds: float) -> dict[str, t.Any]:
+    return {"name": f"pause {seconds}s", "ansible.builtin.pause": {"seconds": int(seconds)}}
+
+
+def action_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment that makes this suite's test-only action plugins visible to ansible-playbook."""
+    return {"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS), **(extra or {})}
+
+
+def squid_ntlm(e2e: E2E, name: str = "squid_ntlm") -> dict[str, t.Any]:
+    proxy = e2e.proxy(name)
+    return {
+        "ansible_psrp_auth": "ntlm",
+        "ansible_psrp_proxy": proxy["url"],
+        "ansible_psrp_proxy_auth": "ntlm",
+        "ansible_psrp_proxy_user": proxy["username"],
+        "ansible_psrp_proxy_password": proxy["password"],
+    }
+
+
+def host_password(e2e: E2E, index: int = 0, user: str = "ansible") -> str:
+    return next(u["password"] for u in e2e.host(index)["users"] if u["username"] == user)
+
+
+def daemon_pid(e2e: E2E) -> int | None:
+    """The pin daemon's pid for this test's persist dir (None when none runs)."""
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
+    hello = PinClient(str(e2e.workdir / "pc"), autostart=False).hello()
+    return int(hello["pid"]) if hello and hello.get("pid") else None
+
+
+def daemon_log(e2e: E2E) -> str:
+    text = ""
+    for path in sorted((e2e.workdir / "pc").glob("pinned-winrm-*/daemon.log*")):
+        text += path.read_text(encoding="utf-8", errors="replace")
+    return text
+
+
+def proc_sample(pid: int) -> dict[str, int]:
+    """Open file descriptors, threads, RSS and its high-water mark (KiB) of a process, from /proc."""
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": int(fields["Threads"].strip()),
+        "rss_kib": int(fields["VmRSS"].split()[0]),
+        "hwm_kib": int(fields["VmHWM"].split()[0]),
+    }
+
+
+def children_of(pid: int) -> list[int]:
+    """Every descendant of pid (from /proc/<pid>/task/*/children)."""
+    out: list[int] = []
+    todo = [pid]
+    for _ in range(1000):  # bounded walk
+        if not todo:
+            break
+        current = todo.pop()
+        for task in pathlib.Path(f"/proc/{current}/task").glob("*"):
+            try:
+                kids = [int(x) for x in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def host_path(e2e: E2E, windows_path: str, index: int = 0) -> pathlib.Path:
+    """Where the lab keeps a host's C:\\ path on this machine's disk."""
+    root = pathlib.Path(e2e.host(index)["root"])
+    drive, _, rest = windows_path.partition(":\\")
+    assert drive.upper() == "C", windows_path
+    return root.joinpath(*[p for p in rest.split("\\") if p])
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: t.Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def secret_forms(secret: str) -> list[bytes]:
+    """A secret as it could appear on a wire or in a file: raw, UTF-16-LE, base64 in both, URL-quoted."""
+    import base64
+    import urllib.parse
+
+    forms = [secret.encode(), secret.encode("utf-16-le"), base64.b64encode(secret.encode()),
+             base64.b64encode(secret.encode("utf-16-le")), urllib.parse.quote(secret).encode()]
+    return [f for f in dict.fromkeys(forms) if len(f) >= 6]
+
+
+def found_in(blob: bytes, secret: str) -> list[str]:
+    """Which forms of the secret occur in blob (empty: none)."""
+    import base64
+
+    hits = [f"{form[:4]!r}..." for form in secret_forms(secret) if form in blob]
+    # base64 of user:password (Basic) hides the password at any alignment; look for each of 3 alignments
+    for pad in ("", "x", "xx"):
+        enc = base64.b64encode((pad + secret).encode())[4 if pad else 0:][: -4]
+        if len(enc) >= 8 and enc in blob:
+            hits.append(f"base64 at offset {len(pad)}")
+    return hits

@@ -1,0 +1,194 @@
+"""Hostile HTTP peers on loopback: a scripted WinRM "host" and a tampering relay in front of a lab host.
+
+Hand-written on purpose (h11 for parsing requests): a test server must be able to answer with bytes no
+library would produce (truncated bodies, lying Content-Length, endless chunked streams, non-HTTP).
+
+ScriptedHost(answer): answer(index, body) -> bytes | Iterable[bytes] is written raw for the index-th
+request (0-based, counted over all connections); the connection closes after each answer's iterable
+ends unless it is plain bytes (then it stays open for the next request).
+
+TamperingRelay(upstream_host, upstream_port, tamper): relays requests over one upstream connection per
+client connection (so NTLM stays bound to it), and passes each answer through
+tamper(index, status, headers, body) -> bytes | Iterable[bytes] | None (None: relay unchanged), where
+index counts answers to requests with a non-empty body (WinRM messages, not handshake legs).
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import typing as t
+
+import h11
+
+Answer = t.Union[bytes, t.Iterable[bytes]]
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+def http_response(status: int, headers: list[tuple[str, str]], body: bytes, *, reason: str = "OK") -> bytes:
+    """A raw HTTP/1.1 response with Content-Length set to the body's real length."""
+    head = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+
+
+class _Server:
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self.requests = 0
+        self.bytes_sent = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True, name=f"hostile:{self.port}")
+
+    def __enter__(self) -> t.Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            for conn in self._conns:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                conn.close()
+        self._thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            with self._lock:
+                self._conns.append(conn)
+            threading.Thread(target=self._serve_guarded, args=(conn,), daemon=True).start()
+
+    def _serve_guarded(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except (OSError, h11.ProtocolError):
+            pass
+        finally:
+            conn.close()
+
+    def _read_request(self, conn: socket.socket, parser: h11.Connection) -> tuple[h11.Request, bytes] | None:
+        request: h11.Request | None = None
+        body = bytearray()
+        for _ in range(100_000):
+            event = parser.next_event()
+            if event is h11.NEED_DATA:
+                conn.settimeout(30)
+                data = conn.recv(65536)
+                if not data:
+                    return None
+                parser.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                assert request is not None
+                return request, bytes(body)
+            else:
+                return None
+        return None
+
+    def _write(self, conn: socket.socket, answer: Answer) -> bool:
+        """Write an answer; True when the connection may carry another request."""
+        if isinstance(answer, (bytes, bytearray)):
+            conn.sendall(answer)
+            self.bytes_sent += len(answer)
+            return True
+        for chunk in answer:
+            if self._stop.is_set():
+                break
+            conn.sendall(chunk)
+            self.bytes_sent += len(chunk)
+        return False
+
+    def _serve(self, conn: socket.socket) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class ScriptedHost(_Server):
+    """A "Windows host" that answers every request with what the test's function returns."""
+
+    def __init__(self, answer: t.Callable[[int, bytes], Answer]) -> None:
+        super().__init__()
+        self._answer = answer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/wsman"
+
+    def _serve(self, conn: socket.socket) -> None:
+        parser = h11.Connection(our_role=h11.SERVER)
+        for _ in range(10_000):
+            got = self._read_request(conn, parser)
+            if got is None:
+                return
+            with self._lock:
+                index = self.requests
+                self.requests += 1
+            if not self._write(conn, self._answer(index, got[1])):
+                return
+            # the raw answer bypassed h11's state machine: a fresh parser for the next request
+            parser = h11.Connection(our_role=h11.SERVER)
+
+
+class TamperingRelay(_Server):
+    """Relays to a real (lab) host and lets the test rewrite chosen answers."""
+
+    def __init__(self, upstream_host: str, upstream_port: int,
+                 tamper: t.Callable[[int, int, list[tuple[str, str]], bytes], Answer | None]) -> None:
+        super().__init__()
+        self.upstream = (upstream_host, upstream_port)
+        self._tamper = tamper
+        self.messages = 0
+        self.tampered = 0
+
+    def _serve(self, conn: socket.socket) -> None:
+        upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            parser = h11.Connection(our_role=h11.SERVER)
+            for _ in range(10_000):
+                got = self._read_request(conn, parser)
+                if got is None:
+                    return
+                request, body = got
+                headers = {k.decode(): v.decode() for k, v in request.headers if k.lower() not in (b"content-length",)}
+                upstream.request(request.method.decode(), request.target.decode(), body=body, headers=headers)
+                resp = upstream.getresponse()
+                payload = resp.read()
+                resp_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
+                answer: Answer | None = None
+                if body:
+                    with self._lock:
+                        index = self.messages
+                        self.messages += 1
+                    answer = self._tamper(index, resp.status, resp_headers, payload)
+                    if answer is not None:
+                        self.tampered += 1
+                if answer is None:
+                    answer = http_response(resp.status, resp_headers, payload, reason=resp.reason)
+                if not self._write(conn, answer):
+                    return
+                parser = h11.Connection(our_role=h11.SERVER)
+        finally:
+            upstream.close()

@@ -1,0 +1,233 @@
+"""Hostile or broken answers from the "Windows host" fail cleanly: no hang, bounded memory, a PinnedError.
+
+Two peers of our own on loopback (tests/integration/reliability/_hostile.py):
+- a scripted host that answers the first WinRM message (the Runspace Pool's Create) with broken XML,
+  entity bombs, oversized or endless bodies, wrong content types or no HTTP at all (Basic over http,
+  no message encryption: the first request already carries a WinRM message);
+- a tampering relay in front of a real lab host that lets NTLM and message encryption run for real
+  and breaks the encrypted framing of the first WinRM answer.
+Each attempt opens a Session (pypsrp's RunspacePool over our transport) in a worker thread, bounded in
+time, with tracemalloc measuring the peak of Python allocations (the hostile peers reuse one buffer).
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import tracemalloc
+import typing as t
+
+import pytest
+
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import PinnedError
+from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
+from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+
+from . import report
+from ._hostile import ScriptedHost, TamperingRelay, http_response
+
+pytestmark = pytest.mark.timeout(120)
+
+READ_TIMEOUT = 4
+HARD_LIMIT_S = 25.0  # a check that takes longer counts as a hang
+MEMORY_LIMIT = 48 * 1024 * 1024  # peak Python allocations during one attempt
+MIB = 1024 * 1024
+_CHUNK = b"A" * MIB  # one buffer, sent again and again (so the peer allocates nothing per chunk)
+SOAP = [("Content-Type", "application/soap+xml;charset=UTF-8")]
+
+_ENVELOPE = (
+    '<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" '
+    'xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing" '
+    'xmlns:w="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" '
+    'xmlns:rsp="http://schemas.microsoft.com/wbem/wsman/1/windows/shell">'
+    '<s:Header><a:Action>http://schemas.xmlsoap.org/ws/2004/09/transfer/CreateResponse</a:Action>'
+    '<a:RelatesTo>uuid:00000000-0000-0000-0000-000000000000</a:RelatesTo></s:Header>'
+    '<s:Body><x:ResourceCreated xmlns:x="http://schemas.xmlsoap.org/ws/2004/09/transfer">'
+    '<a:Address>http://host:5985/wsman</a:Address><a:ReferenceParameters>'
+    '<w:ResourceURI>http://schemas.microsoft.com/powershell/Microsoft.PowerShell</w:ResourceURI>'
+    '<w:SelectorSet><w:Selector Name="ShellId">0000</w:Selector></w:SelectorSet>'
+    '</a:ReferenceParameters></x:ResourceCreated><rsp:Shell><rsp:ShellId>0000</rsp:ShellId></rsp:Shell>'
+    '</s:Body></s:Envelope>'
+).encode()
+
+_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE s:Envelope [<!ENTITY l0 "lollollollollollollollollollol">'
+    + "".join(f'<!ENTITY l{i} "{("&l" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    + ']><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>&l9;</s:Body></s:Envelope>'
+).encode()
+
+
+def _endless_chunked(delay: float = 0.0, chunk: bytes = _CHUNK) -> t.Iterator[bytes]:
+    yield b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml;charset=UTF-8\r\nTransfer-Encoding: chunked\r\n\r\n"
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    for _ in range(100_000):  # bounded: 100 GiB at most, the client must stop long before
+        if delay:
+            time.sleep(delay)
+        yield frame
+
+
+def _oversized(total: int) -> t.Iterator[bytes]:
+    yield f"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml;charset=UTF-8\r\nContent-Length: {total}\r\n\r\n".encode()
+    for _ in range(total // MIB):
+        yield _CHUNK
+
+
+def _silence(seconds: float) -> t.Iterator[bytes]:
+    time.sleep(seconds)
+    yield b""
+
+
+class Attempt(t.NamedTuple):
+    error: BaseException | None
+    seconds: float
+    peak: int
+    hung: bool
+
+    def describe(self) -> str:
+        if self.hung:
+            return f"still running after {HARD_LIMIT_S:g}s (hang)"
+        what = "no error" if self.error is None else f"{type(self.error).__name__}: {str(self.error)[:220]}"
+        return f"{what}; after {self.seconds:.1f}s; peak Python memory {self.peak / MIB:.1f} MiB"
+
+    @property
+    def clean(self) -> bool:
+        return (not self.hung and isinstance(self.error, PinnedError) and self.peak < MEMORY_LIMIT
+                and self.seconds < HARD_LIMIT_S)
+
+
+def _attempt(spec: t.Any, on_hang: t.Callable[[], None]) -> Attempt:
+    """Open a Session in a worker thread, bounded in time; measure its peak allocations."""
+    box: dict[str, BaseException | None] = {"error": None}
+
+    def work() -> None:
+        session = Session(spec)
+        try:
+            session.open()
+        except BaseException as e:  # noqa: BLE001 - the attempt reports whatever escaped
+            box["error"] = e
+        finally:
+            try:
+                session.close()
+            except BaseException:  # noqa: BLE001
+                pass
+
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    started = time.monotonic()
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    worker.join(HARD_LIMIT_S)
+    hung = worker.is_alive()
+    seconds = time.monotonic() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    if hung:
+        on_hang()
+        worker.join(10)
+    return Attempt(box["error"], seconds, peak, hung)
+
+
+def _basic_spec(port: int) -> t.Any:
+    return build_spec({
+        "remote_addr": "127.0.0.1", "port": port, "protocol": "http", "auth": "basic",
+        "remote_user": "lab-user", "remote_password": "Hostile-Peer-Pw-1", "message_encryption": "never",
+        "read_timeout": READ_TIMEOUT, "operation_timeout": 2, "connection_timeout": 5,
+    })
+
+
+SCRIPTED: list[tuple[str, str, t.Callable[[int, bytes], t.Any]]] = [
+    ("truncated XML", "half of a CreateResponse envelope",
+     lambda i, b: http_response(200, SOAP, _ENVELOPE[: len(_ENVELOPE) // 2])),
+    ("XML entity expansion (billion laughs)", "nine nested entities, 10^9 expansions",
+     lambda i, b: http_response(200, SOAP, _LAUGHS)),
+    ("oversized envelope", "a 256 MiB body with an honest Content-Length",
+     lambda i, b: _oversized(256 * MIB)),
+    ("endless stream (fast)", "chunked body of 1 MiB chunks that never ends",
+     lambda i, b: _endless_chunked()),
+    ("endless stream (trickle)", "chunked body, 16 bytes every 0.2 s, never ends",
+     lambda i, b: _endless_chunked(0.2, b"<s:Envelope>....")),
+    ("wrong content type", "200 with text/html (a captive portal page)",
+     lambda i, b: http_response(200, [("Content-Type", "text/html")], b"<html><body>Please log in</body></html>")),
+    ("empty 200", "200 with no body at all",
+     lambda i, b: http_response(200, SOAP, b"")),
+    ("not HTTP", "an SSH banner instead of an HTTP answer",
+     lambda i, b: iter([b"SSH-2.0-OpenSSH_9.6\r\n"] + [b"x" * 4096] * 4)),
+    ("header bomb", "an endless header section",
+     lambda i, b: iter([b"HTTP/1.1 200 OK\r\n"] + [b"X-Filler: " + b"y" * 1000 + b"\r\n"] * 100_000)),
+    ("lying Content-Length", "Content-Length 1 MiB, 100 bytes sent, connection held open",
+     lambda i, b: iter([b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: 1048576\r\n\r\n"
+                        + b"<" * 100, *_silence(READ_TIMEOUT * 3)])),
+    ("no answer", "the request is read, nothing is ever sent",
+     lambda i, b: _silence(READ_TIMEOUT * 3)),
+    ("closed without answer", "the request is read and the connection closed",
+     lambda i, b: iter([b""])),
+]
+
+
+@pytest.mark.parametrize("name,detail,answer", SCRIPTED, ids=[s[0] for s in SCRIPTED])
+def test_broken_host_answer_fails_cleanly(check, name: str, detail: str, answer: t.Any) -> None:
+    row = check("Bad input", f"host answer: {name} ({detail})",
+                f"a PinnedError naming the host within {HARD_LIMIT_S:g}s (read timeout {READ_TIMEOUT}s), "
+                f"peak memory < {MEMORY_LIMIT // MIB} MiB", report.BAD_INPUT)
+    with ScriptedHost(answer) as peer:
+        result = _attempt(_basic_spec(peer.port), peer.close)
+        row.see(f"{result.describe()}; peer sent {peer.bytes_sent / MIB:.1f} MiB")
+    assert result.clean, result.describe()
+    assert "127.0.0.1" in str(result.error)
+
+
+# -- the encrypted framing, through a tampering relay in front of a real lab host ------------------------
+
+
+def _framing_parts(body: bytes) -> tuple[bytes, bytes, bytes]:
+    """(head up to the signature length, the 4-byte length, the rest) of an MS-WSMV encrypted body."""
+    marker = b"Content-Type: application/octet-stream\r\n"
+    at = body.index(marker) + len(marker)
+    return body[:at], body[at:at + 4], body[at + 4:]
+
+
+def _content_type(headers: list[tuple[str, str]]) -> str:
+    return next(v for k, v in headers if k.lower() == "content-type")
+
+
+def _replace_header(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    return [(k, value if k.lower() == name.lower() else v) for k, v in headers]
+
+
+TAMPERS: list[tuple[str, t.Callable[[int, list[tuple[str, str]], bytes], t.Any]]] = [
+    ("encrypted body truncated", lambda s, h, b: http_response(s, h, b[: len(b) // 2])),
+    ("signature length 0xFFFFFFFF", lambda s, h, b: http_response(
+        s, h, (lambda p: p[0] + struct.pack("<I", 0xFFFFFFFF) + p[2])(_framing_parts(b)))),
+    ("signature length 0", lambda s, h, b: http_response(
+        s, h, (lambda p: p[0] + struct.pack("<I", 0) + p[2])(_framing_parts(b)))),
+    ("ciphertext bytes flipped", lambda s, h, b: http_response(
+        s, h, (lambda p: p[0] + p[1] + p[2][:40] + bytes(x ^ 0x5A for x in p[2][40:80]) + p[2][80:])(_framing_parts(b)))),
+    ("boundary mismatch", lambda s, h, b: http_response(
+        s, _replace_header(h, "content-type", _content_type(h).replace("Encrypted Boundary", "Other Boundary")), b)),
+    ("original length header lies", lambda s, h, b: http_response(
+        s, h, b.replace(b"Length=", b"Length=9", 1))),
+    ("plaintext answer while encryption is on", lambda s, h, b: http_response(s, SOAP, _ENVELOPE)),
+    ("encrypted answer replaced by an endless stream", lambda s, h, b: _endless_chunked()),
+]
+
+
+@pytest.mark.parametrize("name,tamper", TAMPERS, ids=[t_[0] for t_ in TAMPERS])
+def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: str, tamper: t.Any) -> None:
+    row = check("Bad input", f"encrypted framing: {name} (NTLM over http, first WinRM answer)",
+                f"a PinnedError within {HARD_LIMIT_S:g}s, peak memory < {MEMORY_LIMIT // MIB} MiB, "
+                "nothing decrypted is accepted", report.BAD_INPUT)
+    host = lab_description["hosts"][0]
+    user = next(u for u in host["users"] if u["username"] == "ansible")
+    relay = TamperingRelay(host["address"], host["http_port"],
+                           lambda index, status, headers, body: tamper(status, headers, body) if index == 0 else None)
+    with relay:
+        spec = build_spec({
+            "remote_addr": "127.0.0.1", "port": relay.port, "protocol": "http", "auth": "ntlm",
+            "remote_user": user["username"], "remote_password": user["password"],
+            "read_timeout": READ_TIMEOUT, "operation_timeout": 2, "connection_timeout": 5,
+        })
+        result = _attempt(spec, relay.close)
+        row.see(f"{result.describe()}; answers tampered: {relay.tampered}")
+    assert relay.tampered == 1, "the relay never saw the first WinRM answer"
+    assert result.clean, result.describe()
