@@ -31,6 +31,7 @@ from psrpcore.types import (
     PSDict,
     PSInvocationState,
     PSList,
+    ProgressRecordType,
     RunspacePoolState,
     SessionStateEntryVisibility,
 )
@@ -203,6 +204,28 @@ class _Streams:
 
     def warning(self, message: str) -> None:
         self._write(lambda: self._pipe.server.write_warning(message))
+
+    def debug(self, message: str) -> None:
+        self._write(lambda: self._pipe.server.write_debug(message))
+
+    def information(self, message_data: object, tags: list[str]) -> None:
+        self._write(
+            lambda: self._pipe.server.write_information(
+                _to_ps(message_data), "Write-Information", tags=tags, computer=self._pool.computer_name,
+                user=self._pool.owner,
+            )
+        )
+
+    def progress(self, *, activity: str, status: str, activity_id: int = 0, percent_complete: int = -1,
+                 seconds_remaining: int = -1, parent_id: int = -1, current_operation: str | None = None,
+                 completed: bool = False) -> None:
+        record_type = ProgressRecordType.Completed if completed else ProgressRecordType.Processing
+        self._write(
+            lambda: self._pipe.server.write_progress(
+                activity, activity_id, status, current_operation=current_operation, parent_activity_id=parent_id,
+                percent_complete=percent_complete, record_type=record_type, seconds_remaining=seconds_remaining,
+            )
+        )
 
     def verbose(self, message: str) -> None:
         self._write(lambda: self._pipe.server.write_verbose(message))

@@ -4999,10 +4999,28 @@ class WriteVerbose(Cmdlet):
             self.rt.streams.verbose(to_str(self.input_or(item, "Message")))
 
 
+def _optional_stream(rt: Runtime, name: str) -> _Callable[..., None] | None:
+    """Streams.debug/information/progress are optional: a host without them drops those records."""
+    return getattr(rt.streams, name, None)
+
+
 @cmdlet("Write-Debug")
 class WriteDebug(Cmdlet):
     params = ("Message",)
     positional = ("Message",)
+
+    def __init__(self, rt: Runtime, name: str, positional: list[object], named: dict[str, object]) -> None:
+        # -Debug / -Debug:$false override $DebugPreference for this command only.
+        switch = [v is _SWITCH or to_bool(v) for k, v in named.items() if k.lower() in ("debug", "db")]
+        self.debug_switch: bool | None = switch[-1] if switch else None
+        super().__init__(rt, name, positional, named)
+
+    def process(self, item: object) -> None:
+        pref = to_str(self.rt.get_var("DebugPreference")).lower()
+        write = _optional_stream(self.rt, "debug")
+        shown = self.debug_switch if self.debug_switch is not None else pref in ("continue", "inquire", "stop")
+        if write is not None and shown:
+            write(to_str(self.input_or(item, "Message")))
 
 
 @cmdlet("Write-Information")
@@ -5010,12 +5028,36 @@ class WriteInformation(Cmdlet):
     params = ("MessageData", "Tags")
     positional = ("MessageData", "Tags")
 
+    def process(self, item: object) -> None:
+        # Unlike debug and verbose, an information record reaches the stream whatever the preference
+        # (SilentlyContinue only keeps the host from showing it); Ignore drops it.
+        if to_str(self.rt.get_var("InformationPreference")).lower() == "ignore":
+            return
+        write = _optional_stream(self.rt, "information")
+        if write is not None:
+            tags = [to_str(t) for t in as_list(self.p.get("Tags"))] if self.p.get("Tags") is not None else []
+            write(display_value(self.input_or(item, "MessageData")), tags)
+
 
 @cmdlet("Write-Progress")
 class WriteProgress(Cmdlet):
     params = ("Activity", "Status", "PercentComplete", "Id", "CurrentOperation", "SecondsRemaining", "ParentId")
     positional = ("Activity", "Status")
     switches = ("Completed",)
+
+    def process(self, item: object) -> None:
+        if to_str(self.rt.get_var("ProgressPreference")).lower() in ("silentlycontinue", "ignore"):
+            return
+        write = _optional_stream(self.rt, "progress")
+        if write is None:
+            return
+        rt, p = self.rt, self.p
+        write(activity=to_str(p.get("Activity", "")), status=to_str(p.get("Status", "Processing")),
+              activity_id=rt.to_int(p.get("Id", 0)), percent_complete=rt.to_int(p.get("PercentComplete", -1)),
+              seconds_remaining=rt.to_int(p.get("SecondsRemaining", -1)),
+              parent_id=rt.to_int(p.get("ParentId", -1)),
+              current_operation=None if p.get("CurrentOperation") is None else to_str(p["CurrentOperation"]),
+              completed=bool(p.get("Completed")))
 
 
 @cmdlet("Out-Null")

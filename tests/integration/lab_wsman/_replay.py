@@ -190,9 +190,12 @@ def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -
             absorb(recorded, log, recorded=True)
             attempts = 0
             while attempts < MAX_EXTRA_RECEIVES:
-                # Once the lab said Done for a command nothing more will come: stop asking.
-                behind = (log.lab_state is None or key is None) and (len(log.lab_types) < len(log.recorded_types) or (
-                    log.recorded_state is not None and log.lab_state is None
+                # Once the lab said Done for a command nothing more will come: stop asking. A Running state
+                # only says the command had not finished when that Receive was answered.
+                lab_done = log.lab_state is not None and log.lab_state[0] == "Done"
+                recorded_done = log.recorded_state is not None and log.recorded_state[0] == "Done"
+                behind = (not lab_done or key is None) and (len(log.lab_types) < len(log.recorded_types) or (
+                    recorded_done and not lab_done
                 ) or not (log.recorded_streams <= log.lab_streams)) or (recorded.fault is not None)
                 if not behind:
                     break

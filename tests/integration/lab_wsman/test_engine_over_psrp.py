@@ -125,3 +125,14 @@ def test_add_parameter_binds_by_name_through_add_command(pool, lab_root) -> None
     ps = PowerShell(rp)
     ps.add_cmdlet("Get-Content").add_parameter("LiteralPath", DEMO).add_parameter("TotalCount", 1)
     assert ps.invoke() == ["one"]
+
+
+def test_debug_information_and_progress_records_reach_a_pypsrp_client(pool) -> None:
+    rp, _host = pool
+    ps = PowerShell(rp)
+    ps.add_script("$DebugPreference = 'Continue'; Write-Debug 'dbg'; Write-Information 'info' -Tags t1; "
+                  "Write-Progress -Activity 'act' -Status 'st' -PercentComplete 50; 'out'")
+    assert ps.invoke() == ["out"]
+    assert [d.message for d in ps.streams.debug] == ["dbg"]
+    assert [(i.message_data, i.tags) for i in ps.streams.information] == [("info", ["t1"])]
+    assert [(p.activity, p.description, p.percent_complete) for p in ps.streams.progress] == [("act", "st", 50)]

@@ -9,31 +9,26 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import pytest
 import yaml
 
 from tests.integration.lab_wsman import _replay
-from tests.integration.lab_wsman.conftest import StandInEngine
 from tests.lab._config import HostConfig
 from tests.lab._counters import Counters
+from tests.lab._engine import Engine
 from tests.lab._faults import Faults
 from tests.lab._wsman import WSManService
 
-# Matches reached with the stand-in engine of conftest.py; raise it as the lab engine grows.
-MATCH_FLOOR = 12
+# Matches reached with the lab engine (docs/lab-wsman.md lists the rest); raise it as the lab grows.
+MATCH_FLOOR = 30
 OUTPUT = pathlib.Path(__file__).resolve().parents[2] / "output" / "wsman_transcript_replay.json"
 
 
 def _engine_factory():
-    """The lab engine when it is there (it runs the recorded PowerShell), else the tests' stand-in."""
-    try:
-        from tests.lab._engine import Engine
-    except ImportError:
-        Engine = None
-    if Engine is not None:
-        return "lab", lambda cfg, user: Engine(cfg.root, cfg.name, user)
-    return "stand-in", lambda cfg, user: StandInEngine(cfg.root, cfg.name, user)
+    """The lab's real engine: it runs the recorded PowerShell and cmd."""
+    return "lab", lambda cfg, user: Engine(cfg.root, cfg.name, user)
 
 
 @pytest.mark.timeout(600)
@@ -46,15 +41,18 @@ def test_recorded_windows_exchanges_replay_with_the_same_structure(tmp_path):
         root = tmp_path / path.stem
         root.mkdir()
         # The recorded hosts had the session configurations their clients asked for (e.g. JEA ones).
+        # The recording's user, where its paths name one (C:\Users\<user>\...): the lab's profile is that user's.
+        found = re.search(r"C:\\Users\\([A-Za-z0-9_.-]+)\\", path.read_text())
+        user = found.group(1) if found else "vagrant"
         config = HostConfig(
             name="WIN-LAB1",
-            users={"vagrant": "vagrant"},
+            users={user: "vagrant"},
             root=root,
             extra_configurations=tuple(sorted(_replay.configurations(messages))) or ("Lab.Restricted",),
         )
         service = WSManService(config, Counters(), Faults(), engine_factory=factory)
         try:
-            results.append(_replay.replay(path, lambda body: service.handle("vagrant", body)))
+            results.append(_replay.replay(path, lambda body, user=user: service.handle(user, body)))
         finally:
             service.close()
     matched = [r for r in results if r.match]

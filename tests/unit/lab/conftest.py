@@ -20,6 +20,9 @@ class RecordingStreams:
     warnings: list[str] = dataclasses.field(default_factory=list)
     verbose_messages: list[str] = dataclasses.field(default_factory=list)
     host: list[tuple[str, bool, bool]] = dataclasses.field(default_factory=list)
+    debug_messages: list[str] = dataclasses.field(default_factory=list)
+    information_records: list[tuple[object, list[str]]] = dataclasses.field(default_factory=list)
+    progress_records: list[dict[str, object]] = dataclasses.field(default_factory=list)
     exit_code: int | None = None
 
     def output(self, value: object) -> None:
@@ -42,6 +45,15 @@ class RecordingStreams:
 
     def set_should_exit(self, code: int) -> None:
         self.exit_code = code
+
+    def debug(self, message: str) -> None:
+        self.debug_messages.append(message)
+
+    def information(self, message_data: object, tags: list[str]) -> None:
+        self.information_records.append((message_data, tags))
+
+    def progress(self, **record: object) -> None:
+        self.progress_records.append(record)
 
     @property
     def all_errors(self) -> list[ErrorInfo]:
