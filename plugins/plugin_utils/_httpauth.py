@@ -318,11 +318,13 @@ class SpnegoAuth(AuthProvider):
             chal = next((c for c in challenges if c.name == self.label.lower()), None)
             if chal is None or not chal.token:
                 raise AuthRejected(self._protocol)  # a bare challenge again: the credentials were refused
-            in_token = base64.b64decode(chal.token)
+            in_token = _peer_token(chal.token, self._protocol)
         try:
             out_token = self._context.step(in_token)
         except spnego.exceptions.SpnegoError as e:
             raise AuthRejected(f"{self._protocol}: {e.message if hasattr(e, 'message') else type(e).__name__}") from e
+        except Exception as e:  # pyspnego raises struct.error/ValueError/... for malformed tokens from the peer
+            raise AuthRejected(f"{self._protocol}: the peer sent a malformed token ({type(e).__name__})") from e
         if not out_token:
             raise AuthRejected(self._protocol)
         return f"{self.label} {base64.b64encode(out_token).decode()}"
@@ -330,12 +332,25 @@ class SpnegoAuth(AuthProvider):
     def finish(self, challenges: list[Challenge]) -> None:
         chal = next((c for c in challenges if c.name == self.label.lower()), None)
         if self._context is not None and not self._context.complete and chal is not None and chal.token:
-            self._context.step(base64.b64decode(chal.token))  # mutual auth (Kerberos AP-REP)
+            try:
+                self._context.step(_peer_token(chal.token, self._protocol))  # mutual auth (Kerberos AP-REP)
+            except AuthRejected:
+                raise
+            except Exception as e:  # a bad final token fails mutual authentication, whatever pyspnego raises
+                raise AuthRejected(f"{self._protocol}: mutual authentication failed ({type(e).__name__})") from e
         self.complete = True
 
     @property
     def encryption_protocol(self) -> str | None:  # type: ignore[override]
         return ENC_KERBEROS if self.label.lower() == "kerberos" else ENC_SPNEGO
+
+
+def _peer_token(token: str, protocol: str) -> bytes:
+    """Decode a peer's base64 token; malformed base64 is a refusal, not a crash."""
+    try:
+        return base64.b64decode(token, validate=True)
+    except ValueError as e:  # binascii.Error
+        raise AuthRejected(f"{protocol}: the peer sent a token that is not base64") from e
 
 
 class CredSSPAuth(SpnegoAuth):
