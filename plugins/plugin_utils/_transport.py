@@ -323,7 +323,7 @@ class WinRMTransport:
                 stream,
                 self._host_context(),
                 spec.host,
-                party="Windows host",
+                party=f"Windows host{self._via()}",
                 setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
                 timeout=spec.connection_timeout,
             )
@@ -458,7 +458,13 @@ class WinRMTransport:
                 continue
             self._check_proxy_answer(resp)
             if 200 <= resp.status < 300:
-                provider.finish(parse_challenges(resp.header_values("www-authenticate")))
+                try:
+                    provider.finish(parse_challenges(resp.header_values("www-authenticate")))
+                except AuthRejected as e:
+                    raise HostAuthError(
+                        f"The Windows host {self._authority}{self._via()} accepted the credentials but its final "
+                        f"authentication token did not verify ({e}); refusing the session (mutual authentication)."
+                    ) from None
                 self.stats["host_handshakes"] += 1
                 if spec.encrypt:
                     self._encryption = WinRMEncryption(provider.context, t.cast(str, provider.encryption_protocol))
