@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-author: pinned.winrm contributors
+author: pinned.winrm contributors (@pinned-winrm)
 name: psrp
 short_description: Run tasks over PSRP through proxies, on one pinned WinRM session per host
 description:
@@ -338,6 +338,20 @@ options:
     - section: pinned_winrm
       key: persist_max_age
     version_added: 1.0.0
+  persist_pool_size:
+    description:
+    - How many sessions the daemon may open to one host with the same settings when tasks overlap (two
+      playbooks at once, or free strategy). A task waits for a free session when all are busy.
+    type: int
+    default: 2
+    vars:
+    - name: ansible_psrp_persist_pool_size
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_POOL_SIZE
+    ini:
+    - section: pinned_winrm
+      key: persist_pool_size
+    version_added: 1.0.0
   persist_dir:
     description:
     - Directory under which the daemon's private socket directory is created (mode 0700, one per user).
@@ -524,9 +538,13 @@ class Connection(ConnectionBase):
         from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
 
         if self.get_option("persist"):
+            pool_size = int(self.get_option("persist_pool_size"))
+            if pool_size < 1:
+                raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_pool_size must be at least 1.")
             return _pin_client.PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
+                pool_max=pool_size,
             )
         return _pin_client.LocalRunner()
 

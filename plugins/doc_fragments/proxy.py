@@ -10,7 +10,7 @@ options:
   proxy:
     description:
     - URL of the HTTP proxy between the controller and the Windows host, V(http://proxy:3128) or
-      V(https://proxy:3129) (TLS to the proxy) or V(socks5://proxy:1080).
+      V(https://proxy:3129) (TLS to the proxy). SOCKS proxies are not supported.
     - "HTTPS endpoints go through a CONNECT tunnel; HTTP endpoints are forwarded (or tunnelled with O(proxy_tunnel))."
     - Credentials embedded in the URL (V(http://user:pass@proxy:3128)) are taken as O(proxy_user) and
       O(proxy_password) with O(proxy_auth=basic), as ansible.builtin.psrp users write them.

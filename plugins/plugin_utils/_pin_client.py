@@ -337,8 +337,7 @@ class PinClient:
         }
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
-            assert input_lines is not None
-            for line in input_lines:
+            for line in input_lines or ():
                 proto.send_json(sock, {"in": line})
             proto.send_json(sock, {"end": True})
 

@@ -572,8 +572,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             frames = self._client_frames(sock) if request.get("input") else None
 
             def lines() -> t.Iterator[str]:
-                assert frames is not None
-                for kind, value in frames:
+                for kind, value in frames or ():
                     if kind != proto.KIND_JSON or "in" not in value:
                         raise proto.ProtocolError("exec input must be JSON frames {'in': line}")
                     yield str(value["in"])

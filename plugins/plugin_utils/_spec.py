@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import hmac
 import ipaddress
+import math
 import json
 import typing as t
 import urllib.parse
@@ -27,7 +28,7 @@ from ._errors import ConfigError
 HOST_AUTHS = ("basic", "certificate", "negotiate", "kerberos", "ntlm", "credssp")
 ENCRYPTING_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp")
 PROXY_AUTHS = ("basic", "digest", "ntlm", "negotiate", "kerberos")
-PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+PROXY_SCHEMES = ("http", "https")
 MESSAGE_ENCRYPTION = ("auto", "always", "never")
 
 # Fields that carry secrets: excluded from repr, logs and describe().
@@ -201,7 +202,7 @@ def _float(value: t.Any, name: str, *, minimum: float = 0.0) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{name}: expected a number of seconds, got {value!r}.") from None
-    if number != number or number < minimum:  # NaN or too small
+    if math.isnan(number) or number < minimum:
         raise ConfigError(f"{name}: must be a number of seconds >= {minimum}, got {value!r}.")
     return number
 
@@ -252,9 +253,14 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
         )
     parsed = urllib.parse.urlsplit(text)
     scheme = parsed.scheme.lower()
+    if scheme.startswith("socks"):
+        raise ConfigError(
+            f"{setting}: SOCKS proxies are not supported (WinRM proxy authentication and affinity rules are "
+            "HTTP's); use an http:// or https:// proxy URL."
+        )
     if scheme not in PROXY_SCHEMES:
         raise ConfigError(
-            f"{setting}: proxy scheme {parsed.scheme!r} is not supported; use http://, https:// or socks5://."
+            f"{setting}: proxy scheme {parsed.scheme!r} is not supported; use http:// or https://."
         )
     try:
         port = parsed.port
@@ -266,7 +272,7 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise ConfigError(f"{setting}: a proxy URL has no path or query; got {_redact_url(text)!r}.")
     if port is None:
-        port = {"http": 80, "https": 443}.get(scheme, 1080)
+        port = {"http": 80, "https": 443}[scheme]
     user = urllib.parse.unquote(parsed.username) if parsed.username else None
     password = urllib.parse.unquote(parsed.password) if parsed.password else None
     return scheme, host, port, user, password
@@ -398,11 +404,6 @@ def _resolve_proxy(
         )
     if password and not user:
         raise ConfigError("ansible_psrp_proxy_password is set without ansible_psrp_proxy_user.")
-    if p_scheme.startswith("socks5") and auth not in (None, "basic"):
-        raise ConfigError(
-            f"ansible_psrp_proxy_auth={auth} is not possible with a SOCKS5 proxy: SOCKS5 knows only "
-            "username/password authentication (use ansible_psrp_proxy_auth=basic or an http(s):// proxy)."
-        )
     ca_cert = options.get("proxy_ca_cert") or None
     if ca_cert and p_scheme != "https":
         raise ConfigError(
