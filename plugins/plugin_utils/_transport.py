@@ -39,7 +39,6 @@ from ._connection import (
     Response,
     SocketStream,
     Stream,
-    TLSStream,
     start_tls,
 )
 from ._errors import (
@@ -224,7 +223,8 @@ class WinRMTransport:
                 self._drop()
                 raise
             self._ready = True
-        assert self._conn is not None
+        if self._conn is None:
+            raise TransportError("internal: no connection is open")
         # before writing: a peer that closed (after the handshake or while idle) is found here, where resending is safe
         state = self._conn.idle_state()
         if state != "open":
@@ -232,7 +232,8 @@ class WinRMTransport:
             peer = "proxy" if self.spec.proxy else "Windows host"
             what = "closed" if state == "closed" else "sent unrequested data on"
             raise _Resend(reason, f"the {peer} {what} the connection")
-        assert self._conn is not None
+        if self._conn is None:
+            raise TransportError("internal: no connection is open")
         headers = self._base_headers()
         per_request = self._host_auth.preemptive() if self._host_auth is not None else None
         if per_request:
@@ -281,7 +282,8 @@ class WinRMTransport:
         timeout: float | None,
         handshake: bool = False,
     ) -> Response:
-        assert self._conn is not None
+        if self._conn is None:
+            raise TransportError("internal: no connection is open")
         try:
             resp = self._conn.request(method, target, headers, body, timeout=timeout)
         except ConnectionLost as e:
