@@ -235,8 +235,9 @@ class Engine:
                        is_command: bool = False) -> None:
         """Runs a PSRP pipeline: `script` (AddScript) or a command name (AddCommand) with `arguments`.
 
-        An argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter; `True` for a
-        switch), as is a string "-Name" followed by its value; anything else is positional (AddArgument).
+        An argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter; `True` or `None`
+        for a switch: PSRP sends AddParameter(name) without argument as null), as is a string "-Name"
+        followed by its value; anything else is positional (AddArgument).
         """
         from tests.lab import _pwsh
         rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
@@ -246,6 +247,8 @@ class Engine:
         try:
             try:
                 positional, named = split_arguments(arguments)
+                # PSRP carries AddParameter(name) with no argument as a null value: a switch that is present.
+                named = {k: _pwsh._SWITCH if v is None else v for k, v in named.items()}
                 if is_command:
                     rt.src = script
                     rt.scope = rt.global_scope
@@ -552,7 +555,9 @@ class CmdShell:
                 err(b"The system cannot find the path specified.\r\n")
                 return 1
             if not hp.is_file():
-                err(b"The system cannot find the file specified.\r\n")
+                # cmd tells a missing directory on the way from a missing file
+                missing = b"file" if hp.parent.is_dir() else b"path"
+                err(b"The system cannot find the " + missing + b" specified.\r\n")
                 return 1
             out(hp.read_bytes())
             return 0

@@ -21,6 +21,7 @@ import psrpcore._payload
 from psrpcore.types import (
     CommandOrigin,
     CommandTypes,
+    DebugRecord,
     ErrorCategory,
     ErrorCategoryInfo,
     ErrorRecord,
@@ -31,9 +32,12 @@ from psrpcore.types import (
     PSDict,
     PSInvocationState,
     PSList,
+    PSRPMessageType,
     ProgressRecordType,
     RunspacePoolState,
     SessionStateEntryVisibility,
+    VerboseRecord,
+    WarningRecord,
 )
 
 from tests.lab import _soap
@@ -196,17 +200,23 @@ class _Streams:
 
     def error(self, record: t.Any) -> None:
         value = error_record(record)
-        self._write(lambda: self._pipe.server.prepare_message(value, message_type=psrpcore.types.PSRPMessageType.ErrorRecord))
+        self._write(lambda: self._pipe.server.prepare_message(value, message_type=PSRPMessageType.ErrorRecord))
 
     def terminating_error(self, record: t.Any) -> None:
         """An uncaught error: Windows fails the pipeline and sends the record in PIPELINE_STATE, not the error stream."""
         raise PipelineFailed(error_record(record))
 
+    def _informational(self, record_type: type, message_type: t.Any, message: str) -> None:
+        # PowerShell serialises these records with their message as ToString, which clients print.
+        value = record_type(Message=message, InvocationInfo=None, PipelineIterationInfo=None)
+        value.PSObject.to_string = message
+        self._write(lambda: self._pipe.server.prepare_message(value, message_type=message_type))
+
     def warning(self, message: str) -> None:
-        self._write(lambda: self._pipe.server.write_warning(message))
+        self._informational(WarningRecord, PSRPMessageType.WarningRecord, message)
 
     def debug(self, message: str) -> None:
-        self._write(lambda: self._pipe.server.write_debug(message))
+        self._informational(DebugRecord, PSRPMessageType.DebugRecord, message)
 
     def information(self, message_data: object, tags: list[str]) -> None:
         self._write(
@@ -228,7 +238,7 @@ class _Streams:
         )
 
     def verbose(self, message: str) -> None:
-        self._write(lambda: self._pipe.server.write_verbose(message))
+        self._informational(VerboseRecord, PSRPMessageType.VerboseRecord, message)
 
     def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None:
         if self._pipe.host_null:

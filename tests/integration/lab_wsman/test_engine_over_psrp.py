@@ -136,3 +136,19 @@ def test_debug_information_and_progress_records_reach_a_pypsrp_client(pool) -> N
     assert [d.message for d in ps.streams.debug] == ["dbg"]
     assert [(i.message_data, i.tags) for i in ps.streams.information] == [("info", ["t1"])]
     assert [(p.activity, p.description, p.percent_complete) for p in ps.streams.progress] == [("act", "st", 50)]
+
+
+def test_warning_verbose_and_debug_records_print_as_their_message(pool) -> None:
+    rp, _host = pool
+    ps = PowerShell(rp)
+    ps.add_script("$DebugPreference = 'Continue'; Write-Warning 'careful'; Write-Verbose 'detail' -Verbose; Write-Debug 'dbg'")
+    ps.invoke()
+    # pypsrp's Client.copy re-raises warnings with str(record): Windows sends ToString, so must the lab.
+    assert [str(r) for r in (*ps.streams.warning, *ps.streams.verbose, *ps.streams.debug)] == ["careful", "detail", "dbg"]
+
+
+def test_add_parameter_without_a_value_is_a_present_switch(pool) -> None:
+    rp, _host = pool
+    ps = PowerShell(rp)
+    ps.add_script("'a', 'b'").add_cmdlet("Out-String").add_parameter("Stream")
+    assert ps.invoke() == ["a", "b"]
