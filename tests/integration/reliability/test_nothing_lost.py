@@ -1,0 +1,162 @@
+"""Nothing lost: transfers verified by hash both ways, failed transfers leave no partial file behind.
+
+Transfers run inside real ansible-playbook runs through this suite's test-only action
+(action_plugins/rel_transfer.py: put_file then fetch_file, SHA-256 of both). The host side is checked on
+the lab host's disk, never through the plugin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import signal
+import threading
+import time
+import typing as t
+
+import pytest
+
+from tests.integration.e2e.conftest import E2E
+
+from . import report
+from ._helpers import action_env, daemon_pid, host_path, raw, squid_ntlm, write_playbook
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+HOST = "win-lab1"
+
+
+def _sha(path: pathlib.Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _transfer(name: str, src: pathlib.Path | None, dest: str, fetch_to: pathlib.Path | None) -> dict[str, t.Any]:
+    args: dict[str, t.Any] = {"dest": dest}
+    if src is not None:
+        args["src"] = str(src)
+    if fetch_to is not None:
+        args["fetch_to"] = str(fetch_to)
+    return {"name": name, "rel_transfer": args}
+
+
+def _leftovers(directory: pathlib.Path, stem: str) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if stem in p.name and "pinned" in p.name) if directory.exists() else []
+
+
+@pytest.mark.parametrize("route", ["squid-https", "direct-http"])
+def test_every_transfer_is_verified_by_hash_both_ways(e2e: E2E, check, tmp_path, route: str) -> None:
+    sizes = [0, 1, 4096, 150 * 1024 + 7, 3 * 1024 * 1024 + 1]
+    row = check("Nothing lost", f"put_file then fetch_file of {len(sizes)} sizes (0 B to 3 MiB), {route}",
+                "local SHA-256 = SHA-256 on the host's disk = SHA-256 of the fetched copy, for every file",
+                report.FAULT)
+    group = squid_ntlm(e2e) if route == "squid-https" else {"ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm"}
+    tasks, files = [], []
+    for size in sizes:
+        src = tmp_path / f"src-{size}.bin"
+        src.write_bytes(os.urandom(size))
+        dest = f"C:\\temp\\rel-hash\\{route}-{size}.bin"
+        back = tmp_path / f"back-{size}.bin"
+        tasks.append(_transfer(f"transfer {size}", src, dest, back))
+        files.append((size, src, dest, back))
+    host_path(e2e, "C:\\temp\\rel-hash").mkdir(parents=True, exist_ok=True)
+    run = e2e.run(group, playbook=write_playbook(e2e.workdir / "hash.yml", tasks), env=action_env(), name="hash")
+    observed, ok = [], True
+    for size, src, dest, back in files:
+        local, on_host, fetched = _sha(src), _sha(host_path(e2e, dest)), _sha(back)
+        same = local == on_host == fetched
+        ok &= same
+        observed.append(f"{size} B {'match' if same else f'MISMATCH {local} {on_host} {fetched}'}")
+    row.see(f"rc {run.rc}; " + ", ".join(observed))
+    run.assert_ok()
+    assert ok
+
+
+def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) -> None:
+    row = check("Nothing lost", "put_file of 3 MiB fails mid-transfer (host drops the connection on the 2nd Send)",
+                "task fails; the destination keeps its previous content (no partial file at the path)", report.FAULT)
+    tmp_row = check("Nothing lost", "temporary file of a put_file that failed mid-transfer",
+                    "removed from the host once the failed pipeline ends (within 10 s of the next task)", report.FAULT)
+    group = squid_ntlm(e2e)
+    folder = "C:\\temp\\rel-put"
+    dest = f"{folder}\\target.bin"
+    host_path(e2e, folder).mkdir(parents=True, exist_ok=True)
+    host_path(e2e, dest).write_bytes(b"PREVIOUS CONTENT")
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024))
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
+    e2e.lab.set_faults(e2e.host()["name"], drop_on_action_next={"Send": 2})
+    run = e2e.run(group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
+                  env=action_env(), name="put")
+    result = run.task_results(HOST)[0]
+    content = host_path(e2e, dest).read_bytes()
+    e2e.lab.clear_faults(e2e.host()["name"])
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "after.yml", [raw("a", "Write-Output after")]), name="after")
+    leftovers: list[str] = []
+    for _ in range(50):
+        leftovers = _leftovers(host_path(e2e, folder), "target.bin")
+        if not leftovers:
+            break
+        time.sleep(0.2)
+    row.see(f"task {result['status']}: {str(result.get('msg', ''))[-160:]}; destination "
+            f"{'unchanged' if content == b'PREVIOUS CONTENT' else f'CHANGED ({len(content)} bytes)'}")
+    tmp_row.see(f"leftover temporary files: {leftovers or 'none'}")
+    assert result["status"] in ("failed", "unreachable"), result
+    assert content == b"PREVIOUS CONTENT"
+    assert not leftovers
+
+
+def test_daemon_killed_during_a_put_leaves_no_file(e2e: E2E, check, tmp_path) -> None:
+    row = check("Nothing lost", "pin daemon killed (SIGKILL) during a 24 MiB put_file",
+                "task unreachable; no file at the destination path", report.FAULT)
+    group = squid_ntlm(e2e)
+    folder = "C:\\temp\\rel-put-kill"
+    dest = f"{folder}\\new.bin"
+    host_path(e2e, folder).mkdir(parents=True, exist_ok=True)
+    host_path(e2e, dest).unlink(missing_ok=True)
+    src = tmp_path / "huge.bin"
+    src.write_bytes(os.urandom(24 * 1024 * 1024))
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
+    pid = daemon_pid(e2e)
+    assert pid
+    sends_before = e2e.counters().get("wsman.Send", 0)
+
+    def kill_when_sending() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and e2e.counters().get("wsman.Send", 0) < sends_before + 3:
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_when_sending, daemon=True)
+    killer.start()
+    run = e2e.run(group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
+                  env=action_env(), name="put")
+    killer.join(60)
+    result = run.task_results(HOST)[0]
+    time.sleep(1)
+    exists = host_path(e2e, dest).exists()
+    row.see(f"task {result['status']}: {str(result.get('msg', ''))[-140:]}; destination "
+            f"{'EXISTS' if exists else 'absent'}; Sends before the kill {e2e.counters().get('wsman.Send', 0) - sends_before}")
+    assert result["status"] == "unreachable", result
+    assert not exists
+
+
+def test_failed_fetch_leaves_no_file_on_the_controller(e2e: E2E, check, tmp_path) -> None:
+    row = check("Nothing lost", "fetch_file of 3 MiB fails mid-transfer (host drops the connection on the 3rd Receive)",
+                "task fails; no file (and no temporary file) at the controller's destination", report.FAULT)
+    group = squid_ntlm(e2e)
+    folder = "C:\\temp\\rel-fetch"
+    source = f"{folder}\\source.bin"
+    host_path(e2e, folder).mkdir(parents=True, exist_ok=True)
+    host_path(e2e, source).write_bytes(os.urandom(3 * 1024 * 1024))
+    local_dir = tmp_path / "fetched"
+    local_dir.mkdir()
+    target = local_dir / "copy.bin"
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
+    e2e.lab.set_faults(e2e.host()["name"], drop_on_action_next={"Receive": 3})
+    run = e2e.run(group, playbook=write_playbook(e2e.workdir / "fetch.yml", [_transfer("fetch", None, source, target)]),
+                  env=action_env(), name="fetch")
+    result = run.task_results(HOST)[0]
+    left = sorted(p.name for p in local_dir.iterdir())
+    row.see(f"task {result['status']}: {str(result.get('msg', ''))[-140:]}; controller directory holds {left or 'nothing'}")
+    assert result["status"] in ("failed", "unreachable"), result
+    assert left == []
