@@ -28,6 +28,7 @@ try:
     from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
     from pypsrp.host import PSHost, PSHostUserInterface
     from pypsrp.powershell import PowerShell, RunspacePool
+    from pypsrp.wsman import NAMESPACES as _WSMAN_NAMESPACES
     from pypsrp.wsman import WSMan
 
     HAS_PYPSRP = True
@@ -159,6 +160,7 @@ class Session:
         self.pool: t.Any = None
         self.psrp_host: t.Any = None
         self._last_pipeline: t.Any = None
+        self.negotiated_envelope: int | None = None
         now = time.time()
         self.stats: dict[str, t.Any] = {
             "opened_at": now,
@@ -201,6 +203,7 @@ class Session:
                 connection_timeout=int(spec.connection_timeout),
             )
             wsman.transport = self.transport
+            self._negotiate_envelope(wsman)
             self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(), None)
             kwargs: dict[str, t.Any] = {"configuration_name": spec.configuration_name}
             if spec.no_profile:
@@ -214,6 +217,24 @@ class Session:
             self._last_pipeline = None
             self.stats["pool_opens"] += 1
             self._event("pool_open", f"opened Runspace Pool {pool.id} ({spec.configuration_name}) on {spec.endpoint}")
+
+    def _negotiate_envelope(self, wsman: t.Any) -> None:
+        """Size messages (and so put/fetch chunks) from the host's MaxEnvelopeSizekb, capped by our setting.
+
+        Reading winrm/config needs rights some users lack; then the configured size stands.
+        """
+        if self.negotiated_envelope is None:
+            try:
+                config = wsman.get_server_config()
+                node = config.find("cfg:Config/cfg:MaxEnvelopeSizekb", namespaces=_WSMAN_NAMESPACES)
+                host_size = int(node.text) * 1024 if node is not None and node.text else 0
+            except Exception as exc:  # access denied, old hosts: keep the configured size
+                log.debug("could not read MaxEnvelopeSizekb: %s", exc)
+                host_size = 0
+            self.negotiated_envelope = min(self.spec.max_envelope_size, host_size) if host_size else self.spec.max_envelope_size
+            self._event("envelope", f"max envelope size {self.negotiated_envelope} bytes "
+                        f"(host {host_size or 'unknown'}, configured {self.spec.max_envelope_size})")
+        wsman.update_max_payload_size(self.negotiated_envelope)
 
     def _drop_pool(self) -> None:
         self.pool = None
@@ -319,19 +340,33 @@ class Session:
             self._finish_last_pipeline()
             self.stats["tasks"] += 1
 
+            started: list[t.Any] = []
+            # one generator for every attempt: a Command refused for a lost shell consumed no input
+            pipeline_input = _input_generator(input_data)
+
             def start() -> t.Any:
                 ps = PowerShell(self.pool)
                 ps.add_script(script, use_local_scope=True)
                 for arg in arguments or ():
                     ps.add_argument(arg)
-                ps.begin_invoke(_input_generator(input_data))
+                started[:] = [ps]
+                ps.begin_invoke(pipeline_input)
                 return ps
 
-            ps = self._with_shell_recovery(start)
             try:
+                ps = self._with_shell_recovery(start)
                 ps.end_invoke()
-            except Exception as exc:
-                raise _host_error_from(exc, self.spec) from exc
+            except BaseException as exc:
+                # The pipeline may be waiting for input that will never come (a failed put): stop it so the
+                # host runs the script's cleanup and frees the operation, instead of leaving it to the next task.
+                if started and started[0].state == PSInvocationState.RUNNING:
+                    try:
+                        started[0].stop()
+                    except Exception as stop_exc:
+                        log.debug("stopping the failed pipeline failed: %s", stop_exc)
+                if isinstance(exc, Exception):
+                    raise _host_error_from(exc, self.spec) from exc
+                raise
             finally:
                 self.stats["last_used"] = time.time()
             self._last_pipeline = ps
