@@ -310,6 +310,10 @@ class WinRMTransport:
         spec = self.spec
         self._messages_on_conn = 0
         self._encryption = None
+        # load CA and client certificates before any socket: a bad path is a ConfigError with nothing sent
+        host_ctx = self._host_context() if spec.scheme == "https" else None
+        if spec.proxy is not None and spec.proxy.scheme == "https":
+            self._proxy_context()
         stream: Stream
         if spec.proxy is not None:
             stream = self._open_proxy_stream()
@@ -321,9 +325,10 @@ class WinRMTransport:
             stream = self._new_socket(spec.host, spec.port, party="Windows host", setting="ansible_host and ansible_port")
             party = f"Windows host {self._authority}"
         if spec.scheme == "https":
+            assert host_ctx is not None
             tls = start_tls(
                 stream,
-                self._host_context(),
+                host_ctx,
                 spec.host,
                 party=f"Windows host{self._via()}",
                 setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
