@@ -1,0 +1,113 @@
+"""Malformed inventory values: one real ansible-playbook run, one inventory host per bad value.
+
+Every host points at the same lab host with one variable broken. Expected per host: status `failed`
+(a configuration error, not `unreachable`), a message that names the variable, and (for values the
+plugin can judge before connecting) nothing sent to the host: the lab host's connection count does
+not move for the run.
+"""
+
+from __future__ import annotations
+
+import time
+import typing as t
+
+import pytest
+
+from tests.integration._ansible import run_playbook, write_inventory
+from tests.integration.e2e.conftest import E2E, delta
+
+from . import report
+from ._helpers import raw, write_playbook
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+
+PROXY = "http://127.0.0.1:9"  # never contacted: every case below is refused before any byte
+
+# (label, overrides, words the message must contain (any of))
+CASES: list[tuple[str, dict[str, t.Any], tuple[str, ...]]] = [
+    ("port out of range", {"ansible_port": 99999}, ("ansible_port",)),
+    ("port not a number", {"ansible_port": "fifty"}, ("ansible_port",)),
+    ("host given as a URL", {"ansible_host": "http://win01/wsman"}, ("ansible_host",)),
+    ("proxy scheme ftp://", {"ansible_psrp_proxy": "ftp://127.0.0.1:21"}, ("ansible_psrp_proxy",)),
+    ("proxy without scheme", {"ansible_psrp_proxy": "proxy.example:3128"}, ("ansible_psrp_proxy",)),
+    ("proxy port out of range", {"ansible_psrp_proxy": "http://127.0.0.1:99999"}, ("ansible_psrp_proxy",)),
+    ("proxy URL with a path", {"ansible_psrp_proxy": "http://127.0.0.1:3128/wpad.dat"}, ("ansible_psrp_proxy",)),
+    ("proxy scheme socks5:// (not supported yet)", {"ansible_psrp_proxy": "socks5://127.0.0.1:1080"},
+     ("ansible_psrp_proxy",)),
+    ("proxy auth scheme unknown", {"ansible_psrp_proxy": PROXY, "ansible_psrp_proxy_auth": "kerberos5",
+                                   "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "Pw-1"},
+     ("ansible_psrp_proxy_auth",)),
+    ("bypass CIDR /33", {"ansible_psrp_proxy": PROXY, "ansible_psrp_proxy_bypass": ["10.0.0.0/33"]},
+     ("ansible_psrp_proxy_bypass",)),
+    ("bypass entry with blanks", {"ansible_psrp_proxy": PROXY, "ansible_psrp_proxy_bypass": "good.example, bad host"},
+     ("ansible_psrp_proxy_bypass",)),
+    ("read timeout not above operation timeout", {"ansible_psrp_read_timeout": 5}, ("ansible_psrp_read_timeout",)),
+    ("read timeout negative", {"ansible_psrp_read_timeout": -1}, ("ansible_psrp_read_timeout",)),
+    ("connection timeout not a number", {"ansible_psrp_connection_timeout": "soon"},
+     ("ansible_psrp_connection_timeout",)),
+    ("operation timeout zero", {"ansible_psrp_operation_timeout": 0}, ("ansible_psrp_operation_timeout",)),
+    ("envelope size too small", {"ansible_psrp_max_envelope_size": 10}, ("ansible_psrp_max_envelope_size",)),
+    ("path with a query", {"ansible_psrp_path": "wsman?x=1"}, ("ansible_psrp_path",)),
+    ("CA path missing", {"ansible_psrp_ca_cert": "/nonexistent/rel-ca.pem"}, ("ansible_psrp_ca_cert",)),
+    ("client certificate missing", {"ansible_psrp_auth": "certificate",
+                                    "ansible_psrp_certificate_pem": "/nonexistent/cert.pem",
+                                    "ansible_psrp_certificate_key_pem": "/nonexistent/key.pem"},
+     ("ansible_psrp_certificate_pem",)),
+    ("message encryption value unknown", {"ansible_psrp_message_encryption": "sometimes"},
+     ("ansible_psrp_message_encryption",)),
+    ("auth value unknown", {"ansible_psrp_auth": "md5"}, ("ansible_psrp_auth",)),
+    ("R1: proxy credentials with an http:// endpoint", {
+        "ansible_psrp_protocol": "http", "ansible_port": 5985, "ansible_psrp_proxy": PROXY,
+        "ansible_psrp_proxy_auth": "basic", "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "Pw-1"},
+     ("ansible_psrp_protocol",)),
+    ("R3: basic auth over http:// through a proxy", {
+        "ansible_psrp_protocol": "http", "ansible_port": 5985, "ansible_psrp_proxy": PROXY, "ansible_psrp_auth": "basic"},
+     ("ansible_psrp_auth",)),
+    ("R3: message_encryption never over http:// through a proxy", {
+        "ansible_psrp_protocol": "http", "ansible_port": 5985, "ansible_psrp_proxy": PROXY,
+        "ansible_psrp_message_encryption": "never"},
+     ("ansible_psrp_message_encryption",)),
+]
+
+
+# Values ansible-core itself checks (the `port` keyword's type, `choices` of the plugin's DOCUMENTATION) before
+# the plugin sees them: its message names the option ("config 'auth'"), not the variable. Reported as a
+# defect of plugins/connection/psrp.py (not this suite's file); their rows show FAIL until it is fixed,
+# and the test still requires them to fail cleanly (status failed, nothing sent).
+CHECKED_BY_ANSIBLE = {"port not a number", "proxy auth scheme unknown", "message encryption value unknown",
+                      "auth value unknown"}
+
+
+def test_malformed_inventory_values_fail_with_the_variable_named(e2e: E2E, check) -> None:
+    rows = {label: check("Bad input", f"inventory: {label} ({', '.join(f'{k}={v!r}' for k, v in over.items() if k != 'ansible_port' or label.startswith('port'))})",
+                         "status failed (not unreachable), message names " + " or ".join(words) + ", nothing sent",
+                         report.BAD_INPUT)
+            for label, over, words in CASES}
+    base = e2e.host_vars(0)
+    hosts = {f"bad-{i:02d}": {**base, "ansible_psrp_auth": "ntlm", **over} for i, (_, over, _) in enumerate(CASES)}
+    inventory = write_inventory(e2e.workdir / "bad-inv", hosts, {
+        "ansible_connection": "pinned.winrm.psrp", "ansible_psrp_ca_cert": e2e.desc["ca_cert"]})
+    playbook = write_playbook(e2e.workdir / "bad.yml", [raw("probe", "Write-Output should-not-run")], hosts="windows")
+    before = e2e.counters()
+    started = time.monotonic()
+    run = run_playbook(playbook, inventory, e2e.workdir, extra_args=["-f", "8"])
+    took = time.monotonic() - started
+    sent = delta(e2e.counters(), before, "tcp_connections")
+    failures = []
+    for i, (label, _, words) in enumerate(CASES):
+        results = run.task_results(f"bad-{i:02d}")
+        result = results[0] if results else {"status": "missing", "msg": ""}
+        msg = str(result.get("msg", ""))
+        named = any(w in msg for w in words)
+        short = msg.split("pinned.winrm.psrp: ", 1)[-1]
+        rows[label].see(f"{result['status']}: {short[:230]}")
+        if result["status"] != "failed" or not named:
+            rows[label].passed = False
+            if result["status"] != "failed" or label not in CHECKED_BY_ANSIBLE:
+                failures.append(f"{label}: {result['status']} {msg[:300]}")
+            else:
+                rows[label].observed += " [known: ansible-core's own check names the option, not the variable]"
+    for label in rows:
+        rows[label].observed += f" (run: {took:.1f}s for all {len(CASES)}; host connections during the run: {sent})"
+    assert not failures, "\n".join(failures)
+    assert sent == 0, f"{sent} connection(s) reached the host"
