@@ -286,8 +286,10 @@ class Engine:
     # ---- WinRS (cmd shell) -----------------------------------------------------------------------
     def run_cmd(self, command: str, arguments: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
                 stderr: Callable[[bytes], None]) -> int:
-        """Runs a WinRS command line as cmd.exe would; returns the exit code."""
-        line = command if not arguments else " ".join([command, *(_quote_arg(a) for a in arguments)])
+        """Runs a WinRS command line (command and arguments joined verbatim) as cmd.exe would; returns the exit code."""
+        # WinRS appends each rsp:Arguments verbatim after one space, no quoting: clients (ansible's winrm
+        # plugin through pywinrm) send a whole '-NoProfile ... -EncodedCommand X' tail as one Arguments.
+        line = " ".join([command, *arguments])
         return CmdShell(self, stdin, stdout, stderr).run_line(line)
 
     def run_powershell_exe(self, argv: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
@@ -373,12 +375,6 @@ class Engine:
             streams.error(e.record.to_info())
             state["failed"] = True
         state["last_failed"] = not rt.last_ok
-
-
-def _quote_arg(a: str) -> str:
-    if a and not any(c in a for c in ' \t"'):
-        return a
-    return '"' + a.replace('"', '\\"') + '"'
 
 
 class _peekable(Iterator[object]):
@@ -628,9 +624,11 @@ class CmdShell:
             if not mm:
                 w("Microsoft Windows [Version 10.0.17763.1007]\r\n(c) 2018 Microsoft Corporation. All rights reserved.\r\n")
                 return 0
-            inner = mm.group(1).strip()
-            if inner.startswith('"') and inner.endswith('"') and inner.count('"') == 2:
-                inner = inner[1:-1]
+            # cmd keeps trailing blanks of its /c line (`cmd /c echo a || ...` runs "echo a "), but drops quotes
+            inner = mm.group(1).lstrip()
+            quoted = inner.rstrip()
+            if quoted.startswith('"') and quoted.endswith('"') and quoted.count('"') == 2:
+                inner = quoted[1:-1]
             return CmdShell(self.engine, self.stdin, out, err, self.depth + 1).run_line(inner)
         if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
             return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)

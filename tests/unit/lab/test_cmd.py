@@ -47,3 +47,13 @@ def test_powershell_exe_reads_stdin_lines_as_input(cmd):
 def test_powershell_exe_exit_code_is_one_after_a_terminating_error(cmd):
     rc, out, err = cmd("powershell", "-Command", "throw 'x'")
     assert rc == 1 and b'<S S="Error">x_x000D__x000A_</S>' in err
+
+
+def test_winrs_arguments_are_appended_verbatim_not_quoted(cmd) -> None:
+    # pywinrm (ansible.builtin.winrm) sends the whole powershell.exe tail as one rsp:Arguments element.
+    import base64
+    encoded = base64.b64encode("Write-Output 'verbatim'".encode("utf-16-le")).decode()
+    rc, out, err = cmd("powershell.exe", f"-NoProfile -NonInteractive -EncodedCommand {encoded}")
+    assert (rc, out, err) == (0, b"verbatim\r\n", b"")
+    rc, out, _ = cmd("echo", "a  b", '"quoted"')
+    assert (rc, out) == (0, b'a  b "quoted"\r\n')
