@@ -228,6 +228,8 @@ class Session:
                 config = wsman.get_server_config()
                 node = config.find("cfg:Config/cfg:MaxEnvelopeSizekb", namespaces=_WSMAN_NAMESPACES)
                 host_size = int(node.text) * 1024 if node is not None and node.text else 0
+            except (HostAuthError, TransportError):
+                raise  # refused credentials or a dead path: retrying in pool.open() would cost a second failed logon
             except Exception as exc:  # access denied, old hosts: keep the configured size
                 log.debug("could not read MaxEnvelopeSizekb: %s", exc)
                 host_size = 0
