@@ -120,24 +120,30 @@ def wait_for(predicate: t.Callable[[], bool], timeout: float, interval: float = 
     return predicate()
 
 
-def secret_forms(secret: str) -> list[bytes]:
-    """A secret as it could appear on a wire or in a file: raw, UTF-16-LE, base64 in both, URL-quoted."""
+def _b64_aligned(data: bytes) -> list[bytes]:
+    """The base64 text of `data` as it appears inside a longer base64 stream, at each of the 3 alignments."""
     import base64
+
+    out = []
+    for pad in range(3):
+        enc = base64.b64encode(b"\0" * pad + data)
+        skip = 4 if pad else 0
+        core = enc[skip:-4] if len(enc) - skip > 8 else b""
+        if len(core) >= 8:
+            out.append(core)
+    return out
+
+
+def forms(text: str) -> list[bytes]:
+    """Every encoding in which `text` could be readable: raw, UTF-16-LE, URL-quoted, base64 and base64 of base64."""
     import urllib.parse
 
-    forms = [secret.encode(), secret.encode("utf-16-le"), base64.b64encode(secret.encode()),
-             base64.b64encode(secret.encode("utf-16-le")), urllib.parse.quote(secret).encode()]
-    return [f for f in dict.fromkeys(forms) if len(f) >= 6]
+    level0 = [text.encode("utf-8"), text.encode("utf-16-le"), urllib.parse.quote(text).encode()]
+    level1 = [b for raw_ in level0[:2] for b in _b64_aligned(raw_)]
+    level2 = [b for enc in level1 for b in _b64_aligned(enc)]
+    return list(dict.fromkeys(level0 + level1 + level2))
 
 
-def found_in(blob: bytes, secret: str) -> list[str]:
-    """Which forms of the secret occur in blob (empty: none)."""
-    import base64
-
-    hits = [f"{form[:4]!r}..." for form in secret_forms(secret) if form in blob]
-    # base64 of user:password (Basic) hides the password at any alignment; look for each of 3 alignments
-    for pad in ("", "x", "xx"):
-        enc = base64.b64encode((pad + secret).encode())[4 if pad else 0:][: -4]
-        if len(enc) >= 8 and enc in blob:
-            hits.append(f"base64 at offset {len(pad)}")
-    return hits
+def leaks(blob: bytes, secrets_: dict[str, str]) -> list[str]:
+    """Names of the secrets found in blob, in any of their forms."""
+    return [name for name, value in secrets_.items() if any(f in blob for f in forms(value))]

@@ -15,43 +15,17 @@ and NTLM; Basic to a plain-http proxy necessarily shows it.
 from __future__ import annotations
 
 import base64
-import os
 import secrets
-import typing as t
 
 import pytest
 
 from tests.integration.e2e.conftest import E2E
 
 from . import report
-from ._helpers import action_env, host_password, host_path, raw, write_playbook
+from ._helpers import action_env, host_password, host_path, leaks, raw, write_playbook
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
-
-
-def _b64_aligned(data: bytes) -> list[bytes]:
-    """The base64 text of `data` as it appears inside a longer base64 stream, at each of the 3 alignments."""
-    out = []
-    for pad in range(3):
-        enc = base64.b64encode(b"\0" * pad + data)
-        skip = 4 if pad else 0
-        core = enc[skip:-4] if len(enc) - skip > 8 else b""
-        if len(core) >= 8:
-            out.append(core)
-    return out
-
-
-def forms(text: str) -> list[bytes]:
-    """Every encoding in which `text` could cross a wire readable: raw, UTF-16-LE, base64 and base64 of base64."""
-    level0 = [text.encode("utf-8"), text.encode("utf-16-le")]
-    level1 = [b for raw_ in level0 for b in _b64_aligned(raw_)]
-    level2 = [b for enc in level1 for b in _b64_aligned(enc)]
-    return list(dict.fromkeys(level0 + level1 + level2))
-
-
-def leaks(blob: bytes, secrets_: dict[str, str]) -> list[str]:
-    return [name for name, value in secrets_.items() if any(f in blob for f in forms(value))]
 
 
 def test_leak_detector_finds_markers_in_every_encoding(check) -> None:
