@@ -29,22 +29,8 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 ACTION_PLUGINS = pathlib.Path(__file__).parent / "action_plugins"
 ROUTES = ("direct", "squid")
 
-# tests/lab/_engine.py Engine.run_cmd quotes each rsp:Arguments element (_quote_arg) before joining it to
-# rsp:Command; WinRS appends Arguments verbatim (ansible-core's winrm.py relies on it: "it is just joined
-# together with a space on the remote side"). pywinrm sends '-NoProfile ... -EncodedCommand X' as ONE
-# Arguments element, so the lab sees one quoted word and powershell.exe rejects it as a parameter.
-_WINRS_ARGUMENTS_DEFECT = pytest.mark.xfail(
-    strict=True,
-    reason="lab defect: tests/lab/_engine.py Engine.run_cmd quotes rsp:Arguments instead of appending them verbatim",
-)
-
-
 def _params() -> list[t.Any]:
-    rows = []
-    for plugin in PLUGINS:
-        marks = [_WINRS_ARGUMENTS_DEFECT] if plugin == "builtin_winrm" else []
-        rows.extend(pytest.param(plugin, route, id=f"{plugin}-{route}", marks=marks) for route in ROUTES)
-    return rows
+    return [pytest.param(plugin, route, id=f"{plugin}-{route}") for plugin in PLUGINS for route in ROUTES]
 
 
 class Peers:

@@ -1,0 +1,178 @@
+"""Write the benchmark results: JSON, the chart (PNG) and the table in docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import subprocess
+import typing as t
+
+PLUGIN_LINES = ("pinned", "pinned_cold", "builtin_psrp", "builtin_winrm", "local_floor")
+
+
+def machine() -> dict[str, t.Any]:
+    """nproc, CPU model, RAM and OS of this machine."""
+    cpu = platform.processor() or ""
+    mem_kib = 0
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            mem_kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        pass
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kib / 1024 / 1024, 1),
+            "os": platform.platform()}
+
+
+def versions() -> dict[str, str]:
+    """python, ansible-core, pypsrp, pywinrm, pyspnego and squid."""
+    out = {"python": platform.python_version()}
+    for dist in ("ansible-core", "pypsrp", "pywinrm", "pyspnego", "requests"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    squid = shutil.which("squid") or "/usr/sbin/squid"
+    try:
+        text = subprocess.run([squid, "-v"], capture_output=True, text=True, timeout=10).stdout
+        match = re.search(r"Version (\S+)", text)
+        out["squid"] = match.group(1) if match else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        out["squid"] = "not found"
+    return out
+
+
+def chart(results: dict[str, t.Any], path: str) -> bool:
+    """Seconds per task against added RTT, one line per plugin (PNG); False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    raw = results.get("raw_tasks", {})
+    rtts = sorted(raw, key=float)
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for plugin in PLUGIN_LINES:
+        xs, ys = [], []
+        for rtt in rtts:
+            row = raw[rtt].get(plugin) or {}
+            if row.get("s_per_task") is not None:
+                xs.append(float(rtt))
+                ys.append(row["s_per_task"])
+        if xs:
+            style = "--" if plugin in ("local_floor", "pinned_cold") else "-"
+            ax.plot(xs, ys, style, marker="o", label=plugin)
+    ax.set_xlabel("added round-trip time, proxy to host (ms)")
+    ax.set_ylabel("seconds per raw task (median)")
+    ax.set_title(f"{results.get('sizes', {}).get('raw_tasks', 20)} raw tasks through Squid, one host")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def _fmt(value: t.Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_tables(results: dict[str, t.Any]) -> str:
+    """The results section of docs/benchmarks.md, generated from results/latest.json."""
+    lines: list[str] = []
+    m, v = results["machine"], results["versions"]
+    lines += [f"Measured {results['finished']} in {results['duration_s']:.0f} s "
+              f"({results['sizes']['reps']} repetitions, medians).", "",
+              f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram_gib']} GiB RAM, {m['os']}",
+              "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()), ""]
+    raw = results.get("raw_tasks", {})
+    if raw:
+        floor = results.get("floor", {})
+        lines += ["### Raw tasks (one host, through the Basic Squid, HTTPS, NTLM to the host)", "",
+                  "| added RTT | plugin | wall (s) | s/task | above local_floor (s) | WinRM requests/task "
+                  "(floor " + _fmt(floor.get("requests_per_task")) + ") | TCP conn./task | handshakes/task |",
+                  "|---:|---|---:|---:|---:|---:|---:|---:|"]
+        for rtt in sorted(raw, key=float):
+            base = (raw[rtt].get("local_floor") or {}).get("wall_s")
+            for plugin in PLUGIN_LINES:
+                row = raw[rtt].get(plugin)
+                if not row:
+                    continue
+                if row.get("wall_s") is None:
+                    lines.append(f"| {rtt} ms | {plugin} | failed ({row.get('failed_runs')} runs) | | | | | |")
+                    continue
+                above = row["wall_s"] - base if base is not None and plugin != "local_floor" else None
+                lines.append(f"| {rtt} ms | {plugin} | {_fmt(row['wall_s'], 2)} | {_fmt(row['s_per_task'], 3)} | "
+                             f"{_fmt(above, 2)} | {_fmt(row.get('requests_per_task'), 2)} | "
+                             f"{_fmt(row.get('tcp_connections'), 2)} | {_fmt(row.get('handshakes'), 2)} |")
+        lines.append("")
+    many = results.get("many_hosts", {})
+    if many:
+        lines += [f"### Many hosts ({many.get('hosts')} hosts x {many.get('tasks')} raw tasks, forks "
+                  f"{many.get('forks')}, {_fmt(many.get('rtt_ms'))} ms added RTT)", "",
+                  "| plugin | wall (s) | runs |", "|---|---:|---:|"]
+        for plugin in PLUGIN_LINES:
+            row = many.get(plugin)
+            if isinstance(row, dict):
+                wall = _fmt(row.get("wall_s"), 2) if row.get("wall_s") else f"failed ({row.get('failed_runs')} runs)"
+                lines.append(f"| {plugin} | {wall} | {row.get('runs')} |")
+        lines.append("")
+    transfer = results.get("transfer", {})
+    if transfer:
+        lines += ["### File transfer (through the Basic Squid, no added RTT)", "",
+                  "| size (MiB) | plugin | put MiB/s | fetch MiB/s | peak RSS total (MiB) | ansible-playbook tree "
+                  "(MiB) | pin daemon (MiB) |", "|---:|---|---:|---:|---:|---:|---:|"]
+        for size in sorted(transfer, key=float):
+            for plugin in PLUGIN_LINES:
+                row = transfer[size].get(plugin)
+                if row:
+                    lines.append(f"| {size} | {plugin} | {_fmt(row['put_mib_s'], 2)} | {_fmt(row['fetch_mib_s'], 2)} | "
+                                 f"{_fmt(row['peak_rss_mib'], 1)} | {_fmt(row['playbook_peak_rss_mib'], 1)} | "
+                                 f"{_fmt(row['daemon_peak_rss_mib'], 1)} |")
+        lines.append("")
+    scale = results.get("pinning_scale", {})
+    if scale:
+        lines += ["### Scale of pinning (pin daemon RSS)", "", "| sessions | daemon RSS (MiB) |", "|---:|---:|"]
+        for n, rss in sorted(results.get("pinning_rss_mib", {}).items(), key=lambda kv: int(kv[0])):
+            lines.append(f"| {n} | {_fmt(rss, 1)} |")
+        lines += ["", f"Memory per added session: {_fmt(scale.get('mib_per_session'), 3)} MiB "
+                  f"({scale.get('method')}).", ""]
+    targets = results.get("targets", {})
+    if targets:
+        lines += ["### Targets (issue 5)", "", "| target | measured | met |", "|---|---|---|"]
+        for name, row in targets.items():
+            met = {True: "yes", False: "**no**", None: "not measured"}[row.get("met")]
+            lines.append(f"| {name} | {row.get('measured')} | {met} |")
+        lines.append("")
+    if results.get("errors"):
+        lines += ["### Errors during the run", ""] + [f"- `{e[:400]}`" for e in results["errors"][:20]] + [""]
+    return "\n".join(lines)
+
+
+BEGIN, END = "<!-- results:begin (generated by python -m benchmarks.run) -->", "<!-- results:end -->"
+
+
+def update_doc(doc_path: str, results: dict[str, t.Any]) -> None:
+    """Replace the generated section of docs/benchmarks.md (between the markers) with fresh tables."""
+    try:
+        with open(doc_path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        text = f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(doc_path, "w", encoding="utf-8") as f:
+        f.write(f"{head}{BEGIN}\n{markdown_tables(results)}\n{END}{tail}")

@@ -1,0 +1,325 @@
+"""The benchmark workloads (issue 5): raw tasks per RTT, many hosts, file transfer, pinning scale.
+
+Every plugin runs the same playbook against the same lab through the same Squid (the Basic one: the only
+proxy authentication all three can do), HTTPS with NTLM to the host; runs are interleaved, the plugin order
+rotated each repetition, and medians reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import shutil
+import statistics
+import subprocess
+import sys
+import typing as t
+
+import yaml
+
+from tests.integration._ansible import ROOT, write_inventory
+from tests.integration.peers._inventory import group_vars, host_vars
+
+from ._lab import BenchLab
+from ._proc import Run, daemon_pid, rss_kib, run_playbook
+
+log = logging.getLogger(__name__)
+
+ACTION_PLUGINS = ROOT / "tests" / "integration" / "peers" / "action_plugins"
+REMOTE = ("pinned", "builtin_psrp", "builtin_winrm")
+MIB = 1 << 20
+# What a raw task needs on a Runspace Pool that already exists (MS-PSRP/MS-WSMV): Command (carries
+# CreatePipeline), one Receive (output and the Completed pipeline state), Signal terminate (releases the
+# command, as PowerShell's own client does).
+FLOOR_REQUESTS_PER_TASK = 3
+
+
+@dataclasses.dataclass
+class Sizes:
+    """How big each workload is: `make bench` defaults, tiny ones for the CI smoke run."""
+
+    reps: int = 5
+    raw_tasks: int = 20
+    rtts: tuple[float, ...] = (0.0, 10.0, 50.0)
+    many_hosts: int = 50
+    many_tasks: int = 5
+    many_forks: int = 10
+    many_rtt: float = 10.0
+    many_reps: int = 3
+    transfer_mib: tuple[float, ...] = (1.0, 256.0)
+    transfer_reps: int = 3
+    big_transfer_reps: int = 1  # files of 64 MiB and more
+    sessions: tuple[int, ...] = (1, 10, 100)
+    plugins: tuple[str, ...] = REMOTE
+
+
+def rotated(items: t.Sequence[str], rep: int) -> list[str]:
+    """The plugin order for repetition `rep`: each plugin goes first in turn (machine noise hits all alike)."""
+    k = rep % len(items)
+    return list(items[k:]) + list(items[:k])
+
+
+def median(values: t.Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+class Bench:
+    """One lab, one work directory, and the pin daemon's directory for the pinned runs."""
+
+    def __init__(self, lab: BenchLab, workdir: pathlib.Path) -> None:
+        self.lab = lab
+        self.desc = lab.desc
+        self.client = lab.client
+        self.workdir = workdir
+        self.errors: list[str] = []
+        self.counter = 0
+
+    # ---- plumbing ----------------------------------------------------------------------------------
+    def persist_dir(self, name: str = "pc") -> pathlib.Path:
+        return self.workdir / name
+
+    def pin_cli(self, persist_dir: pathlib.Path, *args: str) -> None:
+        if persist_dir.exists():
+            subprocess.run([sys.executable, "-m", "ansible_collections.pinned.winrm.plugins.plugin_utils._pin_cli",
+                            "--dir", str(persist_dir), *args], cwd=ROOT, capture_output=True, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(ROOT / "build" / "collections")})
+
+    def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
+             persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
+             label: str) -> Run:
+        """Run `tasks` on `hosts` with `plugin` through the Basic Squid; a failed task is recorded as an error."""
+        self.counter += 1
+        run_dir = self.workdir / "runs" / f"{self.counter:04d}-{plugin}"
+        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else "squid")
+        inventory = write_inventory(run_dir, hosts, gvars)
+        playbook = run_dir / "playbook.yml"
+        playbook.write_text(yaml.safe_dump([{"name": label, "hosts": "windows", "gather_facts": False,
+                                             "tasks": tasks}]))
+        run = run_playbook(playbook, inventory, self.workdir, persist_dir=persist_dir or self.persist_dir(),
+                           env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, forks=forks,
+                           sample_memory=sample_memory)
+        if run.rc != 0:
+            failures = run.failures() or [run.stdout[-500:]]
+            self.errors.append(f"{label} [{plugin}] rc={run.rc}: {failures[0]}")
+            log.warning("%s [%s] failed: %s", label, plugin, failures[0])
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return run
+
+    def host_entry(self, index: int, *, user: str = "ansible", via_relay: bool = True) -> dict[str, t.Any]:
+        return host_vars(self.desc, index, via_relay=via_relay, user=user)
+
+    def counters(self, indexes: t.Iterable[int]) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for i in indexes:
+            for k, v in self.client.host_counters(self.desc["hosts"][i]["name"]).items():
+                total[k] = total.get(k, 0) + int(v)
+        return total
+
+
+def _wsman_requests(delta: dict[str, int]) -> int:
+    return sum(v for k, v in delta.items() if k.startswith("wsman."))
+
+
+def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+
+
+def _raw_tasks(n: int, local: bool) -> list[dict[str, t.Any]]:
+    command = "echo task {i}" if local else 'Write-Output "task {i}"'
+    return [{"name": f"task {i}", "ansible.builtin.raw": command.format(i=i), "changed_when": False}
+            for i in range(n)]
+
+
+# ---- 1. raw tasks per added RTT -----------------------------------------------------------------------
+def raw_tasks(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """20 raw tasks on one host through Squid and the latency relay, per RTT; pinned warm and cold."""
+    n = sizes.raw_tasks
+    hosts = {"win-lab1": bench.host_entry(0)}
+    local_hosts = {"win-lab1": {"ansible_host": "127.0.0.1"}}
+    out: dict[str, t.Any] = {}
+    samples_by_rtt: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for rtt in sizes.rtts:
+        bench.client.set_rtt(rtt)
+        samples: dict[str, list[dict[str, float]]] = {}
+        for rep in range(sizes.reps):
+            for plugin in rotated([*sizes.plugins, "local_floor"], rep):
+                if plugin == "local_floor":
+                    run = bench.play(plugin, local_hosts, _raw_tasks(n, True), label=f"raw rtt={rtt}")
+                    samples.setdefault(plugin, []).append({"wall_s": run.wall_s, "ok": run.rc == 0})
+                    continue
+                if plugin == "pinned":
+                    # cold: no daemon and no session; warm: the session that cold run pinned
+                    bench.pin_cli(bench.persist_dir(), "stop")
+                    _measure_raw(bench, "pinned", hosts, n, rtt, samples, record="pinned_cold")
+                _measure_raw(bench, plugin, hosts, n, rtt, samples)
+        bench.pin_cli(bench.persist_dir(), "stop")
+        samples_by_rtt[_key(rtt)] = samples
+        out[_key(rtt)] = {plugin: _summarise_raw(rows, n) for plugin, rows in samples.items()}
+    bench.client.set_rtt(0)
+    return {"summary": out, "samples": samples_by_rtt}
+
+
+def _key(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _measure_raw(bench: Bench, plugin: str, hosts: dict[str, t.Any], n: int, rtt: float,
+                 samples: dict[str, list[dict[str, float]]], record: str | None = None) -> None:
+    before = bench.counters([0])
+    run = bench.play(plugin, hosts, _raw_tasks(n, False), label=f"raw rtt={rtt}")
+    delta = _delta(bench.counters([0]), before)
+    samples.setdefault(record or plugin, []).append({
+        "wall_s": run.wall_s, "ok": run.rc == 0,
+        "wsman_requests": _wsman_requests(delta), "http_requests": delta.get("http_requests", 0),
+        "tcp_connections": delta.get("tcp_connections", 0), "handshakes": delta.get("auth_handshakes", 0),
+        "runspace_pools": delta.get("runspace_pools_created", 0) + delta.get("shells_created", 0),
+    })
+
+
+def _summarise_raw(rows: list[dict[str, float]], n: int) -> dict[str, t.Any]:
+    ok = [r for r in rows if r["ok"]]
+    summary: dict[str, t.Any] = {"runs": len(rows), "failed_runs": len(rows) - len(ok)}
+    if not ok:
+        return summary
+    wall = median([r["wall_s"] for r in ok])
+    summary.update({"wall_s": round(wall, 3), "s_per_task": round(wall / n, 4),
+                    "wall_s_min": round(min(r["wall_s"] for r in ok), 3),
+                    "wall_s_max": round(max(r["wall_s"] for r in ok), 3)})
+    if "wsman_requests" in ok[0]:
+        summary.update({
+            "requests_per_task": round(median([r["wsman_requests"] for r in ok]) / n, 2),
+            "http_requests_per_task": round(median([r["http_requests"] for r in ok]) / n, 2),
+            "tcp_connections": round(median([r["tcp_connections"] for r in ok]) / n, 2),
+            "handshakes": round(median([r["handshakes"] for r in ok]) / n, 2),
+            "shells_per_task": round(median([r["runspace_pools"] for r in ok]) / n, 2),
+            "tcp_connections_total": median([r["tcp_connections"] for r in ok]),
+            "handshakes_total": median([r["handshakes"] for r in ok]),
+        })
+    return summary
+
+
+# ---- 2. many hosts ------------------------------------------------------------------------------------
+def many_hosts(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """sizes.many_hosts hosts x sizes.many_tasks raw tasks, forks sizes.many_forks, at sizes.many_rtt."""
+    count = min(sizes.many_hosts, len(bench.desc["hosts"]))
+    hosts = {bench.desc["hosts"][i]["name"].lower(): bench.host_entry(i) for i in range(count)}
+    local_hosts = {f"local{i}": {"ansible_host": "127.0.0.1"} for i in range(count)}
+    bench.client.set_rtt(sizes.many_rtt)
+    samples: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+    try:
+        for rep in range(sizes.many_reps):
+            for plugin in rotated([*sizes.plugins, "local_floor"], rep):
+                local = plugin == "local_floor"
+                tasks = _raw_tasks(sizes.many_tasks, local)
+                runs = []
+                if plugin == "pinned":
+                    bench.pin_cli(bench.persist_dir(), "stop")
+                    runs.append(("pinned_cold", bench.play(plugin, hosts, tasks, forks=sizes.many_forks,
+                                                           label="many hosts")))
+                runs.append((plugin, bench.play(plugin, local_hosts if local else hosts, tasks,
+                                                forks=sizes.many_forks, label="many hosts")))
+                for name, run in runs:
+                    if run.rc == 0:
+                        samples.setdefault(name, []).append(run.wall_s)
+                    else:
+                        failed[name] = failed.get(name, 0) + 1
+    finally:
+        bench.pin_cli(bench.persist_dir(), "stop")
+        bench.client.set_rtt(0)
+    out: dict[str, t.Any] = {"hosts": count, "tasks": sizes.many_tasks, "forks": sizes.many_forks,
+                             "rtt_ms": sizes.many_rtt}
+    for name in sorted(set(samples) | set(failed)):
+        wall = median(samples.get(name, []))
+        out[name] = {"wall_s": round(wall, 3) if wall else None, "runs": len(samples.get(name, [])),
+                     "failed_runs": failed.get(name, 0)}
+    return out
+
+
+# ---- 3. file transfer ---------------------------------------------------------------------------------
+def transfer(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """put_file then fetch_file of each size with each plugin, through Squid at RTT 0, with peak RSS."""
+    bench.client.set_rtt(0)
+    root = pathlib.Path(bench.desc["hosts"][0]["root"]) / "Users" / "ansible"
+    hosts = {"win-lab1": bench.host_entry(0)}
+    out: dict[str, t.Any] = {}
+    for mib in sizes.transfer_mib:
+        src = bench.workdir / f"payload-{_key(mib)}.bin"
+        _write_random(src, int(mib * MIB))
+        reps = sizes.big_transfer_reps if mib >= 64 else sizes.transfer_reps
+        rows: dict[str, list[dict[str, float]]] = {}
+        for rep in range(reps):
+            for plugin in rotated(list(sizes.plugins), rep):
+                # a fresh daemon each time, so its high-water mark belongs to this transfer
+                pdir = bench.persist_dir(f"pc-transfer-{rep}-{plugin}")
+                name = f"bench-{plugin}.bin"
+                fetched = bench.workdir / f"fetched-{plugin}.bin"
+                run = bench.play(plugin, hosts, [{"name": "transfer", "transfer_probe": {
+                    "src": str(src), "dest": f"C:\\Users\\ansible\\{name}", "fetch_to": str(fetched)}}],
+                    persist_dir=pdir, sample_memory=True, label=f"transfer {_key(mib)} MiB")
+                bench.pin_cli(pdir, "stop")
+                shutil.rmtree(pdir, ignore_errors=True)
+                result = next(iter(run.task_results()), {})
+                same = result.get("fetched_sha256") == result.get("src_sha256") and "put_s" in result
+                (root / name).unlink(missing_ok=True)
+                fetched.unlink(missing_ok=True)
+                if run.rc != 0 or not same:
+                    if run.rc == 0:
+                        bench.errors.append(f"transfer {mib} MiB [{plugin}]: fetched copy differs from the source")
+                    continue
+                rows.setdefault(plugin, []).append({
+                    "put_mib_s": mib / max(result["put_s"], 1e-9), "fetch_mib_s": mib / max(result["fetch_s"], 1e-9),
+                    "peak_rss_mib": run.total_peak_mib, "playbook_peak_rss_mib": run.tree_peak_mib,
+                    "daemon_peak_rss_mib": run.daemon_peak_mib})
+        src.unlink(missing_ok=True)
+        out[_key(mib)] = {plugin: {k: round(median([r[k] for r in rs]) or 0.0, 2) for k in rs[0]} | {"runs": len(rs)}
+                          for plugin, rs in rows.items()}
+    return out
+
+
+def _write_random(path: pathlib.Path, size: int) -> None:
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            chunk = min(left, 4 * MIB)
+            f.write(os.urandom(chunk))
+            left -= chunk
+
+
+# ---- 4. pinning scale ---------------------------------------------------------------------------------
+def pinning_scale(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """RSS of one daemon as it pins 1, 10, 100 sessions: one session per (lab host, host user) pair."""
+    users = ("ansible", "labuser")
+    pairs = [(i, u) for u in users for i in range(len(bench.desc["hosts"]))]
+    pdir = bench.persist_dir("pc-scale")
+    bench.pin_cli(pdir, "stop")
+    bench.client.set_rtt(0)
+    out: dict[str, t.Any] = {}
+    pinned = 0
+    try:
+        for target in sorted(sizes.sessions):
+            if target > len(pairs):
+                bench.errors.append(f"pinning scale: the lab has {len(pairs)} (host, user) pairs, not {target}")
+                break
+            batch = pairs[pinned:target]
+            hosts = {f"{bench.desc['hosts'][i]['name'].lower()}-{u}": bench.host_entry(i, user=u, via_relay=False)
+                     for i, u in batch}
+            run = bench.play("pinned", hosts, [{"name": "pin", "ansible.builtin.raw": "Write-Output pinned"}],
+                             persist_dir=pdir, forks=10, label=f"pin {target}")
+            if run.rc != 0:
+                break
+            pinned = target
+            pid = daemon_pid(pdir)
+            out[str(target)] = round(rss_kib(pid) / 1024, 2) if pid else None
+    finally:
+        bench.pin_cli(pdir, "stop")
+    keys = sorted(int(k) for k, v in out.items() if v is not None)
+    per_session = None
+    if len(keys) >= 2:
+        lo, hi = keys[0], keys[-1]
+        per_session = round((out[str(hi)] - out[str(lo)]) / (hi - lo), 3)
+    return {"rss_mib": out, "mib_per_session": per_session,
+            "method": "one daemon; sessions are distinct (host, user) pin keys over the lab's hosts and its "
+                      "two host users; RSS (VmRSS) read after each batch ran a raw task"}
