@@ -40,7 +40,7 @@ FLOOR_REQUESTS_PER_TASK = 3
 class Sizes:
     """How big each workload is: `make bench` defaults, tiny ones for the CI smoke run."""
 
-    reps: int = 5
+    reps: int = 3
     raw_tasks: int = 20
     rtts: tuple[float, ...] = (0.0, 10.0, 50.0)
     many_hosts: int = 50

@@ -39,6 +39,8 @@ def _sizes(args: argparse.Namespace) -> _workloads.Sizes:
         sizes.reps = args.reps
     if args.plugins:
         sizes.plugins = tuple(args.plugins)
+    if args.transfer_mib:
+        sizes.transfer_mib = tuple(args.transfer_mib)
     return sizes
 
 
@@ -98,8 +100,9 @@ def targets(results: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke run)")
-    parser.add_argument("--reps", type=int, default=0, help="repetitions of the raw-task workload (default 5)")
+    parser.add_argument("--reps", type=int, default=0, help="repetitions of the raw-task workload (default 3)")
     parser.add_argument("--plugins", nargs="+", choices=_workloads.REMOTE, help="plugins to measure (default all)")
+    parser.add_argument("--transfer-mib", nargs="+", type=float, help="file sizes in MiB (default 1 256)")
     parser.add_argument("--skip", nargs="*", default=[], choices=WORKLOADS, help="workloads to leave out")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "latest.json"))
     parser.add_argument("--chart", default=str(ROOT / "benchmarks" / "results" / "raw_tasks.png"))
