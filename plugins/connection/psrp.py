@@ -66,11 +66,9 @@ options:
     - name: port
   protocol:
     description:
+    - One of V(http) or V(https); anything else is refused naming C(ansible_psrp_protocol).
     - Set the protocol to use for the connection.
     - Default is V(https) if O(port) is not defined or O(port) is not V(5985).
-    choices:
-    - http
-    - https
     type: str
     vars:
     - name: ansible_psrp_protocol
@@ -83,28 +81,20 @@ options:
     default: 'wsman'
   auth:
     description:
+    - One of V(basic), V(certificate), V(negotiate), V(kerberos), V(ntlm) or V(credssp).
     - The authentication protocol to use when authenticating the remote user.
     - The default, V(negotiate), will attempt to use Kerberos (V(kerberos)) if it is available and fall back
       to NTLM (V(ntlm)) if it isn't.
     type: str
     vars:
     - name: ansible_psrp_auth
-    choices:
-    - basic
-    - certificate
-    - negotiate
-    - kerberos
-    - ntlm
-    - credssp
     default: negotiate
   cert_validation:
     description:
+    - One of V(validate) or V(ignore).
     - Whether to validate the remote server's certificate or not.
     - Set to V(ignore) to not validate any certificates.
     - O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.
-    choices:
-    - validate
-    - ignore
     default: validate
     type: str
     vars:
@@ -155,6 +145,7 @@ options:
     default: 2
   message_encryption:
     description:
+    - One of V(auto), V(always) or V(never).
     - Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).
     - Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption.
       The other authentication protocols only support encryption when V(protocol) is set to V(https).
@@ -166,10 +157,6 @@ options:
     type: str
     vars:
     - name: ansible_psrp_message_encryption
-    choices:
-    - auto
-    - always
-    - never
     default: auto
   ignore_proxy:
     description:
@@ -201,13 +188,10 @@ options:
     - name: ansible_psrp_certificate_key_password
   credssp_auth_mechanism:
     description:
+    - One of V(auto), V(kerberos) or V(ntlm).
     - The sub authentication mechanism to use with CredSSP auth.
     - When V(auto), both Kerberos and NTLM is attempted with kerberos being preferred.
     type: str
-    choices:
-    - auto
-    - kerberos
-    - ntlm
     default: auto
     vars:
     - name: ansible_psrp_credssp_auth_mechanism

@@ -21,14 +21,15 @@ options:
     - name: ansible_psrp_proxy
   proxy_auth:
     description:
-    - How to authenticate to the proxy, independently of O(auth) for the host (rule R2).
+    - How to authenticate to the proxy, independently of O(auth) for the host (rule R2), one of V(basic),
+      V(digest), V(ntlm), V(negotiate) or V(kerberos).
     - V(basic) and V(digest) send O(proxy_user)/O(proxy_password); V(ntlm) runs the NTLM handshake on the
       CONNECT connection; V(negotiate) and V(kerberos) use Kerberos (a ticket for C(HTTP/<proxy host>)) with
       the given credentials or the caller's credential cache.
     - Default is V(basic) when O(proxy_user) is set, otherwise no proxy authentication.
-    - Proxy authentication needs an HTTPS endpoint (rule R1).
+    - Proxy authentication needs an HTTPS endpoint (rule R1). V(basic) also needs an V(https://) proxy, since it
+      sends the password itself.
     type: str
-    choices: [basic, digest, ntlm, negotiate, kerberos]
     vars:
     - name: ansible_psrp_proxy_auth
     version_added: 1.0.0

@@ -462,6 +462,13 @@ def _check_rules(spec: SessionSpec) -> None:
             "WinRM authentication would share one proxied HTTP exchange. Fix: set ansible_psrp_protocol=https "
             "(port 5986), or remove ansible_psrp_proxy_auth/_user/_password if the proxy needs none."
         )
+    if proxy.auth == "basic" and proxy.scheme == "http":
+        raise ConfigError(
+            f"ansible_psrp_proxy_auth=basic would send the proxy password readable to {via}: Basic puts the "
+            "password on the wire in base64, and an http:// proxy connection has no TLS. Fix: use the proxy's TLS "
+            "port (ansible_psrp_proxy: https://...), or a scheme that never sends the password "
+            "(ansible_psrp_proxy_auth: digest, ntlm, negotiate or kerberos)."
+        )
     if spec.scheme == "http":
         if spec.auth in ("basic", "certificate"):
             raise ConfigError(

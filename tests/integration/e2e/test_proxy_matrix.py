@@ -59,7 +59,7 @@ def test_https_ntlm_direct(e2e: E2E) -> None:
     _assert_one_pinned_session(before, e2e.counters(), "ntlm")
 
 
-@pytest.mark.parametrize("variant", ["squid", "squid_digest", "squid_ntlm", "squid_negotiate"])
+@pytest.mark.parametrize("variant", ["squid_https", "squid_digest", "squid_ntlm", "squid_negotiate"])
 def test_https_through_squid_with_each_proxy_auth_scheme(e2e: E2E, variant: str) -> None:
     proxy = e2e.proxy(variant)
     group = {
@@ -67,6 +67,9 @@ def test_https_through_squid_with_each_proxy_auth_scheme(e2e: E2E, variant: str)
         "ansible_psrp_proxy": proxy["url"],
         "ansible_psrp_proxy_auth": proxy["auth"],
     }
+    if proxy["auth"] == "basic":
+        # Basic sends the password itself: only over TLS to the proxy (an https:// proxy URL)
+        group.update({"ansible_psrp_proxy": proxy["https_url"], "ansible_psrp_proxy_ca_cert": e2e.desc["ca_cert"]})
     if proxy["auth"] == "negotiate":
         # Kerberos to the proxy: the SPN is HTTP/proxy.lab.test, the proxy is addressed by IP
         group.update({
@@ -135,7 +138,7 @@ def test_http_through_squid_forward_proxy_with_message_encryption(e2e: E2E) -> N
 
 
 def test_kerberos_to_the_host_through_a_connect_tunnel(e2e: E2E) -> None:
-    proxy = e2e.proxy("squid")
+    proxy = e2e.proxy("squid_ntlm")
     host = e2e.host()
     domain = next(u for u in host["users"] if u.get("kind") == "domain")
     before = e2e.counters()
@@ -144,6 +147,7 @@ def test_kerberos_to_the_host_through_a_connect_tunnel(e2e: E2E) -> None:
             "ansible_psrp_auth": "kerberos",
             "ansible_psrp_negotiate_hostname_override": host["hostname"],
             "ansible_psrp_proxy": proxy["url"],
+            "ansible_psrp_proxy_auth": "ntlm",
             "ansible_psrp_proxy_user": proxy["username"],
             "ansible_psrp_proxy_password": proxy["password"],
         },
@@ -230,6 +234,10 @@ def test_bypass_list_reaches_the_host_directly(e2e: E2E) -> None:
 
 
 REFUSED = [
+    ("basic_proxy_auth_over_plain_http_proxy",
+     lambda e: {"ansible_psrp_auth": "ntlm", "ansible_psrp_proxy": e.proxy("squid")["url"],
+                "ansible_psrp_proxy_user": e.proxy("squid")["username"],
+                "ansible_psrp_proxy_password": e.proxy("squid")["password"]}, "proxy_auth=basic"),
     ("r1_proxy_credentials_over_http",
      lambda e: {"ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm", "ansible_psrp_proxy": e.proxy("squid")["url"],
                 "ansible_psrp_proxy_user": e.proxy("squid")["username"],

@@ -82,8 +82,8 @@ ROWS: list[tuple[dict[str, t.Any], dict[str, t.Any]]] = [
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm",
       "ansible_psrp_proxy_user": "CORP\\svc", "ansible_psrp_proxy_password": "Proxy-Pw"},
      {"proxy.auth": "ntlm", "proxy.username": "CORP\\svc", "proxy.password": "Proxy-Pw", "password": "Host-Pw1"}),
-    ({"ansible_psrp_proxy": "http://u%40x:p%3Aw@proxy:3128"},
-     {"proxy.auth": "basic", "proxy.username": "u@x", "proxy.password": "p:w", "proxy.url": "http://proxy:3128"}),
+    ({"ansible_psrp_proxy": "https://u%40x:p%3Aw@proxy:3129"},
+     {"proxy.auth": "basic", "proxy.username": "u@x", "proxy.password": "p:w", "proxy.url": "https://proxy:3129"}),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "kerberos"},
      {"proxy.auth": "kerberos", "proxy.username": None}),
     ({"ansible_psrp_proxy": "http://127.0.0.1:3128", "ansible_psrp_proxy_auth": "kerberos",
@@ -181,9 +181,19 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm"},
      ("ansible_psrp_proxy_user", "ansible_psrp_proxy_password")),
     ({"ansible_psrp_proxy": "socks5://proxy:1080"}, ("ansible_psrp_proxy", "SOCKS")),
+    ({"ansible_psrp_proxy": "http://u:Proxy-Pw@proxy:3128"}, ("proxy_auth=basic", "https://", "digest")),
+    ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"},
+     ("proxy_auth=basic",)),
     ({"ansible_psrp_read_timeout": 10, "ansible_psrp_operation_timeout": 20},
      ("ansible_psrp_read_timeout", "ansible_psrp_operation_timeout")),
     ({"ansible_host": "https://win01:5986/wsman"}, ("ansible_host",)),
+    ({"ansible_psrp_auth": "bogus"}, ("ansible_psrp_auth", "credssp")),
+    ({"ansible_psrp_protocol": "ftp"}, ("ansible_psrp_protocol", "https")),
+    ({"ansible_psrp_cert_validation": "maybe"}, ("ansible_psrp_cert_validation", "ignore")),
+    ({"ansible_psrp_message_encryption": "sometimes"}, ("ansible_psrp_message_encryption", "never")),
+    ({"ansible_psrp_credssp_auth_mechanism": "x"}, ("ansible_psrp_credssp_auth_mechanism",)),
+    ({"ansible_psrp_proxy": "https://p:3129", "ansible_psrp_proxy_auth": "ntlmv1",
+      "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("ansible_psrp_proxy_auth", "kerberos")),
     ({"ansible_psrp_max_envelope_size": 10}, ("ansible_psrp_max_envelope_size",)),
 ]
 
@@ -204,7 +214,7 @@ def test_refused_settings_name_the_variable_and_the_fix(variables, words):
 @pytest.mark.compat
 def test_refusal_surfaces_as_ansible_error_before_any_connection(tmp_path):
     conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
-    conn.set_options(var_options={**BASE, "ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://u:p@127.0.0.1:9",
+    conn.set_options(var_options={**BASE, "ansible_psrp_protocol": "http", "ansible_psrp_proxy": "https://u:p@127.0.0.1:9",
                                   "ansible_psrp_persist_dir": str(tmp_path)})
     with pytest.raises(AnsibleError, match="R1"):
         conn._connect()
@@ -213,7 +223,7 @@ def test_refusal_surfaces_as_ansible_error_before_any_connection(tmp_path):
 
 @pytest.mark.compat
 def test_secrets_stay_out_of_the_spec_repr_and_description():
-    spec = spec_for({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "pu",
+    spec = spec_for({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_proxy_user": "pu",
                      "ansible_psrp_proxy_password": "Proxy-Pw"})
     text = repr(spec) + repr(spec.proxy) + str(spec.describe())
     assert "Host-Pw1" not in text and "Proxy-Pw" not in text
@@ -223,9 +233,9 @@ def test_secrets_stay_out_of_the_spec_repr_and_description():
 def test_pin_key_changes_with_any_credential_and_is_keyed():
     a = spec_for({})
     b = spec_for({"ansible_password": "Other"})
-    c = spec_for({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "x",
+    c = spec_for({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_proxy_user": "x",
                   "ansible_psrp_proxy_password": "y"})
-    d = spec_for({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "x",
+    d = spec_for({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_proxy_user": "x",
                   "ansible_psrp_proxy_password": "z"})
     key = b"k" * 32
     assert a.pin_key(key) == spec_for({}).pin_key(key)
