@@ -30,7 +30,7 @@ class BenchLab:
 
     def __enter__(self) -> BenchLab:
         cmd = [sys.executable, "-m", "tests.lab", "up", "--json", "--hosts", str(self.hosts),
-               "--squid-auth", "basic,ntlm", "--relays", "--no-tinyproxy", "--max-seconds", str(self.max_seconds),
+               "--squid-auth", "basic,ntlm", "--squid-https", "--relays", "--no-tinyproxy", "--max-seconds", str(self.max_seconds),
                "--log-level", "WARNING"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      stdin=subprocess.DEVNULL)

@@ -70,7 +70,7 @@ def chart(results: dict[str, t.Any], path: str) -> bool:
             ax.plot(xs, ys, style, marker="o", label=plugin)
     ax.set_xlabel("added round-trip time, proxy to host (ms)")
     ax.set_ylabel("seconds per raw task (median)")
-    ax.set_title(f"{results.get('sizes', {}).get('raw_tasks', 20)} raw tasks through Squid, one host")
+    ax.set_title(f"{results.get('sizes', {}).get('raw_tasks', 20)} raw tasks, one host, through Squid (TLS, Basic)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
     ax.legend()
@@ -99,7 +99,7 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
     raw = results.get("raw_tasks", {})
     if raw:
         floor = results.get("floor", {})
-        lines += ["### Raw tasks (one host, through the Basic Squid, HTTPS, NTLM to the host)", "",
+        lines += ["### Raw tasks (one host, through Squid over TLS with Basic, HTTPS and NTLM to the host)", "",
                   "| added RTT | plugin | wall (s) | s/task | above local_floor (s) | WinRM requests/task "
                   "(floor " + _fmt(floor.get("requests_per_task")) + ") | TCP conn./task | handshakes/task |",
                   "|---:|---|---:|---:|---:|---:|---:|---:|"]
@@ -130,7 +130,7 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
         lines.append("")
     transfer = results.get("transfer", {})
     if transfer:
-        lines += ["### File transfer (through the Basic Squid, no added RTT)", "",
+        lines += ["### File transfer (through Squid over TLS with Basic, no added RTT)", "",
                   "| size (MiB) | plugin | put MiB/s | fetch MiB/s | peak RSS total (MiB) | ansible-playbook tree "
                   "(MiB) | pin daemon (MiB) |", "|---:|---|---:|---:|---:|---:|---:|"]
         for size in sorted(transfer, key=float):

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ACTION_PLUGINS = ROOT / "tests" / "integration" / "peers" / "action_plugins"
 REMOTE = ("pinned", "builtin_psrp", "builtin_winrm")
 MIB = 1 << 20
+# The one proxy all three plugins can use alike: Basic auth (all the builtins can do) on Squid's TLS port
+# (pinned refuses to send a Basic password to an http:// proxy).
+PROXY = "squid_https"
 # What a raw task needs on a Runspace Pool that already exists (MS-PSRP/MS-WSMV): Command (carries
 # CreatePipeline), one Receive (output and the Completed pipeline state), Signal terminate (releases the
 # command, as PowerShell's own client does).
@@ -89,10 +92,10 @@ class Bench:
     def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
              persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
              label: str) -> Run:
-        """Run `tasks` on `hosts` with `plugin` through the Basic Squid; a failed task is recorded as an error."""
+        """Run `tasks` on `hosts` with `plugin` through the Basic Squid's TLS port; a failed task is recorded as an error."""
         self.counter += 1
         run_dir = self.workdir / "runs" / f"{self.counter:04d}-{plugin}"
-        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else "squid")
+        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else PROXY)
         inventory = write_inventory(run_dir, hosts, gvars)
         playbook = run_dir / "playbook.yml"
         playbook.write_text(yaml.safe_dump([{"name": label, "hosts": "windows", "gather_facts": False,

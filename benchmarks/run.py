@@ -97,6 +97,13 @@ def targets(results: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
     return out
 
 
+def _write_views(args: argparse.Namespace, results: dict[str, t.Any]) -> None:
+    if args.chart and _report.chart(results, args.chart):
+        log.info("chart %s", args.chart)
+    if args.doc:
+        _report.update_doc(args.doc, results)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke run)")
@@ -108,9 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chart", default=str(ROOT / "benchmarks" / "results" / "raw_tasks.png"))
     parser.add_argument("--doc", default=str(ROOT / "docs" / "benchmarks.md"),
                         help="markdown file whose generated section is replaced ('' for none)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: redraw the chart and the doc from the JSON at --out")
     parser.add_argument("--max-minutes", type=float, default=60.0, help="start no workload after this long")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+
+    if args.report_only:
+        results = json.loads(pathlib.Path(args.out).read_text(encoding="utf-8"))
+        results["targets"] = targets(results)
+        pathlib.Path(args.out).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        _write_views(args, results)
+        return 0
 
     sizes = _sizes(args)
     started = time.monotonic()
@@ -120,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": _report.machine(), "versions": _report.versions(),
         "sizes": {k: v for k, v in vars(sizes).items()},
-        "setup": {"proxy": "squid (Basic proxy auth; the builtin plugins put the credentials in the proxy URL)",
+        "setup": {"proxy": "squid_https (Basic proxy auth over TLS to the proxy; the builtin plugins put the credentials in the proxy URL)",
                   "host": "HTTPS, NTLM, lab CA validated", "relay": "latency relay between Squid and the host",
                   "lab_hosts": hosts},
         "floor": {"requests_per_task": _workloads.FLOOR_REQUESTS_PER_TASK,
@@ -160,10 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.pop("floor_requests_per_task", None)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.out).write_text(json.dumps(results, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    if args.chart and _report.chart(results, args.chart):
-        log.info("chart %s", args.chart)
-    if args.doc:
-        _report.update_doc(args.doc, results)
+    _write_views(args, results)
     log.info("done in %.0f s: %s", results["duration_s"], args.out)
     for name, row in results["targets"].items():
         log.info("target %s: %s (%s)", name, row["met"], row["measured"])

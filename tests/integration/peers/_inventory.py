@@ -1,9 +1,9 @@
 """Inventory variables that point each of the three connection plugins at one lab host, alike.
 
 Shared by the peer tests and the benchmarks, so both compare the plugins on the same path: HTTPS to the
-host with NTLM, the lab's CA trusted, optionally through one proxy (the Basic Squid by default: the only
-proxy authentication the builtin plugins can do, credentials in the proxy URL) and optionally through the
-host's latency relay.
+host with NTLM, the lab's CA trusted, optionally through one proxy (the Basic Squid with a TLS port,
+`squid_https`: Basic is the only proxy authentication the builtin plugins can do, credentials in the proxy
+URL, and over TLS the password is not readable on the wire) and optionally through the host's latency relay.
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ def host_vars(desc: dict[str, t.Any], index: int = 0, *, via_relay: bool = False
 def group_vars(plugin: str, desc: dict[str, t.Any], *, proxy: str | None = None) -> dict[str, t.Any]:
     """Connection variables for `plugin` (a key of CONNECTION): HTTPS, NTLM, CA trusted, through `proxy`."""
     base: dict[str, t.Any] = {"ansible_connection": CONNECTION[plugin]}
-    squid = desc["proxies"][proxy] if proxy else None
+    squid = dict(desc["proxies"][proxy]) if proxy else None
+    if squid and squid.get("https_url"):
+        # a proxy with a TLS port is reached over TLS: Basic credentials never cross the wire readable
+        squid["url"] = squid["https_url"]
     if plugin == "local_floor":
         return base
     if plugin == "pinned":
@@ -50,6 +53,8 @@ def group_vars(plugin: str, desc: dict[str, t.Any], *, proxy: str | None = None)
                      "ansible_psrp_ca_cert": desc["ca_cert"]})
         if squid:
             base.update({"ansible_psrp_proxy": squid["url"], "ansible_psrp_proxy_auth": squid["auth"]})
+            if squid["url"].startswith("https://"):
+                base["ansible_psrp_proxy_ca_cert"] = desc["ca_cert"]
             if squid["auth"] != "none":
                 base.update({"ansible_psrp_proxy_user": squid["username"],
                              "ansible_psrp_proxy_password": squid["password"]})

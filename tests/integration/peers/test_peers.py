@@ -1,5 +1,5 @@
 """The peers against the lab: ansible.builtin.psrp, ansible.builtin.winrm and pinned.winrm.psrp, unmodified,
-in real ansible-playbook runs, directly and through the Basic Squid (HTTPS, NTLM to the host).
+in real ansible-playbook runs, directly and through the Basic Squid's TLS port (HTTPS, NTLM to the host).
 
 Each row runs raw tasks and a put_file/fetch_file round trip (through the test-only transfer_probe action,
 since Ansible's file actions need Windows modules the lab cannot run), and checks what the lab host and the
@@ -28,6 +28,9 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 ACTION_PLUGINS = pathlib.Path(__file__).parent / "action_plugins"
 ROUTES = ("direct", "squid")
+# The Basic Squid on its TLS port: Basic is all the builtin plugins can do, and pinned refuses to send a
+# Basic password to an http:// proxy.
+PROXY = "squid_https"
 
 def _params() -> list[t.Any]:
     return [pytest.param(plugin, route, id=f"{plugin}-{route}") for plugin in PLUGINS for route in ROUTES]
@@ -48,7 +51,7 @@ class Peers:
     def run(self, plugin: str, route: str, tasks: list[dict[str, t.Any]], name: str) -> PlaybookRun:
         run_dir = self.workdir / name
         inventory = write_inventory(run_dir, {self.host["name"].lower(): host_vars(self.desc)},
-                                    group_vars(plugin, self.desc, proxy="squid" if route == "squid" else None))
+                                    group_vars(plugin, self.desc, proxy=PROXY if route == "squid" else None))
         playbook = run_dir / "playbook.yml"
         playbook.write_text(yaml.safe_dump([{"name": name, "hosts": "windows", "gather_facts": False,
                                              "tasks": tasks}]))
@@ -66,7 +69,7 @@ class Peers:
             )
 
     def squid_users(self) -> dict[str, int]:
-        return dict(self.lab.proxy_counters("squid").get("by_user", {}))
+        return dict(self.lab.proxy_counters(PROXY).get("by_user", {}))
 
 
 @pytest.fixture
@@ -84,7 +87,7 @@ def _delta(after: dict[str, int], before: dict[str, int], name: str) -> int:
 def _assert_route(peers: Peers, route: str, plugin: str, users_before: dict[str, int]) -> None:
     """Through Squid, the proxy authenticated our proxy user (its access log is written as tunnels close)."""
     peers.close_pinned_sessions()
-    proxy_user = peers.desc["proxies"]["squid"]["username"]
+    proxy_user = peers.desc["proxies"][PROXY]["username"]
     deadline = time.monotonic() + 10
     seen = 0
     while time.monotonic() < deadline:
