@@ -213,7 +213,9 @@ class DigestAuth(AuthProvider):
         if chal is None or "nonce" not in chal.params:
             raise AuthRejected("digest")
         stale = chal.params.get("stale", "").lower() == "true"
-        if self._answered_nonce is not None and not stale and self._answered_nonce == chal.params["nonce"]:
+        # A second challenge after our answer means the credentials were refused, whatever nonce it carries
+        # (Squid sends a fresh one); only stale=true asks for the same credentials again (RFC 7616 3.3).
+        if self._answered_nonce is not None and not stale:
             raise AuthRejected("digest")
         self._digest._thread_local.chal = dict(chal.params, realm=chal.params.get("realm", ""))
         # requests hashes urlparse(url).path as the digest-uri; "x:<target>" makes that the exact

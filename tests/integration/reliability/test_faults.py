@@ -298,10 +298,10 @@ def test_proxy_credentials_rejected_after_a_session_was_up(e2e: E2E, check, tmp_
     host = e2e.host()
     old_pw, new_pw = "Rel-Proxy-Old-1", "Rel-Proxy-New-2"
     ports = [host["https_port"]] + ([host["relay"]["https_port"]] if host.get("relay") else [])
-    squid = SquidProxy(tmp_path / "squid-midway", auth="basic", users={"rel-proxy": old_pw}, allowed_connect_ports=ports)
+    squid = SquidProxy(tmp_path / "squid-midway", auth="digest", users={"rel-proxy": old_pw}, allowed_connect_ports=ports)
     squid.start()
     try:
-        group = {"ansible_psrp_auth": "ntlm", "ansible_psrp_proxy": squid.url, "ansible_psrp_proxy_auth": "basic",
+        group = {"ansible_psrp_auth": "ntlm", "ansible_psrp_proxy": squid.url, "ansible_psrp_proxy_auth": "digest",
                  "ansible_psrp_proxy_user": "rel-proxy", "ansible_psrp_proxy_password": old_pw}
         one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
         e2e.run(group, playbook=one, name="up").assert_ok()

@@ -9,7 +9,7 @@ and base64 of base64 at every alignment). Modes R1/R3 refuse send nothing at all
 
 A second observer (mitmproxy as a raw TCP relay in front of Squid) shows what crosses the network
 between the controller and an authenticating proxy: the proxy password must not appear for Digest
-and NTLM; Basic to a plain-http proxy necessarily shows it.
+and NTLM; Basic to a plain-http proxy would show it, so the plugin refuses that set-up before sending.
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ def test_network_observer_before_an_authenticating_proxy(e2e: E2E, check, tmp_pa
     tls = variant == "squid_https"
     basic = scheme == "basic" and not tls
     row = check("Hostile proxy", f"observer on the wire between controller and Squid ({scheme} proxy auth to an "
-                f"{'https:// proxy (inside TLS)' if tls else 'http:// proxy'}): proxy and host passwords", "host password never visible; proxy password visible only for Basic "
-                "(cleartext by design; the issue allows it only inside TLS to an https:// proxy)" if basic else
+                f"{'https:// proxy (inside TLS)' if tls else 'http:// proxy'}): proxy and host passwords",
+                "refused before sending (Basic would show the proxy password): zero bytes observed" if basic else
                 "neither password visible", report.LEAK)
     port = int((proxy["https_url"] if tls else proxy["url"]).rsplit(":", 1)[1])
     observer = InspectingProxy(tmp_path / "observer", mode=f"reverse:tcp://127.0.0.1:{port}")
@@ -147,14 +147,17 @@ def test_network_observer_before_an_authenticating_proxy(e2e: E2E, check, tmp_pa
     finally:
         observer.stop()
     found = leaks(recorded, {"proxy password": proxy["password"], "host password": host_password(e2e)})
+    if basic:
+        # Basic to a plain-http proxy would put the password on the wire: the plugin refuses it up front
+        result = run.task_results(HOST)[0]
+        row.see(f"{result['status']}; {len(recorded)} bytes observed; {str(result.get('msg', ''))[-160:]}")
+        assert result["status"] == "failed" and "proxy_auth=basic" in result["msg"], result
+        assert recorded == b"" and not found
+        return
     row.see(f"rc {run.rc}; {len(recorded)} bytes observed; "
             f"{'CONNECT with Proxy-Authorization seen' if b'Proxy-Authorization' in recorded else 'no readable Proxy-Authorization'}; "
             f"found: {found or 'nothing'}")
     run.assert_ok()
     assert (b"Proxy-Authorization" in recorded) != tls  # inside TLS the observer cannot even see the header
     assert "host password" not in found
-    if basic:
-        # the known exposure: cleartext Basic to a plain-http proxy; counted as a leak in the report
-        row.passed = "proxy password" not in found
-    else:
-        assert "proxy password" not in found
+    assert "proxy password" not in found

@@ -10,6 +10,8 @@ Examples per fuzzer: PINNED_FUZZ_EXAMPLES (default 200; the socket-based one use
 
 from __future__ import annotations
 
+import dataclasses
+
 import base64
 import os
 import socket
@@ -351,7 +353,10 @@ def test_fuzz_proxy_connect_handshake_fails_as_a_proxy_error(check, proxy_auth: 
         "remote_password": "Fuzz-Pw-1", "proxy": f"http://127.0.0.1:{proxy.port}", "proxy_auth": proxy_auth,
         "proxy_user": "p", "proxy_password": "Fuzz-Proxy-Pw-1", "read_timeout": 3, "operation_timeout": 1,
         "connection_timeout": 3,
-    })
+    } | ({"proxy_auth": "digest"} if proxy_auth == "basic" else {}))
+    if proxy_auth == "basic":
+        # the spec refuses Basic to an http:// proxy; the transport's Basic leg parser is still fuzzed here
+        spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, auth="basic"))
     fuzz_settings = settings(FUZZ, max_examples=max(10, EXAMPLES // 4))
 
     @fuzz_settings

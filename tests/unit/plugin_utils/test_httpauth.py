@@ -62,6 +62,14 @@ def test_digest_answers_connect_with_the_authority_as_digest_uri() -> None:
     assert provider.respond(stale, "CONNECT", "win.example.com:5986").startswith("Digest ")
 
 
+def test_digest_challenged_again_with_a_fresh_nonce_means_refused() -> None:
+    # Squid answers wrong Digest credentials with a new nonce and no stale flag: that is a refusal, not a retry
+    provider = _httpauth.DigestAuth("alice", "wrong")
+    provider.respond(parse(['Digest realm="squid", nonce="n1", qop="auth"']), "CONNECT", "h:5986")
+    with pytest.raises(_httpauth.AuthRejected):
+        provider.respond(parse(['Digest realm="squid", nonce="n2", qop="auth"']), "CONNECT", "h:5986")
+
+
 def test_basic_for_the_proxy_waits_for_a_challenge_and_answers_once() -> None:
     provider = _httpauth.BasicAuth("bob", "pw", send_first=False)
     assert provider.preemptive() is None
