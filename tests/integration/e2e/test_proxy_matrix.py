@@ -200,8 +200,12 @@ def test_tunnel_mode_through_tinyproxy_keeps_ntlm_over_http_working(e2e: E2E) ->
 
 def test_forwarding_through_tinyproxy_fails_naming_the_proxy_r5(e2e: E2E) -> None:
     proxy = e2e.proxy("tinyproxy")
+    before = e2e.counters()
     run = e2e.run({"ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm", "ansible_psrp_proxy": proxy["url"]})
+    after = e2e.counters()
     assert run.rc != 0
+    # the proxy closed the connection in the middle of the NTLM handshake: nothing authenticated at the host
+    assert delta(after, before, "auth_handshakes") == 0 and delta(after, before, "http_status.401") >= 1
     result = run.task_results("win-lab1")[0]
     assert result["status"] == "unreachable", result
     assert proxy["url"] in result["msg"] and "ansible_psrp_proxy_tunnel" in result["msg"], result["msg"]
