@@ -118,9 +118,10 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
                              f"{_fmt(row.get('tcp_connections'), 2)} | {_fmt(row.get('handshakes'), 2)} |")
         lines.append("")
     many = results.get("many_hosts", {})
+    setup = results.get("many_hosts_setup", {})
     if many:
-        lines += [f"### Many hosts ({many.get('hosts')} hosts x {many.get('tasks')} raw tasks, forks "
-                  f"{many.get('forks')}, {_fmt(many.get('rtt_ms'))} ms added RTT)", "",
+        lines += [f"### Many hosts ({setup.get('hosts')} hosts x {setup.get('tasks')} raw tasks, forks "
+                  f"{setup.get('forks')}, {_fmt(setup.get('rtt_ms'))} ms added RTT)", "",
                   "| plugin | wall (s) | runs |", "|---|---:|---:|"]
         for plugin in PLUGIN_LINES:
             row = many.get(plugin)
