@@ -396,6 +396,7 @@ all:
 #    ansible_psrp_persist: false
 """
 
+import importlib.util
 import logging
 import os
 import typing as t
@@ -496,10 +497,13 @@ class Connection(ConnectionBase):
             raise AnsibleError(f"pinned.winrm.psrp could not load its engine: {ENGINE_IMPORT_ERROR}")
         if self._connected:
             return self
-        from ansible_collections.pinned.winrm.plugins.plugin_utils._session import HAS_PYPSRP, PYPSRP_IMPORT_ERROR
-
-        if not HAS_PYPSRP:
-            raise AnsibleError(f"pypsrp or its dependencies are not installed: {PYPSRP_IMPORT_ERROR}")
+        # find_spec does not import: each task runs in a fresh worker, and pypsrp's import is paid by the daemon once
+        missing = [name for name in ("pypsrp", "spnego", "h11") if importlib.util.find_spec(name) is None]
+        if missing:
+            raise AnsibleError(
+                f"pinned.winrm.psrp needs the Python packages {', '.join(missing)} on the controller: "
+                "pip install -r requirements.txt from the collection (pypsrp, pyspnego, requests-credssp, h11)."
+            )
         super()._connect()
         try:
             self._spec = build_session_spec(self.get_option, os.environ)

@@ -55,6 +55,10 @@ $ErrorActionPreference = 'Stop'
 if (Test-Path -LiteralPath $Path -PathType Container) {
     throw "put_file: the destination '$Path' is a directory"
 }
+$parent = Split-Path -Parent $Path
+if ($parent -and -not (Test-Path -LiteralPath $parent -PathType Container)) {
+    throw "put_file: the destination directory '$parent' does not exist"
+}
 $tmp = "$Path.pinned-$([Guid]::NewGuid().ToString('N')).tmp"
 $sha1 = [Security.Cryptography.SHA1]::Create()
 $expected = $null
@@ -398,6 +402,11 @@ class Session:
                 raise HostError(f"put_file to {out_path!r} failed on the host: {result.stderr.decode('utf-8', 'replace').strip()}")
             text = result.stdout.decode("utf-8", "replace")
             remote = _json_sha1(text)
+            if remote is None:
+                raise HostError(
+                    f"put_file to {out_path!r}: the host returned no hash (stdout {text.strip()[:200]!r}, stderr "
+                    f"{result.stderr.decode('utf-8', 'replace').strip()[:300]!r}); the destination may be unchanged"
+                )
             if remote != digest.hexdigest():
                 raise HostError(
                     f"put_file to {out_path!r}: the host reported SHA-1 {remote} but the controller sent "

@@ -91,3 +91,13 @@ def test_fetch_streams_and_verifies_the_hosts_hash(e2e: E2E) -> None:
     finally:
         session.close()
     assert bytes(received) == data
+
+
+def test_put_into_a_missing_directory_says_so(e2e: E2E) -> None:
+    session = _session(e2e)
+    try:
+        session.open()
+        with pytest.raises(HostError, match="directory .* does not exist"):
+            session.put_file(iter([b"data"]), r"C:\NoSuchDir\x.bin")
+    finally:
+        session.close()
