@@ -325,7 +325,8 @@ class WinRMTransport:
             stream = self._new_socket(spec.host, spec.port, party="Windows host", setting="ansible_host and ansible_port")
             party = f"Windows host {self._authority}"
         if spec.scheme == "https":
-            assert host_ctx is not None
+            if host_ctx is None:
+                raise TransportError("internal: no TLS context for an https endpoint")
             tls = start_tls(
                 stream,
                 host_ctx,

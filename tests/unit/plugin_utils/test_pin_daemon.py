@@ -115,7 +115,7 @@ def test_a_different_password_gets_its_own_session_and_the_same_credentials_shar
 def test_another_proxy_or_auth_also_gets_its_own_session(pin_env):
     client = PinClient(pin_env.root)
     base, _ = whoami(client, make_spec())
-    via_proxy, _ = whoami(client, make_spec(proxy="http://127.0.0.1:3128", proxy_user="p", proxy_password="pp"))
+    via_proxy, _ = whoami(client, make_spec(proxy="https://127.0.0.1:3129", proxy_user="p", proxy_password="pp"))
     negotiate, _ = whoami(client, make_spec(auth="negotiate"))
     assert len({base["id"], via_proxy["id"], negotiate["id"]}) == 3
 
@@ -443,7 +443,7 @@ def test_secrets_never_reach_the_log_the_daemon_command_line_or_its_environment(
     monkeypatch.setenv("ANSIBLE_PSRP_PASSWORD", PASSWORD)
     monkeypatch.setenv("HTTPS_PROXY", f"http://u:{PROXY_PASSWORD}@127.0.0.1:3128")
     client = PinClient(pin_env.root, log_level="DEBUG")
-    spec = make_spec(proxy="http://127.0.0.1:3128", proxy_user="puser", proxy_password=PROXY_PASSWORD)
+    spec = make_spec(proxy="https://127.0.0.1:3129", proxy_user="puser", proxy_password=PROXY_PASSWORD)
     _, info = whoami(client, spec)
     run(client, spec, "log-secret")  # the session itself logs the secrets: the daemon must redact them
     with pytest.raises(TransportError):
@@ -505,7 +505,7 @@ def _cli(root: str, *args: str) -> subprocess.CompletedProcess:
 def test_the_command_line_checks_lists_and_closes_sessions(pin_env):
     assert _cli(pin_env.root, "check").returncode == 1
     client = PinClient(pin_env.root)
-    spec = make_spec(proxy="http://127.0.0.1:3128", proxy_user="puser", proxy_password=PROXY_PASSWORD)
+    spec = make_spec(proxy="https://127.0.0.1:3129", proxy_user="puser", proxy_password=PROXY_PASSWORD)
     whoami(client, spec)
     run(client, spec, "reauth")
     whoami(client, make_spec(host="win2"))
@@ -513,11 +513,11 @@ def test_the_command_line_checks_lists_and_closes_sessions(pin_env):
     assert check.returncode == 0 and "pin daemon running" in check.stdout
     listed = json.loads(_cli(pin_env.root, "--json", "list").stdout)
     rows = {r["host"]: r for r in listed["sessions"]}
-    assert rows["win1"]["user"] == "alice" and rows["win1"]["proxy"] == "http://127.0.0.1:3128"
+    assert rows["win1"]["user"] == "alice" and rows["win1"]["proxy"] == "https://127.0.0.1:3129"
     assert rows["win1"]["tasks"] == 2 and rows["win1"]["reauths"] == 1
     assert rows["win1"]["age"] >= rows["win1"]["idle"] >= 0
     text = _cli(pin_env.root, "list").stdout
-    assert "puser@http://127.0.0.1:3128" in text and PROXY_PASSWORD not in text
+    assert "puser@https://127.0.0.1:3129" in text and PROXY_PASSWORD not in text
     assert json.loads(_cli(pin_env.root, "--json", "close", "win1").stdout) == {"closed": 1}
     assert _cli(pin_env.root, "close", "--all").stdout.strip() == "closed 1 session"
     assert "stopped pin daemon" in _cli(pin_env.root, "stop").stdout

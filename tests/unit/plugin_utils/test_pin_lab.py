@@ -30,15 +30,16 @@ def _options(desc: dict[str, t.Any], host: dict[str, t.Any], proxy: bool = True)
         "ca_cert": desc["ca_cert"],
     }
     if proxy:
-        squid = desc["proxies"]["squid"]
-        options.update(proxy=squid["url"], proxy_user=squid["username"], proxy_password=squid["password"])
+        squid = desc["proxies"]["squid_ntlm"]
+        options.update(proxy=squid["url"], proxy_auth="ntlm", proxy_user=squid["username"],
+                       proxy_password=squid["password"])
     return options
 
 
 @pytest.fixture
 def lab_spec(lab_description, lab_host):
-    if "squid" not in lab_description.get("proxies", {}):
-        pytest.skip("the session lab runs without the Basic Squid")
+    if "squid_ntlm" not in lab_description.get("proxies", {}):
+        pytest.skip("the session lab runs without the NTLM Squid")
     return build_spec(_options(lab_description, lab_host))
 
 
@@ -164,7 +165,7 @@ def test_a_tunnel_dropped_between_tasks_is_rebuilt_with_exactly_one_reauthentica
         lab, lab_host, lab_spec, real_client):
     real_client.exec(lab_spec, "'before'", idle_timeout=60, max_age=600)
     before = counts(lab, lab_host)
-    lab.restart_proxy("squid")  # the CONNECT tunnel under the pinned session is gone
+    lab.restart_proxy("squid_ntlm")  # the CONNECT tunnel under the pinned session is gone
     result, info = real_client.exec(lab_spec, "'after'", idle_timeout=60, max_age=600)
     assert result.stdout == b"after"
     after = counts(lab, lab_host)
