@@ -23,7 +23,6 @@ import logging
 import os
 import re
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -75,11 +74,6 @@ def collection_sys_path_root() -> str:
 
 def daemon_module() -> str:
     return f"{__package__}._pin_daemon"
-
-
-def _peer_uid(sock: socket.socket) -> int:
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
 
 
 class _BeforeReady(Exception):
@@ -156,7 +150,7 @@ class PinClient:
             if exc.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ECONNRESET):
                 return None
             raise TransportError(f"cannot reach the pin daemon at {self.paths.socket}: {exc}") from exc
-        uid = _peer_uid(sock)
+        uid = proto.peer_uid(sock)
         if uid != os.geteuid():
             sock.close()
             raise TransportError(

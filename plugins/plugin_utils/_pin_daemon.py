@@ -32,7 +32,6 @@ import os
 import signal
 import socket
 import socketserver
-import struct
 import sys
 import threading
 import time
@@ -360,12 +359,6 @@ class ClientGone(Exception):
     """The client closed its socket while the daemon was streaming to or from it."""
 
 
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a UNIX socket (SO_PEERCRED: pid, uid, gid)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
-
-
 class PinServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
@@ -385,7 +378,7 @@ class PinServer(socketserver.ThreadingUnixStreamServer):
 
     def verify_request(self, request: t.Any, client_address: t.Any) -> bool:
         try:
-            uid = peer_uid(request)
+            uid = proto.peer_uid(request)
         except OSError as exc:
             log.warning("refused a connection: cannot read its peer credentials (%s)", exc)
             return False

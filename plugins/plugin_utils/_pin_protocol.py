@@ -37,6 +37,12 @@ MAX_DATA_FRAME = 4 * 1024 * 1024
 DATA_CHUNK = 256 * 1024
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end of a UNIX socket (SO_PEERCRED: pid, uid, gid)."""
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
 class PeerClosed(Exception):
     """The other end closed the socket (EOF) or reset it."""
 
