@@ -440,33 +440,23 @@ class LocalRunner:
             self._pin = pin
         self._events = []
         session = self._session
-        self._rebuilds_before = int((getattr(session, "stats", None) or {}).get("pool_rebuilds", 0))
+        from ._pin_daemon import pool_rebuilds, reauth_reasons
+
+        self._rebuilds_before = pool_rebuilds(session)
         try:
             status = str(session.ensure_ready())
         except BaseException:
             self.release()
             raise
-        from ._pin_daemon import reauth_reasons
 
         return session, status, reauth_reasons(session)
 
     def _info(self, status: str, before: dict[str, int]) -> dict[str, t.Any]:
-        from ._pin_daemon import reauths_since, transport_reauths
+        from ._pin_daemon import task_report
 
-        stats = getattr(self._session, "stats", None) or {}
-        total = transport_reauths(self._session)
-        this_call = reauths_since(self._session, before)
-        reasons = list(stats.get("rebuild_reasons", []))
-        if status == "reused" and int(stats.get("pool_rebuilds", 0)) > self._rebuilds_before and reasons:
-            status = f"reopened: {reasons[-1]}"  # rebuilt during the call (shell gone), as the daemon reports it
         return {
-            "ok": True,
-            "session": status,
-            "reauths": sum(this_call.values()),
-            "reauths_total": total,
-            "reauth_reasons": this_call,
-            "pool_rebuilds": stats.get("pool_rebuilds", 0),
-            "tasks": stats.get("tasks", 0),
+            **task_report(self._session, status, before, self._rebuilds_before),
+            "tasks": (getattr(self._session, "stats", None) or {}).get("tasks", 0),
             "events": [list(e) for e in self._events],
             "daemon_pid": None,
         }

@@ -156,6 +156,28 @@ def reauths_since(session: t.Any, before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in reauth_reasons(session).items() if v > before.get(k, 0)}
 
 
+def pool_rebuilds(session: t.Any) -> int:
+    """How many times the session rebuilt its Runspace Pool (a snapshot for task_report)."""
+    return int((getattr(session, "stats", None) or {}).get("pool_rebuilds", 0))
+
+
+def task_report(session: t.Any, status: str, reauths_before: dict[str, int], rebuilds_before: int) -> dict[str, t.Any]:
+    """What one task did to its session (the reply the plugin shows at -vvv), daemon and in-process alike."""
+    stats = getattr(session, "stats", None) or {}
+    this_task = reauths_since(session, reauths_before)
+    reasons = list(stats.get("rebuild_reasons", []))
+    if status == "reused" and int(stats.get("pool_rebuilds", 0)) > rebuilds_before and reasons:
+        status = f"reopened: {reasons[-1]}"  # the pool was rebuilt during the task (shell gone), not before it
+    return {
+        "ok": True,
+        "session": status,
+        "reauths": sum(this_task.values()),
+        "reauths_total": transport_reauths(session),
+        "reauth_reasons": this_task,
+        "pool_rebuilds": stats.get("pool_rebuilds", 0),
+    }
+
+
 def session_unusable(exc: BaseException) -> bool:
     """Whether an error leaves the session unfit for the next task (then it is closed and dropped).
 
@@ -488,7 +510,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
         )
         reauths_before = reauth_reasons(slot.session)
-        rebuilds_before = int((getattr(slot.session, "stats", None) or {}).get("pool_rebuilds", 0))
+        rebuilds_before = pool_rebuilds(slot.session)
         broken, reason = False, ""
         try:
             log.info("%s on %s: session %s %s", request.get("op"), spec.endpoint, slot.id, status)
@@ -529,20 +551,9 @@ class PinHandler(socketserver.BaseRequestHandler):
     def _session_info(
         self, slot: Slot, status: str, reauths_before: dict[str, int], rebuilds_before: int
     ) -> dict[str, t.Any]:
-        stats = getattr(slot.session, "stats", None) or {}
-        total = transport_reauths(slot.session)
-        this_task = reauths_since(slot.session, reauths_before)
-        reasons = list(stats.get("rebuild_reasons", []))
-        if status == "reused" and int(stats.get("pool_rebuilds", 0)) > rebuilds_before and reasons:
-            status = f"reopened: {reasons[-1]}"  # the pool was rebuilt during the task (shell gone), not before it
         return {
-            "ok": True,
-            "session": status,
+            **task_report(slot.session, status, reauths_before, rebuilds_before),
             "session_id": slot.id,
-            "reauths": sum(this_task.values()),
-            "reauths_total": total,
-            "reauth_reasons": this_task,
-            "pool_rebuilds": stats.get("pool_rebuilds", 0),
             "tasks": slot.tasks,
             "events": [list(e) for e in slot.events],
             "daemon_pid": os.getpid(),
