@@ -505,11 +505,7 @@ class Connection(ConnectionBase):
                 "pip install -r requirements.txt from the collection (pypsrp, pyspnego, requests-credssp, h11)."
             )
         super()._connect()
-        try:
-            self._spec = build_session_spec(self.get_option, os.environ)
-        except ConfigError as e:
-            raise AnsibleError(f"pinned.winrm.psrp: {e}") from e
-        spec = self._spec
+        spec = self._spec = self._session_spec()
         described = spec.describe()
         display.vvv(
             f"PSRP: ESTABLISH SESSION FOR USER: {spec.username} ON {spec.endpoint} AUTH {spec.auth}"
@@ -521,6 +517,12 @@ class Connection(ConnectionBase):
         self._runner = self._build_runner()
         self._connected = True
         return self
+
+    def _session_spec(self) -> SessionSpec:
+        try:
+            return build_session_spec(self.get_option, os.environ)
+        except ConfigError as e:
+            raise self._translate(e) from e
 
     def _build_runner(self) -> t.Any:
         from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
@@ -631,10 +633,7 @@ class Connection(ConnectionBase):
     def reset(self) -> None:
         """`meta: reset_connection`: close this host's pinned session(s)."""
         if self._spec is None:
-            try:
-                self._spec = build_session_spec(self.get_option, os.environ)
-            except ConfigError as e:
-                raise AnsibleError(f"pinned.winrm.psrp: {e}") from e
+            self._spec = self._session_spec()
         if self._runner is None:
             self._runner = self._build_runner()
         try:
