@@ -232,8 +232,6 @@ class WinRMTransport:
             peer = "proxy" if self.spec.proxy else "Windows host"
             what = "closed" if state == "closed" else "sent unrequested data on"
             raise _Resend(reason, f"the {peer} {what} the connection")
-        if self._conn is None:
-            raise TransportError("internal: no connection is open")
         headers = self._base_headers()
         per_request = self._host_auth.preemptive() if self._host_auth is not None else None
         if per_request:
