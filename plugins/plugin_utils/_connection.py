@@ -201,9 +201,7 @@ class TLSStream:
                 self.inner.recv(_RECV_SIZE)  # take the probed bytes out of the inner pushback
                 self._incoming.write(raw)
                 continue
-            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
-                return b""
-            except ssl.SSLError:
+            except ssl.SSLError:  # close_notify, EOF or a broken record: the connection is unusable either way
                 return b""
             self._pushback = data
             return data
@@ -297,10 +295,7 @@ class HTTPConnection:
         return self._read_response(method, timeout, timeout_setting)
 
     def _settimeout(self, timeout: float | None) -> None:
-        sock_stream = self.stream
-        while not isinstance(sock_stream, SocketStream):
-            sock_stream = t.cast(t.Any, sock_stream).inner
-        sock_stream.settimeout(timeout)
+        socket_of(self.stream).settimeout(timeout)
 
     def _read_response(self, method: str, timeout: float | None, timeout_setting: str) -> Response:
         response: h11.Response | None = None
