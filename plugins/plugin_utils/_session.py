@@ -143,6 +143,19 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     return TransportError(f"the WinRM exchange with {spec.host} failed: {type(exc).__name__}: {exc}")
 
 
+def _stop_running(ps: t.Any) -> None:
+    """Stop a pipeline a failed task leaves running (waiting for input or still streaming).
+
+    Then the host runs the script's cleanup and frees the operation, instead of leaving it to the next task.
+    """
+    if ps.state != PSInvocationState.RUNNING:
+        return
+    try:
+        ps.stop()
+    except Exception as exc:
+        log.debug("stopping the failed pipeline failed: %s", exc)
+
+
 def _fault_code(exc: BaseException) -> int | None:
     return getattr(exc, "code", None) if isinstance(exc, (HostError,)) else None
 
@@ -363,13 +376,8 @@ class Session:
                 ps = self._with_shell_recovery(start)
                 ps.end_invoke()
             except BaseException as exc:
-                # The pipeline may be waiting for input that will never come (a failed put): stop it so the
-                # host runs the script's cleanup and frees the operation, instead of leaving it to the next task.
-                if started and started[0].state == PSInvocationState.RUNNING:
-                    try:
-                        started[0].stop()
-                    except Exception as stop_exc:
-                        log.debug("stopping the failed pipeline failed: %s", stop_exc)
+                if started:
+                    _stop_running(started[0])
                 if isinstance(exc, Exception):
                     raise _host_error_from(exc, self.spec) from exc
                 raise
@@ -458,10 +466,11 @@ class Session:
                     if ps.state != PSInvocationState.RUNNING:
                         break
                     ps.poll_invoke()
-            except PinnedError:
+            except BaseException as exc:
+                _stop_running(ps)
+                if isinstance(exc, Exception) and not isinstance(exc, PinnedError):
+                    raise _host_error_from(exc, self.spec) from exc
                 raise
-            except Exception as exc:
-                raise _host_error_from(exc, self.spec) from exc
             finally:
                 self.stats["last_used"] = time.time()
             self._last_pipeline = ps
