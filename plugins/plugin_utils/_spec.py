@@ -31,10 +31,6 @@ PROXY_AUTHS = ("basic", "digest", "ntlm", "negotiate", "kerberos")
 PROXY_SCHEMES = ("http", "https")
 MESSAGE_ENCRYPTION = ("auto", "always", "never")
 
-# Fields that carry secrets: excluded from repr, logs and describe().
-_SECRET_FIELDS = frozenset({"password", "certificate_key_password"})
-
-
 def _secret_repr(value: str | None) -> str:
     return "None" if value is None else "'********'"
 
@@ -141,19 +137,16 @@ class SessionSpec:
     # -- wire form (pin client -> pin daemon, over the user-only socket) --
 
     def to_wire(self) -> dict[str, t.Any]:
-        data = dataclasses.asdict(self)
-        return data
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_wire(cls, data: dict[str, t.Any]) -> SessionSpec:
         data = dict(data)
         proxy = data.pop("proxy", None)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"unknown session fields from client: {sorted(unknown)}")
+        _check_wire_fields(cls, data)
         proxy_spec = None
         if proxy is not None:
+            _check_wire_fields(ProxySpec, proxy)  # else a stray proxy field escapes as a bare TypeError
             proxy_spec = ProxySpec(**proxy)
         return cls(proxy=proxy_spec, **data)
 
@@ -166,6 +159,12 @@ class SessionSpec:
         """
         canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
         return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _check_wire_fields(cls: type, data: t.Mapping[str, t.Any]) -> None:
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown session fields from client: {sorted(unknown)}")
 
 
 # -- building a spec from the plugin's options ------------------------------
