@@ -83,7 +83,8 @@ class _BeforeReady(Exception):
 def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
     """Stream into a temp file beside out_path; rename only when `receive` returns (host hash verified).
 
-    `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and "sha1".
+    `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and, when the bytes
+    crossed a process boundary after the host's hash was verified, the "sha1" they must match.
     """
     directory = os.path.dirname(os.path.abspath(out_path)) or "."
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".pinned-tmp")
@@ -531,14 +532,10 @@ class LocalRunner:
         session, status, before = self._take(spec)
 
         def receive(write: t.Callable[[bytes], None]) -> dict[str, t.Any]:
-            digest = hashlib.sha1()
-
-            def sink(data: bytes) -> None:
-                digest.update(data)
-                write(data)
-
-            kind = self._call(lambda: session.fetch_file(in_path, sink))
-            return {**self._info(status, before), "kind": kind, "sha1": digest.hexdigest()}
+            # Session.fetch_file verified the host's SHA-1 over these very bytes; hashing them again here
+            # would only compare the stream with itself
+            kind = self._call(lambda: session.fetch_file(in_path, write))
+            return {**self._info(status, before), "kind": kind}
 
         return _write_verified(out_path, receive)
 
