@@ -82,6 +82,8 @@ class SecretRedactor(logging.Filter):
 
     def register(self, pin: str, secrets: set[str]) -> None:
         with self._lock:
+            if self._by_pin.get(pin) == secrets:
+                return  # every task of a pinned session lands here: skip re-sorting every secret the daemon holds
             self._by_pin[pin] = secrets
             self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True))
 
@@ -224,42 +226,51 @@ class SessionTable:
         pin = self.pin_of(spec)
         deadline = time.monotonic() + wait
         stale: list[tuple[Slot, str]] = []
-        with self._cond:
-            self._redactor.register(pin, spec_secrets(spec))
-            while True:
-                now = time.monotonic()
-                slots = self._pins.setdefault(pin, [])
-                for slot in [s for s in slots if not s.busy]:
-                    why = slot.expired(now)
-                    if why or slot.doomed:
-                        stale.append((slot, why or "closed on request"))
-                        slots.remove(slot)
-                idle = [s for s in slots if not s.busy]
-                if idle:
-                    slot = max(idle, key=lambda s: s.last_used)
-                    break
-                # Back-to-back tasks: the previous one is only finishing; wait for its warm session, open none.
-                finishing = any(s.finishing and not s.doomed for s in slots)
-                if not finishing and len(slots) < max(1, pool_max):
-                    slot = Slot(
-                        pin=pin, session=None, describe=spec.describe(), host=spec.host,
-                        idle_timeout=idle_timeout, max_age=max_age,
-                    )
-                    slot.session = self._factory(spec, events=self._event_sink(slot))
-                    slots.append(slot)
-                    break
-                remaining = deadline - now
-                if remaining <= 0:
-                    raise TransportError(
-                        f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
-                        f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
-                    )
-                self._cond.wait(min(remaining, 0.5))
-            slot.busy = True
-            slot.idle_timeout, slot.max_age = idle_timeout, max_age
-            slot.events = []
-        for old, why in stale:
-            self._close(old, why)
+        try:
+            with self._cond:
+                self._redactor.register(pin, spec_secrets(spec))
+                while True:
+                    now = time.monotonic()
+                    slots = self._pins.setdefault(pin, [])
+                    for slot in [s for s in slots if not s.busy]:
+                        why = slot.expired(now)
+                        if why or slot.doomed:
+                            stale.append((slot, why or "closed on request"))
+                            slots.remove(slot)
+                    idle = [s for s in slots if not s.busy]
+                    if idle:
+                        slot = max(idle, key=lambda s: s.last_used)
+                        break
+                    # Back-to-back tasks: the previous one is only finishing; wait for its warm session, open none.
+                    finishing = any(s.finishing and not s.doomed for s in slots)
+                    if not finishing and len(slots) < max(1, pool_max):
+                        slot = Slot(
+                            pin=pin, session=None, describe=spec.describe(), host=spec.host,
+                            idle_timeout=idle_timeout, max_age=max_age,
+                        )
+                        try:
+                            slot.session = self._factory(spec, events=self._event_sink(slot))
+                        except BaseException:
+                            if not slots:  # no session holds this pin: forget its secrets as _remove would
+                                self._pins.pop(pin, None)
+                                self._redactor.forget(pin)
+                            raise
+                        slots.append(slot)
+                        break
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        raise TransportError(
+                            f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
+                            f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
+                        )
+                    self._cond.wait(min(remaining, 0.5))
+                slot.busy = True
+                slot.idle_timeout, slot.max_age = idle_timeout, max_age
+                slot.events = []
+        finally:
+            # expired sessions already left the table: close them even when no session could be had
+            for old, why in stale:
+                self._close(old, why)
         try:
             status = str(slot.session.ensure_ready())
         except BaseException:
