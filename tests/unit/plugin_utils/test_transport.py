@@ -840,7 +840,7 @@ def test_socks_proxy_is_refused_as_config_error(peers: list[t.Any]) -> None:
 def test_debug_logs_carry_no_secrets_or_tokens(peers: list[t.Any], caplog: pytest.LogCaptureFixture) -> None:
     host, proxy = Host(), Proxy(auth="ntlm")
     peers += [host, proxy]
-    caplog.set_level("DEBUG")
+    caplog.set_level("DEBUG", logger="ansible_collections.pinned.winrm")
     tr = _transport.WinRMTransport(make_spec(host, proxy=proxy, proxy_auth="ntlm", tunnel=True))
     assert tr.send(b"<body-text/>") == b"ECHO:<body-text/>"
     tr.close()
