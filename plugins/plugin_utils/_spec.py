@@ -31,6 +31,7 @@ PROXY_AUTHS = ("basic", "digest", "ntlm", "negotiate", "kerberos")
 PROXY_SCHEMES = ("http", "https")
 MESSAGE_ENCRYPTION = ("auto", "always", "never")
 
+
 def _secret_repr(value: str | None) -> str:
     return "None" if value is None else "'********'"
 
