@@ -6,8 +6,8 @@ import typing as t
 
 import pytest
 
-from tests.integration.reliability import report as _report
-from tests.integration.reliability.conftest import finish_rows
+# the same `check` fixture as the reliability suite: one report, one way to add rows to it
+from tests.integration.reliability.conftest import check  # noqa: F401
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -15,17 +15,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> t.Ite
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"_reliability_{rep.when}", rep)
-
-
-@pytest.fixture
-def check(request: pytest.FixtureRequest) -> t.Iterator[t.Callable[..., _report.Check]]:
-    """check(area, name, expected, kind) -> a report row for this test."""
-    rows: list[_report.Check] = []
-
-    def add(area: str, name: str, expected: str, kind: str) -> _report.Check:
-        row = _report.REPORT.add(area, name, expected, kind, test=request.node.nodeid)
-        rows.append(row)
-        return row
-
-    yield add
-    finish_rows(request, rows)
