@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import pathlib
 import re
 import struct
@@ -23,7 +24,19 @@ import yaml
 
 from tests.lab._soap import NS
 
-TRANSCRIPTS = pathlib.Path("/work/shared/windows-transcripts")
+REPOSITORY = pathlib.Path(__file__).resolve().parents[3]
+# The recordings live next to the repository (../shared/windows-transcripts); LAB_WINDOWS_TRANSCRIPTS names
+# another directory, or "skip" to skip the replay on purpose (a missing directory otherwise fails).
+TRANSCRIPTS_ENV = "LAB_WINDOWS_TRANSCRIPTS"
+DEFAULT_TRANSCRIPTS = REPOSITORY.parent / "shared" / "windows-transcripts"
+
+
+def transcripts_dir() -> pathlib.Path | None:
+    """Where the recordings are: the override, else ../shared/windows-transcripts; None when skipped on purpose."""
+    override = os.environ.get(TRANSCRIPTS_ENV, "").strip()
+    if override.lower() == "skip":
+        return None
+    return pathlib.Path(override).expanduser() if override else DEFAULT_TRANSCRIPTS
 _ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 RECEIVE_TIMEOUT = "PT1S"
 MAX_EXTRA_RECEIVES = 6

@@ -31,12 +31,25 @@ def _engine_factory():
     return "lab", lambda cfg, user: Engine(cfg.root, cfg.name, user)
 
 
+def _transcripts() -> pathlib.Path:
+    """The recordings' directory; a missing one fails (CI must replay them) unless skipped on purpose."""
+    where = _replay.transcripts_dir()
+    if where is None:
+        pytest.skip(f"{_replay.TRANSCRIPTS_ENV}=skip: transcript replay skipped on purpose")
+    if not where.is_dir() or not any(where.glob("*.yml")):
+        pytest.fail(
+            f"no recorded Windows transcripts in {where}: check out the shared recordings next to the repository "
+            f"(../shared/windows-transcripts), set {_replay.TRANSCRIPTS_ENV} to their directory, or set "
+            f"{_replay.TRANSCRIPTS_ENV}=skip to skip this test on purpose"
+        )
+    return where
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not _replay.TRANSCRIPTS.is_dir(), reason="shared/windows-transcripts not present")
 def test_recorded_windows_exchanges_replay_with_the_same_structure(tmp_path):
     engine_name, factory = _engine_factory()
     results = []
-    for path in sorted(_replay.TRANSCRIPTS.glob("*.yml")):
+    for path in sorted(_transcripts().glob("*.yml")):
         messages = yaml.safe_load(path.read_text())["messages"]
         root = tmp_path / path.stem
         root.mkdir()
@@ -71,3 +84,20 @@ def test_recorded_windows_exchanges_replay_with_the_same_structure(tmp_path):
             print(f"  MISMATCH {r.name}: {r.mismatches[0][:200]}")
     assert len(results) > 0
     assert len(matched) >= MATCH_FLOOR, f"only {len(matched)} transcripts match, floor is {MATCH_FLOOR}"
+
+
+def test_transcripts_are_found_next_to_the_repository_unless_overridden(monkeypatch, tmp_path):
+    monkeypatch.delenv(_replay.TRANSCRIPTS_ENV, raising=False)
+    repository = pathlib.Path(__file__).resolve().parents[3]
+    assert _replay.transcripts_dir() == repository.parent / "shared" / "windows-transcripts"
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path))
+    assert _replay.transcripts_dir() == tmp_path
+
+
+def test_a_missing_transcript_directory_fails_rather_than_skipping(monkeypatch, tmp_path):
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path / "absent"))
+    with pytest.raises(pytest.fail.Exception, match=f"{_replay.TRANSCRIPTS_ENV}=skip"):
+        _transcripts()
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, "skip")
+    with pytest.raises(pytest.skip.Exception):
+        _transcripts()
