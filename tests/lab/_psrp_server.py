@@ -26,8 +26,10 @@ from psrpcore.types import (
     ErrorCategoryInfo,
     ErrorRecord,
     HostMethodIdentifier,
+    InformationRecord,
     InvocationInfo,
     NETException,
+    PipelineResultTypes,
     PSCustomObject,
     PSDict,
     PSInvocationState,
@@ -175,13 +177,60 @@ def _message_pid(data: bytes) -> uuid.UUID | None:
     return message.pid
 
 
+_MERGEABLE = ("error", "warning", "verbose", "debug", "information")
+# The note property PowerShell adds to a record it merged into the output stream (recorded in
+# test_psrp_merge_commands: <B N="WriteDebugStream">true</B>, <B N="writeErrorStream">true</B>).
+_MERGED_FLAG = {
+    "error": "writeErrorStream",
+    "warning": "WriteWarningStream",
+    "verbose": "WriteVerboseStream",
+    "debug": "WriteDebugStream",
+    "information": "WriteInformationStream",
+}
+
+
+def merged_streams(command: t.Any) -> dict[str, PipelineResultTypes]:
+    """Where a command's MergeXxx settings send each stream: {stream: Output | Null}.
+
+    Protocol 2.1 clients say "error to output" with MergeMyResult=Error + MergeToResult=Output; newer
+    ones also set MergeError/MergeWarning/... (MS-PSRP 2.2.3.12, Command). PowerShell accepts only
+    Output and Null as a merge target (Command.MergeMyResults), so other values merge nothing.
+    """
+    targets = (PipelineResultTypes.Output, PipelineResultTypes.Null)
+    merged: dict[str, PipelineResultTypes] = {}
+    if command.merge_my == PipelineResultTypes.Error and command.merge_to in targets:
+        merged["error"] = command.merge_to
+    for name in _MERGEABLE:
+        value = getattr(command, f"merge_{name}", PipelineResultTypes.none)
+        if value in targets:
+            merged[name] = value
+    return merged
+
+
 class _Streams:
     """The engine's Streams protocol, writing into one psrpcore ServerPipeline."""
 
-    def __init__(self, pool: PSRPPool, pipeline: _Pipeline, capture: list[object] | None) -> None:
+    def __init__(
+        self,
+        pool: PSRPPool,
+        pipeline: _Pipeline,
+        capture: list[object] | None,
+        merge: dict[str, PipelineResultTypes] | None = None,
+    ) -> None:
         self._pool = pool
         self._pipe = pipeline
         self._capture = capture  # output of a command that feeds the next one in the statement
+        self._merge = merge or {}  # streams this command merges into its output (or discards)
+
+    def _merged(self, stream: str, record: t.Any) -> bool:
+        """Sends a record of a merged stream to the output (flagged as PowerShell flags it); True if merged."""
+        target = self._merge.get(stream)
+        if target is None:
+            return False
+        if target == PipelineResultTypes.Output:
+            psrpcore.types.add_note_property(record, _MERGED_FLAG[stream], True, force=True)
+            self.output(record)
+        return True
 
     def _write(self, fn: t.Callable[[], None]) -> None:
         with self._pool.cond:
@@ -200,6 +249,8 @@ class _Streams:
 
     def error(self, record: t.Any) -> None:
         value = error_record(record)
+        if self._merged("error", value):
+            return
         self._write(lambda: self._pipe.server.prepare_message(value, message_type=PSRPMessageType.ErrorRecord))
 
     def terminating_error(self, record: t.Any) -> None:
@@ -210,6 +261,9 @@ class _Streams:
         # PowerShell serialises these records with their message as ToString, which clients print.
         value = record_type(Message=message, InvocationInfo=None, PipelineIterationInfo=None)
         value.PSObject.to_string = message
+        stream = {WarningRecord: "warning", DebugRecord: "debug", VerboseRecord: "verbose"}[record_type]
+        if self._merged(stream, value):
+            return
         self._write(lambda: self._pipe.server.prepare_message(value, message_type=message_type))
 
     def warning(self, message: str) -> None:
@@ -218,11 +272,17 @@ class _Streams:
     def debug(self, message: str) -> None:
         self._informational(DebugRecord, PSRPMessageType.DebugRecord, message)
 
-    def information(self, message_data: object, tags: list[str]) -> None:
+    def information(self, message_data: object, tags: list[str], source: str = "Write-Information") -> None:
+        if "information" in self._merge:
+            record = InformationRecord.create(
+                message_data=_to_ps(message_data), source=source, tags=tags, computer=self._pool.computer_name,
+                user=self._pool.owner,
+            )
+            self._merged("information", record)
+            return
         self._write(
             lambda: self._pipe.server.write_information(
-                _to_ps(message_data), "Write-Information", tags=tags, computer=self._pool.computer_name,
-                user=self._pool.owner,
+                _to_ps(message_data), source, tags=tags, computer=self._pool.computer_name, user=self._pool.owner,
             )
         )
 
@@ -243,12 +303,7 @@ class _Streams:
     def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None:
         if self._pipe.host_null:
             # Without a client host PowerShell 5.1 sends Write-Host as an information record tagged PSHOST.
-            data = text if not newline else text
-            self._write(
-                lambda: self._pipe.server.write_information(
-                    data, "Write-Host", tags=["PSHOST"], computer=self._pool.computer_name, user=self._pool.owner
-                )
-            )
+            self.information(text, ["PSHOST"], source="Write-Host")
             return
         if to_stderr:
             method, params = HostMethodIdentifier.WriteErrorLine, [text]
@@ -508,7 +563,7 @@ class PSRPPool(Shell):
                 for index, cmd in enumerate(statement):
                     last = index == len(statement) - 1
                     captured: list[object] | None = None if last else []
-                    streams = _Streams(self, pipe, captured)
+                    streams = _Streams(self, pipe, captured, merged_streams(cmd))
                     # Named parameters as (name, value) tuples: a positional "-Name" string stays positional.
                     arguments: list[object] = [
                         (name, _from_ps(value)) if name else _from_ps(value) for name, value in cmd.parameters
