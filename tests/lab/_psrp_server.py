@@ -189,21 +189,19 @@ _MERGED_FLAG = {
 }
 
 
-def merged_streams(command: t.Any) -> dict[str, PipelineResultTypes]:
-    """Where a command's MergeXxx settings send each stream: {stream: Output | Null}.
+def merged_streams(command: t.Any) -> set[str]:
+    """The streams a command merges into its output (MS-PSRP 2.2.3.12 Command: MergeMyResult, MergeError, ...).
 
     Protocol 2.1 clients say "error to output" with MergeMyResult=Error + MergeToResult=Output; newer
-    ones also set MergeError/MergeWarning/... (MS-PSRP 2.2.3.12, Command). PowerShell accepts only
-    Output and Null as a merge target (Command.MergeMyResults), so other values merge nothing.
+    ones also set MergeError/MergeWarning/MergeVerbose/MergeDebug/MergeInformation. Output is the only
+    target the lab merges into (the one PSRP clients offer).
     """
-    targets = (PipelineResultTypes.Output, PipelineResultTypes.Null)
-    merged: dict[str, PipelineResultTypes] = {}
-    if command.merge_my == PipelineResultTypes.Error and command.merge_to in targets:
-        merged["error"] = command.merge_to
+    merged: set[str] = set()
+    if command.merge_my == PipelineResultTypes.Error and command.merge_to == PipelineResultTypes.Output:
+        merged.add("error")
     for name in _MERGEABLE:
-        value = getattr(command, f"merge_{name}", PipelineResultTypes.none)
-        if value in targets:
-            merged[name] = value
+        if getattr(command, f"merge_{name}", PipelineResultTypes.none) == PipelineResultTypes.Output:
+            merged.add(name)
     return merged
 
 
@@ -215,21 +213,19 @@ class _Streams:
         pool: PSRPPool,
         pipeline: _Pipeline,
         capture: list[object] | None,
-        merge: dict[str, PipelineResultTypes] | None = None,
+        merge: set[str] | None = None,
     ) -> None:
         self._pool = pool
         self._pipe = pipeline
         self._capture = capture  # output of a command that feeds the next one in the statement
-        self._merge = merge or {}  # streams this command merges into its output (or discards)
+        self._merge = merge or set()  # streams this command merges into its output
 
     def _merged(self, stream: str, record: t.Any) -> bool:
         """Sends a record of a merged stream to the output (flagged as PowerShell flags it); True if merged."""
-        target = self._merge.get(stream)
-        if target is None:
+        if stream not in self._merge:
             return False
-        if target == PipelineResultTypes.Output:
-            psrpcore.types.add_note_property(record, _MERGED_FLAG[stream], True, force=True)
-            self.output(record)
+        psrpcore.types.add_note_property(record, _MERGED_FLAG[stream], True, force=True)
+        self.output(record)
         return True
 
     def _write(self, fn: t.Callable[[], None]) -> None:
@@ -278,6 +274,7 @@ class _Streams:
                 message_data=_to_ps(message_data), source=source, tags=tags, computer=self._pool.computer_name,
                 user=self._pool.owner,
             )
+            record.PSObject.to_string = str(message_data)  # as recorded: <ToString>information stream</ToString>
             self._merged("information", record)
             return
         self._write(
