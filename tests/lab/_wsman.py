@@ -57,8 +57,10 @@ class WSManService:
         counters: Counters,
         faults: Faults,
         engine_factory: EngineFactory | None = None,
+        clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock  # measures shell idle time (IdleTimeOut); tests may pass one they advance
         self.counters = counters
         self.faults = faults
         self.engine_factory = engine_factory or default_engine_factory
@@ -147,7 +149,7 @@ class WSManService:
             self.counters.incr(counter.replace("shells_", "runspace_pools_"))
 
     def _expire_idle(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             expired = [s for s in self._shells.values() if s.idle_expired(now)]
             for shell in expired:
@@ -239,6 +241,7 @@ class WSManService:
             input_streams=opts["input_streams"],
             output_streams=opts["output_streams"],
             client_address=client_address,
+            clock=self.clock,
         )
         limit = self.config.max_shells_per_user
         with self._lock:

@@ -121,6 +121,15 @@ def configurations(messages: list[dict[str, t.Any]]) -> set[str]:
     return names - {"Microsoft.PowerShell"}
 
 
+# Seconds the client that made a recording waited before a message, where its test says so: the host's
+# idle clock must pass them too. pypsrp's test_psrp_is_alive_invalid_selectors: "This test is pretending
+# 60+ seconds has passed ... we need to wait a bit more for the WSMan service to actually reap the shell
+# ... time.sleep(120)" between its two is_alive() calls (messages #3 and #4).
+RECORDED_PAUSES: dict[str, dict[int, float]] = {
+    "test_psrp_is_alive_invalid_selectors": {4: 120.0},
+}
+
+
 @dataclasses.dataclass
 class Result:
     name: str
@@ -226,8 +235,16 @@ def _replay_receive(
         absorb(lab, log, False)
 
 
-def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -> Result:
-    """Replay one transcript through handle(request bytes) -> (status, body)."""
+def replay(
+    path: pathlib.Path,
+    handle: t.Callable[[bytes], tuple[int, bytes]],
+    pause: t.Callable[[int], None] | None = None,
+) -> Result:
+    """Replay one transcript through handle(request bytes) -> (status, body).
+
+    pause(index), if given, runs before message `index` is sent: it lets the host's clock pass the time the
+    recording's client waited there (see RECORDED_PAUSES).
+    """
     messages = yaml.safe_load(path.read_text())["messages"]
     ids: dict[str, str] = {}
     mismatches: list[str] = []
@@ -269,6 +286,8 @@ def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -
                 log.lab_state = value
 
     for index, message in enumerate(messages):
+        if pause is not None:
+            pause(index)
         req_text = message["request"]
         action = request_action(req_text)
         if message.get("http_error") is not None or "response" not in message:

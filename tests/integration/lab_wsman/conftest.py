@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import threading
+import time
 import typing as t
 
 import pytest
@@ -123,9 +124,30 @@ def faults() -> Faults:
     return Faults()
 
 
+class HostClock:
+    """The service's idle clock: real time plus what a test skips with advance() (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+
 @pytest.fixture
-def service(host_config: HostConfig, counters: Counters, faults: Faults) -> t.Iterator[WSManService]:
-    svc = WSManService(host_config, counters, faults, engine_factory=lambda cfg, user: StandInEngine(cfg.root, cfg.name, user))
+def clock() -> HostClock:
+    return HostClock()
+
+
+@pytest.fixture
+def service(host_config: HostConfig, counters: Counters, faults: Faults, clock: HostClock) -> t.Iterator[WSManService]:
+    svc = WSManService(
+        host_config, counters, faults, engine_factory=lambda cfg, user: StandInEngine(cfg.root, cfg.name, user),
+        clock=clock,
+    )
     yield svc
     svc.close()
 

@@ -11,6 +11,7 @@ import concurrent.futures
 import json
 import pathlib
 import re
+import time
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from tests.lab._faults import Faults
 from tests.lab._wsman import WSManService
 
 # Matches reached with the lab engine (docs/lab-wsman.md lists the rest); raise it as the lab grows.
-MATCH_FLOOR = 33
+MATCH_FLOOR = 34
 REPLAY_WORKERS = 4
 OUTPUT = pathlib.Path(__file__).resolve().parents[2] / "output" / "wsman_transcript_replay.json"
 
@@ -47,6 +48,19 @@ def _transcripts() -> pathlib.Path:
     return where
 
 
+class _ReplayClock:
+    """The host's idle clock: real time plus the pauses the recorded clients took (_replay.RECORDED_PAUSES)."""
+
+    def __init__(self) -> None:
+        self._skipped = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self._skipped += seconds
+
+    def __call__(self) -> float:
+        return time.monotonic() + self._skipped
+
+
 def _replay_one(path: pathlib.Path, root: pathlib.Path, factory) -> _replay.Result:
     """One recording against a fresh host configured as the recorded one was."""
     messages = yaml.safe_load(path.read_text())["messages"]
@@ -61,9 +75,11 @@ def _replay_one(path: pathlib.Path, root: pathlib.Path, factory) -> _replay.Resu
         root=root,
         extra_configurations=tuple(sorted(_replay.configurations(messages))) or ("Lab.Restricted",),
     )
-    service = WSManService(config, Counters(), Faults(), engine_factory=factory)
+    clock = _ReplayClock()
+    service = WSManService(config, Counters(), Faults(), engine_factory=factory, clock=clock)
+    pauses = _replay.RECORDED_PAUSES.get(path.stem, {})
     try:
-        return _replay.replay(path, lambda body: service.handle(user, body))
+        return _replay.replay(path, lambda body: service.handle(user, body), lambda i: clock.advance(pauses.get(i, 0.0)))
     finally:
         service.close()
 

@@ -109,11 +109,13 @@ def test_pool_is_alive_until_the_host_expires_its_shells(connect, service, count
     assert counters.get("shells_expired") == counters.get("runspace_pools_expired") == 1
 
 
-def test_idle_shell_expires_after_idle_timeout(connect, host_config, counters):
-    host_config.idle_timeout_s = 0.3
+def test_idle_shell_expires_after_idle_timeout(connect, host_config, counters, clock):
+    host_config.idle_timeout_s = 60
     pool = RunspacePool(connect())
     pool.open()
-    time.sleep(0.6)
+    clock.advance(59)
+    assert pool.is_alive()  # a Get is activity: the idle time starts again
+    clock.advance(61)
     assert not pool.is_alive()
     assert counters.get("shells_expired") == 1
 
