@@ -130,6 +130,18 @@ RECORDED_PAUSES: dict[str, dict[int, float]] = {
 }
 
 
+# What the recording's host held before the exchange, as the test that recorded it says it was made
+# (pypsrp's tests/tests_pypsrp/test_client.py comments "file was created with ..."); the replay runs the
+# same PowerShell on the lab host first.
+RECORDED_SETUP: dict[str, str] = {
+    "test_client_fetch_file_expand_vars": 'Set-Content -Path "$env:TEMP\\file.txt" -Value ("abc`r`n")',
+    "test_client_fetch_file_hash_mismatch": (
+        "New-Item -ItemType Directory -Path C:\\temp -Force | Out-Null\n"
+        'Set-Content -Path C:\\temp\\file.txt -Value ("abc`r`n" * 5)'
+    ),
+}
+
+
 @dataclasses.dataclass
 class Result:
     name: str

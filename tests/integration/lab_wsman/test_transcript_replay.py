@@ -24,7 +24,7 @@ from tests.lab._faults import Faults
 from tests.lab._wsman import WSManService
 
 # Matches reached with the lab engine (docs/lab-wsman.md lists the rest); raise it as the lab grows.
-MATCH_FLOOR = 34
+MATCH_FLOOR = 36
 REPLAY_WORKERS = 4
 OUTPUT = pathlib.Path(__file__).resolve().parents[2] / "output" / "wsman_transcript_replay.json"
 
@@ -61,6 +61,31 @@ class _ReplayClock:
         return time.monotonic() + self._skipped
 
 
+class _SetupStreams:
+    """Collects what the setup script writes; any error fails the replay's setup loudly."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def output(self, value: object) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def verbose(self, message: str) -> None: ...
+    def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None: ...
+    def set_should_exit(self, code: int) -> None: ...
+
+    def error(self, record: object) -> None:
+        self.errors.append(str(getattr(record, "message", record)))
+
+    terminating_error = error
+
+
+def _prepare_host(engine, script: str) -> None:
+    """Puts the host in the state the recording's host was in, with the PowerShell its test names."""
+    streams = _SetupStreams()
+    engine.run_powershell(script, [], iter(()), streams)
+    assert not streams.errors, f"replay setup failed on the lab host: {streams.errors}"
+
+
 def _replay_one(path: pathlib.Path, root: pathlib.Path, factory) -> _replay.Result:
     """One recording against a fresh host configured as the recorded one was."""
     messages = yaml.safe_load(path.read_text())["messages"]
@@ -75,6 +100,9 @@ def _replay_one(path: pathlib.Path, root: pathlib.Path, factory) -> _replay.Resu
         root=root,
         extra_configurations=tuple(sorted(_replay.configurations(messages))) or ("Lab.Restricted",),
     )
+    setup = _replay.RECORDED_SETUP.get(path.stem)
+    if setup:
+        _prepare_host(factory(config, user), setup)
     clock = _ReplayClock()
     service = WSManService(config, Counters(), Faults(), engine_factory=factory, clock=clock)
     pauses = _replay.RECORDED_PAUSES.get(path.stem, {})
