@@ -17,11 +17,18 @@ class HostConfig:
     # auth schemes the host offers, as WinRM's Auth settings do
     auth: tuple[str, ...] = ("basic", "negotiate", "kerberos", "credssp", "certificate")
     allow_unencrypted: bool = False            # WinRM AllowUnencrypted (Windows default false)
+    # Windows' quotas with Windows' defaults; tests/lab/_limits.py changes them by their Windows names.
     max_envelope_size: int = 512000            # MaxEnvelopeSizekb * 1024 (Windows default 500 KiB)
     idle_timeout_s: float = 7200.0             # shell IdleTimeout
     max_shells_per_user: int = 30
     max_concurrent_operations_per_user: int = 1500
     max_timeout_ms: int = 60000
+    max_memory_per_shell_mb: int = 1024        # MaxMemoryPerShellMB
+    # A session configuration's MaximumReceivedDataSizePerCommandMB / MaximumReceivedObjectSizeMB
+    # (None: no limit); configuration_quotas holds a configuration's own values, by lower-case name.
+    max_received_data_per_command_mb: float | None = 50.0
+    max_received_object_mb: float | None = 10.0
+    configuration_quotas: dict[str, dict[str, float | None]] = dataclasses.field(default_factory=dict)
     realm: str | None = None                   # Kerberos realm when the lab KDC is up
     keytab: pathlib.Path | None = None         # keytab with HTTP/<name> and host/<name> keys
     # client certificate thumbprint (sha1 hex, lower) -> username, for certificate auth

@@ -310,21 +310,81 @@ class _Streams:
             method, params = HostMethodIdentifier.Write1, [text]
         self._write(lambda: self._pipe.server.host_call(method, params))
 
+    # The deserializer quota of this command's transport manager, as a script reaches it on Windows through
+    # $Host.ExternalHost._transportManager.Fragmentor.DeserializationContext.MaximumAllowedMemory (the
+    # reflection in ansible-core's psrp_put_file.ps1 and pypsrp's copy.ps1): None lifts it.
+    @property
+    def maximum_allowed_memory(self) -> int | None:
+        with self._pool.cond:
+            return self._pipe.quota.maximum_allowed_memory
+
+    @maximum_allowed_memory.setter
+    def maximum_allowed_memory(self, value: int | None) -> None:
+        with self._pool.cond:
+            self._pipe.quota.maximum_allowed_memory = value
+
     def set_should_exit(self, code: int) -> None:
         if self._pipe.host_null:
             return
         self._write(lambda: self._pipe.server.host_call(HostMethodIdentifier.SetShouldExit, [int(code)]))
 
 
+_START_FRAGMENT = 0x1
+_END_FRAGMENT = 0x2
+
+
+class InputQuota:
+    """What Windows counts of the data one command receives, and the fault it answers past a quota.
+
+    PowerShell's server-side PriorityReceiveDataCollection of the command's transport manager: every raw
+    chunk it is handed (the CREATE_PIPELINE in the Command's Arguments, each Send's stream, fragment headers
+    included) counts against the deserializer's MaximumAllowedMemory (MaximumReceivedDataSizePerCommandMB)
+    before it is processed, and each object's fragments against MaximumReceivedObjectSizeMB as they come.
+    The deserializer's small extra accounting (type-name clones, XmlDocument values) is not modelled.
+    """
+
+    def __init__(self, configuration: str, data_cap: int | None, object_cap: int | None) -> None:
+        self.configuration = configuration
+        self.maximum_allowed_memory = data_cap  # None once lifted (or never set)
+        self.received = 0
+        self.object_cap = object_cap
+        self.object_size = 0
+
+    def account(self, data: bytes) -> None:
+        """Counts one chunk of raw data; raises the plugin's fault when it goes past a quota."""
+        cap = self.maximum_allowed_memory
+        if cap is not None:
+            if len(data) > cap - self.received:
+                raise _soap.received_data_exceeded(self.configuration, cap)
+            self.received += len(data)
+        if self.object_cap is None:
+            return
+        offset = 0
+        while offset + 21 <= len(data):
+            _oid, _fid, flags, length = struct.unpack(">QQBI", data[offset : offset + 21])
+            if flags & _START_FRAGMENT:
+                self.object_size = 0
+            total = self.object_size + 21 + length
+            if total > self.object_cap:
+                self.object_size = 0
+                raise _soap.received_object_exceeded(self.configuration, total, self.object_cap)
+            self.object_size = 0 if flags & _END_FRAGMENT else total
+            offset += 21 + length
+
+
 class _Pipeline:
-    def __init__(self, server: psrpcore.ServerPipeline, command_id: str) -> None:
+    def __init__(self, server: psrpcore.ServerPipeline, command_id: str, quota: InputQuota) -> None:
         self.server = server
         self.command_id = command_id
+        self.quota = quota
         self.input: queue.Queue[object] = queue.Queue()
         self.stopped = False
         self.finished = False  # final PIPELINE_STATE queued
         self.host_null = True
         self.thread: threading.Thread | None = None
+        # The fault that closed this command (an input quota): Windows answers every later Send and
+        # Receive of the command with it (WSManPluginServerSession reports lastErrorReported once closed).
+        self.closed_by: _soap.WSManFault | None = None
 
     def input_iter(self) -> t.Iterator[object]:
         while True:
@@ -340,11 +400,21 @@ class PSRPPool(Shell):
     kind = "psrp"
 
     def __init__(
-        self, *args: t.Any, engine: t.Any, computer_name: str, max_envelope_size: int, **kwargs: t.Any
+        self,
+        *args: t.Any,
+        engine: t.Any,
+        computer_name: str,
+        max_envelope_size: int,
+        configuration: str = "Microsoft.PowerShell",
+        input_caps: t.Callable[[], tuple[int | None, int | None]] = lambda: (None, None),
+        **kwargs: t.Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
         self.computer_name = computer_name
+        self.configuration = configuration
+        # (MaximumReceivedDataSizePerCommand, MaximumReceivedObjectSize) in bytes, read when a command starts.
+        self.input_caps = input_caps
         # Fragments are cut so one fits in a Receive answer of the size the client negotiated.
         self.fragment_size = max(64, (max_envelope_size - RECEIVE_OVERHEAD) * 3 // 4 - 64)
         self.server = _LabRunspacePool(
@@ -430,9 +500,11 @@ class PSRPPool(Shell):
         # The PID inside the PSRP message names the pipeline for psrpcore; older clients encode it with a
         # different GUID byte order than the CommandId, and Windows accepts both, so take it from the message.
         pipeline_id = _message_pid(data) or uuid.UUID(command_id)
+        quota = InputQuota(self.configuration, *self.input_caps())
+        quota.account(data)  # the CREATE_PIPELINE counts as the command's first data, as on Windows
         with self.cond:
             server_pipe = psrpcore.ServerPipeline(self.server, pipeline_id)
-            self.pipelines[command_id] = _Pipeline(server_pipe, command_id)
+            self.pipelines[command_id] = _Pipeline(server_pipe, command_id, quota)
             self.pid_to_command[pipeline_id] = command_id
             self.out.setdefault(command_id, [])
             self._feed(data, pipeline_id)
@@ -445,9 +517,25 @@ class PSRPPool(Shell):
                 raise _soap.command_not_found()
             data = base64.b64decode(stream.text or "")
             with self.cond:
-                pid = self.pipelines[command_id].server.pipeline_id if command_id else None
-                self._feed(data, pid, stream.attrib.get("Name", "stdin"))
+                pipe = self.pipelines[command_id] if command_id else None
+                if pipe is not None:
+                    if pipe.closed_by is not None:
+                        raise pipe.closed_by
+                    try:
+                        pipe.quota.account(data)
+                    except _soap.WSManFault as fault:
+                        self._close_command(pipe, fault)
+                        raise
+                self._feed(data, pipe.server.pipeline_id if pipe else None, stream.attrib.get("Name", "stdin"))
         return el("rsp:SendResponse")
+
+    def _close_command(self, pipe: _Pipeline, fault: _soap.WSManFault) -> None:
+        """A transport error closes the command (WSManPluginServerSession.Close): its pipeline stops."""
+        pipe.closed_by = fault
+        pipe.stopped = True
+        pipe.finished = True
+        pipe.input.put(_END)
+        self.cond.notify_all()
 
     def receive(self, req: _soap.Request, timeout_s: float) -> str:
         desired = req.body.find("rsp:Receive/rsp:DesiredStream", NS)
@@ -455,11 +543,15 @@ class PSRPPool(Shell):
         if command_id is not None and command_id not in self.pipelines:
             raise _soap.command_not_found()
         pipe = self.pipelines.get(command_id) if command_id else None
+        if pipe is not None and pipe.closed_by is not None:
+            raise pipe.closed_by
         queue_ = self.out.setdefault(command_id, [])
-        if not self.wait(lambda: bool(queue_), timeout_s):
+        if not self.wait(lambda: bool(queue_) or (pipe is not None and pipe.closed_by is not None), timeout_s):
             if self.closed:
                 raise _soap.shell_not_found(self.id)
             raise _soap.timed_out()
+        if pipe is not None and pipe.closed_by is not None:
+            raise pipe.closed_by
         budget = max(1024, (req.max_envelope_size or 153600) - RECEIVE_OVERHEAD)
         attrs = {"Name": "stdout"} | ({"CommandId": command_id} if command_id else {})
         parts: list[str] = []

@@ -15,7 +15,7 @@ import threading
 import time
 import typing as t
 
-from tests.lab import _soap
+from tests.lab import _limits, _soap
 from tests.lab._config import HostConfig
 from tests.lab._counters import Counters
 from tests.lab._faults import Faults
@@ -271,6 +271,8 @@ class WSManService:
                     engine=engine,
                     computer_name=self.config.name,
                     max_envelope_size=min(req.max_envelope_size or 153600, self.config.max_envelope_size),
+                    configuration=configuration,
+                    input_caps=lambda: _limits.received_input_caps(self.config, configuration),
                 )
                 pool.open(base64.b64decode(creation.text or "") if creation is not None else b"")
                 shell = pool
@@ -369,7 +371,7 @@ class WSManService:
                 ("cfg:MaxConcurrentUsers", "2147483647"),
                 ("cfg:MaxShellRunTime", "2147483647"),
                 ("cfg:MaxProcessesPerShell", "2147483647"),
-                ("cfg:MaxMemoryPerShellMB", "2147483647"),
+                ("cfg:MaxMemoryPerShellMB", str(c.max_memory_per_shell_mb)),
                 ("cfg:MaxShellsPerUser", str(c.max_shells_per_user)),
             ],
         )

@@ -46,7 +46,8 @@ class StandInEngine:
 
     PowerShell: each script line is `out <text>`, `err <text>`, `warn <text>`, `host <text>`,
     `exit <n>`, `echo-input` (copies pipeline input to output), `args` (outputs the arguments),
-    `sleep <s>`, `fail <text>` (terminating error). cmd: `echo <text>`, `type` (stdin to stdout),
+    `sleep <s>`, `fail <text>` (terminating error), `count-input` (outputs the characters of all input),
+    `lift-input-cap` (sets the command's MaximumAllowedMemory to None). cmd: `echo <text>`, `type` (stdin to stdout),
     `exit <n>`, anything else writes "not recognized" to stderr and exits 9009.
     """
 
@@ -84,6 +85,11 @@ class StandInEngine:
                 raise RuntimeError(rest)
             elif verb == "object":
                 streams.output({"Name": rest, "Length": len(rest)})
+            elif verb == "count-input":
+                streams.output(sum(len(str(item)) for item in input))
+            elif verb == "lift-input-cap":
+                # what ansible's psrp_put_file.ps1 does by reflection on $Host (see _psrp_server._Streams)
+                streams.maximum_allowed_memory = None
 
     def run_cmd(self, command: str, arguments: list[str], stdin: t.Iterable[bytes], stdout: t.Callable[[bytes], None], stderr: t.Callable[[bytes], None]) -> int:
         words = [command, *arguments]
