@@ -10,6 +10,8 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
     POST /hosts/<host>/faults/clear    every switch off
+    GET  /hosts/<host>/limits          {"limits": {name: value|null}, "configurations": {name: {...}}}
+    POST /hosts/<host>/limits          body {Windows quota name: value|null, "configuration": optional}
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
@@ -115,6 +117,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.set_faults(host, **body)}
             case "POST", ["hosts", host, "faults", "clear"]:
                 return {"faults": lab.clear_faults(host)}
+            case "GET", ["hosts", host, "limits"]:
+                return lab.get_limits(host)
+            case "POST", ["hosts", host, "limits"]:
+                if not isinstance(body, dict):
+                    raise ValueError("limits must be a JSON object of Windows quota names")
+                values = dict(body)
+                configuration = values.pop("configuration", None)
+                return lab.set_limits(host, configuration, **values)
             case "POST", ["hosts", host, "expire_shells"]:
                 return {"expired": lab.expire_shells(host)}
             case "POST", ["hosts", host, "drop_connections"]:
@@ -220,6 +230,15 @@ class LabClient:
 
     def clear_faults(self, host: str) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/faults/clear")["faults"])
+
+    def get_limits(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/limits"))
+
+    def set_limits(self, host: str, configuration: str | None = None, **values: float | None) -> dict[str, t.Any]:
+        body: dict[str, t.Any] = dict(values)
+        if configuration is not None:
+            body["configuration"] = configuration
+        return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/limits", body))
 
     def expire_shells(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/expire_shells")["expired"])

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import typing as t
 
+from tests.lab import _limits
 from tests.lab._config import HostConfig
 from tests.lab._counters import Counters
 from tests.lab._faults import Faults
@@ -63,6 +64,10 @@ class LabOptions:
     relays: bool = False               # latency relays in front of every host port (implied by rtt_ms > 0)
     host_auth: tuple[str, ...] | None = None   # override the schemes hosts offer (HostConfig.auth)
     allow_unencrypted: bool = False    # WinRM AllowUnencrypted on every host
+    # Windows' quotas on every host (tests/lab/_limits.py): Windows' defaults, then no_limits lifts them
+    # all, then each (configuration or None, Windows name, value or None for off) applies in order.
+    no_limits: bool = False
+    limits: tuple[tuple[str | None, str, float | None], ...] = ()
     control: bool = True               # serve the control API on 127.0.0.1
     workdir: pathlib.Path | None = None     # None: a fresh private temp dir, removed by stop()
     keep_workdir: bool = False
@@ -80,6 +85,15 @@ class LabOptions:
             self.relays = True
         if "negotiate" in self.squid_auth:
             self.kdc = True  # Negotiate proxy auth needs the realm
+        from tests.lab import _limits
+
+        for configuration, name, _value in self.limits:
+            try:
+                q = _limits.quota(name)
+            except KeyError as e:
+                raise LabError(str(e.args[0])) from None
+            if configuration is not None and not q.configuration:
+                raise LabError(f"{q.name} is a WinRM service quota; it cannot be set for configuration {configuration!r}")
 
 
 def squid_key(scheme: str) -> str:
@@ -259,6 +273,10 @@ class Lab:
                                 allow_unencrypted=self.options.allow_unencrypted)
             if self.options.host_auth is not None:
                 config.auth = tuple(self.options.host_auth)
+            if self.options.no_limits:
+                _limits.lift_all(config)
+            for configuration, limit, value in self.options.limits:
+                _limits.set_limits(config, configuration, **{limit: value})
             entry = _HostEntry(config=config, counters=Counters(), faults=Faults(), user_info=user_info)
             if self.kdc is not None and domain_user is not None:
                 config.users[domain_user[0]] = domain_user[1]
@@ -425,6 +443,9 @@ class Lab:
             "root": str(entry.config.root) if entry.config.root else None,
             "configurations": ["Microsoft.PowerShell", *entry.config.extra_configurations],
         }
+        quotas = _limits.limits(entry.config)
+        desc["limits"] = quotas["limits"]
+        desc["configuration_limits"] = quotas["configurations"]
         if entry.config.realm:
             desc["realm"] = entry.config.realm
             desc["spns"] = [f"HTTP/{entry.hostname}", f"host/{entry.hostname}"]
@@ -501,6 +522,17 @@ class Lab:
         faults = self._host(host).faults
         faults.clear()
         return faults.as_dict()
+
+    def get_limits(self, host: str) -> dict[str, t.Any]:
+        """The host's quotas by Windows name ({"limits": ..., "configurations": ...}; None is off)."""
+        return _limits.limits(self._host(host).config)
+
+    def set_limits(self, host: str, configuration: str | None = None, **values: float | None) -> dict[str, t.Any]:
+        """Change quotas by Windows name (None: off); `configuration` scopes the PowerShell ones. Applies to
+        requests, shells and commands from now on; returns them all."""
+        entry = self._host(host)
+        _limits.set_limits(entry.config, configuration, **values)
+        return _limits.limits(entry.config)
 
     def expire_shells(self, host: str) -> int:
         """Expire every shell of the host now, as its idle timeout would; return how many."""

@@ -77,7 +77,7 @@ def _to_config(q: Quota, value: float | None) -> t.Any:
 def _from_config(q: Quota, stored: t.Any) -> float | None:
     if stored is None:
         return None
-    value = stored / q.scale
+    value = round(stored / q.scale, 3)
     if not q.configuration and value >= UNLIMITED:
         return None
     return int(value) if float(value).is_integer() else value
