@@ -27,6 +27,7 @@ from psrpcore.types import (
     ErrorRecord,
     HostMethodIdentifier,
     InformationRecord,
+    InformationRecordMsg,
     InvocationInfo,
     NETException,
     PipelineResultTypes,
@@ -269,19 +270,23 @@ class _Streams:
         self._informational(DebugRecord, PSRPMessageType.DebugRecord, message)
 
     def information(self, message_data: object, tags: list[str], source: str = "Write-Information") -> None:
+        record = InformationRecord.create(
+            message_data=_to_ps(message_data), source=source, tags=tags, computer=self._pool.computer_name,
+            user=self._pool.owner,
+        )
         if "information" in self._merge:
-            record = InformationRecord.create(
-                message_data=_to_ps(message_data), source=source, tags=tags, computer=self._pool.computer_name,
-                user=self._pool.owner,
-            )
             record.PSObject.to_string = str(message_data)  # as recorded: <ToString>information stream</ToString>
             self._merged("information", record)
             return
-        self._write(
-            lambda: self._pipe.server.write_information(
-                _to_ps(message_data), source, tags=tags, computer=self._pool.computer_name, user=self._pool.owner,
-            )
+        # Written as psrpcore's write_information writes it, but for every client: PowerShell's server sends
+        # information records whatever protocol version the client announced (ServerPowerShellDriver
+        # forwards Streams.Information unconditionally), where psrpcore refuses below 2.3.
+        message = InformationRecordMsg(
+            MessageData=record.MessageData, Source=record.Source, TimeGenerated=record.TimeGenerated,
+            Tags=record.Tags, User=record.User, Computer=record.Computer, ProcessId=record.ProcessId,
+            NativeThreadId=record.NativeThreadId, ManagedThreadId=record.ManagedThreadId,
         )
+        self._write(lambda: self._pipe.server.prepare_message(message, message_type=PSRPMessageType.InformationRecord))
 
     def progress(self, *, activity: str, status: str, activity_id: int = 0, percent_complete: int = -1,
                  seconds_remaining: int = -1, parent_id: int = -1, current_operation: str | None = None,

@@ -182,3 +182,17 @@ def test_merged_streams_reach_the_output_in_order_and_unmerged_ones_keep_their_s
     assert [len(ps.streams.debug), len(ps.streams.verbose), len(ps.streams.warning)] == [1, 1, 1]
     assert len(ps.streams.information) == 1
 
+
+
+def test_a_protocol_2_2_client_still_gets_information_records(pool, monkeypatch) -> None:
+    # PowerShell's server forwards the information stream whatever protocol the client announced
+    # (ServerPowerShellDriver); psrpcore alone would refuse to write it below protocol 2.3.
+    import pypsrp.powershell
+
+    rp, host = pool
+    monkeypatch.setattr(pypsrp.powershell, "PROTOCOL_VERSION", "2.2")
+    with RunspacePool(rp.connection, host=host) as old_client:
+        ps = PowerShell(old_client)
+        ps.add_script("Write-Information 'for an old client'; 'done'")
+        assert ps.invoke() == ["done"]
+    assert [str(r.message_data) for r in ps.streams.information] == ["for an old client"]
