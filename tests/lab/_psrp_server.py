@@ -58,6 +58,8 @@ from tests.lab._winrs import (
 log = logging.getLogger(__name__)
 
 _END = object()
+_START_FRAGMENT = 0x1  # PSRP fragment header flags (MS-PSRP 2.2.4)
+_END_FRAGMENT = 0x2
 
 
 class PipelineStopped(Exception):
@@ -168,6 +170,36 @@ class _LabRunspacePool(psrpcore.ServerRunspacePool):
         count = int(event._ps_object.MinRunspaces)
         self._ci_events[_ci(event)] = event
         self._ci_handlers[_ci(event)] = lambda e: setattr(self, "_min_runspaces", count)
+
+    # A new client connecting to a disconnected pool (MS-PSRP 3.1.4.10.1) gets SESSION_CAPABILITY and
+    # RUNSPACEPOOL_INIT_DATA in the Connect answer, then APPLICATION_PRIVATE_DATA and no RUNSPACEPOOL_STATE
+    # (recorded: test_psrp_disconnected_commands #13/#14); psrpcore sends no capability and a state there.
+    def _process_SessionCapability(self, event: t.Any) -> None:
+        connecting = self.state == RunspacePoolState.Connecting
+        super()._process_SessionCapability(event)
+        if connecting:
+            self.prepare_message(self.our_capability)
+
+    def _process_ConnectRunspacePool(self, event: t.Any) -> None:
+        self._max_runspaces = event.max_runspaces or self.max_runspaces
+        self._min_runspaces = event.min_runspaces or self.min_runspaces
+        self.prepare_message(
+            psrpcore.types.RunspacePoolInitData(MinRunspaces=self.min_runspaces, MaxRunspaces=self.max_runspaces)
+        )
+        self.prepare_message(
+            psrpcore.types.ApplicationPrivateData(ApplicationPrivateData=self.application_private_data)
+        )
+        self._change_state(RunspacePoolState.Opened, emit=False)
+
+
+_CONNECT_ANSWER = (PSRPMessageType.SessionCapability.value, PSRPMessageType.RunspacePoolInitData.value)
+
+
+def _fragment_message_type(fragment: bytes) -> int | None:
+    """The PSRP message type a start fragment carries (None for a continuation fragment)."""
+    if len(fragment) < 21 + 8 or not fragment[16] & _START_FRAGMENT:
+        return None
+    return int(struct.unpack("<I", fragment[25:29])[0])
 
 
 def _message_pid(data: bytes) -> uuid.UUID | None:
@@ -334,10 +366,6 @@ class _Streams:
         self._write(lambda: self._pipe.server.host_call(HostMethodIdentifier.SetShouldExit, [int(code)]))
 
 
-_START_FRAGMENT = 0x1
-_END_FRAGMENT = 0x2
-
-
 class InputQuota:
     """What Windows counts of the data one command receives, and the fault it answers past a quota.
 
@@ -428,6 +456,8 @@ class PSRPPool(Shell):
         self.pipelines: dict[str, _Pipeline] = {}
         self.out: dict[str | None, list[bytes]] = {None: []}
         self.pid_to_command: dict[uuid.UUID, str] = {}
+        self.disconnected = False
+        self.client_session: str | None = None  # wsmv:SessionId of the client the pool is connected to
 
     # -- psrpcore plumbing (all under self.cond) -------------------------------------------------
     def flush(self) -> None:
@@ -445,7 +475,7 @@ class PSRPPool(Shell):
             return None
         return self.pid_to_command.get(pipeline_id, str(pipeline_id).upper())
 
-    def _feed(self, data: bytes, pipeline_id: uuid.UUID | None, stream: str = "stdin") -> None:
+    def _feed(self, data: bytes, pipeline_id: uuid.UUID | None, stream: str = "stdin", flush: bool = True) -> None:
         stream_type = psrpcore.StreamType.prompt_response if stream == "pr" else psrpcore.StreamType.default
         self.server.receive_data(psrpcore.PSRPPayload(data, stream_type, pipeline_id))
         while True:
@@ -453,7 +483,8 @@ class PSRPPool(Shell):
             if event is None:
                 break
             self._on_event(event)
-        self.flush()
+        if flush:
+            self.flush()
 
     def _on_event(self, event: t.Any) -> None:
         name = type(event).__name__
@@ -493,10 +524,92 @@ class PSRPPool(Shell):
             + el("rsp:ProfileLoaded", "Yes")
             + el("rsp:Encoding", "UTF8")
             + el("rsp:BufferMode", "Block")
-            + el("rsp:State", "Connected")
+            + el("rsp:State", "Disconnected" if self.disconnected else "Connected")
         )
 
+    # -- Disconnect, Reconnect, Connect (MS-PSRP 3.1.4.9, 3.1.4.10; MS-WSMV 3.1.4.15, 3.1.4.16) ----------
+    def disconnect(self, req: _soap.Request) -> str:
+        """The pool and its pipelines go on running with their output held; the shell lives on for its
+        IdleTimeOut (the Disconnect's own, if it names one) until a client reconnects or connects."""
+        body = req.body.find("rsp:Disconnect", NS)
+        idle = body.findtext("rsp:IdleTimeOut", default=None, namespaces=NS) if body is not None else None
+        with self.cond:
+            if idle and (seconds := _soap.parse_duration(idle)):
+                self.idle_timeout_s = seconds
+            self.disconnected = True
+            self.server._change_state(RunspacePoolState.Disconnected)
+        return ""
+
+    def reconnect(self, req: _soap.Request) -> str:
+        """The client that disconnected resumes (same wsmv:SessionId); a connected shell ignores its own
+        client's Reconnect and refuses another's (MS-WSMV 3.1.4.16)."""
+        with self.cond:
+            if not self.disconnected:
+                if req.session_id and self.client_session and req.session_id != self.client_session:
+                    raise _soap.internal_error("The shell is connected to another client session. ")
+                return ""
+            self.disconnected = False
+            self.client_session = req.session_id or self.client_session
+            self.server._change_state(RunspacePoolState.Opened, emit=False)
+        return ""
+
+    def connect(self, req: _soap.Request) -> str:
+        """A new client takes over the disconnected pool (connectXml), or one of its commands (CommandId)."""
+        body = req.body.find("rsp:Connect", NS)
+        command_id = (body.attrib.get("CommandId") or "").upper() if body is not None else ""
+        if command_id:
+            if command_id not in self.pipelines:
+                raise _soap.command_not_found()
+            return el("rsp:ConnectResponse")
+        xml = body.find("pwsh:connectXml", NS) if body is not None else None
+        if xml is None or not self.disconnected:
+            raise _soap.internal_error(
+                "Connect needs a disconnected Runspace Pool and its connectXml (MS-PSRP 3.1.5.3.17). "
+            )
+        with self.cond:
+            self.server.connect()
+            self._feed(base64.b64decode(xml.text or ""), None, flush=False)
+            answer: list[bytes] = []
+            while (payload := self.server.data_to_send(self.fragment_size)) is not None:
+                for fragment in _split_fragments(payload.data):
+                    kind = _fragment_message_type(fragment)
+                    if payload.pipeline_id is None and kind in _CONNECT_ANSWER:
+                        answer.append(fragment)
+                    else:
+                        self.out.setdefault(self._command_of(payload.pipeline_id), []).append(fragment)
+            self.disconnected = False
+            self.client_session = req.session_id
+            self.cond.notify_all()
+        return el(
+            "rsp:ConnectResponse",
+            children=el("rsp:InputStreams", self.input_streams)
+            + el("rsp:OutputStreams", self.output_streams)
+            + el("connectResponseXml", base64.b64encode(b"".join(answer)).decode(),
+                 {"xmlns": "http://schemas.microsoft.com/powershell"}),
+        )
+
+    def commands_xml(self) -> str:
+        """This pool's commands as a command Enumerate lists them (rsp:Command items; PSRP has no CommandLine)."""
+        with self.cond:
+            return "".join(
+                el(
+                    "rsp:Command",
+                    attrs={"xmlns:rsp": NS["rsp"]},
+                    children=el("rsp:CommandId", command_id)
+                    + el("rsp:CommandLine", "")
+                    + el("rsp:CommandState", "Done" if pipe.finished else "Running"),
+                )
+                for command_id, pipe in self.pipelines.items()
+            )
+
+    def _refuse_while_disconnected(self) -> None:
+        if self.disconnected:
+            raise _soap.internal_error(
+                "The shell is disconnected: reconnect (or connect) to it before using it (MS-WSMV 3.1.4.15). "
+            )
+
     def command(self, req: _soap.Request) -> str:
+        self._refuse_while_disconnected()
         line = req.body.find("rsp:CommandLine", NS)
         if line is None:
             raise _soap.invalid_parameter()
@@ -516,6 +629,7 @@ class PSRPPool(Shell):
         return el("rsp:CommandResponse", children=el("rsp:CommandId", command_id))
 
     def send(self, req: _soap.Request) -> str:
+        self._refuse_while_disconnected()
         for stream in req.body.findall("rsp:Send/rsp:Stream", NS):
             command_id = (stream.attrib.get("CommandId") or "").upper() or None
             if command_id and command_id not in self.pipelines:
@@ -543,6 +657,7 @@ class PSRPPool(Shell):
         self.cond.notify_all()
 
     def receive(self, req: _soap.Request, timeout_s: float) -> str:
+        self._refuse_while_disconnected()
         desired = req.body.find("rsp:Receive/rsp:DesiredStream", NS)
         command_id = (desired.attrib.get("CommandId") or "").upper() or None if desired is not None else None
         if command_id is not None and command_id not in self.pipelines:
@@ -579,6 +694,7 @@ class PSRPPool(Shell):
         return el("rsp:ReceiveResponse", children="".join(parts))
 
     def signal(self, req: _soap.Request) -> str:
+        self._refuse_while_disconnected()
         sig = req.body.find("rsp:Signal", NS)
         command_id = (sig.attrib.get("CommandId") or "").upper() if sig is not None else ""
         code = (sig.findtext("rsp:Code", default="", namespaces=NS) if sig is not None else "").strip()

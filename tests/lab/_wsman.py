@@ -36,7 +36,15 @@ _RESPONSE_ACTIONS = {
     "Send": f"{_soap.SHELL_NS}/SendResponse",
     "Receive": f"{_soap.SHELL_NS}/ReceiveResponse",
     "Signal": f"{_soap.SHELL_NS}/SignalResponse",
+    "Disconnect": f"{_soap.SHELL_NS}/DisconnectResponse",
+    "Reconnect": f"{_soap.SHELL_NS}/ReconnectResponse",
+    "Connect": f"{_soap.SHELL_NS}/ConnectResponse",
 }
+COMMAND_RESOURCE_URI = f"{_soap.SHELL_RESOURCE_URI}/Command"
+
+
+# What Get and Enumerate report of a shell's process after its run and idle times (recorded answers).
+_SHELL_USAGE = el("rsp:MemoryUsed", "0MB") + el("rsp:ChildProcesses", "0")
 
 
 def default_engine_factory(config: HostConfig, user: str) -> t.Any:
@@ -197,6 +205,13 @@ class WSManService:
             return response_action, self._get(user, req)
         if name == "Enumerate":
             return response_action, self._enumerate(user, req)
+        if name in ("Disconnect", "Reconnect", "Connect"):
+            # Runspace Pools only: the lab's WinRS cmd shells keep no disconnected state.
+            shell = self._owned_shell(user, req)
+            if not isinstance(shell, PSRPPool):
+                raise _soap.action_not_supported(req.action)
+            shell.touch()
+            return response_action, getattr(shell, name.lower())(req)
         if name in ("Command", "Send", "Receive", "Signal", "Delete"):
             if req.resource_uri != _soap.CMD_RESOURCE_URI:
                 self._configuration(req.resource_uri)
@@ -221,7 +236,7 @@ class WSManService:
                 shell.touch()
                 with self._lock:
                     shell.busy -= 1
-        # Disconnect/Reconnect/Connect and anything else: not offered by the lab (see docs/lab-wsman.md).
+        # Anything else (Put, Pull, ...): not offered by the lab (see docs/lab-wsman.md).
         raise _soap.action_not_supported(req.action)
 
     def _create(self, user: str, req: _soap.Request, client_address: str) -> str:
@@ -275,6 +290,7 @@ class WSManService:
                     input_caps=lambda: _limits.received_input_caps(self.config, configuration),
                 )
                 pool.open(base64.b64decode(creation.text or "") if creation is not None else b"")
+                pool.client_session = req.session_id
                 shell = pool
         except Exception:
             with self._lock:
@@ -307,14 +323,22 @@ class WSManService:
             shell = self._owned_shell(user, req)
             shell.touch()
             # A Get also reports the shell process' memory and children, as Windows does.
-            return shell.shell_xml(shell.create_response_extra(), tail=el("rsp:MemoryUsed", "0MB") + el("rsp:ChildProcesses", "0"))
+            return shell.shell_xml(shell.create_response_extra(), tail=_SHELL_USAGE)
         raise _soap.unknown_configuration(req.resource_uri)
 
     def _enumerate(self, user: str, req: _soap.Request) -> str:
-        # Shell enumeration returns this user's shells in one batch (EndOfSequence), as a small host does.
+        # Shell enumeration returns this user's shells in one batch (EndOfSequence), as a small host does;
+        # on .../shell/Command with a ShellId selector filter, that shell's commands (test_psrp_disconnected_commands).
         with self._lock:
             shells = [s for s in self._shells.values() if s.owner == user]
-        items = "".join(s.shell_xml(s.create_response_extra()) for s in shells)
+        if req.resource_uri == COMMAND_RESOURCE_URI:
+            wanted = {
+                (sel.text or "").upper()
+                for sel in req.body.findall(".//wsman:Filter/wsman:SelectorSet/wsman:Selector[@Name='ShellId']", NS)
+            }
+            items = "".join(s.commands_xml() for s in shells if isinstance(s, PSRPPool) and s.id in wanted)
+        else:
+            items = "".join(s.shell_xml(s.create_response_extra(), tail=_SHELL_USAGE) for s in shells)
         return el(
             "n:EnumerateResponse",
             children=el("n:EnumerationContext", "") + el("w:Items", children=items) + el("w:EndOfSequence", ""),

@@ -320,7 +320,8 @@ def replay(
             continue
         status, body = handle(lab_req.encode())
         lab = parse_answer(status, body.decode())
-        learn(recorded, lab)
+        if action in ("Create", "Command"):
+            learn(recorded, lab)  # only these answers carry ids the server chose; Enumerate lists known ones
         if (recorded.status, recorded.action, recorded.fault) != (lab.status, lab.action, lab.fault):
             mismatches.append(
                 f"#{index} {action}: recorded {recorded.status} {recorded.action} {recorded.fault} != "
