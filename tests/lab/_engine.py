@@ -248,7 +248,7 @@ class Engine:
             try:
                 positional, named = split_arguments(arguments)
                 # PSRP carries AddParameter(name) with no argument as a null value: a switch that is present.
-                named = {k: _pwsh._SWITCH if v is None else v for k, v in named.items()}
+                named = {k: _pwsh.SWITCH_PRESENT if v is None else v for k, v in named.items()}
                 if is_command:
                     rt.src = script
                     rt.scope = rt.global_scope
@@ -268,7 +268,7 @@ class Engine:
             info = e.record.to_info()
             failed = getattr(streams, "terminating_error", None)
             (failed or streams.error)(info)
-        except (_pwsh._Break, _pwsh._Continue, _pwsh._Return):
+        except (_pwsh.BreakSignal, _pwsh.ContinueSignal, _pwsh.ReturnSignal):
             pass
         except RecursionError:
             streams.error(ErrorInfo("The script failed due to call depth overflow.", category="InvalidOperation",

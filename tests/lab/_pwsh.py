@@ -6,7 +6,19 @@ command mode and expression mode, so the parser reads characters directly instea
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import fnmatch
+import hashlib
+import json
+import math
+import os
+import pathlib
 import re
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 
 MAX_SCRIPT_CHARS = 4_000_000
 MAX_NESTING = 200
@@ -1337,17 +1349,6 @@ def position_message(src: str, start: int, end: int | None = None) -> str:
 # Values
 # =================================================================================================
 
-import base64 as _b64
-import datetime as _dt
-import fnmatch as _fnmatch
-import hashlib as _hashlib
-import json as _json
-import math as _math
-import os as _os
-import pathlib as _pathlib
-import time as _time
-import uuid as _uuid
-from collections.abc import Callable as _Callable, Iterable as _Iterable, Iterator as _Iterator
 
 MAX_LOOP_ITERATIONS = 5_000_000
 MAX_CALL_DEPTH = 100
@@ -1439,11 +1440,11 @@ class ScriptBlock:
 class PSEnumerator:
     """$input and other enumerators: consumed lazily, once."""
 
-    def __init__(self, it: _Iterable[object]) -> None:
+    def __init__(self, it: Iterable[object]) -> None:
         self.it = iter(it)
         self.current: object = None
 
-    def __iter__(self) -> _Iterator[object]:
+    def __iter__(self) -> Iterator[object]:
         for item in self.it:
             self.current = item
             yield item
@@ -1454,7 +1455,7 @@ class Ref:
         self.Value = value
 
 
-_TYPE_ALIASES = {
+TYPE_ALIASES = {
     "string": "System.String", "int": "System.Int32", "int32": "System.Int32", "long": "System.Int64",
     "int64": "System.Int64", "bool": "System.Boolean", "boolean": "System.Boolean", "double": "System.Double",
     "float": "System.Single", "single": "System.Single", "decimal": "System.Decimal", "byte": "System.Byte",
@@ -1493,10 +1494,10 @@ def canonical_type(name: str) -> str:
         low_short = low[7:]
     else:
         low_short = low
-    if low_short in _TYPE_ALIASES:
-        return _TYPE_ALIASES[low_short]
-    if low in _TYPE_ALIASES:
-        return _TYPE_ALIASES[low]
+    if low_short in TYPE_ALIASES:
+        return TYPE_ALIASES[low_short]
+    if low in TYPE_ALIASES:
+        return TYPE_ALIASES[low]
     if low.startswith("collections.generic.list[") or low.startswith("system.collections.generic.list["):
         return "System.Collections.Generic.List"
     for alg in ("sha1", "sha256", "md5"):
@@ -1512,7 +1513,7 @@ def is_number(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def to_str(v: object, rt: "Runtime | None" = None) -> str:
+def to_str(v: object) -> str:
     """PowerShell's string conversion (arrays joined by $OFS)."""
     if v is None:
         return ""
@@ -1527,7 +1528,7 @@ def to_str(v: object, rt: "Runtime | None" = None) -> str:
     if isinstance(v, int):
         return str(v)
     if isinstance(v, (list, tuple)):
-        return " ".join(to_str(x, rt) for x in v)
+        return " ".join(to_str(x) for x in v)
     if isinstance(v, (bytes, bytearray)):
         return " ".join(str(b) for b in v)
     if isinstance(v, Hashtable):
@@ -1594,7 +1595,7 @@ def parse_number(s: str) -> int | float | None:
         return f
 
 
-def enumerate_value(v: object) -> _Iterator[object]:
+def enumerate_value(v: object) -> Iterator[object]:
     """How the pipeline unrolls a value written to output."""
     if isinstance(v, (list, tuple)):
         yield from v
@@ -1662,15 +1663,15 @@ class PSError(Exception):
         self.record = record
 
 
-class _Break(Exception):
+class BreakSignal(Exception):
     pass
 
 
-class _Continue(Exception):
+class ContinueSignal(Exception):
     pass
 
 
-class _Return(Exception):
+class ReturnSignal(Exception):
     pass
 
 
@@ -1759,7 +1760,7 @@ class Scope:
 # The interpreter
 # =================================================================================================
 
-_NOINPUT = object()
+NO_INPUT = object()
 
 
 class Runtime:
@@ -1789,7 +1790,7 @@ class Runtime:
         g["pid"] = 4242
         g["ofs"] = " "
         g["home"] = host.profile_dir
-        g["psversiontable"] = _ps_version_table()
+        g["psversiontable"] = ps_version_table()
         g["host"] = HostObject(self)
         g["executioncontext"] = ExecutionContextObject(self)
         g["pshome"] = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0"
@@ -1876,8 +1877,8 @@ class Runtime:
         target.vars[low] = value
 
     # ---- running ---------------------------------------------------------------------------------
-    def run_script(self, src: str, args: list[object], named: dict[str, object], input_iter: _Iterable[object] | None,
-                   sink: _Callable[[object], None], file_name: str | None = None) -> None:
+    def run_script(self, src: str, args: list[object], named: dict[str, object], input_iter: Iterable[object] | None,
+                   sink: Callable[[object], None], file_name: str | None = None) -> None:
         body = parse(src)
         sb = ScriptBlock(body, src, file_name)
         self.scope = self.global_scope
@@ -1885,11 +1886,11 @@ class Runtime:
         cmd.sink = sink
         run_stage(cmd, input_iter)
 
-    def exec_stmts(self, node: Node, sink: _Callable[[object], None]) -> None:
+    def exec_stmts(self, node: Node, sink: Callable[[object], None]) -> None:
         for st in node.list:
             self.exec_stmt(st, sink)
 
-    def exec_stmt(self, st: Node, sink: _Callable[[object], None]) -> None:
+    def exec_stmt(self, st: Node, sink: Callable[[object], None]) -> None:
         try:
             self._exec_stmt(st, sink)
         except PSError as e:
@@ -1898,7 +1899,7 @@ class Runtime:
                 self.fill(e.record)
             raise
 
-    def _exec_stmt(self, st: Node, sink: _Callable[[object], None]) -> None:
+    def _exec_stmt(self, st: Node, sink: Callable[[object], None]) -> None:
         k = st.k
         self.cur = (st.pos, st.end if st.end > st.pos else st.pos + 1)
         if k == "pipeline":
@@ -1932,9 +1933,9 @@ class Runtime:
                 self.set_var(st.var.name, item, st.var.scope)
                 try:
                     self.exec_stmts(st.body, sink)
-                except _Break:
+                except BreakSignal:
                     break
-                except _Continue:
+                except ContinueSignal:
                     continue
         elif k in ("while", "do", "for"):
             self.exec_loop(st, sink)
@@ -1949,7 +1950,7 @@ class Runtime:
         elif k == "return":
             if st.value is not None:
                 self.run_pipeline(st.value, sink)
-            raise _Return()
+            raise ReturnSignal()
         elif k == "exit":
             code = 0
             if st.value is not None:
@@ -1957,9 +1958,9 @@ class Runtime:
                 code = self.to_int(v) if v is not None and v != "" else 0
             raise ExitScript(code)
         elif k == "break":
-            raise _Break()
+            raise BreakSignal()
         elif k == "continue":
-            raise _Continue()
+            raise ContinueSignal()
         else:
             raise runtime_error(f"Statement '{k}' is outside the lab engine's subset.", "LabUnsupported")
 
@@ -1967,7 +1968,7 @@ class Runtime:
         return runtime_error(f"The lab engine stopped a {what} loop after {MAX_LOOP_ITERATIONS} iterations.",
                              "LabLoopBound", "LimitsExceeded")
 
-    def exec_loop(self, st: Node, sink: _Callable[[object], None]) -> None:
+    def exec_loop(self, st: Node, sink: Callable[[object], None]) -> None:
         if st.k == "for" and st.init is not None:
             self.exec_stmt(st.init, lambda v: None)
         count = 0
@@ -1987,9 +1988,9 @@ class Runtime:
             first = False
             try:
                 self.exec_stmts(st.body, sink)
-            except _Break:
+            except BreakSignal:
                 break
-            except _Continue:
+            except ContinueSignal:
                 pass
             if st.k == "for" and st.step is not None:
                 self.exec_stmt(st.step, lambda v: None)
@@ -1998,7 +1999,7 @@ class Runtime:
                 if (not ok) if not st.until else ok:
                     break
 
-    def exec_switch(self, st: Node, sink: _Callable[[object], None]) -> None:
+    def exec_switch(self, st: Node, sink: Callable[[object], None]) -> None:
         value = self.eval_pipeline_value(st.value)
         items = [None] if value is None else list(enumerate_value(value))
         case = "casesensitive" in st.opts
@@ -2025,7 +2026,7 @@ class Runtime:
                                 hit = bool(re.match("^" + wildcard_regex(to_str(c)) + "$", to_str(item),
                                                     0 if case else re.I | re.S))
                             else:
-                                hit = _compare(self, "eq", item, c, case)
+                                hit = compare(self, "eq", item, c, case)
                         if hit:
                             matched = True
                             self.exec_stmts(body, sink)
@@ -2033,14 +2034,14 @@ class Runtime:
                         for cond, body in st.clauses:
                             if cond is None:
                                 self.exec_stmts(body, sink)
-                except _Continue:
+                except ContinueSignal:
                     continue
-        except _Break:
+        except BreakSignal:
             pass
         finally:
             self.scope.vars["_"] = saved
 
-    def exec_try(self, st: Node, sink: _Callable[[object], None]) -> None:
+    def exec_try(self, st: Node, sink: Callable[[object], None]) -> None:
         try:
             try:
                 self.exec_stmts(st.body, sink)
@@ -2164,10 +2165,10 @@ class Runtime:
             return v
         return self.collect_value(node)
 
-    def run_pipeline(self, node: Node, sink: _Callable[[object], None]) -> None:
+    def run_pipeline(self, node: Node, sink: Callable[[object], None]) -> None:
         elements = node.elements
         stages: list[Stage] = []
-        source: _Iterable[object] | None = None
+        source: Iterable[object] | None = None
         first = elements[0]
         saved_cur = self.cur
         if first.k == "expr":
@@ -2206,15 +2207,15 @@ class Runtime:
                 stages[0].feed(source)
             else:
                 self.cur = stages[0].where
-                stages[0].process_item(_NOINPUT)
+                stages[0].process_item(NO_INPUT)
             for st in stages:
                 self.cur = st.where
                 st.end()
         except StopUpstream:
             pass
 
-    def redirect(self, redirs: list[tuple[str, str, Node | None]], sink: _Callable[[object], None] | None
-                 ) -> _Callable[[object], None]:
+    def redirect(self, redirs: list[tuple[str, str, Node | None]], sink: Callable[[object], None] | None
+                 ) -> Callable[[object], None]:
         out = sink if sink is not None else (lambda v: None)
         for stream, kind, target in redirs:
             if kind == "merge":
@@ -2249,7 +2250,7 @@ class Runtime:
         for a in cn.args:
             if a.k == "param_arg":
                 if a.value is None:
-                    order.append((a.name, _SWITCH))
+                    order.append((a.name, SWITCH_PRESENT))
                 else:
                     order.append((a.name, self.eval(a.value)))
             elif a.k == "splat":
@@ -2276,7 +2277,7 @@ class Runtime:
                 if name is None:
                     argv.extend(as_list(value) if isinstance(value, (list, tuple)) else [value])
                 else:
-                    argv.append(f"-{name}" if value is _SWITCH else f"-{name}:{to_str(value)}")
+                    argv.append(f"-{name}" if value is SWITCH_PRESENT else f"-{name}:{to_str(value)}")
             stage = NativeCommand(self, target.lower().removesuffix(".exe"), argv, {})
             stage.where = (cn.pos, cn.end)
             return stage
@@ -2286,9 +2287,9 @@ class Runtime:
         for name, value in order:
             if name is not None:
                 if pending is not None:
-                    named[pending] = _SWITCH
+                    named[pending] = SWITCH_PRESENT
                     pending = None
-                if value is _SWITCH and not self.is_switch(name, switch_names):
+                if value is SWITCH_PRESENT and not self.is_switch(name, switch_names):
                     pending = name
                 else:
                     named[name] = value
@@ -2298,7 +2299,7 @@ class Runtime:
             else:
                 positional.append(value)
         if pending is not None:
-            named[pending] = _SWITCH
+            named[pending] = SWITCH_PRESENT
         where = (cn.pos, cn.end)
         if isinstance(target, ScriptBlock):
             stage: Stage = ScriptCommand(self, target, "", positional, named, new_scope=cn.invoke != ".")
@@ -2324,7 +2325,7 @@ class Runtime:
         params = sb.body.params or []
         if not params:
             return None
-        return {p.name.lower() for p in params if _is_switch(p)} | {"verbose", "debug", "whatif", "confirm"}
+        return {p.name.lower() for p in params if is_switch_param(p)} | {"verbose", "debug", "whatif", "confirm"}
 
     @staticmethod
     def is_switch(name: str, switches: set[str] | None) -> bool:
@@ -2537,10 +2538,10 @@ class Runtime:
         return binary_op(self, op, left, right)
 
 
-_SWITCH = object()
+SWITCH_PRESENT = object()
 
 
-def _ps_version_table() -> Hashtable:
+def ps_version_table() -> Hashtable:
     h = Hashtable()
     h["PSVersion"] = Version(PS_VERSION)
     h["PSEdition"] = "Desktop"
@@ -2560,7 +2561,7 @@ def _ps_version_table() -> Hashtable:
 
 class Stage:
     where: tuple[int, int] = (0, 0)
-    sink: _Callable[[object], None]
+    sink: Callable[[object], None]
     expecting_input = False
 
     def begin(self) -> None:
@@ -2572,19 +2573,19 @@ class Stage:
     def end(self) -> None:
         pass
 
-    def feed(self, source: _Iterable[object]) -> None:
+    def feed(self, source: Iterable[object]) -> None:
         for item in source:
             self.process_item(item)
 
 
-def run_stage(stage: Stage, input_iter: _Iterable[object] | None) -> None:
+def run_stage(stage: Stage, input_iter: Iterable[object] | None) -> None:
     """Runs one stage alone with an optional (streamed) input."""
     stage.expecting_input = input_iter is not None
     stage.begin()
     if input_iter is not None:
         stage.feed(input_iter)
     else:
-        stage.process_item(_NOINPUT)
+        stage.process_item(NO_INPUT)
     stage.end()
 
 
@@ -2636,7 +2637,7 @@ class ScriptCommand(Stage):
         self.params = sb.body.params or []
         self.pipeline_param: Node | None = None
         self.collected: list[object] | None = None
-        self.lazy: _Iterable[object] | None = None
+        self.lazy: Iterable[object] | None = None
         self.scope: Scope | None = None
         self.native = None
 
@@ -2690,7 +2691,7 @@ class ScriptCommand(Stage):
             rt.script_scope = self.scope  # type: ignore[assignment]
         try:
             rt.exec_stmts(self.blocks[which], self.sink)
-        except _Return:
+        except ReturnSignal:
             pass
         finally:
             rt.scope, rt.src, rt.script_scope, rt.cur = outer
@@ -2729,12 +2730,12 @@ class ScriptCommand(Stage):
                         elif low in ("warningaction", "wa"):
                             scope.vars["warningpreference"] = to_str(value)
                         elif low == "verbose":
-                            scope.vars["verbosepreference"] = "Continue" if value is _SWITCH or to_bool(value) \
+                            scope.vars["verbosepreference"] = "Continue" if value is SWITCH_PRESENT or to_bool(value) \
                                 else "SilentlyContinue"
                         continue
                     if not self.params and not self.body.attrs:
                         unbound.append(f"-{key}")
-                        if value is not _SWITCH:
+                        if value is not SWITCH_PRESENT:
                             unbound.append(value)
                         continue
                     raise PSError(rt.fill(ErrorRecord(
@@ -2742,14 +2743,14 @@ class ScriptCommand(Stage):
                         fq_error_id=f"NamedParameterNotFound,{self.name or 'script'}",
                         exception_type="System.Management.Automation.ParameterBindingException", target=None,
                         command_name=self.name or None, reason="ParameterBindingException")))
-                bound[p.name] = self._coerce(p, True if value is _SWITCH else value)
-            positional = [p for p in self.params if p.name not in bound and not _is_switch(p)
+                bound[p.name] = self._coerce(p, True if value is SWITCH_PRESENT else value)
+            positional = [p for p in self.params if p.name not in bound and not is_switch_param(p)
                           and self.param_attr(p, "position") is not None]
             positional.sort(key=lambda q: rt.to_int(self.param_attr(q, "position")))
             if not any(self.param_attr(p, "position") is not None for p in self.params) and not self.body.attrs:
-                positional = [p for p in self.params if p.name not in bound and not _is_switch(p)]
+                positional = [p for p in self.params if p.name not in bound and not is_switch_param(p)]
             elif not any(self.param_attr(p, "position") is not None for p in self.params):
-                positional = [p for p in self.params if p.name not in bound and not _is_switch(p)]
+                positional = [p for p in self.params if p.name not in bound and not is_switch_param(p)]
             args = list(self.positional)
             for p in positional:
                 if not args:
@@ -2767,7 +2768,7 @@ class ScriptCommand(Stage):
             for p in self.params:
                 if p.name in bound:
                     scope.vars[p.name.lower()] = bound[p.name]
-                elif _is_switch(p):
+                elif is_switch_param(p):
                     scope.vars[p.name.lower()] = SwitchValue(False)
                 elif p.default is not None:
                     scope.vars[p.name.lower()] = self._coerce(p, rt.eval(p.default))
@@ -2790,8 +2791,8 @@ class ScriptCommand(Stage):
             rt.scope, rt.src = outer
 
     def _coerce(self, p: Node, value: object) -> object:
-        if _is_switch(p):
-            return SwitchValue(to_bool(value) if value is not _SWITCH else True)
+        if is_switch_param(p):
+            return SwitchValue(to_bool(value) if value is not SWITCH_PRESENT else True)
         if p.type is None or value is None and p.type.lower() not in ("string", "int", "long", "bool"):
             return value
         try:
@@ -2803,7 +2804,7 @@ class ScriptCommand(Stage):
                 exception_type="System.Management.Automation.ParameterBindingArgumentTransformationException",
                 command_name=self.name or None, reason="ParameterBindingArgumentTransformationException"))) from None
 
-    def feed(self, source: _Iterable[object]) -> None:
+    def feed(self, source: Iterable[object]) -> None:
         if self.native is None and "process" not in self.blocks and self.lazy is None:
             self.lazy = source  # the end block reads $input as it arrives
             return
@@ -2814,14 +2815,14 @@ class ScriptCommand(Stage):
             self.native.process(self, self.native_state, item)
             return
         if "process" not in self.blocks:
-            if item is not _NOINPUT:
+            if item is not NO_INPUT:
                 if self.collected is None:
                     self.collected = []
                 self.collected.append(item)
             return
         scope = self.scope
         assert scope is not None
-        if item is _NOINPUT:
+        if item is NO_INPUT:
             scope.vars["_"] = None
             scope.vars["input"] = PSEnumerator([])
         else:
@@ -2859,7 +2860,7 @@ class ScriptCommand(Stage):
                 rt.script_scope = self.saved_script_scope
 
 
-def _is_switch(p: Node) -> bool:
+def is_switch_param(p: Node) -> bool:
     return bool(p.type) and p.type.lower() in ("switch", "system.management.automation.switchparameter")
 
 
@@ -2917,14 +2918,14 @@ def _cmp_key(rt: Runtime, left: object, right: object, case: bool) -> tuple[obje
     if isinstance(left, Version):
         r = right if isinstance(right, Version) else Version(to_str(right))
         return left.key(), r.key()
-    if isinstance(left, _dt.datetime) and isinstance(right, _dt.datetime):
+    if isinstance(left, dt.datetime) and isinstance(right, dt.datetime):
         return left, right
     if isinstance(left, EnumValue):
         return left.name.lower(), to_str(right).lower()
     return left, right
 
 
-def _compare(rt: Runtime, op: str, left: object, right: object, case: bool) -> bool:
+def compare(rt: Runtime, op: str, left: object, right: object, case: bool) -> bool:
     if left is None or right is None:
         if op == "eq":
             return left is None and right is None
@@ -3002,8 +3003,8 @@ def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
         base = op[1:]
     if base in ("eq", "ne", "gt", "ge", "lt", "le"):
         if isinstance(left, (list, tuple)):
-            return [x for x in left if _compare(rt, base, x, right, case)]
-        return _compare(rt, base, left, right, case)
+            return [x for x in left if compare(rt, base, x, right, case)]
+        return compare(rt, base, left, right, case)
     if base in ("like", "notlike"):
         rx = re.compile("^" + wildcard_regex(to_str(right)) + "$", 0 if case else re.I | re.S)
         if isinstance(left, (list, tuple)):
@@ -3032,10 +3033,10 @@ def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
             rt.set_var("Matches", h)
         return bool(m) == (base == "match")
     if base in ("contains", "notcontains"):
-        found = any(_compare(rt, "eq", x, right, case) for x in as_list(left))
+        found = any(compare(rt, "eq", x, right, case) for x in as_list(left))
         return found == (base == "contains")
     if base in ("in", "notin"):
-        found = any(_compare(rt, "eq", x, left, case) for x in as_list(right))
+        found = any(compare(rt, "eq", x, left, case) for x in as_list(right))
         return found == (base == "in")
     if base == "replace":
         parts = as_list(right)
@@ -3094,7 +3095,7 @@ def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
             return h
         if left is None:
             return right
-        if isinstance(left, _dt.datetime):
+        if isinstance(left, dt.datetime):
             return left
         return _arith(rt, "+", left, right)
     if op in ("-", "*", "/", "%"):
@@ -3131,7 +3132,7 @@ def _arith(rt: Runtime, op: str, left: object, right: object) -> object:
         if b == 0:
             raise runtime_error("Attempted to divide by zero.", "RuntimeException", "NotSpecified",
                                 "System.DivideByZeroException")
-        return _math.fmod(a, b) if isinstance(a, float) or isinstance(b, float) else int(_math.fmod(a, b))
+        return math.fmod(a, b) if isinstance(a, float) or isinstance(b, float) else int(math.fmod(a, b))
     raise AssertionError(op)
 
 
@@ -3247,14 +3248,14 @@ def convert_value(rt: Runtime, v: object, type_name: str) -> object:
         raise fail()
     if c == "system.guid":
         try:
-            return GuidValue(_uuid.UUID(to_str(v)))
+            return GuidValue(uuid.UUID(to_str(v)))
         except ValueError:
             raise fail("Guid should contain 32 digits with 4 dashes (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).") from None
     if c == "system.datetime":
-        if isinstance(v, _dt.datetime):
+        if isinstance(v, dt.datetime):
             return v
         try:
-            return _dt.datetime.fromisoformat(to_str(v))
+            return dt.datetime.fromisoformat(to_str(v))
         except ValueError:
             raise fail() from None
     if c == "system.management.automation.errorrecord":
@@ -3319,7 +3320,7 @@ def format_one(rt: Runtime, v: object, spec: str) -> str:
     if not spec:
         return to_str(v)
     kind, digits = spec[0], spec[1:]
-    if isinstance(v, _dt.datetime):
+    if isinstance(v, dt.datetime):
         return format_date(v, spec)
     try:
         if kind in "xX":
@@ -3340,7 +3341,7 @@ def format_one(rt: Runtime, v: object, spec: str) -> str:
     return to_str(v)
 
 
-def format_date(d: _dt.datetime, fmt: str) -> str:
+def format_date(d: dt.datetime, fmt: str) -> str:
     if fmt in ("o", "O"):
         return d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{d.microsecond:06d}0" + (d.strftime("%z")[:3] + ":" +
                                                                              d.strftime("%z")[3:] if d.tzinfo else "")
@@ -3393,7 +3394,7 @@ class PathOutsideRoot(Exception):
 class FileSystem:
     """Maps Windows paths (C:\\..., C:/..., relative) onto `root`, case-insensitively like NTFS."""
 
-    def __init__(self, root: _pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path) -> None:
         self.root = root.resolve()
 
     def full_win(self, path: str, cwd: str) -> str:
@@ -3428,7 +3429,7 @@ class FileSystem:
             parts.append(comp.rstrip(" ."))
         return "C:\\" + "\\".join(parts)
 
-    def host_path(self, path: str, cwd: str) -> _pathlib.Path:
+    def host_path(self, path: str, cwd: str) -> pathlib.Path:
         win = self.full_win(path, cwd)
         cur = self.root
         for comp in win[3:].split("\\"):
@@ -3449,7 +3450,7 @@ class FileSystem:
             raise PathOutsideRoot(f"The path '{path}' is outside the lab host's file system.")
         return cur
 
-    def win_of(self, host: _pathlib.Path) -> str:
+    def win_of(self, host: pathlib.Path) -> str:
         rel = host.relative_to(self.root)
         return "C:\\" + "\\".join(rel.parts)
 
@@ -3457,7 +3458,7 @@ class FileSystem:
 class HostContext:
     """What a run needs from its Engine: names, environment, file system."""
 
-    def __init__(self, root: _pathlib.Path, computer_name: str, user: str, env: dict[str, str]) -> None:
+    def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str]) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
@@ -3485,7 +3486,7 @@ def fs_error(rt: Runtime, message: str, fq: str, category: str = "ObjectNotFound
                                command_name=command))
 
 
-def resolve_path(rt: Runtime, path: object) -> _pathlib.Path:
+def resolve_path(rt: Runtime, path: object) -> pathlib.Path:
     """A Windows path to its host path, or a terminating error when it leaves the lab's C:\\."""
     try:
         return rt.host.fs.host_path(to_str(path), rt.cwd)
@@ -3504,22 +3505,22 @@ def win_full(rt: Runtime, path: object) -> str:
                                           target=to_str(path)))) from None
 
 
-def dotnet_io(rt: Runtime, method: str, nargs: int, fn: _Callable[[], object]) -> object:
+def dotnet_io(rt: Runtime, method: str, nargs: int, fn: Callable[[], object]) -> object:
     """Runs a .NET-style file operation, turning OS errors into MethodInvocationException records."""
     try:
         return fn()
     except PathOutsideRoot as e:
         raise method_exception(method, nargs, str(e)) from None
     except FileNotFoundError as e:
-        win = rt.host.fs.win_of(_pathlib.Path(e.filename)) if e.filename else ""
-        if e.filename and not _pathlib.Path(e.filename).parent.exists():
+        win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
+        if e.filename and not pathlib.Path(e.filename).parent.exists():
             raise method_exception(method, nargs, f"Could not find a part of the path '{win}'.") from None
         raise method_exception(method, nargs, f"Could not find file '{win}'.") from None
     except IsADirectoryError as e:
-        win = rt.host.fs.win_of(_pathlib.Path(e.filename)) if e.filename else ""
+        win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
         raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
     except PermissionError as e:
-        win = rt.host.fs.win_of(_pathlib.Path(e.filename)) if e.filename else ""
+        win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
         raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
     except OSError as e:
         raise method_exception(method, nargs, str(e.strerror or e)) from None
@@ -3540,7 +3541,7 @@ class PathInfo:
 class FileSystemItem:
     """A FileInfo or DirectoryInfo."""
 
-    def __init__(self, rt: Runtime, host: _pathlib.Path, win: str) -> None:
+    def __init__(self, rt: Runtime, host: pathlib.Path, win: str) -> None:
         self.rt = rt
         self.host = host
         self.FullName = win
@@ -3574,9 +3575,9 @@ class FileSystemItem:
             parent = self.FullName.rsplit("\\", 1)[0] if self.FullName.count("\\") > 1 else "C:\\"
             return FileSystemItem(self.rt, h.parent, parent)
         if low in ("lastwritetime", "creationtime", "lastaccesstime"):
-            return _dt.datetime.fromtimestamp(st.st_mtime) if st else None
+            return dt.datetime.fromtimestamp(st.st_mtime) if st else None
         if low in ("lastwritetimeutc",):
-            return _dt.datetime.fromtimestamp(st.st_mtime, _dt.timezone.utc) if st else None
+            return dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc) if st else None
         if low == "mode":
             return "d-----" if h.is_dir() else "-a----"
         if low == "attributes":
@@ -3602,7 +3603,7 @@ class FileSystemItem:
 class FileStreamObj:
     ps_type = "System.IO.FileStream"
 
-    def __init__(self, rt: Runtime, host: _pathlib.Path, win: str, mode: str) -> None:
+    def __init__(self, rt: Runtime, host: pathlib.Path, win: str, mode: str) -> None:
         self.rt = rt
         self.Name = win
         if "w" in mode or "a" in mode or "+" in mode:
@@ -3681,7 +3682,7 @@ class HashAlgo:
 
     def __init__(self, name: str) -> None:
         self.alg = name
-        self.h = _hashlib.new(name)
+        self.h = hashlib.new(name)
         self.hash: bytearray | None = None
         self.ps_type = {"sha1": "System.Security.Cryptography.SHA1CryptoServiceProvider",
                         "sha256": "System.Security.Cryptography.SHA256Managed",
@@ -3708,7 +3709,7 @@ class HashAlgo:
             if off < 0 or cnt < 0 or off + cnt > len(buf):
                 raise method_exception(name, len(args), "Value was invalid.\r\nParameter name: inputCount")
             if self.hash is not None:
-                self.h = _hashlib.new(self.alg)
+                self.h = hashlib.new(self.alg)
                 self.hash = None
             self.h.update(bytes(buf[off:off + cnt]))
             if low == "transformfinalblock":
@@ -3717,7 +3718,7 @@ class HashAlgo:
             return cnt
         if low == "computehash":
             src = args[0]
-            h = _hashlib.new(self.alg)
+            h = hashlib.new(self.alg)
             if isinstance(src, FileStreamObj):
                 while True:
                     chunk = src.f.read(1 << 20)
@@ -3731,7 +3732,7 @@ class HashAlgo:
             self.hash = bytearray(h.digest())
             return bytearray(self.hash)
         if low in ("dispose", "clear", "initialize"):
-            self.h = _hashlib.new(self.alg)
+            self.h = hashlib.new(self.alg)
             return None
         raise no_method(self, name)
 
@@ -3767,7 +3768,7 @@ class EncodingObj:
 class GuidValue:
     ps_type = "System.Guid"
 
-    def __init__(self, u: _uuid.UUID) -> None:
+    def __init__(self, u: uuid.UUID) -> None:
         self.u = u
 
     def ps_tostring(self) -> str:
@@ -3795,7 +3796,7 @@ class HostObject:
         self.rt = rt
         self.Name = "ServerRemoteHost"
         self.Version = Version("1.0.0.0")
-        self.InstanceId = GuidValue(_uuid.uuid4())
+        self.InstanceId = GuidValue(uuid.uuid4())
         self.UI = HostUI(rt)
         self.CurrentCulture = "en-US"
         self.CurrentUICulture = "en-US"
@@ -3990,10 +3991,10 @@ def get_member(rt: Runtime, obj: object, name: str) -> object:
         if idx is not None:
             return obj.parts[idx] if idx < len(obj.parts) else -1
         return None
-    if isinstance(obj, _dt.datetime):
+    if isinstance(obj, dt.datetime):
         attr = {"year": obj.year, "month": obj.month, "day": obj.day, "hour": obj.hour, "minute": obj.minute,
                 "second": obj.second, "millisecond": obj.microsecond // 1000, "dayofweek": obj.strftime("%A"),
-                "ticks": int((obj.replace(tzinfo=None) - _dt.datetime(1, 1, 1)).total_seconds() * 10**7)}
+                "ticks": int((obj.replace(tzinfo=None) - dt.datetime(1, 1, 1)).total_seconds() * 10**7)}
         return attr.get(low)
     if isinstance(obj, (int, float)) and not isinstance(obj, bool):
         return None
@@ -4104,7 +4105,7 @@ def call_method(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
     if low == "tostring" and not args and not hasattr(obj, "ps_call"):
         return to_str(obj)
     if low == "equals" and len(args) == 1:
-        return _compare(rt, "eq", obj, args[0], True) if not isinstance(obj, str) else obj == to_str(args[0])
+        return compare(rt, "eq", obj, args[0], True) if not isinstance(obj, str) else obj == to_str(args[0])
     if isinstance(obj, str):
         return string_method(rt, obj, name, args)
     if isinstance(obj, ScriptBlock):
@@ -4122,15 +4123,15 @@ def call_method(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
             obj.append(args[0])  # type: ignore[arg-type]
             return len(obj) - 1
         if low == "contains":
-            return any(_compare(rt, "eq", x, args[0], True) for x in obj)
+            return any(compare(rt, "eq", x, args[0], True) for x in obj)
         if low == "indexof":
             for i, x in enumerate(obj):
-                if _compare(rt, "eq", x, args[0], True):
+                if compare(rt, "eq", x, args[0], True):
                     return i
             return -1
         if low == "remove":
             for i, x in enumerate(obj):
-                if _compare(rt, "eq", x, args[0], True):
+                if compare(rt, "eq", x, args[0], True):
                     del obj[i]
                     break
             return None
@@ -4152,7 +4153,7 @@ def call_method(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
         if low == "containskey" or low == "contains":
             return args[0] in obj
         if low == "containsvalue":
-            return any(_compare(rt, "eq", v, args[0], True) for v in obj.values())
+            return any(compare(rt, "eq", v, args[0], True) for v in obj.values())
         if low == "add":
             if args[0] in obj:
                 raise method_exception(name, 2, f"Item has already been added. Key in dictionary: '{to_str(args[0])}'"
@@ -4190,14 +4191,14 @@ def call_method(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
         raise no_method(obj, name)
     if isinstance(obj, Ref):
         raise no_method(obj, name)
-    if isinstance(obj, _dt.datetime):
+    if isinstance(obj, dt.datetime):
         if low == "tostring":
             return format_date(obj, to_str(args[0])) if args else obj.strftime("%m/%d/%Y %H:%M:%S").lstrip("0")
         if low in ("adddays", "addhours", "addminutes", "addseconds", "addmilliseconds"):
             unit = low[3:]
-            return obj + _dt.timedelta(**{unit if unit != "milliseconds" else "milliseconds": rt.to_num(args[0])})
+            return obj + dt.timedelta(**{unit if unit != "milliseconds" else "milliseconds": rt.to_num(args[0])})
         if low == "touniversaltime":
-            return obj.astimezone(_dt.timezone.utc)
+            return obj.astimezone(dt.timezone.utc)
         if low == "tofiletime" or low == "tofiletimeutc":
             return int((obj.timestamp() + 11644473600) * 10**7)
         raise no_method(obj, name)
@@ -4312,7 +4313,7 @@ def static_member(rt: Runtime, obj: object, name: str) -> object:
         if low == "processorcount":
             return 2
         if low == "tickcount":
-            return int(_time.monotonic() * 1000) & 0x7FFFFFFF
+            return int(time.monotonic() * 1000) & 0x7FFFFFFF
         if low == "systemdirectory":
             return "C:\\Windows\\system32"
     if c == "system.string" and low == "empty":
@@ -4322,14 +4323,14 @@ def static_member(rt: Runtime, obj: object, name: str) -> object:
     if c == "system.int64":
         return {"maxvalue": 2**63 - 1, "minvalue": -2**63}.get(low) if low in ("maxvalue", "minvalue") else _no_static(obj, name)
     if c == "system.math" and low in ("pi", "e"):
-        return _math.pi if low == "pi" else _math.e
+        return math.pi if low == "pi" else math.e
     if c == "system.datetime":
         if low == "now":
-            return _dt.datetime.now()
+            return dt.datetime.now()
         if low == "utcnow":
-            return _dt.datetime.now(_dt.timezone.utc)
+            return dt.datetime.now(dt.timezone.utc)
         if low == "today":
-            return _dt.datetime.combine(_dt.date.today(), _dt.time())
+            return dt.datetime.combine(dt.date.today(), dt.time())
     if c == "system.io.path":
         if low == "directoryseparatorchar":
             return "\\"
@@ -4340,7 +4341,7 @@ def static_member(rt: Runtime, obj: object, name: str) -> object:
             if n.lower() == low:
                 return EnumValue(obj.canon, n)
     if c == "system.guid" and low == "empty":
-        return GuidValue(_uuid.UUID(int=0))
+        return GuidValue(uuid.UUID(int=0))
     return _no_static(obj, name)
 
 
@@ -4349,7 +4350,7 @@ def _no_static(obj: TypeRef, name: str) -> object:
                         "NotImplemented")
 
 
-def _bytes_arg(rt: Runtime, v: object, method: str, n: int) -> bytearray:
+def bytes_arg(rt: Runtime, v: object, method: str, n: int) -> bytearray:
     if isinstance(v, (bytes, bytearray)):
         return bytearray(v)
     if v is None:
@@ -4374,17 +4375,17 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
                 clean = re.sub(r"\s+", "", text)
                 if len(clean) % 4:
                     raise ValueError
-                return bytearray(_b64.b64decode(clean, validate=True))
-            except (ValueError, _b64.binascii.Error):
+                return bytearray(base64.b64decode(clean, validate=True))
+            except (ValueError, base64.binascii.Error):
                 raise method_exception(name, n, "The input is not a valid Base-64 string as it contains a non-base "
                                                 "64 character, more than two padding characters, or an illegal "
                                                 "character among the padding characters. ") from None
         if low == "tobase64string":
-            data = _bytes_arg(rt, args[0], name, n)
+            data = bytes_arg(rt, args[0], name, n)
             if n >= 3:
                 off, cnt = rt.to_int(args[1]), rt.to_int(args[2])
                 data = data[off:off + cnt]
-            return _b64.b64encode(bytes(data)).decode()
+            return base64.b64encode(bytes(data)).decode()
         if low in ("toint32", "toint64"):
             if n == 2:
                 return int(to_str(args[0]), rt.to_int(args[1]))
@@ -4407,12 +4408,12 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
         return EncodingObj(codec, name2)
     if c == "system.bitconverter":
         if low == "tostring":
-            data = _bytes_arg(rt, args[0], name, n)
+            data = bytes_arg(rt, args[0], name, n)
             return "-".join(f"{b:02X}" for b in data)
         if low == "getbytes":
             return bytearray(rt.to_int(args[0]).to_bytes(4, "little", signed=True))
     if c == "system.guid" and low == "newguid":
-        return GuidValue(_uuid.uuid4())
+        return GuidValue(uuid.uuid4())
     if c == "system.string":
         if low == "isnullorempty":
             return args[0] is None or to_str(args[0]) == ""
@@ -4436,10 +4437,10 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
             return (a > b) - (a < b)
     if c == "system.math":
         nums = [rt.to_num(x) for x in args]
-        fns: dict[str, _Callable[..., object]] = {
-            "min": min, "max": max, "abs": abs, "floor": _math.floor, "ceiling": _math.ceil, "sqrt": _math.sqrt,
-            "pow": lambda a, b: float(a) ** b, "truncate": _math.trunc, "log": _math.log, "log10": _math.log10,
-            "exp": _math.exp, "sign": lambda a: (a > 0) - (a < 0),
+        fns: dict[str, Callable[..., object]] = {
+            "min": min, "max": max, "abs": abs, "floor": math.floor, "ceiling": math.ceil, "sqrt": math.sqrt,
+            "pow": lambda a, b: float(a) ** b, "truncate": math.trunc, "log": math.log, "log10": math.log10,
+            "exp": math.exp, "sign": lambda a: (a > 0) - (a < 0),
             "round": lambda a, d=0: round(a, int(d)) if d else round(a)}
         if low in fns:
             return fns[low](*nums)
@@ -4466,7 +4467,7 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
             tmp = rt.host.env_get("TEMP") or "C:\\Windows\\Temp"
             def make() -> str:
                 for _ in range(100):
-                    cand = f"{tmp}\\tmp{_uuid.uuid4().hex[:4].upper()}.tmp"
+                    cand = f"{tmp}\\tmp{uuid.uuid4().hex[:4].upper()}.tmp"
                     hp = fs.host_path(cand, rt.cwd)
                     if not hp.exists():
                         hp.parent.mkdir(parents=True, exist_ok=True)
@@ -4502,7 +4503,7 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
         if low == "getfullpath":
             return win_full(rt, args[0])
         if low == "getrandomfilename":
-            h = _uuid.uuid4().hex
+            h = uuid.uuid4().hex
             return f"{h[:8]}.{h[8:11]}"
         if low == "ispathrooted":
             return bool(re.match(r"^([A-Za-z]:)?[\\/]", to_str(args[0])))
@@ -4522,7 +4523,6 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
             return dotnet_io(rt, name, n, mk)
         if low == "delete":
             def rm() -> None:
-                import shutil
                 hp = fs.host_path(to_str(args[0]), rt.cwd)
                 if n > 1 and to_bool(args[1]):
                     shutil.rmtree(hp)
@@ -4565,7 +4565,7 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
     if c == "system.version" and low == "parse":
         return convert_value(rt, args[0], "version")
     if c == "system.threading.thread" and low == "sleep":
-        _time.sleep(min(MAX_SLEEP_SECONDS, rt.to_num(args[0]) / 1000.0))
+        time.sleep(min(MAX_SLEEP_SECONDS, rt.to_num(args[0]) / 1000.0))
         return None
     raise no_static_method(obj, name)
 
@@ -4578,7 +4578,7 @@ def no_static_method(obj: TypeRef, name: str) -> PSError:
                          f"'{name}'.", "MethodNotFound", "InvalidOperation")
 
 
-KNOWN_TYPES = {v.lower() for v in _TYPE_ALIASES.values()} | set(ENUM_TYPES) | {
+KNOWN_TYPES = {v.lower() for v in TYPE_ALIASES.values()} | set(ENUM_TYPES) | {
     "system.threading.thread", "system.io.directoryinfo", "system.security.cryptography.md5"}
 
 
@@ -4617,7 +4617,7 @@ def file_static(rt: Runtime, low: str, name: str, args: list[object]) -> object:
     fs = rt.host.fs
     n = len(args)
 
-    def hp(i: int = 0) -> _pathlib.Path:
+    def hp(i: int = 0) -> pathlib.Path:
         return fs.host_path(to_str(args[i]), rt.cwd)
 
     def enc(i: int) -> str:
@@ -4630,7 +4630,7 @@ def file_static(rt: Runtime, low: str, name: str, args: list[object]) -> object:
             return hp().is_file()
         except PathOutsideRoot:
             return False
-    ops: dict[str, _Callable[[], object]] = {
+    ops: dict[str, Callable[[], object]] = {
         "create": lambda: FileStreamObj(rt, hp(), fs.win_of(hp()), "w+b"),
         "openread": lambda: FileStreamObj(rt, hp(), fs.win_of(hp()), "rb"),
         "openwrite": lambda: FileStreamObj(rt, hp(), fs.win_of(hp()), "r+b" if hp().exists() else "w+b"),
@@ -4638,7 +4638,7 @@ def file_static(rt: Runtime, low: str, name: str, args: list[object]) -> object:
         "readalltext": lambda: decode_text(hp().read_bytes(), enc(1)),
         "readalllines": lambda: decode_text(hp().read_bytes(), enc(1)).splitlines(),
         "readlines": lambda: PSEnumerator(decode_text(hp().read_bytes(), enc(1)).splitlines()),
-        "writeallbytes": lambda: _write(hp(), bytes(_bytes_arg(rt, args[1], name, n))),
+        "writeallbytes": lambda: _write(hp(), bytes(bytes_arg(rt, args[1], name, n))),
         "writealltext": lambda: _write(hp(), to_str(args[1]).encode(enc(2))),
         "writealllines": lambda: _write(hp(), "".join(to_str(x) + "\r\n" for x in as_list(args[1])).encode(enc(2))),
         "appendalltext": lambda: _write(hp(), to_str(args[1]).encode(enc(2)), append=True),
@@ -4652,34 +4652,33 @@ def file_static(rt: Runtime, low: str, name: str, args: list[object]) -> object:
     raise no_static_method(TypeRef("System.IO.File"), name)
 
 
-def _raise_dir(p: _pathlib.Path) -> None:
+def _raise_dir(p: pathlib.Path) -> None:
     raise PermissionError(13, "Access denied", str(p))
 
 
-def _check_parent(p: _pathlib.Path) -> None:
+def _check_parent(p: pathlib.Path) -> None:
     if not p.parent.is_dir():
         raise FileNotFoundError(2, "No such directory", str(p))
 
 
-def _write(p: _pathlib.Path, data: bytes, append: bool = False) -> None:
+def _write(p: pathlib.Path, data: bytes, append: bool = False) -> None:
     if not p.parent.is_dir():
         raise FileNotFoundError(2, "No such directory", str(p))
     with open(p, "ab" if append else "wb") as f:
         f.write(data)
 
 
-def _move(src: _pathlib.Path, dst: _pathlib.Path) -> None:
+def _move(src: pathlib.Path, dst: pathlib.Path) -> None:
     if not src.exists():
         raise FileNotFoundError(2, "No such file", str(src))
     if dst.exists():
         raise OSError(17, "Cannot create a file when that file already exists")
     if not dst.parent.is_dir():
         raise FileNotFoundError(2, "No such directory", str(dst))
-    _os.replace(src, dst)
+    os.replace(src, dst)
 
 
-def _copy(src: _pathlib.Path, dst: _pathlib.Path, overwrite: bool) -> None:
-    import shutil
+def _copy(src: pathlib.Path, dst: pathlib.Path, overwrite: bool) -> None:
     if not src.is_file():
         raise FileNotFoundError(2, "No such file", str(src))
     if dst.exists() and not overwrite:
@@ -4743,7 +4742,7 @@ def new_object(rt: Runtime, type_name: str, args: list[object]) -> object:
     if c == "system.management.automation.psobject" or c == "system.object":
         return PSObject()
     if c == "system.guid":
-        return convert_value(rt, args[0], "guid") if args else GuidValue(_uuid.UUID(int=0))
+        return convert_value(rt, args[0], "guid") if args else GuidValue(uuid.UUID(int=0))
     if c == "system.version":
         return Version(".".join(to_str(x) for x in args)) if len(args) > 1 else convert_value(rt, args[0], "version")
     if c == "system.security.cryptography.sha1":
@@ -4833,16 +4832,16 @@ class Cmdlet(Stage):
                     self.wa = to_str(value)
                     continue
                 if low in ("verbose", "vb"):
-                    self.verbose = value is _SWITCH or to_bool(value)
+                    self.verbose = value is SWITCH_PRESENT or to_bool(value)
                     continue
                 if low in COMMON_PARAMS:
                     continue
                 raise self.binding_error(f"A parameter cannot be found that matches parameter name '{key}'.",
                                          "NamedParameterNotFound")
             if canon in self.switches:
-                self.p[canon] = True if value is _SWITCH else to_bool(value)
+                self.p[canon] = True if value is SWITCH_PRESENT else to_bool(value)
             else:
-                if value is _SWITCH:
+                if value is SWITCH_PRESENT:
                     raise self.binding_error(f"Missing an argument for parameter '{canon}'. Specify a parameter of "
                                              f"type 'System.Object' and try again.", "MissingArgument")
                 self.p[canon] = value
@@ -4890,7 +4889,7 @@ class Cmdlet(Stage):
         pass
 
     def input_or(self, item: object, pname: str) -> object:
-        return self.p.get(pname) if item is _NOINPUT else item
+        return self.p.get(pname) if item is NO_INPUT else item
 
     def path_not_found(self, path: str) -> None:
         full = win_full(self.rt, path) if not path.lower().startswith("env:") else path
@@ -4924,7 +4923,7 @@ class WriteOutput(Cmdlet):
     switches = ("NoEnumerate",)
 
     def process(self, item: object) -> None:
-        if item is not _NOINPUT:
+        if item is not NO_INPUT:
             self.emit(item)
             return
         values = self.p.get("*", [self.p["InputObject"]] if "InputObject" in self.p else [])
@@ -4944,7 +4943,7 @@ class WriteHost(Cmdlet):
     switches = ("NoNewline",)
 
     def process(self, item: object) -> None:
-        objs = [item] if item is not _NOINPUT else self.p.get("*", [self.p["Object"]] if "Object" in self.p else [])
+        objs = [item] if item is not NO_INPUT else self.p.get("*", [self.p["Object"]] if "Object" in self.p else [])
         sep = to_str(self.p.get("Separator", " "))
         text = sep.join(sep.join(to_str(x) for x in o) if isinstance(o, list) else to_str(o)
                         for o in objs)  # type: ignore[union-attr]
@@ -4999,7 +4998,7 @@ class WriteVerbose(Cmdlet):
             self.rt.streams.verbose(to_str(self.input_or(item, "Message")))
 
 
-def _optional_stream(rt: Runtime, name: str) -> _Callable[..., None] | None:
+def _optional_stream(rt: Runtime, name: str) -> Callable[..., None] | None:
     """Streams.debug/information/progress are optional: a host without them drops those records."""
     return getattr(rt.streams, name, None)
 
@@ -5011,7 +5010,7 @@ class WriteDebug(Cmdlet):
 
     def __init__(self, rt: Runtime, name: str, positional: list[object], named: dict[str, object]) -> None:
         # -Debug / -Debug:$false override $DebugPreference for this command only.
-        switch = [v is _SWITCH or to_bool(v) for k, v in named.items() if k.lower() in ("debug", "db")]
+        switch = [v is SWITCH_PRESENT or to_bool(v) for k, v in named.items() if k.lower() in ("debug", "db")]
         self.debug_switch: bool | None = switch[-1] if switch else None
         super().__init__(rt, name, positional, named)
 
@@ -5071,7 +5070,7 @@ class OutHost(Cmdlet):
     switches = ("Paging",)
 
     def process(self, item: object) -> None:
-        if item is not _NOINPUT:
+        if item is not NO_INPUT:
             for line in format_for_display([item]).split("\r\n"):
                 self.rt.streams.host_write(line)
 
@@ -5086,7 +5085,7 @@ class OutString(Cmdlet):
 
     def process(self, item: object) -> None:
         v = self.input_or(item, "InputObject")
-        if item is _NOINPUT and "InputObject" not in self.p:
+        if item is NO_INPUT and "InputObject" not in self.p:
             return
         if self.p.get("Stream"):
             text = format_for_display([v])
@@ -5113,7 +5112,7 @@ class StartSleep(Cmdlet):
         if secs < 0:
             raise self.terminate(f"Cannot validate argument on parameter 'Seconds'. The {secs} argument is less than "
                                  f"the minimum allowed range of 0.", "ParameterArgumentValidationError")
-        _time.sleep(min(float(secs), MAX_SLEEP_SECONDS))
+        time.sleep(min(float(secs), MAX_SLEEP_SECONDS))
 
 
 @cmdlet("Get-Date")
@@ -5123,7 +5122,7 @@ class GetDate(Cmdlet):
 
     def process(self, item: object) -> None:
         d = self.p.get("Date")
-        d = convert_value(self.rt, d, "datetime") if d is not None else _dt.datetime.now().astimezone()
+        d = convert_value(self.rt, d, "datetime") if d is not None else dt.datetime.now().astimezone()
         if "Format" in self.p:
             self.emit(format_date(d, to_str(self.p["Format"])))  # type: ignore[arg-type]
         elif "UFormat" in self.p:
@@ -5135,7 +5134,7 @@ class GetDate(Cmdlet):
 @cmdlet("New-Guid")
 class NewGuid(Cmdlet):
     def process(self, item: object) -> None:
-        self.emit(GuidValue(_uuid.uuid4()))
+        self.emit(GuidValue(uuid.uuid4()))
 
 
 @cmdlet("Get-Location", "pwd", "gl")
@@ -5158,7 +5157,7 @@ class SetLocation(Cmdlet):
         self.rt.cwd = self.rt.host.fs.win_of(hp)
 
 
-def _env_path(path: str) -> str | None:
+def env_path(path: str) -> str | None:
     low = path.lower()
     for prefix in ("env:\\", "env:/", "env:"):
         if low.startswith(prefix):
@@ -5181,7 +5180,7 @@ class TestPath(Cmdlet):
                                  "ParameterArgumentValidationErrorNullNotAllowed")
         for path in paths:
             sp = to_str(path)
-            env = _env_path(sp)
+            env = env_path(sp)
             if env is not None:
                 self.emit(env == "" or self.rt.host.env_get(env) is not None)
                 continue
@@ -5213,7 +5212,7 @@ class GetItem(Cmdlet):
     def process(self, item: object) -> None:
         for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
             sp = to_str(path)
-            env = _env_path(sp)
+            env = env_path(sp)
             if env is not None:
                 v = self.rt.host.env_get(env)
                 if v is None:
@@ -5236,10 +5235,10 @@ class GetChildItem(Cmdlet):
 
     def process(self, item: object) -> None:
         path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
-        env = _env_path(path)
+        env = env_path(path)
         if env is not None:
             for k, v in sorted(self.rt.host.env.items(), key=lambda kv: kv[0].lower()):
-                if not env or _fnmatch.fnmatch(k.lower(), env.lower()):
+                if not env or fnmatch.fnmatch(k.lower(), env.lower()):
                     self.emit(env_entry(k, v))
             return
         hp = resolve_path(self.rt, path)
@@ -5254,7 +5253,7 @@ class GetChildItem(Cmdlet):
         entries = [hp] if hp.is_file() else sorted(hp.rglob("*") if self.p.get("Recurse") else hp.iterdir(),
                                                    key=lambda e: (e.is_file(), str(e).lower()))
         for e in entries[:100000]:
-            if not _fnmatch.fnmatch(e.name.lower(), filt):
+            if not fnmatch.fnmatch(e.name.lower(), filt):
                 continue
             if self.p.get("File") and not e.is_file() or self.p.get("Directory") and not e.is_dir():
                 continue
@@ -5290,7 +5289,7 @@ class _ContentWriter(Cmdlet):
         self.values: list[object] = []
 
     def process(self, item: object) -> None:
-        if item is not _NOINPUT:
+        if item is not NO_INPUT:
             self.values.append(item)
         elif "Value" in self.p:
             self.values.extend(as_list(self.p["Value"]) if isinstance(self.p["Value"], list) else [self.p["Value"]])
@@ -5367,7 +5366,7 @@ class GetContent(Cmdlet):
         rt = self.rt
         for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
             sp = to_str(path)
-            env = _env_path(sp)
+            env = env_path(sp)
             if env is not None:
                 v = rt.host.env_get(env)
                 if v is None:
@@ -5421,7 +5420,7 @@ class NewItem(Cmdlet):
         rt = self.rt
         base = to_str(self.p.get("Path", "."))
         name = self.p.get("Name")
-        env = _env_path(base)
+        env = env_path(base)
         if env is not None:
             var = to_str(name) if name is not None else env
             if rt.host.env_get(var) is not None and not self.p.get("Force"):
@@ -5469,14 +5468,13 @@ class RemoveItem(Cmdlet):
     aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
 
     def process(self, item: object) -> None:
-        import shutil
         rt = self.rt
         src = self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]
         if isinstance(src, FileSystemItem):
             src = src.FullName
         for path in as_list(src):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
-            env = _env_path(sp)
+            env = env_path(sp)
             if env is not None:
                 if rt.host.env_get(env) is None:
                     self.path_not_found(sp)
@@ -5506,7 +5504,6 @@ class _CopyMove(Cmdlet):
     move = False
 
     def process(self, item: object) -> None:
-        import shutil
         rt = self.rt
         src_v = self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]
         dest = to_str(self.p.get("Destination", "."))
@@ -5530,7 +5527,7 @@ class _CopyMove(Cmdlet):
             if self.move:
                 if dp.exists() and dp.is_file():
                     dp.unlink()
-                _os.replace(hp, dp)
+                os.replace(hp, dp)
             elif hp.is_dir():
                 shutil.copytree(hp, dp, dirs_exist_ok=True)
             else:
@@ -5569,7 +5566,7 @@ class GetFileHash(Cmdlet):
                 self.error(f"Cannot find path '{win_full(rt, sp)}' because it does not exist.", "FileNotFound",
                            target=win_full(rt, sp))
                 continue
-            h = _hashlib.new(alg.lower())
+            h = hashlib.new(alg.lower())
             with open(hp, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
@@ -5698,7 +5695,7 @@ class ConvertToJson(Cmdlet):
         self.items: list[object] = []
 
     def process(self, item: object) -> None:
-        if item is _NOINPUT:
+        if item is NO_INPUT:
             if "InputObject" in self.p:
                 self.items.append(self.p["InputObject"])
                 self.direct = True
@@ -5712,7 +5709,7 @@ class ConvertToJson(Cmdlet):
         value = self.items[0] if len(self.items) == 1 else self.items
         data = to_jsonable(value, depth)
         if self.p.get("Compress"):
-            self.emit(_json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+            self.emit(json.dumps(data, ensure_ascii=False, separators=(",", ":")))
         else:
             self.emit(json_51(data))
 
@@ -5728,7 +5725,7 @@ def to_jsonable(v: object, depth: int, level: int = 0) -> object:
         return {to_str(k): to_jsonable(x, depth, level + 1) for k, x in v.items()}
     if isinstance(v, PSObject):
         return {to_str(k): to_jsonable(x, depth, level + 1) for k, x in v.props.items()}
-    if isinstance(v, _dt.datetime):
+    if isinstance(v, dt.datetime):
         return "/Date(" + str(int(v.timestamp() * 1000)) + ")/"
     if isinstance(v, SwitchValue):
         return {"IsPresent": v.present}
@@ -5745,7 +5742,7 @@ def json_51(v: object, indent: int = 0) -> str:
             return "{\r\n\r\n" + pad + "}"
         lines = []
         for k, x in v.items():
-            key = _json.dumps(k, ensure_ascii=False)
+            key = json.dumps(k, ensure_ascii=False)
             lines.append(pad + "    " + key + ":  " + json_51(x, indent + 4 + len(key) + 3))
         return "{\r\n" + ",\r\n".join(lines) + "\r\n" + pad + "}"
     if isinstance(v, list):
@@ -5753,7 +5750,7 @@ def json_51(v: object, indent: int = 0) -> str:
             return "[\r\n\r\n" + pad + "]"
         inner = [pad + "    " + json_51(x, indent + 4) for x in v]
         return "[\r\n" + ",\r\n".join(inner) + "\r\n" + pad + "]"
-    return _json.dumps(v, ensure_ascii=False)
+    return json.dumps(v, ensure_ascii=False)
 
 
 def from_json(v: object) -> object:
@@ -5775,7 +5772,7 @@ class ConvertFromJson(Cmdlet):
 
     def process(self, item: object) -> None:
         v = self.input_or(item, "InputObject")
-        if item is _NOINPUT and "InputObject" not in self.p:
+        if item is NO_INPUT and "InputObject" not in self.p:
             return
         self.parts.append(to_str(v))
         if sum(len(p) for p in self.parts) > MAX_STRING_CHARS:
@@ -5786,7 +5783,7 @@ class ConvertFromJson(Cmdlet):
         if not text.strip():
             return
         try:
-            data = _json.loads(text)
+            data = json.loads(text)
         except ValueError as e:
             raise self.terminate(f"Invalid JSON primitive: {text.strip()[:40]}.", "System.ArgumentException",
                                  "NotSpecified", "System.ArgumentException") from e
@@ -5817,7 +5814,7 @@ class SelectObject(Cmdlet):
         return v
 
     def process(self, item: object) -> None:
-        if item is _NOINPUT:
+        if item is NO_INPUT:
             if "InputObject" not in self.p:
                 return
             item = self.p["InputObject"]
@@ -5828,7 +5825,7 @@ class SelectObject(Cmdlet):
             self.buf.append(item)
             return
         if self.p.get("Unique"):
-            if any(_compare(self.rt, "eq", s, item, True) for s in self.seen):
+            if any(compare(self.rt, "eq", s, item, True) for s in self.seen):
                 return
             self.seen.append(item)
         if "First" in self.p:
@@ -5839,7 +5836,7 @@ class SelectObject(Cmdlet):
         for x in enumerate_value(out) if "ExpandProperty" in self.p else [out]:
             self.emit(x)
 
-    def feed(self, source: _Iterable[object]) -> None:
+    def feed(self, source: Iterable[object]) -> None:
         try:
             super().feed(source)
         except StopUpstream:
@@ -5852,7 +5849,7 @@ class SelectObject(Cmdlet):
                 self.emit(self.shape(item))
 
 
-def run_filter_block(rt: Runtime, sb: ScriptBlock, item: object, sink: _Callable[[object], None]) -> None:
+def run_filter_block(rt: Runtime, sb: ScriptBlock, item: object, sink: Callable[[object], None]) -> None:
     """Runs a scriptblock with $_ set, in a child scope (ForEach-Object/Where-Object)."""
     saved = (rt.scope, rt.src)
     scope = Scope(rt.scope)
@@ -5867,7 +5864,7 @@ def run_filter_block(rt: Runtime, sb: ScriptBlock, item: object, sink: _Callable
         for blk in ("begin", "process", "end"):
             if blk in sb.body.blocks and sb.body.blocks[blk] is not None:
                 rt.exec_stmts(sb.body.blocks[blk], sink)
-    except _Return:
+    except ReturnSignal:
         pass
     finally:
         rt.call_depth -= 1
@@ -5895,7 +5892,7 @@ class ForEachObject(Cmdlet):
             run_filter_block(self.rt, self.p["Begin"], None, self.sink)  # type: ignore[arg-type]
 
     def process(self, item: object) -> None:
-        if item is _NOINPUT:
+        if item is NO_INPUT:
             if "InputObject" not in self.p:
                 return
             item = self.p["InputObject"]
@@ -5924,7 +5921,7 @@ class WhereObject(Cmdlet):
     positional = ("FilterScript", "Value")
 
     def process(self, item: object) -> None:
-        if item is _NOINPUT:
+        if item is NO_INPUT:
             return
         sb = self.p.get("FilterScript")
         if isinstance(sb, ScriptBlock):
@@ -5954,7 +5951,7 @@ class MeasureObject(Cmdlet):
         self.values: list[object] = []
 
     def process(self, item: object) -> None:
-        if item is not _NOINPUT:
+        if item is not NO_INPUT:
             self.values.append(get_member(self.rt, item, to_str(self.p["Property"])) if "Property" in self.p else item)
 
     def end(self) -> None:
@@ -5979,7 +5976,7 @@ class SortObject(Cmdlet):
         self.values: list[object] = []
 
     def process(self, item: object) -> None:
-        if item is not _NOINPUT:
+        if item is not NO_INPUT:
             self.values.append(item)
 
     def end(self) -> None:
@@ -6043,7 +6040,7 @@ class SecureStringValue:
 # Native commands run from PowerShell
 # =================================================================================================
 
-NATIVE_COMMANDS: dict[str, _Callable[[Runtime, list[str]], tuple[int, list[str], list[str]]]] = {}
+NATIVE_COMMANDS: dict[str, Callable[[Runtime, list[str]], tuple[int, list[str], list[str]]]] = {}
 
 
 def _native_hostname(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
@@ -6066,7 +6063,7 @@ def _native_line(args: list[str]) -> str:
     return " ".join(f'"{a}"' if (not a or any(c in a for c in " \t")) and not a.startswith('"') else a for a in args)
 
 
-def _native_via_engine(rt: Runtime, run: _Callable[[object, _Callable[[bytes], None], _Callable[[bytes], None]], int],
+def _native_via_engine(rt: Runtime, run: Callable[[object, Callable[[bytes], None], Callable[[bytes], None]], int],
                        encoding: str) -> tuple[int, list[str], list[str]]:
     """Runs cmd.exe/powershell.exe on the lab engine's own emulation, capturing both handles as lines."""
     from tests.lab._engine import Engine
@@ -6084,7 +6081,7 @@ def _native_via_engine(rt: Runtime, run: _Callable[[object, _Callable[[bytes], N
 def _native_cmd(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
     from tests.lab._engine import CmdShell
 
-    def run(engine: object, out: _Callable[[bytes], None], err: _Callable[[bytes], None]) -> int:
+    def run(engine: object, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         shell = CmdShell(engine, [], out, err)  # type: ignore[arg-type]
         shell.cwd = rt.cwd
         return shell.run_line(f"cmd.exe {_native_line(args)}")
@@ -6092,7 +6089,7 @@ def _native_cmd(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]
 
 
 def _native_powershell(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
-    def run(engine: object, out: _Callable[[bytes], None], err: _Callable[[bytes], None]) -> int:
+    def run(engine: object, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         return engine.run_powershell_exe(list(args), [], out, err, cwd=rt.cwd)  # type: ignore[attr-defined]
     return _native_via_engine(rt, run, "utf-8")
 
@@ -6111,11 +6108,11 @@ class NativeCommand(Stage):
         self.name = name
         args = [to_str(a) for a in positional]
         for k, v in named.items():
-            args.append(f"-{k}" if v is _SWITCH else f"-{k}:{to_str(v)}")
+            args.append(f"-{k}" if v is SWITCH_PRESENT else f"-{k}:{to_str(v)}")
         self.args = args
 
     def process_item(self, item: object) -> None:
-        if item is not _NOINPUT:
+        if item is not NO_INPUT:
             return
 
     def end(self) -> None:
@@ -6226,7 +6223,7 @@ def display_value(v: object) -> object:
         return {to_str(k): display_value(x) for k, x in v.props.items()}
     if isinstance(v, dict):
         return {to_str(k): display_value(x) for k, x in v.items()}
-    if isinstance(v, _dt.datetime):
+    if isinstance(v, dt.datetime):
         return v.strftime("%A, %B %d, %Y %I:%M:%S %p").replace(" 0", " ")
     if isinstance(v, ErrorRecord):
         return v.message

@@ -39,7 +39,7 @@ class ExecWrapper:
         return {"manifest_lines": [], "action": None, "marker": False}
 
     def process(self, cmd: _pwsh.ScriptCommand, state: dict, item: object) -> None:
-        if item is _pwsh._NOINPUT:
+        if item is _pwsh.NO_INPUT:
             return
         action = state["action"]
         if action is not None:
@@ -97,7 +97,7 @@ class ExecWrapper:
         try:
             stage.begin()
             if not expecting_input:
-                stage.process_item(_pwsh._NOINPUT)
+                stage.process_item(_pwsh.NO_INPUT)
         finally:
             rt.scope = saved
         state["action"] = stage
