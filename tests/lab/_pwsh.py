@@ -20,8 +20,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 
-MAX_SCRIPT_CHARS = 4_000_000
-MAX_NESTING = 200
+from tests.lab.pwsh import limits
+from tests.lab.pwsh.limits import MAX_STRING_CHARS
+
+
 EOF = "\uffff"  # what peek() returns past the end; never a syntax character
 
 KEYWORDS_UNSUPPORTED = {"trap", "class", "enum", "workflow", "parallel", "sequence",
@@ -73,7 +75,7 @@ class Parser:
     """Recursive-descent parser over the raw source string."""
 
     def __init__(self, src: str) -> None:
-        if len(src) > MAX_SCRIPT_CHARS:
+        if len(src) > limits.MAX_SCRIPT_CHARS:
             raise ParseError("ScriptTooLong", "The script is longer than the lab engine accepts.", 0)
         self.s = src.replace("\r\n", "\n").replace("\r", "\n")
         self.i = 0
@@ -143,7 +145,7 @@ class Parser:
 
     def enter(self) -> None:
         self.depth += 1
-        if self.depth > MAX_NESTING:
+        if self.depth > limits.MAX_NESTING:
             raise self.err("NestingTooDeep", "The script nests deeper than the lab engine accepts.")
 
     def leave(self) -> None:
@@ -1350,10 +1352,6 @@ def position_message(src: str, start: int, end: int | None = None) -> str:
 # =================================================================================================
 
 
-MAX_LOOP_ITERATIONS = 5_000_000
-MAX_CALL_DEPTH = 100
-MAX_STRING_CHARS = 64 * 1024 * 1024
-MAX_SLEEP_SECONDS = 600.0
 PS_VERSION = "5.1.17763.1007"
 
 CMD_NOT_FOUND = ("The term '{0}' is not recognized as the name of a cmdlet, function, script file, or operable "
@@ -1871,7 +1869,7 @@ class Runtime:
                 return
             raise runtime_error(f"Cannot overwrite variable {name} because it is read-only or constant.",
                                 "VariableNotWritable", "WriteError", "System.Management.Automation.SessionStateUnauthorizedAccessException")
-        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+        if isinstance(value, str) and len(value) > limits.MAX_STRING_CHARS:
             raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
         target = {"script": self.script_scope, "global": self.global_scope}.get(scope or "", self.scope)
         target.vars[low] = value
@@ -1928,7 +1926,7 @@ class Runtime:
             items = coll if isinstance(coll, PSEnumerator) else enumerate_value(coll) if coll is not None else []
             for item in items:
                 count += 1
-                if count > MAX_LOOP_ITERATIONS:
+                if count > limits.MAX_LOOP_ITERATIONS:
                     raise self.bound_error("foreach")
                 self.set_var(st.var.name, item, st.var.scope)
                 try:
@@ -1965,7 +1963,7 @@ class Runtime:
             raise runtime_error(f"Statement '{k}' is outside the lab engine's subset.", "LabUnsupported")
 
     def bound_error(self, what: str) -> PSError:
-        return runtime_error(f"The lab engine stopped a {what} loop after {MAX_LOOP_ITERATIONS} iterations.",
+        return runtime_error(f"The lab engine stopped a {what} loop after {limits.MAX_LOOP_ITERATIONS} iterations.",
                              "LabLoopBound", "LimitsExceeded")
 
     def exec_loop(self, st: Node, sink: Callable[[object], None]) -> None:
@@ -1975,7 +1973,7 @@ class Runtime:
         first = True
         while True:
             count += 1
-            if count > MAX_LOOP_ITERATIONS:
+            if count > limits.MAX_LOOP_ITERATIONS:
                 raise self.bound_error(st.k)
             if st.k == "do" and first:
                 pass
@@ -2006,7 +2004,7 @@ class Runtime:
         saved = self.scope.vars.get("_")
         try:
             for count, item in enumerate(items):
-                if count > MAX_LOOP_ITERATIONS:
+                if count > limits.MAX_LOOP_ITERATIONS:
                     raise self.bound_error("switch")
                 self.scope.vars["_"] = item
                 matched = False
@@ -2111,7 +2109,7 @@ class Runtime:
 
     def assign_to(self, target: Node, value: object) -> None:
         if target.k == "var":
-            if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
+            if isinstance(value, str) and len(value) > limits.MAX_STRING_CHARS:
                 raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
             self.set_var(target.name, value, target.scope)
         elif target.k == "cast":
@@ -2446,7 +2444,7 @@ class Runtime:
             return self.convert(self.eval(node.operand), node.type)
         if k == "range":
             a, b = self.to_int(self.eval(node.left)), self.to_int(self.eval(node.right))
-            if abs(b - a) > MAX_LOOP_ITERATIONS:
+            if abs(b - a) > limits.MAX_LOOP_ITERATIONS:
                 raise self.bound_error("range")
             return list(range(a, b + 1)) if a <= b else list(range(a, b - 1, -1))
         if k == "incdec":
@@ -2650,7 +2648,7 @@ class ScriptCommand(Stage):
 
     def begin(self) -> None:
         rt = self.rt
-        if rt.call_depth >= MAX_CALL_DEPTH:
+        if rt.call_depth >= limits.MAX_CALL_DEPTH:
             raise runtime_error("The script failed due to call depth overflow.", "CallDepthOverflow",
                                 "InvalidOperation", "System.Management.Automation.ScriptCallDepthException")
         from tests.lab import _transfer
@@ -3076,7 +3074,7 @@ def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
     if op == "+":
         if isinstance(left, str):
             res = left + to_str(right)
-            if len(res) > MAX_STRING_CHARS:
+            if len(res) > limits.MAX_STRING_CHARS:
                 raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
             return res
         if isinstance(left, (list, tuple)):
@@ -3101,12 +3099,12 @@ def binary_op(rt: Runtime, op: str, left: object, right: object) -> object:
     if op in ("-", "*", "/", "%"):
         if op == "*" and isinstance(left, str):
             n = rt.to_int(right)
-            if n * len(left) > MAX_STRING_CHARS:
+            if n * len(left) > limits.MAX_STRING_CHARS:
                 raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
             return left * max(0, n)
         if op == "*" and isinstance(left, list):
             n = rt.to_int(right)
-            if n * len(left) > MAX_LOOP_ITERATIONS:
+            if n * len(left) > limits.MAX_LOOP_ITERATIONS:
                 raise rt.bound_error("array multiplication")
             return left * max(0, n)
         return _arith(rt, op, left, right)
@@ -4565,7 +4563,7 @@ def call_static(rt: Runtime, obj: object, name: str, args: list[object]) -> obje
     if c == "system.version" and low == "parse":
         return convert_value(rt, args[0], "version")
     if c == "system.threading.thread" and low == "sleep":
-        time.sleep(min(MAX_SLEEP_SECONDS, rt.to_num(args[0]) / 1000.0))
+        time.sleep(min(limits.MAX_SLEEP_SECONDS, rt.to_num(args[0]) / 1000.0))
         return None
     raise no_static_method(obj, name)
 
@@ -4703,7 +4701,7 @@ def new_object(rt: Runtime, type_name: str, args: list[object]) -> object:
     fs = rt.host.fs
     if c == "system.byte[]":
         size = rt.to_int(args[0]) if args else 0
-        if size > MAX_STRING_CHARS:
+        if size > limits.MAX_STRING_CHARS:
             raise method_exception("new", 1, "The lab engine does not allocate arrays that large.")
         return bytearray(size)
     if c.endswith("[]"):
@@ -4779,7 +4777,7 @@ class StringBuilderObj:
         low = name.lower()
         if low in ("append", "appendline"):
             self.parts.append((to_str(args[0]) if args else "") + ("\r\n" if low == "appendline" else ""))
-            if sum(len(p) for p in self.parts) > MAX_STRING_CHARS:
+            if sum(len(p) for p in self.parts) > limits.MAX_STRING_CHARS:
                 raise method_exception(name, len(args), "The lab engine's string size bound was reached.")
             return self
         if low == "tostring":
@@ -5112,7 +5110,7 @@ class StartSleep(Cmdlet):
         if secs < 0:
             raise self.terminate(f"Cannot validate argument on parameter 'Seconds'. The {secs} argument is less than "
                                  f"the minimum allowed range of 0.", "ParameterArgumentValidationError")
-        time.sleep(min(float(secs), MAX_SLEEP_SECONDS))
+        time.sleep(min(float(secs), limits.MAX_SLEEP_SECONDS))
 
 
 @cmdlet("Get-Date")
@@ -5775,7 +5773,7 @@ class ConvertFromJson(Cmdlet):
         if item is NO_INPUT and "InputObject" not in self.p:
             return
         self.parts.append(to_str(v))
-        if sum(len(p) for p in self.parts) > MAX_STRING_CHARS:
+        if sum(len(p) for p in self.parts) > limits.MAX_STRING_CHARS:
             raise self.terminate("The JSON input is larger than the lab engine accepts.", "LabJsonTooLarge")
 
     def end(self) -> None:
@@ -5859,7 +5857,7 @@ def run_filter_block(rt: Runtime, sb: ScriptBlock, item: object, sink: Callable[
     rt.src = sb.src
     rt.call_depth += 1
     try:
-        if rt.call_depth > MAX_CALL_DEPTH:
+        if rt.call_depth > limits.MAX_CALL_DEPTH:
             raise runtime_error("The script failed due to call depth overflow.", "CallDepthOverflow")
         for blk in ("begin", "process", "end"):
             if blk in sb.body.blocks and sb.body.blocks[blk] is not None:
