@@ -17,6 +17,10 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from tests.lab.pwsh import limits
+from tests.lab.pwsh.errors import (
+    BreakSignal, CMD_NOT_FOUND, ContinueSignal, ErrorRecord, ExitScript, method_exception, no_method,
+    parse_error_record, PSError, ReturnSignal, runtime_error, StopUpstream, type_name_of,
+)
 from tests.lab.pwsh.limits import MAX_STRING_CHARS
 from tests.lab.pwsh.parser import COMPARISON_OPS, Node, parse, ParseError, Parser, position_message
 from tests.lab.pwsh.values import (
@@ -26,126 +30,6 @@ from tests.lab.pwsh.values import (
 
 
 PS_VERSION = "5.1.17763.1007"
-
-CMD_NOT_FOUND = ("The term '{0}' is not recognized as the name of a cmdlet, function, script file, or operable "
-                 "program. Check the spelling of the name, or if a path was included, verify that the path is "
-                 "correct and try again.")
-
-
-# =================================================================================================
-# Errors and control flow
-# =================================================================================================
-
-class ErrorRecord:
-    """An ErrorRecord inside the interpreter ($_ in catch, $Error)."""
-
-    def __init__(self, message: str, *, category: str = "NotSpecified",
-                 fq_error_id: str = "Microsoft.PowerShell.Commands.WriteErrorException",
-                 exception_type: str = "Microsoft.PowerShell.Commands.WriteErrorException",
-                 target: object = None, command_name: str | None = None, position: str | None = None,
-                 reason: str | None = None, thrown_object: object = None) -> None:
-        self.message = message
-        self.category = category
-        self.fq_error_id = fq_error_id
-        self.exception_type = exception_type
-        self.target = target
-        self.command_name = command_name
-        self.position = position
-        self.reason = reason or exception_type.rsplit(".", 1)[-1]
-        self.thrown_object = thrown_object
-        self.line = 0
-
-    def ps_tostring(self) -> str:
-        return self.message
-
-    def category_info(self) -> str:
-        target = "" if self.target is None else to_str(self.target)
-        if len(target) > 40:
-            target = target[:15] + "..." + target[-15:]
-        ttype = "" if self.target is None else type_name_of(self.target).rsplit(".", 1)[-1]
-        tpart = f"{target}:{ttype}" if self.target is not None else ":"
-        return f"{self.category}: ({tpart}) [{self.command_name or ''}], {self.reason}"
-
-    def to_info(self) -> object:
-        from tests.lab._engine import ErrorInfo
-        return ErrorInfo(message=self.message, category=self.category, fq_error_id=self.fq_error_id,
-                         target=None if self.target is None else to_str(self.target),
-                         command_name=self.command_name, position=self.position,
-                         exception_type=self.exception_type)
-
-
-class PSError(Exception):
-    """A terminating error."""
-
-    def __init__(self, record: ErrorRecord) -> None:
-        super().__init__(record.message)
-        self.record = record
-
-
-class BreakSignal(Exception):
-    pass
-
-
-class ContinueSignal(Exception):
-    pass
-
-
-class ReturnSignal(Exception):
-    pass
-
-
-class ExitScript(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class StopUpstream(Exception):
-    """Select-Object -First got what it needs: upstream stops producing."""
-
-
-def runtime_error(message: str, fq: str, category: str = "InvalidOperation",
-                  exc: str = "System.Management.Automation.RuntimeException", target: object = None) -> PSError:
-    return PSError(ErrorRecord(message, category=category, fq_error_id=fq, exception_type=exc, target=target))
-
-
-def method_exception(method: str, nargs: int, inner: str, exc: str = "MethodInvocationException") -> PSError:
-    return PSError(ErrorRecord(
-        f'Exception calling "{method}" with "{nargs}" argument(s): "{inner}"', category="NotSpecified",
-        fq_error_id=exc.rsplit(".", 1)[-1] if exc != "MethodInvocationException" else "DotNetMethodException",
-        exception_type="System.Management.Automation.MethodInvocationException"))
-
-
-def type_name_of(v: object) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "System.Boolean"
-    if isinstance(v, int):
-        return "System.Int32" if -2**31 <= v < 2**31 else "System.Int64"
-    if isinstance(v, float):
-        return "System.Double"
-    if isinstance(v, str):
-        return "System.String"
-    if isinstance(v, (list, tuple)):
-        return "System.Object[]"
-    if isinstance(v, (bytes, bytearray)):
-        return "System.Byte[]"
-    if isinstance(v, Hashtable):
-        return "System.Collections.Hashtable"
-    if isinstance(v, PSObject):
-        return "System.Management.Automation.PSCustomObject"
-    if isinstance(v, ScriptBlock):
-        return "System.Management.Automation.ScriptBlock"
-    if isinstance(v, ErrorRecord):
-        return "System.Management.Automation.ErrorRecord"
-    if isinstance(v, Version):
-        return "System.Version"
-    if isinstance(v, TypeRef):
-        return "System.RuntimeType"
-    if isinstance(v, EnumValue):
-        return v.type_name
-    return getattr(v, "ps_type", "System.Object")
 
 
 # =================================================================================================
@@ -2323,11 +2207,6 @@ class TypeObject:
         raise no_method(self, name)
 
 
-def no_method(obj: object, name: str) -> PSError:
-    return runtime_error(f"Method invocation failed because [{type_name_of(obj)}] does not contain a method named "
-                         f"'{name}'.", "MethodNotFound", "InvalidOperation")
-
-
 # =================================================================================================
 # Members, methods and static members
 # =================================================================================================
@@ -3019,12 +2898,6 @@ class ParsedAst:
                 raise PSError(parse_error_record(self.text, self.error))
             return ScriptBlock(self.body, self.text, self.file_name)
         raise no_method(self, name)
-
-
-def parse_error_record(src: str, e: ParseError) -> ErrorRecord:
-    return ErrorRecord(e.message, category="ParserError", fq_error_id=e.error_id,
-                       exception_type="System.Management.Automation.ParseException",
-                       position=position_message(src, e.offset), reason="ParseException")
 
 
 def file_static(rt: Runtime, low: str, name: str, args: list[object]) -> object:
