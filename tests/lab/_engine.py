@@ -13,6 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 
+from tests.lab import _pwsh, _transfer
 from tests.lab.pwsh.streams import ErrorInfo, Streams
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,10 @@ class _TextStreams:
         self.had_error = False
 
     def output(self, value: object) -> None:
-        from tests.lab import _pwsh
         text = _pwsh.format_for_display([value])
         self._stdout((text + "\r\n").encode("utf-8", errors="surrogatepass"))
 
     def error(self, record: ErrorInfo) -> None:
-        from tests.lab import _pwsh
         self.had_error = True
         text = _pwsh.render_error_text(record)
         for line in text.split("\r\n"):
@@ -206,6 +205,13 @@ class Engine:
         if working_directory:
             self.process_cwd = working_directory
 
+    def _host_context(self) -> _pwsh.HostContext:
+        """This host as one PowerShell run sees it: its programs include cmd.exe and powershell.exe on this engine."""
+        return _pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
+                                 native_commands={**_pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
+                                                  "powershell": _powershell_exe},
+                                 script_emulation=_transfer.native_script)
+
     # ---- PowerShell ------------------------------------------------------------------------------
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
                        is_command: bool = False) -> None:
@@ -215,8 +221,7 @@ class Engine:
         for a switch: PSRP sends AddParameter(name) without argument as null), as is a string "-Name"
         followed by its value; anything else is positional (AddArgument).
         """
-        from tests.lab import _pwsh
-        rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        rt = _pwsh.Runtime(self._host_context(), streams)
         source = _peekable(_unroll(input))
         input_iter = source if source.has_any() else None
         out = self._sink(streams)
@@ -253,8 +258,6 @@ class Engine:
 
     @staticmethod
     def _sink(streams: Streams) -> Callable[[object], None]:
-        from tests.lab import _pwsh
-
         def out(v: object) -> None:
             streams.output(_pwsh.display_value(v))
         return out
@@ -271,7 +274,6 @@ class Engine:
     def run_powershell_exe(self, argv: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
                            stderr: Callable[[bytes], None], cwd: str | None = None) -> int:
         """powershell.exe's command line: -EncodedCommand/-EncodedArguments/-Command/-File."""
-        from tests.lab import _pwsh, _transfer
         script: str | None = None
         args: list[object] = []
         input_none = False
@@ -332,8 +334,7 @@ class Engine:
 
     def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
                      state: dict[str, object], cwd: str) -> None:
-        from tests.lab import _pwsh
-        rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        rt = _pwsh.Runtime(self._host_context(), streams)
         rt.cwd = cwd
         source = _peekable(iter(lines))
         try:
@@ -381,6 +382,41 @@ class _peekable(Iterator[object]):
         if self._done:
             raise StopIteration
         return next(self._it)
+
+
+# ---- cmd.exe and powershell.exe as native commands of a PowerShell run ---------------------------
+
+def _native_line(args: list[str]) -> str:
+    """The command line PowerShell 5.1 builds for an executable: arguments with blanks are quoted."""
+    return " ".join(f'"{a}"' if (not a or any(c in a for c in " \t")) and not a.startswith('"') else a for a in args)
+
+
+def _run_child(host: _pwsh.HostContext, run: Callable[[Engine, Callable[[bytes], None], Callable[[bytes], None]], int],
+               encoding: str) -> _pwsh.NativeResult:
+    """Runs cmd.exe/powershell.exe on the lab engine's own emulation, capturing both handles as lines."""
+    engine = Engine(host.fs.root, host.computer_name, host.user)
+    engine.env = host.env  # the child inherits the session's environment, and cmd's `set` changes it
+    out, err = bytearray(), bytearray()
+    rc = run(engine, out.extend, err.extend)
+
+    def lines(data: bytearray) -> list[str]:
+        text = bytes(data).decode(encoding, errors="replace")
+        return text.replace("\r\n", "\n").removesuffix("\n").split("\n") if text else []
+    return rc, lines(out), lines(err)
+
+
+def _cmd_exe(host: _pwsh.HostContext, cwd: str, args: list[str]) -> _pwsh.NativeResult:
+    def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
+        shell = CmdShell(engine, [], out, err)
+        shell.cwd = cwd
+        return shell.run_line(f"cmd.exe {_native_line(args)}")
+    return _run_child(host, run, "cp437")
+
+
+def _powershell_exe(host: _pwsh.HostContext, cwd: str, args: list[str]) -> _pwsh.NativeResult:
+    def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
+        return engine.run_powershell_exe(list(args), [], out, err, cwd=cwd)
+    return _run_child(host, run, "utf-8")
 
 
 # ---- cmd.exe subset ------------------------------------------------------------------------------
@@ -464,7 +500,6 @@ class CmdShell:
         return rc
 
     def run_simple(self, text: str) -> int:
-        from tests.lab import _pwsh
         text = self.expand(text)
         out, err = self.stdout, self.stderr
         # redirections
@@ -612,7 +647,6 @@ class CmdShell:
         return 9009
 
     def dir(self, args: str, w: Callable[[str], None], err: Callable[[bytes], None]) -> int:
-        from tests.lab import _pwsh
         import datetime as dt
         fs = _pwsh.FileSystem(self.engine.root)
         bare = "/b" in args.lower().split()

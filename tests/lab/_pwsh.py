@@ -21,8 +21,10 @@ from tests.lab.pwsh.errors import (
     BreakSignal, CMD_NOT_FOUND, ContinueSignal, ErrorRecord, ExitScript, method_exception, no_method,
     parse_error_record, PSError, ReturnSignal, runtime_error, StopUpstream, type_name_of,
 )
+from tests.lab.pwsh.host import NativeCommandFn, NativeResult, FileSystem, HostContext, PathOutsideRoot
 from tests.lab.pwsh.limits import MAX_STRING_CHARS
 from tests.lab.pwsh.parser import COMPARISON_OPS, Node, parse, ParseError, Parser, position_message
+from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, EnumValue, Hashtable, is_number, NO_INPUT, parse_number, PSEnumerator,
     PSObject, Ref, ScriptBlock, SWITCH_PRESENT, SwitchValue, to_bool, to_str, TYPE_ALIASES, TypeRef, Version,
@@ -30,33 +32,6 @@ from tests.lab.pwsh.values import (
 
 
 PS_VERSION = "5.1.17763.1007"
-
-
-# =================================================================================================
-# Scopes
-# =================================================================================================
-
-class Scope:
-    def __init__(self, parent: "Scope | None") -> None:
-        self.parent = parent
-        self.vars: dict[str, object] = {}
-        self.funcs: dict[str, object] = {}
-
-    def find(self, name: str) -> "Scope | None":
-        s: Scope | None = self
-        while s is not None:
-            if name in s.vars:
-                return s
-            s = s.parent
-        return None
-
-    def find_func(self, name: str) -> object:
-        s: Scope | None = self
-        while s is not None:
-            if name in s.funcs:
-                return s.funcs[name]
-            s = s.parent
-        return None
 
 
 # =================================================================================================
@@ -638,7 +613,7 @@ class Runtime:
 
     def _is_native(self, name: str) -> bool:
         low = name.lower()
-        return (low.removesuffix(".exe") in NATIVE_COMMANDS and not isinstance(self.scope.find_func(low), ScriptBlock)
+        return (self.host.native_command(low) is not None and not isinstance(self.scope.find_func(low), ScriptBlock)
                 and lookup_cmdlet(low) is None)
 
     def resolve_command(self, name: str, positional: list[object], named: dict[str, object], cn: Node) -> "Stage":
@@ -649,7 +624,7 @@ class Runtime:
         cls = lookup_cmdlet(low)
         if cls is not None:
             return cls(self, name, positional, named)
-        native = NATIVE_COMMANDS.get(low.removesuffix(".exe"))
+        native = self.host.native_command(low)
         if native is not None:
             return NativeCommand(self, low.removesuffix(".exe"), positional, named)
         if ("\\" in name or "/" in name) and name.lower().endswith(".ps1"):
@@ -951,8 +926,7 @@ class ScriptCommand(Stage):
         if rt.call_depth >= limits.MAX_CALL_DEPTH:
             raise runtime_error("The script failed due to call depth overflow.", "CallDepthOverflow",
                                 "InvalidOperation", "System.Management.Automation.ScriptCallDepthException")
-        from tests.lab import _transfer
-        self.native = _transfer.native_script(self.sb)
+        self.native = rt.host.emulation_for(self.sb)
         self.saved_scope = rt.scope
         self.saved_src = rt.src
         self.saved_script_scope = rt.script_scope
@@ -1685,97 +1659,6 @@ def format_date(d: dt.datetime, fmt: str) -> str:
 # The host: environment and a case-insensitive C:\ under a root directory
 # =================================================================================================
 
-class PathOutsideRoot(Exception):
-    pass
-
-
-class FileSystem:
-    """Maps Windows paths (C:\\..., C:/..., relative) onto `root`, case-insensitively like NTFS."""
-
-    def __init__(self, root: pathlib.Path) -> None:
-        self.root = root.resolve()
-
-    def full_win(self, path: str, cwd: str) -> str:
-        p = path.strip()
-        for prefix in ("microsoft.powershell.core\\filesystem::", "filesystem::"):
-            if p.lower().startswith(prefix):
-                p = p[len(prefix):]
-        p = p.replace("/", "\\")
-        if re.match(r"^[A-Za-z]:", p):
-            drive = p[0].upper()
-            if drive != "C":
-                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{drive}' does not exist.")
-            rest = p[2:]
-            if not rest.startswith("\\"):
-                rest = cwd[2:] + "\\" + rest
-        elif p.startswith("\\\\"):
-            raise PathOutsideRoot(f"The network path '{path}' is outside the lab host.")
-        elif p.startswith("\\"):
-            rest = p
-        elif p.startswith("~"):
-            rest = "\\Users\\" + cwd.split("\\")[2] + p[1:] if cwd.lower().startswith("c:\\users\\") else p[1:]
-        else:
-            rest = cwd[2:] + "\\" + p
-        parts: list[str] = []
-        for comp in rest.split("\\"):
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if parts:
-                    parts.pop()
-                continue
-            parts.append(comp.rstrip(" ."))
-        return "C:\\" + "\\".join(parts)
-
-    def host_path(self, path: str, cwd: str) -> pathlib.Path:
-        win = self.full_win(path, cwd)
-        cur = self.root
-        for comp in win[3:].split("\\"):
-            if not comp:
-                continue
-            if any(ch in comp for ch in '<>:"|?*\0'):
-                raise PathOutsideRoot(f"Illegal characters in path '{path}'.")
-            nxt = cur / comp
-            if not nxt.exists() and cur.is_dir():
-                low = comp.lower()
-                for entry in cur.iterdir():
-                    if entry.name.lower() == low:
-                        nxt = entry
-                        break
-            cur = nxt
-        resolved = cur.resolve()
-        if resolved != self.root and self.root not in resolved.parents:
-            raise PathOutsideRoot(f"The path '{path}' is outside the lab host's file system.")
-        return cur
-
-    def win_of(self, host: pathlib.Path) -> str:
-        rel = host.relative_to(self.root)
-        return "C:\\" + "\\".join(rel.parts)
-
-
-class HostContext:
-    """What a run needs from its Engine: names, environment, file system."""
-
-    def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str]) -> None:
-        self.fs = FileSystem(root)
-        self.computer_name = computer_name
-        self.user = user
-        self.env = env
-        self.profile_dir = f"C:\\Users\\{user}"
-
-    def env_get(self, name: str) -> str | None:
-        for k, v in self.env.items():
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def env_set(self, name: str, value: str | None) -> None:
-        for k in list(self.env):
-            if k.lower() == name.lower():
-                del self.env[k]
-        if value:
-            self.env[name] = value
-
 
 def fs_error(rt: Runtime, message: str, fq: str, category: str = "ObjectNotFound",
              exc: str = "System.Management.Automation.ItemNotFoundException", target: object = None,
@@ -2102,7 +1985,6 @@ class HostObject:
     def ps_call(self, name: str, args: list[object]) -> object:
         if name.lower() == "setshouldexit":
             self.rt.streams.set_should_exit(self.rt.to_int(args[0]))
-            self.rt.should_exit = self.rt.to_int(args[0])
             return None
         raise no_method(self, name)
 
@@ -3927,7 +3809,7 @@ class GetCommand(Cmdlet):
                 canon = cls.names[0]  # type: ignore[union-attr]
                 self.emit(CommandInfo(canon, "Cmdlet" if canon.lower() == n.lower() else "Alias",
                                       source="Microsoft.PowerShell.Management"))
-            elif n.lower().removesuffix(".exe") in NATIVE_COMMANDS:
+            elif rt.host.native_command(n) is not None:
                 base = n.lower().removesuffix(".exe")
                 self.emit(CommandInfo(f"{base}.exe", "Application", source=f"C:\\Windows\\system32\\{base}.exe"))
             else:
@@ -4327,64 +4209,25 @@ class SecureStringValue:
 # Native commands run from PowerShell
 # =================================================================================================
 
-NATIVE_COMMANDS: dict[str, Callable[[Runtime, list[str]], tuple[int, list[str], list[str]]]] = {}
-
-
-def _native_hostname(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
+def _native_hostname(host: HostContext, cwd: str, args: list[str]) -> NativeResult:
+    """hostname.exe: the computer name; any argument is refused as Windows refuses it."""
     if args:
         return 1, [], ["sethostname: Use the Network Control Panel Applet to set hostname.",
                        "hostname -s is not supported."]
-    return 0, [rt.host.computer_name], []
+    return 0, [host.computer_name], []
 
 
-def _native_whoami(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
+def _native_whoami(host: HostContext, cwd: str, args: list[str]) -> NativeResult:
+    """whoami.exe: computer\\user in lower case; /upn fails for a local account."""
     if not args:
-        return 0, [f"{rt.host.computer_name.lower()}\\{rt.host.user.lower()}"], []
+        return 0, [f"{host.computer_name.lower()}\\{host.user.lower()}"], []
     if [a.lower() for a in args] == ["/upn"]:
         return 1, [], ["ERROR: Unable to get User Principal Name (UPN) as the current logged-on user", "is not a domain user."]
     return 1, [], [f"ERROR: Invalid argument/option - '{args[0]}'.", 'Type "WHOAMI /?" for usage.']
 
 
-def _native_line(args: list[str]) -> str:
-    """The command line PowerShell 5.1 builds for an executable: arguments with blanks are quoted."""
-    return " ".join(f'"{a}"' if (not a or any(c in a for c in " \t")) and not a.startswith('"') else a for a in args)
-
-
-def _native_via_engine(rt: Runtime, run: Callable[[object, Callable[[bytes], None], Callable[[bytes], None]], int],
-                       encoding: str) -> tuple[int, list[str], list[str]]:
-    """Runs cmd.exe/powershell.exe on the lab engine's own emulation, capturing both handles as lines."""
-    from tests.lab._engine import Engine
-    engine = Engine(rt.host.fs.root, rt.host.computer_name, rt.host.user)
-    engine.env = rt.host.env  # the child inherits the session's environment, and cmd's `set` changes it
-    out, err = bytearray(), bytearray()
-    rc = run(engine, out.extend, err.extend)
-
-    def lines(data: bytearray) -> list[str]:
-        text = bytes(data).decode(encoding, errors="replace")
-        return text.replace("\r\n", "\n").removesuffix("\n").split("\n") if text else []
-    return rc, lines(out), lines(err)
-
-
-def _native_cmd(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
-    from tests.lab._engine import CmdShell
-
-    def run(engine: object, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
-        shell = CmdShell(engine, [], out, err)  # type: ignore[arg-type]
-        shell.cwd = rt.cwd
-        return shell.run_line(f"cmd.exe {_native_line(args)}")
-    return _native_via_engine(rt, run, "cp437")
-
-
-def _native_powershell(rt: Runtime, args: list[str]) -> tuple[int, list[str], list[str]]:
-    def run(engine: object, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
-        return engine.run_powershell_exe(list(args), [], out, err, cwd=rt.cwd)  # type: ignore[attr-defined]
-    return _native_via_engine(rt, run, "utf-8")
-
-
-NATIVE_COMMANDS["hostname"] = _native_hostname
-NATIVE_COMMANDS["whoami"] = _native_whoami
-NATIVE_COMMANDS["cmd"] = _native_cmd
-NATIVE_COMMANDS["powershell"] = _native_powershell
+# The executables every lab host has whatever its Engine adds (the Engine adds cmd.exe and powershell.exe).
+BUILTIN_NATIVE_COMMANDS: dict[str, NativeCommandFn] = {"hostname": _native_hostname, "whoami": _native_whoami}
 
 
 class NativeCommand(Stage):
@@ -4404,7 +4247,9 @@ class NativeCommand(Stage):
 
     def end(self) -> None:
         rt = self.rt
-        rc, out, err = NATIVE_COMMANDS[self.name](rt, self.args)
+        run = rt.host.native_command(self.name)
+        assert run is not None  # resolve_command only makes a NativeCommand for a name the host has
+        rc, out, err = run(rt.host, rt.cwd, self.args)
         for line in out:
             self.sink(line)
         for idx, line in enumerate(err):
