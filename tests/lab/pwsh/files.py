@@ -85,6 +85,11 @@ class FileSystemItem:
         self.Name = win.rstrip("\\").rsplit("\\", 1)[-1] if win.rstrip("\\") != "C:" else "C:\\"
         self.ps_type = "System.IO.DirectoryInfo" if host.is_dir() else "System.IO.FileInfo"
 
+    @classmethod
+    def of(cls, rt: Interpreter, host: pathlib.Path) -> FileSystemItem:
+        """The FileInfo/DirectoryInfo of a host path inside the lab's C:\\."""
+        return cls(rt, host, rt.host.fs.win_of(host))
+
     def ps_tostring(self) -> str:
         return self.Name if self.ps_type == "System.IO.DirectoryInfo" else self.FullName
 

@@ -1,23 +1,40 @@
-"""The shape every built-in cmdlet shares."""
+"""The shape every built-in cmdlet shares: one `@cmdlet` declaration of its names and parameters, and the
+`Cmdlet` base class, which binds arguments to them as PowerShell does and reports errors in its name.
+
+A new cmdlet is its declaration and the blocks it needs (`begin`, `process(item)`, `end`)::
+
+    @cmdlet("Get-Thing", "gth", positional=("Name",), params=("LiteralPath",), switches=("Force",))
+    class GetThing(Cmdlet):
+        def process(self, item: object) -> None:
+            self.emit(self.input_or(item, "Name"))   # bound values are in self.p
+
+Put it in the module of its noun family and it is registered when tests/lab/pwsh/cmdlets is imported.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from tests.lab.pwsh.errors import ErrorRecord, PSError
 from tests.lab.pwsh.files import win_full
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.stages import COMMON_PARAMS, Stage
-from tests.lab.pwsh.values import NO_INPUT, SWITCH_PRESENT, to_bool, to_str
+from tests.lab.pwsh.values import as_list, NO_INPUT, SWITCH_PRESENT, to_bool, to_str
 
 
 class Cmdlet(Stage):
-    """A built-in command: declared parameters bound by name (unique prefix), position and pipeline."""
+    """A built-in command: declared parameters bound by name (unique prefix), position and pipeline.
 
-    names: tuple[str, ...] = ()
-    params: tuple[str, ...] = ()
-    positional: tuple[str, ...] = ()
+    The class attributes below are set by `@cmdlet`; `self.p` holds the bound values by parameter name.
+    """
+
+    names: tuple[str, ...] = ()         # the cmdlet's name, then its aliases
+    params: tuple[str, ...] = ()        # every parameter that takes a value (the positional ones first)
+    positional: tuple[str, ...] = ()    # bound by position in this order; "*" takes the remaining arguments
     switches: tuple[str, ...] = ()
-    aliases: dict[str, str] = {}
-    noun = "Command"
+    aliases: Mapping[str, str] = {}     # lower-case alternative name -> parameter
+    noun = "Command"                    # Microsoft.PowerShell.Commands.<noun> in FullyQualifiedErrorIds
 
     def __init__(self, rt: Interpreter, name: str, positional: list[object], named: dict[str, object]) -> None:
         self.rt = rt
@@ -104,7 +121,12 @@ class Cmdlet(Stage):
         pass
 
     def input_or(self, item: object, pname: str) -> object:
+        """The pipeline item, or the parameter's value when the cmdlet runs without input."""
         return self.p.get(pname) if item is NO_INPUT else item
+
+    def path_args(self, item: object) -> list[object]:
+        """The paths to work on: -LiteralPath if given, else the pipeline item or -Path."""
+        return as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"])
 
     def path_not_found(self, path: str) -> None:
         full = win_full(self.rt, path) if not path.lower().startswith("env:") else path
@@ -114,17 +136,44 @@ class Cmdlet(Stage):
 CMDLETS: dict[str, type[Cmdlet]] = {}
 
 
-def cmdlet(*names: str, noun: str = ""):  # type: ignore[no-untyped-def]
-    def deco(cls: type[Cmdlet]) -> type[Cmdlet]:
+# -LiteralPath's aliases, shared by the item and content cmdlets.
+LITERAL_PATH_ALIASES: Mapping[str, str] = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+
+C = TypeVar("C", bound=type[Cmdlet])
+
+
+def cmdlet(*names: str, positional: Sequence[str] | None = None, params: Sequence[str] | None = None,
+           switches: Sequence[str] | None = None, aliases: Mapping[str, str] | None = None,
+           noun: str = "") -> Callable[[C], C]:
+    """Declares a cmdlet class: registers it under its name and aliases and sets its parameters.
+
+    positional: parameters bound by position, in order ("*": all remaining arguments as one list);
+    params: the other parameters that take a value; switches: parameters without one; aliases:
+    alternative lower-case parameter names. What is not given is inherited from the base class.
+    noun: the command class in error ids, by default the name without "-" + "Command".
+    """
+    def declare(cls: C) -> C:
         cls.names = names
         cls.noun = noun or names[0].replace("-", "") + "Command"
+        if positional is not None:
+            cls.positional = tuple(positional)
+        if positional is not None or params is not None:
+            named = [p for p in cls.positional if p != "*"]
+            cls.params = tuple(dict.fromkeys([*named, *(params if params is not None else cls.params)]))
+        if switches is not None:
+            cls.switches = tuple(switches)
+        if aliases is not None:
+            cls.aliases = dict(aliases)
         for n in names:
+            if n.lower() in CMDLETS:
+                raise ValueError(f"cmdlet name {n!r} is declared twice ({CMDLETS[n.lower()].__name__}, {cls.__name__})")
             CMDLETS[n.lower()] = cls
         return cls
-    return deco
+    return declare
 
 
 def lookup_cmdlet(name: str) -> type[Cmdlet] | None:
+    """The cmdlet registered under a name or alias (module-qualified names too), or None."""
     low = name.lower()
     if low.startswith("microsoft.powershell.") and "\\" in low:
         low = low.split("\\", 1)[1]

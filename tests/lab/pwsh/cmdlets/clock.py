@@ -11,12 +11,9 @@ from tests.lab.pwsh.conversions import convert_value, format_date
 from tests.lab.pwsh.values import to_str
 
 
-@cmdlet("Start-Sleep", "sleep")
+@cmdlet("Start-Sleep", "sleep", positional=("Seconds",), params=("Milliseconds",),
+        aliases={"s": "Seconds", "m": "Milliseconds"})
 class StartSleep(Cmdlet):
-    params = ("Seconds", "Milliseconds")
-    positional = ("Seconds",)
-    aliases = {"s": "Seconds", "m": "Milliseconds"}
-
     def process(self, item: object) -> None:
         secs = self.rt.to_num(self.p["Seconds"]) if "Seconds" in self.p else \
             self.rt.to_num(self.p.get("Milliseconds", 0)) / 1000.0
@@ -26,11 +23,8 @@ class StartSleep(Cmdlet):
         time.sleep(min(float(secs), limits.MAX_SLEEP_SECONDS))
 
 
-@cmdlet("Get-Date")
+@cmdlet("Get-Date", positional=("Date",), params=("Format", "UFormat"))
 class GetDate(Cmdlet):
-    params = ("Date", "Format", "UFormat")
-    positional = ("Date",)
-
     def process(self, item: object) -> None:
         d = self.p.get("Date")
         d = convert_value(self.rt, d, "datetime") if d is not None else dt.datetime.now().astimezone()

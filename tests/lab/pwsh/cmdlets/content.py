@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet
+from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_path
 from tests.lab.pwsh.display import format_for_display
 from tests.lab.pwsh.files import decode_text, resolve_path, win_full
@@ -28,11 +29,14 @@ def ps_encode(text: str, encoding: str | None, default: str) -> bytes:
     return text.encode(codec, errors="surrogatepass")
 
 
+_WRITER_PARAMETERS: dict[str, Any] = {
+    "positional": ("Path", "Value"), "params": ("LiteralPath", "Encoding", "FilePath", "InputObject", "Width"),
+    "switches": ("NoNewline", "Force", "PassThru", "Append", "NoClobber"), "aliases": LITERAL_PATH_ALIASES}
+
+
 class _ContentWriter(Cmdlet):
-    params = ("Path", "LiteralPath", "Value", "Encoding", "FilePath", "InputObject", "Width")
-    positional = ("Path", "Value")
-    switches = ("NoNewline", "Force", "PassThru", "Append", "NoClobber")
-    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+    """Set-Content, Add-Content and Out-File: the values (or pipeline input) written to one file at the end."""
+
     append = False
     default_encoding = "default"
 
@@ -86,36 +90,33 @@ class _ContentWriter(Cmdlet):
                 self.emit(v)
 
 
-@cmdlet("Set-Content", "sc")
+@cmdlet("Set-Content", "sc", **_WRITER_PARAMETERS)
 class SetContent(_ContentWriter):
     pass
 
 
-@cmdlet("Add-Content", "ac")
+@cmdlet("Add-Content", "ac", **_WRITER_PARAMETERS)
 class AddContent(_ContentWriter):
     append = True
 
 
-@cmdlet("Out-File")
+@cmdlet("Out-File", **{**_WRITER_PARAMETERS, "positional": ("FilePath", "Encoding"),
+                       "params": ("Path", "LiteralPath", "Value", "InputObject", "Width")})
 class OutFile(_ContentWriter):
-    positional = ("FilePath", "Encoding")
     default_encoding = "unicode"
 
     def text(self) -> str:
         return format_for_display(self.values) + ("" if self.p.get("NoNewline") else "\r\n") if self.values else ""
 
 
-@cmdlet("Get-Content", "gc", "cat", "type")
+@cmdlet("Get-Content", "gc", "cat", "type", positional=("Path",),
+        params=("LiteralPath", "Encoding", "TotalCount", "Tail", "ReadCount", "Delimiter"),
+        switches=("Raw", "Force", "Wait"),
+        aliases={**LITERAL_PATH_ALIASES, "first": "TotalCount", "head": "TotalCount", "last": "Tail"})
 class GetContent(Cmdlet):
-    params = ("Path", "LiteralPath", "Encoding", "TotalCount", "Tail", "ReadCount", "Delimiter")
-    positional = ("Path",)
-    switches = ("Raw", "Force", "Wait")
-    aliases = {"first": "TotalCount", "head": "TotalCount", "last": "Tail", "lp": "LiteralPath",
-               "pspath": "LiteralPath"}
-
     def process(self, item: object) -> None:
         rt = self.rt
-        for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
+        for path in self.path_args(item):
             sp = to_str(path)
             env = env_path(sp)
             if env is not None:

@@ -11,12 +11,9 @@ from tests.lab.pwsh.dotnet_objects import SecureStringValue
 from tests.lab.pwsh.values import EnumValue, NO_INPUT, PSObject, SwitchValue, to_str
 
 
-@cmdlet("ConvertTo-Json")
+@cmdlet("ConvertTo-Json", positional=("InputObject",), params=("Depth",),
+        switches=("Compress", "AsArray", "EnumsAsStrings"))
 class ConvertToJson(Cmdlet):
-    params = ("InputObject", "Depth")
-    positional = ("InputObject",)
-    switches = ("Compress", "AsArray", "EnumsAsStrings")
-
     def begin(self) -> None:
         self.items: list[object] = []
 
@@ -87,12 +84,8 @@ def from_json(v: object) -> object:
     return v
 
 
-@cmdlet("ConvertFrom-Json")
+@cmdlet("ConvertFrom-Json", positional=("InputObject",), switches=("AsHashtable", "NoEnumerate"))
 class ConvertFromJson(Cmdlet):
-    params = ("InputObject",)
-    positional = ("InputObject",)
-    switches = ("AsHashtable", "NoEnumerate")
-
     def begin(self) -> None:
         self.parts: list[str] = []
 
@@ -116,11 +109,7 @@ class ConvertFromJson(Cmdlet):
         self.emit(from_json(data))
 
 
-@cmdlet("ConvertTo-SecureString")
+@cmdlet("ConvertTo-SecureString", positional=("String",), switches=("AsPlainText", "Force"))
 class ConvertToSecureString(Cmdlet):
-    params = ("String",)
-    positional = ("String",)
-    switches = ("AsPlainText", "Force")
-
     def process(self, item: object) -> None:
         self.emit(SecureStringValue(to_str(self.input_or(item, "String"))))

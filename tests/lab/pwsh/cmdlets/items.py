@@ -1,4 +1,7 @@
-"""Item cmdlets on the FileSystem and Env: drives: Get-Item, Get-ChildItem, New-Item, Remove-Item, Copy-Item, Move-Item, Get-FileHash."""
+"""Item cmdlets on the FileSystem and Env: drives.
+
+Get-Item, Get-ChildItem, New-Item, Remove-Item, Copy-Item, Move-Item and Get-FileHash.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +9,19 @@ import fnmatch
 import hashlib
 import os
 import shutil
+from typing import Any
 
-from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet
+from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_entry, env_path
 from tests.lab.pwsh.files import FileSystemItem, resolve_path, win_full
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
 
-@cmdlet("Get-Item", "gi")
+@cmdlet("Get-Item", "gi", positional=("Path",), params=("LiteralPath",), switches=("Force",),
+        aliases=LITERAL_PATH_ALIASES)
 class GetItem(Cmdlet):
-    params = ("Path", "LiteralPath")
-    positional = ("Path",)
-    switches = ("Force",)
-    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
-
     def process(self, item: object) -> None:
-        for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
+        for path in self.path_args(item):
             sp = to_str(path)
             env = env_path(sp)
             if env is not None:
@@ -35,15 +35,13 @@ class GetItem(Cmdlet):
             if not hp.exists():
                 self.path_not_found(sp)
                 continue
-            self.emit(FileSystemItem(self.rt, hp, self.rt.host.fs.win_of(hp)))
+            self.emit(FileSystemItem.of(self.rt, hp))
 
 
-@cmdlet("Get-ChildItem", "gci", "dir", "ls")
+@cmdlet("Get-ChildItem", "gci", "dir", "ls", positional=("Path", "Filter"),
+        params=("LiteralPath", "Include", "Exclude", "Depth"),
+        switches=("Recurse", "Force", "File", "Directory", "Name"))
 class GetChildItem(Cmdlet):
-    params = ("Path", "LiteralPath", "Filter", "Include", "Exclude", "Depth")
-    positional = ("Path", "Filter")
-    switches = ("Recurse", "Force", "File", "Directory", "Name")
-
     def process(self, item: object) -> None:
         path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
         env = env_path(path)
@@ -68,16 +66,12 @@ class GetChildItem(Cmdlet):
                 continue
             if self.p.get("File") and not e.is_file() or self.p.get("Directory") and not e.is_dir():
                 continue
-            self.emit(e.name if self.p.get("Name") else FileSystemItem(self.rt, e, self.rt.host.fs.win_of(e)))
+            self.emit(e.name if self.p.get("Name") else FileSystemItem.of(self.rt, e))
 
 
-@cmdlet("New-Item", "ni")
+@cmdlet("New-Item", "ni", positional=("Path",), params=("Name", "ItemType", "Value"), switches=("Force",),
+        aliases={"type": "ItemType"})
 class NewItem(Cmdlet):
-    params = ("Path", "Name", "ItemType", "Value")
-    positional = ("Path",)
-    switches = ("Force",)
-    aliases = {"type": "ItemType"}
-
     def process(self, item: object) -> None:
         rt = self.rt
         base = to_str(self.p.get("Path", "."))
@@ -122,13 +116,10 @@ class NewItem(Cmdlet):
         self.emit(FileSystemItem(rt, hp, full))
 
 
-@cmdlet("Remove-Item", "rm", "del", "ri", "erase", "rd", "rmdir")
+@cmdlet("Remove-Item", "rm", "del", "ri", "erase", "rd", "rmdir", positional=("Path",),
+        params=("LiteralPath", "Include", "Exclude", "Filter"), switches=("Recurse", "Force"),
+        aliases=LITERAL_PATH_ALIASES)
 class RemoveItem(Cmdlet):
-    params = ("Path", "LiteralPath", "Include", "Exclude", "Filter")
-    positional = ("Path",)
-    switches = ("Recurse", "Force")
-    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
-
     def process(self, item: object) -> None:
         rt = self.rt
         src = self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]
@@ -158,11 +149,14 @@ class RemoveItem(Cmdlet):
                 hp.unlink()
 
 
+_COPY_MOVE_PARAMETERS: dict[str, Any] = {
+    "positional": ("Path", "Destination"), "params": ("LiteralPath",), "switches": ("Force", "Recurse", "PassThru"),
+    "aliases": LITERAL_PATH_ALIASES}
+
+
 class _CopyMove(Cmdlet):
-    params = ("Path", "LiteralPath", "Destination")
-    positional = ("Path", "Destination")
-    switches = ("Force", "Recurse", "PassThru")
-    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
+    """Copy-Item and Move-Item: one or more items to a destination file or directory."""
+
     move = False
 
     def process(self, item: object) -> None:
@@ -195,25 +189,22 @@ class _CopyMove(Cmdlet):
             else:
                 shutil.copyfile(hp, dp)
             if self.p.get("PassThru"):
-                self.emit(FileSystemItem(rt, dp, rt.host.fs.win_of(dp)))
+                self.emit(FileSystemItem.of(rt, dp))
 
 
-@cmdlet("Copy-Item", "copy", "cp", "cpi")
+@cmdlet("Copy-Item", "copy", "cp", "cpi", **_COPY_MOVE_PARAMETERS)
 class CopyItem(_CopyMove):
     pass
 
 
-@cmdlet("Move-Item", "move", "mv", "mi")
+@cmdlet("Move-Item", "move", "mv", "mi", **_COPY_MOVE_PARAMETERS)
 class MoveItem(_CopyMove):
     move = True
 
 
-@cmdlet("Get-FileHash")
+@cmdlet("Get-FileHash", positional=("Path",), params=("LiteralPath", "Algorithm", "InputStream"),
+        aliases=LITERAL_PATH_ALIASES)
 class GetFileHash(Cmdlet):
-    params = ("Path", "LiteralPath", "Algorithm", "InputStream")
-    positional = ("Path",)
-    aliases = {"lp": "LiteralPath", "pspath": "LiteralPath"}
-
     def process(self, item: object) -> None:
         rt = self.rt
         alg = to_str(self.p.get("Algorithm", "SHA256")).upper()
@@ -221,7 +212,7 @@ class GetFileHash(Cmdlet):
             raise self.terminate(f"Cannot validate argument on parameter 'Algorithm'. The argument \"{alg}\" does not "
                                  f"belong to the set \"SHA1,SHA256,SHA384,SHA512,MACTripleDES,MD5,RIPEMD160\".",
                                  "ParameterArgumentValidationError")
-        for path in as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"]):
+        for path in self.path_args(item):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
             hp = resolve_path(rt, sp)
             if not hp.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet
+from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.files import PathInfo, resolve_path, win_full
 from tests.lab.pwsh.host import PathOutsideRoot
 from tests.lab.pwsh.values import as_list, PSObject, to_str
@@ -16,11 +16,8 @@ class GetLocation(Cmdlet):
         self.emit(PathInfo(self.rt.cwd))
 
 
-@cmdlet("Set-Location", "cd", "sl", "chdir")
+@cmdlet("Set-Location", "cd", "sl", "chdir", positional=("Path",), params=("LiteralPath",))
 class SetLocation(Cmdlet):
-    params = ("Path", "LiteralPath")
-    positional = ("Path",)
-
     def process(self, item: object) -> None:
         path = to_str(self.p.get("Path", self.p.get("LiteralPath", "~")))
         hp = resolve_path(self.rt, path)
@@ -38,15 +35,11 @@ def env_path(path: str) -> str | None:
     return None
 
 
-@cmdlet("Test-Path")
+@cmdlet("Test-Path", positional=("Path",), params=("LiteralPath", "PathType"), switches=("IsValid",),
+        aliases={**LITERAL_PATH_ALIASES, "type": "PathType"})
 class TestPath(Cmdlet):
-    params = ("Path", "LiteralPath", "PathType")
-    positional = ("Path",)
-    switches = ("IsValid",)
-    aliases = {"pspath": "LiteralPath", "lp": "LiteralPath", "type": "PathType"}
-
     def process(self, item: object) -> None:
-        paths = as_list(self.input_or(item, "Path") if "LiteralPath" not in self.p else self.p["LiteralPath"])
+        paths = self.path_args(item)
         kind = to_str(self.p.get("PathType", "Any")).lower()
         if not paths:
             raise self.terminate("Cannot bind argument to parameter 'Path' because it is null.",
@@ -75,12 +68,8 @@ def env_entry(name: str, value: str) -> PSObject:
     return o
 
 
-@cmdlet("Join-Path")
+@cmdlet("Join-Path", positional=("Path", "ChildPath", "AdditionalChildPath"), switches=("Resolve",))
 class JoinPath(Cmdlet):
-    params = ("Path", "ChildPath", "AdditionalChildPath")
-    positional = ("Path", "ChildPath", "AdditionalChildPath")
-    switches = ("Resolve",)
-
     def process(self, item: object) -> None:
         child = to_str(self.p.get("ChildPath", ""))
         extra = [to_str(x) for x in as_list(self.p.get("AdditionalChildPath"))]
@@ -92,12 +81,9 @@ class JoinPath(Cmdlet):
             self.emit(out)
 
 
-@cmdlet("Split-Path")
+@cmdlet("Split-Path", positional=("Path",), params=("LiteralPath",),
+        switches=("Parent", "Leaf", "Qualifier", "NoQualifier", "IsAbsolute", "Extension", "LeafBase"))
 class SplitPath(Cmdlet):
-    params = ("Path", "LiteralPath")
-    positional = ("Path",)
-    switches = ("Parent", "Leaf", "Qualifier", "NoQualifier", "IsAbsolute", "Extension", "LeafBase")
-
     def process(self, item: object) -> None:
         for path in as_list(self.input_or(item, "Path") or self.p.get("LiteralPath")):
             p = to_str(path).replace("/", "\\")

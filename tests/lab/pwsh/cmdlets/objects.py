@@ -23,12 +23,9 @@ class NewGuid(Cmdlet):
         self.emit(GuidValue(uuid.uuid4()))
 
 
-@cmdlet("New-Object")
+@cmdlet("New-Object", positional=("TypeName", "ArgumentList"), params=("Property", "ComObject"),
+        aliases={"args": "ArgumentList"})
 class NewObject(Cmdlet):
-    params = ("TypeName", "ArgumentList", "Property", "ComObject")
-    positional = ("TypeName", "ArgumentList")
-    aliases = {"args": "ArgumentList"}
-
     def process(self, item: object) -> None:
         if "ComObject" in self.p:
             raise self.terminate("COM objects are outside the lab engine's subset.", "LabUnsupportedComObject")
@@ -43,12 +40,9 @@ class NewObject(Cmdlet):
         self.emit(obj)
 
 
-@cmdlet("Select-Object", "select")
+@cmdlet("Select-Object", "select", positional=("Property",),
+        params=("First", "Last", "Skip", "ExpandProperty", "Index", "InputObject"), switches=("Unique",))
 class SelectObject(Cmdlet):
-    params = ("Property", "First", "Last", "Skip", "ExpandProperty", "Index", "InputObject")
-    positional = ("Property",)
-    switches = ("Unique",)
-
     def begin(self) -> None:
         self.count = 0
         self.skipped = 0
@@ -102,11 +96,9 @@ class SelectObject(Cmdlet):
                 self.emit(self.shape(item))
 
 
-@cmdlet("ForEach-Object", "foreach", "%")
+@cmdlet("ForEach-Object", "foreach", "%", positional=("*",),
+        params=("Process", "Begin", "End", "MemberName", "ArgumentList", "InputObject"))
 class ForEachObject(Cmdlet):
-    params = ("Process", "Begin", "End", "MemberName", "ArgumentList", "InputObject")
-    positional = ("*",)
-
     def begin(self) -> None:
         rest = self.p.get("*", [])
         blocks = [x for x in rest if isinstance(x, ScriptBlock)] if isinstance(rest, list) else []
@@ -146,11 +138,9 @@ class ForEachObject(Cmdlet):
             run_filter_block(self.rt, self.p["End"], None, self.sink)  # type: ignore[arg-type]
 
 
-@cmdlet("Where-Object", "where", "?")
+@cmdlet("Where-Object", "where", "?", positional=("FilterScript", "Value"),
+        params=("Property", "InputObject", "EQ", "NE", "Like", "Match", "GT", "LT"))
 class WhereObject(Cmdlet):
-    params = ("FilterScript", "Property", "Value", "InputObject", "EQ", "NE", "Like", "Match", "GT", "LT")
-    positional = ("FilterScript", "Value")
-
     def process(self, item: object) -> None:
         if item is NO_INPUT:
             return
@@ -172,12 +162,9 @@ class WhereObject(Cmdlet):
             self.emit(item)
 
 
-@cmdlet("Measure-Object", "measure")
+@cmdlet("Measure-Object", "measure", positional=("Property",), params=("InputObject",),
+        switches=("Sum", "Average", "Maximum", "Minimum", "Line", "Word", "Character"))
 class MeasureObject(Cmdlet):
-    params = ("Property", "InputObject")
-    positional = ("Property",)
-    switches = ("Sum", "Average", "Maximum", "Minimum", "Line", "Word", "Character")
-
     def begin(self) -> None:
         self.values: list[object] = []
 
@@ -197,12 +184,8 @@ class MeasureObject(Cmdlet):
         self.emit(PSObject(out))
 
 
-@cmdlet("Sort-Object", "sort")
+@cmdlet("Sort-Object", "sort", positional=("Property",), switches=("Descending", "Unique"))
 class SortObject(Cmdlet):
-    params = ("Property",)
-    positional = ("Property",)
-    switches = ("Descending", "Unique")
-
     def begin(self) -> None:
         self.values: list[object] = []
 

@@ -1,4 +1,7 @@
-"""Output and stream cmdlets: Write-Output/-Host/-Error/-Warning/-Verbose/-Debug/-Information/-Progress, Out-Null/-Host/-String."""
+"""Output and stream cmdlets: what a script writes to the pipeline, the host and the other streams.
+
+Write-Output/-Host/-Error/-Warning/-Verbose/-Debug/-Information/-Progress and Out-Null/-Host/-String.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +16,8 @@ from tests.lab.pwsh.stages import InvocationInfo
 from tests.lab.pwsh.values import as_list, enumerate_value, NO_INPUT, SWITCH_PRESENT, to_bool, to_str
 
 
-@cmdlet("Write-Output", "echo", "write")
+@cmdlet("Write-Output", "echo", "write", positional=("*",), params=("InputObject",), switches=("NoEnumerate",))
 class WriteOutput(Cmdlet):
-    params = ("InputObject",)
-    positional = ("*",)
-    switches = ("NoEnumerate",)
-
     def process(self, item: object) -> None:
         if item is not NO_INPUT:
             self.emit(item)
@@ -33,12 +32,9 @@ class WriteOutput(Cmdlet):
                     self.emit(x)
 
 
-@cmdlet("Write-Host")
+@cmdlet("Write-Host", positional=("*",), params=("Object", "Separator", "ForegroundColor", "BackgroundColor"),
+        switches=("NoNewline",))
 class WriteHost(Cmdlet):
-    params = ("Object", "Separator", "ForegroundColor", "BackgroundColor")
-    positional = ("*",)
-    switches = ("NoNewline",)
-
     def process(self, item: object) -> None:
         objs = [item] if item is not NO_INPUT else self.p.get("*", [self.p["Object"]] if "Object" in self.p else [])
         sep = to_str(self.p.get("Separator", " "))
@@ -47,13 +43,11 @@ class WriteHost(Cmdlet):
         self.rt.streams.host_write(text, newline=not self.p.get("NoNewline"))
 
 
-@cmdlet("Write-Error")
+@cmdlet("Write-Error", positional=("Message",),
+        params=("Category", "ErrorId", "TargetObject", "Exception", "ErrorRecord", "RecommendedAction",
+                "CategoryActivity", "CategoryReason", "CategoryTargetName", "CategoryTargetType"),
+        aliases={"msg": "Message"})
 class WriteError(Cmdlet):
-    params = ("Message", "Category", "ErrorId", "TargetObject", "Exception", "ErrorRecord", "RecommendedAction",
-              "CategoryActivity", "CategoryReason", "CategoryTargetName", "CategoryTargetType")
-    positional = ("Message",)
-    aliases = {"msg": "Message"}
-
     def process(self, item: object) -> None:
         rt = self.rt
         if isinstance(self.p.get("ErrorRecord"), ErrorRecord):
@@ -75,20 +69,14 @@ class WriteError(Cmdlet):
         rt.write_error(rec, self.ea)
 
 
-@cmdlet("Write-Warning")
+@cmdlet("Write-Warning", positional=("Message",))
 class WriteWarning(Cmdlet):
-    params = ("Message",)
-    positional = ("Message",)
-
     def process(self, item: object) -> None:
         self.rt.warn(to_str(self.input_or(item, "Message")), self.wa)
 
 
-@cmdlet("Write-Verbose")
+@cmdlet("Write-Verbose", positional=("Message",))
 class WriteVerbose(Cmdlet):
-    params = ("Message",)
-    positional = ("Message",)
-
     def process(self, item: object) -> None:
         pref = to_str(self.rt.get_var("VerbosePreference")).lower()
         if self.verbose or pref in ("continue", "inquire"):
@@ -100,11 +88,8 @@ def _optional_stream(rt: Interpreter, name: str) -> Callable[..., None] | None:
     return getattr(rt.streams, name, None)
 
 
-@cmdlet("Write-Debug")
+@cmdlet("Write-Debug", positional=("Message",))
 class WriteDebug(Cmdlet):
-    params = ("Message",)
-    positional = ("Message",)
-
     def __init__(self, rt: Interpreter, name: str, positional: list[object], named: dict[str, object]) -> None:
         # -Debug / -Debug:$false override $DebugPreference for this command only.
         switch = [v is SWITCH_PRESENT or to_bool(v) for k, v in named.items() if k.lower() in ("debug", "db")]
@@ -119,11 +104,8 @@ class WriteDebug(Cmdlet):
             write(to_str(self.input_or(item, "Message")))
 
 
-@cmdlet("Write-Information")
+@cmdlet("Write-Information", positional=("MessageData", "Tags"))
 class WriteInformation(Cmdlet):
-    params = ("MessageData", "Tags")
-    positional = ("MessageData", "Tags")
-
     def process(self, item: object) -> None:
         # Unlike debug and verbose, an information record reaches the stream whatever the preference
         # (SilentlyContinue only keeps the host from showing it); Ignore drops it.
@@ -135,12 +117,9 @@ class WriteInformation(Cmdlet):
             write(display_value(self.input_or(item, "MessageData")), tags)
 
 
-@cmdlet("Write-Progress")
+@cmdlet("Write-Progress", positional=("Activity", "Status"),
+        params=("PercentComplete", "Id", "CurrentOperation", "SecondsRemaining", "ParentId"), switches=("Completed",))
 class WriteProgress(Cmdlet):
-    params = ("Activity", "Status", "PercentComplete", "Id", "CurrentOperation", "SecondsRemaining", "ParentId")
-    positional = ("Activity", "Status")
-    switches = ("Completed",)
-
     def process(self, item: object) -> None:
         if to_str(self.rt.get_var("ProgressPreference")).lower() in ("silentlycontinue", "ignore"):
             return
@@ -156,27 +135,21 @@ class WriteProgress(Cmdlet):
               completed=bool(p.get("Completed")))
 
 
-@cmdlet("Out-Null")
+@cmdlet("Out-Null", params=("InputObject",))
 class OutNull(Cmdlet):
-    params = ("InputObject",)
+    pass
 
 
-@cmdlet("Out-Host", "Out-Default")
+@cmdlet("Out-Host", "Out-Default", params=("InputObject",), switches=("Paging",))
 class OutHost(Cmdlet):
-    params = ("InputObject",)
-    switches = ("Paging",)
-
     def process(self, item: object) -> None:
         if item is not NO_INPUT:
             for line in format_for_display([item]).split("\r\n"):
                 self.rt.streams.host_write(line)
 
 
-@cmdlet("Out-String")
+@cmdlet("Out-String", params=("InputObject", "Width"), switches=("Stream",))
 class OutString(Cmdlet):
-    params = ("InputObject", "Width")
-    switches = ("Stream",)
-
     def begin(self) -> None:
         self.items: list[object] = []
 

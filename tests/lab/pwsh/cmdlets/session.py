@@ -9,12 +9,8 @@ from tests.lab.pwsh.stages import CommandInfo, run_stage, ScriptCommand
 from tests.lab.pwsh.values import as_list, PSObject, ScriptBlock, to_str
 
 
-@cmdlet("Get-Command", "gcm")
+@cmdlet("Get-Command", "gcm", positional=("Name",), params=("CommandType", "Module"), switches=("All", "ListImported"))
 class GetCommand(Cmdlet):
-    params = ("Name", "CommandType", "Module")
-    positional = ("Name",)
-    switches = ("All", "ListImported")
-
     def process(self, item: object) -> None:
         rt = self.rt
         for name in as_list(self.input_or(item, "Name")):
@@ -35,11 +31,8 @@ class GetCommand(Cmdlet):
                            "System.Management.Automation.CommandNotFoundException", n)
 
 
-@cmdlet("Invoke-Expression", "iex")
+@cmdlet("Invoke-Expression", "iex", positional=("Command",))
 class InvokeExpression(Cmdlet):
-    params = ("Command",)
-    positional = ("Command",)
-
     def process(self, item: object) -> None:
         rt = self.rt
         text = to_str(self.input_or(item, "Command"))
@@ -52,12 +45,8 @@ class InvokeExpression(Cmdlet):
         run_stage(cmd, None)
 
 
-@cmdlet("Get-Variable", "gv")
+@cmdlet("Get-Variable", "gv", positional=("Name",), params=("Scope",), switches=("ValueOnly",))
 class GetVariable(Cmdlet):
-    params = ("Name", "Scope")
-    positional = ("Name",)
-    switches = ("ValueOnly",)
-
     def process(self, item: object) -> None:
         name = to_str(self.p.get("Name"))
         if not self.rt.has_var(name):
@@ -67,11 +56,8 @@ class GetVariable(Cmdlet):
         self.emit(v if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": v}))
 
 
-@cmdlet("Set-Variable", "sv")
+@cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope",))
 class SetVariable(Cmdlet):
-    params = ("Name", "Value", "Scope")
-    positional = ("Name", "Value")
-
     def process(self, item: object) -> None:
         scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
         self.rt.set_var(to_str(self.p.get("Name")), self.p.get("Value"), scope)
