@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 
-from tests.lab import _pwsh, _transfer
+from tests.lab import _transfer, pwsh
 from tests.lab.pwsh.streams import ErrorInfo, Streams
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,12 @@ class _TextStreams:
         self.had_error = False
 
     def output(self, value: object) -> None:
-        text = _pwsh.format_for_display([value])
+        text = pwsh.format_for_display([value])
         self._stdout((text + "\r\n").encode("utf-8", errors="surrogatepass"))
 
     def error(self, record: ErrorInfo) -> None:
         self.had_error = True
-        text = _pwsh.render_error_text(record)
+        text = pwsh.render_error_text(record)
         for line in text.split("\r\n"):
             self.clixml.append(f'<S S="Error">{clixml_escape(line + chr(13) + chr(10))}</S>')
 
@@ -205,10 +205,10 @@ class Engine:
         if working_directory:
             self.process_cwd = working_directory
 
-    def _host_context(self) -> _pwsh.HostContext:
+    def _host_context(self) -> pwsh.HostContext:
         """This host as one PowerShell run sees it: its programs include cmd.exe and powershell.exe on this engine."""
-        return _pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
-                                 native_commands={**_pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
+        return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
+                                 native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
                                  script_emulation=_transfer.native_script)
 
@@ -221,7 +221,7 @@ class Engine:
         for a switch: PSRP sends AddParameter(name) without argument as null), as is a string "-Name"
         followed by its value; anything else is positional (AddArgument).
         """
-        rt = _pwsh.Runtime(self._host_context(), streams)
+        rt = pwsh.Runtime(self._host_context(), streams)
         source = _peekable(_unroll(input))
         input_iter = source if source.has_any() else None
         out = self._sink(streams)
@@ -229,27 +229,27 @@ class Engine:
             try:
                 positional, named = split_arguments(arguments)
                 # PSRP carries AddParameter(name) with no argument as a null value: a switch that is present.
-                named = {k: _pwsh.SWITCH_PRESENT if v is None else v for k, v in named.items()}
+                named = {k: pwsh.SWITCH_PRESENT if v is None else v for k, v in named.items()}
                 if is_command:
                     rt.src = script
                     rt.scope = rt.global_scope
-                    node = _pwsh.Node("command", 0, name=script, args=[], redirs=[], invoke=None)
+                    node = pwsh.Node("command", 0, name=script, args=[], redirs=[], invoke=None)
                     node.end = len(script)
-                    stage = rt.resolve_command(script, positional, named, node)
+                    stage = pwsh.resolve_command(rt, script, positional, named, node)
                     stage.sink = out
                     stage.where = (0, len(script))
-                    _pwsh.run_stage(stage, input_iter)
+                    pwsh.run_stage(stage, input_iter)
                 else:
                     rt.run_script(script, positional, named, input_iter, out)
-            except _pwsh.ParseError as e:
-                raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
-        except _pwsh.ExitScript as e:
+            except pwsh.ParseError as e:
+                raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
+        except pwsh.ExitScript as e:
             streams.set_should_exit(e.code)
-        except _pwsh.PSError as e:
+        except pwsh.PSError as e:
             info = e.record.to_info()
             failed = getattr(streams, "terminating_error", None)
             (failed or streams.error)(info)
-        except (_pwsh.BreakSignal, _pwsh.ContinueSignal, _pwsh.ReturnSignal):
+        except (pwsh.BreakSignal, pwsh.ContinueSignal, pwsh.ReturnSignal):
             pass
         except RecursionError:
             streams.error(ErrorInfo("The script failed due to call depth overflow.", category="InvalidOperation",
@@ -259,7 +259,7 @@ class Engine:
     @staticmethod
     def _sink(streams: Streams) -> Callable[[object], None]:
         def out(v: object) -> None:
-            streams.output(_pwsh.display_value(v))
+            streams.output(pwsh.display_value(v))
         return out
 
     # ---- WinRS (cmd shell) -----------------------------------------------------------------------
@@ -304,10 +304,10 @@ class Engine:
                 break
             elif low in ("-file", "-f"):
                 path = argv[i + 1]
-                rt_fs = _pwsh.FileSystem(self.root)
+                rt_fs = pwsh.FileSystem(self.root)
                 try:
                     script = rt_fs.host_path(path, f"C:\\Users\\{self.user}").read_text(encoding="utf-8-sig")
-                except (OSError, _pwsh.PathOutsideRoot):
+                except (OSError, pwsh.PathOutsideRoot):
                     stderr((f"The argument '{path}' to the -File parameter does not exist. Provide the path to an "
                             f"existing '.ps1' file as an argument to the -File parameter.\r\n").encode())
                     return 4294770688 & 0xFFFFFFFF if False else -196608
@@ -334,21 +334,21 @@ class Engine:
 
     def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
                      state: dict[str, object], cwd: str) -> None:
-        rt = _pwsh.Runtime(self._host_context(), streams)
+        rt = pwsh.Runtime(self._host_context(), streams)
         rt.cwd = cwd
         source = _peekable(iter(lines))
         try:
             try:
                 # A script without a process block reads stdin only if it enumerates $input: waiting for
                 # stdin first would hang a WinRS command whose client never sends any (powershell.exe does not).
-                lazy = "process" not in _pwsh.parse(script).blocks
+                lazy = "process" not in pwsh.parse(script).blocks
                 rt.run_script(script, args, {}, source if lazy or source.has_any() else None,
                               lambda v: streams.output(v))
-            except _pwsh.ParseError as e:
-                raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
-        except _pwsh.ExitScript as e:
+            except pwsh.ParseError as e:
+                raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
+        except pwsh.ExitScript as e:
             streams.set_should_exit(e.code)
-        except _pwsh.PSError as e:
+        except pwsh.PSError as e:
             streams.error(e.record.to_info())
             state["failed"] = True
         state["last_failed"] = not rt.last_ok
@@ -391,8 +391,8 @@ def _native_line(args: list[str]) -> str:
     return " ".join(f'"{a}"' if (not a or any(c in a for c in " \t")) and not a.startswith('"') else a for a in args)
 
 
-def _run_child(host: _pwsh.HostContext, run: Callable[[Engine, Callable[[bytes], None], Callable[[bytes], None]], int],
-               encoding: str) -> _pwsh.NativeResult:
+def _run_child(host: pwsh.HostContext, run: Callable[[Engine, Callable[[bytes], None], Callable[[bytes], None]], int],
+               encoding: str) -> pwsh.NativeResult:
     """Runs cmd.exe/powershell.exe on the lab engine's own emulation, capturing both handles as lines."""
     engine = Engine(host.fs.root, host.computer_name, host.user)
     engine.env = host.env  # the child inherits the session's environment, and cmd's `set` changes it
@@ -405,7 +405,7 @@ def _run_child(host: _pwsh.HostContext, run: Callable[[Engine, Callable[[bytes],
     return rc, lines(out), lines(err)
 
 
-def _cmd_exe(host: _pwsh.HostContext, cwd: str, args: list[str]) -> _pwsh.NativeResult:
+def _cmd_exe(host: pwsh.HostContext, cwd: str, args: list[str]) -> pwsh.NativeResult:
     def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         shell = CmdShell(engine, [], out, err)
         shell.cwd = cwd
@@ -413,7 +413,7 @@ def _cmd_exe(host: _pwsh.HostContext, cwd: str, args: list[str]) -> _pwsh.Native
     return _run_child(host, run, "cp437")
 
 
-def _powershell_exe(host: _pwsh.HostContext, cwd: str, args: list[str]) -> _pwsh.NativeResult:
+def _powershell_exe(host: pwsh.HostContext, cwd: str, args: list[str]) -> pwsh.NativeResult:
     def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         return engine.run_powershell_exe(list(args), [], out, err, cwd=cwd)
     return _run_child(host, run, "utf-8")
@@ -515,8 +515,8 @@ class CmdShell:
                 dest = lambda b: None  # noqa: E731
             else:
                 try:
-                    hp = _pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
-                except _pwsh.PathOutsideRoot:
+                    hp = pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
+                except pwsh.PathOutsideRoot:
                     self.stderr(b"The system cannot find the path specified.\r\n")
                     return 1
                 if not hp.parent.is_dir():
@@ -557,8 +557,8 @@ class CmdShell:
         if low in ("type",):
             path = args.strip('"')
             try:
-                hp = _pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except _pwsh.PathOutsideRoot:
+                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+            except pwsh.PathOutsideRoot:
                 err(b"The system cannot find the path specified.\r\n")
                 return 1
             if not hp.is_file():
@@ -579,13 +579,13 @@ class CmdShell:
         if low in ("cd", "chdir"):
             path = args.strip('"').removeprefix("/d ").strip()
             try:
-                hp = _pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except _pwsh.PathOutsideRoot:
+                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+            except pwsh.PathOutsideRoot:
                 hp = None
             if hp is None or not hp.is_dir():
                 err(b"The system cannot find the path specified.\r\n")
                 return 1
-            self.cwd = _pwsh.FileSystem(self.engine.root).win_of(hp)
+            self.cwd = pwsh.FileSystem(self.engine.root).win_of(hp)
             return 0
         if low == "set":
             if not args:
@@ -648,12 +648,12 @@ class CmdShell:
 
     def dir(self, args: str, w: Callable[[str], None], err: Callable[[bytes], None]) -> int:
         import datetime as dt
-        fs = _pwsh.FileSystem(self.engine.root)
+        fs = pwsh.FileSystem(self.engine.root)
         bare = "/b" in args.lower().split()
         path = " ".join(a for a in args.split() if not a.startswith("/")).strip('"') or "."
         try:
             hp = fs.host_path(path, self.cwd)
-        except _pwsh.PathOutsideRoot:
+        except pwsh.PathOutsideRoot:
             err(b"The system cannot find the path specified.\r\n")
             return 1
         if not hp.exists():

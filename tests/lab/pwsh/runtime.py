@@ -1,4 +1,9 @@
-"""The lab engine's PowerShell interpreter, as it moves room by room into tests/lab/pwsh/ (see its __init__)."""
+"""The interpreter: runs a parsed script's statements, expressions and pipelines on one host.
+
+`Runtime` is the one implementation of `Interpreter` (tests/lab/pwsh/interpreter.py): it owns the
+scopes, the current location and position, variables and preferences, and evaluates the AST from
+tests/lab/pwsh/parser, calling on the other rooms for operators, members, commands and output.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +12,37 @@ from collections.abc import Callable, Iterable
 
 from tests.lab.pwsh import limits
 from tests.lab.pwsh.automatic import ExecutionContextObject, HostObject, ps_version_table
-from tests.lab.pwsh.cmdlets import lookup_cmdlet
-from tests.lab.pwsh.cmdlets.conversion import from_json
+from tests.lab.pwsh.commands import make_stage
 from tests.lab.pwsh.conversions import convert_value
-from tests.lab.pwsh.display import display_value, format_for_display, render_error_text
+from tests.lab.pwsh.display import format_for_display
 from tests.lab.pwsh.errors import (
-    BreakSignal, CMD_NOT_FOUND, ContinueSignal, ErrorRecord, ExitScript, parse_error_record, PSError, ReturnSignal,
-    runtime_error, StopUpstream, type_name_of,
+    BreakSignal, ContinueSignal, ErrorRecord, ExitScript, PSError, ReturnSignal, runtime_error,
+    StopUpstream, type_name_of,
 )
 from tests.lab.pwsh.files import PathInfo
-from tests.lab.pwsh.host import FileSystem, HostContext, NativeCommandFn, NativeResult, PathOutsideRoot
-from tests.lab.pwsh.limits import MAX_STRING_CHARS
+from tests.lab.pwsh.host import HostContext
 from tests.lab.pwsh.members import call_method, get_member, set_member
 from tests.lab.pwsh.operators import binary_op, compare, dotnet_regex, wildcard_regex
-from tests.lab.pwsh.parser import Node, parse, ParseError, position_message
+from tests.lab.pwsh.parser import Node, parse, position_message
 from tests.lab.pwsh.scopes import Scope
-from tests.lab.pwsh.stages import CommandInfo, is_switch_param, run_filter_block, run_stage, ScriptCommand, Stage
+from tests.lab.pwsh.stages import run_filter_block, run_stage, ScriptCommand, Stage
 from tests.lab.pwsh.statics import call_static, static_member
+from tests.lab.pwsh.streams import Streams
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, Hashtable, is_number, NO_INPUT, parse_number, PSEnumerator, PSObject,
-    Ref, ScriptBlock, SWITCH_PRESENT, SwitchValue, to_bool, to_str, TypeRef,
+    Ref, ScriptBlock, SwitchValue, to_bool, to_str, TypeRef,
 )
 
 
 class Runtime:
     """Runs parsed scripts against one Engine's file system, environment and streams."""
 
-    def __init__(self, host: "HostContext", streams: object) -> None:
+    def __init__(self, host: HostContext, streams: Streams) -> None:
         self.host = host
         self.streams = streams
         self.global_scope = Scope(None)
         self.script_scope = self.global_scope
+        self.scope = self.global_scope
         self.call_depth = 0
         self.src = ""
         self.cur: tuple[int, int] = (0, 0)
@@ -459,7 +464,7 @@ class Runtime:
             cmd_nodes = elements
         for cn in cmd_nodes:
             self.cur = (cn.pos, cn.end)
-            stages.append(self.make_stage(cn))
+            stages.append(make_stage(self, cn))
         self.cur = saved_cur
         for idx, st in enumerate(stages):
             nxt = stages[idx + 1].process_item if idx + 1 < len(stages) else sink
@@ -503,128 +508,6 @@ class Runtime:
                         fs.append_bytes(_p, text.encode("utf-16-le") if not fs.exists(_p, self.cwd) or True
                                         else b"", self.cwd)
         return out
-
-    def make_stage(self, cn: Node) -> "Stage":
-        if cn.k == "expr":
-            raise PSError(self.fill(ErrorRecord(
-                "Expressions are only allowed as the first element of a pipeline.", category="ParserError",
-                fq_error_id="ExpressionsMustBeFirstInPipeline",
-                exception_type="System.Management.Automation.ParseException")))
-        name_node = cn.name
-        positional: list[object] = []
-        named: dict[str, object] = {}
-        order: list[tuple[str | None, object]] = []
-        for a in cn.args:
-            if a.k == "param_arg":
-                if a.value is None:
-                    order.append((a.name, SWITCH_PRESENT))
-                else:
-                    order.append((a.name, self.eval(a.value)))
-            elif a.k == "splat":
-                sv = self.get_var(a.name)
-                if isinstance(sv, dict):
-                    for k2, v2 in sv.items():
-                        order.append((str(k2), v2 if not isinstance(v2, bool) or True else v2))
-                else:
-                    for v2 in as_list(sv):
-                        order.append((None, v2))
-            else:
-                order.append((None, self.eval(a)))
-        target: object = name_node
-        if not isinstance(name_node, str):
-            target = self.eval(name_node)
-            if isinstance(target, CommandInfo):
-                target = target.Name
-            elif not isinstance(target, ScriptBlock):
-                target = to_str(target)
-        if isinstance(target, str) and self._is_native(target):
-            # An executable gets its arguments in the order written; "-Name" is just text to it.
-            argv: list[object] = []
-            for name, value in order:
-                if name is None:
-                    argv.extend(as_list(value) if isinstance(value, (list, tuple)) else [value])
-                else:
-                    argv.append(f"-{name}" if value is SWITCH_PRESENT else f"-{name}:{to_str(value)}")
-            stage = NativeCommand(self, target.lower().removesuffix(".exe"), argv, {})
-            stage.where = (cn.pos, cn.end)
-            return stage
-        switch_names = self.switch_names(target)
-        # a parameter name takes the next argument as its value unless the command declares it a switch
-        pending: str | None = None
-        for name, value in order:
-            if name is not None:
-                if pending is not None:
-                    named[pending] = SWITCH_PRESENT
-                    pending = None
-                if value is SWITCH_PRESENT and not self.is_switch(name, switch_names):
-                    pending = name
-                else:
-                    named[name] = value
-            elif pending is not None:
-                named[pending] = value
-                pending = None
-            else:
-                positional.append(value)
-        if pending is not None:
-            named[pending] = SWITCH_PRESENT
-        where = (cn.pos, cn.end)
-        if isinstance(target, ScriptBlock):
-            stage: Stage = ScriptCommand(self, target, "", positional, named, new_scope=cn.invoke != ".")
-        else:
-            stage = self.resolve_command(str(target), positional, named, cn)
-        stage.where = where
-        return stage
-
-    def switch_names(self, target: object) -> set[str] | None:
-        """Names of the switch parameters of the command about to run (None: any name may be a switch)."""
-        sb = target if isinstance(target, ScriptBlock) else None
-        if isinstance(target, str):
-            fn = self.scope.find_func(target.lower())
-            if isinstance(fn, ScriptBlock):
-                sb = fn
-            else:
-                cls = lookup_cmdlet(target)
-                if cls is not None:
-                    return {x.lower() for x in cls.switches} | {"verbose", "debug", "whatif", "confirm", "vb"}
-                return None
-        if sb is None:
-            return None
-        params = sb.body.params or []
-        if not params:
-            return None
-        return {p.name.lower() for p in params if is_switch_param(p)} | {"verbose", "debug", "whatif", "confirm"}
-
-    @staticmethod
-    def is_switch(name: str, switches: set[str] | None) -> bool:
-        if switches is None:
-            return True
-        low = name.lower()
-        return low in switches or any(sw.startswith(low) for sw in switches) and len(low) >= 2 and \
-            sum(1 for sw in switches if sw.startswith(low)) == 1 and not False
-
-    def _is_native(self, name: str) -> bool:
-        low = name.lower()
-        return (self.host.native_command(low) is not None and not isinstance(self.scope.find_func(low), ScriptBlock)
-                and lookup_cmdlet(low) is None)
-
-    def resolve_command(self, name: str, positional: list[object], named: dict[str, object], cn: Node) -> "Stage":
-        low = name.lower()
-        fn = self.scope.find_func(low)
-        if isinstance(fn, ScriptBlock):
-            return ScriptCommand(self, fn, name, positional, named, new_scope=cn.invoke != ".")
-        cls = lookup_cmdlet(low)
-        if cls is not None:
-            return cls(self, name, positional, named)
-        native = self.host.native_command(low)
-        if native is not None:
-            return NativeCommand(self, low.removesuffix(".exe"), positional, named)
-        if ("\\" in name or "/" in name) and name.lower().endswith(".ps1"):
-            text = self.host.fs.read_text(name, self.cwd)
-            return ScriptCommand(self, ScriptBlock(parse(text), text, name), name, positional, named, True)
-        raise PSError(self.fill(ErrorRecord(
-            CMD_NOT_FOUND.format(name), category="ObjectNotFound", fq_error_id="CommandNotFoundException",
-            exception_type="System.Management.Automation.CommandNotFoundException", target=name,
-            reason="CommandNotFoundException")))
 
     # ---- expressions -----------------------------------------------------------------------------
     def eval(self, node: Node) -> object:
@@ -803,62 +686,5 @@ class Runtime:
 
     def binop(self, op: str, left: object, right: object) -> object:
         return binary_op(self, op, left, right)
-
-
-# =================================================================================================
-# Native commands run from PowerShell
-# =================================================================================================
-
-def _native_hostname(host: HostContext, cwd: str, args: list[str]) -> NativeResult:
-    """hostname.exe: the computer name; any argument is refused as Windows refuses it."""
-    if args:
-        return 1, [], ["sethostname: Use the Network Control Panel Applet to set hostname.",
-                       "hostname -s is not supported."]
-    return 0, [host.computer_name], []
-
-
-def _native_whoami(host: HostContext, cwd: str, args: list[str]) -> NativeResult:
-    """whoami.exe: computer\\user in lower case; /upn fails for a local account."""
-    if not args:
-        return 0, [f"{host.computer_name.lower()}\\{host.user.lower()}"], []
-    if [a.lower() for a in args] == ["/upn"]:
-        return 1, [], ["ERROR: Unable to get User Principal Name (UPN) as the current logged-on user", "is not a domain user."]
-    return 1, [], [f"ERROR: Invalid argument/option - '{args[0]}'.", 'Type "WHOAMI /?" for usage.']
-
-
-# The executables every lab host has whatever its Engine adds (the Engine adds cmd.exe and powershell.exe).
-BUILTIN_NATIVE_COMMANDS: dict[str, NativeCommandFn] = {"hostname": _native_hostname, "whoami": _native_whoami}
-
-
-class NativeCommand(Stage):
-    """An executable: output lines to the pipeline, stderr lines as NativeCommandError, sets $LASTEXITCODE."""
-
-    def __init__(self, rt: Runtime, name: str, positional: list[object], named: dict[str, object]) -> None:
-        self.rt = rt
-        self.name = name
-        args = [to_str(a) for a in positional]
-        for k, v in named.items():
-            args.append(f"-{k}" if v is SWITCH_PRESENT else f"-{k}:{to_str(v)}")
-        self.args = args
-
-    def process_item(self, item: object) -> None:
-        if item is not NO_INPUT:
-            return
-
-    def end(self) -> None:
-        rt = self.rt
-        run = rt.host.native_command(self.name)
-        assert run is not None  # resolve_command only makes a NativeCommand for a name the host has
-        rc, out, err = run(rt.host, rt.cwd, self.args)
-        for line in out:
-            self.sink(line)
-        for idx, line in enumerate(err):
-            rec = ErrorRecord(line, category="NotSpecified",
-                              fq_error_id="NativeCommandError" if idx == 0 else "NativeCommandErrorMessage",
-                              exception_type="System.Management.Automation.RemoteException", target=line,
-                              command_name=f"{self.name}.exe", reason="RemoteException")
-            rt.write_error(rec, "Continue" if to_str(rt.get_var("ErrorActionPreference")).lower() == "stop" else None)
-        rt.global_scope.vars["lastexitcode"] = rc
-        rt.last_ok = rc == 0
 
 
