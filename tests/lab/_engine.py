@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
 
 from tests.lab import _transfer, pwsh
-from tests.lab.pwsh.streams import ErrorInfo, Streams
+from tests.lab.pwsh import ErrorInfo, Streams
 
 log = logging.getLogger(__name__)
 

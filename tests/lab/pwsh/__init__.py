@@ -1,20 +1,27 @@
 """The lab host's PowerShell engine: a documented subset of Windows PowerShell 5.1 (docs/lab-engine.md).
 
-The package is laid out in rooms, each importing only the rooms below it:
+Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_imports.py):
 
-    limits       the bounds a script meets (read as limits.NAME so tests can lower them)
-    parser/      source text -> AST (scanner, statements, pipelines, expressions)
-    values       PowerShell values and to_str/to_bool      errors     ErrorRecord, PSError, signals
-    streams      Streams, ErrorInfo (what leaves a run)    scopes     variable and function scopes
-    host         HostContext: names, environment, C:\\, the native commands and script emulations it has
-    interpreter  the Interpreter protocol: what the rooms below may ask of the running interpreter
-    display      values as Out-String text                 dotnet_objects  Guid, Encoding, Exception...
-    conversions  casts, type names, -f formats             operators  comparison, arithmetic, regex
-    stages       pipeline stages, ScriptCommand's binding  files      FileInfo, FileStream, [IO.*] statics
-    automatic    $Host, $ExecutionContext, $PSVersionTable statics    [Type]::Member, New-Object
-    members      $obj.Member and $obj.Method()             cmdlets/   built-in cmdlets by noun
-    natives      native commands as stages                 commands   a command name -> its stage
-    runtime      Runtime, the interpreter itself
+    limits          the bounds a script meets (read as limits.NAME so tests can lower them)
+    parser/         source text -> AST: scanner, statements, pipelines, expressions
+    values          PowerShell values, to_str/to_bool
+    streams         Streams (where a run writes), ErrorInfo (an error as it leaves)
+    errors          ErrorRecord, PSError, the break/continue/return/exit signals
+    scopes, host    variable scopes; HostContext: names, environment, C:\\, native commands
+    interpreter     Interpreter: what the rooms below ask of the running interpreter `rt`
+    display         values as Out-String text
+    dotnet_objects  Guid, Encoding, StringBuilder, Type, Exception, SecureString
+    conversions     casts, type names, -f formats
+    operators       comparison, arithmetic and string operators
+    stages          pipeline stages, ScriptCommand and its parameter binding
+    files           FileInfo, FileStream, [IO.File]/[IO.Directory]/[IO.Path]
+    automatic       $Host, $ExecutionContext, $PSVersionTable
+    statics         [Type]::Member, [Type]::Method(), New-Object
+    members         $obj.Member, $obj.Method()
+    cmdlets/        built-in cmdlets by noun; base.py: Cmdlet and @cmdlet
+    natives         native commands as pipeline stages
+    commands        a command name -> the stage that runs it
+    runtime         Runtime, the interpreter
 
 What the rest of the lab uses is exported here; `Engine` (tests/lab/_engine.py) builds a HostContext
 and a Runtime per run.
