@@ -310,7 +310,7 @@ class Engine:
                 except (OSError, pwsh.PathOutsideRoot):
                     stderr((f"The argument '{path}' to the -File parameter does not exist. Provide the path to an "
                             f"existing '.ps1' file as an argument to the -File parameter.\r\n").encode())
-                    return 4294770688 & 0xFFFFFFFF if False else -196608
+                    return -196608  # 0xFFFD0000: powershell.exe's exit code when the -File script does not exist
                 args = list(argv[i + 2:])
                 break
             elif low.startswith("-"):

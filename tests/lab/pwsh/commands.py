@@ -37,7 +37,7 @@ def make_stage(rt: Interpreter, cn: Node) -> Stage:
             sv = rt.get_var(a.name)
             if isinstance(sv, dict):
                 for k2, v2 in sv.items():
-                    order.append((str(k2), v2 if not isinstance(v2, bool) or True else v2))
+                    order.append((str(k2), v2))
             else:
                 for v2 in as_list(sv):
                     order.append((None, v2))
@@ -114,7 +114,7 @@ def is_switch(name: str, switches: set[str] | None) -> bool:
         return True
     low = name.lower()
     return low in switches or any(sw.startswith(low) for sw in switches) and len(low) >= 2 and \
-        sum(1 for sw in switches if sw.startswith(low)) == 1 and not False
+        sum(1 for sw in switches if sw.startswith(low)) == 1
 
 
 def _is_native(rt: Interpreter, name: str) -> bool:

@@ -151,7 +151,7 @@ def convert_value(rt: Interpreter, v: object, type_name: str) -> object:
                 raise runtime_error(f'Cannot convert value "{to_str(v)}" to type "{canon}". Error: "Unable to match '
                                     f'the identifier name {p} to a valid enumerator name. Specify one of the following '
                                     f'enumerator names and try again:\n{", ".join(names)}"',
-                                    "InvalidCastFromStringToEnum" if False else "RuntimeException", "InvalidArgument")
+                                    "RuntimeException", "InvalidArgument")
         canon_names = [next(n for n in names if n.lower() == p.lower()) for p in parts]
         return EnumValue(canon, ", ".join(canon_names))
     if c in ("system.security.securestring",):

@@ -200,7 +200,7 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
                 raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
             return res
         if isinstance(left, (list, tuple)):
-            return list(left) + as_list(right) if not isinstance(right, (list, tuple)) or True else None
+            return list(left) + as_list(right)
         if isinstance(left, (bytes, bytearray)):
             return list(left) + as_list(right)
         if isinstance(left, Hashtable) and isinstance(right, dict):

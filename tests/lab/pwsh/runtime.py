@@ -454,9 +454,8 @@ class Runtime:
                     return  # a void .NET method writes nothing (AutomationNull), unlike $null
                 value = []
             if len(elements) == 1:
-                if first.expr.k == "paren" or first.expr.k in ("subexpr", "arrayexpr") or True:
-                    for item in enumerate_value(value) if not isinstance(value, PSEnumerator) else value:
-                        sink0(item)
+                for item in enumerate_value(value) if not isinstance(value, PSEnumerator) else value:
+                    sink0(item)
                 return
             source = value if isinstance(value, PSEnumerator) else enumerate_value(value)
             cmd_nodes = elements[1:]

@@ -109,7 +109,7 @@ class NewItem(Cmdlet):
                                "System.IO.DirectoryNotFoundException", full)
                     return
             value = self.p.get("Value")
-            hp.write_bytes(b"" if value is None else to_str(value).encode("utf-8") if True else b"")
+            hp.write_bytes(b"" if value is None else to_str(value).encode("utf-8"))
         else:
             raise self.terminate(f"The lab engine supports -ItemType File and Directory, not '{kind}'.",
                                  "LabUnsupportedItemType")

@@ -42,8 +42,6 @@ def position_message(src: str, start: int, end: int | None = None) -> str:
     stop = line_end if end is None else min(max(end, start + 1), line_end)
     width = max(1, stop - start)
     shown = line
-    if len(line) > 70 + col and False:
-        shown = line
     if len(shown) > 72:
         shown = shown[:69] + " ..."
         width = min(width, max(1, 72 - col))

@@ -150,7 +150,7 @@ class PipelineParser(Scanner):
         start = self.i
         while self.i < self.n:
             c = self.s[self.i]
-            if c in WORD_END or c == "$" and self.i > start and False:
+            if c in WORD_END:
                 break
             if c == ">" or (c == "<" and self.peek(1) != "#"):
                 break
