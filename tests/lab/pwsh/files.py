@@ -28,18 +28,21 @@ def resolve_path(rt: Interpreter, path: object) -> pathlib.Path:
     try:
         return rt.host.fs.host_path(to_str(path), rt.cwd)
     except PathOutsideRoot as e:
-        raise PSError(rt.fill(ErrorRecord(str(e), category="ObjectNotFound", fq_error_id="DriveNotFound",
-                                          exception_type="System.Management.Automation.DriveNotFoundException",
-                                          target=to_str(path)))) from None
+        raise _drive_not_found(rt, path, e) from None
 
 
 def win_full(rt: Interpreter, path: object) -> str:
+    """A Windows path made absolute against the current location, or a terminating error outside C:\\."""
     try:
         return rt.host.fs.full_win(to_str(path), rt.cwd)
     except PathOutsideRoot as e:
-        raise PSError(rt.fill(ErrorRecord(str(e), category="ObjectNotFound", fq_error_id="DriveNotFound",
-                                          exception_type="System.Management.Automation.DriveNotFoundException",
-                                          target=to_str(path)))) from None
+        raise _drive_not_found(rt, path, e) from None
+
+
+def _drive_not_found(rt: Interpreter, path: object, e: PathOutsideRoot) -> PSError:
+    return PSError(rt.fill(ErrorRecord(str(e), category="ObjectNotFound", fq_error_id="DriveNotFound",
+                                       exception_type="System.Management.Automation.DriveNotFoundException",
+                                       target=to_str(path))))
 
 
 def dotnet_io(rt: Interpreter, method: str, nargs: int, fn: Callable[[], object]) -> object:
