@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import pathlib
+import random
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
@@ -194,6 +195,8 @@ class Engine:
 
         # A WinRS process starts in the profile directory (or the shell's WorkingDirectory); PSRP in Documents.
         self.process_cwd = f"C:\\Users\\{user}"
+        # One Engine is one process (wsmprovhost.exe for a Runspace Pool): a new pool is a new process.
+        self.process_id = random.randint(1000, 65000) & ~3  # Windows process ids are multiples of 4
 
     def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
                         no_profile: bool = False) -> None:
@@ -213,15 +216,22 @@ class Engine:
                                  script_emulation=_transfer.native_script)
 
     # ---- PowerShell ------------------------------------------------------------------------------
+    def new_runspace(self) -> pwsh.Runspace:
+        """A runspace of this process, as a Runspace Pool opens one: it starts in the user's Documents."""
+        return pwsh.Runspace(f"C:\\Users\\{self.user}\\Documents", self.process_id)
+
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
-                       is_command: bool = False) -> None:
+                       is_command: bool = False, runspace: pwsh.Runspace | None = None,
+                       local_scope: bool = True) -> None:
         """Runs a PSRP pipeline: `script` (AddScript) or a command name (AddCommand) with `arguments`.
 
         An argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter; `True` or `None`
         for a switch: PSRP sends AddParameter(name) without argument as null), as is a string "-Name"
-        followed by its value; anything else is positional (AddArgument).
+        followed by its value; anything else is positional (AddArgument). `runspace` is the session state
+        the pipeline runs in (a fresh one when None); a script runs in the global scope unless `local_scope`
+        (AddScript's useLocalScope; PSRP's default is the global scope).
         """
-        rt = pwsh.Runtime(self._host_context(), streams)
+        rt = pwsh.Runtime(self._host_context(), streams, runspace)
         source = _peekable(_unroll(input))
         input_iter = source if source.has_any() else None
         out = self._sink(streams)
@@ -240,7 +250,7 @@ class Engine:
                     stage.where = (0, len(script))
                     pwsh.run_stage(stage, input_iter)
                 else:
-                    rt.run_script(script, positional, named, input_iter, out)
+                    rt.run_script(script, positional, named, input_iter, out, local_scope=local_scope)
             except pwsh.ParseError as e:
                 raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
         except pwsh.ExitScript as e:

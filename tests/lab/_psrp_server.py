@@ -8,6 +8,7 @@ pipeline's commands on the lab engine in a thread of its own, fed by a queue of 
 from __future__ import annotations
 
 import base64
+import datetime
 import logging
 import queue
 import struct
@@ -200,6 +201,16 @@ def _fragment_message_type(fragment: bytes) -> int | None:
     if len(fragment) < 21 + 8 or not fragment[16] & _START_FRAGMENT:
         return None
     return int(struct.unpack("<I", fragment[25:29])[0])
+
+
+def _history_line(commands: list[t.Any]) -> str:
+    """A pipeline's line in Get-History: its commands as written, statements joined by '; '."""
+    statements: list[list[str]] = [[]]
+    for cmd in commands:
+        statements[-1].append(cmd.command_text)
+        if cmd.end_of_statement:
+            statements.append([])
+    return "; ".join(" | ".join(s) for s in statements if s)
 
 
 def _message_pid(data: bytes) -> uuid.UUID | None:
@@ -458,6 +469,8 @@ class PSRPPool(Shell):
         self.pid_to_command: dict[uuid.UUID, str] = {}
         self.disconnected = False
         self.client_session: str | None = None  # wsmv:SessionId of the client the pool is connected to
+        self._runspaces: list[t.Any] = []  # every runspace this pool's process opened (engine Runspace objects)
+        self._idle: list[t.Any] = []  # the available ones, the last released on top
 
     # -- psrpcore plumbing (all under self.cond) -------------------------------------------------
     def flush(self) -> None:
@@ -488,8 +501,10 @@ class PSRPPool(Shell):
 
     def _on_event(self, event: t.Any) -> None:
         name = type(event).__name__
-        if name in ("SetMaxRunspacesEvent", "SetMinRunspacesEvent", "ResetRunspaceStateEvent"):
+        if name in ("SetMaxRunspacesEvent", "SetMinRunspacesEvent"):
             self.server.runspace_availability_response(_ci(event), True)
+        elif name == "ResetRunspaceStateEvent":
+            self.server.runspace_availability_response(_ci(event), self._reset_runspace_state())
         elif name == "GetAvailableRunspacesEvent":
             running = sum(1 for p in self.pipelines.values() if not p.finished)
             self.server.runspace_availability_response(_ci(event), max(0, self.server.max_runspaces - running))
@@ -746,9 +761,60 @@ class PSRPPool(Shell):
         # Windows sends no Running state: the client learns only the final PIPELINE_STATE.
         pipe.server._change_state(PSInvocationState.Running, emit=False)
         pipe.thread = threading.Thread(
-            target=self._run, args=(pipe, metadata.commands), name=f"psrp-{command_id[:8]}", daemon=True
+            target=self._run, args=(pipe, metadata), name=f"psrp-{command_id[:8]}", daemon=True
         )
         pipe.thread.start()
+
+    # -- runspaces (RunspacePoolInternal: a stack of available runspaces, opened up to MaxRunspaces) --------
+    def _acquire_runspace(self, pipe: _Pipeline, nested: bool) -> tuple[t.Any, bool]:
+        """The runspace a pipeline runs in, and whether this pipeline holds it (a nested one joins a busy one).
+
+        A pipeline waits while every runspace the pool may open is busy, as Windows queues it.
+        """
+        if not callable(getattr(self.engine, "new_runspace", None)):
+            return None, False
+        with self.cond:
+            if nested:
+                busy = [rs for rs in self._runspaces if rs.busy]
+                if busy:
+                    return busy[-1], False
+            while True:
+                if pipe.stopped or self.closed:
+                    raise PipelineStopped()
+                if self._idle:
+                    runspace = self._idle.pop()
+                    break
+                if len(self._runspaces) < max(1, int(self.server.max_runspaces or 1)):
+                    runspace = self.engine.new_runspace()
+                    self._runspaces.append(runspace)
+                    break
+                self.cond.wait()
+            runspace.busy = True
+            return runspace, True
+
+    def _release_runspace(self, runspace: t.Any) -> None:
+        with self.cond:
+            runspace.busy = False
+            self._idle.append(runspace)
+            self.cond.notify_all()
+
+    def _reset_runspace_state(self) -> bool:
+        """RESET_RUNSPACE_STATE (protocol 2.3): ServerRunspacePoolDriver.ResetRunspaceState answers false for a
+        pool of more than one runspace and when its runspace is busy (ConcurrentInvokeNotAllowed), else
+        resets it (LocalRunspace.ResetRunspaceState; what that resets: tests/lab/pwsh/runspace.py)."""
+        if int(self.server.max_runspaces or 1) > 1:
+            return False
+        if not callable(getattr(self.engine, "new_runspace", None)):
+            return True
+        if not self._runspaces:
+            runspace = self.engine.new_runspace()
+            self._runspaces.append(runspace)
+            self._idle.append(runspace)
+        runspace = self._runspaces[0]
+        if runspace.busy:
+            return False
+        runspace.reset()
+        return True
 
     def _command_metadata(self, event: t.Any) -> None:
         # The engine has no command table to describe: answer as a host with no matching command.
@@ -758,41 +824,37 @@ class PSRPPool(Shell):
         pipe.server.complete()
         pipe.finished = True
 
-    def _run(self, pipe: _Pipeline, commands: list[t.Any]) -> None:
+    def _run(self, pipe: _Pipeline, metadata: t.Any) -> None:
+        commands: list[t.Any] = metadata.commands
         failure: ErrorRecord | None = None
+        started = datetime.datetime.now()
         try:
-            statements: list[list[t.Any]] = [[]]
-            for cmd in commands:
-                statements[-1].append(cmd)
-                if cmd.end_of_statement:
-                    statements.append([])
-            first = True
-            for statement in (s for s in statements if s):
-                feed: t.Iterable[object] = pipe.input_iter() if first else iter(())
-                first = False
-                for index, cmd in enumerate(statement):
-                    last = index == len(statement) - 1
-                    captured: list[object] | None = None if last else []
-                    streams = _Streams(self, pipe, captured, merged_streams(cmd))
-                    # Named parameters as (name, value) tuples: a positional "-Name" string stays positional.
-                    arguments: list[object] = [
-                        (name, _from_ps(value)) if name else _from_ps(value) for name, value in cmd.parameters
-                    ]
-                    self.engine.run_powershell(
-                        cmd.command_text, arguments, feed, streams, is_command=not cmd.is_script
-                    )
-                    feed = iter(captured or [])
+            runspace, holds = self._acquire_runspace(pipe, bool(metadata.is_nested))
+        except PipelineStopped:
+            return
+        status = "Stopped"
+        try:
+            self._run_statements(pipe, commands, runspace)
+            status = "Completed"
         except PipelineStopped:
             return
         except PipelineFailed as e:
             failure = e.record
+            status = "Failed"
         except Exception as e:  # a terminating error: the pipeline fails as PowerShell's would
             log.debug("pipeline %s failed: %s", pipe.command_id, e)
+            status = "Failed"
             failure = ErrorRecord(
                 Exception=NETException(Message=str(e)),
                 CategoryInfo=ErrorCategoryInfo(Category=ErrorCategory.NotSpecified, Reason=type(e).__name__),
                 FullyQualifiedErrorId=getattr(e, "fq_error_id", None) or type(e).__name__,
             )
+        finally:
+            if runspace is not None:
+                if metadata.add_to_history:
+                    runspace.add_history(_history_line(commands), status, started, datetime.datetime.now())
+                if holds:
+                    self._release_runspace(runspace)
         with self.cond:
             if pipe.stopped or pipe.finished or self.closed:
                 return
@@ -802,6 +864,36 @@ class PSRPPool(Shell):
                 pipe.server._change_state(PSInvocationState.Failed, error=failure)
             pipe.finished = True
             self.flush()
+
+    def _run_statements(self, pipe: _Pipeline, commands: list[t.Any], runspace: t.Any) -> None:
+        """Runs the pipeline's statements on the engine, each command's output feeding the next of its statement."""
+        statements: list[list[t.Any]] = [[]]
+        for cmd in commands:
+            statements[-1].append(cmd)
+            if cmd.end_of_statement:
+                statements.append([])
+        first = True
+        for statement in (s for s in statements if s):
+            feed: t.Iterable[object] = pipe.input_iter() if first else iter(())
+            first = False
+            for index, cmd in enumerate(statement):
+                last = index == len(statement) - 1
+                captured: list[object] | None = None if last else []
+                streams = _Streams(self, pipe, captured, merged_streams(cmd))
+                # Named parameters as (name, value) tuples: a positional "-Name" string stays positional.
+                arguments: list[object] = [
+                    (name, _from_ps(value)) if name else _from_ps(value) for name, value in cmd.parameters
+                ]
+                if runspace is None:  # an engine without runspaces (the service tests' stand-in)
+                    self.engine.run_powershell(
+                        cmd.command_text, arguments, feed, streams, is_command=not cmd.is_script
+                    )
+                else:
+                    self.engine.run_powershell(
+                        cmd.command_text, arguments, feed, streams, is_command=not cmd.is_script,
+                        runspace=runspace, local_scope=bool(cmd.use_local_scope),
+                    )
+                feed = iter(captured or [])
 
     @property
     def state(self) -> RunspacePoolState:

@@ -28,6 +28,8 @@ class FileSystem:
 
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root.resolve()
+        # PS drives the running session defined (New-PSDrive): drive name -> its root as a C:\\ path.
+        self.drive_root: Callable[[str], str | None] = lambda name: None
 
     def full_win(self, path: str, cwd: str) -> str:
         p = path.strip()
@@ -35,10 +37,13 @@ class FileSystem:
             if p.lower().startswith(prefix):
                 p = p[len(prefix):]
         p = p.replace("/", "\\")
+        named = re.match(r"^([A-Za-z][A-Za-z0-9_]+|[A-Za-z]):(.*)$", p)
+        if named and named.group(1).lower() != "c":
+            root = self.drive_root(named.group(1).lower())
+            if root is None:
+                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{named.group(1)}' does not exist.")
+            p = root.rstrip("\\") + "\\" + named.group(2).lstrip("\\")
         if re.match(r"^[A-Za-z]:", p):
-            drive = p[0].upper()
-            if drive != "C":
-                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{drive}' does not exist.")
             rest = p[2:]
             if not rest.startswith("\\"):
                 rest = cwd[2:] + "\\" + rest
@@ -81,6 +86,15 @@ class FileSystem:
         if resolved != self.root and self.root not in resolved.parents:
             raise PathOutsideRoot(f"The path '{path}' is outside the lab host's file system.")
         return cur
+
+    def read_text(self, path: str, cwd: str) -> str:
+        """A script file as Windows PowerShell 5.1 reads one: UTF-8 (or UTF-16) by its BOM, else the ANSI code page."""
+        data = self.host_path(path, cwd).read_bytes()
+        if data.startswith(b"\xef\xbb\xbf"):
+            return data[3:].decode("utf-8")
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16")
+        return data.decode("cp1252", errors="replace")
 
     def win_of(self, host: pathlib.Path) -> str:
         rel = host.relative_to(self.root)
