@@ -158,15 +158,6 @@ def split_arguments(arguments: list[object]) -> tuple[list[object], dict[str, ob
     return positional, named
 
 
-def _unroll(items: Iterable[object]) -> Iterator[object]:
-    """PSRP pipeline input: an array sent as one input object is enumerated, as PowerShell does."""
-    for item in items:
-        if isinstance(item, (list, tuple)):
-            yield from item
-        else:
-            yield item
-
-
 class Engine:
     """One simulated Windows host's command engine."""
 
@@ -232,7 +223,9 @@ class Engine:
         (AddScript's useLocalScope; PSRP's default is the global scope).
         """
         rt = pwsh.Runtime(self._host_context(), streams, runspace)
-        source = _peekable(_unroll(input))
+        # Each PIPELINE_INPUT is one input object, an array too: PowerShell does not enumerate input objects
+        # (recorded in test_psrp_run_protocol_version_2.2: ["3", 3] comes back whole from `$input`).
+        source = _peekable(iter(input))
         input_iter = source if source.has_any() else None
         out = self._sink(streams)
         try:
