@@ -168,7 +168,8 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
         raise runtime_error("You cannot call a method on a null-valued expression.", "InvokeMethodOnNull",
                             "InvalidOperation")
     if low == "gettype":
-        return TypeObject(type_name_of(obj))
+        internals = getattr(obj, "ps_internals", None)
+        return TypeObject(type_name_of(obj), internals() if callable(internals) else None)
     if low == "tostring" and not args and not hasattr(obj, "ps_call"):
         return to_str(obj)
     if low == "equals" and len(args) == 1:
