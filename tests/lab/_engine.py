@@ -12,7 +12,7 @@ import pathlib
 import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from tests.lab import _transfer, pwsh
 from tests.lab.pwsh import ErrorInfo, Streams
@@ -158,6 +158,11 @@ def split_arguments(arguments: list[object]) -> tuple[list[object], dict[str, ob
     return positional, named
 
 
+# The commands a RestrictedRemoteServer (JEA) session keeps (New-PSSessionConfigurationFile -SessionType).
+RESTRICTED_REMOTE_SERVER_COMMANDS = ("Exit-PSSession", "Get-Command", "Get-FormatData", "Get-Help", "Measure-Object",
+                                     "Out-Default", "Select-Object")
+
+
 class Engine:
     """One simulated Windows host's command engine."""
 
@@ -188,6 +193,10 @@ class Engine:
         self.process_cwd = f"C:\\Users\\{user}"
         # One Engine is one process (wsmprovhost.exe for a Runspace Pool): a new pool is a new process.
         self.process_id = random.randint(1000, 65000) & ~3  # Windows process ids are multiples of 4
+        self.language_mode = "FullLanguage"
+        self.visible_commands: set[str] | None = None
+        self.visible_providers: set[str] | None = None
+        self.wsman_settings: Callable[[], Mapping[str, str]] | None = None
 
     def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
                         no_profile: bool = False) -> None:
@@ -199,12 +208,34 @@ class Engine:
         if working_directory:
             self.process_cwd = working_directory
 
+    def configure_host(self, *, language_mode: str = "FullLanguage",
+                       wsman_settings: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """What the host gives every process: its language mode (ConstrainedLanguage under a lockdown policy) and
+        the WinRM settings its WSMan: drive shows."""
+        self.language_mode = language_mode
+        self.wsman_settings = wsman_settings
+
+    def configure_session(self, *, language_mode: str | None = None, restricted: bool = False,
+                          visible_cmdlets: Iterable[str] | None = None,
+                          visible_providers: Iterable[str] | None = None) -> None:
+        """A session configuration's restrictions for this Runspace Pool's process (a JEA endpoint's)."""
+        if language_mode:
+            self.language_mode = language_mode
+        if restricted or visible_cmdlets is not None:
+            # RestrictedRemoteServer keeps only these proxy commands (New-PSSessionConfigurationFile), then the role's
+            base = RESTRICTED_REMOTE_SERVER_COMMANDS if restricted else ()
+            self.visible_commands = {c.lower() for c in (*base, *(visible_cmdlets or ()))}
+        if visible_providers is not None:
+            self.visible_providers = {p.lower() for p in visible_providers}
+
     def _host_context(self) -> pwsh.HostContext:
         """This host as one PowerShell run sees it: its programs include cmd.exe and powershell.exe on this engine."""
         return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
                                  native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
-                                 script_emulation=_transfer.native_script)
+                                 script_emulation=_transfer.native_script, language_mode=self.language_mode,
+                                 visible_commands=self.visible_commands, visible_providers=self.visible_providers,
+                                 wsman_settings=self.wsman_settings)
 
     # ---- PowerShell ------------------------------------------------------------------------------
     def new_runspace(self) -> pwsh.Runspace:
@@ -222,7 +253,17 @@ class Engine:
         the pipeline runs in (a fresh one when None); a script runs in the global scope unless `local_scope`
         (AddScript's useLocalScope; PSRP's default is the global scope).
         """
-        rt = pwsh.Runtime(self._host_context(), streams, runspace)
+        host = self._host_context()
+        if not is_command and host.language_mode == "NoLanguage":
+            # Command.CreateCommandProcessor refuses a script in a no-language runspace (recorded from a JEA
+            # endpoint: test_psrp_with_jea_configuration)
+            failed = getattr(streams, "terminating_error", None)
+            (failed or streams.error)(ErrorInfo(
+                "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode.",
+                category="ParserError", fq_error_id="ScriptsNotAllowed", target=script,
+                exception_type="System.Management.Automation.ParseException"))
+            return
+        rt = pwsh.Runtime(host, streams, runspace)
         # Each PIPELINE_INPUT is one input object, an array too: PowerShell does not enumerate input objects
         # (recorded in test_psrp_run_protocol_version_2.2: ["3", 3] comes back whole from `$input`).
         source = _peekable(iter(input))

@@ -56,6 +56,31 @@ def default_engine_factory(config: HostConfig, user: str) -> t.Any:
     return Engine(config.root, config.name, user)
 
 
+def wsman_settings(config: HostConfig) -> dict[str, str]:
+    """The host's WinRM settings as its WSMan: drive shows them (WSMan:\\localhost\\<path>), the values of Get-Item."""
+    c = config
+    return {
+        "MaxEnvelopeSizekb": str(c.max_envelope_size // 1024),
+        "MaxTimeoutms": str(c.max_timeout_ms),
+        "MaxBatchItems": "32000",
+        "Service\\AllowUnencrypted": str(c.allow_unencrypted).lower(),
+        "Service\\MaxConcurrentOperationsPerUser": str(c.max_concurrent_operations_per_user),
+        "Service\\MaxConnections": "300",
+        "Service\\Auth\\Basic": str("basic" in c.auth).lower(),
+        "Service\\Auth\\Kerberos": str("kerberos" in c.auth).lower(),
+        "Service\\Auth\\Negotiate": str("negotiate" in c.auth).lower(),
+        "Service\\Auth\\Certificate": str("certificate" in c.auth).lower(),
+        "Service\\Auth\\CredSSP": str("credssp" in c.auth).lower(),
+        "Service\\Auth\\CbtHardeningLevel": "Relaxed",
+        "Shell\\AllowRemoteShellAccess": "true",
+        "Shell\\IdleTimeout": str(int(c.idle_timeout_s * 1000)),
+        "Shell\\MaxConcurrentUsers": "2147483647",
+        "Shell\\MaxProcessesPerShell": "2147483647",
+        "Shell\\MaxMemoryPerShellMB": str(c.max_memory_per_shell_mb),
+        "Shell\\MaxShellsPerUser": str(c.max_shells_per_user),
+    }
+
+
 class WSManService:
     """WS-Management over SOAP for one simulated host: WinRS cmd shells and PSRP Runspace Pools."""
 
@@ -270,6 +295,7 @@ class WSManService:
             self._shells[shell_id] = placeholder = Shell(**common)
         try:
             engine = self.engine_factory(self.config, user)
+            self._configure_engine(engine, configuration)
             if configuration is None:
                 shell: Shell = WinRSShell(
                     **common,
@@ -313,6 +339,24 @@ class WSManService:
             ),
         )
         return created + shell.shell_xml(shell.create_response_extra())
+
+    def _configure_engine(self, engine: t.Any, configuration: str | None) -> None:
+        """What the shell's process is given by its host: the language mode, the WinRM settings its WSMan: drive
+        shows, and for a Runspace Pool its session configuration's restrictions (engines without the hooks,
+        like the service tests' stand-in, take none)."""
+        configure_host = getattr(engine, "configure_host", None)
+        if callable(configure_host):
+            configure_host(language_mode=self.config.language_mode, wsman_settings=lambda: wsman_settings(self.config))
+        session = self.config.session_configurations.get((configuration or "").lower())
+        configure_session = getattr(engine, "configure_session", None)
+        if session is not None and callable(configure_session):
+            configure_session(
+                language_mode=session.language_mode
+                or ("NoLanguage" if session.session_type == "RestrictedRemoteServer" else None),
+                restricted=session.session_type == "RestrictedRemoteServer",
+                visible_cmdlets=session.visible_cmdlets,
+                visible_providers=session.visible_providers,
+            )
 
     def _get(self, user: str, req: _soap.Request) -> str:
         if req.resource_uri.rstrip("/") == _soap.CONFIG_RESOURCE_URI:

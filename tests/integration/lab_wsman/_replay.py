@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 
 import yaml
 
+from tests.lab._config import SessionConfiguration
 from tests.lab._soap import NS
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[3]
@@ -139,6 +140,14 @@ RECORDED_SETUP: dict[str, str] = {
         "New-Item -ItemType Directory -Path C:\\temp -Force | Out-Null\n"
         'Set-Content -Path C:\\temp\\file.txt -Value ("abc`r`n" * 5)'
     ),
+}
+
+
+# Session configurations the recording hosts had registered, as the recording project defines them:
+# pypsrp's build_helpers/JEARoleSettings.pssc (SessionType RestrictedRemoteServer, role JEARole) and
+# JEARole.psrc (VisibleCmdlets Get-Item, VisibleProviders WSMan).
+RECORDED_CONFIGURATIONS: dict[str, SessionConfiguration] = {
+    "jearole": SessionConfiguration("RestrictedRemoteServer", visible_cmdlets=("Get-Item",), visible_providers=("WSMan",)),
 }
 
 

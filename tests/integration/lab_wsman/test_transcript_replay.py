@@ -24,7 +24,7 @@ from tests.lab._faults import Faults
 from tests.lab._wsman import WSManService
 
 # Matches reached with the lab engine (docs/lab-wsman.md lists the rest); raise it as the lab grows.
-MATCH_FLOOR = 37
+MATCH_FLOOR = 44
 REPLAY_WORKERS = 4
 OUTPUT = pathlib.Path(__file__).resolve().parents[2] / "output" / "wsman_transcript_replay.json"
 
@@ -99,6 +99,7 @@ def _replay_one(path: pathlib.Path, root: pathlib.Path, factory) -> _replay.Resu
         users={user: "vagrant"},
         root=root,
         extra_configurations=tuple(sorted(_replay.configurations(messages))) or ("Lab.Restricted",),
+        session_configurations=dict(_replay.RECORDED_CONFIGURATIONS),
     )
     setup = _replay.RECORDED_SETUP.get(path.stem)
     if setup:

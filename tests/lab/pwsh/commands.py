@@ -51,7 +51,8 @@ def make_stage(rt: Interpreter, cn: Node) -> Stage:
             target = target.Name
         elif not isinstance(target, ScriptBlock):
             target = to_str(target)
-    if isinstance(target, str) and _is_native(rt, dealias(rt, target)):
+    if isinstance(target, str) and _is_native(rt, dealias(rt, target)) and rt.host.command_visible(
+            dealias(rt, target).lower().removesuffix(".exe")):
         target = dealias(rt, target)
         # An executable gets its arguments in the order written; "-Name" is just text to it.
         argv: list[object] = []
@@ -147,6 +148,8 @@ def resolve_command(rt: Interpreter, name: str, positional: list[object], named:
     """A command name as PowerShell resolves it: alias, function, cmdlet, native command, then a .ps1 path."""
     name = dealias(rt, name)
     low = name.lower()
+    if not rt.host.command_visible(low):
+        raise _not_found(rt, name)  # a JEA endpoint shows only its role's commands
     fn = find_function(rt, low)
     if isinstance(fn, ScriptBlock):
         return ScriptCommand(rt, fn, name, positional, named, new_scope=cn.invoke != ".")
@@ -164,7 +167,11 @@ def resolve_command(rt: Interpreter, name: str, positional: list[object], named:
         if text is not None:
             return ScriptCommand(rt, ScriptBlock(parse(text), text, name), name, positional, named,
                                  new_scope=cn.invoke != ".", is_script=True)
-    raise PSError(rt.fill(ErrorRecord(
+    raise _not_found(rt, name)
+
+
+def _not_found(rt: Interpreter, name: str) -> PSError:
+    return PSError(rt.fill(ErrorRecord(
         CMD_NOT_FOUND.format(name), category="ObjectNotFound", fq_error_id="CommandNotFoundException",
         exception_type="System.Management.Automation.CommandNotFoundException", target=name,
         reason="CommandNotFoundException")))

@@ -118,7 +118,10 @@ class HostContext:
 
     def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
                  native_commands: Mapping[str, NativeCommandFn] | None = None,
-                 script_emulation: Callable[[ScriptBlock], ScriptEmulation | None] | None = None) -> None:
+                 script_emulation: Callable[[ScriptBlock], ScriptEmulation | None] | None = None,
+                 language_mode: str = "FullLanguage", visible_commands: set[str] | None = None,
+                 visible_providers: set[str] | None = None,
+                 wsman_settings: Callable[[], Mapping[str, str]] | None = None) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
@@ -126,6 +129,22 @@ class HostContext:
         self.profile_dir = f"C:\\Users\\{user}"
         self.native_commands: dict[str, NativeCommandFn] = dict(native_commands or {})  # lower-case, no ".exe"
         self._script_emulation = script_emulation
+        # about_Language_Modes: FullLanguage, ConstrainedLanguage (a WDAC/AppLocker lockdown), NoLanguage (JEA)
+        self.language_mode = language_mode
+        # a JEA endpoint's visible commands and providers, lower-case (None: everything the host has)
+        self.visible_commands = visible_commands
+        self.visible_providers = visible_providers
+        self._wsman_settings = wsman_settings
+
+    def provider_visible(self, name: str) -> bool:
+        return self.visible_providers is None or name.lower() in self.visible_providers
+
+    def command_visible(self, name: str) -> bool:
+        return self.visible_commands is None or name.lower() in self.visible_commands
+
+    def wsman_settings(self) -> Mapping[str, str]:
+        """The WinRM settings the WSMan: drive shows, by path under WSMan:\\localhost (case-insensitive)."""
+        return self._wsman_settings() if self._wsman_settings is not None else {}
 
     def native_command(self, name: str) -> NativeCommandFn | None:
         """The executable `name` (with or without .exe, any case) runs, or None when the host has none."""
