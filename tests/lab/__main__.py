@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "MaxConcurrentOperationsPerUser, MaxMemoryPerShellMB, IdleTimeout, MaxTimeoutms, "
                          "MaximumReceivedDataSizePerCommandMB, MaximumReceivedObjectSizeMB); VALUE 'off' lifts it; "
                          "CONFIGURATION: sets a session configuration's own value (repeatable)")
+    up.add_argument("--language-mode", choices=("FullLanguage", "ConstrainedLanguage"), default="FullLanguage",
+                    help="the language mode of every PowerShell on the hosts (ConstrainedLanguage: a WDAC/AppLocker "
+                         "lockdown; default FullLanguage)")
     up.add_argument("--no-limits", action="store_true",
                     help="lift every Windows quota (default: Windows' defaults, docs/lab-wsman.md)")
     up.add_argument("--workdir", type=pathlib.Path, default=None,
@@ -98,7 +101,7 @@ def _up(args: argparse.Namespace) -> int:
                              tinyproxy=args.tinyproxy, mitm=args.mitm, kdc=args.kdc, rtt_ms=args.rtt_ms,
                              relays=args.relays,
                              host_auth=args.host_auth, allow_unencrypted=args.allow_unencrypted,
-                             no_limits=args.no_limits, limits=tuple(args.limits),
+                             no_limits=args.no_limits, limits=tuple(args.limits), language_mode=args.language_mode,
                              workdir=args.workdir, keep_workdir=args.keep_workdir)
     except LabError as e:
         log.error("the lab did not start: %s", e)

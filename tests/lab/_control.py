@@ -12,6 +12,7 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /hosts/<host>/faults/clear    every switch off
     GET  /hosts/<host>/limits          {"limits": {name: value|null}, "configurations": {name: {...}}}
     POST /hosts/<host>/limits          body {Windows quota name: value|null, "configuration": optional}
+    POST /hosts/<host>/language_mode   body {"language_mode": "FullLanguage"|"ConstrainedLanguage"}
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
@@ -148,6 +149,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 values = dict(body)
                 configuration = values.pop("configuration", None)
                 return lab.set_limits(host, configuration, **values)
+            case "POST", ["hosts", host, "language_mode"]:
+                return {"language_mode": lab.set_language_mode(host, str(body["language_mode"]))}
             case "POST", ["hosts", host, "expire_shells"]:
                 return {"expired": lab.expire_shells(host)}
             case "POST", ["hosts", host, "drop_connections"]:
@@ -262,6 +265,10 @@ class LabClient:
         if configuration is not None:
             body["configuration"] = configuration
         return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/limits", body))
+
+    def set_language_mode(self, host: str, language_mode: str) -> str:
+        return str(self._call("POST", f"/hosts/{self._q(host)}/language_mode",
+                              {"language_mode": language_mode})["language_mode"])
 
     def expire_shells(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/expire_shells")["expired"])

@@ -60,6 +60,8 @@ class LabOptions:
     # all, then each (configuration or None, Windows name, value or None for off) applies in order.
     no_limits: bool = False
     limits: tuple[tuple[str | None, str, float | None], ...] = ()
+    # the language mode of every PowerShell on every host: ConstrainedLanguage is a WDAC/AppLocker lockdown
+    language_mode: str = "FullLanguage"
     control: bool = True               # serve the control API on 127.0.0.1
     workdir: pathlib.Path | None = None     # None: a fresh private temp dir, removed by stop()
     keep_workdir: bool = False
@@ -79,6 +81,8 @@ class LabOptions:
             self.kdc = True  # Negotiate proxy auth needs the realm
         from tests.lab import _limits
 
+        if self.language_mode not in ("FullLanguage", "ConstrainedLanguage"):
+            raise LabError(f"language_mode must be FullLanguage or ConstrainedLanguage, not {self.language_mode!r}")
         for configuration, name, _value in self.limits:
             try:
                 q = _limits.quota(name)
@@ -263,6 +267,7 @@ class Lab:
                                 allow_unencrypted=self.options.allow_unencrypted)
             if self.options.host_auth is not None:
                 config.auth = tuple(self.options.host_auth)
+            config.language_mode = self.options.language_mode
             if self.options.no_limits:
                 _limits.lift_all(config)
             for configuration, limit, value in self.options.limits:
@@ -435,6 +440,7 @@ class Lab:
         }
         quotas = _limits.limits(entry.config)
         desc["limits"] = quotas["limits"]
+        desc["language_mode"] = entry.config.language_mode
         desc["configuration_limits"] = quotas["configurations"]
         if entry.config.realm:
             desc["realm"] = entry.config.realm
@@ -523,6 +529,14 @@ class Lab:
         entry = self._host(host)
         _limits.set_limits(entry.config, configuration, **values)
         return _limits.limits(entry.config)
+
+    def set_language_mode(self, host: str, language_mode: str) -> str:
+        """The language mode of the host's PowerShell from the next shell on (FullLanguage or ConstrainedLanguage,
+        what a WDAC/AppLocker lockdown policy imposes); returns it."""
+        if language_mode not in ("FullLanguage", "ConstrainedLanguage"):
+            raise ValueError(f"language_mode must be FullLanguage or ConstrainedLanguage, not {language_mode!r}")
+        self._host(host).config.language_mode = language_mode
+        return language_mode
 
     def expire_shells(self, host: str) -> int:
         """Expire every shell of the host now, as its idle timeout would; return how many."""

@@ -13,6 +13,7 @@ Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_i
     display         values as Out-String text
     dotnet_objects  Guid, Encoding, StringBuilder, Type, Exception, SecureString
     conversions     casts, type names, -f formats
+    language        Constrained Language Mode: core types and what CLM refuses
     operators       comparison, arithmetic and string operators
     stages          pipeline stages, ScriptCommand and its parameter binding
     files           FileInfo, FileStream, [IO.File]/[IO.Directory]/[IO.Path]

@@ -159,7 +159,7 @@ class SessionStateObject:
 
     def __init__(self, rt: Interpreter) -> None:
         self.rt = rt
-        self.LanguageMode = "FullLanguage"
+        self.LanguageMode = rt.host.language_mode
         self.Path = PathIntrinsics(rt)
 
 

@@ -21,6 +21,7 @@ from tests.lab.pwsh.errors import (
 )
 from tests.lab.pwsh.files import PathInfo
 from tests.lab.pwsh.host import HostContext
+from tests.lab.pwsh.language import check_conversion
 from tests.lab.pwsh.members import call_method, get_member, set_member
 from tests.lab.pwsh.operators import binary_op, compare, dotnet_regex, wildcard_regex
 from tests.lab.pwsh.parser import Node, parse, position_message
@@ -595,6 +596,7 @@ class Runtime:
                 return self.eval(node.operand)
             if node.type.lower() == "ref":
                 return Ref(self.eval(node.operand))
+            check_conversion(self, node.type)
             return self.convert(self.eval(node.operand), node.type)
         if k == "range":
             a, b = self.to_int(self.eval(node.left)), self.to_int(self.eval(node.right))
