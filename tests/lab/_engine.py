@@ -158,6 +158,9 @@ def split_arguments(arguments: list[object]) -> tuple[list[object], dict[str, ob
     return positional, named
 
 
+# A new Runspace Pool's process (wsmprovhost.exe with Windows PowerShell loaded) before it holds anything.
+PROCESS_BASELINE = 50 << 20
+
 # The commands a RestrictedRemoteServer (JEA) session keeps (New-PSSessionConfigurationFile -SessionType).
 RESTRICTED_REMOTE_SERVER_COMMANDS = ("Exit-PSSession", "Get-Command", "Get-FormatData", "Get-Help", "Measure-Object",
                                      "Out-Default", "Select-Object")
@@ -197,6 +200,8 @@ class Engine:
         self.visible_commands: set[str] | None = None
         self.visible_providers: set[str] | None = None
         self.wsman_settings: Callable[[], Mapping[str, str]] | None = None
+        self.runspaces: list[pwsh.Runspace] = []
+        self.memory_watch: Callable[[], None] | None = None  # the PSRP host's MaxMemoryPerShellMB check
 
     def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
                         no_profile: bool = False) -> None:
@@ -235,12 +240,23 @@ class Engine:
                                                   "powershell": _powershell_exe},
                                  script_emulation=_transfer.native_script, language_mode=self.language_mode,
                                  visible_commands=self.visible_commands, visible_providers=self.visible_providers,
-                                 wsman_settings=self.wsman_settings)
+                                 wsman_settings=self.wsman_settings, memory_check=self.memory_watch)
 
     # ---- PowerShell ------------------------------------------------------------------------------
     def new_runspace(self) -> pwsh.Runspace:
         """A runspace of this process, as a Runspace Pool opens one: it starts in the user's Documents."""
-        return pwsh.Runspace(f"C:\\Users\\{self.user}\\Documents", self.process_id)
+        runspace = pwsh.Runspace(f"C:\\Users\\{self.user}\\Documents", self.process_id)
+        self.runspaces.append(runspace)
+        return runspace
+
+    def memory_bytes(self) -> int:
+        """What this process holds: a wsmprovhost.exe with PowerShell loaded (about 50 MB, as Windows reports a
+        new pool's MemoryUsed in test_psrp_disconnected_commands) and what its runspaces keep."""
+        return PROCESS_BASELINE + sum(rs.memory_bytes() for rs in list(self.runspaces))
+
+    def watch_memory(self, check: Callable[[], None]) -> None:
+        """Called when a run takes much more memory; the PSRP host weighs the process against MaxMemoryPerShellMB."""
+        self.memory_watch = check
 
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
                        is_command: bool = False, runspace: pwsh.Runspace | None = None,
@@ -264,6 +280,14 @@ class Engine:
                 exception_type="System.Management.Automation.ParseException"))
             return
         rt = pwsh.Runtime(host, streams, runspace)
+        rt.runspace.running.append(rt)
+        try:
+            self._run(rt, script, arguments, input, streams, is_command, local_scope)
+        finally:
+            rt.runspace.running.remove(rt)
+
+    def _run(self, rt: pwsh.Runtime, script: str, arguments: list[object], input: Iterable[object],
+             streams: Streams, is_command: bool, local_scope: bool) -> None:
         # Each PIPELINE_INPUT is one input object, an array too: PowerShell does not enumerate input objects
         # (recorded in test_psrp_run_protocol_version_2.2: ["3", 3] comes back whole from `$input`).
         source = _peekable(iter(input))

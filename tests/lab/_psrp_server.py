@@ -203,6 +203,15 @@ def _fragment_message_type(fragment: bytes) -> int | None:
     return int(struct.unpack("<I", fragment[25:29])[0])
 
 
+def _input_size(value: object) -> int:
+    """What one deserialized input object costs the process: strings are UTF-16 in .NET."""
+    if isinstance(value, str):
+        return 24 + 2 * len(value)
+    if isinstance(value, (bytes, bytearray)):
+        return 24 + len(value)
+    return 64
+
+
 def _history_line(commands: list[t.Any]) -> str:
     """A pipeline's line in Get-History: its commands as written, statements joined by '; '."""
     statements: list[list[str]] = [[]]
@@ -417,10 +426,12 @@ class InputQuota:
 
 
 class _Pipeline:
-    def __init__(self, server: psrpcore.ServerPipeline, command_id: str, quota: InputQuota) -> None:
+    def __init__(self, server: psrpcore.ServerPipeline, command_id: str, quota: InputQuota,
+                 consumed: t.Callable[[int], None] = lambda n: None) -> None:
         self.server = server
         self.command_id = command_id
         self.quota = quota
+        self.consumed = consumed  # the input's bytes leave the process' memory once its script read them
         self.input: queue.Queue[object] = queue.Queue()
         self.stopped = False
         self.finished = False  # final PIPELINE_STATE queued
@@ -435,7 +446,9 @@ class _Pipeline:
             item = self.input.get()
             if item is _END:
                 return
-            yield _from_ps(item)
+            data, size = t.cast(tuple[object, int], item)
+            self.consumed(size)
+            yield _from_ps(data)
 
 
 class PSRPPool(Shell):
@@ -451,6 +464,8 @@ class PSRPPool(Shell):
         max_envelope_size: int,
         configuration: str = "Microsoft.PowerShell",
         input_caps: t.Callable[[], tuple[int | None, int | None]] = lambda: (None, None),
+        memory_limit: t.Callable[[], int | None] = lambda: None,
+        on_killed: t.Callable[[], None] = lambda: None,
         **kwargs: t.Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -459,6 +474,15 @@ class PSRPPool(Shell):
         self.configuration = configuration
         # (MaximumReceivedDataSizePerCommand, MaximumReceivedObjectSize) in bytes, read when a command starts.
         self.input_caps = input_caps
+        # MaxMemoryPerShellMB in bytes (None: no limit), read at each check; on_killed counts a killed process.
+        self.memory_limit = memory_limit
+        self.on_killed = on_killed
+        self.killed_by: _soap.WSManFault | None = None  # the fault every request gets once the process died
+        self.out_bytes = 0  # output fragments queued for the client
+        self.input_bytes = 0  # pipeline input received and not yet read by its script
+        self._checked_at = 0  # out_bytes + input_bytes when memory was last weighed
+        if callable(getattr(engine, "watch_memory", None)):
+            engine.watch_memory(self._engine_grew)
         # Fragments are cut so one fits in a Receive answer of the size the client negotiated.
         self.fragment_size = max(64, (max_envelope_size - RECEIVE_OVERHEAD) * 3 // 4 - 64)
         self.server = _LabRunspacePool(
@@ -481,7 +505,9 @@ class PSRPPool(Shell):
                 break
             key = self._command_of(payload.pipeline_id)
             self.out.setdefault(key, []).extend(_split_fragments(payload.data))
+            self.out_bytes += len(payload.data)
         self.cond.notify_all()
+        self._check_memory()
 
     def _command_of(self, pipeline_id: uuid.UUID | None) -> str | None:
         if pipeline_id is None:
@@ -515,7 +541,9 @@ class PSRPPool(Shell):
         elif name == "PipelineInputEvent":
             pipe = self.pipelines.get(self._command_of(event.pipeline_id) or "")
             if pipe is not None:
-                pipe.input.put(event.data)
+                size = _input_size(event.data)
+                pipe.input.put((event.data, size))
+                self.input_bytes += size
         elif name == "EndOfPipelineInputEvent":
             pipe = self.pipelines.get(self._command_of(event.pipeline_id) or "")
             if pipe is not None:
@@ -637,7 +665,7 @@ class PSRPPool(Shell):
         quota.account(data)  # the CREATE_PIPELINE counts as the command's first data, as on Windows
         with self.cond:
             server_pipe = psrpcore.ServerPipeline(self.server, pipeline_id)
-            self.pipelines[command_id] = _Pipeline(server_pipe, command_id, quota)
+            self.pipelines[command_id] = _Pipeline(server_pipe, command_id, quota, self._input_consumed)
             self.pid_to_command[pipeline_id] = command_id
             self.out.setdefault(command_id, [])
             self._feed(data, pipeline_id)
@@ -681,10 +709,13 @@ class PSRPPool(Shell):
         if pipe is not None and pipe.closed_by is not None:
             raise pipe.closed_by
         queue_ = self.out.setdefault(command_id, [])
-        if not self.wait(lambda: bool(queue_) or (pipe is not None and pipe.closed_by is not None), timeout_s):
+        if not self.wait(lambda: bool(queue_) or self.killed_by is not None
+                         or (pipe is not None and pipe.closed_by is not None), timeout_s):
             if self.closed:
                 raise _soap.shell_not_found(self.id)
             raise _soap.timed_out()
+        if self.killed_by is not None:
+            raise self.killed_by
         if pipe is not None and pipe.closed_by is not None:
             raise pipe.closed_by
         budget = max(1024, (req.max_envelope_size or 153600) - RECEIVE_OVERHEAD)
@@ -695,7 +726,7 @@ class PSRPPool(Shell):
                 encoded = base64.b64encode(queue_[0]).decode()
                 if parts and len(encoded) + 120 > budget:
                     break
-                queue_.pop(0)
+                self.out_bytes -= len(queue_.pop(0))
                 budget -= len(encoded) + 120
                 parts.append(el("rsp:Stream", encoded, attrs))
             if pipe is not None and pipe.finished and not queue_:
@@ -764,6 +795,49 @@ class PSRPPool(Shell):
             target=self._run, args=(pipe, metadata), name=f"psrp-{command_id[:8]}", daemon=True
         )
         pipe.thread.start()
+
+    # -- MaxMemoryPerShellMB: what the process holds, and its end when that passes the quota -------------------
+    def memory_bytes(self) -> int:
+        """The process' memory: the engine's (PowerShell loaded, runspaces' variables, modules) plus the pipeline
+        input received and not yet read and the output not yet received by the client."""
+        engine = getattr(self.engine, "memory_bytes", None)
+        return (engine() if callable(engine) else 0) + self.input_bytes + self.out_bytes
+
+    def _input_consumed(self, size: int) -> None:
+        with self.cond:
+            self.input_bytes -= size
+
+    def _engine_grew(self) -> None:
+        """The engine's run took much more memory: weigh the process now; if it died, its run ends here."""
+        with self.cond:
+            self._check_memory(force=True)
+            if self.killed_by is not None:
+                raise PipelineStopped()
+
+    def _check_memory(self, force: bool = False) -> None:
+        """Ends the process once it holds more than MaxMemoryPerShellMB, as the job object WinRM puts a shell's
+        processes in makes their allocations fail (under self.cond; cheap unless buffers grew by 8 MiB)."""
+        buffered = self.out_bytes + self.input_bytes
+        if self.killed_by is not None or (not force and abs(buffered - self._checked_at) < (8 << 20)):
+            return
+        self._checked_at = buffered
+        limit = self.memory_limit()
+        if limit is None or self.memory_bytes() <= limit:
+            return
+        log.info("pool %s holds %d MiB, over MaxMemoryPerShellMB: its process ends", self.id,
+                 self.memory_bytes() >> 20)
+        self.killed_by = _soap.provider_host_died()
+        for pipe in self.pipelines.values():
+            pipe.stopped = True
+            pipe.finished = True
+            pipe.input.put(_END)
+        self.cond.notify_all()
+        self.on_killed()
+
+    def memory_used_mb(self) -> int:
+        """rsp:MemoryUsed as Get and Enumerate report it."""
+        with self.cond:
+            return self.memory_bytes() >> 20
 
     # -- runspaces (RunspacePoolInternal: a stack of available runspaces, opened up to MaxRunspaces) --------
     def _acquire_runspace(self, pipe: _Pipeline, nested: bool) -> tuple[t.Any, bool]:

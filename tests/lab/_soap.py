@@ -381,6 +381,15 @@ def received_object_exceeded(configuration: str, size: int, maximum: int) -> WSM
     return powershell_plugin_fault(configuration, text, "received_object_exceeded")
 
 
+def provider_host_died() -> WSManFault:
+    """The shell's host process ended under a request, as when it ran out of its MaxMemoryPerShellMB (code 1726,
+    RPC_S_CALL_FAILED; the text Windows clients report, e.g. PowerShell's own remoting tests for a killed
+    wsmprovhost.exe, and users whose sessions broke past the per-shell memory quota)."""
+    text = ("The WSMan provider host process did not return a proper response.  A provider in the host process may "
+            "have behaved improperly. ")
+    return WSManFault("s:Receiver", "w:InternalError", text, 1726, kind="provider_host_died")
+
+
 def access_denied() -> WSManFault:
     """The authenticated user may not use the resource."""
     return WSManFault("s:Sender", "w:AccessDenied", "Access is denied. ", 5, kind="access_denied")

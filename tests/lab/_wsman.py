@@ -43,8 +43,10 @@ _RESPONSE_ACTIONS = {
 COMMAND_RESOURCE_URI = f"{_soap.SHELL_RESOURCE_URI}/Command"
 
 
-# What Get and Enumerate report of a shell's process after its run and idle times (recorded answers).
-_SHELL_USAGE = el("rsp:MemoryUsed", "0MB") + el("rsp:ChildProcesses", "0")
+def _shell_usage(shell: t.Any) -> str:
+    """rsp:MemoryUsed and rsp:ChildProcesses of a shell's process (what a Runspace Pool's holds; WinRS: 0MB)."""
+    used = shell.memory_used_mb() if callable(getattr(shell, "memory_used_mb", None)) else 0
+    return el("rsp:MemoryUsed", f"{used}MB") + el("rsp:ChildProcesses", "0")
 
 
 def default_engine_factory(config: HostConfig, user: str) -> t.Any:
@@ -241,6 +243,9 @@ class WSManService:
             if req.resource_uri != _soap.CMD_RESOURCE_URI:
                 self._configuration(req.resource_uri)
             shell = self._owned_shell(user, req)
+            killed = getattr(shell, "killed_by", None)
+            if killed is not None and name != "Delete":
+                raise killed  # its process died (MaxMemoryPerShellMB): every request but Delete gets the fault
             with self._lock:
                 shell.busy += 1
             shell.touch()
@@ -314,6 +319,8 @@ class WSManService:
                     max_envelope_size=min(req.max_envelope_size or 153600, self.config.max_envelope_size),
                     configuration=configuration,
                     input_caps=lambda: _limits.received_input_caps(self.config, configuration),
+                    memory_limit=self._memory_limit,
+                    on_killed=lambda: self.counters.incr("shells_killed.memory"),
                 )
                 pool.open(base64.b64decode(creation.text or "") if creation is not None else b"")
                 pool.client_session = req.session_id
@@ -340,6 +347,11 @@ class WSManService:
         )
         return created + shell.shell_xml(shell.create_response_extra())
 
+    def _memory_limit(self) -> int | None:
+        """MaxMemoryPerShellMB in bytes; None when off (Windows' 2147483647)."""
+        mb = self.config.max_memory_per_shell_mb
+        return None if mb >= _limits.UNLIMITED else mb << 20
+
     def _configure_engine(self, engine: t.Any, configuration: str | None) -> None:
         """What the shell's process is given by its host: the language mode, the WinRM settings its WSMan: drive
         shows, and for a Runspace Pool its session configuration's restrictions (engines without the hooks,
@@ -365,9 +377,11 @@ class WSManService:
             _soap.PSRP_RESOURCE_PREFIX
         ):
             shell = self._owned_shell(user, req)
+            if getattr(shell, "killed_by", None) is not None:
+                raise _soap.shell_not_found(shell.id)  # WinRM itself answers Get: the dead process' shell is gone
             shell.touch()
             # A Get also reports the shell process' memory and children, as Windows does.
-            return shell.shell_xml(shell.create_response_extra(), tail=_SHELL_USAGE)
+            return shell.shell_xml(shell.create_response_extra(), tail=_shell_usage(shell))
         raise _soap.unknown_configuration(req.resource_uri)
 
     def _enumerate(self, user: str, req: _soap.Request) -> str:
@@ -382,7 +396,7 @@ class WSManService:
             }
             items = "".join(s.commands_xml() for s in shells if isinstance(s, PSRPPool) and s.id in wanted)
         else:
-            items = "".join(s.shell_xml(s.create_response_extra(), tail=_SHELL_USAGE) for s in shells)
+            items = "".join(s.shell_xml(s.create_response_extra(), tail=_shell_usage(s)) for s in shells)
         return el(
             "n:EnumerateResponse",
             children=el("n:EnumerationContext", "") + el("w:Items", children=items) + el("w:EndOfSequence", ""),

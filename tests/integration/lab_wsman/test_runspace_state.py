@@ -15,7 +15,7 @@ import typing as t
 
 import pytest
 from ansible.plugins.connection.psrp import Connection as AnsiblePSRP
-from pypsrp.exceptions import InvalidPSRPOperation
+from pypsrp.exceptions import InvalidPSRPOperation, WSManFaultError
 from pypsrp.host import PSHost, PSHostUserInterface
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
@@ -189,3 +189,33 @@ def test_a_new_pool_is_a_new_process_with_its_own_environment_and_state(lab) -> 
     second = lab()
     assert run(second, "\"[$env:ONLY_HERE][$x]\"") == ["[][]"]
     assert run(first, "$PID") != run(second, "$PID")
+
+
+def test_a_process_past_max_memory_per_shell_ends_and_its_requests_get_windows_fault(lab, tmp_path) -> None:
+    pool = lab()
+    service = pool.connection.transport.service
+    service.config.max_memory_per_shell_mb = 64  # the process starts at about 50 MB
+    assert run(pool, "$small = 'x' * 1MB; 'fits'") == ["fits"]
+    ps = PowerShell(pool)
+    ps.add_script("$global:big = 'x' * 8MB; 'never seen'")  # 16 MB more as UTF-16
+    with pytest.raises(WSManFaultError) as died:
+        ps.invoke()
+    assert died.value.code == 1726
+    assert "The WSMan provider host process did not return a proper response." in died.value.message
+    assert not pool.is_alive()  # WinRM answers Get itself: the shell is gone
+    assert service.counters.get("shells_killed.memory") == 1
+
+
+def test_memory_used_grows_with_what_the_runspace_holds(lab) -> None:
+    pool = lab()
+    service = pool.connection.transport.service
+
+    def used() -> int:
+        (shell,) = [s for s in service._shells.values() if s.id == pool.shell.id.upper()]
+        return shell.memory_used_mb()
+
+    before = used()
+    run(pool, "$global:held = 'y' * 4MB")
+    assert used() >= before + 8
+    run(pool, "Remove-Variable held -Scope Global")
+    assert used() == before

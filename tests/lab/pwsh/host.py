@@ -121,7 +121,8 @@ class HostContext:
                  script_emulation: Callable[[ScriptBlock], ScriptEmulation | None] | None = None,
                  language_mode: str = "FullLanguage", visible_commands: set[str] | None = None,
                  visible_providers: set[str] | None = None,
-                 wsman_settings: Callable[[], Mapping[str, str]] | None = None) -> None:
+                 wsman_settings: Callable[[], Mapping[str, str]] | None = None,
+                 memory_check: Callable[[], None] | None = None) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
@@ -135,6 +136,12 @@ class HostContext:
         self.visible_commands = visible_commands
         self.visible_providers = visible_providers
         self._wsman_settings = wsman_settings
+        self._memory_check = memory_check
+
+    def check_memory(self) -> None:
+        """Tells the process' host the run just took more memory (it may end the process: MaxMemoryPerShellMB)."""
+        if self._memory_check is not None:
+            self._memory_check()
 
     def provider_visible(self, name: str) -> bool:
         return self.visible_providers is None or name.lower() in self.visible_providers

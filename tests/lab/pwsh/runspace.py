@@ -43,6 +43,11 @@ BUILTIN_VARIABLES: dict[str, object] = {
 }
 
 
+# An imported script module's own cost in its process beyond its functions' text (its PSModuleInfo,
+# session state and compiled script blocks); an estimate, the lab loads no assemblies.
+MODULE_OVERHEAD = 256 * 1024
+
+
 @dataclasses.dataclass
 class HistoryEntry:
     """One Get-History entry (Microsoft.PowerShell.Commands.HistoryInfo)."""
@@ -78,6 +83,39 @@ class Module:
         return self.Name
 
 
+# What a value costs the process that holds it, as .NET lays it out: UTF-16 strings, one byte per byte[]
+# element, a reference and a small header per array element or hashtable entry (bounded walk: collections
+# deeper than _SIZE_DEPTH or longer than _SIZE_SAMPLE count by their first elements).
+_OBJECT_OVERHEAD = 24
+_SIZE_DEPTH = 4
+_SIZE_SAMPLE = 4096
+
+
+def value_size(value: object, depth: int = 0) -> int:
+    """An estimate of the bytes a value holds in a .NET process."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return 8
+    if isinstance(value, str):
+        return _OBJECT_OVERHEAD + 2 * len(value)
+    if isinstance(value, (bytes, bytearray)):
+        return _OBJECT_OVERHEAD + len(value)
+    if depth >= _SIZE_DEPTH:
+        return _OBJECT_OVERHEAD
+    if isinstance(value, dict):
+        items = list(value.items())
+        sample = items[:_SIZE_SAMPLE]
+        each = sum(value_size(k, depth + 1) + value_size(v, depth + 1) + 16 for k, v in sample)
+        return _OBJECT_OVERHEAD + (each * len(items) // len(sample) if sample else 0)
+    if isinstance(value, (list, tuple)):
+        sample = list(value[:_SIZE_SAMPLE])
+        each = sum(value_size(v, depth + 1) + 8 for v in sample)
+        return _OBJECT_OVERHEAD + (each * len(value) // len(sample) if sample else 0)
+    props = getattr(value, "props", None)  # a PSCustomObject
+    if isinstance(props, dict):
+        return value_size(props, depth + 1)
+    return _OBJECT_OVERHEAD
+
+
 class Runspace:
     """One runspace's session state: it outlives the pipelines that run in it."""
 
@@ -90,7 +128,24 @@ class Runspace:
         self.history: list[HistoryEntry] = []
         self.modules: dict[str, Module] = {}  # lower-case name -> module
         self.busy = False  # a pipeline runs in it (a nested pipeline may join)
+        self.running: list[t.Any] = []  # the interpreters running in it: their local scopes are held too
         self._init_variables()
+
+    def memory_bytes(self) -> int:
+        """What this runspace holds: every variable of its global scope and of the scopes of running pipelines,
+        and its modules' functions."""
+        seen: set[int] = set()
+        total = 0
+        for top in [self.global_scope, *(run.scope for run in list(self.running))]:
+            for scope in top.chain():
+                if id(scope) in seen:
+                    continue
+                seen.add(id(scope))
+                total += sum(value_size(v) for k, v in scope.vars.items() if k not in ("error",))
+        total += sum(value_size(e.CommandLine) for e in self.history)
+        for module in self.modules.values():
+            total += MODULE_OVERHEAD + sum(2 * len(getattr(fn, "src", "")) for fn in module.functions.values())
+        return total
 
     def _init_variables(self) -> None:
         g = self.global_scope.vars

@@ -36,6 +36,12 @@ from tests.lab.pwsh.values import (
 )
 
 
+# Large values assigned to variables are what makes a process grow: past this size, the host is told every
+# _CHECK_EVERY elements so it can weigh the process against MaxMemoryPerShellMB.
+_LARGE_VALUE = 1 << 20
+_CHECK_EVERY = 8 << 20
+
+
 class Runtime:
     """Runs parsed scripts against one Engine's file system, environment and streams."""
 
@@ -51,6 +57,7 @@ class Runtime:
         self.src = ""
         self.cur: tuple[int, int] = (0, 0)
         self.last_ok = True
+        self._large_since_check = 0
         g = self.global_scope.vars
         # Constant, AllScope variables bound to this run's host and streams (about_Automatic_Variables).
         g["home"] = host.profile_dir
@@ -147,6 +154,11 @@ class Runtime:
             raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
         target = {"script": self.script_scope, "global": self.global_scope}.get(scope or "", self.scope)
         target.vars[low] = value
+        if isinstance(value, (str, bytes, bytearray, list)) and len(value) >= _LARGE_VALUE:
+            self._large_since_check += len(value)
+            if self._large_since_check >= _CHECK_EVERY:
+                self._large_since_check = 0
+                self.host.check_memory()  # the process holds more: its host may end it (MaxMemoryPerShellMB)
 
     # ---- running ---------------------------------------------------------------------------------
     def run_script(self, src: str, args: list[object], named: dict[str, object], input_iter: Iterable[object] | None,
