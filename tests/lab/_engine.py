@@ -326,6 +326,11 @@ class Engine:
 
     @staticmethod
     def _sink(streams: Streams) -> Callable[[object], None]:
+        # Output that feeds the next command of the same statement stays the object it is (a host sets
+        # raw_output for that); output leaving the host becomes what PSRP serialises (display_value).
+        if getattr(streams, "raw_output", False):
+            return streams.output
+
         def out(v: object) -> None:
             streams.output(pwsh.display_value(v))
         return out

@@ -271,6 +271,7 @@ class _Streams:
         self._pool = pool
         self._pipe = pipeline
         self._capture = capture  # output of a command that feeds the next one in the statement
+        self.raw_output = capture is not None  # the engine hands such output over as its own objects
         self._merge = merge or set()  # streams this command merges into its output
 
     def _merged(self, stream: str, record: t.Any) -> bool:

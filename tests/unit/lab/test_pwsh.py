@@ -327,3 +327,17 @@ def test_add_parameter_arguments_bind_by_name_for_scripts_and_commands(engine):
     streams = RecordingStreams()
     engine.run_powershell("Split-Path", ["-Path", "C:\\a\\b.txt", ("Leaf", True)], iter([]), streams, is_command=True)
     assert streams.out == ["b.txt"]
+
+
+def test_get_service_returns_the_hosts_services_in_windows_table_view(ps):
+    # the lines Windows PowerShell 5.1 printed for pypsrp's execute_ps (recorded: test_client_execute_ps)
+    out = ps('$serv = Get-Service -Name winrm; $serv.Name; "$($serv.Status)"; $serv | Out-String -Stream').out
+    assert out == ["winrm", "Running", "", "Status   Name               DisplayName" + " " * 27,
+                   "------   ----               -----------" + " " * 27,
+                   "Running  winrm              Windows Remote Management (WS-Manag...", "", ""]
+
+
+def test_get_service_of_an_unknown_name_is_windows_error(ps):
+    (err,) = ps("Get-Service -Name nosuchservice").errors
+    assert err.message == "Cannot find any service with service name 'nosuchservice'."
+    assert err.fq_error_id == "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
