@@ -186,7 +186,16 @@ class Engine:
             "Path": "C:\\Windows\\system32;C:\\Windows;C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\",
             "PATHEXT": ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC;.CPL",
             "PROCESSOR_ARCHITECTURE": "AMD64", "ProgramData": "C:\\ProgramData", "ProgramFiles": "C:\\Program Files",
-            "PSModulePath": "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
+            "PSModulePath": f"C:\\Users\\{user}\\Documents\\WindowsPowerShell\\Modules;"
+                            "C:\\Program Files\\WindowsPowerShell\\Modules;"
+                            "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
+            # the rest of a Windows Server's machine environment (as recorded in test_client_execute_ps_environment)
+            "CommonProgramFiles": "C:\\Program Files\\Common Files",
+            "CommonProgramFiles(x86)": "C:\\Program Files (x86)\\Common Files",
+            "CommonProgramW6432": "C:\\Program Files\\Common Files",
+            "PROCESSOR_IDENTIFIER": "Intel64 Family 6 Model 70 Stepping 1, GenuineIntel",
+            "PROCESSOR_LEVEL": "6", "PROCESSOR_REVISION": "4601",
+            "ProgramFiles(x86)": "C:\\Program Files (x86)", "ProgramW6432": "C:\\Program Files",
             "PUBLIC": "C:\\Users\\Public", "SystemDrive": "C:", "SystemRoot": "C:\\Windows", "TEMP": temp,
             "TMP": temp, "USERDOMAIN": computer_name, "USERNAME": user, "USERPROFILE": f"C:\\Users\\{user}",
             "windir": "C:\\Windows",
@@ -662,8 +671,11 @@ class CmdShell:
             return 0
         if low == "set":
             if not args:
-                for k in sorted(self.engine.env, key=str.lower):
-                    w(f"{k}={self.engine.env[k]}\r\n")
+                # cmd.exe defines PROMPT in its own environment when it starts without one
+                listing = {"PROMPT": "$P$G", **self.engine.env} if not any(
+                    k.lower() == "prompt" for k in self.engine.env) else dict(self.engine.env)
+                for k in sorted(listing, key=str.lower):
+                    w(f"{k}={listing[k]}\r\n")
                 return 0
             if "=" in args:
                 k, v = args.split("=", 1)
