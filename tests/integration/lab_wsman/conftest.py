@@ -88,7 +88,7 @@ class StandInEngine:
             elif verb == "count-input":
                 streams.output(sum(len(str(item)) for item in input))
             elif verb == "lift-input-cap":
-                # what ansible's psrp_put_file.ps1 does by reflection on $Host (see _psrp_server._Streams)
+                # what ansible's psrp_put_file.ps1 does by reflection on $Host (see _psrp_streams.PipelineStreams)
                 streams.maximum_allowed_memory = None
 
     def run_cmd(self, command: str, arguments: list[str], stdin: t.Iterable[bytes], stdout: t.Callable[[bytes], None], stderr: t.Callable[[bytes], None]) -> int:
