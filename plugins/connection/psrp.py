@@ -411,7 +411,12 @@ try:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
         ConfigError,
         HostAuthError,
+        HostError,
+        LocalFileError,
         PinnedError,
+        PoolBusyError,
+        SessionOpenError,
+        TransportError,
     )
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec, build_spec
 
@@ -422,6 +427,37 @@ except ImportError as _err:  # pragma: no cover - reported from _connect()
     ENGINE_IMPORT_ERROR = _err
 
 display = Display()
+
+# T3, in one place: which engine errors make the host unreachable and which only fail the task (first match
+# wins). Unreachable stops the host's play and feeds `unreachable` handling; a failed task is what
+# ignore_errors, rescue and failed_when act on, as with ansible.builtin.psrp.
+FAILURE_CLASSES: tuple[tuple[type[BaseException], type[AnsibleError]], ...] = (
+    (ConfigError, AnsibleError),  # bad settings: nothing was sent
+    (HostAuthError, AnsibleAuthenticationFailure),  # rejected credentials: never retried (account lockout)
+    (SessionOpenError, AnsibleConnectionFailure),  # no Runspace Pool could be opened (builtin: unreachable)
+    (HostError, AnsibleError),  # the host refused a command, put or fetch, or faulted while it ran
+    (LocalFileError, AnsibleError),  # a controller file could not be read or written
+    (PoolBusyError, AnsibleError),  # every pinned session stayed busy; nothing ran
+    (TransportError, AnsibleConnectionFailure),  # network, TLS, proxy, timeouts, the daemon lost mid-task
+    (PinnedError, AnsibleConnectionFailure),
+    (OSError, AnsibleConnectionFailure),  # a socket error the engine did not wrap is still the network's
+) if HAS_ENGINE else ()
+
+
+def ansible_error(exc: BaseException, host: str, *, task_prefix: str = "") -> AnsibleError:
+    """The Ansible error for an engine error (FAILURE_CLASSES); `task_prefix` leads a failed task's message."""
+    for engine_class, ansible_class in FAILURE_CLASSES:
+        if isinstance(exc, engine_class):
+            break
+    else:
+        # a bug, not the network: fail the task and show what happened rather than hide the host
+        return AnsibleError(f"pinned.winrm.psrp to {host}: unexpected {type(exc).__name__}: {exc}")
+    if ansible_class is AnsibleError:
+        if isinstance(exc, ConfigError):
+            return AnsibleError(f"pinned.winrm.psrp: {exc}")
+        return AnsibleError(f"{task_prefix}{exc}" if task_prefix else f"pinned.winrm.psrp to {host}: {exc}")
+    return ansible_class(f"pinned.winrm.psrp to {host}: {exc}")
+
 
 # Options that make up the SessionSpec (every other option steers persistence or Ansible itself).
 SPEC_OPTIONS = (
@@ -562,15 +598,8 @@ class Connection(ConnectionBase):
         for kind, detail in info.get("events") or ():
             display.vvvv(f"PSRP: {kind}: {detail}", host=host)
 
-    def _translate(self, exc: Exception) -> Exception:
-        host = self._host_label()
-        if isinstance(exc, ConfigError):
-            return AnsibleError(f"pinned.winrm.psrp: {exc}")
-        if isinstance(exc, HostAuthError):
-            return AnsibleAuthenticationFailure(f"pinned.winrm.psrp to {host}: {exc}")
-        if isinstance(exc, PinnedError):
-            return AnsibleConnectionFailure(f"pinned.winrm.psrp to {host}: {exc}")
-        return AnsibleConnectionFailure(f"pinned.winrm.psrp to {host}: {type(exc).__name__}: {exc}")
+    def _translate(self, exc: BaseException, task_prefix: str = "") -> AnsibleError:
+        return ansible_error(exc, self._host_label(), task_prefix=task_prefix)
 
     # -- operations ----------------------------------------------------------
 
@@ -627,7 +656,8 @@ class Connection(ConnectionBase):
         try:
             info = self._runner.fetch_file(self._spec, in_path, out_path.replace("\\", "/"), **self._lifetime())
         except Exception as e:
-            raise self._translate(e) from e
+            # ansible.builtin.psrp's text for a failed fetch leads ours
+            raise self._translate(e, task_prefix=f"failed to transfer file to '{out_path}': ") from e
         self._report(info)
 
     def reset(self) -> None:

@@ -30,7 +30,7 @@ import time
 import typing as t
 
 from . import _pin_protocol as proto
-from ._errors import PinnedError, TransportError
+from ._errors import LocalFileError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._spec import SessionSpec
 
@@ -87,14 +87,20 @@ def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None
     crossed a process boundary after the host's hash was verified, the "sha1" they must match.
     """
     directory = os.path.dirname(os.path.abspath(out_path)) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".pinned-tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".pinned-tmp")
+    except OSError as exc:
+        raise LocalFileError(f"fetch_file: cannot write beside {out_path} on the controller: {exc}") from exc
     digest = hashlib.sha1()
     try:
         with os.fdopen(fd, "wb") as out:
 
             def write(chunk: bytes) -> None:
                 digest.update(chunk)
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise LocalFileError(f"fetch_file: writing {out_path} on the controller failed: {exc}") from exc
 
             info = receive(write)
         if info.get("kind") == "dir":
@@ -105,7 +111,10 @@ def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None
                 f"fetch_file: the data written to {out_path} hashes to {digest.hexdigest()} but the host's file "
                 f"hashes to {info['sha1']}; the file was not written"
             )
-        os.replace(tmp, out_path)
+        try:
+            os.replace(tmp, out_path)
+        except OSError as exc:
+            raise LocalFileError(f"fetch_file: cannot move the fetched file into {out_path}: {exc}") from exc
         return info
     except BaseException:
         try:
@@ -358,7 +367,7 @@ class PinClient:
         try:
             source = open(in_path, "rb")
         except OSError as exc:
-            raise PinnedError(f"put_file: cannot read {in_path}: {exc}") from exc
+            raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
         request = {"op": "put", "spec": spec.to_wire(), "out_path": out_path, **self._lifetime(idle_timeout, max_age)}
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
@@ -512,7 +521,7 @@ class LocalRunner:
         try:
             source = open(in_path, "rb")
         except OSError as exc:
-            raise PinnedError(f"put_file: cannot read {in_path}: {exc}") from exc
+            raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
         with source:
             sha1 = self._call(lambda: session.put_file(chunks(source), out_path))
         if sha1 != digest.hexdigest():

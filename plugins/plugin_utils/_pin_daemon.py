@@ -39,7 +39,7 @@ import typing as t
 import uuid
 
 from . import _pin_protocol as proto
-from ._errors import ConfigError, HostAuthError, HostError, PinnedError, TransportError
+from ._errors import ConfigError, HostAuthError, HostError, PinnedError, PoolBusyError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._spec import SessionSpec
 
@@ -259,9 +259,10 @@ class SessionTable:
                         break
                     remaining = deadline - now
                     if remaining <= 0:
-                        raise TransportError(
+                        raise PoolBusyError(
                             f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
-                            f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
+                            f"(pool size {pool_max}); nothing of this task ran. Raise ansible_psrp_persist_pool_size, "
+                            "or run fewer tasks against this host at once"
                         )
                     self._cond.wait(min(remaining, 0.5))
                 slot.busy = True

@@ -18,7 +18,7 @@ import threading
 import time
 import typing as t
 
-from ._errors import HostAuthError, HostError, PinnedError, TransportError
+from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TransportError
 from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,16 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     return TransportError(f"the WinRM exchange with {spec.host} failed: {type(exc).__name__}: {exc}")
 
 
+def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
+    """A host refusal while opening the Runspace Pool is a SessionOpenError: the host cannot be had (T3)."""
+    err = _host_error_from(exc, spec)
+    if type(err) is HostError:
+        opened = SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body)
+        opened.code = getattr(err, "code", None)  # type: ignore[attr-defined]
+        return opened
+    return err
+
+
 def _stop_running(ps: t.Any) -> None:
     """Stop a pipeline a failed task leaves running (waiting for input or still streaming).
 
@@ -220,16 +230,16 @@ class Session:
                 connection_timeout=int(spec.connection_timeout),
             )
             wsman.transport = self.transport
-            self._negotiate_envelope(wsman)
             self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(), None)
             kwargs: dict[str, t.Any] = {"configuration_name": spec.configuration_name}
             if spec.no_profile:
                 kwargs["no_profile"] = True
             pool = RunspacePool(wsman, host=self.psrp_host, **kwargs)
             try:
+                self._negotiate_envelope(wsman)
                 pool.open()
             except Exception as exc:
-                raise _host_error_from(exc, spec) from exc
+                raise _open_error_from(exc, spec) from exc
             self.pool = pool
             self._last_pipeline = None
             self.stats["pool_opens"] += 1

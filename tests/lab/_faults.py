@@ -24,6 +24,9 @@ class FaultSettings:
     # WS-Management fault names returned for the next requests ("access_denied",
     # "shell_not_found", "operation_timeout", "quota", ...), one per request.
     wsman_fault_next: list[str] = dataclasses.field(default_factory=list)
+    # WS-Management fault names returned for the next requests of one action, one per request:
+    # {"Command": ["access_denied"]} faults the next Command and lets every other request through.
+    wsman_fault_on_action_next: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Refuse every authentication attempt (401 as Windows sends it).
     refuse_auth: bool = False
     # Drop the TCP connection without answering the next N requests of this WS-Man action
@@ -57,6 +60,12 @@ class Faults:
         """Pop the next value of a list switch (None when empty)."""
         with self._lock:
             queue = getattr(self.settings, name)
+            return queue.pop(0) if queue else None
+
+    def take_action_fault(self, action: str) -> str | None:
+        """Pop the next injected fault name for this WS-Man action (None when none is queued)."""
+        with self._lock:
+            queue = self.settings.wsman_fault_on_action_next.get(action) or []
             return queue.pop(0) if queue else None
 
     def take_action_drop(self, action: str) -> bool:

@@ -82,7 +82,7 @@ class WSManService:
         self.counters.incr(f"wsman.{req.action_name}")
         self._expire_idle()
 
-        injected = self.faults.take("wsman_fault_next")
+        injected = self.faults.take("wsman_fault_next") or self.faults.take_action_fault(req.action_name)
         if injected:
             factory = _soap.INJECTABLE.get(injected)
             fault = factory(self.config) if factory else _soap.internal_error(f"Injected fault {injected}. ")

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from _pin_fakes import HERE, REPO, pid_alive, pin_env, read_journal, wait_until  # noqa: F401
-from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, TransportError
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, PoolBusyError, TransportError
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import DAEMON_DIED, PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
@@ -280,7 +280,7 @@ def test_waiting_for_a_busy_pool_is_bounded_by_the_command_timeout(pin_env):
     time.sleep(0.3)
     impatient = PinClient(pin_env.root, pool_max=1, command_timeout=0.5)
     started = time.monotonic()
-    with pytest.raises(TransportError, match="stayed busy"):
+    with pytest.raises(PoolBusyError, match="stayed busy"):
         whoami(impatient, spec)
     assert time.monotonic() - started < 1.5
     holder.join(10)
