@@ -15,6 +15,9 @@ description:
   Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists.
 - Keeps one authenticated, encrypted session per host in a local per-user daemon and reuses it for every
   task and the next playbook run (O(persist)), the way OpenSSH ControlPersist does for ssh.
+- A task's C(timeout), Ctrl-C or a killed worker stop the task's command on the host and free its session.
+  What the host refuses during a task (a script, put or fetch error, a WS-Management fault) fails the task as
+  with P(ansible.builtin.psrp#connection); network, proxy and TLS failures make the host unreachable.
 - Refuses, before sending anything, configurations that would put credentials or unencrypted WinRM
   messages on a proxy (rules R1 and R3 in the collection's security model).
 version_added: 1.0.0

@@ -61,6 +61,13 @@ class LocalFileError(PinnedError):
     """A file on the controller could not be read (put source) or written (fetch destination)."""
 
 
+class TaskInterrupted(PinnedError):
+    """The task's client went away (task timeout, Ctrl-C, a killed worker) and its pipeline was stopped (T2).
+
+    The session stays usable; nobody is left to read the error.
+    """
+
+
 class HostError(PinnedError):
     """The Windows host answered a task's request with an HTTP error or a WS-Management fault."""
 

@@ -10,6 +10,7 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
     POST /hosts/<host>/faults/clear    every switch off
+    GET  /hosts/<host>/state           {"state": {"shells", "runspace_pools", "pipelines_running", "operations": {user: n}}}
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
@@ -115,6 +116,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.set_faults(host, **body)}
             case "POST", ["hosts", host, "faults", "clear"]:
                 return {"faults": lab.clear_faults(host)}
+            case "GET", ["hosts", host, "state"]:
+                return {"state": lab.host_state(host)}
             case "POST", ["hosts", host, "expire_shells"]:
                 return {"expired": lab.expire_shells(host)}
             case "POST", ["hosts", host, "drop_connections"]:
@@ -220,6 +223,9 @@ class LabClient:
 
     def clear_faults(self, host: str) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/faults/clear")["faults"])
+
+    def host_state(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/state")["state"])
 
     def expire_shells(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/expire_shells")["expired"])

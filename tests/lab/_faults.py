@@ -32,6 +32,10 @@ class FaultSettings:
     # Drop the TCP connection without answering the next N requests of this WS-Man action
     # ("Receive", "Command", ...): {"Receive": 1}.
     drop_on_action_next: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Hold every PSRP pipeline whose script contains this text as a command that runs until stopped would:
+    # state Running, no output, until the client stops it (Signal) or the shell closes. Tests wait for the
+    # pipelines_held counter instead of sleeping; the engine's Start-Sleep (a real sleep) is not needed.
+    hold_pipelines_containing: str | None = None
     # Stall (send nothing) for this many seconds after reading the next request, then answer.
     stall_next_s: list[float] = dataclasses.field(default_factory=list)
 
@@ -67,6 +71,12 @@ class Faults:
         with self._lock:
             queue = self.settings.wsman_fault_on_action_next.get(action) or []
             return queue.pop(0) if queue else None
+
+    def holds(self, script: str) -> bool:
+        """Whether a pipeline running `script` is to be held (hold_pipelines_containing)."""
+        with self._lock:
+            marker = self.settings.hold_pipelines_containing
+        return bool(marker) and marker in script
 
     def take_action_drop(self, action: str) -> bool:
         with self._lock:

@@ -271,6 +271,7 @@ class _Pipeline:
         self.input: queue.Queue[object] = queue.Queue()
         self.stopped = False
         self.finished = False  # final PIPELINE_STATE queued
+        self.held = False  # a fault switch holds it Running until stopped or the shell closes
         self.host_null = True
         self.thread: threading.Thread | None = None
 
@@ -288,10 +289,19 @@ class PSRPPool(Shell):
     kind = "psrp"
 
     def __init__(
-        self, *args: t.Any, engine: t.Any, computer_name: str, max_envelope_size: int, **kwargs: t.Any
+        self,
+        *args: t.Any,
+        engine: t.Any,
+        computer_name: str,
+        max_envelope_size: int,
+        counters: t.Any = None,
+        holds: t.Callable[[str], bool] | None = None,
+        **kwargs: t.Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
+        self.counters = counters
+        self.holds = holds
         self.computer_name = computer_name
         # Fragments are cut so one fits in a Receive answer of the size the client negotiated.
         self.fragment_size = max(64, (max_envelope_size - RECEIVE_OVERHEAD) * 3 // 4 - 64)
@@ -456,11 +466,21 @@ class PSRPPool(Shell):
         super().close()
 
     # -- pipelines -------------------------------------------------------------------------------
+    def running_pipelines(self) -> int:
+        """Pipelines still running (neither finished nor stopped): each holds a host operation."""
+        with self.cond:
+            return sum(1 for p in self.pipelines.values() if not p.finished and not p.stopped)
+
+    def _count(self, name: str) -> None:
+        if self.counters is not None:
+            self.counters.incr(name)
+
     def _stop(self, pipe: _Pipeline, emit: bool = True) -> None:
         if pipe.finished:
             return
         pipe.stopped = True
         pipe.input.put(_END)
+        self._count("pipelines_stopped")
         if emit and pipe.server.state == PSInvocationState.Running:
             pipe.server.stop()
             pipe.finished = True
@@ -478,6 +498,9 @@ class PSRPPool(Shell):
             pipe.host_null = host is None or bool(host.IsHostNull)
         if metadata.no_input:
             pipe.input.put(_END)
+        if self.holds is not None and any(self.holds(str(cmd.command_text)) for cmd in metadata.commands):
+            pipe.held = True
+            self._count("pipelines_held")
         # Windows sends no Running state: the client learns only the final PIPELINE_STATE.
         pipe.server._change_state(PSInvocationState.Running, emit=False)
         pipe.thread = threading.Thread(
@@ -495,6 +518,10 @@ class PSRPPool(Shell):
 
     def _run(self, pipe: _Pipeline, commands: list[t.Any]) -> None:
         failure: ErrorRecord | None = None
+        if pipe.held:
+            # a command that runs until the client stops it: nothing is sent, the pipeline stays Running
+            self.wait(lambda: pipe.stopped, timeout_s=86400.0)
+            return
         try:
             statements: list[list[t.Any]] = [[]]
             for cmd in commands:

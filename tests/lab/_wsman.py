@@ -129,6 +129,19 @@ class WSManService:
         for shell in shells:
             shell.close()
 
+    def state(self) -> dict[str, t.Any]:
+        """What the host holds right now: shells, Runspace Pools, running pipelines, operations in flight by user."""
+        with self._lock:
+            shells = list(self._shells.values())
+            operations = {user: n for user, n in self._operations.items() if n}
+        pools = [s for s in shells if isinstance(s, PSRPPool)]
+        return {
+            "shells": len(shells),
+            "runspace_pools": len(pools),
+            "pipelines_running": sum(p.running_pipelines() for p in pools),
+            "operations": operations,
+        }
+
     def shell_count(self, user: str | None = None) -> int:
         """Open shells (WinRS and Runspace Pools), of one user or of all."""
         with self._lock:
@@ -268,6 +281,8 @@ class WSManService:
                     engine=engine,
                     computer_name=self.config.name,
                     max_envelope_size=min(req.max_envelope_size or 153600, self.config.max_envelope_size),
+                    counters=self.counters,
+                    holds=self.faults.holds,
                 )
                 pool.open(base64.b64decode(creation.text or "") if creation is not None else b"")
                 shell = pool
