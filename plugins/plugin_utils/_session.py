@@ -45,12 +45,13 @@ StopCheck = t.Callable[[], bool]
 # interrupted task's pipeline is stopped within about this bound plus one round trip (T2).
 STOP_CHECK_S = 5
 
-# WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id).
+# WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id): a Command refused
+# with one never ran, so it may be sent again on a rebuilt pool (T5). Not 0x80338029 (the operation timed
+# out): that says nothing about the shell, and a Command that timed out may have started.
 _SHELL_GONE_CODES = frozenset(
     {
         0x8033805B,  # ERROR_WSMAN_UNEXPECTED_SELECTORS (shell id unknown)
         0x803381A6,  # ERROR_WSMAN_SHELL_NOT_FOUND? (reported by some hosts for deleted shells)
-        0x80338029,  # ERROR_WSMAN_OPERATION_TIMEDOUT on Get of a dead pool
     }
 )
 
@@ -345,9 +346,12 @@ class Session:
                 self._finish_last_pipeline()
 
     def _begin(self, script: str, arguments: t.Sequence[t.Any], pipeline_input: t.Iterator[t.Any] | None) -> t.Any:
-        """Start a pipeline; if the host says the shell is gone, rebuild once and start again.
+        """Start a pipeline; if the host refused the Command itself because the shell is gone, rebuild once and
+        send it again (T5: a Command refused for an unknown shell never ran).
 
-        Safe to resend: a Command refused for an unknown shell never ran.
+        Once the host accepted the Command (pypsrp's pipeline is RUNNING) nothing is ever resent: a fault on a
+        later Send (the rest of the script, or its input) means the script may have run, so it is stopped and
+        the fault raised.
         """
         rebuilt = False
         while True:

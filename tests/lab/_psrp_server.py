@@ -498,6 +498,7 @@ class PSRPPool(Shell):
             pipe.host_null = host is None or bool(host.IsHostNull)
         if metadata.no_input:
             pipe.input.put(_END)
+        self._count("pipelines_started")  # the host runs the script: what "never run twice" counts
         if self.holds is not None and any(self.holds(str(cmd.command_text)) for cmd in metadata.commands):
             pipe.held = True
             self._count("pipelines_held")
