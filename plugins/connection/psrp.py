@@ -106,6 +106,9 @@ options:
     description:
     - The path to a PEM certificate chain to use when validating the server's certificate.
     - This value is ignored if O(cert_validation) is set to V(ignore).
+    - When unset, the bundle named by the C(REQUESTS_CA_BUNDLE) or C(CURL_CA_BUNDLE) environment variable is
+      used (also for an V(https://) proxy without O(proxy_ca_cert)), as ansible.builtin.psrp does, else the
+      system trust store.
     type: path
     vars:
     - name: ansible_psrp_cert_trust_path
@@ -122,7 +125,9 @@ options:
   read_timeout:
     description:
     - The read timeout for receiving data from the remote host.
-    - This value must always be greater than O(operation_timeout).
+    - This value must always be greater than O(operation_timeout). When it is not, it is raised to
+      O(operation_timeout) + 5 (a quiet command's Receive is answered only when the operation timeout runs
+      out), and C(-vvv) says so.
     - This is measured in seconds.
     type: int
     vars:
@@ -131,6 +136,10 @@ options:
   reconnection_retries:
     description:
     - The number of retries on connection errors.
+    - Retried, with O(reconnection_backoff) between attempts, are a refused or timed-out connection to the host or
+      the proxy, a connection reset before the request was fully sent, and HTTP 425, 429 and 503 answers (the
+      host did not process the request; a C(Retry-After) of up to 60 seconds is honoured). A request whose
+      outcome on the host is unknown is never resent, so no command runs twice.
     - Re-authentication after a proxy dropped the connection (rule R5) is tried at least once whatever this
       value, and only where resending is safe.
     type: int
@@ -471,13 +480,15 @@ SPEC_OPTIONS = (
     "negotiate_delegate", "negotiate_hostname_override", "negotiate_send_cbt", "negotiate_service",
     "operation_timeout", "max_envelope_size", "configuration_name", "no_profile", "proxy_auth", "proxy_user",
     "proxy_password", "proxy_ca_cert", "proxy_bypass", "proxy_from_env", "proxy_tunnel",
-    "proxy_negotiate_hostname_override", "proxy_negotiate_service",
+    "proxy_negotiate_hostname_override", "proxy_negotiate_service", "proxy_allow_basic_over_http",
 )
 
 
-def build_session_spec(get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str]) -> SessionSpec:
-    """Map the plugin's options onto a SessionSpec (one table, tested row by row)."""
-    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ)
+def build_session_spec(
+    get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str], notes: list[tuple[str, str]] | None = None
+) -> SessionSpec:
+    """Map the plugin's options onto a SessionSpec (one table, tested row by row); adjustments go to `notes`."""
+    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ, notes)
 
 
 def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
@@ -558,10 +569,17 @@ class Connection(ConnectionBase):
         return self
 
     def _session_spec(self) -> SessionSpec:
+        notes: list[tuple[str, str]] = []
         try:
-            return build_session_spec(self.get_option, os.environ)
+            spec = build_session_spec(self.get_option, os.environ, notes)
         except ConfigError as e:
             raise self._translate(e) from e
+        for level, text in notes:
+            if level == "warning":
+                display.warning(f"pinned.winrm.psrp to {spec.host}: {text}")
+            else:
+                display.vvv(f"PSRP: {text}", host=spec.host)
+        return spec
 
     def _build_runner(self) -> t.Any:
         from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client

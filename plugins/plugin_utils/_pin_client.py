@@ -80,11 +80,34 @@ class _BeforeReady(Exception):
     """The daemon went away before it said "ready": nothing of the task ran; retrying is safe."""
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc tells (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # read by setting; a task's worker runs one thread here
+    os.umask(mask)
+    return mask
+
+
+def _fetched_mode(out_path: str) -> int:
+    """The mode ansible.builtin.psrp's open(out_path, 'wb') gives: an existing file's own, else 0666 minus umask."""
+    try:
+        return os.stat(out_path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
     """Stream into a temp file beside out_path; rename only when `receive` returns (host hash verified).
 
     `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and, when the bytes
-    crossed a process boundary after the host's hash was verified, the "sha1" they must match.
+    crossed a process boundary after the host's hash was verified, the "sha1" they must match. The file gets
+    the mode ansible.builtin.psrp's would, set on the private temp file before it is moved into place.
     """
     directory = os.path.dirname(os.path.abspath(out_path)) or "."
     try:
@@ -112,6 +135,7 @@ def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None
                 f"hashes to {info['sha1']}; the file was not written"
             )
         try:
+            os.chmod(tmp, _fetched_mode(out_path))  # still private to us until the rename
             os.replace(tmp, out_path)
         except OSError as exc:
             raise LocalFileError(f"fetch_file: cannot move the fetched file into {out_path}: {exc}") from exc

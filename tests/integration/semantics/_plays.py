@@ -18,9 +18,9 @@ def connection_vars(e2e: E2E, plugin: str) -> dict[str, t.Any]:
 
 
 def run_with(e2e: E2E, plugin: str, playbook: str, *, name: str, extra: dict[str, t.Any] | None = None,
-             extra_args: t.Sequence[str] = ()) -> t.Any:
+             extra_args: t.Sequence[str] = (), env: dict[str, str] | None = None) -> t.Any:
     """ansible-playbook of `playbook` through `plugin`, this suite's transfer action visible."""
-    return e2e.run({**connection_vars(e2e, plugin), **(extra or {})}, playbook=playbook, env=action_env(),
+    return e2e.run({**connection_vars(e2e, plugin), **(extra or {})}, playbook=playbook, env=action_env(env),
                    extra_args=extra_args, name=f"{name}-{plugin}")
 
 
