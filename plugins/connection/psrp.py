@@ -291,6 +291,24 @@ options:
     default: false
     vars:
     - name: ansible_psrp_no_profile
+  max_output_mb:
+    description:
+    - The most output (stdout and stderr together, in MiB) one command may return. Past it the command is stopped
+      on the host and the task fails naming this option.
+    - Output streams from the host to the task piece by piece and is held whole only in the task's own process,
+      as Ansible needs it there.
+    - V(0) sets no bound, as ansible.builtin.psrp, which keeps all of it in memory several times over until the
+      controller runs out.
+    type: int
+    default: 256
+    vars:
+    - name: ansible_psrp_max_output_mb
+    env:
+    - name: ANSIBLE_PSRP_MAX_OUTPUT_MB
+    ini:
+    - section: pinned_winrm
+      key: max_output_mb
+    version_added: 1.1.0
   persist:
     description:
     - Keep the authenticated session in a local per-user daemon and reuse it for the next tasks and playbook
@@ -425,6 +443,7 @@ try:
         HostAuthError,
         HostError,
         LocalFileError,
+        OutputLimitError,
         PinnedError,
         PoolBusyError,
         SessionOpenError,
@@ -449,6 +468,7 @@ FAILURE_CLASSES: tuple[tuple[type[BaseException], type[AnsibleError]], ...] = (
     (SessionOpenError, AnsibleConnectionFailure),  # no Runspace Pool could be opened (builtin: unreachable)
     (HostError, AnsibleError),  # the host refused a command, put or fetch, or faulted while it ran
     (LocalFileError, AnsibleError),  # a controller file could not be read or written
+    (OutputLimitError, AnsibleError),  # the output passed ansible_psrp_max_output_mb; the command was stopped
     (PoolBusyError, AnsibleError),  # every pinned session stayed busy; nothing ran
     (TransportError, AnsibleConnectionFailure),  # network, TLS, proxy, timeouts, the daemon lost mid-task
     (PinnedError, AnsibleConnectionFailure),
@@ -638,6 +658,9 @@ class Connection(ConnectionBase):
             arguments = []
             input_lines = to_text(in_data).splitlines() if in_data else None
             display.vvv(f"PSRP: EXEC {script}", host=self._spec.host)
+        max_output_mb = int(self.get_option("max_output_mb"))
+        if max_output_mb < 0:
+            raise AnsibleError("pinned.winrm.psrp: ansible_psrp_max_output_mb must be 0 (no bound) or more.")
         try:
             result, info = self._runner.exec(
                 self._spec,
@@ -645,6 +668,7 @@ class Connection(ConnectionBase):
                 arguments=arguments,
                 input_lines=input_lines,
                 verbose_errors=display.verbosity >= 3,
+                max_output=max_output_mb * 1024 * 1024 or None,
                 **self._lifetime(),
             )
         except Exception as e:

@@ -68,6 +68,10 @@ class TaskInterrupted(PinnedError):
     """
 
 
+class OutputLimitError(PinnedError):
+    """A task's output passed ansible_psrp_max_output_mb; its command was stopped on the host."""
+
+
 class HostError(PinnedError):
     """The Windows host answered a task's request with an HTTP error or a WS-Management fault."""
 

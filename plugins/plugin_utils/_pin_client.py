@@ -6,8 +6,8 @@ bounded). LocalRunner runs the same operations on an in-process Session that
 lives for one task (the plugin calls ``release()`` at the end of each task).
 
 Both offer:
-    exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age)
-        -> (ExecResult, info)
+    exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age,
+         max_output=None) -> (ExecResult, info)
     put_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
     fetch_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
     reset(spec) -> int;  list_sessions() -> list[dict];  close(host) -> int;  release() -> None
@@ -279,8 +279,12 @@ class PinClient:
         request: dict[str, t.Any],
         stream: t.Callable[[socket.socket, dict[str, t.Any]], None] | None = None,
         on_data: t.Callable[[bytes], None] | None = None,
+        on_stream: t.Callable[[str], None] | None = None,
     ) -> dict[str, t.Any]:
-        """exec/put/fetch: connect (starting the daemon), wait for "ready", stream, read the final reply."""
+        """exec/put/fetch: connect (starting the daemon), wait for "ready", stream, read the final reply.
+
+        Data frames go to `on_data`; a {"stream": name} frame (exec output) to `on_stream`.
+        """
         request = {
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
@@ -314,6 +318,9 @@ class PinClient:
                             continue
                         if "error" in value:
                             raise proto.error_from_wire(value["error"])
+                        if "stream" in value and on_stream is not None:
+                            on_stream(str(value["stream"]))
+                            continue
                         value.setdefault("session", ready.get("session"))
                         return value
                 except (proto.PeerClosed, ConnectionError, proto.ProtocolError) as exc:
@@ -352,8 +359,9 @@ class PinClient:
         verbose_errors: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
+        max_output: int | None = None,
     ) -> tuple[ExecResult, dict[str, t.Any]]:
-        """Run a PowerShell script on the pinned session for `spec`; input lines are streamed."""
+        """Run a PowerShell script on the pinned session for `spec`; input lines and output are streamed."""
         request = {
             "op": "exec",
             "spec": spec.to_wire(),
@@ -361,21 +369,31 @@ class PinClient:
             "arguments": list(arguments) if arguments is not None else None,
             "verbose_errors": verbose_errors,
             "input": input_lines is not None,
+            "max_output": max_output,
             **self._lifetime(idle_timeout, max_age),
         }
+        output = {"stdout": bytearray(), "stderr": bytearray()}
+        current = {"stream": "stdout"}
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
             for line in input_lines or ():
                 proto.send_json(sock, {"in": line})
             proto.send_json(sock, {"end": True})
 
-        reply = self._session_request(request, stream if input_lines is not None else None)
-        result = ExecResult(
-            int(reply.pop("rc")),
-            str(reply.pop("stdout")).encode("utf-8", "surrogateescape"),
-            str(reply.pop("stderr")).encode("utf-8", "surrogateescape"),
-        )
-        return result, reply
+        def on_stream(name: str) -> None:
+            if name not in output:
+                raise proto.ProtocolError(f"unknown output stream {name!r} from the pin daemon")
+            current["stream"] = name
+
+        def on_data(data: bytes) -> None:
+            buffer = output[current["stream"]]
+            if max_output and len(output["stdout"]) + len(output["stderr"]) + len(data) > max_output:
+                # the daemon bounds the output before sending; more than that is not a daemon of ours
+                raise proto.ProtocolError("the pin daemon sent more output than the task's bound")
+            buffer.extend(data)
+
+        reply = self._session_request(request, stream if input_lines is not None else None, on_data, on_stream)
+        return ExecResult(int(reply.pop("rc")), bytes(output["stdout"]), bytes(output["stderr"])), reply
 
     def put_file(
         self,
@@ -515,11 +533,13 @@ class LocalRunner:
         verbose_errors: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
+        max_output: int | None = None,
     ) -> tuple[ExecResult, dict[str, t.Any]]:
         """Run a PowerShell script on this task's session."""
         session, status, before = self._take(spec)
         result = self._call(
-            lambda: session.run(script, arguments=arguments, input_data=input_lines, verbose_errors=verbose_errors),
+            lambda: session.run(script, arguments=arguments, input_data=input_lines, verbose_errors=verbose_errors,
+                                max_output=max_output),
         )
         return ExecResult(int(result.rc), bytes(result.stdout), bytes(result.stderr)), self._info(status, before)
 

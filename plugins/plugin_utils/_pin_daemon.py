@@ -633,6 +633,20 @@ class PinHandler(socketserver.BaseRequestHandler):
                         raise proto.ProtocolError("exec input must be JSON frames {'in': line}")
                     yield str(value["in"])
 
+            current = {"stream": "stdout"}
+
+            def send_output(stream: str, data: bytes) -> None:
+                # stdout and stderr as raw data frames while the pipeline runs: no whole copy, no JSON escaping
+                try:
+                    if stream != current["stream"]:
+                        proto.send_json(sock, {"stream": stream})
+                        current["stream"] = stream
+                    proto.send_data(sock, data)
+                except (proto.PeerClosed, OSError) as exc:
+                    self.client_gone = True
+                    raise ClientGone(f"the client went away while receiving the output: {exc}") from exc
+
+            max_output = request.get("max_output")
             try:
                 result = slot.session.run(
                     str(request["script"]),
@@ -640,16 +654,14 @@ class PinHandler(socketserver.BaseRequestHandler):
                     input_data=lines() if frames is not None else None,
                     verbose_errors=bool(request.get("verbose_errors", False)),
                     should_stop=self.client_went_away,
+                    output=send_output,
+                    max_output=int(max_output) if max_output else None,
                 )
             finally:
                 if frames is not None and not self.client_gone:
                     for _ in frames:  # drain what the session did not read so the client is not left blocked
                         pass
-            return {
-                "rc": int(result.rc),
-                "stdout": bytes(result.stdout).decode("utf-8", "surrogateescape"),
-                "stderr": bytes(result.stderr).decode("utf-8", "surrogateescape"),
-            }
+            return {"rc": int(result.rc)}
 
         self._session_op(sock, request, work)
 

@@ -19,12 +19,13 @@ import time
 import typing as t
 
 from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
+from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)
 
 try:
-    from pypsrp.complex_objects import GenericComplexObject, PSInvocationState, RunspacePoolState
+    from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
     from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
     from pypsrp.host import PSHost, PSHostUserInterface
     from pypsrp.powershell import PowerShell, RunspacePool
@@ -413,12 +414,19 @@ class Session:
         input_data: t.Iterable[t.Any] | None = None,
         verbose_errors: bool = False,
         should_stop: StopCheck | None = None,
+        output: OutputSink | None = None,
+        max_output: int | None = None,
     ) -> ExecResult:
         """Run a PowerShell script in the pool; rc/stdout/stderr as ansible.builtin.psrp renders them.
 
-        `should_stop` (the daemon's "has the client gone?") is asked between Receives: when it answers True
-        the pipeline is stopped on the host and TaskInterrupted raised, the session staying usable.
+        With `output`, stdout and stderr are written to it as they arrive (each output object when a Receive
+        brings it) and the result carries the rc only; without, they are collected into the result.
+        `max_output` bounds the bytes written (OutputLimitError, the pipeline stopped). `should_stop` (the
+        daemon's "has the client gone?") is asked between Receives: when it answers True the pipeline is
+        stopped on the host and TaskInterrupted raised, the session staying usable.
         """
+        collected = Collected() if output is None else None
+        rendered = StreamedOutput(output or t.cast(OutputSink, collected), max_output)
         with self._lock:
             if self.pool is None:
                 self.open()
@@ -427,11 +435,14 @@ class Session:
             try:
                 # one generator for every attempt: a Command refused for a lost shell consumed no input
                 ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
-                self._wait(ps, should_stop)
+                self._wait(ps, should_stop, rendered.output)
+                self._last_pipeline = ps
+                rc = rendered.finish(ps, self.psrp_host, verbose_errors)
             finally:
                 self.stats["last_used"] = time.time()
-            self._last_pipeline = ps
-            return self._result(ps, verbose_errors)
+        if collected is None:
+            return ExecResult(rc, b"", b"")
+        return ExecResult(rc, bytes(collected.stdout), bytes(collected.stderr))
 
     def put_file(self, chunks: t.Iterable[bytes], out_path: str, *, should_stop: StopCheck | None = None) -> str:
         """Stream `chunks` into `out_path` on the host; returns the verified SHA-1.
@@ -505,7 +516,9 @@ class Session:
             finally:
                 self.stats["last_used"] = time.time()
             self._last_pipeline = ps
-            rc, _, stderr = self._result(ps, False)
+            errors = Collected()
+            rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)
+            stderr = bytes(errors.stderr)
             kind = seen["kind"]
             if rc != 0 or kind is None:
                 raise HostError(f"fetch_file {in_path!r} failed on the host: {stderr.decode('utf-8', 'replace').strip()}")
@@ -515,51 +528,6 @@ class Session:
                     f"{seen['sha1']}; the transfer was corrupted"
                 )
             return kind
-
-    # -- output rendering (same text as ansible.builtin.psrp) --------------
-
-    def _result(self, pipeline: t.Any, verbose_errors: bool) -> ExecResult:
-        host = self.psrp_host
-        rc = host.rc or (1 if pipeline.had_errors else 0)
-        stdout_list: list[str] = []
-        for output in pipeline.output:
-            if isinstance(output, GenericComplexObject) and output.to_string is None:
-                lines = list(output.property_sets)
-                lines += [f"{k}: {v}" for k, v in output.adapted_properties.items()]
-                lines += [f"{k}: {v}" for k, v in output.extended_properties.items()]
-                stdout_list.append("\n".join(lines))
-            elif isinstance(output, bytes):
-                stdout_list.append(output.decode("utf-8", "replace"))
-            else:
-                stdout_list.append("" if output is None else str(output))
-        stdout_list += host.ui.stdout
-        stdout = "\r\n".join(stdout_list)
-
-        stderr_list: list[str] = []
-        for error in pipeline.streams.error:
-            if error.fq_error == "NativeCommandErrorMessage" and not error.target_name:
-                stderr_list.append(str(error))
-                continue
-            if error.fq_error in ("NativeCommandError", "NativeCommandErrorMessage"):
-                stderr_list.append(f"{error}\r\n")
-                continue
-            command_name = f"{error.command_name} : " if error.command_name else ""
-            position = f"{error.invocation_position_message}\r\n" if error.invocation_position_message else ""
-            msg = (
-                f"{command_name}{error}\r\n{position}"
-                f"    + CategoryInfo          : {error.message}\r\n"
-                f"    + FullyQualifiedErrorId : {error.fq_error}"
-            )
-            if verbose_errors and error.script_stacktrace is not None:
-                msg += f"\r\nStackTrace:\r\n{error.script_stacktrace}"
-            stderr_list.append(f"{msg}\r\n")
-        stderr_list += host.ui.stderr
-        stderr = "".join(str(s) for s in stderr_list)
-
-        host.rc = 0
-        host.ui.stdout = []
-        host.ui.stderr = []
-        return ExecResult(int(rc), stdout.encode("utf-8"), stderr.encode("utf-8"))
 
 
 def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None:

@@ -82,7 +82,20 @@ class FakeSession:
             return "reused"
 
     def run(self, script: str, *, arguments: t.Any = None, input_data: t.Any = None, verbose_errors: bool = False,
-            should_stop: t.Callable[[], bool] | None = None) -> FakeResult:
+            should_stop: t.Callable[[], bool] | None = None, output: t.Any = None,
+            max_output: int | None = None) -> FakeResult:
+        result = self._run(script, arguments, input_data, should_stop)
+        if output is None:
+            return result
+        # like Session with a sink: the text goes to it (stdout first), the result carries the rc
+        if result.stdout:
+            output("stdout", result.stdout)
+        if result.stderr:
+            output("stderr", result.stderr)
+        return FakeResult(result.rc, b"", b"")
+
+    def _run(self, script: str, arguments: t.Any, input_data: t.Any,
+             should_stop: t.Callable[[], bool] | None) -> FakeResult:
         with self._lock:
             self.stats["tasks"] += 1
             word, _, rest = script.partition(" ")
