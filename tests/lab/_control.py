@@ -10,7 +10,7 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
     POST /hosts/<host>/faults/clear    every switch off
-    GET  /hosts/<host>/state           {"state": {"shells", "runspace_pools", "pipelines_running", "operations": {user: n}}}
+    GET  /hosts/<host>/state           {"state": {"shells", "runspace_pools", "pipelines_running", "pipelines_held", "operations": {user: n}}}
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}

@@ -466,10 +466,11 @@ class PSRPPool(Shell):
         super().close()
 
     # -- pipelines -------------------------------------------------------------------------------
-    def running_pipelines(self) -> int:
+    def running_pipelines(self, held_only: bool = False) -> int:
         """Pipelines still running (neither finished nor stopped): each holds a host operation."""
         with self.cond:
-            return sum(1 for p in self.pipelines.values() if not p.finished and not p.stopped)
+            return sum(1 for p in self.pipelines.values()
+                       if not p.finished and not p.stopped and (p.held or not held_only))
 
     def _count(self, name: str) -> None:
         if self.counters is not None:

@@ -130,7 +130,8 @@ class WSManService:
             shell.close()
 
     def state(self) -> dict[str, t.Any]:
-        """What the host holds right now: shells, Runspace Pools, running pipelines, operations in flight by user."""
+        """What the host holds right now: shells, Runspace Pools, running pipelines (and of them those a fault
+        switch holds), operations in flight by user."""
         with self._lock:
             shells = list(self._shells.values())
             operations = {user: n for user, n in self._operations.items() if n}
@@ -139,6 +140,7 @@ class WSManService:
             "shells": len(shells),
             "runspace_pools": len(pools),
             "pipelines_running": sum(p.running_pipelines() for p in pools),
+            "pipelines_held": sum(p.running_pipelines(held_only=True) for p in pools),
             "operations": operations,
         }
 

@@ -45,6 +45,7 @@ def _delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 def test_a_fault_after_the_host_accepted_the_command_never_runs_the_script_again(lab, lab_host, session) -> None:
     before = _counts(lab, lab_host)
+    running_before = lab.host_state(lab_host["name"])["pipelines_running"]  # other tests' leftovers, if any
     # the Command is accepted (the script starts), then the host says the shell is gone on its input's Send
     lab.set_faults(lab_host["name"], wsman_fault_on_action_next={"Send": ["shell_not_found"]})
     with pytest.raises(HostError, match="0x8033805b"):
@@ -55,7 +56,7 @@ def test_a_fault_after_the_host_accepted_the_command_never_runs_the_script_again
         "runspace_pools_created": 0,
         "wsman.Command": 1,
     }
-    assert lab.host_state(lab_host["name"])["pipelines_running"] == 0
+    assert lab.host_state(lab_host["name"])["pipelines_running"] <= running_before
     assert session.run("'next'").stdout == b"next"  # the session still serves
 
 

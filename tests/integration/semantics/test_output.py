@@ -91,12 +91,13 @@ def test_output_past_the_bound_stops_the_command_and_names_the_setting(
         daemon: PinClient, spec: t.Any, lab, lab_host) -> None:
     daemon.exec(spec, "'warm'")
     before = lab.host_counters(lab_host["name"])
+    running_before = lab.host_state(lab_host["name"])["pipelines_running"]  # other tests' leftovers, if any
     with pytest.raises(OutputLimitError, match="ansible_psrp_max_output_mb") as err:
         daemon.exec(spec, "1..50 | ForEach-Object { 'y' * 1048576 }", max_output=2 * MIB)
     assert "stopped on the host" in str(err.value)
     after = lab.host_counters(lab_host["name"])
     assert delta(after, before, "pipelines_stopped") == 1
-    assert lab.host_state(lab_host["name"])["pipelines_running"] == 0
+    assert lab.host_state(lab_host["name"])["pipelines_running"] <= running_before
     result, info = daemon.exec(spec, "'next'")
     assert result.stdout == b"next" and info["session"] == "reused"
     with pytest.raises(OutputLimitError):  # persistence off: the same bound, the same error
