@@ -308,7 +308,7 @@ options:
     ini:
     - section: pinned_winrm
       key: max_output_mb
-    version_added: 1.1.0
+    version_added: 1.0.0
   persist:
     description:
     - Keep the authenticated session in a local per-user daemon and reuse it for the next tasks and playbook

@@ -44,7 +44,7 @@ options:
     default: false
     vars:
     - name: ansible_psrp_proxy_allow_basic_over_http
-    version_added: 1.1.0
+    version_added: 1.0.0
   proxy_user:
     description:
     - The proxy account's user name, never sent to the Windows host (rule R2).

@@ -154,7 +154,7 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
 def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     """A host refusal while opening the Runspace Pool is a SessionOpenError: the host cannot be had (T3)."""
     err = _host_error_from(exc, spec)
-    if type(err) is HostError:
+    if isinstance(err, HostError) and not isinstance(err, (HostAuthError, SessionOpenError)):
         opened = SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body)
         opened.code = getattr(err, "code", None)  # type: ignore[attr-defined]
         return opened
