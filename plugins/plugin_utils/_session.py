@@ -169,7 +169,7 @@ def _stop_running(ps: t.Any) -> bool:
     if ps.state != PSInvocationState.RUNNING:
         return True
     try:
-        ps.stop()  # PSRP's stop: a WS-Man Signal with powershell/signal/crtl_c (MS-PSRP 3.1.5.3.4)
+        ps.stop()  # PSRP's stop: a WS-Man Signal with powershell/signal/crtl_c (MS-PSRP 3.1.5.3.9)
     except Exception as exc:
         log.debug("stopping the failed pipeline failed: %s", exc)
         return False
