@@ -446,6 +446,7 @@ try:
         OutputLimitError,
         PinnedError,
         PoolBusyError,
+        ReadTimeoutError,
         SessionOpenError,
         TransportError,
     )
@@ -476,19 +477,17 @@ FAILURE_CLASSES: tuple[tuple[type[BaseException], type[AnsibleError]], ...] = (
 ) if HAS_ENGINE else ()
 
 
-def ansible_error(exc: BaseException, host: str, *, task_prefix: str = "") -> AnsibleError:
-    """The Ansible error for an engine error (FAILURE_CLASSES); `task_prefix` leads a failed task's message."""
+def ansible_error(exc: BaseException, host: str, *, builtin_text: str = "") -> AnsibleError:
+    """The Ansible error for an engine error (FAILURE_CLASSES), led by ansible.builtin.psrp's text if it has one."""
     for engine_class, ansible_class in FAILURE_CLASSES:
         if isinstance(exc, engine_class):
             break
     else:
         # a bug, not the network: fail the task and show what happened rather than hide the host
-        return AnsibleError(f"pinned.winrm.psrp to {host}: unexpected {type(exc).__name__}: {exc}")
-    if ansible_class is AnsibleError:
-        if isinstance(exc, ConfigError):
-            return AnsibleError(f"pinned.winrm.psrp: {exc}")
-        return AnsibleError(f"{task_prefix}{exc}" if task_prefix else f"pinned.winrm.psrp to {host}: {exc}")
-    return ansible_class(f"pinned.winrm.psrp to {host}: {exc}")
+        return AnsibleError(f"{builtin_text}pinned.winrm.psrp to {host}: unexpected {type(exc).__name__}: {exc}")
+    if isinstance(exc, ConfigError):
+        return AnsibleError(f"pinned.winrm.psrp: {exc}")
+    return ansible_class(f"{builtin_text}pinned.winrm.psrp to {host}: {exc}")
 
 
 # Options that make up the SessionSpec (every other option steers persistence or Ansible itself).
@@ -639,8 +638,8 @@ class Connection(ConnectionBase):
         for kind, detail in info.get("events") or ():
             display.vvvv(f"PSRP: {kind}: {detail}", host=host)
 
-    def _translate(self, exc: BaseException, task_prefix: str = "") -> AnsibleError:
-        return ansible_error(exc, self._host_label(), task_prefix=task_prefix)
+    def _translate(self, exc: BaseException, builtin_text: str = "") -> AnsibleError:
+        return ansible_error(exc, self._host_label(), builtin_text=builtin_text)
 
     # -- operations ----------------------------------------------------------
 
@@ -672,7 +671,9 @@ class Connection(ConnectionBase):
                 **self._lifetime(),
             )
         except Exception as e:
-            raise self._translate(e) from e
+            # ansible.builtin.psrp's text for a read timeout while a command runs leads ours
+            raise self._translate(e, "HTTP read timeout during PSRP script execution: "
+                                  if isinstance(e, ReadTimeoutError) else "") from e
         self._report(info)
         if self._play_context.no_log:
             display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=self._spec.host)
@@ -701,8 +702,9 @@ class Connection(ConnectionBase):
         try:
             info = self._runner.fetch_file(self._spec, in_path, out_path.replace("\\", "/"), **self._lifetime())
         except Exception as e:
-            # ansible.builtin.psrp's text for a failed fetch leads ours
-            raise self._translate(e, task_prefix=f"failed to transfer file to '{out_path}': ") from e
+            # ansible.builtin.psrp's text for what the host or the controller's disk refused leads ours
+            failed = isinstance(e, (HostError, LocalFileError)) and not isinstance(e, SessionOpenError)
+            raise self._translate(e, f"failed to transfer file to '{out_path}': " if failed else "") from e
         self._report(info)
 
     def reset(self) -> None:

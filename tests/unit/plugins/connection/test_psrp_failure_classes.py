@@ -125,6 +125,16 @@ def test_a_failed_fetch_leads_with_the_builtin_message(exc, tmp_path):
 
 
 @pytest.mark.compat
+def test_a_read_timeout_during_a_command_leads_with_the_builtin_message(tmp_path):
+    exc = E.ReadTimeoutError("Waiting for the Windows host w1:5986: no answer within 30s (ansible_psrp_read_timeout)")
+    conn = _connection(exc, tmp_path)
+    with pytest.raises(AnsibleConnectionFailure) as caught:
+        conn.exec_command("Write-Output x")
+    assert str(caught.value).startswith("HTTP read timeout during PSRP script execution: ")
+    assert "ansible_psrp_read_timeout" in str(caught.value)
+
+
+@pytest.mark.compat
 def test_an_interrupt_is_never_turned_into_a_task_result(tmp_path):
     # task timeout (a BaseException raised by SIGALRM) and Ctrl-C pass through untouched: Ansible reports them
     conn = _connection(KeyboardInterrupt(), tmp_path)
