@@ -545,6 +545,13 @@ class Lab:
             raise LabError(f"host {host} has no WS-Management service running")
         return int(entry.service.expire_shells())
 
+    def host_state(self, host: str) -> dict[str, t.Any]:
+        """What the host holds now: shells, Runspace Pools, running pipelines, operations in flight by user."""
+        entry = self._host(host)
+        if entry.service is None:
+            raise LabError(f"host {host} has no WS-Management service running")
+        return t.cast(dict[str, t.Any], entry.service.state())
+
     def drop_connections(self, host: str) -> int:
         """Fault: the host resets every open client connection now; return how many."""
         entry = self._host(host)

@@ -193,6 +193,7 @@ class _Pipeline:
         self.input: queue.Queue[object] = queue.Queue()
         self.stopped = False
         self.finished = False  # final PIPELINE_STATE queued
+        self.held = False  # a fault switch holds it Running until stopped or the shell closes
         self.host_null = True
         self.thread: threading.Thread | None = None
         # The fault that closed this command (an input quota): Windows answers every later Send and
@@ -224,10 +225,14 @@ class PSRPPool(Shell):
         input_caps: t.Callable[[], tuple[int | None, int | None]] = lambda: (None, None),
         memory_limit: t.Callable[[], int | None] = lambda: None,
         on_killed: t.Callable[[], None] = lambda: None,
+        counters: t.Any = None,
+        holds: t.Callable[[str], bool] | None = None,
         **kwargs: t.Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.engine = engine
+        self.counters = counters
+        self.holds = holds
         self.computer_name = computer_name
         self.configuration = configuration
         # (MaximumReceivedDataSizePerCommand, MaximumReceivedObjectSize) in bytes, read when a command starts.
@@ -525,11 +530,22 @@ class PSRPPool(Shell):
         super().close()
 
     # -- pipelines -------------------------------------------------------------------------------
+    def running_pipelines(self, held_only: bool = False) -> int:
+        """Pipelines still running (neither finished nor stopped): each holds a host operation."""
+        with self.cond:
+            return sum(1 for p in self.pipelines.values()
+                       if not p.finished and not p.stopped and (p.held or not held_only))
+
+    def _count(self, name: str) -> None:
+        if self.counters is not None:
+            self.counters.incr(name)
+
     def _stop(self, pipe: _Pipeline, emit: bool = True) -> None:
         if pipe.finished:
             return
         pipe.stopped = True
         pipe.input.put(_END)
+        self._count("pipelines_stopped")
         if emit and pipe.server.state == PSInvocationState.Running:
             pipe.server.stop()
             pipe.finished = True
@@ -547,6 +563,10 @@ class PSRPPool(Shell):
             pipe.host_null = host is None or bool(host.IsHostNull)
         if metadata.no_input:
             pipe.input.put(_END)
+        self._count("pipelines_started")  # the host runs the script: what "never run twice" counts
+        if self.holds is not None and any(self.holds(str(cmd.command_text)) for cmd in metadata.commands):
+            pipe.held = True
+            self._count("pipelines_held")
         # Windows sends no Running state: the client learns only the final PIPELINE_STATE.
         pipe.server._change_state(PSInvocationState.Running, emit=False)
         pipe.thread = threading.Thread(
@@ -659,6 +679,10 @@ class PSRPPool(Shell):
     def _run(self, pipe: _Pipeline, metadata: t.Any) -> None:
         commands: list[t.Any] = metadata.commands
         failure: ErrorRecord | None = None
+        if pipe.held:
+            # a command that runs until the client stops it: nothing is sent, the pipeline stays Running
+            self.wait(lambda: pipe.stopped, timeout_s=86400.0)
+            return
         started = datetime.datetime.now()
         try:
             runspace, holds = self._acquire_runspace(pipe, bool(metadata.is_nested))

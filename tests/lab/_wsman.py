@@ -119,7 +119,7 @@ class WSManService:
         self.counters.incr(f"wsman.{req.action_name}")
         self._expire_idle()
 
-        injected = self.faults.take("wsman_fault_next")
+        injected = self.faults.take("wsman_fault_next") or self.faults.take_action_fault(req.action_name)
         if injected:
             factory = _soap.INJECTABLE.get(injected)
             fault = factory(self.config) if factory else _soap.internal_error(f"Injected fault {injected}. ")
@@ -165,6 +165,21 @@ class WSManService:
             self._shells.clear()
         for shell in shells:
             shell.close()
+
+    def state(self) -> dict[str, t.Any]:
+        """What the host holds right now: shells, Runspace Pools, running pipelines (and of them those a fault
+        switch holds), operations in flight by user."""
+        with self._lock:
+            shells = list(self._shells.values())
+            operations = {user: n for user, n in self._operations.items() if n}
+        pools = [s for s in shells if isinstance(s, PSRPPool)]
+        return {
+            "shells": len(shells),
+            "runspace_pools": len(pools),
+            "pipelines_running": sum(p.running_pipelines() for p in pools),
+            "pipelines_held": sum(p.running_pipelines(held_only=True) for p in pools),
+            "operations": operations,
+        }
 
     def shell_count(self, user: str | None = None) -> int:
         """Open shells (WinRS and Runspace Pools), of one user or of all."""
@@ -321,6 +336,8 @@ class WSManService:
                     input_caps=lambda: _limits.received_input_caps(self.config, configuration),
                     memory_limit=self._memory_limit,
                     on_killed=lambda: self.counters.incr("shells_killed.memory"),
+                    counters=self.counters,
+                    holds=self.faults.holds,
                 )
                 pool.open(base64.b64decode(creation.text or "") if creation is not None else b"")
                 pool.client_session = req.session_id
