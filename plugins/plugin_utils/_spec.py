@@ -244,14 +244,24 @@ def _endpoint(options: t.Mapping[str, t.Any]) -> tuple[str, str, int]:
 
 
 def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str, str, int, str | None, str | None]:
-    """Split a proxy URL into (scheme, host, port, user, password); clear errors for bad input."""
+    """Split a proxy URL into (scheme, host, port, user, password); clear errors for bad input.
+
+    Every error shows the URL with its password masked, whatever shape the URL has.
+    """
     text = str(url).strip()
     if "://" not in text:
         raise ConfigError(
-            f"{setting}: {text!r} has no scheme; write it as http://proxy.example.com:3128 "
+            f"{setting}: {_redact_url(text)!r} has no scheme; write it as http://proxy.example.com:3128 "
             "(or https:// for a TLS proxy)."
         )
-    parsed = urllib.parse.urlsplit(text)
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        host = parsed.hostname
+    except ValueError as exc:  # an unbalanced IPv6 bracket, for one
+        raise ConfigError(
+            f"{setting}: {_redact_url(text)!r} is not a valid URL ({exc}); write it as http://proxy.example.com:3128, "
+            "with an IPv6 address in brackets (http://[2001:db8::1]:3128)."
+        ) from None
     scheme = parsed.scheme.lower()
     if scheme.startswith("socks"):
         raise ConfigError(
@@ -266,7 +276,6 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
         port = parsed.port
     except ValueError:
         raise ConfigError(f"{setting}: the port in {_redact_url(text)!r} is not a number between 1 and 65535.") from None
-    host = parsed.hostname
     if not host:
         raise ConfigError(f"{setting}: {_redact_url(text)!r} has no host name.")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
@@ -279,12 +288,21 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
 
 
 def _redact_url(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.rsplit("@", 1)[1]
-    user = parsed.username or ""
-    return urllib.parse.urlunsplit((parsed.scheme, f"{user}:********@{netloc}", parsed.path, parsed.query, parsed.fragment))
+    """The URL with the password of its user part masked, with or without a scheme, parseable or not.
+
+    Everything before the last "@" is taken as user:password (over-masking a path is harmless; a password
+    with an unencoded "@" or "/" must not leak), so no URL parser is trusted with a malformed URL here.
+    """
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    if "@" not in rest:
+        return text
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:********@{host}" if colon else f"{userinfo}@{host}"
+    return f"{scheme}://{masked}" if sep else masked
 
 
 def parse_bypass(entries: t.Any, setting: str = "ansible_psrp_proxy_bypass") -> tuple[str, ...]:

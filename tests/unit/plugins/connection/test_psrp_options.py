@@ -139,6 +139,14 @@ def test_environment_no_proxy_is_honoured_r7():
 
 
 @pytest.mark.compat
+@pytest.mark.parametrize("value", ["svc:S3cret-Pw@proxy:3128", "http://svc:S3cret-Pw@[fe80::1:3128"])
+def test_a_malformed_environment_proxy_is_named_with_its_password_masked(value):
+    with pytest.raises(ConfigError, match="HTTPS_PROXY") as err:
+        spec_for({"ansible_psrp_proxy_from_env": True}, {"HTTPS_PROXY": value})
+    assert "S3cret-Pw" not in str(err.value) and "svc:********@" in str(err.value)
+
+
+@pytest.mark.compat
 def test_ignore_proxy_beats_proxy_from_env():
     assert spec_for({"ansible_psrp_proxy_from_env": True, "ansible_psrp_ignore_proxy": True}, ENV).proxy is None
 
@@ -169,6 +177,10 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_port": 70000}, ("ansible_port",)),
     ({"ansible_port": "abc"}, ("ansible_port",)),
     ({"ansible_psrp_proxy": "proxy:3128"}, ("ansible_psrp_proxy", "no scheme")),
+    # a password in a URL without a scheme (common in HTTPS_PROXY) is masked in the error
+    ({"ansible_psrp_proxy": "svc:S3cret-Pw@proxy:3128"}, ("ansible_psrp_proxy", "no scheme", "svc:********@proxy")),
+    # a malformed IPv6 proxy URL is a ConfigError naming the variable, not a raw ValueError
+    ({"ansible_psrp_proxy": "https://svc:S3cret-Pw@[::1:3128"}, ("ansible_psrp_proxy", "IPv6", "svc:********@")),
     ({"ansible_psrp_proxy": "ftp://proxy:21"}, ("ansible_psrp_proxy", "ftp")),
     ({"ansible_psrp_proxy": "http://proxy:99999"}, ("ansible_psrp_proxy", "port")),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["10.0.0.0/33"]},
@@ -207,7 +219,7 @@ def test_refused_settings_name_the_variable_and_the_fix(variables, words):
     for word in words:
         assert word in str(err.value)
     # the error never carries a secret
-    for secret in ("Host-Pw1", ":p@", "Proxy-Pw"):
+    for secret in ("Host-Pw1", ":p@", "Proxy-Pw", "S3cret-Pw"):
         assert secret not in str(err.value)
 
 
