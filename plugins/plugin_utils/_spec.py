@@ -370,19 +370,74 @@ def bypassed(host: str, entries: t.Iterable[str]) -> bool:
     return False
 
 
+def _env_value(environ: t.Mapping[str, str], name: str) -> tuple[str | None, str]:
+    """(value, variable) of a proxy variable: the lowercase name wins when set, even empty (curl, urllib)."""
+    if name in environ:
+        return environ[name], name
+    return environ.get(name.upper()), name.upper()
+
+
 def _env_proxy(scheme: str, environ: t.Mapping[str, str]) -> tuple[str | None, str | None, tuple[str, ...]]:
     """The environment's proxy for this endpoint scheme, its variable name, and NO_PROXY entries."""
-    lowered = {k.lower(): v for k, v in environ.items() if k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-    no_proxy = parse_bypass(lowered.get("no_proxy"), "NO_PROXY") if lowered.get("no_proxy") else ()
+    no_proxy, no_proxy_name = _env_value(environ, "no_proxy")
+    entries = parse_bypass(no_proxy, no_proxy_name) if no_proxy else ()
     for name in (f"{scheme}_proxy", "all_proxy"):
-        value = lowered.get(name)
+        value, variable = _env_value(environ, name)
         if value:
-            return value, name.upper(), no_proxy
-    return None, None, no_proxy
+            return value, variable, entries
+    return None, None, entries
+
+
+def _split_port(item: str) -> tuple[str, int | None]:
+    """("host", port) of a NO_PROXY entry written host:port or [v6]:port; ("::1", None) for a bare IPv6."""
+    if item.startswith("[") and "]" in item:
+        host, _, rest = item[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if item.count(":") == 1:
+        host, _, port = item.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return item, None
+
+
+def no_proxy_bypassed(host: str, port: int, entries: t.Iterable[str]) -> bool:
+    """Whether NO_PROXY `entries` cover host:port, read as curl and Python's urllib read them.
+
+    A name covers itself and every name below it (``corp.example`` and ``.corp.example`` both cover
+    ``win1.corp.example``, never ``badcorp.example``); ``host:port`` covers that port only; ``*`` covers
+    everything; IP addresses and CIDR ranges match addresses.
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    for entry in entries:
+        item, entry_port = _split_port(entry.strip().lower())
+        if item == "*":
+            return True
+        if entry_port is not None and entry_port != port:
+            continue
+        if item == "<local>" or "/" in item:
+            if bypassed(host, [item]):
+                return True
+            continue
+        if address is not None:
+            try:
+                if address == ipaddress.ip_address(item):
+                    return True
+            except ValueError:
+                pass
+            continue
+        suffix = item[2:] if item.startswith("*.") else item.lstrip(".")
+        suffix = suffix.rstrip(".")
+        if suffix and (name == suffix or name.endswith("." + suffix)):
+            return True
+    return False
 
 
 def _resolve_proxy(
-    options: t.Mapping[str, t.Any], scheme: str, host: str, environ: t.Mapping[str, str]
+    options: t.Mapping[str, t.Any], scheme: str, host: str, port: int, environ: t.Mapping[str, str]
 ) -> ProxySpec | None:
     """Apply R7: the inventory's proxy, else the environment's only when asked; bypass lists win."""
     from_env = _bool(options.get("proxy_from_env", False), "ansible_psrp_proxy_from_env")
@@ -392,9 +447,9 @@ def _resolve_proxy(
     source = "inventory"
     if url is not None and not str(url).strip():
         url = None
+    env_bypass: tuple[str, ...] = ()
     if url is None and from_env and not ignore_proxy:
         url, source_name, env_bypass = _env_proxy(scheme, environ)
-        bypass = bypass + env_bypass
         source = source_name or "environment"
     if url is None:
         if options.get("proxy_user") or options.get("proxy_password") or options.get("proxy_auth"):
@@ -403,7 +458,7 @@ def _resolve_proxy(
                 "set ansible_psrp_proxy to the proxy URL, or remove the proxy credentials."
             )
         return None
-    if bypassed(host, bypass):
+    if bypassed(host, bypass) or no_proxy_bypassed(host, port, env_bypass):
         return None
 
     setting = "ansible_psrp_proxy" if source == "inventory" else source
@@ -565,7 +620,7 @@ def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | No
         reconnection_retries=_int(options.get("reconnection_retries", 0), "ansible_psrp_reconnection_retries",
                                   minimum=0, maximum=100),
         reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
-        proxy=_resolve_proxy(options, scheme, host, environ),
+        proxy=_resolve_proxy(options, scheme, host, port, environ),
     )
     _check_rules(spec)
     return spec

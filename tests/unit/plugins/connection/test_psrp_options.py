@@ -262,3 +262,54 @@ def test_wire_form_round_trips():
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
 
     assert SessionSpec.from_wire(spec.to_wire()) == spec
+
+
+# NO_PROXY and the proxy variables read as curl and Python's urllib read them (review point 6). urllib is the
+# oracle: for every row its own proxy_bypass_environment must agree with the plugin.
+NO_PROXY_ROWS: list[tuple[str, str, int, bool]] = [
+    # (NO_PROXY, endpoint host, endpoint port, bypassed)
+    ("corp.example", "win1.corp.example", 5986, True),
+    ("corp.example", "corp.example", 5986, True),
+    (".corp.example", "win1.corp.example", 5986, True),
+    (".corp.example", "corp.example", 5986, True),
+    ("corp.example", "badcorp.example", 5986, False),
+    ("CORP.Example", "win1.corp.example", 5986, True),
+    ("win1.corp.example:5986", "win1.corp.example", 5986, True),
+    ("win1.corp.example:5985", "win1.corp.example", 5986, False),
+    ("10.1.2.3", "10.1.2.3", 5986, True),
+    ("10.1.2.3:5986", "10.1.2.3", 5986, True),
+    ("10.1.2.3:5985", "10.1.2.3", 5986, False),
+    ("*", "anything.example", 5986, True),
+    ("other.example, corp.example", "db.win1.corp.example", 5986, True),
+    ("other.example", "win1.corp.example", 5986, False),
+]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("no_proxy, host, port, expected", NO_PROXY_ROWS,
+                         ids=[f"{r[0]}->{r[1]}:{r[2]}" for r in NO_PROXY_ROWS])
+def test_no_proxy_matches_as_curl_and_urllib_do(no_proxy, host, port, expected):
+    import urllib.request
+
+    assert urllib.request.proxy_bypass_environment(f"{host}:{port}", {"no": no_proxy}) == expected  # the oracle
+    spec = spec_for({"ansible_psrp_proxy_from_env": True, "ansible_host": host, "ansible_port": port},
+                    {"HTTPS_PROXY": "http://env-proxy:8080", "NO_PROXY": no_proxy})
+    assert (spec.proxy is None) == expected
+
+
+@pytest.mark.compat
+def test_lowercase_proxy_variables_win_over_uppercase_ones(monkeypatch):
+    import urllib.request
+
+    environ = {"HTTPS_PROXY": "http://upper:8080", "https_proxy": "http://lower:8080",
+               "NO_PROXY": "win01.corp.example", "no_proxy": ""}
+    for key in [k for k in __import__("os").environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    oracle = urllib.request.getproxies_environment()
+    assert oracle["https"] == "http://lower:8080" and "no" not in oracle
+    # the same environment in the opposite insertion order: the lowercase variables still win
+    for env in (environ, dict(reversed(list(environ.items())))):
+        spec = spec_for({"ansible_psrp_proxy_from_env": True}, env)
+        assert spec.proxy is not None and spec.proxy.host == "lower" and spec.proxy.source == "https_proxy"
