@@ -95,6 +95,10 @@ options:
     - Whether to validate the remote server's certificate or not.
     - Set to V(ignore) to not validate any certificates.
     - O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.
+    - Through a proxy, V(ignore) means the TLS to the host cannot keep the proxy out, so the rules for C(http)
+      apply (R1, R3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and
+      O(negotiate_send_cbt=false) are refused, and O(message_encryption=auto) encrypts WinRM messages inside
+      the TLS. Unlike ansible.builtin.psrp, which accepts them.
     default: validate
     type: str
     vars:
@@ -149,7 +153,8 @@ options:
     - Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).
     - Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption.
       The other authentication protocols only support encryption when V(protocol) is set to V(https).
-    - V(auto) means message encryption is only used when not using TLS/HTTPS.
+    - V(auto) means message encryption is only used when not using TLS/HTTPS, or through a proxy with
+      O(cert_validation=ignore) (where TLS proves nothing about who reads the messages).
     - V(always) is the same as V(auto) but message encryption is always used even when running over TLS/HTTPS.
     - V(never) disables any encryption checks that are in place when running over HTTP and disables any
       authentication encryption processes. It is refused when the connection goes through a proxy over

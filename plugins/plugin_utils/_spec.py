@@ -107,12 +107,21 @@ class SessionSpec:
 
     @property
     def encrypt(self) -> bool:
-        """Whether WinRM message encryption wraps every message."""
+        """Whether WinRM message encryption wraps every message.
+
+        `auto` encrypts over http, and over https through a proxy when the host's certificate is not
+        validated: then whoever terminates the tunnel could read the messages, as over http (R3).
+        """
         if self.message_encryption == "always":
             return True
         if self.message_encryption == "never":
             return False
-        return self.scheme == "http"
+        return self.scheme == "http" or self.unverified_tunnel
+
+    @property
+    def unverified_tunnel(self) -> bool:
+        """TLS to the host through a proxy without validating the host's certificate: TLS proves nothing there."""
+        return self.proxy is not None and self.scheme == "https" and not self.cert_validation
 
     @property
     def use_tunnel(self) -> bool:
@@ -542,6 +551,8 @@ def _check_rules(spec: SessionSpec) -> None:
             "port (ansible_psrp_proxy: https://...), or a scheme that never sends the password "
             "(ansible_psrp_proxy_auth: digest, ntlm, negotiate or kerberos)."
         )
+    if spec.unverified_tunnel:
+        _check_unverified_tunnel(spec, via)
     if spec.scheme == "http":
         if spec.auth in ("basic", "certificate"):
             raise ConfigError(
@@ -556,6 +567,36 @@ def _check_rules(spec: SessionSpec) -> None:
                 "messages through the proxy. Fix: set ansible_psrp_message_encryption=auto (or always), or use "
                 "ansible_psrp_protocol=https."
             )
+
+
+def _check_unverified_tunnel(spec: SessionSpec, via: str) -> None:
+    """R1/R3 with ansible_psrp_cert_validation=ignore through a proxy: the TLS to the host could be anyone's.
+
+    Whoever terminates the tunnel (the proxy, or anyone on its path) would read a Basic password and
+    unencrypted messages, and could relay NTLM or Kerberos without channel binding; so the rules of http://
+    apply: an auth that encrypts messages, message encryption on, and the channel binding token sent.
+    """
+    why = (f"ansible_psrp_cert_validation=ignore through {via}: the host's certificate is not checked, so "
+           "whoever terminates the tunnel (the proxy or anyone on its path) would")
+    fix = ("Fix: validate the host's certificate (ansible_psrp_cert_validation: validate, with ansible_psrp_ca_cert "
+           "naming its CA)")
+    if spec.auth in ("basic", "certificate"):
+        what = "read the password" if spec.auth == "basic" else "read every WinRM message (certificate auth cannot encrypt them)"
+        raise ConfigError(
+            f"R3: ansible_psrp_auth={spec.auth} with {why} {what}. {fix}, or use an auth that encrypts messages "
+            "(ntlm, negotiate, kerberos, credssp)."
+        )
+    if spec.message_encryption == "never":
+        raise ConfigError(
+            f"R3: ansible_psrp_message_encryption=never with {why} read every WinRM message. {fix}, or set "
+            "ansible_psrp_message_encryption=auto (or always)."
+        )
+    if spec.auth in ("ntlm", "negotiate", "kerberos") and not spec.negotiate_send_cbt:
+        raise ConfigError(
+            f"R1: ansible_psrp_negotiate_send_cbt=false with {why} relay your {spec.auth} authentication to the "
+            f"host unnoticed; the channel binding token is what lets the host notice. {fix}, or set "
+            "ansible_psrp_negotiate_send_cbt=true."
+        )
 
 
 def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | None = None) -> SessionSpec:

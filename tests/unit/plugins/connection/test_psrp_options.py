@@ -105,6 +105,11 @@ ROWS: list[tuple[dict[str, t.Any], dict[str, t.Any]]] = [
       "ansible_psrp_proxy_bypass": ["10.20.0.0/16"]}, {"proxy.host": "proxy"}),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["*.other.example"]},
      {"proxy.host": "proxy"}),
+    # https through a proxy without validating the host: auto encrypts messages as over http (review point 5)
+    ({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_cert_validation": "ignore", "ansible_psrp_auth": "ntlm"},
+     {"encrypt": True, "unverified_tunnel": True}),
+    ({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "ntlm"}, {"encrypt": False, "unverified_tunnel": False}),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_auth": "basic"}, {"encrypt": False, "unverified_tunnel": False}),
 ]
 
 
@@ -207,6 +212,16 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_proxy": "https://p:3129", "ansible_psrp_proxy_auth": "ntlmv1",
       "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("ansible_psrp_proxy_auth", "kerberos")),
     ({"ansible_psrp_max_envelope_size": 10}, ("ansible_psrp_max_envelope_size",)),
+    # cert_validation ignore through a proxy: whoever terminates the tunnel could read or relay (review point 5)
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "basic"},
+     ("R3", "ansible_psrp_auth=basic", "ansible_psrp_cert_validation=ignore", "read the password")),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129",
+      "ansible_psrp_auth": "certificate", "ansible_psrp_certificate_pem": "/c.pem",
+      "ansible_psrp_certificate_key_pem": "/k.pem"}, ("R3", "ansible_psrp_auth=certificate")),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129",
+      "ansible_psrp_message_encryption": "never"}, ("R3", "ansible_psrp_message_encryption=never")),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "ntlm",
+      "ansible_psrp_negotiate_send_cbt": False}, ("R1", "ansible_psrp_negotiate_send_cbt=false", "relay")),
 ]
 
 
