@@ -303,6 +303,7 @@ options:
     description:
     - Seconds a pinned session may stay unused before the daemon closes it (and the daemon exits when it
       holds none).
+    - When runs with different values share a session, the shorter wins; a later run never extends it.
     type: int
     default: 60
     vars:
@@ -317,6 +318,7 @@ options:
     description:
     - Seconds after which a pinned session is closed and opened anew, even if in use (a bound on how long
       one authentication is trusted).
+    - When runs with different values share a session, the shorter wins; a later run never extends it.
     type: int
     default: 3600
     vars:

@@ -131,6 +131,11 @@ class Slot:
     tasks: int = 0
     events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
+    def shorten_life(self, idle_timeout: float, max_age: float) -> None:
+        """Apply a request's lifetime settings: the shorter wins, so no later run extends an older session."""
+        self.idle_timeout = min(self.idle_timeout, idle_timeout)
+        self.max_age = min(self.max_age, max_age)
+
     def expired(self, now: float) -> str | None:
         if now - self.created >= self.max_age:
             return f"older than the maximum session age ({self.max_age:g}s)"
@@ -233,6 +238,7 @@ class SessionTable:
                     now = time.monotonic()
                     slots = self._pins.setdefault(pin, [])
                     for slot in [s for s in slots if not s.busy]:
+                        slot.shorten_life(idle_timeout, max_age)  # a later run never extends a session's life
                         why = slot.expired(now)
                         if why or slot.doomed:
                             stale.append((slot, why or "closed on request"))
@@ -265,7 +271,7 @@ class SessionTable:
                         )
                     self._cond.wait(min(remaining, 0.5))
                 slot.busy = True
-                slot.idle_timeout, slot.max_age = idle_timeout, max_age
+                slot.shorten_life(idle_timeout, max_age)
                 slot.events = []
         finally:
             # expired sessions already left the table: close them even when no session could be had

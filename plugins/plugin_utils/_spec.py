@@ -18,8 +18,11 @@ import dataclasses
 import hashlib
 import hmac
 import ipaddress
-import math
 import json
+import math
+import os
+import stat
+import threading
 import typing as t
 import urllib.parse
 
@@ -160,15 +163,83 @@ class SessionSpec:
             proxy_spec = ProxySpec(**proxy)
         return cls(proxy=proxy_spec, **data)
 
-    def pin_key(self, key: bytes) -> str:
-        """Identify the session: every field, secrets included, under a keyed hash.
+    def trust_files(self) -> dict[str, str]:
+        """The files this session's trust and identity come from: CA bundles, client certificate and key."""
+        named = {
+            "ca_cert": self.ca_cert,
+            "certificate_pem": self.certificate_pem,
+            "certificate_key_pem": self.certificate_key_pem,
+            "proxy_ca_cert": self.proxy.ca_cert if self.proxy is not None else None,
+        }
+        return {name: value for name, value in named.items() if value and not _is_pem_text(value)}
 
-        Two specs share a pinned session only when every setting and every
-        credential is identical; the key never leaves the daemon, so the pin
-        key reveals nothing about the secrets.
+    def pin_key(self, key: bytes) -> str:
+        """Identify the session: every field, secrets included, and the contents of its trust files, under a keyed hash.
+
+        Two specs share a pinned session only when every setting, every credential and every CA or
+        certificate file they name (by content, not by path: a rotated certificate gets a new session) is
+        identical; the key never leaves the daemon, so the pin key reveals nothing about the secrets.
         """
-        canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
+        files = {name: file_fingerprint(path) for name, path in self.trust_files().items()}
+        canonical = json.dumps({"spec": self.to_wire(), "files": files}, sort_keys=True, separators=(",", ":"))
         return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _is_pem_text(value: str) -> bool:
+    return value.lstrip().startswith("-----BEGIN")
+
+
+# Fingerprints of trust files by path, re-read only when the file's stat changes (every task computes its pin key).
+_FINGERPRINTS: dict[str, tuple[tuple[int, ...], str]] = {}
+_FINGERPRINTS_LOCK = threading.Lock()
+_MAX_TRUST_FILE = 64 * 1024 * 1024  # a CA bundle is kilobytes; read no further than this
+_MAX_CA_DIR_ENTRIES = 10000
+
+
+def file_fingerprint(path: str) -> str:
+    """SHA-256 of a file's content (of a CA directory: of its entries' names and contents); a marker if unreadable.
+
+    Loading the file is the transport's job and its error names the setting; here an unreadable file only
+    has to key apart from a readable one.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    if stat.S_ISDIR(st.st_mode):
+        digest = hashlib.sha256(b"dir")
+        try:
+            names = sorted(os.listdir(path))[:_MAX_CA_DIR_ENTRIES]
+        except OSError as exc:
+            return f"unreadable:{exc.errno}"
+        for name in names:
+            entry = os.path.join(path, name)
+            if os.path.isfile(entry):
+                digest.update(f"{name}\0{file_fingerprint(entry)}\0".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
+    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _FINGERPRINTS_LOCK:
+        cached = _FINGERPRINTS.get(path)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            digest.update(handle.read(_MAX_TRUST_FILE))
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    value = digest.hexdigest()
+    with _FINGERPRINTS_LOCK:
+        _FINGERPRINTS[path] = (signature, value)
+    return value
+
+
+def _absolute(path: t.Any) -> str | None:
+    """A file setting as an absolute path (the daemon runs in another directory), or PEM text unchanged."""
+    if not path:
+        return None
+    text = str(path)
+    return text if _is_pem_text(text) else os.path.abspath(os.path.expanduser(text))
 
 
 def _check_wire_fields(cls: type, data: t.Mapping[str, t.Any]) -> None:
@@ -501,7 +572,7 @@ def _resolve_proxy(
         auth=auth,
         username=user or None,
         password=password or None,
-        ca_cert=str(ca_cert) if ca_cert else None,
+        ca_cert=_absolute(ca_cert),
         tunnel=_bool(options.get("proxy_tunnel", False), "ansible_psrp_proxy_tunnel"),
         negotiate_service=str(options.get("proxy_negotiate_service") or "HTTP"),
         negotiate_hostname=options.get("proxy_negotiate_hostname_override") or None,
@@ -638,9 +709,9 @@ def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | No
         password=options.get("remote_password"),
         message_encryption=encryption,
         cert_validation=cert_validation == "validate",
-        ca_cert=(options.get("ca_cert") or None) if cert_validation == "validate" else None,
-        certificate_pem=options.get("certificate_pem") or None,
-        certificate_key_pem=options.get("certificate_key_pem") or None,
+        ca_cert=_absolute(options.get("ca_cert")) if cert_validation == "validate" else None,
+        certificate_pem=_absolute(options.get("certificate_pem")),
+        certificate_key_pem=_absolute(options.get("certificate_key_pem")),
         certificate_key_password=options.get("certificate_key_password") or None,
         credssp_auth_mechanism=_choice(options.get("credssp_auth_mechanism") or "auto",
                                        "ansible_psrp_credssp_auth_mechanism", ("auto", "kerberos", "ntlm")),

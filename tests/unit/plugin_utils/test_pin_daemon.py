@@ -207,6 +207,26 @@ def test_a_session_older_than_max_age_is_replaced_even_when_busy_all_along(pin_e
     assert first["id"] in [c["id"] for c in closes(pin_env.journal)]
 
 
+def test_a_later_run_with_longer_lifetimes_never_extends_a_pinned_session(pin_env):
+    client = PinClient(pin_env.root)
+    spec = make_spec()
+    first, _ = whoami(client, spec, idle=30, max_age=600)
+    second, info = whoami(client, spec, idle=300, max_age=3600)
+    assert info["session"] == "reused" and second["id"] == first["id"]
+    [row] = client.list_sessions()
+    assert (row["idle_timeout"], row["max_age"]) == (30, 600)  # the shorter of both runs wins
+
+
+def test_a_later_run_with_a_shorter_idle_timeout_applies_it_to_the_pinned_session(pin_env):
+    client = PinClient(pin_env.root)
+    spec = make_spec()
+    first, _ = whoami(client, spec, idle=30)
+    # idle 0: the pinned session has been idle longer than this run allows, so it is not reused
+    second, info = whoami(client, spec, idle=0)
+    assert info["session"] == "opened" and second["id"] != first["id"]
+    assert first["id"] in [c["id"] for c in closes(pin_env.journal)]
+
+
 def test_the_daemon_exits_when_it_holds_no_session_and_the_next_task_starts_a_new_one(pin_env):
     client = PinClient(pin_env.root)
     spec = make_spec()

@@ -328,3 +328,31 @@ def test_lowercase_proxy_variables_win_over_uppercase_ones(monkeypatch):
     for env in (environ, dict(reversed(list(environ.items())))):
         spec = spec_for({"ansible_psrp_proxy_from_env": True}, env)
         assert spec.proxy is not None and spec.proxy.host == "lower" and spec.proxy.source == "https_proxy"
+
+
+@pytest.mark.compat
+def test_pin_key_follows_the_contents_of_ca_and_certificate_files_not_their_paths(tmp_path):
+    ca, cert, key_file = tmp_path / "ca.pem", tmp_path / "c.pem", tmp_path / "k.pem"
+    for path, text in ((ca, "ca one"), (cert, "cert one"), (key_file, "key one")):
+        path.write_text(text)
+    variables = {"ansible_psrp_ca_cert": str(ca), "ansible_psrp_auth": "certificate",
+                 "ansible_psrp_certificate_pem": str(cert), "ansible_psrp_certificate_key_pem": str(key_file)}
+    key = b"k" * 32
+    first = spec_for(variables).pin_key(key)
+    assert spec_for(variables).pin_key(key) == first
+    seen = {first}
+    for path in (ca, cert, key_file):  # a rotated file, same path: another session
+        path.write_text(path.read_text().replace("one", "two"))
+        seen.add(spec_for(variables).pin_key(key))
+    assert len(seen) == 4
+
+
+@pytest.mark.compat
+def test_file_settings_reach_the_daemon_as_absolute_paths(tmp_path, monkeypatch):
+    # the daemon runs in its own directory: a relative path must not name (and key) another file there
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = build_spec({"remote_addr": "win01", "ca_cert": "ca.pem", "proxy": "https://proxy:3129",
+                       "proxy_ca_cert": "proxy-ca.pem"})
+    assert spec.ca_cert == str(tmp_path / "ca.pem") and spec.proxy.ca_cert == str(tmp_path / "proxy-ca.pem")
