@@ -46,7 +46,11 @@ options:
     keyword:
     - name: remote_user
   remote_password:
-    description: Authentication password for the O(remote_user). Can be supplied as CLI option.
+    description:
+    - Authentication password for the O(remote_user). Can be supplied as CLI option.
+    - Without a password, V(kerberos) and V(negotiate) use the tickets of the run's own credential cache
+      (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME));
+      a pinned session is bound to that cache and its principal, so runs with other tickets get their own.
     type: str
     vars:
     - name: ansible_password

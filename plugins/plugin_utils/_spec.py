@@ -27,6 +27,7 @@ import typing as t
 import urllib.parse
 
 from ._errors import ConfigError
+from ._kerberos import TICKET_AUTHS, TicketIdentity, resolve_ticket_identity
 
 HOST_AUTHS = ("basic", "certificate", "negotiate", "kerberos", "ntlm", "credssp")
 ENCRYPTING_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp")
@@ -100,6 +101,11 @@ class SessionSpec:
     reconnection_retries: int = 0
     reconnection_backoff: float = 2.0
     proxy: ProxySpec | None = None
+    # The run's own Kerberos tickets, for a kerberos/negotiate login (host or proxy) without a password: the
+    # credential cache or client keytab and its principal, resolved by the run, used as is by the daemon.
+    kerberos_ccache: str | None = None
+    kerberos_keytab: str | None = None
+    kerberos_principal: str | None = None
 
     # -- derived ---------------------------------------------------------
 
@@ -134,7 +140,7 @@ class SessionSpec:
         """A secret-free summary for logs, `-vvv` and the session list."""
         return {
             "endpoint": self.endpoint,
-            "user": self.username,
+            "user": self.username or self.kerberos_principal,
             "auth": self.auth,
             "configuration_name": self.configuration_name,
             "encrypt": self.encrypt,
@@ -162,6 +168,11 @@ class SessionSpec:
             _check_wire_fields(ProxySpec, proxy)  # else a stray proxy field escapes as a bare TypeError
             proxy_spec = ProxySpec(**proxy)
         return cls(proxy=proxy_spec, **data)
+
+    @property
+    def ticket_identity(self) -> TicketIdentity:
+        """The run's Kerberos ticket source (empty unless a kerberos/negotiate login has no password)."""
+        return TicketIdentity(self.kerberos_ccache, self.kerberos_principal, self.kerberos_keytab)
 
     def trust_files(self) -> dict[str, str]:
         """The files this session's trust and identity come from: CA bundles, client certificate and key."""
@@ -734,5 +745,25 @@ def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | No
         reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
         proxy=_resolve_proxy(options, scheme, host, port, environ),
     )
+    spec = _with_ticket_identity(spec, environ)
     _check_rules(spec)
     return spec
+
+
+def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str]) -> SessionSpec:
+    """Pin the run's own Kerberos tickets into the spec when a kerberos/negotiate login has no password.
+
+    The identity (cache or keytab, and principal) becomes part of the pin key, so runs with different
+    caches never share a session, and the daemon uses exactly this cache instead of its own default.
+    """
+    host_tickets = spec.auth in TICKET_AUTHS and spec.password is None
+    proxy = spec.proxy
+    proxy_tickets = proxy is not None and proxy.auth in TICKET_AUTHS and proxy.password is None
+    if not (host_tickets or proxy_tickets):
+        return spec
+    username = spec.username if host_tickets else t.cast(ProxySpec, proxy).username
+    identity = resolve_ticket_identity(username, environ)
+    if identity is None:
+        return spec
+    return dataclasses.replace(spec, kerberos_ccache=identity.ccache, kerberos_keytab=identity.keytab,
+                               kerberos_principal=identity.principal)

@@ -365,7 +365,7 @@ class WinRMTransport:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         party = f"proxy {proxy.url}"
         conn = HTTPConnection(stream, party=party, max_response=self._max_response)
-        provider = proxy_provider(proxy)
+        provider = proxy_provider(proxy, self.spec)
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
         for _ in range(_MAX_LEGS):

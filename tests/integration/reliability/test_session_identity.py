@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,59 @@ def test_a_later_run_with_longer_lifetimes_does_not_extend_the_pinned_session(e2
                                                    f"max age {r['max_age']:g}s" for r in rows))
     assert len(rows) == 1 and rows[0]["tasks"] == 2
     assert (rows[0]["idle_timeout"], rows[0]["max_age"]) == (30, 600)
+
+
+def _kinit(krb5_config: pathlib.Path, cache: pathlib.Path, principal: str, password: str) -> None:
+    """A TGT for principal from the lab KDC in its own credential cache (the password on stdin only)."""
+    kinit = shutil.which("kinit") or "/usr/bin/kinit"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KRB5_CONFIG": str(krb5_config),
+           "KRB5CCNAME": f"FILE:{cache}"}
+    subprocess.run([kinit, principal], input=f"{password}\n", env=env, capture_output=True, text=True, timeout=30,
+                   check=True)
+
+
+def test_runs_with_different_ticket_caches_never_share_a_session(e2e: E2E, check, tmp_path) -> None:
+    if not (e2e.desc.get("kdc") and "squid_negotiate" in e2e.desc["proxies"]):
+        pytest.skip("needs the lab KDC with its second principal (the Negotiate proxy's account)")
+    row = check("No session theft", "auth kerberos without a password, three runs: KRB5CCNAME = a cache of labdomain "
+                "(a user of the host), then a cache of proxy-negotiate (not a user of the host), then labdomain's "
+                "again; the krb5.conf's default cache holds labdomain too", "each run authenticates with exactly its "
+                "own cache: labdomain's runs succeed as labdomain (the third reuses the first one's session), "
+                "proxy-negotiate's gets its own handshake and the host refuses it", report.LEAK)
+    host = e2e.host()
+    domain = next(u for u in host["users"] if u.get("kind") == "domain")
+    proxy = e2e.proxy("squid_negotiate")
+    # the lab realm's krb5.conf with a default cache of this test's own (what a daemon without KRB5CCNAME would use)
+    lab_conf = pathlib.Path(e2e.desc["kdc"]["krb5_config"]).read_text()
+    default_cache = tmp_path / "default.cc"
+    krb5_config = tmp_path / "krb5.conf"
+    krb5_config.write_text("\n".join(f" default_ccache_name = FILE:{default_cache}"
+                                     if line.strip().startswith("default_ccache_name") else line
+                                     for line in lab_conf.splitlines()) + "\n")
+    cache_a, cache_b = tmp_path / "labdomain.cc", tmp_path / "other.cc"
+    _kinit(krb5_config, default_cache, domain["principal"], domain["password"])
+    _kinit(krb5_config, cache_a, domain["principal"], domain["password"])
+    _kinit(krb5_config, cache_b, proxy["principal"], proxy["password"])
+    group = {"ansible_psrp_auth": "kerberos", "ansible_psrp_negotiate_hostname_override": host["hostname"]}
+    tickets_only = {"ansible_user": None, "ansible_password": None}
+    one = write_playbook(e2e.workdir / "whoami.yml", [raw("who", "whoami")])
+
+    def run(cache: pathlib.Path, name: str):
+        before = e2e.counters()
+        result = e2e.run(group, playbook=one, host_overrides=tickets_only, name=name,
+                         env={"KRB5CCNAME": f"FILE:{cache}", "KRB5_CONFIG": str(krb5_config)})
+        return result.task_results(HOST)[0], before, e2e.counters()
+
+    first, b1, a1 = run(cache_a, "labdomain")
+    other, b2, a2 = run(cache_b, "other")
+    again, b3, a3 = run(cache_a, "labdomain-again")
+    row.see(f"labdomain: {first['status']} {first.get('stdout', '').strip()!r}; proxy-negotiate: {other['status']} "
+            f"{other.get('stdout', '').strip()!r} (+{delta(a2, b2, 'auth_failures')} failed, "
+            f"+{delta(a2, b2, 'auth_handshakes')} ok handshakes, +{delta(a2, b2, 'wsman.Command')} commands); "
+            f"labdomain again: {again['status']} {again.get('stdout', '').strip()!r}, "
+            f"+{delta(a3, b3, 'auth_handshakes')} handshakes")
+    assert first["status"] == "ok" and "labdomain" in first["stdout"].lower(), first
+    assert other["status"] == "unreachable", other  # never labdomain's session, never the daemon's default cache
+    assert delta(a2, b2, "auth_failures") == 1 and delta(a2, b2, "wsman.Command") == 0
+    assert again["status"] == "ok" and "labdomain" in again["stdout"].lower(), again
+    assert delta(a3, b3, "auth_handshakes") == 0  # the labdomain session stayed pinned to labdomain's cache
