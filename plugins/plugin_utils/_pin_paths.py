@@ -3,12 +3,19 @@
 The directory is `<persist root>/pinned-winrm-<uid>`, mode 0700, owned by the
 controller user; anything else (another owner, group/world access, a symlink)
 is refused, because whoever can reach the socket can ride the sessions.
+
+One daemon serves one *trust profile*: the values of the environment variables
+that change whom the daemon trusts or who it is (CA bundles for OpenSSL, the
+Kerberos configuration and client keytab, NTLM's credential file). Runs whose
+profile differs reach different daemons (socket and log carry the profile's
+hash), so no run inherits trust or identity from the run that started a daemon.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import stat
@@ -22,9 +29,33 @@ log = logging.getLogger(__name__)
 # Bumped when the frame format or a request changes: daemons of two versions then use different sockets.
 PROTOCOL_VERSION = 1
 
-SOCKET_NAME = f"daemon-v{PROTOCOL_VERSION}.sock"
 LOCK_NAME = "daemon.lock"
-LOG_NAME = "daemon.log"
+# v<protocol>-<trust profile>.sock: short, for the 107 bytes of a UNIX socket path
+SOCKET_GLOB_PREFIX = f"v{PROTOCOL_VERSION}-"
+
+# Environment variables that change whom the daemon trusts or who it authenticates as; they reach the daemon
+# (see _pin_client.daemon_env) and pick which daemon serves a run. KRB5CCNAME is not among them: the run's
+# credential cache travels in the SessionSpec, so one daemon serves runs with different caches.
+TRUST_ENV = (
+    "SSL_CERT_FILE",  # OpenSSL's default CA bundle and directory (the host's TLS when no CA is named)
+    "SSL_CERT_DIR",
+    "OPENSSL_CONF",  # OpenSSL configuration: protocol floors, providers
+    "OPENSSL_MODULES",
+    "KRB5_CONFIG",  # realms, KDCs, default cache name
+    "KRB5_CLIENT_KTNAME",  # client keytab: a Kerberos identity without a password
+    "KRB5_KTNAME",
+    "KRB5RCACHETYPE",
+    "KRB5RCACHEDIR",
+    "GSS_MECH_CONFIG",
+    "NTLM_USER_FILE",  # pyspnego's cached NTLM credentials: an NTLM identity without a password
+)
+
+
+def env_profile(environ: t.Mapping[str, str]) -> str:
+    """A short hash of the trust and identity variables of an environment: which daemon serves it."""
+    items = sorted((name, environ[name]) for name in TRUST_ENV if name in environ)
+    canonical = "\0".join(f"{name}={value}" for name, value in items)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
@@ -49,18 +80,28 @@ def default_persist_root() -> str:
 class PinPaths:
     """The daemon's private directory and the files in it."""
 
-    def __init__(self, persist_dir: str | None = None) -> None:
+    def __init__(self, persist_dir: str | None = None, profile: str | None = None) -> None:
         root = os.path.abspath(os.path.expanduser(persist_dir or default_persist_root()))
         self.root = root
+        self.profile = profile if profile is not None else env_profile(os.environ)
         self.dir = os.path.join(root, f"pinned-winrm-{os.geteuid()}")
-        self.socket = os.path.join(self.dir, SOCKET_NAME)
+        self.socket = os.path.join(self.dir, f"{SOCKET_GLOB_PREFIX}{self.profile}.sock")
         self.lock = os.path.join(self.dir, LOCK_NAME)
-        self.log = os.path.join(self.dir, LOG_NAME)
+        self.log = os.path.join(self.dir, f"daemon-{self.profile}.log")
         if len(os.fsencode(self.socket)) > _MAX_SOCKET_PATH:
             raise ConfigError(
                 f"ansible_psrp_persist_dir: the pin daemon's socket path {self.socket!r} is longer than the "
                 f"{_MAX_SOCKET_PATH} bytes a UNIX socket allows; choose a shorter directory."
             )
+
+    def profiles(self) -> list[str]:
+        """The trust profiles with a daemon socket in the directory (running or stale), for the CLI."""
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return []
+        return sorted(n[len(SOCKET_GLOB_PREFIX):-len(".sock")] for n in names
+                      if n.startswith(SOCKET_GLOB_PREFIX) and n.endswith(".sock"))
 
     def ensure_dir(self) -> None:
         """Create the private directory (0700) if needed and refuse it unless only this user can enter it."""

@@ -21,7 +21,7 @@ from tests.integration._ansible import ROOT
 from tests.integration.e2e.conftest import E2E, delta
 
 from . import report
-from ._helpers import raw, write_playbook
+from ._helpers import daemon_pids, raw, write_playbook
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
@@ -130,3 +130,27 @@ def test_runs_with_different_ticket_caches_never_share_a_session(e2e: E2E, check
     assert delta(a2, b2, "auth_failures") == 1 and delta(a2, b2, "wsman.Command") == 0
     assert again["status"] == "ok" and "labdomain" in again["stdout"].lower(), again
     assert delta(a3, b3, "auth_handshakes") == 0  # the labdomain session stayed pinned to labdomain's cache
+
+
+def test_the_trust_environment_of_the_run_that_started_the_daemon_is_not_inherited(e2e: E2E, check, tmp_path) -> None:
+    from tests.lab._certs import LabCA
+
+    row = check("No session theft", "no ansible_psrp_ca_cert: run 1 trusts the host through SSL_CERT_FILE (the lab CA) "
+                "and sets SSHPASS and ANSIBLE_BECOME_PASS; run 2 has SSL_CERT_FILE = a CA that does not trust the host",
+                "run 2 is served by another daemon, started with its own trust: unreachable, certificate not "
+                "trusted; no daemon's environment holds SSHPASS or ANSIBLE_BECOME_PASS", report.LEAK)
+    one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output trusted")])
+    group = {"ansible_psrp_auth": "ntlm", "ansible_psrp_ca_cert": None}  # OpenSSL's default trust decides
+    secrets_ = {"SSHPASS": "Ssh-Pass-Not-For-The-Daemon-1", "ANSIBLE_BECOME_PASS": "Become-Pass-Not-For-It-2"}
+    e2e.run(group, playbook=one, env={"SSL_CERT_FILE": e2e.desc["ca_cert"], **secrets_}, name="trusted").assert_ok()
+    other_ca = LabCA.create(tmp_path / "other-ca").cert_path
+    second = e2e.run(group, playbook=one, env={"SSL_CERT_FILE": str(other_ca)}, name="other-trust")
+    result = second.task_results(HOST)[0]
+    pids = daemon_pids(e2e)
+    environs = [pathlib.Path(f"/proc/{pid}/environ").read_bytes() for pid in pids]
+    inherited = sorted(name for name, value in secrets_.items() if any(value.encode() in env for env in environs))
+    row.see(f"run 2: {result['status']}, {str(result.get('msg', ''))[-110:]}; {len(pids)} daemons; secrets in a "
+            f"daemon's environment: {inherited or 'none'}")
+    assert result["status"] == "unreachable" and "not trusted" in result["msg"], result
+    assert len(pids) == 2
+    assert not inherited

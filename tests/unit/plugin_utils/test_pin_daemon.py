@@ -542,3 +542,35 @@ def test_the_command_line_checks_lists_and_closes_sessions(pin_env):
     assert _cli(pin_env.root, "close", "--all").stdout.strip() == "closed 1 session"
     assert "stopped pin daemon" in _cli(pin_env.root, "stop").stdout
     assert wait_until(lambda: _cli(pin_env.root, "check").returncode == 1, 10)
+
+
+# -- the daemon's environment (review point 2) ---------------------------------------------
+
+
+def test_the_daemon_environment_is_built_from_an_allow_list():
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import daemon_env
+
+    base = {"PATH": "/usr/bin", "HOME": "/home/u", "LANG": "C.UTF-8", "LC_ALL": "C", "SSL_CERT_FILE": "/ca.pem",
+            "KRB5_CONFIG": "/etc/krb5-corp.conf", "NTLM_USER_FILE": "/home/u/.ntlm",
+            "SSHPASS": "ssh-secret", "ANSIBLE_BECOME_PASS": "become-secret", "VAULT_ADDR": "https://vault",
+            "KRB5CCNAME": "FILE:/tmp/svc.cc", "SSLKEYLOGFILE": "/tmp/keys", "HTTPS_PROXY": "http://p:3128",
+            "PYTHONPATH": "/opt/lib", "SOME_APP_SETTING": "x"}
+    env = daemon_env(base, "/collections")
+    assert env == {"PATH": "/usr/bin", "HOME": "/home/u", "LANG": "C.UTF-8", "LC_ALL": "C",
+                   "SSL_CERT_FILE": "/ca.pem", "KRB5_CONFIG": "/etc/krb5-corp.conf", "NTLM_USER_FILE": "/home/u/.ntlm",
+                   "PYTHONPATH": "/collections:/opt/lib"}
+
+
+def test_runs_with_other_trust_or_identity_settings_reach_another_daemon(pin_env, monkeypatch, tmp_path):
+    spec = make_spec()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "corp-ca.pem"))
+    first, info1 = whoami(PinClient(pin_env.root), spec)
+    same, info2 = whoami(PinClient(pin_env.root), spec)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "other-ca.pem"))
+    other, info3 = whoami(PinClient(pin_env.root), spec)
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("KRB5_CONFIG", str(tmp_path / "krb5-other.conf"))
+    krb, info4 = whoami(PinClient(pin_env.root), spec)
+    assert info2["daemon_pid"] == info1["daemon_pid"] and same["id"] == first["id"]
+    assert len({info1["daemon_pid"], info3["daemon_pid"], info4["daemon_pid"]}) == 3
+    assert info3["session"] == info4["session"] == "opened"  # (pin_env stops every daemon its journal names)
