@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import hashlib
 import importlib
 import logging
-import logging.handlers
 import os
 import signal
 import socket
 import socketserver
+import stat
 import sys
 import threading
 import time
@@ -683,10 +684,61 @@ def load_factory() -> SessionFactory:
     return Session
 
 
-def _setup_logging(paths: PinPaths, level: str) -> SecretRedactor:
+class PrivateLogHandler(logging.StreamHandler):
+    """The daemon's log: opened relative to its verified directory, never through a link; rotated by rename.
+
+    logging's file handlers open by path and follow links: a link planted as the log would let the daemon
+    chmod and append to any file its user can write.
+    """
+
+    def __init__(self, dir_fd: int, name: str, *, max_bytes: int = 2 * 1024 * 1024) -> None:
+        self._dir_fd = dir_fd
+        self._name = name
+        self._max_bytes = max_bytes
+        super().__init__(self._open())
+
+    def _open(self) -> t.TextIO:
+        try:
+            fd = os.open(self._name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                         dir_fd=self._dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ConfigError(
+                    f"refusing the pin daemon's log {self._name}: it is a symbolic link, which would make the daemon "
+                    "write to (and chmod) whatever it points at. Remove it; the daemon creates the log itself."
+                ) from None
+            raise
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            os.close(fd)
+            raise ConfigError(
+                f"refusing the pin daemon's log {self._name}: it is not a plain file of yours with a single name "
+                "(another link to it could be any file). Remove it; the daemon creates the log itself."
+            )
+        os.fchmod(fd, 0o600)
+        return open(fd, "a", encoding="utf-8", errors="replace", closefd=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if self.stream.tell() >= self._max_bytes:
+                self._rotate()
+        except (OSError, ValueError, ConfigError):
+            pass  # a log that cannot rotate still takes the record
+        super().emit(record)
+
+    def _rotate(self) -> None:
+        self.acquire()
+        try:
+            self.stream.close()
+            os.replace(self._name, f"{self._name}.1", src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            self.stream = self._open()
+        finally:
+            self.release()
+
+
+def _setup_logging(paths: PinPaths, dir_fd: int, level: str) -> SecretRedactor:
     redactor = SecretRedactor()
-    handler = logging.handlers.RotatingFileHandler(paths.log, maxBytes=2 * 1024 * 1024, backupCount=1)
-    os.chmod(paths.log, 0o600)
+    handler = PrivateLogHandler(dir_fd, paths.log_name)
     handler.addFilter(redactor)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -698,22 +750,33 @@ def _setup_logging(paths: PinPaths, level: str) -> SecretRedactor:
     return redactor
 
 
-def _bind(paths: PinPaths) -> socket.socket:
+def _in_dir(dir_fd: int, name: str) -> str:
+    """A path to name inside the verified directory that no rename of the directory can redirect (Linux /proc)."""
+    via_fd = f"/proc/self/fd/{dir_fd}"
+    return f"{via_fd}/{name}" if os.path.isdir(via_fd) else name
+
+
+def _bind(paths: PinPaths, dir_fd: int) -> socket.socket:
     """Bind the listening socket (mode 0600 via umask), replacing a stale socket file nobody answers on."""
-    if os.path.lexists(paths.socket):
+    try:
+        os.lstat(paths.socket_name, dir_fd=dir_fd)
+        stale = True
+    except FileNotFoundError:
+        stale = False
+    if stale:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(2.0)
         try:
-            probe.connect(paths.socket)
+            probe.connect(_in_dir(dir_fd, paths.socket_name))
         except OSError:
-            os.unlink(paths.socket)
+            os.unlink(paths.socket_name, dir_fd=dir_fd)
         else:
             raise SystemExit(f"a pin daemon already listens on {paths.socket}")
         finally:
             probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(paths.socket)
-    os.chmod(paths.socket, 0o600)
+    listener.bind(_in_dir(dir_fd, paths.socket_name))
+    os.chmod(paths.socket_name, 0o600, dir_fd=dir_fd)
     listener.listen(128)
     return listener
 
@@ -731,7 +794,7 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-def _exit_when_idle(server: PinServer, listener_ino: int, grace: float) -> None:
+def _exit_when_idle(server: PinServer, listener_ino: int, grace: float, dir_fd: int) -> None:
     """Block until asked to stop, or until no session was held and no client served for `grace` seconds.
 
     The listener is removed under the directory lock: a client that finds no socket waits for the lock,
@@ -747,13 +810,14 @@ def _exit_when_idle(server: PinServer, listener_ino: int, grace: float) -> None:
             empty_since = (empty_since or now) if empty else None
             if empty_since is None or now - empty_since < grace:
                 continue
-        with DirLock(server.paths.lock, timeout=10.0):
+        with DirLock(server.paths.lock, timeout=10.0, dir_fd=dir_fd):
             if not stop and (server.active or server.table.count()):
                 empty_since = None
                 continue
             try:
-                if os.stat(server.paths.socket).st_ino == listener_ino:
-                    os.unlink(server.paths.socket)
+                name = server.paths.socket_name
+                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == listener_ino:
+                    os.unlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 pass
             server.shutdown()
@@ -774,15 +838,17 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     try:
         paths = PinPaths(args.dir)
         paths.ensure_dir()
+        dir_fd = paths.open_dir()
+        # before the fork: a refused log is reported to the client that starts us, not to /dev/null
+        redactor = _setup_logging(paths, dir_fd, args.log_level)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    listener = _bind(paths)
-    listener_ino = os.stat(paths.socket).st_ino
+    listener = _bind(paths, dir_fd)
+    listener_ino = os.stat(paths.socket_name, dir_fd=dir_fd, follow_symlinks=False).st_ino
     if not args.foreground:
         _daemonize()
 
-    redactor = _setup_logging(paths, args.log_level)
     table = SessionTable(load_factory(), redactor)
     server = PinServer(listener, table, paths)
     signal.signal(signal.SIGTERM, lambda *_: server.stop_requested.set())
@@ -790,7 +856,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     log.info("pin daemon %d serving %s (protocol %d)", os.getpid(), paths.socket, PROTOCOL_VERSION)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="accept", daemon=True)
     serving.start()
-    _exit_when_idle(server, listener_ino, args.exit_grace)
+    _exit_when_idle(server, listener_ino, args.exit_grace, dir_fd)
     # Requests accepted just before the listener closed still get their answer (bounded wait).
     deadline = time.monotonic() + CLIENT_IO_TIMEOUT
     while server.active and time.monotonic() < deadline:

@@ -85,9 +85,11 @@ class PinPaths:
         self.root = root
         self.profile = profile if profile is not None else env_profile(os.environ)
         self.dir = os.path.join(root, f"pinned-winrm-{os.geteuid()}")
-        self.socket = os.path.join(self.dir, f"{SOCKET_GLOB_PREFIX}{self.profile}.sock")
+        self.socket_name = f"{SOCKET_GLOB_PREFIX}{self.profile}.sock"
+        self.log_name = f"daemon-{self.profile}.log"
+        self.socket = os.path.join(self.dir, self.socket_name)
         self.lock = os.path.join(self.dir, LOCK_NAME)
-        self.log = os.path.join(self.dir, f"daemon-{self.profile}.log")
+        self.log = os.path.join(self.dir, self.log_name)
         if len(os.fsencode(self.socket)) > _MAX_SOCKET_PATH:
             raise ConfigError(
                 f"ansible_psrp_persist_dir: the pin daemon's socket path {self.socket!r} is longer than the "
@@ -106,24 +108,76 @@ class PinPaths:
     def ensure_dir(self) -> None:
         """Create the private directory (0700) if needed and refuse it unless only this user can enter it."""
         os.makedirs(self.root, mode=0o700, exist_ok=True)
+        self.check_root()
         try:
             os.mkdir(self.dir, 0o700)
         except FileExistsError:
             pass
         self.check_dir()
 
+    def check_root(self) -> None:
+        """Refuse a persist root another user could empty or rearrange: theirs, or writable by others without +t.
+
+        The daemon's directory inside it is checked and then used through a descriptor (open_dir), so such a
+        root cannot redirect the daemon's files; it could still swap the directory under the clients.
+        """
+        uid = os.geteuid()
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            raise ConfigError(f"the persist directory {self.root} does not exist") from None
+        if st.st_uid not in (uid, 0):
+            raise ConfigError(
+                f"refusing the persist directory {self.root} (ansible_psrp_persist_dir): it belongs to uid "
+                f"{st.st_uid}, another user, who could replace the pin daemon's directory in it. Set "
+                "ansible_psrp_persist_dir (or ANSIBLE_PERSISTENT_CONTROL_PATH_DIR) to a directory of your own."
+            )
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise ConfigError(
+                f"refusing the persist directory {self.root} (ansible_psrp_persist_dir): its mode is "
+                f"{stat.S_IMODE(st.st_mode):04o}, writable by other users without the sticky bit, so they could "
+                f"replace the pin daemon's directory in it. Run `chmod go-w {self.root}` (or `chmod +t` on a "
+                "shared directory such as /tmp), or choose another ansible_psrp_persist_dir."
+            )
+
+    def open_dir(self) -> int:
+        """A descriptor of the private directory, verified (owner, mode) after opening it without following links.
+
+        The daemon opens its log, lock and socket relative to this descriptor with O_NOFOLLOW, so neither a
+        directory swapped in after the check nor a link planted inside it can redirect them.
+        """
+        try:
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                self._refuse_not_plain()
+            raise ConfigError(f"cannot open the pin daemon directory {self.dir}: {exc.strerror}") from None
+        try:
+            self._check_stat(os.fstat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _refuse_not_plain(self) -> t.NoReturn:
+        raise ConfigError(
+            f"refusing the pin daemon directory {self.dir}: it is not a plain directory (a symlink could point "
+            "anywhere). Remove it; it is re-created on the next run."
+        )
+
     def check_dir(self) -> None:
         """Raise ConfigError unless the directory is a real directory owned by us with no group/world access."""
+        self.check_root()
         try:
             st = os.lstat(self.dir)
         except FileNotFoundError:
             raise ConfigError(f"the pin daemon directory {self.dir} does not exist") from None
+        self._check_stat(st)
+
+    def _check_stat(self, st: os.stat_result) -> None:
         uid = os.geteuid()
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            raise ConfigError(
-                f"refusing the pin daemon directory {self.dir}: it is not a plain directory (a symlink could point "
-                "anywhere). Remove it; it is re-created on the next run."
-            )
+            self._refuse_not_plain()
         if st.st_uid != uid:
             raise ConfigError(
                 f"refusing the pin daemon directory {self.dir}: it belongs to uid {st.st_uid}, not to you "
@@ -140,13 +194,15 @@ class PinPaths:
 class DirLock:
     """An exclusive flock on the lock file beside the socket, taken with a bounded wait."""
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, path: str, timeout: float, *, dir_fd: int | None = None) -> None:
         self.path = path
         self.timeout = timeout
+        self._dir_fd = dir_fd  # open the lock relative to the verified directory (the daemon)
         self._fd: int | None = None
 
     def __enter__(self) -> DirLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        name = os.path.basename(self.path) if self._dir_fd is not None else self.path
+        fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600, dir_fd=self._dir_fd)
         deadline = time.monotonic() + self.timeout
         while True:
             try:

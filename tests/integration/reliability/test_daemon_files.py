@@ -1,0 +1,88 @@
+"""The pin daemon's files and process: nothing another user (or a planted link) can turn against you.
+
+- A persist root another user owns (``/tmp/ansible`` pre-created by them) or one that others can write
+  without the sticky bit is refused before anything is created in it.
+- A symbolic link planted where the daemon's log goes is refused: the daemon would otherwise chmod the
+  link's target to 0600 and append its log to it.
+
+Each test starts a real daemon the way a task does (PinClient, then a request); no session is needed for
+what is checked, so the request names a host that is never contacted.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+import typing as t
+
+import pytest
+
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import PinnedError
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_paths import PinPaths
+
+from . import report
+
+pytestmark = pytest.mark.timeout(120)
+NOBODY = 65534
+
+
+@pytest.fixture
+def persist_root() -> t.Iterator[pathlib.Path]:
+    """A short private directory (UNIX socket paths are limited) for the persist root."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="pinf", dir="/tmp"))
+    yield path
+    for client in [PinClient(str(path / "root"), autostart=False, connect_timeout=2)]:
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001 - best effort: the test may have refused the directory
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _start(root: pathlib.Path) -> str:
+    """Make the client start a daemon (list asks nothing of a host); the outcome as text."""
+    client = PinClient(str(root), connect_timeout=10)
+    try:
+        reply = client._simple({"op": "hello"}, start=True)
+    except PinnedError as exc:
+        return f"refused: {exc}"
+    return f"daemon {reply['pid']} started" if reply else "no daemon"
+
+
+def test_a_planted_log_link_is_refused_and_its_target_untouched(check, persist_root) -> None:
+    row = check("No session theft", "a symbolic link planted as the daemon's log, pointing at a file of yours "
+                "(mode 0644)", "the daemon refuses to start, naming the link; the target's mode and content are "
+                "unchanged", report.LEAK)
+    root = persist_root / "root"
+    paths = PinPaths(str(root))
+    paths.ensure_dir()
+    victim = persist_root / "precious.txt"
+    victim.write_text("precious\n")
+    victim.chmod(0o644)
+    os.symlink(victim, paths.log)
+    outcome = _start(root)
+    mode, text = victim.stat().st_mode & 0o777, victim.read_text()
+    row.see(f"{outcome[:200]}; target mode {mode:04o}, {len(text)} bytes")
+    assert outcome.startswith("refused") and "symbolic link" in outcome
+    assert mode == 0o644 and text == "precious\n"
+
+
+@pytest.mark.parametrize("owner, mode", [(NOBODY, 0o755), (0, 0o777)], ids=["another user's", "world-writable"])
+def test_a_persist_root_others_control_is_refused(check, persist_root, owner: int, mode: int) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the directory to another uid")
+    who = "another user (nobody)" if owner == NOBODY else "root, mode 0777 without the sticky bit"
+    row = check("No session theft", f"the persist root pre-created by {who}, as /tmp/ansible could be",
+                "refused naming ansible_psrp_persist_dir; nothing created in it", report.LEAK)
+    root = persist_root / "root"
+    root.mkdir()
+    os.chown(root, owner, owner)
+    root.chmod(mode)
+    outcome = _start(root)
+    created = sorted(p.name for p in root.iterdir())
+    row.see(f"{outcome[:220]}; created in it: {created or 'nothing'}")
+    assert outcome.startswith("refused") and "ansible_psrp_persist_dir" in outcome
+    assert created == []
