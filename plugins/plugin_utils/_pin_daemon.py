@@ -23,12 +23,14 @@ and every known secret is redacted from it at any verbosity.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import errno
 import hashlib
 import importlib
 import logging
 import os
+import resource
 import signal
 import socket
 import socketserver
@@ -59,6 +61,8 @@ FINISHING_WAIT = 10.0
 TEST_FACTORY_ENV = "PINNED_WINRM_TEST_SESSION_FACTORY"
 
 SessionFactory = t.Callable[..., t.Any]
+
+_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 
 # -- secret redaction ----------------------------------------------------------------
@@ -825,6 +829,19 @@ def _exit_when_idle(server: PinServer, listener_ino: int, grace: float, dir_fd: 
             return
 
 
+def _no_core_dumps() -> None:
+    """Keep held passwords out of core files and away from same-user debuggers (Linux; elsewhere the rlimit only).
+
+    RLIMIT_CORE 0 stops core files; PR_SET_DUMPABLE 0 also stops core-dump pipes (systemd-coredump, apport),
+    and makes /proc/<pid>/mem and ptrace root's alone.
+    """
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(ctypes.get_errno()))
+
+
 def main(argv: t.Sequence[str] | None = None) -> int:
     """Entry point of the daemon process."""
     parser = argparse.ArgumentParser(prog="pin-daemon", description=__doc__.splitlines()[0])
@@ -844,6 +861,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
+    _no_core_dumps()  # before the socket listens, so before the first secret arrives
     listener = _bind(paths, dir_fd)
     listener_ino = os.stat(paths.socket_name, dir_fd=dir_fd, follow_symlinks=False).st_ino
     if not args.foreground:

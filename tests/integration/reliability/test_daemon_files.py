@@ -86,3 +86,39 @@ def test_a_persist_root_others_control_is_refused(check, persist_root, owner: in
     row.see(f"{outcome[:220]}; created in it: {created or 'nothing'}")
     assert outcome.startswith("refused") and "ansible_psrp_persist_dir" in outcome
     assert created == []
+
+
+def test_the_daemon_cannot_dump_core_or_be_read_by_a_same_user_debugger(check, persist_root) -> None:
+    row = check("No session theft", "the daemon's core-dump settings, read from /proc while it serves (started as an "
+                "unprivileged user: nobody when the suite runs as root)", "core file size limit 0 (soft and hard) and "
+                "not dumpable: its /proc entries belong to root, so no core-dump pipe, ptrace or /proc/<pid>/mem of "
+                "the same user reads the passwords it holds", report.LEAK)
+    import subprocess
+
+    from tests.integration.reliability._helpers import wait_for
+
+    persist_root.chmod(0o711)  # let the unprivileged daemon reach its own directory below
+    root = persist_root / "nobody"
+    root.mkdir()
+    uid = NOBODY if os.geteuid() == 0 else os.geteuid()
+    os.chown(root, uid, uid)
+    # the system Python: the suite's own interpreter may live where an unprivileged user cannot run it
+    collections = pathlib.Path(__file__).resolve().parents[3] / "build" / "collections"
+    argv = ["/usr/bin/python3", "-m", "ansible_collections.pinned.winrm.plugins.plugin_utils._pin_daemon",
+            "--dir", str(root), "--foreground", "--exit-grace", "60"]
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(collections)}
+    extra = {"user": uid, "group": uid, "extra_groups": []} if uid != os.geteuid() else {}
+    proc = subprocess.Popen(argv, env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, **extra)
+    try:
+        assert wait_for(lambda: any((root / f"pinned-winrm-{uid}").glob("v1-*.sock")) or proc.poll() is not None, 30)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        limits = pathlib.Path(f"/proc/{proc.pid}/limits").read_text()
+        core = next(line.split()[-3:-1] for line in limits.splitlines() if line.startswith("Max core file size"))
+        owner = os.stat(f"/proc/{proc.pid}/mem").st_uid  # root-owned when the process is not dumpable
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    row.see(f"daemon uid {uid}: core file size soft/hard {core[0]}/{core[1]}; /proc/{proc.pid}/mem owned by uid {owner}")
+    assert core == ["0", "0"]
+    assert owner == 0 != uid
