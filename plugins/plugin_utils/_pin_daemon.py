@@ -70,9 +70,16 @@ _PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 def spec_secrets(spec: SessionSpec) -> set[str]:
     """Every secret string a spec carries (never logged)."""
-    values = {spec.password, spec.certificate_key_password, spec.certificate_key_pem}
-    if spec.proxy is not None:
-        values.add(spec.proxy.password)
+    return wire_secrets(spec.to_wire())
+
+
+def wire_secrets(wire: t.Any) -> set[str]:
+    """The secrets of a spec's wire form, read without building the spec (a request's may not even be valid)."""
+    if not isinstance(wire, dict):
+        return set()
+    proxy = wire.get("proxy") if isinstance(wire.get("proxy"), dict) else {}
+    values = (wire.get("password"), wire.get("certificate_key_password"), wire.get("certificate_key_pem"),
+              proxy.get("password"))
     return {v for v in values if isinstance(v, str) and len(v) >= 3}
 
 
@@ -82,20 +89,37 @@ class SecretRedactor(logging.Filter):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._by_pin: dict[str, set[str]] = {}
+        self._by_owner: dict[str, set[str]] = {}  # owner: a pin key, or one request in flight
+        self._counts: dict[str, int] = {}  # secret: how many owners hold it
         self._all: tuple[str, ...] = ()
 
-    def register(self, pin: str, secrets: set[str]) -> None:
+    def register(self, owner: str, secrets: set[str]) -> None:
+        """Redact `secrets` until `forget(owner)`; a pin's secrets, or a request's for as long as it is served."""
         with self._lock:
-            if self._by_pin.get(pin) == secrets:
-                return  # every task of a pinned session lands here: skip re-sorting every secret the daemon holds
-            self._by_pin[pin] = secrets
-            self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True))
+            old = self._by_owner.get(owner)
+            if old == secrets:
+                return  # every task of a pinned session lands here: nothing changes
+            self._by_owner[owner] = set(secrets)
+            self._recount(old or set(), secrets)
 
-    def forget(self, pin: str) -> None:
+    def forget(self, owner: str) -> None:
         with self._lock:
-            self._by_pin.pop(pin, None)
-            self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True)) if self._by_pin else ()
+            old = self._by_owner.pop(owner, None)
+            if old:
+                self._recount(old, set())
+
+    def _recount(self, removed: set[str], added: set[str]) -> None:
+        changed = False
+        for secret in added:
+            self._counts[secret] = self._counts.get(secret, 0) + 1
+            changed |= self._counts[secret] == 1
+        for secret in removed:
+            self._counts[secret] -= 1
+            if not self._counts[secret]:
+                del self._counts[secret]
+                changed = True
+        if changed:  # re-sort only when the set of distinct secrets changed (longest first: no partial reveals)
+            self._all = tuple(sorted(self._counts, key=len, reverse=True))
 
     def redact(self, text: str) -> str:
         for secret in self._all:
@@ -212,6 +236,10 @@ class SessionTable:
         self._redactor = redactor
         self._cond = threading.Condition()
         self._pins: dict[str, list[Slot]] = {}
+
+    @property
+    def redactor(self) -> SecretRedactor:
+        return self._redactor
 
     def pin_of(self, spec: SessionSpec) -> str:
         return spec.pin_key(self._key)
@@ -459,6 +487,17 @@ class PinHandler(socketserver.BaseRequestHandler):
             log.info("dropped a connection before its request: %s", exc)
             return
         op = str(request.get("op", ""))
+        # the request's own secrets stay redacted until its answer is sent, even when a failed first open has
+        # already made the table forget its pin's secrets
+        owner = f"request:{id(self)}"
+        redactor = self.server.table.redactor
+        redactor.register(owner, wire_secrets(request.get("spec")))
+        try:
+            self._serve(sock, request, op, redactor)
+        finally:
+            redactor.forget(owner)
+
+    def _serve(self, sock: socket.socket, request: dict[str, t.Any], op: str, redactor: SecretRedactor) -> None:
         try:
             if request.get("v") != PROTOCOL_VERSION:
                 raise ConfigError(
@@ -476,7 +515,9 @@ class PinHandler(socketserver.BaseRequestHandler):
             else:
                 log.info("%s failed: %s: %s", op, type(exc).__name__, exc)
             try:
-                proto.send_json(sock, {"error": proto.error_to_wire(exc)})
+                wire = proto.error_to_wire(exc)
+                wire["message"] = redactor.redact(str(wire["message"]))  # the task's output must not show them either
+                proto.send_json(sock, {"error": wire})
             except (proto.PeerClosed, OSError):
                 pass
 

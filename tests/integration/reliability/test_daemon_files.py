@@ -122,3 +122,29 @@ def test_the_daemon_cannot_dump_core_or_be_read_by_a_same_user_debugger(check, p
     row.see(f"daemon uid {uid}: core file size soft/hard {core[0]}/{core[1]}; /proc/{proc.pid}/mem owned by uid {owner}")
     assert core == ["0", "0"]
     assert owner == 0 != uid
+
+
+def test_a_failed_first_open_logs_and_answers_its_error_with_the_password_redacted(check, persist_root,
+                                                                                 monkeypatch) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+
+    row = check("No session theft", "the first open of a session fails with an error whose text carries the password "
+                "(a stand-in session in the real daemon)", "the task's error and the daemon's log show ******** in "
+                "its place", report.LEAK)
+    password = "First-Open-Secret-9c1"
+    here = pathlib.Path(__file__).parent
+    monkeypatch.setenv("PINNED_WINRM_TEST_SESSION_FACTORY", "_failing_session:FailingOpenSession")
+    monkeypatch.setenv("PYTHONPATH", f"{here}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    root = persist_root / "root"
+    client = PinClient(str(root))
+    spec = build_spec({"remote_addr": "win01", "remote_user": "alice", "remote_password": password, "auth": "ntlm"})
+    try:
+        client.exec(spec, "Write-Output x", idle_timeout=30, max_age=600)
+        message = "no error"
+    except PinnedError as exc:
+        message = str(exc)
+    log_text = pathlib.Path(client.paths.log).read_text()
+    row.see(f"task error: {message[:150]}; password in the error: {password in message}; in the daemon log: "
+            f"{password in log_text} ({len(log_text)} bytes)")
+    assert "********" in message and password not in message
+    assert "alice" in log_text and password not in log_text

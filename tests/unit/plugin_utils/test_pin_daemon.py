@@ -574,3 +574,16 @@ def test_runs_with_other_trust_or_identity_settings_reach_another_daemon(pin_env
     assert info2["daemon_pid"] == info1["daemon_pid"] and same["id"] == first["id"]
     assert len({info1["daemon_pid"], info3["daemon_pid"], info4["daemon_pid"]}) == 3
     assert info3["session"] == info4["session"] == "opened"  # (pin_env stops every daemon its journal names)
+
+
+def test_the_redactor_keeps_a_secret_while_any_owner_holds_it():
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_daemon import SecretRedactor
+
+    redactor = SecretRedactor()
+    redactor.register("pin-a", {"shared-secret"})
+    redactor.register("request:1", {"shared-secret", "request-only"})
+    assert redactor.redact("shared-secret request-only") == "******** ********"
+    redactor.forget("request:1")
+    assert redactor.redact("shared-secret request-only") == "******** request-only"
+    redactor.forget("pin-a")
+    assert redactor.redact("shared-secret") == "shared-secret"
