@@ -23,6 +23,7 @@ and every known secret is redacted from it at any verbosity.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import ctypes
 import dataclasses
 import errno
@@ -56,6 +57,11 @@ CLIENT_IO_TIMEOUT = 300.0
 _REAP_TICK = 0.2
 # How long close/reset waits for a session that is only finishing its previous task.
 FINISHING_WAIT = 10.0
+# Sessions closed at once (expired, broken, or on request); each close is network I/O to its host.
+CLOSE_WORKERS = 8
+# Requests served at once (one thread each); more are refused with an error naming the bound. Far above any
+# number of forks, it bounds the threads (and memory) a runaway client can make the daemon spend.
+MAX_CLIENTS = 1024
 
 # Test hook, honoured only when the daemon runs under pytest (PYTEST_CURRENT_TEST is inherited from the test).
 TEST_FACTORY_ENV = "PINNED_WINRM_TEST_SESSION_FACTORY"
@@ -236,6 +242,7 @@ class SessionTable:
         self._redactor = redactor
         self._cond = threading.Condition()
         self._pins: dict[str, list[Slot]] = {}
+        self._closer = concurrent.futures.ThreadPoolExecutor(max_workers=CLOSE_WORKERS, thread_name_prefix="close")
 
     @property
     def redactor(self) -> SecretRedactor:
@@ -333,12 +340,24 @@ class SessionTable:
             if drop:
                 self._remove(slot)
             self._cond.notify_all()
-        if drop:
+        if drop:  # on the task's own thread, before its answer: the host's shell is gone when the task learns why
             self._close(slot, reason or ("unusable after an error" if broken else "closed on request"))
 
     def mark_finishing(self, slot: Slot) -> None:
         with self._cond:
             slot.finishing = True
+
+    def _close_later(self, slot: Slot, why: str) -> concurrent.futures.Future[None]:
+        """Close a session (network I/O: the host's pool and shell) on a closing worker, never the caller's thread.
+
+        The reaper runs on the daemon's main thread, which also handles signals and expires every other host's
+        sessions; a slow or dead host must not stall it.
+        """
+        return self._closer.submit(self._close, slot, why)
+
+    def shutdown(self) -> None:
+        """Finish the closes under way (each bounded by its transport's timeouts)."""
+        self._closer.shutdown(wait=True)
 
     def _close(self, slot: Slot, why: str) -> None:
         log.info("closing session %s to %s (%s)", slot.id, slot.describe.get("endpoint"), why)
@@ -370,8 +389,8 @@ class SessionTable:
                     else:
                         self._remove(slot)
                         to_close.append(slot)
-        for slot in to_close:
-            self._close(slot, why)
+        # in parallel on the closing workers; the caller (close/reset/shutdown/exit) waits for them
+        concurrent.futures.wait([self._close_later(slot, why) for slot in to_close])
         return count
 
     def reap(self) -> None:
@@ -386,7 +405,7 @@ class SessionTable:
                         self._remove(slot)
                         expired.append((slot, why))
         for slot, why in expired:
-            self._close(slot, why)
+            self._close_later(slot, why)
 
     def listing(self) -> list[dict[str, t.Any]]:
         now, wall = time.monotonic(), time.time()
@@ -435,8 +454,11 @@ class PinServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
 
-    def __init__(self, listener: socket.socket, table: SessionTable, paths: PinPaths) -> None:
+    def __init__(self, listener: socket.socket, table: SessionTable, paths: PinPaths, *,
+                 max_clients: int = MAX_CLIENTS) -> None:
         super().__init__(paths.socket, PinHandler, bind_and_activate=False)
+        self.max_clients = max_clients
+        self._client_slots = threading.BoundedSemaphore(max_clients)
         self.socket.close()
         self.socket = listener
         self.table = table
@@ -466,6 +488,33 @@ class PinServer(socketserver.ThreadingUnixStreamServer):
 
     def handle_error(self, request: t.Any, client_address: t.Any) -> None:
         log.exception("unexpected error while serving a request")
+
+    def process_request(self, request: t.Any, client_address: t.Any) -> None:
+        """A thread per request, at most max_clients at once; beyond that the client gets an error, not a thread."""
+        if not self._client_slots.acquire(blocking=False):
+            log.warning("refused a request: %d requests are being served already", self.max_clients)
+            try:
+                request.settimeout(1.0)  # the accept thread writes this answer: never wait on the client long
+                busy = TransportError(
+                    f"the pin daemon already serves {self.max_clients} requests at once; the task was not started. "
+                    "Lower forks, or let the running tasks finish."
+                )
+                proto.send_json(request, {"error": proto.error_to_wire(busy)})
+            except (proto.PeerClosed, OSError):
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._client_slots.release()
+            raise
+
+    def process_request_thread(self, request: t.Any, client_address: t.Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._client_slots.release()
 
 
 class PinHandler(socketserver.BaseRequestHandler):
@@ -921,6 +970,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     while server.active and time.monotonic() < deadline:
         time.sleep(0.05)
     closed = table.close_where(lambda s: True, "daemon exit")
+    table.shutdown()
     log.info("pin daemon %d exits (%d sessions closed)", os.getpid(), closed)
     logging.shutdown()
     return 0

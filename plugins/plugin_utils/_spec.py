@@ -160,14 +160,26 @@ class SessionSpec:
 
     @classmethod
     def from_wire(cls, data: dict[str, t.Any]) -> SessionSpec:
+        """The spec a client sent, checked again as build_spec checks it: values in range, R1 and R3.
+
+        The daemon acts on what arrives on its socket, not on what a well-behaved client would send.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("the session spec from the client is not an object")
         data = dict(data)
         proxy = data.pop("proxy", None)
         _check_wire_fields(cls, data)
         proxy_spec = None
         if proxy is not None:
+            if not isinstance(proxy, dict):
+                raise ConfigError("the proxy of the session spec from the client is not an object")
             _check_wire_fields(ProxySpec, proxy)  # else a stray proxy field escapes as a bare TypeError
             proxy_spec = ProxySpec(**proxy)
-        return cls(proxy=proxy_spec, **data)
+            _check_wire_values(proxy_spec, _PROXY_WIRE_RULES)
+        spec = cls(proxy=proxy_spec, **data)
+        _check_wire_values(spec, _SPEC_WIRE_RULES)
+        _check_rules(spec)
+        return spec
 
     @property
     def ticket_identity(self) -> TicketIdentity:
@@ -257,6 +269,59 @@ def _check_wire_fields(cls: type, data: t.Mapping[str, t.Any]) -> None:
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ConfigError(f"unknown session fields from client: {sorted(unknown)}")
+
+
+def _text_or_none(value: t.Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _number(low: float, high: float = math.inf) -> t.Callable[[t.Any], bool]:
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+
+def _one_of(*values: t.Any) -> t.Callable[[t.Any], bool]:
+    return lambda v: v in values
+
+
+_BOOL = _one_of(True, False)
+# (field, check) of a spec from the wire: the ranges build_spec enforces on inventory values
+_SPEC_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
+    ("scheme", _one_of("http", "https")),
+    ("host", lambda v: isinstance(v, str) and bool(v) and not any(c in v for c in "/ @?#")),
+    ("port", _number(1, 65535)),
+    ("path", lambda v: isinstance(v, str) and not any(c in v for c in " ?#")),
+    ("auth", _one_of(*HOST_AUTHS)),
+    ("message_encryption", _one_of(*MESSAGE_ENCRYPTION)),
+    ("credssp_auth_mechanism", _one_of("auto", "kerberos", "ntlm")),
+    ("credssp_minimum_version", _number(1, 6)),
+    ("connection_timeout", _number(0.001)),
+    ("read_timeout", _number(0.001)),
+    ("operation_timeout", _number(1)),
+    ("max_envelope_size", _number(8192, 16 * 1024 * 1024)),
+    ("reconnection_retries", _number(0, 100)),
+    ("reconnection_backoff", _number(0)),
+    *((name, _BOOL) for name in ("no_profile", "cert_validation", "credssp_disable_tlsv1_2", "negotiate_delegate",
+                                 "negotiate_send_cbt")),
+    *((name, _text_or_none) for name in ("username", "password", "ca_cert", "certificate_pem", "certificate_key_pem",
+                                         "certificate_key_password", "negotiate_hostname_override",
+                                         "kerberos_ccache", "kerberos_keytab", "kerberos_principal")),
+)
+_PROXY_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
+    ("scheme", _one_of(*PROXY_SCHEMES)),
+    ("host", lambda v: isinstance(v, str) and bool(v)),
+    ("port", _number(1, 65535)),
+    ("auth", _one_of(None, *PROXY_AUTHS)),
+    ("tunnel", _BOOL),
+    *((name, _text_or_none) for name in ("username", "password", "ca_cert", "negotiate_hostname")),
+)
+
+
+def _check_wire_values(spec: t.Any, rules: t.Iterable[tuple[str, t.Callable[[t.Any], bool]]]) -> None:
+    """Refuse a spec from the wire whose values build_spec would never produce (ConfigError, nothing sent)."""
+    bad = [name for name, valid in rules if not valid(getattr(spec, name))]
+    if bad:
+        raise ConfigError(f"the session spec from the client has invalid values for {', '.join(bad)}; "
+                          "the pin daemon refuses it (is the client of another version?)")
 
 
 # -- building a spec from the plugin's options ------------------------------
