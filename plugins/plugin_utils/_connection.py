@@ -104,8 +104,12 @@ class SocketStream:
         """Without blocking: None if nothing arrived, b"" on EOF, else the bytes (kept for recv)."""
         if self._pushback:
             return self._pushback
+        # poll, not select: select() cannot watch a descriptor numbered 1024 or more, which a daemon holding
+        # hundreds of sessions has (it raised ValueError, read as "closed": every new session failed)
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
+            readable = poller.poll(0)
         except (OSError, ValueError):
             return b""
         if not readable:

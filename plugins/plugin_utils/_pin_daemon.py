@@ -932,6 +932,21 @@ def _no_core_dumps() -> None:
             log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(ctypes.get_errno()))
 
 
+def _raise_open_files_limit() -> None:
+    """Lift the soft limit on open files to the hard one: every pinned session holds a socket or two.
+
+    The usual soft limit (1024) would cap the daemon at about a thousand sessions; the hard limit is the
+    administrator's bound and stays.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, target, exc)
+
+
 def main(argv: t.Sequence[str] | None = None) -> int:
     """Entry point of the daemon process."""
     parser = argparse.ArgumentParser(prog="pin-daemon", description=__doc__.splitlines()[0])
@@ -952,6 +967,7 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{exc}\n")
         return 2
     _no_core_dumps()  # before the socket listens, so before the first secret arrives
+    _raise_open_files_limit()
     listener = _bind(paths, dir_fd)
     listener_ino = os.stat(paths.socket_name, dir_fd=dir_fd, follow_symlinks=False).st_ino
     if not args.foreground:

@@ -63,6 +63,7 @@ class LabOptions:
     relays: bool = False               # latency relays in front of every host port (implied by rtt_ms > 0)
     host_auth: tuple[str, ...] | None = None   # override the schemes hosts offer (HostConfig.auth)
     allow_unencrypted: bool = False    # WinRM AllowUnencrypted on every host
+    max_shells_per_user: int | None = None  # winrm/config/winrs MaxShellsPerUser on every host (Windows: 30)
     control: bool = True               # serve the control API on 127.0.0.1
     workdir: pathlib.Path | None = None     # None: a fresh private temp dir, removed by stop()
     keep_workdir: bool = False
@@ -259,6 +260,8 @@ class Lab:
                                 allow_unencrypted=self.options.allow_unencrypted)
             if self.options.host_auth is not None:
                 config.auth = tuple(self.options.host_auth)
+            if self.options.max_shells_per_user is not None:
+                config.max_shells_per_user = self.options.max_shells_per_user
             entry = _HostEntry(config=config, counters=Counters(), faults=Faults(), user_info=user_info)
             if self.kdc is not None and domain_user is not None:
                 config.users[domain_user[0]] = domain_user[1]

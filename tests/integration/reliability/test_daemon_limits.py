@@ -7,6 +7,9 @@
   protocol error, not a RecursionError.
 - The daemon checks the spec it receives as the client does: a spec breaking R3 (built by hand, sent over
   the socket) is refused before a byte reaches the proxy (the lab's inspecting proxy counts them).
+- Scale (review point 10): sessions open and serve tasks when the process already holds more than 1,024
+  descriptors (select() could not watch them), and the daemon lifts its soft open-files limit to the hard
+  one. The real 2,000-session soak is test_soak.py's, behind the soak marker.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import resource
 import shutil
 import socket
 import struct
@@ -204,3 +208,90 @@ def test_the_daemon_refuses_a_spec_that_breaks_r3_sent_over_its_socket(check, la
     assert isinstance(outcome, ConfigError) and "R3" in str(outcome)
     assert sent == 0
     assert os.environ.get("PINNED_WINRM_TEST_SESSION_FACTORY") is None  # the real Session served (or would have)
+
+
+FD_FLOOR = 1100  # past select()'s FD_SETSIZE (1024)
+
+
+@pytest.fixture
+def fds_past_1024() -> t.Iterator[int]:
+    """Hold dummy descriptors until the next one opened is numbered above FD_FLOOR; yields the count held."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = FD_FLOOR + 400
+    if soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            pytest.skip(f"the hard open-files limit ({hard}) is below {needed}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+    held: list[int] = []
+    try:
+        for _ in range(needed):  # bounded
+            fd = os.open(os.devnull, os.O_RDONLY)
+            held.append(fd)
+            if fd >= FD_FLOOR:
+                break
+        yield len(held)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("path", ["direct", "forward proxy"])
+def test_sessions_open_and_serve_tasks_past_1024_open_descriptors(check, lab_description, fds_past_1024: int,
+                                                                  path: str) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
+
+    row = check("Load", f"the process already holds more than 1,024 descriptors ({fds_past_1024} dummies), then "
+                f"opens a session to the lab host ({path}) and runs two tasks on it",
+                "the session authenticates once and both tasks succeed (its sockets are numbered above 1,024)",
+                report.FAULT)
+    host = lab_description["hosts"][0]
+    user = next(u for u in host["users"] if u["username"] == "ansible")
+    options = {"remote_addr": host["address"], "remote_user": user["username"], "remote_password": user["password"],
+               "auth": "ntlm", "read_timeout": 30, "operation_timeout": 10, "connection_timeout": 10}
+    if path == "direct":
+        options.update(port=host["https_port"], protocol="https", ca_cert=lab_description["ca_cert"])
+    else:  # forward proxying: a false "closed" here was reported as lost affinity
+        options.update(port=host["http_port"], protocol="http", proxy=lab_description["proxies"]["squid_noauth"]["url"])
+    session = Session(build_spec(options))
+    outputs: list[str] = []
+    error: BaseException | None = None
+    socket_fd, handshakes = -1, 0
+    try:
+        for n in range(2):
+            outputs.append(session.run(f"Write-Output task{n}").stdout.decode().strip())
+            socket_fd = session.transport._sockets[0].sock.fileno()
+    except PinnedError as exc:
+        error = exc
+    finally:
+        if session.transport is not None:
+            handshakes = session.transport.stats["host_handshakes"]
+        session.close()
+    row.see(f"outputs {outputs}; error: {error!s:.160}; socket fd {socket_fd}; host handshakes {handshakes}")
+    assert error is None and outputs == ["task0", "task1"]
+    assert socket_fd > 1024 and handshakes == 1
+
+
+def test_the_daemon_lifts_its_soft_open_files_limit(check) -> None:
+    row = check("Load", "the daemon is started by a process whose soft open-files limit is 1024",
+                "the daemon's soft limit equals its hard limit (room for thousands of sessions)", report.FAULT)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"the hard open-files limit is {hard}: nothing to lift")
+    root = tempfile.mkdtemp(prefix="pinn", dir="/tmp")
+    client = PinClient(root)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+        try:
+            hello = client._simple({"op": "hello"}, start=True)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert hello is not None
+        limits = open(f"/proc/{hello['pid']}/limits").read()
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        daemon_soft, daemon_hard = line.split()[3:5]
+    finally:
+        client.shutdown()
+        shutil.rmtree(root, ignore_errors=True)
+    row.see(f"started with soft 1024 / hard {hard}; the daemon runs with soft {daemon_soft} / hard {daemon_hard}")
+    assert daemon_soft == daemon_hard != "1024"
