@@ -347,6 +347,24 @@ options:
     - section: pinned_winrm
       key: persist_pool_size
     version_added: 1.0.0
+  persist_command_timeout:
+    description:
+    - Seconds a task may run on its session before it is stopped, its session closed and the host reported
+      unreachable, with and without persistence.
+    - Bounds the whole task however the host answers (a peer sending a byte at a time included); each single
+      answer is bounded by O(read_timeout) anyway.
+    - V(0), the default, sets no bound, like ansible.builtin.psrp. The outcome of a stopped task on the host is
+      unknown.
+    type: int
+    default: 0
+    vars:
+    - name: ansible_psrp_persist_command_timeout
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_COMMAND_TIMEOUT
+    ini:
+    - section: pinned_winrm
+      key: persist_command_timeout
+    version_added: 1.1.0
   persist_dir:
     description:
     - Directory under which the daemon's private socket directory is created (mode 0700, one per user).
@@ -538,6 +556,9 @@ class Connection(ConnectionBase):
     def _build_runner(self) -> t.Any:
         from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
 
+        command_timeout = int(self.get_option("persist_command_timeout") or 0)
+        if command_timeout < 0:
+            raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_command_timeout must be 0 (no bound) or more.")
         if self.get_option("persist"):
             pool_size = int(self.get_option("persist_pool_size"))
             if pool_size < 1:
@@ -545,9 +566,10 @@ class Connection(ConnectionBase):
             return _pin_client.PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
+                command_timeout=float(command_timeout) or None,
                 pool_max=pool_size,
             )
-        return _pin_client.LocalRunner()
+        return _pin_client.LocalRunner(command_timeout=float(command_timeout) or None)
 
     def _lifetime(self) -> dict[str, float]:
         return {

@@ -262,6 +262,7 @@ class PinClient:
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
+            "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
             **request,
         }
         for attempt in range(3):
@@ -274,7 +275,8 @@ class PinClient:
                     # The daemon bounds its wait for a free session by command_timeout; give its answer time to come.
                     sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                     ready = proto.recv_json(sock)
-                    sock.settimeout(self.command_timeout)
+                    # the daemon's own answer at its deadline comes first; this only covers a daemon that cannot answer
+                    sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                 except (proto.PeerClosed, ConnectionError) as exc:
                     raise _BeforeReady(str(exc)) from exc
                 if "error" in ready:
@@ -435,8 +437,10 @@ def running_daemons(persist_dir: str | None, *, connect_timeout: float = 10.0) -
 class LocalRunner:
     """The same operations on an in-process Session (persistence off): opened for one task, closed by release()."""
 
-    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None) -> None:
+    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None,
+                 command_timeout: float | None = None) -> None:
         self._factory = session_factory
+        self.command_timeout = command_timeout
         self._session: t.Any = None
         self._pin: str | None = None
         self._events: list[tuple[str, str]] = []
@@ -479,8 +483,11 @@ class LocalRunner:
         }
 
     def _call(self, work: t.Callable[[], t.Any]) -> t.Any:
+        from ._pin_daemon import command_deadline
+
         try:
-            return work()
+            with command_deadline(self._session, self.command_timeout):
+                return work()
         except BaseException as exc:
             from ._pin_daemon import session_unusable
 

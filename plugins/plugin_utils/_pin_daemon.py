@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -218,6 +219,24 @@ def task_report(session: t.Any, status: str, reauths_before: dict[str, int], reb
         "reauth_reasons": this_task,
         "pool_rebuilds": stats.get("pool_rebuilds", 0),
     }
+
+
+@contextlib.contextmanager
+def command_deadline(session: t.Any, seconds: t.Any) -> t.Iterator[None]:
+    """Bound one task by the plugin's ansible_psrp_persist_command_timeout (seconds; None or 0: no bound).
+
+    The session's transport refuses to wait past it (CommandTimeoutError), daemon and in-process alike.
+    """
+    setter = getattr(getattr(session, "transport", None), "set_command_deadline", None)
+    bound = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0 else None
+    if setter is None or bound is None:
+        yield
+        return
+    setter(bound)
+    try:
+        yield
+    finally:
+        setter(None)
 
 
 def session_unusable(exc: BaseException) -> bool:
@@ -632,7 +651,8 @@ class PinHandler(socketserver.BaseRequestHandler):
             proto.send_json(sock, ready)
             slot.tasks += 1
             try:
-                reply = work(slot)
+                with command_deadline(slot.session, request.get("deadline_s")):
+                    reply = work(slot)
             except Exception as exc:
                 if self.client_gone or isinstance(exc, (proto.PeerClosed, ClientGone)):
                     broken, reason = True, "the client went away mid-task"

@@ -43,6 +43,7 @@ from ._connection import (
 )
 from ._errors import (
     AffinityLostError,
+    CommandTimeoutError,
     ConfigError,
     HostAuthError,
     HostError,
@@ -137,6 +138,9 @@ class WinRMTransport:
         self._messages_on_conn = 0
         self._host_ctx: ssl.SSLContext | None = None
         self._proxy_ctx: ssl.SSLContext | None = None
+        self._command_deadline: float | None = None  # set_command_deadline(): the task's own bound
+        self._command_timeout: float | None = None
+        self._command_setting = "ansible_psrp_persist_command_timeout"
         log.debug(
             "WinRM transport for %s (auth %s, encrypt %s, proxy %s, %s)",
             self.endpoint,
@@ -167,8 +171,9 @@ class WinRMTransport:
         reopens = 0
         read_timeouts = 0
         for _ in range(budget + retries_on_read_timeout + 1):
+            limit = self._command_time_left(read_timeout or self.spec.read_timeout)
             try:
-                return self._send_once(message, read_timeout)
+                return self._send_once(message, limit)
             except _Resend as e:
                 self._drop()
                 if self._forward and e.reason in _AFFINITY_REASONS:
@@ -193,6 +198,8 @@ class WinRMTransport:
                 self._emit(kind, f"{e.reason}; re-opening{self._via()} and re-authenticating (attempt {reopens}/{budget})")
             except ReadTimeoutError:
                 self._drop()
+                if self._command_deadline is not None and time.monotonic() >= self._command_deadline:
+                    self._command_time_left(0.0)  # raises CommandTimeoutError, once
                 if read_timeouts >= retries_on_read_timeout:
                     raise
                 read_timeouts += 1
@@ -204,6 +211,31 @@ class WinRMTransport:
                     self._drop()
                 raise
         raise TransportError(f"The Windows host {self._authority} could not be reached{self._via()}.")
+
+    def set_command_deadline(self, timeout: float | None, setting: str = "ansible_psrp_persist_command_timeout") -> None:
+        """Bound the task under way: no request waits past `timeout` seconds from now (None: no bound).
+
+        The first send at or past the deadline raises CommandTimeoutError and lifts the bound, so stopping the
+        task's pipeline and closing the session afterwards still have their connection.
+        """
+        self._command_deadline = None if not timeout else time.monotonic() + timeout
+        self._command_timeout = timeout
+        self._command_setting = setting
+
+    def _command_time_left(self, read_timeout: float) -> float:
+        """The read timeout for the next request, cut to the command deadline; raises once it has passed."""
+        if self._command_deadline is None:
+            return read_timeout
+        left = self._command_deadline - time.monotonic()
+        if left <= 0:
+            self._command_deadline = None
+            self._emit("command_timeout", f"the task ran past {self._command_setting} ({self._command_timeout:g}s)")
+            raise CommandTimeoutError(
+                f"The task did not finish within {self._command_setting} ({self._command_timeout:g}s) on "
+                f"{self._authority}{self._via()}; it was stopped and its session closed. Its outcome on the host is "
+                "unknown: check the host before running it again."
+            )
+        return min(read_timeout, left)
 
     def close(self) -> None:
         """Close the held connection (the next send opens a new one)."""

@@ -7,6 +7,9 @@ ScriptedHost(answer): answer(index, body) -> bytes | Iterable[bytes] is written 
 request (0-based, counted over all connections); the connection closes after each answer's iterable
 ends unless it is plain bytes (then it stays open for the next request).
 
+TricklingTLSHost(cert, key, mode): a TLS "host" that sends its handshake, or its first answer, one byte at a
+time, each byte well within any per-read timeout.
+
 TamperingRelay(upstream_host, upstream_port, tamper): relays requests over one upstream connection per
 client connection (so NTLM stays bound to it), and passes each answer through
 tamper(index, status, headers, body) -> bytes | Iterable[bytes] | None (None: relay unchanged), where
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 import typing as t
 
@@ -192,3 +196,60 @@ class TamperingRelay(_Server):
                 parser = h11.Connection(our_role=h11.SERVER)
         finally:
             upstream.close()
+
+
+class TricklingTLSHost(_Server):
+    """A TLS "host" that sends its bytes one at a time, each well within any per-read timeout.
+
+    mode "handshake": the server's handshake flight (ServerHello ... Finished) is trickled, so the handshake
+    never completes in time; mode "answer": the handshake is normal, then the answer to the first request
+    is one TLS record trickled a byte every `interval` seconds. Bounded: at most `limit` bytes are trickled.
+    """
+
+    def __init__(self, cert: str, key: str, *, mode: str, interval: float = 0.25, limit: int = 400) -> None:
+        super().__init__()
+        self.mode = mode
+        self.interval = interval
+        self.limit = limit
+        self.trickled = 0
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+
+    def _trickle(self, conn: socket.socket, data: bytes) -> None:
+        for byte in data[: self.limit]:
+            if self._stop.wait(self.interval):
+                return
+            conn.sendall(bytes([byte]))
+            self.trickled += 1
+
+    def _serve(self, conn: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self._context.wrap_bio(incoming, outgoing, server_side=True)
+        conn.settimeout(30)
+        for _ in range(100):  # bounded: a handshake is a few flights
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flight = outgoing.read()
+                if flight:
+                    if self.mode == "handshake":
+                        self._trickle(conn, flight)
+                        return
+                    conn.sendall(flight)
+                data = conn.recv(65536)
+                if not data:
+                    return
+                incoming.write(data)
+        conn.sendall(outgoing.read())
+        for _ in range(100):  # read the first request (its end does not matter: the answer is what is trickled)
+            try:
+                if tls.read(65536):
+                    break
+            except ssl.SSLWantReadError:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                incoming.write(data)
+        tls.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: 4000\r\n\r\n" + b"<" * 4000)
+        self._trickle(conn, outgoing.read())

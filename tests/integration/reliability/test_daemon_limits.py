@@ -295,3 +295,30 @@ def test_the_daemon_lifts_its_soft_open_files_limit(check) -> None:
         shutil.rmtree(root, ignore_errors=True)
     row.see(f"started with soft 1024 / hard {hard}; the daemon runs with soft {daemon_soft} / hard {daemon_hard}")
     assert daemon_soft == daemon_hard != "1024"
+
+
+@pytest.mark.parametrize("persist", [True, False], ids=["pinned", "persistence off"])
+def test_a_task_past_the_command_timeout_is_stopped_and_reported(e2e, check, persist: bool) -> None:
+    from tests.integration.e2e.conftest import delta
+
+    from ._helpers import raw, write_playbook
+
+    row = check("Faults", f"a task that would run 60 s, with ansible_psrp_persist_command_timeout 3 "
+                f"({'pinned session' if persist else 'persistence off'})", "the task is unreachable, naming the "
+                "setting and saying its outcome is unknown; its pipeline is stopped (a Signal reaches the host); the "
+                "next task runs on a new session", report.FAULT)
+    group = {"ansible_psrp_auth": "ntlm", "ansible_psrp_persist": persist, "ansible_psrp_persist_command_timeout": 3}
+    playbook = write_playbook(e2e.workdir / "slow.yml", [
+        raw("slow", "Start-Sleep -Seconds 60; Write-Output late", ignore_unreachable=True),
+        raw("next", "Write-Output next"),
+    ])
+    before = e2e.counters()
+    run = e2e.run(group, playbook=playbook, name="deadline")
+    slow, nxt = run.task_results("win-lab1")
+    after = e2e.counters()
+    row.see(f"slow: {slow['status']}: {str(slow.get('msg', ''))[-160:]}; host +{delta(after, before, 'wsman.Signal')} "
+            f"Signal(s); next: {nxt['status']} {nxt.get('stdout', '').strip()!r}")
+    assert slow["status"] == "unreachable", slow
+    assert "ansible_psrp_persist_command_timeout (3s)" in slow["msg"] and "outcome" in slow["msg"]
+    assert delta(after, before, "wsman.Signal") >= 1
+    assert nxt["status"] == "ok" and nxt["stdout"].strip() == "next"

@@ -231,3 +231,35 @@ def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: s
         row.see(f"{result.describe()}; answers tampered: {relay.tampered}")
     assert relay.tampered == 1, "the relay never saw the first WinRM answer"
     assert result.clean, result.describe()
+
+
+# -- a peer that trickles bytes: one deadline for the whole handshake and the whole answer ----------------------
+
+
+TRICKLES = [
+    ("handshake", "the TLS handshake flight, one byte every 0.25 s", "ansible_psrp_connection_timeout 2 s"),
+    ("answer", "after a normal handshake, one TLS record of the answer, one byte every 0.25 s", "read timeout 4 s"),
+]
+
+
+@pytest.mark.parametrize("mode,detail,bound", TRICKLES, ids=[m[0] for m in TRICKLES])
+def test_a_peer_trickling_tls_bytes_is_cut_off_at_the_deadline(check, tmp_path, mode: str, detail: str,
+                                                                bound: str) -> None:
+    from tests.lab._certs import LabCA
+
+    from ._hostile import TricklingTLSHost
+
+    row = check("Bad input", f"host trickles {detail} (each byte well within any per-read timeout)",
+                f"a PinnedError naming the host when the deadline passes ({bound}), not when the peer stops",
+                report.BAD_INPUT)
+    cert, key = LabCA.create(tmp_path / "ca").issue_server("trickle", ["localhost"], ["127.0.0.1"])
+    with TricklingTLSHost(str(cert), str(key), mode=mode) as peer:
+        spec = build_spec({
+            "remote_addr": "127.0.0.1", "port": peer.port, "protocol": "https", "auth": "basic",
+            "remote_user": "lab-user", "remote_password": "Hostile-Peer-Pw-1", "cert_validation": "ignore",
+            "read_timeout": READ_TIMEOUT, "operation_timeout": 2, "connection_timeout": 2,
+        })
+        result = _attempt(spec, peer.close)
+        row.see(f"{result.describe()}; the peer had trickled {peer.trickled} bytes")
+    assert result.clean, result.describe()  # within HARD_LIMIT_S: the peer would trickle for 100 s
+    assert "127.0.0.1" in str(result.error)
