@@ -284,14 +284,16 @@ class WinRMTransport:
                 raise _Resend("fresh 401 on an authenticated connection", "the host no longer knows this connection's authentication")
             raise self._host_auth_error(resp, rejected=True)
         self._check_proxy_answer(resp)
+        # Before the status is read: an unencrypted error (a forged "shell not found" fault, say) must not make
+        # the session act, for instance resend a command the host may already run. Only the host can encrypt.
+        if self._encryption is not None and resp.body and not self._was_encrypted(resp):
+            raise TransportError(
+                f"The answer from {self._authority}{self._via()} (HTTP {resp.status}) was not encrypted although WinRM "
+                "message encryption is on (R3); refusing it."
+            )
         body = self._decrypt(resp)
         if resp.status >= 400:
             self._raise_host_status(resp, body)
-        if self._encryption is not None and body and not self._was_encrypted(resp):
-            raise TransportError(
-                f"The answer from {self._authority}{self._via()} was not encrypted although WinRM message "
-                "encryption is on (R3); refusing it."
-            )
         content_type = (resp.header("content-type") or "").lower()
         if body and self._encryption is None and not content_type.startswith("application/soap+xml"):
             # a captive portal, a proxy's own page or a non-WinRM service: say so instead of an XML error

@@ -10,10 +10,11 @@ ends unless it is plain bytes (then it stays open for the next request).
 TricklingTLSHost(cert, key, mode): a TLS "host" that sends its handshake, or its first answer, one byte at a
 time, each byte well within any per-read timeout.
 
-TamperingRelay(upstream_host, upstream_port, tamper): relays requests over one upstream connection per
-client connection (so NTLM stays bound to it), and passes each answer through
+TamperingRelay(upstream_host, upstream_port, tamper, request_filter=None): relays requests over one upstream
+connection per client connection (so NTLM stays bound to it), and passes each answer through
 tamper(index, status, headers, body) -> bytes | Iterable[bytes] | None (None: relay unchanged), where
-index counts answers to requests with a non-empty body (WinRM messages, not handshake legs).
+index counts answers to requests with a non-empty body (WinRM messages, not handshake legs) that pass
+request_filter(request body), when one is given.
 """
 
 from __future__ import annotations
@@ -160,10 +161,13 @@ class TamperingRelay(_Server):
     """Relays to a real (lab) host and lets the test rewrite chosen answers."""
 
     def __init__(self, upstream_host: str, upstream_port: int,
-                 tamper: t.Callable[[int, int, list[tuple[str, str]], bytes], Answer | None]) -> None:
+                 tamper: t.Callable[[int, int, list[tuple[str, str]], bytes], Answer | None], *,
+                 request_filter: t.Callable[[bytes], bool] | None = None) -> None:
         super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self._tamper = tamper
+        # only answers to requests whose body passes it are offered to tamper (and counted in index)
+        self._request_filter = request_filter
         self.messages = 0
         self.tampered = 0
 
@@ -182,7 +186,7 @@ class TamperingRelay(_Server):
                 payload = resp.read()
                 resp_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
                 answer: Answer | None = None
-                if body:
+                if body and (self._request_filter is None or self._request_filter(body)):
                     with self._lock:
                         index = self.messages
                         self.messages += 1

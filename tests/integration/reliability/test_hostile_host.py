@@ -12,6 +12,7 @@ time, with tracemalloc measuring the peak of Python allocations (the hostile pee
 
 from __future__ import annotations
 
+import pathlib
 import struct
 import threading
 import time
@@ -263,3 +264,62 @@ def test_a_peer_trickling_tls_bytes_is_cut_off_at_the_deadline(check, tmp_path, 
         row.see(f"{result.describe()}; the peer had trickled {peer.trickled} bytes")
     assert result.clean, result.describe()  # within HARD_LIMIT_S: the peer would trickle for 100 s
     assert "127.0.0.1" in str(result.error)
+
+
+# -- an unencrypted error on an encrypted session (review point 7) ------------------------------------------------
+
+
+def _forged_shell_not_found() -> bytes:
+    """The fault Windows sends for an unknown shell (0x8033805B), in plain text: what a proxy could forge."""
+    from tests.lab import _soap
+
+    envelope = _soap.shell_not_found().render("WIN-LAB1", "uuid:00000000-0000-0000-0000-000000000000")
+    return http_response(500, [("Content-Type", "application/soap+xml;charset=UTF-8")], envelope,
+                         reason="Internal Server Error")
+
+
+@pytest.mark.parametrize("auth", ["ntlm", "kerberos"])
+def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_description, auth: str) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import TransportError
+
+    row = check("Hostile proxy", f"a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
+                "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
+                "fault", "the answer is refused as unencrypted (R3) before the session acts on it: no pool rebuild, the "
+                "command is not resent (it ran once on the host), the task fails", report.BAD_INPUT)
+    host = lab_description["hosts"][0]
+    if auth == "kerberos":
+        if not lab_description.get("kdc"):
+            pytest.skip("the lab runs without its KDC")
+        user = next(u for u in host["users"] if u.get("kind") == "domain")
+        login = {"remote_user": user["principal"], "negotiate_hostname_override": host["hostname"]}
+    else:
+        user = next(u for u in host["users"] if u["username"] == "ansible")
+        login = {"remote_user": user["username"]}
+    folder = pathlib.Path(host["root"]) / "temp" / "forged-fault"
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = folder / f"runs-{auth}.txt"
+    counter.unlink(missing_ok=True)
+    padding = "#" + "p" * 40_000  # makes the Command request the only big one: the relay forges only its answer
+    script = f"Add-Content -Path 'C:\\temp\\forged-fault\\runs-{auth}.txt' -Value 'ran'\n{padding}\n"
+    relay = TamperingRelay(host["address"], host["http_port"],
+                           lambda index, status, headers, body: _forged_shell_not_found() if index == 0 else None,
+                           request_filter=lambda body: len(body) > 30_000)
+    with relay:
+        session = Session(build_spec({
+            "remote_addr": "127.0.0.1", "port": relay.port, "protocol": "http", "auth": auth, **login,
+            "remote_password": user["password"], "read_timeout": 30, "operation_timeout": 10, "connection_timeout": 10,
+        }))
+        error: BaseException | None = None
+        try:
+            session.run(script)
+        except PinnedError as exc:
+            error = exc
+        finally:
+            rebuilds = session.stats["pool_rebuilds"]
+            session.close()
+    runs = counter.read_text().split() if counter.exists() else []
+    row.see(f"{type(error).__name__}: {str(error)[:170]}; answers forged: {relay.tampered}; pool rebuilds: {rebuilds}; "
+            f"the command ran {len(runs)} time(s) on the host")
+    assert relay.tampered == 1, "the relay never saw the Command's answer"
+    assert isinstance(error, TransportError) and "not encrypted" in str(error)
+    assert rebuilds == 0 and runs == ["ran"]
