@@ -343,6 +343,12 @@ class SpnegoAuth(AuthProvider):
                 raise
             except Exception as e:  # a bad final token fails mutual authentication, whatever pyspnego raises
                 raise AuthRejected(f"{self._protocol}: mutual authentication failed ({type(e).__name__})") from e
+        if self._context is None or not self._context.complete:
+            # a 200 alone proves nothing about who answered: only a context the peer completed does
+            raise AuthRejected(
+                f"{self._protocol}: the answer accepting the login carried no final token, so the context is not "
+                "complete (no mutual authentication)"
+            )
         self.complete = True
 
     @property

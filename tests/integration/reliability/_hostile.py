@@ -162,17 +162,36 @@ class TamperingRelay(_Server):
 
     def __init__(self, upstream_host: str, upstream_port: int,
                  tamper: t.Callable[[int, int, list[tuple[str, str]], bytes], Answer | None], *,
-                 request_filter: t.Callable[[bytes], bool] | None = None) -> None:
+                 request_filter: t.Callable[[bytes], bool] | None = None,
+                 legs: bool = False, tls: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self._tamper = tamper
         # only answers to requests whose body passes it are offered to tamper (and counted in index)
         self._request_filter = request_filter
+        # legs: offer the answers to handshake legs (empty POSTs) instead of the WinRM messages'
+        self._legs = legs
+        # tls: (cert, key) to terminate TLS from the client; then the relay speaks TLS to the host too (unverified)
+        self._tls = None
+        if tls is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(*tls)
         self.messages = 0
         self.tampered = 0
 
+    def _offered(self, body: bytes) -> bool:
+        if self._legs:
+            return not body
+        return bool(body) and (self._request_filter is None or self._request_filter(body))
+
     def _serve(self, conn: socket.socket) -> None:
-        upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
+        if self._tls is not None:
+            conn.settimeout(30)
+            conn = self._tls.wrap_socket(conn, server_side=True)
+            upstream: http.client.HTTPConnection = http.client.HTTPSConnection(
+                *self.upstream, timeout=60, context=ssl._create_unverified_context())  # loopback lab host only
+        else:
+            upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
         try:
             parser = h11.Connection(our_role=h11.SERVER)
             for _ in range(10_000):
@@ -186,7 +205,7 @@ class TamperingRelay(_Server):
                 payload = resp.read()
                 resp_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
                 answer: Answer | None = None
-                if body and (self._request_filter is None or self._request_filter(body)):
+                if self._offered(body):
                     with self._lock:
                         index = self.messages
                         self.messages += 1

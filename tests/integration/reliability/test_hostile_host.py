@@ -323,3 +323,50 @@ def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_d
     assert relay.tampered == 1, "the relay never saw the Command's answer"
     assert isinstance(error, TransportError) and "not encrypted" in str(error)
     assert rebuilds == 0 and runs == ["ran"]
+
+
+# -- a final 200 without the mutual-authentication token (review point 4) ------------------------------------------
+
+
+def _strip_final_token(index: int, status: int, headers: list[tuple[str, str]], body: bytes) -> t.Any:
+    """The 200 that ends the handshake, without its WWW-Authenticate (the host's mutual-authentication token)."""
+    if status != 200:
+        return None
+    kept = [(k, v) for k, v in headers if k.lower() != "www-authenticate"]
+    return http_response(status, kept, body)
+
+
+@pytest.mark.parametrize("auth", ["kerberos", "negotiate"])
+def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, lab_description, tmp_path,
+                                                                         auth: str) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostAuthError
+    from tests.lab._certs import LabCA
+
+    if not lab_description.get("kdc"):
+        pytest.skip("the lab runs without its KDC")
+    row = check("Hostile proxy", f"{auth} (Kerberos) over https: a relay terminating TLS drops the host's final token "
+                "from the 200 that ends the handshake", "refused as a failed mutual authentication (the context is not "
+                "complete): nothing runs", report.BAD_INPUT)
+    host = lab_description["hosts"][0]
+    user = next(u for u in host["users"] if u.get("kind") == "domain")
+    cert, key = LabCA.create(tmp_path / "relay-ca").issue_server("relay", ["localhost"], ["127.0.0.1"])
+    relay = TamperingRelay(host["address"], host["https_port"], _strip_final_token, legs=True,
+                           tls=(str(cert), str(key)))
+    with relay:
+        session = Session(build_spec({
+            "remote_addr": "127.0.0.1", "port": relay.port, "protocol": "https", "auth": auth,
+            "remote_user": user["principal"], "remote_password": user["password"],
+            "negotiate_hostname_override": host["hostname"], "negotiate_send_cbt": False,  # the relay's TLS is its own
+            "cert_validation": "ignore", "read_timeout": 30, "operation_timeout": 10, "connection_timeout": 10,
+        }))
+        error: BaseException | None = None
+        try:
+            output = session.run("Write-Output accepted").stdout.decode().strip()
+        except PinnedError as exc:
+            error, output = exc, ""
+        finally:
+            session.close()
+    row.see(f"{type(error).__name__}: {str(error)[:200]}; output {output!r}; final tokens dropped: {relay.tampered}")
+    assert relay.tampered == 1
+    assert isinstance(error, HostAuthError) and "mutual authentication" in str(error), error
+    assert output == ""
