@@ -69,9 +69,9 @@ def main(argv: t.Sequence[str] | None = None) -> int:
         where = PinPaths(args.dir).dir
         if args.command in ("list", "check"):
             hellos = [(c, h) for c in clients if (h := c.hello())]
-            daemons = [h for _, h in hellos]
+            daemons = [hello for _client, hello in hellos]
             if args.command == "list":
-                rows = [row for c, _ in hellos for row in c.list_sessions()]
+                rows = [row for client, _hello in hellos for row in client.list_sessions()]
                 if args.json:
                     print(json.dumps({"daemon": daemons[0] if daemons else None, "daemons": daemons,
                                       "sessions": rows}, sort_keys=True))

@@ -57,6 +57,7 @@ def env_profile(environ: t.Mapping[str, str]) -> str:
     canonical = "\0".join(f"{name}={value}" for name, value in items)
     return hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()[:10]
 
+
 # sockaddr_un.sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH = 107
 

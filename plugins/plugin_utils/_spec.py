@@ -547,10 +547,10 @@ def _env_proxy(scheme: str, environ: t.Mapping[str, str]) -> tuple[str | None, s
 def _split_port(item: str) -> tuple[str, int | None]:
     """("host", port) of a NO_PROXY entry written host:port or [v6]:port; ("::1", None) for a bare IPv6."""
     if item.startswith("[") and "]" in item:
-        host, _, rest = item[1:].partition("]")
+        host, _bracket, rest = item[1:].partition("]")
         return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
     if item.count(":") == 1:
-        host, _, port = item.partition(":")
+        host, _colon, port = item.partition(":")
         if port.isdigit():
             return host, int(port)
     return item, None
