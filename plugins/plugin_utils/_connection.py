@@ -311,9 +311,7 @@ class HTTPConnection:
         if body:
             data += self._h11.send(h11.Data(data=body)) or b""
         data += self._h11.send(h11.EndOfMessage()) or b""
-        # one absolute deadline for the write and the whole answer, through every TLS layer (SocketStream)
-        tcp = socket_of(self.stream)
-        tcp.set_deadline(timeout)
+        self._settimeout(timeout)
         try:
             try:
                 self.stream.send_all(data)
@@ -324,7 +322,11 @@ class HTTPConnection:
             self.requests += 1
             return self._read_response(method, timeout, timeout_setting)
         finally:
-            tcp.set_deadline(None)
+            self._settimeout(None)
+
+    def _settimeout(self, timeout: float | None) -> None:
+        """One absolute deadline for the write and the whole answer, through every TLS layer (None: lift it)."""
+        socket_of(self.stream).set_deadline(timeout)
 
     def _read_response(self, method: str, timeout: float | None, timeout_setting: str) -> Response:
         response: h11.Response | None = None

@@ -602,6 +602,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             "uid": os.geteuid(),
             "started": self.server.started,
             "sessions": self.server.table.count(),
+            "serving": self.server.active - 1,  # requests in flight besides this one
             "dir": self.server.paths.dir,
         }
 

@@ -21,7 +21,7 @@ from tests.integration._ansible import run_playbook, write_inventory
 from tests.integration.e2e.conftest import E2E
 
 from . import report
-from ._helpers import daemon_pid, proc_sample, raw, squid_ntlm, write_playbook
+from ._helpers import daemon_pid, proc_sample, raw, squid_ntlm, wait_for, write_playbook
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.soak, pytest.mark.slow]
 
@@ -132,10 +132,16 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
 
         pid = client._simple({"op": "hello"}, start=True)["pid"]
         baseline = proc_sample(pid)
+        def quiet_sample() -> dict[str, int]:
+            # sampled once the daemon serves nothing but the hello asking: a task's handler that is still
+            # releasing its session must not count as growth (only the hello's own may linger: one socket, one thread)
+            assert wait_for(lambda: client.hello()["serving"] == 0, 60)
+            return proc_sample(pid)
+
         first, first_s = run_all()
-        after_first = proc_sample(pid)
+        after_first = quiet_sample()
         second, second_s = run_all()
-        after_second = proc_sample(pid)
+        after_second = quiet_sample()
         held = len(client.list_sessions())
     finally:
         try:
@@ -153,6 +159,5 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
             f"daemon's {baseline['rss_kib'] / 1024:.0f} MiB ({baseline['fds']} fds, {baseline['threads']} threads)")
     assert held == sessions and opened == sessions and reused == sessions
     assert sessions <= after_first["fds"] <= sessions + baseline["fds"] + 8
-    # a request's handler may still be finishing when a sample is taken: at most a socket and a thread each
-    assert after_second["fds"] <= after_first["fds"] + 2
-    assert after_second["threads"] <= after_first["threads"] + 2
+    assert after_second["fds"] <= after_first["fds"] + 1
+    assert after_second["threads"] <= after_first["threads"] + 1
