@@ -25,18 +25,14 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import ctypes
 import dataclasses
-import errno
 import hashlib
 import importlib
 import logging
 import os
-import resource
 import signal
 import socket
 import socketserver
-import stat
 import sys
 import threading
 import time
@@ -46,6 +42,8 @@ import uuid
 from . import _pin_protocol as proto
 from ._errors import ConfigError, HostAuthError, HostError, PinnedError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+from ._pin_process import PrivateLogHandler, in_dir, no_core_dumps, raise_open_files_limit
+from ._redaction import SecretRedactor, spec_secrets, wire_secrets
 from ._spec import SessionSpec
 
 log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
@@ -68,80 +66,6 @@ MAX_CLIENTS = 1024
 TEST_FACTORY_ENV = "PINNED_WINRM_TEST_SESSION_FACTORY"
 
 SessionFactory = t.Callable[..., t.Any]
-
-_PR_SET_DUMPABLE = 4  # <linux/prctl.h>
-
-
-# -- secret redaction ----------------------------------------------------------------
-
-
-def spec_secrets(spec: SessionSpec) -> set[str]:
-    """Every secret string a spec carries (never logged)."""
-    return wire_secrets(spec.to_wire())
-
-
-def wire_secrets(wire: t.Any) -> set[str]:
-    """The secrets of a spec's wire form, read without building the spec (a request's may not even be valid)."""
-    if not isinstance(wire, dict):
-        return set()
-    proxy = wire.get("proxy") if isinstance(wire.get("proxy"), dict) else {}
-    values = (wire.get("password"), wire.get("certificate_key_password"), wire.get("certificate_key_pem"),
-              proxy.get("password"))
-    return {v for v in values if isinstance(v, str) and len(v) >= 3}
-
-
-class SecretRedactor(logging.Filter):
-    """Replace every secret the daemon holds in a log record, whoever logged it (belt and braces)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._by_owner: dict[str, set[str]] = {}  # owner: a pin key, or one request in flight
-        self._counts: dict[str, int] = {}  # secret: how many owners hold it
-        self._all: tuple[str, ...] = ()
-
-    def register(self, owner: str, secrets: set[str]) -> None:
-        """Redact `secrets` until `forget(owner)`; a pin's secrets, or a request's for as long as it is served."""
-        with self._lock:
-            old = self._by_owner.get(owner)
-            if old == secrets:
-                return  # every task of a pinned session lands here: nothing changes
-            self._by_owner[owner] = set(secrets)
-            self._recount(old or set(), secrets)
-
-    def forget(self, owner: str) -> None:
-        with self._lock:
-            old = self._by_owner.pop(owner, None)
-            if old:
-                self._recount(old, set())
-
-    def _recount(self, removed: set[str], added: set[str]) -> None:
-        changed = False
-        for secret in added:
-            self._counts[secret] = self._counts.get(secret, 0) + 1
-            changed |= self._counts[secret] == 1
-        for secret in removed:
-            self._counts[secret] -= 1
-            if not self._counts[secret]:
-                del self._counts[secret]
-                changed = True
-        if changed:  # re-sort only when the set of distinct secrets changed (longest first: no partial reveals)
-            self._all = tuple(sorted(self._counts, key=len, reverse=True))
-
-    def redact(self, text: str) -> str:
-        for secret in self._all:
-            if secret in text:
-                text = text.replace(secret, "********")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._all:
-            message = self.redact(record.getMessage())
-            record.msg, record.args = message, None
-            if record.exc_info:
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-        return True
 
 
 # -- the session table -------------------------------------------------------------
@@ -799,58 +723,6 @@ def load_factory() -> SessionFactory:
     return Session
 
 
-class PrivateLogHandler(logging.StreamHandler):
-    """The daemon's log: opened relative to its verified directory, never through a link; rotated by rename.
-
-    logging's file handlers open by path and follow links: a link planted as the log would let the daemon
-    chmod and append to any file its user can write.
-    """
-
-    def __init__(self, dir_fd: int, name: str, *, max_bytes: int = 2 * 1024 * 1024) -> None:
-        self._dir_fd = dir_fd
-        self._name = name
-        self._max_bytes = max_bytes
-        super().__init__(self._open())
-
-    def _open(self) -> t.TextIO:
-        try:
-            fd = os.open(self._name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                         dir_fd=self._dir_fd)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ConfigError(
-                    f"refusing the pin daemon's log {self._name}: it is a symbolic link, which would make the daemon "
-                    "write to (and chmod) whatever it points at. Remove it; the daemon creates the log itself."
-                ) from None
-            raise
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
-            os.close(fd)
-            raise ConfigError(
-                f"refusing the pin daemon's log {self._name}: it is not a plain file of yours with a single name "
-                "(another link to it could be any file). Remove it; the daemon creates the log itself."
-            )
-        os.fchmod(fd, 0o600)
-        return open(fd, "a", encoding="utf-8", errors="replace", closefd=True)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            if self.stream.tell() >= self._max_bytes:
-                self._rotate()
-        except (OSError, ValueError, ConfigError):
-            pass  # a log that cannot rotate still takes the record
-        super().emit(record)
-
-    def _rotate(self) -> None:
-        self.acquire()
-        try:
-            self.stream.close()
-            os.replace(self._name, f"{self._name}.1", src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            self.stream = self._open()
-        finally:
-            self.release()
-
-
 def _setup_logging(paths: PinPaths, dir_fd: int, level: str) -> SecretRedactor:
     redactor = SecretRedactor()
     handler = PrivateLogHandler(dir_fd, paths.log_name)
@@ -865,12 +737,6 @@ def _setup_logging(paths: PinPaths, dir_fd: int, level: str) -> SecretRedactor:
     return redactor
 
 
-def _in_dir(dir_fd: int, name: str) -> str:
-    """A path to name inside the verified directory that no rename of the directory can redirect (Linux /proc)."""
-    via_fd = f"/proc/self/fd/{dir_fd}"
-    return f"{via_fd}/{name}" if os.path.isdir(via_fd) else name
-
-
 def _bind(paths: PinPaths, dir_fd: int) -> socket.socket:
     """Bind the listening socket (mode 0600 via umask), replacing a stale socket file nobody answers on."""
     try:
@@ -882,7 +748,7 @@ def _bind(paths: PinPaths, dir_fd: int) -> socket.socket:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(2.0)
         try:
-            probe.connect(_in_dir(dir_fd, paths.socket_name))
+            probe.connect(in_dir(dir_fd, paths.socket_name))
         except OSError:
             os.unlink(paths.socket_name, dir_fd=dir_fd)
         else:
@@ -890,7 +756,7 @@ def _bind(paths: PinPaths, dir_fd: int) -> socket.socket:
         finally:
             probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(_in_dir(dir_fd, paths.socket_name))
+    listener.bind(in_dir(dir_fd, paths.socket_name))
     os.chmod(paths.socket_name, 0o600, dir_fd=dir_fd)
     listener.listen(128)
     return listener
@@ -940,34 +806,6 @@ def _exit_when_idle(server: PinServer, listener_ino: int, grace: float, dir_fd: 
             return
 
 
-def _no_core_dumps() -> None:
-    """Keep held passwords out of core files and away from same-user debuggers (Linux; elsewhere the rlimit only).
-
-    RLIMIT_CORE 0 stops core files; PR_SET_DUMPABLE 0 also stops core-dump pipes (systemd-coredump, apport),
-    and makes /proc/<pid>/mem and ptrace root's alone.
-    """
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
-            log.warning("prctl(PR_SET_DUMPABLE, 0) failed: %s", os.strerror(ctypes.get_errno()))
-
-
-def _raise_open_files_limit() -> None:
-    """Lift the soft limit on open files to the hard one: every pinned session holds a socket or two.
-
-    The usual soft limit (1024) would cap the daemon at about a thousand sessions; the hard limit is the
-    administrator's bound and stays.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft != resource.RLIM_INFINITY and soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError) as exc:
-            log.warning("could not raise the open files limit from %d to %d: %s", soft, target, exc)
-
-
 def main(argv: t.Sequence[str] | None = None) -> int:
     """Entry point of the daemon process."""
     parser = argparse.ArgumentParser(prog="pin-daemon", description=__doc__.splitlines()[0])
@@ -987,8 +825,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    _no_core_dumps()  # before the socket listens, so before the first secret arrives
-    _raise_open_files_limit()
+    no_core_dumps()  # before the socket listens, so before the first secret arrives
+    raise_open_files_limit()
     listener = _bind(paths, dir_fd)
     listener_ino = os.stat(paths.socket_name, dir_fd=dir_fd, follow_symlinks=False).st_ino
     if not args.foreground:
