@@ -364,7 +364,7 @@ options:
     ini:
     - section: pinned_winrm
       key: persist_command_timeout
-    version_added: 1.1.0
+    version_added: 1.0.0
   persist_dir:
     description:
     - Directory under which the daemon's private socket directory is created (mode 0700, one per user).
