@@ -21,7 +21,7 @@ import pytest
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import PinnedError
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_paths import PinPaths
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_paths import SOCKET_GLOB_PREFIX, PinPaths
 
 from . import report
 
@@ -111,7 +111,7 @@ def test_the_daemon_cannot_dump_core_or_be_read_by_a_same_user_debugger(check, p
     proc = subprocess.Popen(argv, env=env, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, **extra)
     try:
-        assert wait_for(lambda: any((root / f"pinned-winrm-{uid}").glob("v1-*.sock")) or proc.poll() is not None, 30)
+        assert wait_for(lambda: any((root / f"pinned-winrm-{uid}").glob(f"{SOCKET_GLOB_PREFIX}*.sock")) or proc.poll() is not None, 30)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         limits = pathlib.Path(f"/proc/{proc.pid}/limits").read_text()
         core = next(line.split()[-3:-1] for line in limits.splitlines() if line.startswith("Max core file size"))
