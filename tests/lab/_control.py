@@ -9,7 +9,9 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /hosts/<host>/reset           zero counters and clear the log
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
-    POST /hosts/<host>/faults/clear    every switch off
+    POST /hosts/<host>/faults/clear    every switch off (releases held requests)
+    POST /hosts/<host>/held/wait       body {"timeout_s": float}: wait until a request is held; {"held": [...]}
+    POST /hosts/<host>/held/release    {"released": int}: held requests go on
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _MAX_BODY = 1 << 20
 _CLIENT_TIMEOUT_S = 30.0
+_MAX_HOLD_WAIT_S = 300.0  # a control call waiting for a held request is bounded like every lab loop
 
 
 class ControlError(RuntimeError):
@@ -115,6 +118,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.set_faults(host, **body)}
             case "POST", ["hosts", host, "faults", "clear"]:
                 return {"faults": lab.clear_faults(host)}
+            case "POST", ["hosts", host, "held", "wait"]:
+                timeout_s = float(body.get("timeout_s", 60.0)) if isinstance(body, dict) else 60.0
+                if not 0 <= timeout_s <= _MAX_HOLD_WAIT_S:
+                    raise ValueError(f"timeout_s must be between 0 and {_MAX_HOLD_WAIT_S:g}")
+                return {"held": lab.wait_held(host, timeout_s)}
+            case "POST", ["hosts", host, "held", "release"]:
+                return {"released": lab.release_held(host)}
             case "POST", ["hosts", host, "expire_shells"]:
                 return {"expired": lab.expire_shells(host)}
             case "POST", ["hosts", host, "drop_connections"]:
@@ -182,12 +192,12 @@ class LabClient:
         # Never through a proxy from the environment: the control API is on loopback (R7's spirit).
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def _call(self, method: str, path: str, body: t.Any = None) -> t.Any:
+    def _call(self, method: str, path: str, body: t.Any = None, *, timeout: float | None = None) -> t.Any:
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         request = urllib.request.Request(f"{self.control_url}{path}", data=data, method=method,
                                          headers={"Content-Type": "application/json"})
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             try:
@@ -220,6 +230,14 @@ class LabClient:
 
     def clear_faults(self, host: str) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/faults/clear")["faults"])
+
+    def wait_held(self, host: str, timeout_s: float = 60.0) -> list[dict[str, t.Any]]:
+        answer = self._call("POST", f"/hosts/{self._q(host)}/held/wait", {"timeout_s": timeout_s},
+                            timeout=timeout_s + self.timeout)
+        return t.cast(list[dict[str, t.Any]], answer["held"])
+
+    def release_held(self, host: str) -> int:
+        return int(self._call("POST", f"/hosts/{self._q(host)}/held/release")["released"])
 
     def expire_shells(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/expire_shells")["expired"])

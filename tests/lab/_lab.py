@@ -502,6 +502,19 @@ class Lab:
         faults.clear()
         return faults.as_dict()
 
+    def wait_held(self, host: str, timeout_s: float = 60.0) -> list[dict[str, t.Any]]:
+        """Wait until the host holds a request (hold_on_action_nth); return what it holds."""
+        faults = self._host(host).faults
+        held = faults.wait_held(float(timeout_s))
+        if not held:
+            raise LabError(f"host {host} held no request within {timeout_s:g} s "
+                           f"(hold_on_action_nth={faults.get('hold_on_action_nth')})")
+        return held
+
+    def release_held(self, host: str) -> int:
+        """Let the requests the host holds go on (they are handled and answered); return how many."""
+        return self._host(host).faults.release()
+
     def expire_shells(self, host: str) -> int:
         """Expire every shell of the host now, as its idle timeout would; return how many."""
         entry = self._host(host)

@@ -111,7 +111,17 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def wait_for(predicate: t.Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll for a state something else reaches by itself; the timeout only keeps a broken run from hanging."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
