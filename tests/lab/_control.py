@@ -10,6 +10,7 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
     POST /hosts/<host>/faults/clear    every switch off (releases held requests)
+    GET  /hosts/<host>/held            {"held": [...]}: the requests held right now
     POST /hosts/<host>/held/wait       body {"timeout_s": float}: wait until a request is held; {"held": [...]}
     POST /hosts/<host>/held/release    {"released": int}: held requests go on
     POST /hosts/<host>/expire_shells   {"expired": int}
@@ -118,6 +119,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.set_faults(host, **body)}
             case "POST", ["hosts", host, "faults", "clear"]:
                 return {"faults": lab.clear_faults(host)}
+            case "GET", ["hosts", host, "held"]:
+                return {"held": lab.held(host)}
             case "POST", ["hosts", host, "held", "wait"]:
                 timeout_s = float(body.get("timeout_s", 60.0)) if isinstance(body, dict) else 60.0
                 if not 0 <= timeout_s <= _MAX_HOLD_WAIT_S:
@@ -235,6 +238,9 @@ class LabClient:
         answer = self._call("POST", f"/hosts/{self._q(host)}/held/wait", {"timeout_s": timeout_s},
                             timeout=timeout_s + self.timeout)
         return t.cast(list[dict[str, t.Any]], answer["held"])
+
+    def held(self, host: str) -> list[dict[str, t.Any]]:
+        return t.cast(list[dict[str, t.Any]], self._call("GET", f"/hosts/{self._q(host)}/held")["held"])
 
     def release_held(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/held/release")["released"])

@@ -511,6 +511,10 @@ class Lab:
                            f"(hold_on_action_nth={faults.get('hold_on_action_nth')})")
         return held
 
+    def held(self, host: str) -> list[dict[str, t.Any]]:
+        """The requests the host holds right now (hold_on_action_nth)."""
+        return self._host(host).faults.held()
+
     def release_held(self, host: str) -> int:
         """Let the requests the host holds go on (they are handled and answered); return how many."""
         return self._host(host).faults.release()

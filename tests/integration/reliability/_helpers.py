@@ -31,6 +31,36 @@ def pause(seconds: float) -> dict[str, t.Any]:
     return {"name": f"pause {seconds}s", "ansible.builtin.pause": {"seconds": int(seconds)}}
 
 
+class Gate:
+    """A `rel_gate` task that holds a run between two tasks, and the test's side of it.
+
+    The playbook runs with action_env(). The test waits for `wait()` (the run reached the gate), does what
+    must happen between the tasks, then `open()`s the gate; `open()` in a `finally` so the run never hangs.
+    """
+
+    def __init__(self, e2e: E2E, name: str) -> None:
+        directory = e2e.workdir / "gates"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / name
+
+    def task(self) -> dict[str, t.Any]:
+        return {"name": f"gate {self.path.name}", "rel_gate": {"path": str(self.path)}}
+
+    def wait(self, timeout: float = 240) -> bool:
+        return wait_for(lambda: pathlib.Path(f"{self.path}.ready").exists(), timeout, interval=0.02)
+
+    def open(self) -> None:
+        pathlib.Path(f"{self.path}.go").touch()
+
+
+def daemon_idle(e2e: E2E, timeout: float = 120) -> bool:
+    """Wait until the pin daemon holds no busy session (it has finished the last task's pipeline too)."""
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
+    client = PinClient(str(e2e.workdir / "pc"), autostart=False)
+    return wait_for(lambda: all(s["state"] == "idle" for s in client.list_sessions()), timeout)
+
+
 def action_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment that makes this suite's test-only action plugins visible to ansible-playbook."""
     return {"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS), **(extra or {})}
