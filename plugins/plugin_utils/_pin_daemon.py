@@ -226,6 +226,7 @@ class SessionTable:
         pin = self.pin_of(spec)
         deadline = time.monotonic() + wait
         stale: list[tuple[Slot, str]] = []
+        waiting = False
         try:
             with self._cond:
                 self._redactor.register(pin, spec_secrets(spec))
@@ -263,6 +264,11 @@ class SessionTable:
                             f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
                             f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
                         )
+                    if not waiting:
+                        # Says why a task is slow to start; tests wait for this line to know a task is queued.
+                        waiting = True
+                        log.info("all %d pinned sessions to %s are busy (pool size %d): the task waits up to %gs "
+                                 "for one to come free", len(slots), spec.host, pool_max, wait)
                     self._cond.wait(min(remaining, 0.5))
                 slot.busy = True
                 slot.idle_timeout, slot.max_age = idle_timeout, max_age
