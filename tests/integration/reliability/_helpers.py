@@ -108,6 +108,40 @@ def proc_sample(pid: int) -> dict[str, int]:
     }
 
 
+def unix_clients(pid: int, socket_path: str) -> int:
+    """How many connected UNIX sockets on socket_path the process holds: the pin daemon's client connections."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    count = 0
+    # /proc/net/unix: Num RefCount Protocol Flags Type St Inode Path; St 03 is connected (the listener is 01).
+    for line in pathlib.Path("/proc/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[7] == socket_path and parts[5] == "03" and parts[6] in inodes:
+            count += 1
+    return count
+
+
+def quiet_sample(e2e: E2E, pid: int) -> dict[str, int]:
+    """proc_sample() of the pin daemon once it is quiet: every session idle and no client connection open.
+
+    A task's answer reaches the client before the daemon finishes its pipeline and closes the client's socket,
+    so a sample taken the moment a run ends may count a few of those; at rest the count is exact.
+    """
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
+    socket_path = PinClient(str(e2e.workdir / "pc"), autostart=False).paths.socket
+    assert daemon_idle(e2e), "a pinned session stayed busy after its run ended"
+    # The list request daemon_idle() made is a client connection too; it closes just after its answer.
+    assert wait_for(lambda: unix_clients(pid, socket_path) == 0, 30), "a client connection stayed open"
+    return proc_sample(pid)
+
+
 def children_of(pid: int) -> list[int]:
     """Every descendant of pid (from /proc/<pid>/task/*/children)."""
     out: list[int] = []
