@@ -27,10 +27,6 @@ def raw(name: str, command: str, **extra: t.Any) -> dict[str, t.Any]:
     return {"name": name, "ansible.builtin.raw": command, "changed_when": False, **extra}
 
 
-def pause(seconds: float) -> dict[str, t.Any]:
-    return {"name": f"pause {seconds}s", "ansible.builtin.pause": {"seconds": int(seconds)}}
-
-
 class Gate:
     """A `rel_gate` task that holds a run between two tasks, and the test's side of it.
 
