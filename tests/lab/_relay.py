@@ -253,11 +253,12 @@ class LatencyRelay:
                         if writer.can_write_eof():
                             writer.write_eof()
                         return
-                    writer.write(data)
+                    # Counted and traced before the bytes leave, so whoever received them finds them there.
                     self._count(counter, len(data))
                     with self._lock:
                         self._trace.append({**stamp, "direction": direction, "bytes": len(data), "read_at": read_at,
                                             "due": due, "written_at": loop.time()})
+                    writer.write(data)
                     await writer.drain()
                 except (ConnectionError, OSError):
                     return
