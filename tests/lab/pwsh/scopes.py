@@ -1,15 +1,26 @@
-"""Variable and function scopes: a child scope sees its parents' names and writes its own (about_Scopes)."""
+"""Variable, function, alias and drive scopes: a child scope sees its parents' names and writes its own (about_Scopes)."""
 
 from __future__ import annotations
 
 
 class Scope:
-    """One scope: its variables and functions (names lower-cased), and the scope it was created in."""
+    """One scope: its variables, functions, aliases and PS drives (names lower-cased), and the scope it was created in."""
 
     def __init__(self, parent: "Scope | None") -> None:
         self.parent = parent
         self.vars: dict[str, object] = {}
         self.funcs: dict[str, object] = {}
+        self.aliases: dict[str, str] = {}  # alias -> the command name it stands for
+        self.drives: dict[str, str] = {}  # drive name -> its root, a C:\ path (FileSystem drives only)
+
+    def chain(self) -> "list[Scope]":
+        """This scope and its parents, innermost first."""
+        out: list[Scope] = []
+        s: Scope | None = self
+        while s is not None:
+            out.append(s)
+            s = s.parent
+        return out
 
     def find(self, name: str) -> "Scope | None":
         s: Scope | None = self
@@ -25,4 +36,16 @@ class Scope:
             if name in s.funcs:
                 return s.funcs[name]
             s = s.parent
+        return None
+
+    def find_alias(self, name: str) -> str | None:
+        for s in self.chain():
+            if name in s.aliases:
+                return s.aliases[name]
+        return None
+
+    def find_drive(self, name: str) -> str | None:
+        for s in self.chain():
+            if name in s.drives:
+                return s.drives[name]
         return None
