@@ -389,8 +389,10 @@ class WinRMHost:
                 self._record(conn, log_event, started)
                 raise
             delay = float(self.faults.get("delay_response_s") or 0.0)
-            if delay > 0 and self._stopping.wait(delay):
-                return
+            if delay > 0:
+                log_event["delay_s"] = delay  # the log says which answers the switch delayed
+                if self._stopping.wait(delay):
+                    return
             if self.faults.get("close_after_each_response"):
                 reply.close = True
             # Counted and logged before the bytes leave, so a client that got its answer sees the counters.
@@ -526,8 +528,10 @@ class WinRMHost:
             return _Reply(405, _httpsys_page(405), "text/html; charset=us-ascii", extra=[("Allow", "POST")])
 
         stall = self.faults.take("stall_next_s")
-        if stall and self._stopping.wait(float(stall)):
-            raise _Drop()
+        if stall:
+            event["stall_s"] = float(stall)  # the log says which request a stall hit
+            if self._stopping.wait(float(stall)):
+                raise _Drop()
 
         content_type = _header(request, b"content-type") or ""
         try:
@@ -602,6 +606,11 @@ class WinRMHost:
         if action and self.faults.take_action_drop(action):
             event["reason"] = f"drop_on_action:{action}"
             raise _Drop()
+        if action and self.faults.take_action_hold(action):
+            event["held"] = True
+            self.counters.incr(f"faults.held.{action}")
+            if not self.faults.hold({"action": action, "conn": conn.id, "user": state.user}, self._stopping):
+                raise _Drop()
         injected = self.faults.take("http_status_next")
         if injected:
             event["reason"] = f"http_status_next:{injected}"

@@ -519,6 +519,23 @@ class Lab:
         faults.clear()
         return faults.as_dict()
 
+    def wait_held(self, host: str, timeout_s: float = 60.0) -> list[dict[str, t.Any]]:
+        """Wait until the host holds a request (hold_on_action_nth); return what it holds."""
+        faults = self._host(host).faults
+        held = faults.wait_held(float(timeout_s))
+        if not held:
+            raise LabError(f"host {host} held no request within {timeout_s:g} s "
+                           f"(hold_on_action_nth={faults.get('hold_on_action_nth')})")
+        return held
+
+    def held(self, host: str) -> list[dict[str, t.Any]]:
+        """The requests the host holds right now (hold_on_action_nth)."""
+        return self._host(host).faults.held()
+
+    def release_held(self, host: str) -> int:
+        """Let the requests the host holds go on (they are handled and answered); return how many."""
+        return self._host(host).faults.release()
+
     def get_limits(self, host: str) -> dict[str, t.Any]:
         """The host's quotas by Windows name ({"limits": ..., "configurations": ...}; None is off)."""
         return _limits.limits(self._host(host).config)

@@ -148,6 +148,12 @@ class WSManService:
         self.counters.record(kind="wsman", user=user, action=req.action_name, status=200, shell=req.shell_id)
         return 200, _soap.envelope(action, req.message_id, answer)
 
+    def operations_in_flight(self, user: str) -> int:
+        """Requests of this user being served right now (what MaxConcurrentOperationsPerUser counts); a test
+        waits on it to know a long-poll Receive is pending."""
+        with self._lock:
+            return self._operations[user]
+
     def expire_shells(self) -> int:
         """Drop every shell now, as an idle timeout would; returns how many were dropped."""
         with self._lock:
