@@ -62,6 +62,7 @@ class WSManService:
         self.counters = counters
         self.faults = faults
         self.engine_factory = engine_factory or default_engine_factory
+        self.machine: t.Any = None  # the host's OS state (tests/lab/_machine.py), set by the lab
         self._lock = threading.Lock()
         self._shells: dict[str, Shell] = {}
         self._operations: collections.Counter[str] = collections.Counter()
@@ -118,6 +119,15 @@ class WSManService:
             self._shells.clear()
         for shell in shells:
             self._retire(shell, "shells_expired")
+        return len(shells)
+
+    def power_off(self) -> int:
+        """The machine goes down: every shell and Runspace Pool ends with its process; returns how many."""
+        with self._lock:
+            shells = list(self._shells.values())
+            self._shells.clear()
+        for shell in shells:
+            self._retire(shell, "shells_lost_to_reboot")
         return len(shells)
 
     def close(self) -> None:
