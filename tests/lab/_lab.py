@@ -64,6 +64,7 @@ class LabOptions:
     relays: bool = False               # latency relays in front of every host port (implied by rtt_ms > 0)
     host_auth: tuple[str, ...] | None = None   # override the schemes hosts offer (HostConfig.auth)
     allow_unencrypted: bool = False    # WinRM AllowUnencrypted on every host
+    reboot_down_s: float = 5.0         # how long a restarted host refuses connections before it boots
     control: bool = True               # serve the control API on 127.0.0.1
     workdir: pathlib.Path | None = None     # None: a fresh private temp dir, removed by stop()
     keep_workdir: bool = False
@@ -77,6 +78,8 @@ class LabOptions:
             raise LabError("hosts must be 0 or more")
         if self.rtt_ms < 0:
             raise LabError("rtt_ms must not be negative")
+        if self.reboot_down_s < 0:
+            raise LabError("reboot_down_s must not be negative")
         if self.rtt_ms > 0:
             self.relays = True
         if "negotiate" in self.squid_auth:
@@ -258,7 +261,8 @@ class Lab:
             user_info: list[dict[str, t.Any]] = [
                 {"username": u, "password": p, "kind": "local"} for u, p in users.items()]
             config = HostConfig(name=name, users=dict(users), root=root,
-                                allow_unencrypted=self.options.allow_unencrypted)
+                                allow_unencrypted=self.options.allow_unencrypted,
+                                reboot_down_s=self.options.reboot_down_s)
             if self.options.host_auth is not None:
                 config.auth = tuple(self.options.host_auth)
             entry = _HostEntry(config=config, counters=Counters(), faults=Faults(), user_info=user_info)

@@ -26,7 +26,8 @@ _FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=_dt.timezone.utc)
 MAX_SHUTDOWN_DELAY_S = 315_360_000
 # The volatile key LogonUI creates when it is about to show the logon screen; ansible.windows' win_reboot
 # deletes it before rebooting and waits for it to exist again.
-LOGON_UI_SESSION_KEY = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Authentication\LogonUI\SessionData"
+LOGON_UI_SESSION_KEY = (r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Authentication"
+                        r"\LogonUI\SessionData")
 
 # Win32 error codes the SCM and shutdown.exe return (System Error Codes, 1000-1299).
 ERROR_ACCESS_DENIED = 5
@@ -131,8 +132,8 @@ def default_services() -> list[Service]:
         _svc("RpcSs", "Remote Procedure Call (RPC)", "auto", ("RpcEptMapper", "DcomLaunch"),
              path=r"C:\Windows\system32\svchost.exe -k rpcss -p", username=r"NT AUTHORITY\NetworkService",
              description="The RPCSS service is the Service Control Manager for COM and DCOM servers."),
-        _svc("EventLog", "Windows Event Log", "auto", path=r"C:\Windows\System32\svchost.exe -k LocalServiceNetworkRestricted -p",
-             username=r"NT AUTHORITY\LocalService",
+        _svc("EventLog", "Windows Event Log", "auto",
+             path=r"C:\Windows\System32\svchost.exe -k LocalServiceNetworkRestricted -p", username=r"NT AUTHORITY\LocalService",
              description="This service manages events and event logs."),
         _svc("HTTP", "HTTP Service", "manual", path=r"system32\drivers\HTTP.sys", service_type="kernel_driver",
              description="This service implements the hypertext transfer protocol (HTTP)."),
@@ -161,8 +162,8 @@ def default_services() -> list[Service]:
         _svc("TermService", "Remote Desktop Services", "manual", ("RPCSS",),
              path=r"C:\Windows\System32\svchost.exe -k NetworkService", username=r"NT AUTHORITY\NetworkService",
              description="Allows users to connect interactively to a remote computer."),
-        _svc("Fax", "Fax", "disabled", ("TapiSrv", "RpcSs", "PlugPlay", "Spooler"), path=r"C:\Windows\system32\fxssvc.exe",
-             service_type="win32_own_process", username=r"NT AUTHORITY\NetworkService",
+        _svc("Fax", "Fax", "disabled", ("TapiSrv", "RpcSs", "PlugPlay", "Spooler"),
+             path=r"C:\Windows\system32\fxssvc.exe", service_type="win32_own_process", username=r"NT AUTHORITY\NetworkService",
              description="Enables you to send and receive faxes."),
         _svc("TapiSrv", "Telephony", "manual", ("PlugPlay", "RpcSs"), username=r"NT AUTHORITY\NetworkService",
              description="Provides Telephony API (TAPI) support."),
