@@ -40,8 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-if t.TYPE_CHECKING:
-    from tests.lab._lab import Lab
+from tests.lab._errors import LabError, UnknownComponent
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +57,38 @@ class ControlError(RuntimeError):
         self.message = message
 
 
+class LabAPI(t.Protocol):
+    """What the control API serves: the calls a Lab (tests/lab/_lab.py) answers in process, and LabClient remotely.
+
+    The server is handed a LabAPI; raising UnknownComponent answers 404, LabError 409.
+    """
+
+    def describe(self) -> dict[str, t.Any]: ...
+    def host_counters(self, host: str) -> dict[str, int]: ...
+    def host_log(self, host: str) -> list[dict[str, t.Any]]: ...
+    def reset_host(self, host: str) -> None: ...
+    def get_faults(self, host: str) -> dict[str, t.Any]: ...
+    def set_faults(self, host: str, **settings: t.Any) -> dict[str, t.Any]: ...
+    def clear_faults(self, host: str) -> dict[str, t.Any]: ...
+    def expire_shells(self, host: str) -> int: ...
+    def drop_connections(self, host: str) -> int: ...
+    def relay_counters(self, host: str) -> dict[str, dict[str, int]]: ...
+    def host_machine(self, host: str) -> dict[str, t.Any]: ...
+    def reboot_host(self, host: str, down_s: float | None = -1.0) -> dict[str, t.Any]: ...
+    def boot_host(self, host: str) -> dict[str, t.Any]: ...
+    def host_services(self, host: str, name: str | None = None) -> t.Any: ...
+    def set_rtt(self, rtt_ms: float, host: str | None = None) -> float: ...
+    def proxy_counters(self, proxy: str) -> dict[str, t.Any]: ...
+    def restart_proxy(self, proxy: str) -> None: ...
+    def proxy_recorded(self, proxy: str) -> bytes: ...
+    def proxy_access_log(self, proxy: str) -> str: ...
+
+
+def encode_recorded(data: bytes) -> dict[str, t.Any]:
+    """Recorded bytes as JSON-ready data (base64); LabClient.proxy_recorded decodes them."""
+    return {"length": len(data), "base64": base64.b64encode(data).decode()}
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -72,8 +103,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        from tests.lab._lab import LabError, UnknownComponent
-
         try:
             length = int(self.headers.get("Content-Length") or 0)
             if length > _MAX_BODY:
@@ -99,8 +128,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _route(self, method: str, parts: list[str], body: t.Any) -> t.Any:
-        from tests.lab._lab import UnknownComponent, encode_recorded
-
         lab = self.server.lab
         match method, parts:
             case "GET", ["describe"]:
@@ -154,7 +181,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], lab: Lab) -> None:
+    def __init__(self, address: tuple[str, int], lab: LabAPI) -> None:
         super().__init__(address, _Handler)
         self.lab = lab
 
@@ -162,7 +189,7 @@ class _Server(http.server.ThreadingHTTPServer):
 class ControlServer:
     """Serve a Lab's control API on 127.0.0.1 (a free port unless one is given)."""
 
-    def __init__(self, lab: Lab, address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(self, lab: LabAPI, address: tuple[str, int] = ("127.0.0.1", 0)) -> None:
         self.lab = lab
         self._server = _Server(address, lab)
         self._thread: threading.Thread | None = None

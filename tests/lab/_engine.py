@@ -7,41 +7,18 @@ The WS-Management service hands every WinRS command to `Engine.run_cmd` and ever
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import pathlib
 import re
-import typing
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator
+
+from tests.lab import _transfer, pwsh
+from tests.lab.pwsh import ErrorInfo, Streams
 
 log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "ErrorInfo", "Streams"]
-
-
-@dataclasses.dataclass
-class ErrorInfo:
-    """One PowerShell ErrorRecord as the lab reports it (enough for PSRP serialisation and CLIXML text)."""
-
-    message: str
-    category: str = "NotSpecified"          # CategoryInfo category name, e.g. "ObjectNotFound"
-    fq_error_id: str = "Microsoft.PowerShell.Commands.WriteErrorException"
-    target: str | None = None
-    command_name: str | None = None
-    position: str | None = None             # "At line:1 char:1\n+ ..." like InvocationInfo.PositionMessage
-    exception_type: str = "Microsoft.PowerShell.Commands.WriteErrorException"
-
-
-class Streams(typing.Protocol):
-    """Where a PowerShell run writes. Optional extra: `terminating_error(record)` (see docs/lab-engine.md)."""
-
-    def output(self, value: object) -> None: ...
-    def error(self, record: ErrorInfo) -> None: ...
-    def warning(self, message: str) -> None: ...
-    def verbose(self, message: str) -> None: ...
-    def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None: ...
-    def set_should_exit(self, code: int) -> None: ...
 
 
 _CLIXML_NS = "http://schemas.microsoft.com/powershell/2004/04"
@@ -76,14 +53,12 @@ class _TextStreams:
         self.had_error = False
 
     def output(self, value: object) -> None:
-        from tests.lab import _pwsh
-        text = _pwsh.format_for_display([value])
+        text = pwsh.format_for_display([value])
         self._stdout((text + "\r\n").encode("utf-8", errors="surrogatepass"))
 
     def error(self, record: ErrorInfo) -> None:
-        from tests.lab import _pwsh
         self.had_error = True
-        text = _pwsh.render_error_text(record)
+        text = pwsh.render_error_text(record)
         for line in text.split("\r\n"):
             self.clixml.append(f'<S S="Error">{clixml_escape(line + chr(13) + chr(10))}</S>')
 
@@ -230,6 +205,13 @@ class Engine:
         if working_directory:
             self.process_cwd = working_directory
 
+    def _host_context(self) -> pwsh.HostContext:
+        """This host as one PowerShell run sees it: its programs include cmd.exe and powershell.exe on this engine."""
+        return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
+                                 native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
+                                                  "powershell": _powershell_exe},
+                                 script_emulation=_transfer.native_script)
+
     # ---- PowerShell ------------------------------------------------------------------------------
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
                        is_command: bool = False) -> None:
@@ -239,8 +221,7 @@ class Engine:
         for a switch: PSRP sends AddParameter(name) without argument as null), as is a string "-Name"
         followed by its value; anything else is positional (AddArgument).
         """
-        from tests.lab import _pwsh
-        rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        rt = pwsh.Runtime(self._host_context(), streams)
         source = _peekable(_unroll(input))
         input_iter = source if source.has_any() else None
         out = self._sink(streams)
@@ -248,27 +229,27 @@ class Engine:
             try:
                 positional, named = split_arguments(arguments)
                 # PSRP carries AddParameter(name) with no argument as a null value: a switch that is present.
-                named = {k: _pwsh._SWITCH if v is None else v for k, v in named.items()}
+                named = {k: pwsh.SWITCH_PRESENT if v is None else v for k, v in named.items()}
                 if is_command:
                     rt.src = script
                     rt.scope = rt.global_scope
-                    node = _pwsh.Node("command", 0, name=script, args=[], redirs=[], invoke=None)
+                    node = pwsh.Node("command", 0, name=script, args=[], redirs=[], invoke=None)
                     node.end = len(script)
-                    stage = rt.resolve_command(script, positional, named, node)
+                    stage = pwsh.resolve_command(rt, script, positional, named, node)
                     stage.sink = out
                     stage.where = (0, len(script))
-                    _pwsh.run_stage(stage, input_iter)
+                    pwsh.run_stage(stage, input_iter)
                 else:
                     rt.run_script(script, positional, named, input_iter, out)
-            except _pwsh.ParseError as e:
-                raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
-        except _pwsh.ExitScript as e:
+            except pwsh.ParseError as e:
+                raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
+        except pwsh.ExitScript as e:
             streams.set_should_exit(e.code)
-        except _pwsh.PSError as e:
+        except pwsh.PSError as e:
             info = e.record.to_info()
             failed = getattr(streams, "terminating_error", None)
             (failed or streams.error)(info)
-        except (_pwsh._Break, _pwsh._Continue, _pwsh._Return):
+        except (pwsh.BreakSignal, pwsh.ContinueSignal, pwsh.ReturnSignal):
             pass
         except RecursionError:
             streams.error(ErrorInfo("The script failed due to call depth overflow.", category="InvalidOperation",
@@ -277,10 +258,8 @@ class Engine:
 
     @staticmethod
     def _sink(streams: Streams) -> Callable[[object], None]:
-        from tests.lab import _pwsh
-
         def out(v: object) -> None:
-            streams.output(_pwsh.display_value(v))
+            streams.output(pwsh.display_value(v))
         return out
 
     # ---- WinRS (cmd shell) -----------------------------------------------------------------------
@@ -295,7 +274,6 @@ class Engine:
     def run_powershell_exe(self, argv: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
                            stderr: Callable[[bytes], None], cwd: str | None = None) -> int:
         """powershell.exe's command line: -EncodedCommand/-EncodedArguments/-Command/-File."""
-        from tests.lab import _pwsh, _transfer
         script: str | None = None
         args: list[object] = []
         input_none = False
@@ -326,13 +304,13 @@ class Engine:
                 break
             elif low in ("-file", "-f"):
                 path = argv[i + 1]
-                rt_fs = _pwsh.FileSystem(self.root)
+                rt_fs = pwsh.FileSystem(self.root)
                 try:
                     script = rt_fs.host_path(path, f"C:\\Users\\{self.user}").read_text(encoding="utf-8-sig")
-                except (OSError, _pwsh.PathOutsideRoot):
+                except (OSError, pwsh.PathOutsideRoot):
                     stderr((f"The argument '{path}' to the -File parameter does not exist. Provide the path to an "
                             f"existing '.ps1' file as an argument to the -File parameter.\r\n").encode())
-                    return 4294770688 & 0xFFFFFFFF if False else -196608
+                    return -196608  # 0xFFFD0000: powershell.exe's exit code when the -File script does not exist
                 args = list(argv[i + 2:])
                 break
             elif low.startswith("-"):
@@ -356,22 +334,21 @@ class Engine:
 
     def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
                      state: dict[str, object], cwd: str) -> None:
-        from tests.lab import _pwsh
-        rt = _pwsh.Runtime(_pwsh.HostContext(self.root, self.computer_name, self.user, self.env), streams)
+        rt = pwsh.Runtime(self._host_context(), streams)
         rt.cwd = cwd
         source = _peekable(iter(lines))
         try:
             try:
                 # A script without a process block reads stdin only if it enumerates $input: waiting for
                 # stdin first would hang a WinRS command whose client never sends any (powershell.exe does not).
-                lazy = "process" not in _pwsh.parse(script).blocks
+                lazy = "process" not in pwsh.parse(script).blocks
                 rt.run_script(script, args, {}, source if lazy or source.has_any() else None,
                               lambda v: streams.output(v))
-            except _pwsh.ParseError as e:
-                raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
-        except _pwsh.ExitScript as e:
+            except pwsh.ParseError as e:
+                raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
+        except pwsh.ExitScript as e:
             streams.set_should_exit(e.code)
-        except _pwsh.PSError as e:
+        except pwsh.PSError as e:
             streams.error(e.record.to_info())
             state["failed"] = True
         state["last_failed"] = not rt.last_ok
@@ -405,6 +382,41 @@ class _peekable(Iterator[object]):
         if self._done:
             raise StopIteration
         return next(self._it)
+
+
+# ---- cmd.exe and powershell.exe as native commands of a PowerShell run ---------------------------
+
+def _native_line(args: list[str]) -> str:
+    """The command line PowerShell 5.1 builds for an executable: arguments with blanks are quoted."""
+    return " ".join(f'"{a}"' if (not a or any(c in a for c in " \t")) and not a.startswith('"') else a for a in args)
+
+
+def _run_child(host: pwsh.HostContext, run: Callable[[Engine, Callable[[bytes], None], Callable[[bytes], None]], int],
+               encoding: str) -> pwsh.NativeResult:
+    """Runs cmd.exe/powershell.exe on the lab engine's own emulation, capturing both handles as lines."""
+    engine = Engine(host.fs.root, host.computer_name, host.user)
+    engine.env = host.env  # the child inherits the session's environment, and cmd's `set` changes it
+    out, err = bytearray(), bytearray()
+    rc = run(engine, out.extend, err.extend)
+
+    def lines(data: bytearray) -> list[str]:
+        text = bytes(data).decode(encoding, errors="replace")
+        return text.replace("\r\n", "\n").removesuffix("\n").split("\n") if text else []
+    return rc, lines(out), lines(err)
+
+
+def _cmd_exe(host: pwsh.HostContext, cwd: str, args: list[str]) -> pwsh.NativeResult:
+    def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
+        shell = CmdShell(engine, [], out, err)
+        shell.cwd = cwd
+        return shell.run_line(f"cmd.exe {_native_line(args)}")
+    return _run_child(host, run, "cp437")
+
+
+def _powershell_exe(host: pwsh.HostContext, cwd: str, args: list[str]) -> pwsh.NativeResult:
+    def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
+        return engine.run_powershell_exe(list(args), [], out, err, cwd=cwd)
+    return _run_child(host, run, "utf-8")
 
 
 # ---- cmd.exe subset ------------------------------------------------------------------------------
@@ -488,7 +500,6 @@ class CmdShell:
         return rc
 
     def run_simple(self, text: str) -> int:
-        from tests.lab import _pwsh
         text = self.expand(text)
         out, err = self.stdout, self.stderr
         # redirections
@@ -504,8 +515,8 @@ class CmdShell:
                 dest = lambda b: None  # noqa: E731
             else:
                 try:
-                    hp = _pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
-                except _pwsh.PathOutsideRoot:
+                    hp = pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
+                except pwsh.PathOutsideRoot:
                     self.stderr(b"The system cannot find the path specified.\r\n")
                     return 1
                 if not hp.parent.is_dir():
@@ -546,8 +557,8 @@ class CmdShell:
         if low in ("type",):
             path = args.strip('"')
             try:
-                hp = _pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except _pwsh.PathOutsideRoot:
+                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+            except pwsh.PathOutsideRoot:
                 err(b"The system cannot find the path specified.\r\n")
                 return 1
             if not hp.is_file():
@@ -568,13 +579,13 @@ class CmdShell:
         if low in ("cd", "chdir"):
             path = args.strip('"').removeprefix("/d ").strip()
             try:
-                hp = _pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except _pwsh.PathOutsideRoot:
+                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+            except pwsh.PathOutsideRoot:
                 hp = None
             if hp is None or not hp.is_dir():
                 err(b"The system cannot find the path specified.\r\n")
                 return 1
-            self.cwd = _pwsh.FileSystem(self.engine.root).win_of(hp)
+            self.cwd = pwsh.FileSystem(self.engine.root).win_of(hp)
             return 0
         if low == "set":
             if not args:
@@ -636,14 +647,13 @@ class CmdShell:
         return 9009
 
     def dir(self, args: str, w: Callable[[str], None], err: Callable[[bytes], None]) -> int:
-        from tests.lab import _pwsh
         import datetime as dt
-        fs = _pwsh.FileSystem(self.engine.root)
+        fs = pwsh.FileSystem(self.engine.root)
         bare = "/b" in args.lower().split()
         path = " ".join(a for a in args.split() if not a.startswith("/")).strip('"') or "."
         try:
             hp = fs.host_path(path, self.cwd)
-        except _pwsh.PathOutsideRoot:
+        except pwsh.PathOutsideRoot:
             err(b"The system cannot find the path specified.\r\n")
             return 1
         if not hp.exists():

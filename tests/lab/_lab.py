@@ -11,7 +11,6 @@ so a test can drive an in-process lab and a lab in another process alike.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import os
@@ -23,11 +22,15 @@ import threading
 import typing as t
 
 from tests.lab._config import HostConfig
+from tests.lab._control import ControlServer
 from tests.lab._counters import Counters
+from tests.lab._errors import LabError, UnknownComponent
 from tests.lab._faults import Faults
 from tests.lab._kdc import LabKDC
 from tests.lab._machine import Machine
 from tests.lab._relay import LatencyRelay
+
+__all__ = ["Lab", "LabError", "LabOptions", "SQUID_AUTH_SCHEMES", "UnknownComponent"]
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +39,6 @@ REALM = "LAB.TEST"
 SQUID_AUTH_SCHEMES = ("none", "basic", "digest", "ntlm", "negotiate")
 PROXY_HOSTNAME = f"proxy.{DOMAIN}"
 _STOP_JOIN_S = 30.0  # each component bounds its own stop; this only guards against a hung one
-
-
-class LabError(RuntimeError):
-    """The lab could not be built as asked."""
-
-
-class UnknownComponent(LabError, KeyError):
-    """A host, proxy or relay name the lab does not have."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclasses.dataclass
@@ -214,8 +206,6 @@ class Lab:
                 self._start_relays(entry)
         self._start_proxies()
         if opts.control:
-            from tests.lab._control import ControlServer
-
             self.control = ControlServer(self)
             self.control.start()
             self._on_stop("control API", self.control.stop)
@@ -651,7 +641,3 @@ def _as_file(value: t.Any, path: pathlib.Path) -> pathlib.Path:
     os.chmod(path, 0o600)
     return path
 
-
-def encode_recorded(data: bytes) -> dict[str, t.Any]:
-    """Recorded bytes as JSON-ready data (base64)."""
-    return {"length": len(data), "base64": base64.b64encode(data).decode()}

@@ -25,29 +25,25 @@ TO_SERVER = ">"
 TO_CLIENT = "<"
 
 
-class InspectingProxy:
+class InspectingProxy(_procs.ProxyDaemon):
     """mitmdump on a free loopback port with the byte-recording addon.
 
     mode: mitmproxy's --mode ("regular" forward/CONNECT proxy, or e.g.
     "reverse:http://127.0.0.1:5985"). upstream_ca: CA file mitmproxy trusts for
     upstream TLS when it intercepts (the lab CA); without it, intercepting
     mode does not verify the upstream certificate (loopback lab hosts only).
+    The record file stays across stop() and restart() and keeps growing.
     """
+
+    name = "mitmdump"
+    daemon_log = "mitmdump.log"
 
     def __init__(self, workdir: pathlib.Path, *, mode: str = "regular", tls_passthrough: bool = True,
                  upstream_ca: pathlib.Path | None = None) -> None:
-        self.workdir = pathlib.Path(workdir)
+        super().__init__(workdir)
         self.mode = mode
         self.tls_passthrough = tls_passthrough
         self.upstream_ca = pathlib.Path(upstream_ca) if upstream_ca else None
-        self.host = "127.0.0.1"
-        self.port = 0
-        self._proc: _procs.Daemon | None = None
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return f"http://{self.host}:{self.port}"
 
     @property
     def record_path(self) -> pathlib.Path:
@@ -62,19 +58,9 @@ class InspectingProxy:
         """mitmproxy's CA certificate (PEM), which a client must trust when tls_passthrough=False."""
         return self.confdir / "mitmproxy-ca-cert.pem"
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
-
-    def start(self) -> None:
-        """Start mitmdump and return once its port accepts connections (bounded wait)."""
-        if self.running:
-            return
-        self.workdir.mkdir(parents=True, exist_ok=True)
+    def _prepare(self, run: pathlib.Path) -> list[str]:
         self.confdir.mkdir(mode=0o700, exist_ok=True)
         self.record_path.touch()
-        if not self.port:
-            self.port = _procs.free_port(self.host)
         argv = [
             str(MITMDUMP), "--listen-host", self.host, "--listen-port", str(self.port),
             "--mode", self.mode, "-s", str(_ADDON),
@@ -91,21 +77,13 @@ class InspectingProxy:
             argv += ["--set", f"ssl_verify_upstream_trusted_ca={self.upstream_ca}"]
         else:
             argv += ["--set", "ssl_insecure=true"]
-        self._proc = _procs.Daemon(f"mitmdump:{self.port}", argv, log_path=self.workdir / "mitmdump.log",
-                                   cwd=self.workdir)
-        self._proc.start(self._ready, timeout=_procs.START_TIMEOUT_S)
-        log.info("mitmdump (%s, passthrough=%s) on %s", self.mode, self.tls_passthrough, self.url)
+        return argv
 
-    def stop(self) -> None:
-        """Stop mitmdump (SIGTERM, then SIGKILL after a bounded wait). The record file stays."""
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
+    def _ready(self) -> bool:
+        return self.ca_cert_path.exists() and _procs.port_accepts(self.host, self.port)
 
-    def restart(self) -> None:
-        """Stop and start again on the same port; the record file keeps growing."""
-        self.stop()
-        self.start()
+    def _started_message(self) -> str:
+        return f"mitmdump ({self.mode}, passthrough={self.tls_passthrough}) on {self.url}"
 
     def recorded_chunks(self) -> list[tuple[str, bytes]]:
         """Every relayed chunk so far as (direction, bytes); direction ">" is towards the server."""
@@ -128,13 +106,3 @@ class InspectingProxy:
     def describe(self) -> dict[str, str | bool]:
         return {"url": self.url, "tls_passthrough": self.tls_passthrough, "record": str(self.record_path),
                 "ca_cert": str(self.ca_cert_path)}
-
-    def __enter__(self) -> InspectingProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _ready(self) -> bool:
-        return self.ca_cert_path.exists() and _procs.port_accepts(self.host, self.port)

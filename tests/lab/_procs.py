@@ -1,8 +1,9 @@
 """Run one lab daemon (squid, tinyproxy, mitmdump, an auth helper server) with bounded start and stop.
 
 The daemon gets its own process group, its stdout/stderr go to a log file, its
-environment carries no proxy variables, and start() returns only once its port
-accepts TCP connections (or raises with the log tail after a bounded wait).
+environment carries no proxy variables, and start() returns only once it is ready
+(or raises with the log tail after a bounded wait). ProxyDaemon is the shape the
+lab's proxies share: a free loopback port, a run directory, start/stop/restart.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import pathlib
 import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -204,3 +206,129 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+class ProxyDaemon:
+    """A proxy the lab runs as one daemon on a free loopback port: start, stop, restart, readiness and its files.
+
+    A subclass says what is particular to its proxy: `_prepare(run)` writes its configuration into the
+    run directory and returns the daemon's command line; `_ready()` says when it serves (from its own
+    log, see `_logged_since_start`, rather than a probe connection that would show in the counts);
+    `_extra_logs()` are shown when it fails to start; `_after_stop()` stops what `_prepare` started
+    besides the daemon. Class attributes name the daemon and its files.
+    """
+
+    name = "proxy"                   # "name:PORT" in logs and errors
+    daemon_log = "daemon.log"        # the daemon's stdout and stderr, in the run directory
+    run_dir_name: str | None = None  # a run directory the daemon's account owns; None: the workdir itself
+
+    def __init__(self, workdir: pathlib.Path, *, account: pwd.struct_passwd | None = None) -> None:
+        self.workdir = pathlib.Path(workdir)
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._account = account  # the unprivileged account a daemon started as root drops to
+        self._run: pathlib.Path | None = None
+        self._daemon: Daemon | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._log_offsets: dict[pathlib.Path, int] = {}
+
+    @property
+    def url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._daemon is not None and self._daemon.running
+
+    @property
+    def pid(self) -> int | None:
+        """The daemon's process id while it runs."""
+        return self._daemon.pid if self._daemon is not None else None
+
+    def start(self) -> None:
+        """Prepare the run directory and start the daemon; returns once it is ready (bounded wait)."""
+        if self.running:
+            return
+        run = self._rundir()
+        if not self.port:
+            self.port = free_port(self.host)
+        try:
+            argv = self._prepare(run)
+            self._daemon = Daemon(f"{self.name}:{self.port}", argv, log_path=run / self.daemon_log, cwd=run)
+            self._daemon.start(self._ready, extra_logs=self._extra_logs())
+        except BaseException:
+            self._daemon = None
+            self._after_stop()
+            raise
+        log.info("%s", self._started_message())
+
+    def stop(self) -> None:
+        """Stop the daemon (SIGTERM, then SIGKILL after a bounded wait) and what was started with it."""
+        if self._daemon is not None:
+            self._daemon.stop()
+            self._daemon = None
+        self._after_stop()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> ProxyDaemon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- what a subclass provides -------------------------------------------------------------------
+    def _prepare(self, run: pathlib.Path) -> list[str]:
+        """Write the daemon's files into `run`; return its command line."""
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        """True once the daemon serves."""
+        return port_accepts(self.host, self.port)
+
+    def _extra_logs(self) -> list[pathlib.Path]:
+        return []
+
+    def _after_stop(self) -> None:
+        """Stop anything `_prepare` started besides the daemon (also after a failed start)."""
+
+    def _started_message(self) -> str:
+        return f"{self.name} on {self.url}"
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    def _rundir(self) -> pathlib.Path:
+        if self._run is None:
+            if self.run_dir_name is None:
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                self._run = self.workdir
+            else:
+                self._run = runtime_dir(self.workdir, self.run_dir_name, self._account)
+                if not self._run.is_relative_to(self.workdir):
+                    # outside the workdir (root's tmp dirs are closed to the daemon's account): remove it with us
+                    self._finalizer = weakref.finalize(self, shutil.rmtree, self._run, True)
+        return self._run
+
+    def _own_file(self, path: pathlib.Path, mode: int = 0o600) -> pathlib.Path:
+        """Create path if needed and make it the daemon account's own."""
+        path.touch()
+        give_to(path, self._account, mode)
+        return path
+
+    def _watch_log(self, path: pathlib.Path) -> None:
+        """From now on `_logged_since_start(path)` reads only what this run of the daemon writes there."""
+        self._own_file(path)
+        self._log_offsets[path] = path.stat().st_size
+
+    def _logged_since_start(self, path: pathlib.Path) -> bytes:
+        """What the daemon wrote to a watched log since this start (b"" before it creates the file)."""
+        try:
+            with open(path, "rb") as f:
+                f.seek(self._log_offsets.get(path, 0))  # after a restart, only this run's lines count
+                return f.read()
+        except FileNotFoundError:
+            return b""

@@ -16,7 +16,6 @@ import pathlib
 import shutil
 import sys
 import typing
-import weakref
 
 from tests.lab import _procs
 from tests.lab import _proxy_auth_helpers as helpers
@@ -79,7 +78,7 @@ class AccessLogEntry:
         )
 
 
-class SquidProxy:
+class SquidProxy(_procs.ProxyDaemon):
     """One Squid instance on a free loopback port (plus an optional TLS port), started and stopped by tests.
 
     Usage::
@@ -90,6 +89,10 @@ class SquidProxy:
         ... squid.url ...  # http://127.0.0.1:PORT
         squid.stop()
     """
+
+    name = "squid"
+    daemon_log = "squid.stderr"
+    run_dir_name = "squid-run"
 
     def __init__(self, workdir: pathlib.Path, *, auth: str | None = None,
                  users: dict[str, str] | None = None, allowed_connect_ports: list[int] | None = None,
@@ -104,7 +107,7 @@ class SquidProxy:
             raise ValueError("auth='negotiate' needs a keytab (Kerberos) and/or users (NTLM inside Negotiate)")
         if https_port and ca is None:
             raise ValueError("https_port=True needs ca (a LabCA) to issue the proxy's certificate")
-        self.workdir = pathlib.Path(workdir)
+        super().__init__(workdir, account=_procs.unprivileged_account(SQUID_USER))
         self.auth = auth
         self.users = dict(users or {})
         self.allowed_connect_ports = list(allowed_connect_ports) if allowed_connect_ports is not None else None
@@ -114,22 +117,10 @@ class SquidProxy:
         self.realm = realm
         self.service_name = service_name
         self.krb5_config = pathlib.Path(krb5_config) if krb5_config else None
-        self.host = "127.0.0.1"
-        self.port = 0
         self.tls_port = 0
-        self._account = _procs.unprivileged_account(SQUID_USER)
-        self._run: pathlib.Path | None = None
-        self._squid: _procs.Daemon | None = None
         self._helper_server: _procs.Daemon | None = None
-        self._finalizer: weakref.finalize | None = None
-        self._cache_log_offset = 0
 
     # ------------------------------------------------------------------ public
-    @property
-    def url(self) -> str:
-        """The plain-HTTP proxy URL (http://127.0.0.1:PORT)."""
-        return f"http://{self.host}:{self.port}"
-
     @property
     def https_url(self) -> str | None:
         """The TLS proxy URL (https://127.0.0.1:PORT) when https_port=True."""
@@ -141,61 +132,12 @@ class SquidProxy:
         return [ProxyCredentials(u, p) for u, p in self.users.items()]
 
     @property
-    def running(self) -> bool:
-        return self._squid is not None and self._squid.running
-
-    @property
     def access_log_path(self) -> pathlib.Path:
         return self._rundir() / "access.log"
 
     @property
     def cache_log_path(self) -> pathlib.Path:
         return self._rundir() / "cache.log"
-
-    def start(self) -> None:
-        """Write squid.conf and the credential files, start Squid (and its helper server) and wait for the ports."""
-        if self.running:
-            return
-        run = self._rundir()
-        if not self.port:
-            self.port = _procs.free_port(self.host)
-        if self.https_port_enabled and not self.tls_port:
-            self.tls_port = _procs.free_port(self.host)
-        helper_cmd = self._prepare_auth(run)
-        if self.https_port_enabled:
-            self._issue_certificate(run)
-        conf = run / "squid.conf"
-        conf.write_text(self._squid_conf(run, helper_cmd))
-        _procs.give_to(conf, self._account, 0o600)
-        for name in ("access.log", "cache.log"):
-            log_file = run / name
-            log_file.touch()
-            _procs.give_to(log_file, self._account, 0o600)
-        self._cache_log_offset = self.cache_log_path.stat().st_size
-        # -N: foreground, no daemon fork; -n: a service name of our own keeps instances apart
-        self._squid = _procs.Daemon(
-            f"squid:{self.port}", [SQUID, "-N", "-n", f"labsquid{self.port}", "-f", str(conf)],
-            log_path=run / "squid.stderr", cwd=run,
-        )
-        try:
-            self._squid.start(self._ports_ready, extra_logs=[run / "cache.log"])
-        except BaseException:
-            self._stop_helper_server()
-            raise
-        log.info("squid (auth=%s) on %s%s", self.auth, self.url,
-                 f" and {self.https_url}" if self.https_port_enabled else "")
-
-    def stop(self) -> None:
-        """Stop Squid and its helper server (bounded: SIGTERM, then SIGKILL)."""
-        if self._squid is not None:
-            self._squid.stop()
-            self._squid = None
-        self._stop_helper_server()
-
-    def restart(self) -> None:
-        """Stop and start again on the same ports (clients see their connections closed)."""
-        self.stop()
-        self.start()
 
     def access_log(self) -> list[str]:
         """The lines of Squid's access.log so far (format: see AccessLogEntry)."""
@@ -240,33 +182,36 @@ class SquidProxy:
         return {"url": self.url, "https_url": self.https_url, "auth": self.auth,
                 "username": first[0], "password": first[1]}
 
-    def __enter__(self) -> SquidProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # ----------------------------------------------------------------- private
-    def _rundir(self) -> pathlib.Path:
-        if self._run is None:
-            self._run = _procs.runtime_dir(self.workdir, "squid-run", self._account)
-            if not self._run.is_relative_to(self.workdir):
-                # a directory outside the workdir (root's tmp dirs are closed to proxy): remove it with us
-                self._finalizer = weakref.finalize(self, shutil.rmtree, self._run, True)
-        return self._run
+    def _prepare(self, run: pathlib.Path) -> list[str]:
+        """Write squid.conf and the credential files (starting the auth helper server if one is needed)."""
+        if self.https_port_enabled and not self.tls_port:
+            self.tls_port = _procs.free_port(self.host)
+        helper_cmd = self._prepare_auth(run)
+        if self.https_port_enabled:
+            self._issue_certificate(run)
+        conf = self._own_file(run / "squid.conf")
+        conf.write_text(self._squid_conf(run, helper_cmd))
+        self._own_file(self.access_log_path)
+        self._watch_log(self.cache_log_path)
+        # -N: foreground, no daemon fork; -n: a service name of our own keeps instances apart
+        return [SQUID, "-N", "-n", f"labsquid{self.port}", "-f", str(conf)]
 
-    def _ports_ready(self) -> bool:
+    def _extra_logs(self) -> list[pathlib.Path]:
+        return [self.cache_log_path]
+
+    def _ready(self) -> bool:
         # Squid's own "Accepting ... local=IP:PORT" line, not a probe connection: a probe would
         # leave an error:transaction-end-before-headers line in the access log tests count
-        try:
-            with open(self.cache_log_path, "rb") as f:
-                f.seek(self._cache_log_offset)  # after a restart, only this run's lines count
-                text = f.read().decode(errors="replace")
-        except FileNotFoundError:
-            return False
+        text = self._logged_since_start(self.cache_log_path).decode(errors="replace")
         ports = [self.port] + ([self.tls_port] if self.https_port_enabled else [])
         return all(f"local={self.host}:{p} " in text for p in ports)
+
+    def _after_stop(self) -> None:
+        self._stop_helper_server()
+
+    def _started_message(self) -> str:
+        return f"squid (auth={self.auth}) on {self.url}" + (f" and {self.https_url}" if self.https_port_enabled else "")
 
     def _prepare_auth(self, run: pathlib.Path) -> str | None:
         """Write the credential file for the scheme and return the helper command line (None: no auth)."""

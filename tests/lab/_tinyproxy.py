@@ -18,7 +18,6 @@ import pathlib
 import pwd
 import re
 import shutil
-import weakref
 
 from tests.lab import _procs
 
@@ -38,61 +37,20 @@ def _drop_account() -> pwd.struct_passwd | None:
     raise RuntimeError(f"running as root, tinyproxy needs one of the accounts {_ACCOUNTS} to drop to")
 
 
-class TinyProxy:
+class TinyProxy(_procs.ProxyDaemon):
     """One tinyproxy on a free loopback port, no authentication (tinyproxy's Basic auth is not used by the lab)."""
 
+    name = "tinyproxy"
+    daemon_log = "tinyproxy.stderr"
+    run_dir_name = "tinyproxy-run"
+
     def __init__(self, workdir: pathlib.Path, *, allowed_connect_ports: list[int] | None = None) -> None:
-        self.workdir = pathlib.Path(workdir)
+        super().__init__(workdir, account=_drop_account())
         self.allowed_connect_ports = list(allowed_connect_ports) if allowed_connect_ports is not None else None
-        self.host = "127.0.0.1"
-        self.port = 0
-        self._account = _drop_account()
-        self._run: pathlib.Path | None = None
-        self._proc: _procs.Daemon | None = None
-        self._finalizer: weakref.finalize | None = None
-        self._log_offset = 0
-
-    @property
-    def url(self) -> str:
-        """http://127.0.0.1:PORT"""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.running
 
     @property
     def log_path(self) -> pathlib.Path:
         return self._rundir() / "tinyproxy.log"
-
-    def start(self) -> None:
-        """Write tinyproxy.conf and start tinyproxy in the foreground; returns once its port accepts."""
-        if self.running:
-            return
-        run = self._rundir()
-        if not self.port:
-            self.port = _procs.free_port(self.host)
-        conf = run / "tinyproxy.conf"
-        conf.write_text(self._conf(run))
-        _procs.give_to(conf, self._account, 0o600)
-        self.log_path.touch()
-        _procs.give_to(self.log_path, self._account, 0o600)
-        self._log_offset = self.log_path.stat().st_size
-        self._proc = _procs.Daemon(f"tinyproxy:{self.port}", [TINYPROXY, "-d", "-c", str(conf)],
-                                   log_path=run / "tinyproxy.stderr", cwd=run)
-        self._proc.start(self._ready, extra_logs=[self.log_path])
-        log.info("tinyproxy on %s", self.url)
-
-    def stop(self) -> None:
-        """Stop tinyproxy (SIGTERM, then SIGKILL after a bounded wait)."""
-        if self._proc is not None:
-            self._proc.stop()
-            self._proc = None
-
-    def restart(self) -> None:
-        """Stop and start again on the same port."""
-        self.stop()
-        self.start()
 
     def access_log(self) -> list[str]:
         """tinyproxy's log lines that record a request or a connection (its 'Connect'/'Request' lines)."""
@@ -120,28 +78,19 @@ class TinyProxy:
     def describe(self) -> dict[str, str]:
         return {"url": self.url}
 
-    def __enter__(self) -> TinyProxy:
-        self.start()
-        return self
+    def _prepare(self, run: pathlib.Path) -> list[str]:
+        """Write tinyproxy.conf; tinyproxy runs in the foreground (-d) with it."""
+        conf = self._own_file(run / "tinyproxy.conf")
+        conf.write_text(self._conf(run))
+        self._watch_log(self.log_path)
+        return [TINYPROXY, "-d", "-c", str(conf)]
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _rundir(self) -> pathlib.Path:
-        if self._run is None:
-            self._run = _procs.runtime_dir(self.workdir, "tinyproxy-run", self._account)
-            if not self._run.is_relative_to(self.workdir):
-                self._finalizer = weakref.finalize(self, shutil.rmtree, self._run, True)
-        return self._run
+    def _extra_logs(self) -> list[pathlib.Path]:
+        return [self.log_path]
 
     def _ready(self) -> bool:
         # its own "main loop" line (logged after it listens), not a probe that would show as a client
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(self._log_offset)  # after a restart, only this run's lines count
-                return b"Starting main loop" in f.read()
-        except FileNotFoundError:
-            return False
+        return b"Starting main loop" in self._logged_since_start(self.log_path)
 
     def _conf(self, run: pathlib.Path) -> str:
         lines = [

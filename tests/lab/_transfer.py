@@ -15,14 +15,14 @@ import json
 import logging
 from collections.abc import Iterable, Iterator
 
-from tests.lab import _pwsh
+from tests.lab import pwsh
 
 log = logging.getLogger(__name__)
 
 _MARKER = "\0\0\0\0"
 
 
-def _is_exec_wrapper(sb: _pwsh.ScriptBlock) -> bool:
+def _is_exec_wrapper(sb: pwsh.ScriptBlock) -> bool:
     """exec_wrapper.ps1 as bootstrap_wrapper.ps1 loads it: by name and by its param block."""
     if not sb.file_name or sb.file_name.lower() != "exec_wrapper.ps1":
         return False
@@ -33,25 +33,25 @@ def _is_exec_wrapper(sb: _pwsh.ScriptBlock) -> bool:
 class ExecWrapper:
     """A ScriptCommand's behaviour for exec_wrapper.ps1 (begin/process/end with pipeline input)."""
 
-    def begin(self, cmd: _pwsh.ScriptCommand) -> dict[str, object]:
+    def begin(self, cmd: pwsh.ScriptCommand) -> dict[str, object]:
         assert cmd.scope is not None
         cmd.scope.vars["erroractionpreference"] = "Stop"  # exec_wrapper's begin block sets it
         return {"manifest_lines": [], "action": None, "marker": False}
 
-    def process(self, cmd: _pwsh.ScriptCommand, state: dict, item: object) -> None:
-        if item is _pwsh._NOINPUT:
+    def process(self, cmd: pwsh.ScriptCommand, state: dict, item: object) -> None:
+        if item is pwsh.NO_INPUT:
             return
         action = state["action"]
         if action is not None:
             self._guard(cmd, state, lambda: action.process_item(item))
             return
-        if _pwsh.to_str(item) == _MARKER:
+        if pwsh.to_str(item) == _MARKER:
             state["marker"] = True
             self._guard(cmd, state, lambda: self._start_action(cmd, state, expecting_input=True))
             return
-        state["manifest_lines"].append(_pwsh.to_str(item))
+        state["manifest_lines"].append(pwsh.to_str(item))
 
-    def end(self, cmd: _pwsh.ScriptCommand, state: dict) -> None:
+    def end(self, cmd: pwsh.ScriptCommand, state: dict) -> None:
         def finish() -> None:
             if state["action"] is None and not state.get("failed"):
                 self._start_action(cmd, state, expecting_input=False)
@@ -63,33 +63,33 @@ class ExecWrapper:
             action.end()
         self._guard(cmd, state, finish)
 
-    def _start_action(self, cmd: _pwsh.ScriptCommand, state: dict, expecting_input: bool) -> None:
+    def _start_action(self, cmd: pwsh.ScriptCommand, state: dict, expecting_input: bool) -> None:
         rt = cmd.rt
         text = "\n".join(state["manifest_lines"])
         try:
             manifest = json.loads(text)
         except ValueError as e:
-            raise _pwsh.runtime_error(f"Conversion from JSON failed with error: {e}", "System.ArgumentException",
+            raise pwsh.runtime_error(f"Conversion from JSON failed with error: {e}", "System.ArgumentException",
                                       "NotSpecified", "System.ArgumentException") from None
         actions = manifest.get("actions") or []
         if not actions:
-            raise _pwsh.runtime_error("The manifest has no action to run.", "LabManifestWithoutAction")
+            raise pwsh.runtime_error("The manifest has no action to run.", "LabManifestWithoutAction")
         action = actions[0]
         name = action.get("name", "")
         info = (manifest.get("scripts") or {}).get(name)
         if info is None:
-            raise _pwsh.runtime_error(f"Could not find the script '{name}'.", "System.Exception",
+            raise pwsh.runtime_error(f"Could not find the script '{name}'.", "System.Exception",
                                       "NotSpecified", "System.Exception")
         script = base64.b64decode(info["script"]).decode("utf-8-sig")
         params = dict(action.get("params") or {})
         params.update({k: v for k, v in (action.get("secure_params") or {}).items() if v})
         try:
-            body = _pwsh.parse(script)
-        except _pwsh.ParseError as e:
-            raise _pwsh.PSError(_pwsh.parse_error_record(script, e)) from None
-        sb = _pwsh.ScriptBlock(body, script, name)
-        named = {k: _pwsh.from_json(v) for k, v in params.items()}
-        stage = _pwsh.ScriptCommand(rt, sb, "", [], named, new_scope=True)
+            body = pwsh.parse(script)
+        except pwsh.ParseError as e:
+            raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
+        sb = pwsh.ScriptBlock(body, script, name)
+        named = {k: pwsh.from_json(v) for k, v in params.items()}
+        stage = pwsh.ScriptCommand(rt, sb, "", [], named, new_scope=True)
         stage.sink = lambda v: None  # output of begin/process is discarded (`$null = $actionPipeline.Process()`)
         stage.expecting_input = expecting_input
         saved = rt.scope
@@ -97,18 +97,18 @@ class ExecWrapper:
         try:
             stage.begin()
             if not expecting_input:
-                stage.process_item(_pwsh._NOINPUT)
+                stage.process_item(pwsh.NO_INPUT)
         finally:
             rt.scope = saved
         state["action"] = stage
 
-    def _guard(self, cmd: _pwsh.ScriptCommand, state: dict, fn) -> None:  # type: ignore[no-untyped-def]
+    def _guard(self, cmd: pwsh.ScriptCommand, state: dict, fn) -> None:  # type: ignore[no-untyped-def]
         rt = cmd.rt
         saved = rt.scope
         rt.scope = cmd.scope
         try:
             fn()
-        except _pwsh.PSError as e:
+        except pwsh.PSError as e:
             state["failed"] = True
             state["action"] = None
             rec = rt.fill(e.record)
@@ -122,7 +122,7 @@ class ExecWrapper:
             rt.scope = saved
 
 
-def native_script(sb: _pwsh.ScriptBlock) -> ExecWrapper | None:
+def native_script(sb: pwsh.ScriptBlock) -> ExecWrapper | None:
     """The Python emulation for a script the subset cannot run, or None to interpret it."""
     if _is_exec_wrapper(sb):
         return ExecWrapper()
@@ -140,7 +140,7 @@ def iter_lines(chunks: Iterable[bytes]) -> Iterator[str]:
                 break
             line, buf = buf[:idx], buf[idx + 1:]
             yield line.rstrip(b"\r").decode("utf-8", errors="replace")
-        if len(buf) > _pwsh.MAX_STRING_CHARS:
-            raise _pwsh.runtime_error("A stdin line is longer than the lab engine accepts.", "LabLineTooLong")
+        if len(buf) > pwsh.limits.MAX_STRING_CHARS:
+            raise pwsh.runtime_error("A stdin line is longer than the lab engine accepts.", "LabLineTooLong")
     if buf:
         yield buf.rstrip(b"\r").decode("utf-8", errors="replace")

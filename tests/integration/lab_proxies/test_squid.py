@@ -66,11 +66,11 @@ def test_squid_starts_within_bounds_stops_cleanly_and_restarts_on_the_same_port(
     assert started_in < _procs.START_TIMEOUT_S
     assert _procs.port_accepts("127.0.0.1", squid.port)
     port = squid.port
-    pid = squid._squid.pid  # noqa: SLF001 - the test checks the process really went away
+    pid = squid.pid  # the test checks the process really went away
 
     squid.restart()
     assert squid.port == port and _procs.port_accepts("127.0.0.1", port)
-    assert squid._squid.pid != pid  # noqa: SLF001
+    assert squid.pid != pid
 
     began = time.monotonic()
     squid.stop()

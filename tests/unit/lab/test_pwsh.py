@@ -6,7 +6,7 @@ import pathlib
 
 import pytest
 
-from tests.lab import _pwsh
+from tests.lab.pwsh import limits
 
 
 def test_arithmetic_and_string_concatenation_follow_the_left_operand(ps):
@@ -268,7 +268,7 @@ def test_null_method_call_is_an_invoke_method_on_null_error(ps):
 
 
 def test_loops_are_bounded(ps, monkeypatch):
-    monkeypatch.setattr(_pwsh, "MAX_LOOP_ITERATIONS", 1000)
+    monkeypatch.setattr(limits, "MAX_LOOP_ITERATIONS", 1000)
     (err,) = ps("while ($true) { }").terminating
     assert "1000 iterations" in err.message
 
@@ -279,7 +279,7 @@ def test_recursion_is_bounded(ps):
 
 
 def test_strings_are_bounded(ps, monkeypatch):
-    monkeypatch.setattr(_pwsh, "MAX_STRING_CHARS", 100)
+    monkeypatch.setattr(limits, "MAX_STRING_CHARS", 100)
     assert "longer than the lab engine allows" in ps('"x" * 1000').terminating[0].message
 
 

@@ -1,0 +1,56 @@
+"""The lab host's PowerShell engine: a documented subset of Windows PowerShell 5.1 (docs/lab-engine.md).
+
+Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_imports.py):
+
+    limits          the bounds a script meets (read as limits.NAME so tests can lower them)
+    parser/         source text -> AST: scanner, statements, pipelines, expressions
+    values          PowerShell values, to_str/to_bool
+    streams         Streams (where a run writes), ErrorInfo (an error as it leaves)
+    errors          ErrorRecord, PSError, the break/continue/return/exit signals
+    scopes, host    variable scopes; HostContext: names, environment, C:\\, native commands
+    interpreter     Interpreter: what the rooms below ask of the running interpreter `rt`
+    display         values as Out-String text
+    dotnet_objects  Guid, Encoding, StringBuilder, Type, Exception, SecureString
+    conversions     casts, type names, -f formats
+    operators       comparison, arithmetic and string operators
+    stages          pipeline stages, ScriptCommand and its parameter binding
+    files           FileInfo, FileStream, [IO.File]/[IO.Directory]/[IO.Path]
+    automatic       $Host, $ExecutionContext, $PSVersionTable
+    statics         [Type]::Member, [Type]::Method(), New-Object
+    members         $obj.Member, $obj.Method()
+    cmdlets/        built-in cmdlets by noun; base.py: Cmdlet and @cmdlet
+    natives         native commands as pipeline stages
+    commands        a command name -> the stage that runs it
+    runtime         Runtime, the interpreter
+
+What the rest of the lab uses is exported here; `Engine` (tests/lab/_engine.py) builds a HostContext
+and a Runtime per run.
+"""
+
+from __future__ import annotations
+
+from tests.lab.pwsh import limits
+from tests.lab.pwsh.cmdlets import from_json
+from tests.lab.pwsh.commands import resolve_command
+from tests.lab.pwsh.display import display_value, format_for_display, render_error_text
+from tests.lab.pwsh.errors import (
+    BreakSignal, ContinueSignal, ExitScript, parse_error_record, PSError, ReturnSignal, runtime_error,
+)
+from tests.lab.pwsh.host import (
+    FileSystem, HostContext, NativeCommandFn, NativeResult, PathOutsideRoot, ScriptEmulation,
+)
+from tests.lab.pwsh.interpreter import Interpreter
+from tests.lab.pwsh.natives import BUILTIN_NATIVE_COMMANDS
+from tests.lab.pwsh.parser import Node, parse, ParseError
+from tests.lab.pwsh.runtime import Runtime
+from tests.lab.pwsh.stages import run_stage, ScriptCommand
+from tests.lab.pwsh.streams import ErrorInfo, Streams
+from tests.lab.pwsh.values import NO_INPUT, ScriptBlock, SWITCH_PRESENT, to_str
+
+__all__ = [
+    "BUILTIN_NATIVE_COMMANDS", "BreakSignal", "ContinueSignal", "ErrorInfo", "ExitScript", "FileSystem", "HostContext",
+    "Interpreter", "NO_INPUT", "NativeCommandFn", "NativeResult", "Node", "PSError", "ParseError", "PathOutsideRoot",
+    "ReturnSignal", "Runtime", "SWITCH_PRESENT", "ScriptBlock", "ScriptCommand", "ScriptEmulation", "Streams",
+    "display_value", "format_for_display", "from_json", "limits", "parse", "parse_error_record", "render_error_text",
+    "resolve_command", "run_stage", "runtime_error", "to_str",
+]

@@ -1,0 +1,131 @@
+"""The objects behind automatic variables: $Host (UI writes reach the Streams, SetShouldExit), $ExecutionContext
+(SessionState.Path, InvokeCommand.ExpandString) and $PSVersionTable (Windows PowerShell 5.1 on Server 2019).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.lab.pwsh.dotnet_objects import GuidValue
+from tests.lab.pwsh.errors import no_method
+from tests.lab.pwsh.files import PathInfo, win_full
+from tests.lab.pwsh.interpreter import Interpreter
+from tests.lab.pwsh.parser import Parser
+from tests.lab.pwsh.values import Hashtable, to_str, Version
+
+
+PS_VERSION = "5.1.17763.1007"
+
+
+def ps_version_table() -> Hashtable:
+    """$PSVersionTable of the Windows PowerShell 5.1 the lab host claims to be (Server 2019, build 17763)."""
+    h = Hashtable()
+    h["PSVersion"] = Version(PS_VERSION)
+    h["PSEdition"] = "Desktop"
+    h["PSCompatibleVersions"] = [Version("1.0"), Version("2.0"), Version("3.0"), Version("4.0"), Version("5.0"),
+                                 Version("5.1.17763.1007")]
+    h["BuildVersion"] = Version("10.0.17763.1007")
+    h["CLRVersion"] = Version("4.0.30319.42000")
+    h["WSManStackVersion"] = Version("3.0")
+    h["PSRemotingProtocolVersion"] = Version("2.3")
+    h["SerializationVersion"] = Version("1.1.0.1")
+    return h
+
+
+class HostObject:
+    """$Host: UI.WriteLine/WriteErrorLine and SetShouldExit reach the Streams."""
+
+    ps_type = "System.Management.Automation.Internal.Host.InternalHost"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+        self.Name = "ServerRemoteHost"
+        self.Version = Version("1.0.0.0")
+        self.InstanceId = GuidValue(uuid.uuid4())
+        self.UI = HostUI(rt)
+        self.CurrentCulture = "en-US"
+        self.CurrentUICulture = "en-US"
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "setshouldexit":
+            self.rt.streams.set_should_exit(self.rt.to_int(args[0]))
+            return None
+        raise no_method(self, name)
+
+
+class HostUI:
+    ps_type = "System.Management.Automation.Internal.Host.InternalHostUserInterface"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        text = to_str(args[-1]) if args else ""
+        s = self.rt.streams
+        if low == "writeline":
+            s.host_write(text, newline=True)
+        elif low == "write":
+            s.host_write(text, newline=False)
+        elif low == "writeerrorline":
+            s.host_write(text, newline=True, to_stderr=True)
+        elif low == "writewarningline":
+            s.warning(text)
+        elif low == "writeverboseline":
+            s.verbose(text)
+        elif low == "writedebugline":
+            pass
+        else:
+            raise no_method(self, name)
+        return None
+
+
+class ExecutionContextObject:
+    ps_type = "System.Management.Automation.EngineIntrinsics"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+        self.SessionState = SessionStateObject(rt)
+        self.InvokeCommand = InvokeCommandObject(rt)
+
+
+class SessionStateObject:
+    ps_type = "System.Management.Automation.SessionState"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+        self.LanguageMode = "FullLanguage"
+        self.Path = PathIntrinsics(rt)
+
+
+class PathIntrinsics:
+    ps_type = "System.Management.Automation.PathIntrinsics"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "getunresolvedproviderpathfrompspath":
+            return win_full(self.rt, args[0])
+        if low == "currentlocation":
+            return PathInfo(self.rt.cwd)
+        raise no_method(self, name)
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "currentlocation":
+            return PathInfo(self.rt.cwd)
+        raise KeyError(name)
+
+
+class InvokeCommandObject:
+    ps_type = "System.Management.Automation.CommandInvocationIntrinsics"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "expandstring":
+            p = Parser('"' + to_str(args[0]).replace('"', '`"') + '"')
+            return self.rt.eval(p.parse_string())
+        raise no_method(self, name)

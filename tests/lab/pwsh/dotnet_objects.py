@@ -1,0 +1,157 @@
+"""Small .NET objects the subset hands to scripts: Guid, Encoding, StringBuilder, Type, Exception, SecureString.
+
+Each answers members through `ps_get`/`ps_call` (tests/lab/pwsh/members.py) and names its .NET type
+in `ps_type`; anything a real script calls that is not here fails with PowerShell's MethodNotFound.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.lab.pwsh import limits
+from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method
+from tests.lab.pwsh.values import as_list, to_str
+
+
+class EncodingObj:
+    ps_type = "System.Text.Encoding"
+
+    def __init__(self, codec: str, name: str, bom: bool = False) -> None:
+        self.codec = codec
+        self.EncodingName = name
+        self.WebName = codec
+        self.bom = bom
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "getstring":
+            data = args[0]
+            if not isinstance(data, (bytes, bytearray)):
+                data = bytes(int(x) & 0xFF for x in as_list(data))  # type: ignore[call-overload]
+            if len(args) == 3:
+                data = data[int(args[1]):int(args[1]) + int(args[2])]  # type: ignore[call-overload]
+            return bytes(data).decode(self.codec, errors="replace")
+        if low == "getbytes":
+            return bytearray(to_str(args[0]).encode(self.codec, errors="replace" if self.codec == "ascii" else "surrogatepass"))
+        if low == "getpreamble":
+            return bytearray(b"\xef\xbb\xbf" if self.bom and self.codec == "utf-8" else
+                             b"\xff\xfe" if self.codec == "utf-16-le" else b"")
+        if low == "getbytecount":
+            return len(to_str(args[0]).encode(self.codec, errors="replace"))
+        raise no_method(self, name)
+
+
+class GuidValue:
+    ps_type = "System.Guid"
+
+    def __init__(self, u: uuid.UUID) -> None:
+        self.u = u
+
+    def ps_tostring(self) -> str:
+        return str(self.u)
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "guid":
+            return str(self.u)
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "tostring":
+            fmt = to_str(args[0]) if args else "D"
+            s = str(self.u)
+            return {"N": s.replace("-", ""), "B": "{" + s + "}", "P": "(" + s + ")"}.get(fmt.upper(), s)
+        raise no_method(self, name)
+
+
+class TypeObject:
+    """What .GetType() returns: names, and reflection that finds no internal members."""
+
+    ps_type = "System.RuntimeType"
+
+    def __init__(self, full: str) -> None:
+        self.FullName = full
+        self.Name = full.rsplit(".", 1)[-1]
+        self.Namespace = full.rsplit(".", 1)[0] if "." in full else ""
+
+    def ps_tostring(self) -> str:
+        return self.FullName
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low in ("getproperty", "getfield", "getmethod"):
+            return None  # the lab host has no .NET internals to reflect on
+        if low == "tostring":
+            return self.FullName
+        raise no_method(self, name)
+
+
+class ExceptionObj:
+    def __init__(self, rec: ErrorRecord) -> None:
+        self.rec = rec
+        self.Message = rec.message
+        self.ps_type = rec.exception_type
+        self.InnerException = None
+        self.StackTrace = None
+        self.ErrorRecord = rec
+        self.WasThrownFromThrowStatement = rec.thrown_object is not None
+
+    def ps_tostring(self) -> str:
+        return f"{self.rec.exception_type}: {self.rec.message}"
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "gettype":
+            return TypeObject(self.rec.exception_type)
+        if name.lower() == "tostring":
+            return self.ps_tostring()
+        raise no_method(self, name)
+
+
+class CategoryInfoObj:
+    ps_type = "System.Management.Automation.ErrorCategoryInfo"
+
+    def __init__(self, rec: ErrorRecord) -> None:
+        self.rec = rec
+        self.Category = rec.category
+        self.Reason = rec.reason
+        self.TargetName = "" if rec.target is None else to_str(rec.target)
+        self.Activity = rec.command_name or ""
+
+    def ps_tostring(self) -> str:
+        return self.rec.category_info()
+
+
+class StringBuilderObj:
+    ps_type = "System.Text.StringBuilder"
+
+    def __init__(self, s: str) -> None:
+        self.parts = [s]
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "length":
+            return len("".join(self.parts))
+        raise KeyError(name)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low in ("append", "appendline"):
+            self.parts.append((to_str(args[0]) if args else "") + ("\r\n" if low == "appendline" else ""))
+            if sum(len(p) for p in self.parts) > limits.MAX_STRING_CHARS:
+                raise method_exception(name, len(args), "The lab engine's string size bound was reached.")
+            return self
+        if low == "tostring":
+            return "".join(self.parts)
+        raise no_method(self, name)
+
+    def ps_tostring(self) -> str:
+        return "".join(self.parts)
+
+
+class SecureStringValue:
+    ps_type = "System.Security.SecureString"
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.Length = len(value)
+
+    def ps_tostring(self) -> str:
+        return "System.Security.SecureString"

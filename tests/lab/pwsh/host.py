@@ -1,0 +1,135 @@
+"""The host a run executes on: its names, its environment and a case-insensitive C:\\ mapped under a root directory.
+
+Everything the interpreter learns about the machine comes from HostContext, which the Engine builds
+for each run; the file system is the engine's root directory seen as NTFS sees it.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from tests.lab.pwsh.values import ScriptBlock
+
+# A native command's result: exit code, stdout lines, stderr lines.
+NativeResult = tuple[int, list[str], list[str]]
+# A native command (hostname.exe, cmd.exe...): called with the host, the current location and its argv.
+NativeCommandFn = Callable[["HostContext", str, list[str]], NativeResult]
+
+
+class PathOutsideRoot(Exception):
+    """A path that names no place on the lab host's C:\\ (another drive, a UNC path, an escape from the root)."""
+
+
+class FileSystem:
+    """Maps Windows paths (C:\\..., C:/..., relative) onto `root`, case-insensitively like NTFS."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root.resolve()
+
+    def full_win(self, path: str, cwd: str) -> str:
+        p = path.strip()
+        for prefix in ("microsoft.powershell.core\\filesystem::", "filesystem::"):
+            if p.lower().startswith(prefix):
+                p = p[len(prefix):]
+        p = p.replace("/", "\\")
+        if re.match(r"^[A-Za-z]:", p):
+            drive = p[0].upper()
+            if drive != "C":
+                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{drive}' does not exist.")
+            rest = p[2:]
+            if not rest.startswith("\\"):
+                rest = cwd[2:] + "\\" + rest
+        elif p.startswith("\\\\"):
+            raise PathOutsideRoot(f"The network path '{path}' is outside the lab host.")
+        elif p.startswith("\\"):
+            rest = p
+        elif p.startswith("~"):
+            rest = "\\Users\\" + cwd.split("\\")[2] + p[1:] if cwd.lower().startswith("c:\\users\\") else p[1:]
+        else:
+            rest = cwd[2:] + "\\" + p
+        parts: list[str] = []
+        for comp in rest.split("\\"):
+            if comp in ("", "."):
+                continue
+            if comp == "..":
+                if parts:
+                    parts.pop()
+                continue
+            parts.append(comp.rstrip(" ."))
+        return "C:\\" + "\\".join(parts)
+
+    def host_path(self, path: str, cwd: str) -> pathlib.Path:
+        win = self.full_win(path, cwd)
+        cur = self.root
+        for comp in win[3:].split("\\"):
+            if not comp:
+                continue
+            if any(ch in comp for ch in '<>:"|?*\0'):
+                raise PathOutsideRoot(f"Illegal characters in path '{path}'.")
+            nxt = cur / comp
+            if not nxt.exists() and cur.is_dir():
+                low = comp.lower()
+                for entry in cur.iterdir():
+                    if entry.name.lower() == low:
+                        nxt = entry
+                        break
+            cur = nxt
+        resolved = cur.resolve()
+        if resolved != self.root and self.root not in resolved.parents:
+            raise PathOutsideRoot(f"The path '{path}' is outside the lab host's file system.")
+        return cur
+
+    def win_of(self, host: pathlib.Path) -> str:
+        rel = host.relative_to(self.root)
+        return "C:\\" + "\\".join(rel.parts)
+
+
+class ScriptEmulation(Protocol):
+    """A script the subset cannot interpret, reproduced in Python as its begin/process/end blocks.
+
+    `cmd` is the ScriptCommand (tests/lab/pwsh/stages.py) running the script; `state` is what begin returned.
+    """
+
+    def begin(self, cmd: Any) -> dict[str, object]: ...
+    def process(self, cmd: Any, state: dict[str, object], item: object) -> None: ...
+    def end(self, cmd: Any, state: dict[str, object]) -> None: ...
+
+
+class HostContext:
+    """What a run needs from its Engine: names, environment, file system, and the programs the host has
+    beyond the interpreter (native commands by name, Python emulations of scripts), all passed in."""
+
+    def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
+                 native_commands: Mapping[str, NativeCommandFn] | None = None,
+                 script_emulation: Callable[[ScriptBlock], ScriptEmulation | None] | None = None) -> None:
+        self.fs = FileSystem(root)
+        self.computer_name = computer_name
+        self.user = user
+        self.env = env
+        self.profile_dir = f"C:\\Users\\{user}"
+        self.native_commands: dict[str, NativeCommandFn] = dict(native_commands or {})  # lower-case, no ".exe"
+        self._script_emulation = script_emulation
+
+    def native_command(self, name: str) -> NativeCommandFn | None:
+        """The executable `name` (with or without .exe, any case) runs, or None when the host has none."""
+        return self.native_commands.get(name.lower().removesuffix(".exe"))
+
+    def emulation_for(self, sb: ScriptBlock) -> ScriptEmulation | None:
+        """The Python emulation of a script the subset cannot run, or None to interpret it."""
+        return self._script_emulation(sb) if self._script_emulation is not None else None
+
+    def env_get(self, name: str) -> str | None:
+        for k, v in self.env.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def env_set(self, name: str, value: str | None) -> None:
+        for k in list(self.env):
+            if k.lower() == name.lower():
+                del self.env[k]
+        if value:
+            self.env[name] = value
