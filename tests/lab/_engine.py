@@ -194,6 +194,8 @@ class Engine:
 
         # A WinRS process starts in the profile directory (or the shell's WorkingDirectory); PSRP in Documents.
         self.process_cwd = f"C:\\Users\\{user}"
+        # what the runs of this process share: compiled C# types, the console, the machine it runs on
+        self.process = pwsh.ProcessState()
 
     def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
                         no_profile: bool = False) -> None:
@@ -210,7 +212,7 @@ class Engine:
         return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
                                  native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
-                                 script_emulation=_transfer.native_script)
+                                 process=self.process)
 
     # ---- PowerShell ------------------------------------------------------------------------------
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,

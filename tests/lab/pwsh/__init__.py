@@ -37,11 +37,12 @@ from tests.lab.pwsh.errors import (
     BreakSignal, ContinueSignal, ExitScript, parse_error_record, PSError, ReturnSignal, runtime_error,
 )
 from tests.lab.pwsh.host import (
-    FileSystem, HostContext, NativeCommandFn, NativeResult, PathOutsideRoot, ScriptEmulation,
+    FileSystem, HostContext, NativeCommandFn, NativeResult, PathOutsideRoot,
 )
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.natives import BUILTIN_NATIVE_COMMANDS
 from tests.lab.pwsh.parser import Node, parse, ParseError
+from tests.lab.pwsh.process import ProcessState
 from tests.lab.pwsh.runtime import Runtime
 from tests.lab.pwsh.stages import run_stage, ScriptCommand
 from tests.lab.pwsh.streams import ErrorInfo, Streams
@@ -49,8 +50,8 @@ from tests.lab.pwsh.values import NO_INPUT, ScriptBlock, SWITCH_PRESENT, to_str
 
 __all__ = [
     "BUILTIN_NATIVE_COMMANDS", "BreakSignal", "ContinueSignal", "ErrorInfo", "ExitScript", "FileSystem", "HostContext",
-    "Interpreter", "NO_INPUT", "NativeCommandFn", "NativeResult", "Node", "PSError", "ParseError", "PathOutsideRoot",
-    "ReturnSignal", "Runtime", "SWITCH_PRESENT", "ScriptBlock", "ScriptCommand", "ScriptEmulation", "Streams",
+    "Interpreter", "NO_INPUT", "NativeCommandFn", "NativeResult", "Node", "PSError", "ParseError", "PathOutsideRoot", "ProcessState",
+    "ReturnSignal", "Runtime", "SWITCH_PRESENT", "ScriptBlock", "ScriptCommand", "Streams",
     "display_value", "format_for_display", "from_json", "limits", "parse", "parse_error_record", "render_error_text",
     "resolve_command", "run_stage", "runtime_error", "to_str",
 ]

@@ -9,6 +9,7 @@ import re
 import uuid
 
 from tests.lab.pwsh.dotnet_objects import GuidValue
+from tests.lab.pwsh.dotnet_types import add_known_names, DotNetType, lookup, MemberNotFound
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, PSError, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.values import (
@@ -47,6 +48,11 @@ def is_instance(v: object, canon: str) -> bool:
 
 
 def convert_value(rt: Interpreter, v: object, type_name: str) -> object:
+    found = lookup(rt, type_name) if not type_name.endswith("[]") else None
+    if found is not None and found[1] is not None:
+        return cast_to(rt, found[1], v)
+    if found is not None:
+        type_name = found[0]
     canon = canonical_type(type_name)
     c = canon.lower()
 
@@ -160,6 +166,17 @@ def convert_value(rt: Interpreter, v: object, type_name: str) -> object:
         return to_str(v)
     raise runtime_error(f'Unable to find type [{type_name}].', "TypeNotFound", "InvalidOperation",
                         target=type_name)
+
+
+def cast_to(rt: Interpreter, t: DotNetType, v: object) -> object:
+    """[T]$v for a registered type: its own conversion, failing as PowerShell's cast fails."""
+    if t.is_instance(v):
+        return v
+    try:
+        return t.cast(rt, v)
+    except (MemberNotFound, ValueError, KeyError, TypeError):
+        raise runtime_error(f'Cannot convert value "{to_str(v)}" to type "{t.full_name}".',
+                            "ConvertToFinalInvalidCastException", "InvalidArgument", target=v) from None
 
 
 ENUM_TYPES = {
@@ -282,3 +299,4 @@ def no_static_method(obj: TypeRef, name: str) -> PSError:
 
 KNOWN_TYPES = {v.lower() for v in TYPE_ALIASES.values()} | set(ENUM_TYPES) | {
     "system.threading.thread", "system.io.directoryinfo", "system.security.cryptography.md5"}
+add_known_names(KNOWN_TYPES)

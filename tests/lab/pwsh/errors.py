@@ -35,9 +35,12 @@ class ErrorRecord:
         self.reason = reason or exception_type.rsplit(".", 1)[-1]
         self.thrown_object = thrown_object
         self.line = 0
+        self.exception: object = None     # the exception object it was made from, when a script built or threw one
+        self.ErrorDetails: object = None  # noqa: N815 (the .NET property, settable: $_.ErrorDetails = ...)
 
     def ps_tostring(self) -> str:
-        return self.message
+        details = getattr(self.ErrorDetails, "Message", None)
+        return details if details else self.message
 
     def category_info(self) -> str:
         target = "" if self.target is None else to_str(self.target)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import pathlib
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
-from tests.lab.pwsh.values import ScriptBlock
+from tests.lab.pwsh.process import ProcessState
 
 # A native command's result: exit code, stdout lines, stderr lines.
 NativeResult = tuple[int, list[str], list[str]]
@@ -87,39 +86,24 @@ class FileSystem:
         return "C:\\" + "\\".join(rel.parts)
 
 
-class ScriptEmulation(Protocol):
-    """A script the subset cannot interpret, reproduced in Python as its begin/process/end blocks.
-
-    `cmd` is the ScriptCommand (tests/lab/pwsh/stages.py) running the script; `state` is what begin returned.
-    """
-
-    def begin(self, cmd: Any) -> dict[str, object]: ...
-    def process(self, cmd: Any, state: dict[str, object], item: object) -> None: ...
-    def end(self, cmd: Any, state: dict[str, object]) -> None: ...
-
-
 class HostContext:
-    """What a run needs from its Engine: names, environment, file system, and the programs the host has
-    beyond the interpreter (native commands by name, Python emulations of scripts), all passed in."""
+    """What a run needs from its Engine: names, environment, file system, the programs the host has beyond the
+    interpreter (native commands by name) and the process it runs in, all passed in."""
 
     def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
                  native_commands: Mapping[str, NativeCommandFn] | None = None,
-                 script_emulation: Callable[[ScriptBlock], ScriptEmulation | None] | None = None) -> None:
+                 process: ProcessState | None = None) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
         self.env = env
         self.profile_dir = f"C:\\Users\\{user}"
         self.native_commands: dict[str, NativeCommandFn] = dict(native_commands or {})  # lower-case, no ".exe"
-        self._script_emulation = script_emulation
+        self.process = process if process is not None else ProcessState()  # shared by the runs of one process
 
     def native_command(self, name: str) -> NativeCommandFn | None:
         """The executable `name` (with or without .exe, any case) runs, or None when the host has none."""
         return self.native_commands.get(name.lower().removesuffix(".exe"))
-
-    def emulation_for(self, sb: ScriptBlock) -> ScriptEmulation | None:
-        """The Python emulation of a script the subset cannot run, or None to interpret it."""
-        return self._script_emulation(sb) if self._script_emulation is not None else None
 
     def env_get(self, name: str) -> str | None:
         for k, v in self.env.items():

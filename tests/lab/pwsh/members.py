@@ -13,10 +13,13 @@ from tests.lab.pwsh.conversions import format_date, format_one
 from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TypeObject
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
+from tests.lab.pwsh.net.collections import NOT_HANDLED
+from tests.lab.pwsh.net.reflection import type_method, type_property
 from tests.lab.pwsh.operators import compare
 from tests.lab.pwsh.parser import Node
 from tests.lab.pwsh.stages import InvocationInfo, run_stage, ScriptCommand
 from tests.lab.pwsh.statics import static_member
+from tests.lab.pwsh.steppable import SteppablePipeline
 from tests.lab.pwsh.values import Hashtable, PSEnumerator, PSObject, Ref, ScriptBlock, to_str, TypeRef, Version
 
 
@@ -105,7 +108,10 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
             return obj.file_name
         return None
     if isinstance(obj, TypeRef):
-        return static_member(rt, obj, name)
+        try:
+            return type_property(rt, obj, name)
+        except KeyError:
+            return static_member(rt, obj, name)
     getter = getattr(obj, "ps_get", None)
     if getter is not None:
         try:
@@ -143,7 +149,7 @@ def set_member(rt: Interpreter, obj: object, name: str, value: object) -> None:
 
 def errorrecord_member(rt: Interpreter, rec: ErrorRecord, low: str) -> object:
     if low == "exception":
-        return ExceptionObj(rec)
+        return rec.exception if rec.exception is not None else ExceptionObj(rec)
     if low == "fullyqualifiederrorid":
         return rec.fq_error_id
     if low == "categoryinfo":
@@ -158,7 +164,7 @@ def errorrecord_member(rt: Interpreter, rec: ErrorRecord, low: str) -> object:
     if low == "scriptstacktrace":
         return f"at <ScriptBlock>, <No file>: line {rec.line or 1}"
     if low == "errordetails":
-        return None
+        return rec.ErrorDetails
     return None
 
 
@@ -167,6 +173,13 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
     if obj is None:
         raise runtime_error("You cannot call a method on a null-valued expression.", "InvokeMethodOnNull",
                             "InvalidOperation")
+    first = getattr(obj, "ps_call_first", None)  # .NET collections that are Python lists/dicts (net/collections.py)
+    if first is not None:
+        answer = first(name, args)
+        if answer is not NOT_HANDLED:
+            return answer
+    if isinstance(obj, TypeRef):
+        return type_method(rt, obj, name, args)
     if low == "gettype":
         return TypeObject(type_name_of(obj))
     if low == "tostring" and not args and not hasattr(obj, "ps_call"):
@@ -184,6 +197,8 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
             return out
         if low == "getnewclosure":
             return obj
+        if low == "getsteppablepipeline":
+            return SteppablePipeline(rt, obj)
         raise no_method(obj, name)
     if isinstance(obj, (list, bytearray)):
         if low == "add":

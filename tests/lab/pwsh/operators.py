@@ -10,7 +10,8 @@ import math
 import re
 
 from tests.lab.pwsh import limits
-from tests.lab.pwsh.conversions import convert_value, format_string, is_instance
+from tests.lab.pwsh.conversions import cast_to, convert_value, format_string, is_instance
+from tests.lab.pwsh.dotnet_types import type_ref
 from tests.lab.pwsh.errors import PSError, runtime_error
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.parser import COMPARISON_OPS
@@ -178,12 +179,15 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
     if base == "join":
         return to_str(right).join(to_str(x) for x in as_list(left))
     if base in ("is", "isnot"):
-        t = right if isinstance(right, TypeRef) else TypeRef(to_str(right))
-        return is_instance(left, t.canon) == (base == "is")
+        t = right if isinstance(right, TypeRef) else type_ref(rt, to_str(right))
+        found = t.dotnet.is_instance(left) if t.dotnet is not None else is_instance(left, t.canon)  # type: ignore[attr-defined]
+        return found == (base == "is")
     if base == "as":
-        t = right if isinstance(right, TypeRef) else TypeRef(to_str(right))
+        t = right if isinstance(right, TypeRef) else type_ref(rt, to_str(right))
         try:
-            return convert_value(rt, left, t.name)
+            if t.dotnet is not None:
+                return cast_to(rt, t.dotnet, left)  # type: ignore[arg-type]
+            return convert_value(rt, left, t.canon)
         except PSError:
             return None
     if op == "xor":

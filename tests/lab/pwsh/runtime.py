@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from tests.lab.pwsh import limits
+from tests.lab.pwsh import limits, net  # noqa: F401  (net: importing registers the .NET types)
 from tests.lab.pwsh.automatic import ExecutionContextObject, HostObject, ps_version_table
 from tests.lab.pwsh.commands import make_stage
 from tests.lab.pwsh.conversions import convert_value
 from tests.lab.pwsh.display import format_for_display
+from tests.lab.pwsh.dotnet_objects import ExceptionObj
+from tests.lab.pwsh.dotnet_types import type_ref
 from tests.lab.pwsh.errors import (
     BreakSignal, ContinueSignal, ErrorRecord, ExitScript, PSError, ReturnSignal, runtime_error,
     StopUpstream, type_name_of,
@@ -26,7 +28,7 @@ from tests.lab.pwsh.operators import binary_op, compare, dotnet_regex, wildcard_
 from tests.lab.pwsh.parser import Node, parse, position_message
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import run_filter_block, run_stage, ScriptCommand, Stage
-from tests.lab.pwsh.statics import call_static, static_member
+from tests.lab.pwsh.statics import call_static, set_static_member, static_member
 from tests.lab.pwsh.streams import Streams
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, Hashtable, is_number, NO_INPUT, parse_number, PSEnumerator, PSObject,
@@ -48,6 +50,8 @@ class Runtime:
         self.cur: tuple[int, int] = (0, 0)
         self.errors: list[ErrorRecord] = []
         self.last_ok = True
+        self.usings: list[str] = []
+        self.module: object = None
         g = self.global_scope.vars
         g["true"] = True
         g["false"] = False
@@ -216,7 +220,7 @@ class Runtime:
         elif k == "try":
             self.exec_try(st, sink)
         elif k == "function":
-            self.scope.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None)
+            self.scope.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None, self.usings, self.module)
         elif k == "throw":
             self.exec_throw(st)
         elif k == "return":
@@ -342,6 +346,10 @@ class Runtime:
     def catch_matches(self, tname: str, rec: ErrorRecord) -> bool:
         want = canonical_type(tname).lower()
         have = rec.exception_type.lower()
+        bases = [b.lower() for b in getattr(rec.exception, "ps_bases", ())]
+        resolved = type_ref(self, tname).canon.lower()
+        if resolved in bases or resolved == have or want in bases:
+            return True
         if want in ("system.exception", "system.object"):
             return True
         if want == "system.management.automation.runtimeexception":
@@ -354,6 +362,11 @@ class Runtime:
         value = None if st.value is None else self.eval_pipeline_value(st.value)
         if isinstance(value, ErrorRecord):
             raise PSError(value)
+        if isinstance(value, ExceptionObj):  # throw [InvalidOperationException]"m": that exception, message m
+            rec = ErrorRecord(value.Message, category="OperationStopped", fq_error_id=value.Message,
+                              exception_type=value.ps_type, thrown_object=value)
+            rec.exception = value
+            raise PSError(self.fill(rec))
         if value is None:
             msg = "ScriptHalted"
             rec = ErrorRecord(msg, category="OperationStopped", fq_error_id="ScriptHalted",
@@ -391,7 +404,10 @@ class Runtime:
         elif target.k == "member":
             obj = self.eval(target.obj)
             name = target.name if isinstance(target.name, str) else to_str(self.eval(target.name))
-            set_member(self, obj, name, value)
+            if target.static:
+                set_static_member(self, obj, name, value)
+            else:
+                set_member(self, obj, name, value)
         elif target.k == "index":
             obj = self.eval(target.obj)
             idx = self.eval(target.index)
@@ -581,9 +597,9 @@ class Runtime:
                     or vn.elements[0].k != "expr" else self.eval(vn.elements[0].expr)
             return h
         if k == "scriptblock":
-            return ScriptBlock(node.body, self.src)
+            return ScriptBlock(node.body, self.src, None, self.usings, self.module)
         if k == "typelit":
-            return TypeRef(node.name)
+            return type_ref(self, node.name)
         if k == "cast":
             if node.type.lower() in ("pscustomobject",) and node.operand.k == "hashtable":
                 h = self.eval(node.operand)
@@ -671,6 +687,9 @@ class Runtime:
             return self.to_num(v[0])
         if isinstance(v, SwitchValue):
             return int(v.present)
+        as_number = getattr(v, "ps_number", None)  # enum values, IntPtr and other numeric .NET objects
+        if as_number is not None:
+            return as_number()
         raise runtime_error(f'Cannot convert the "{to_str(v)}" value of type "{type_name_of(v)}" to type '
                             f'"System.Int32".', "ConvertToFinalInvalidCastException", "InvalidArgument")
 
@@ -682,6 +701,9 @@ class Runtime:
 
     def convert(self, v: object, type_name: str) -> object:
         return convert_value(self, v, type_name)
+
+    def stage_for(self, node: Node) -> Stage:
+        return make_stage(self, node)
 
     def binop(self, op: str, left: object, right: object) -> object:
         return binary_op(self, op, left, right)

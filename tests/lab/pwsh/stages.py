@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 
 from tests.lab.pwsh import limits
 from tests.lab.pwsh.errors import ErrorRecord, no_method, PSError, ReturnSignal, runtime_error
-from tests.lab.pwsh.host import ScriptEmulation
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.parser import Node
 from tests.lab.pwsh.scopes import Scope
@@ -103,7 +102,6 @@ class ScriptCommand(Stage):
         self.collected: list[object] | None = None
         self.lazy: Iterable[object] | None = None
         self.scope: Scope | None = None
-        self.emulation: ScriptEmulation | None = None  # set in begin() when the host emulates this script
 
     def param_attr(self, p: Node, key: str) -> object:
         for a in p.attrs:
@@ -117,19 +115,18 @@ class ScriptCommand(Stage):
         if rt.call_depth >= limits.MAX_CALL_DEPTH:
             raise runtime_error("The script failed due to call depth overflow.", "CallDepthOverflow",
                                 "InvalidOperation", "System.Management.Automation.ScriptCallDepthException")
-        self.emulation = rt.host.emulation_for(self.sb)
         self.saved_scope = rt.scope
         self.saved_src = rt.src
         self.saved_script_scope = rt.script_scope
-        self.scope = Scope(rt.scope) if self.new_scope else rt.scope
+        # a function of an imported module runs below the module's scope, not its caller's (about_Scopes)
+        module_scope = getattr(self.sb.module, "scope", None)
+        self.scope = Scope(module_scope or rt.scope) if self.new_scope else rt.scope
         if self.is_script:
             rt.script_scope = self.scope
         rt.call_depth += 1
         try:
             self._bind()
-            if self.emulation is not None:
-                self.emulation_state = self.emulation.begin(self)
-            elif "begin" in self.blocks:
+            if "begin" in self.blocks:
                 self._run_block("begin", None)
         finally:
             self._leave()
@@ -147,9 +144,13 @@ class ScriptCommand(Stage):
 
     def _run_block(self, which: str, item: object) -> None:
         rt = self.rt
-        outer = (rt.scope, rt.src, rt.script_scope, rt.cur)
+        outer = (rt.scope, rt.src, rt.script_scope, rt.cur, rt.usings, rt.module)
         rt.scope = self.scope  # type: ignore[assignment]
         rt.src = self.sb.src
+        rt.usings = self.sb.usings
+        if self.sb.module is not None:
+            rt.module = self.sb.module
+            rt.script_scope = self.sb.module.scope  # type: ignore[attr-defined]
         if self.is_script:
             rt.script_scope = self.scope  # type: ignore[assignment]
         try:
@@ -157,15 +158,16 @@ class ScriptCommand(Stage):
         except ReturnSignal:
             pass
         finally:
-            rt.scope, rt.src, rt.script_scope, rt.cur = outer
+            rt.scope, rt.src, rt.script_scope, rt.cur, rt.usings, rt.module = outer
 
     def _bind(self) -> None:
         rt = self.rt
         scope = self.scope
         assert scope is not None
-        outer = (rt.scope, rt.src)
+        outer = (rt.scope, rt.src, rt.usings)
         rt.scope = scope
         rt.src = self.sb.src
+        rt.usings = self.sb.usings
         try:
             bound = Hashtable()
             unbound: list[object] = []
@@ -251,7 +253,7 @@ class ScriptCommand(Stage):
             scope.vars["pscmdlet"] = CmdletObject(self)
             self.bound = bound
         finally:
-            rt.scope, rt.src = outer
+            rt.scope, rt.src, rt.usings = outer
 
     def _coerce(self, p: Node, value: object) -> object:
         if is_switch_param(p):
@@ -268,15 +270,12 @@ class ScriptCommand(Stage):
                 command_name=self.name or None, reason="ParameterBindingArgumentTransformationException"))) from None
 
     def feed(self, source: Iterable[object]) -> None:
-        if self.emulation is None and "process" not in self.blocks and self.lazy is None:
+        if "process" not in self.blocks and self.lazy is None:
             self.lazy = source  # the end block reads $input as it arrives
             return
         super().feed(source)
 
     def process_item(self, item: object) -> None:
-        if self.emulation is not None:
-            self.emulation.process(self, self.emulation_state, item)
-            return
         if "process" not in self.blocks:
             if item is not NO_INPUT:
                 if self.collected is None:
@@ -302,9 +301,6 @@ class ScriptCommand(Stage):
     def end(self) -> None:
         rt = self.rt
         try:
-            if self.emulation is not None:
-                self.emulation.end(self, self.emulation_state)
-                return
             scope = self.scope
             assert scope is not None
             if self.lazy is not None:
@@ -360,12 +356,13 @@ class CmdletObject:
 
 def run_filter_block(rt: Interpreter, sb: ScriptBlock, item: object, sink: Callable[[object], None]) -> None:
     """Runs a scriptblock with $_ set, in a child scope (ForEach-Object/Where-Object)."""
-    saved = (rt.scope, rt.src)
+    saved = (rt.scope, rt.src, rt.usings)
     scope = Scope(rt.scope)
     scope.vars["_"] = item
     scope.vars["psitem"] = item
     rt.scope = scope
     rt.src = sb.src
+    rt.usings = sb.usings
     rt.call_depth += 1
     try:
         if rt.call_depth > limits.MAX_CALL_DEPTH:
@@ -377,4 +374,4 @@ def run_filter_block(rt: Interpreter, sb: ScriptBlock, item: object, sink: Calla
         pass
     finally:
         rt.call_depth -= 1
-        rt.scope, rt.src = saved
+        rt.scope, rt.src, rt.usings = saved

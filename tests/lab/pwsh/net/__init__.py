@@ -1,0 +1,12 @@
+""".NET types of the Base Class Library and of PowerShell's engine that the subset implements as registered types
+(tests/lab/pwsh/dotnet_types.py), one module per family; importing this package registers them.
+
+    console       [Console] (Out, SetOut, encodings), StringWriter, TextWriter, StringBuilder
+    collections   List`1, HashSet`1, Dictionary`2, ArrayList, StringComparer, Linq.Enumerable
+    reflection    [T].Name/.Assembly/.GetField, assemblies, TypeAccelerators
+    automation    ErrorCategory, ErrorDetails, exception classes, PSScriptMethod, NullString, SystemPolicy
+"""
+
+from __future__ import annotations
+
+from tests.lab.pwsh.net import automation, collections, console, reflection  # noqa: F401  (imported to register their types)
