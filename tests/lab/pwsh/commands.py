@@ -93,6 +93,7 @@ def switch_names(rt: Interpreter, target: object) -> set[str] | None:
     """Names of the switch parameters of the command about to run (None: any name may be a switch)."""
     sb = target if isinstance(target, ScriptBlock) else None
     if isinstance(target, str):
+        target = rt.scope.find_alias(target.lower()) or target
         fn = rt.scope.find_func(target.lower())
         if isinstance(fn, ScriptBlock):
             sb = fn
@@ -127,6 +128,9 @@ def resolve_command(rt: Interpreter, name: str, positional: list[object], named:
                     cn: Node) -> Stage:
     """A command name as PowerShell resolves it: function, cmdlet, native command, then a .ps1 path."""
     low = name.lower()
+    alias = rt.scope.find_alias(low)  # an alias a script defined comes first (about_Command_Precedence)
+    if alias is not None and alias.lower() != low:
+        return resolve_command(rt, alias, positional, named, cn)
     fn = rt.scope.find_func(low)
     if isinstance(fn, ScriptBlock):
         return ScriptCommand(rt, fn, name, positional, named, new_scope=cn.invoke != ".")

@@ -73,5 +73,8 @@ class Interpreter(Protocol):
     def convert(self, v: object, type_name: str) -> object:
         """A value cast to a type, as `[type]value` does."""
 
+    def new_runspace(self, streams: Any) -> Interpreter:
+        """A nested runspace of the same process ([PowerShell]::Create()): own scopes and $Error, same host."""
+
     def stage_for(self, node: Node) -> Any:
         """The pipeline stage (tests/lab/pwsh/stages.py) a command node runs as, its arguments evaluated now."""

@@ -51,7 +51,42 @@ class PSObjectView:
             return [type_name_of(t), "System.Object"]
         if low == "baseobject":
             return t
+        if low == "members":
+            return MemberCollection(t)
+        if low == "methods":
+            return list(t.methods.values()) if isinstance(t, PSObject) else []
         raise KeyError(name)
+
+
+class MemberCollection:
+    """$obj.PSObject.Members: Add(a PSScriptMethod or PSNoteProperty) extends a PSCustomObject."""
+
+    ps_type = "System.Management.Automation.PSMemberInfoIntegratingCollection`1"
+
+    def __init__(self, target: object) -> None:
+        self.target = target
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        t = self.target
+        if name.lower() == "add" and isinstance(t, PSObject):
+            member = args[0]
+            member_name = to_str(getattr(member, "Name", ""))
+            if getattr(member, "MemberType", "") == "ScriptMethod":
+                t.methods[member_name] = member
+            else:
+                t.props[member_name] = getattr(member, "Value", None)
+            return None
+        raise no_method(self, name)
+
+
+def invoke_script_method(rt: Interpreter, obj: object, method: object, args: list[object]) -> object:
+    """Runs a script method with $this set to the object; its output is the method's return value."""
+    out: list[object] = []
+    cmd = ScriptCommand(rt, method.Script, method.Name, list(args), {})  # type: ignore[attr-defined]
+    cmd.extra_vars["this"] = obj
+    cmd.sink = out.append
+    run_stage(cmd, None)
+    return None if not out else out[0] if len(out) == 1 else out
 
 
 def get_member(rt: Interpreter, obj: object, name: str) -> object:
@@ -63,6 +98,11 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
     if isinstance(obj, PSObject):
         if name in obj.props:
             return obj.props[name]
+        if name in obj.methods:
+            return obj.methods[name]
+        if rt.scope.strict_mode() >= 2:
+            raise runtime_error(f"The property '{name}' cannot be found on this object. Verify that the property "
+                                f"exists.", "PropertyNotFoundStrict", "NotSpecified", target=name)
         return None
     if isinstance(obj, Hashtable) or isinstance(obj, dict):
         if low in ("count",) and name not in obj:
@@ -286,6 +326,8 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
         raise no_method(obj, name)
     if isinstance(obj, Version) and low == "tostring":
         return str(obj)
+    if isinstance(obj, PSObject) and name in obj.methods:
+        return invoke_script_method(rt, obj, obj.methods[name], args)
     if isinstance(obj, ErrorRecord) and low == "tostring":
         return obj.message
     caller = getattr(obj, "ps_call", None)

@@ -59,13 +59,14 @@ class ProcessState:
     def __init__(self, *, has_console: bool = False, machine: Any = None) -> None:
         self.types: dict[str, Any] = {}            # lower-case full name -> DotNetType (compiled C#)
         self.accelerators: dict[str, str] = {}     # lower-case accelerator -> full name
-        self.compiled_sources: set[str] = set()    # SHA-256 of every C# source compiled into the process
+        self.compiled_sources: dict[str, Any] = {}  # SHA-256 of each C# source compiled -> the types it defined
         self.has_console = has_console             # powershell.exe has one; wsmprovhost.exe (PSRP) has none
         self.stdout: Callable[[str], None] | None = None
         self.console_out = TextWriterObj(self._to_stdout, "System.IO.SyncTextWriter")
         self.output_encoding = "IBM437"             # Console.OutputEncoding: the OEM code page of en-US Windows
         self.input_encoding = "IBM437"
         self.machine = machine                      # tests/lab/_machine.py Machine, or None when the lab has none
+        self.event_log: list[dict[str, object]] = []  # the Application log when there is no machine to keep it
 
     def _to_stdout(self, text: str) -> None:
         if self.stdout is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from tests.lab.pwsh import limits, net  # noqa: F401  (net: importing registers the .NET types)
+from tests.lab.pwsh import csharp, limits, net, runspaces  # noqa: F401  (importing them registers their .NET types)
 from tests.lab.pwsh.automatic import ExecutionContextObject, HostObject, ps_version_table
 from tests.lab.pwsh.commands import make_stage
 from tests.lab.pwsh.conversions import convert_value
@@ -34,6 +34,12 @@ from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, Hashtable, is_number, NO_INPUT, parse_number, PSEnumerator, PSObject,
     Ref, ScriptBlock, SwitchValue, to_bool, to_str, TypeRef,
 )
+
+
+# Automatic variables PowerShell defines where the lab engine sets them only when they have a value.
+_NOT_STRICT = {"_", "psitem", "input", "args", "this", "matches", "lastexitcode", "pscommandpath", "psscriptroot",
+               "myinvocation", "psboundparameters", "pscmdlet", "error", "null", "true", "false", "sender",
+               "eventargs", "foreach", "switch", "stacktrace", "consolefilename", "executioncontext", "host"}
 
 
 class Runtime:
@@ -70,7 +76,6 @@ class Runtime:
         g["host"] = HostObject(self)
         g["executioncontext"] = ExecutionContextObject(self)
         g["pshome"] = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0"
-        g["iscorecLR".lower()] = False
         g["lastexitcode"] = None
         g["shellid"] = "Microsoft.PowerShell"
         g["nestedpromptlevel"] = 0
@@ -102,7 +107,11 @@ class Runtime:
         self.errors.insert(0, record)
         if pref == "silentlycontinue":
             return
-        self.streams.error(record.to_info())
+        keep = getattr(self.streams, "error_record", None)  # a nested runspace keeps the records themselves
+        if keep is not None:
+            keep(record)
+        else:
+            self.streams.error(record.to_info())
 
     def warn(self, message: str, action: str | None = None) -> None:
         pref = (action or to_str(self.get_var("WarningPreference")) or "Continue").lower()
@@ -118,6 +127,8 @@ class Runtime:
     # ---- variables -------------------------------------------------------------------------------
     def get_var(self, name: str, scope: str | None = None) -> object:
         low = name.lower()
+        if scope == "function":
+            return self.scope.find_func(low)
         if scope == "env":
             return self.host.env_get(name)
         if scope == "script":
@@ -139,6 +150,10 @@ class Runtime:
 
     def set_var(self, name: str, value: object, scope: str | None = None, local: bool = True) -> None:
         low = name.lower()
+        if scope == "function":  # ${function:Name} = {...} defines a function in the current scope
+            self.scope.funcs[low] = value if isinstance(value, ScriptBlock) else ScriptBlock(
+                parse(to_str(value)), to_str(value))
+            return
         if scope == "env":
             self.host.env_set(name, None if value is None else to_str(value))
             return
@@ -642,6 +657,9 @@ class Runtime:
                 return self.last_ok
             if low == "pwd":
                 return PathInfo(self.cwd)
+            if self.scope.strict_mode() >= 1 and low not in _NOT_STRICT:
+                raise runtime_error(f"The variable '${name}' cannot be retrieved because it has not been set.",
+                                    "VariableIsUndefined", "InvalidOperation", target=name)
             return None
         return self.get_var(name, scope)
 
@@ -701,6 +719,9 @@ class Runtime:
 
     def convert(self, v: object, type_name: str) -> object:
         return convert_value(self, v, type_name)
+
+    def new_runspace(self, streams: Streams) -> Runtime:
+        return Runtime(self.host, streams)
 
     def stage_for(self, node: Node) -> Stage:
         return make_stage(self, node)

@@ -10,6 +10,8 @@ class Scope:
         self.parent = parent
         self.vars: dict[str, object] = {}
         self.funcs: dict[str, object] = {}
+        self.aliases: dict[str, str] = {}      # New-Alias: lower-case name -> the command it names
+        self.strict_version: int | None = None  # Set-StrictMode -Version in this scope (0: -Off)
 
     def find(self, name: str) -> "Scope | None":
         s: Scope | None = self
@@ -26,3 +28,20 @@ class Scope:
                 return s.funcs[name]
             s = s.parent
         return None
+
+    def find_alias(self, name: str) -> str | None:
+        s: Scope | None = self
+        while s is not None:
+            if name in s.aliases:
+                return s.aliases[name]
+            s = s.parent
+        return None
+
+    def strict_mode(self) -> int:
+        """The strict mode version in effect here (0: off), set by the nearest Set-StrictMode."""
+        s: Scope | None = self
+        while s is not None:
+            if s.strict_version is not None:
+                return s.strict_version
+            s = s.parent
+        return 0

@@ -102,6 +102,7 @@ class ScriptCommand(Stage):
         self.collected: list[object] | None = None
         self.lazy: Iterable[object] | None = None
         self.scope: Scope | None = None
+        self.extra_vars: dict[str, object] = {}  # set in the command's scope before it runs ($this of a method)
 
     def param_attr(self, p: Node, key: str) -> object:
         for a in p.attrs:
@@ -247,6 +248,7 @@ class ScriptCommand(Stage):
                         category="InvalidArgument", fq_error_id=f"MissingMandatoryParameter,{self.name or 'script'}",
                         exception_type="System.Management.Automation.ParameterBindingException",
                         command_name=self.name or None, reason="ParameterBindingException")))
+            scope.vars.update(self.extra_vars)
             scope.vars["args"] = unbound
             scope.vars["psboundparameters"] = bound
             scope.vars["myinvocation"] = InvocationInfo(self.name, unbound, bound, self.expecting_input, self.sb)

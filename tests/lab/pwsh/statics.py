@@ -41,7 +41,7 @@ def static_member(rt: Interpreter, obj: object, name: str) -> object:
         try:
             return obj.dotnet.get_static(rt, name)  # type: ignore[attr-defined]
         except MemberNotFound:
-            return _no_static(obj, name)
+            pass  # a registered type may extend one dispatched by name below
     c = obj.canon.lower()
     low = name.lower()
     if c == "system.text.encoding":
@@ -125,7 +125,7 @@ def call_static(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
             dotnet = obj.dotnet
             return dotnet.new(rt, args) if name.lower() == "new" else dotnet.call_static(rt, name, args)  # type: ignore[attr-defined]
         except MemberNotFound:
-            raise no_static_method(obj, name) from None
+            pass  # a registered type may extend one dispatched by name below
     c = obj.canon.lower()
     low = name.lower()
     n = len(args)

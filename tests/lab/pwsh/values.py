@@ -39,6 +39,7 @@ class PSObject:
     """A PSCustomObject: ordered note properties."""
 
     def __init__(self, props: dict | None = None) -> None:
+        self.methods: Hashtable = Hashtable()  # script methods added with Add-Member or .PSObject.Members.Add
         self.props: Hashtable = Hashtable()
         for k, v in (props or {}).items():
             self.props[k] = v
