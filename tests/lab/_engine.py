@@ -212,7 +212,7 @@ class Engine:
         return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
                                  native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
-                                 process=self.process)
+                                 process=self.process, launch=self.create_process)
 
     # ---- PowerShell ------------------------------------------------------------------------------
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
@@ -334,6 +334,46 @@ class Engine:
             return streams.exit_code
         return 1 if state.get("failed") or streams.had_error and state.get("last_failed") else 0
 
+    # ---- processes ---------------------------------------------------------------------------------
+    def child(self, env: dict[str, str] | None = None, user: str | None = None) -> Engine:
+        """A new process of this host: its own environment (a copy of this one's unless given), same machine."""
+        engine = Engine(self.root, self.computer_name, user or self.user)
+        engine.env = dict(self.env) if env is None else dict(env)
+        engine.process.machine = self.process.machine
+        engine.process.has_console = True  # CreateProcess children of the lab's hosts get (or inherit) a console
+        return engine
+
+    def create_process(self, application: str | None, command_line: str, cwd: str | None,
+                       env: dict[str, str] | None, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+        """CreateProcess on the lab host, waiting for the process: (exit code, stdout bytes, stderr bytes).
+
+        The executable is `application`, else the command line's first argument (CommandLineToArgvW's rules);
+        the lab host has cmd.exe, powershell.exe, whoami.exe, hostname.exe and shutdown.exe in System32.
+        Anything else fails as CreateProcess does: FileNotFoundError (ERROR_FILE_NOT_FOUND, 2).
+        """
+        argv = split_command_line(command_line)
+        exe = application or (argv[0] if argv else "")
+        base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
+        tail = _command_line_tail(command_line)
+        child = self.child(env)
+        if cwd:
+            child.process_cwd = cwd
+        out, err = bytearray(), bytearray()
+        if base == "cmd":
+            shell = CmdShell(child, [stdin] if stdin else [], out.extend, err.extend)
+            shell.cwd = child.process_cwd
+            return shell.cmd_exe(tail, out.extend, err.extend), bytes(out), bytes(err)
+        if base == "powershell":
+            rc = child.run_powershell_exe(split_command_line(tail), [stdin] if stdin else [], out.extend, err.extend,
+                                          cwd=child.process_cwd)
+            return rc, bytes(out), bytes(err)
+        native = child._host_context().native_command(base)
+        if native is None or base in ("cmd", "powershell"):
+            raise FileNotFoundError(2, "The system cannot find the file specified.", exe)
+        rc, lines, errors = native(child._host_context(), child.process_cwd, split_command_line(tail))
+        return (rc, "".join(line + "\r\n" for line in lines).encode("utf-8"),
+                "".join(line + "\r\n" for line in errors).encode("utf-8"))
+
     def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
                      state: dict[str, object], cwd: str) -> None:
         rt = pwsh.Runtime(self._host_context(), streams)
@@ -354,6 +394,16 @@ class Engine:
             streams.error(e.record.to_info())
             state["failed"] = True
         state["last_failed"] = not rt.last_ok
+
+
+def _command_line_tail(line: str) -> str:
+    """A command line without its first argument (the executable), as the child sees its arguments."""
+    text = line.lstrip()
+    if text.startswith('"'):
+        end = text.find('"', 1)
+        return text[end + 1:].lstrip() if end > 0 else ""
+    parts = re.split(r"[ \t]", text, maxsplit=1)
+    return parts[1].lstrip() if len(parts) > 1 else ""
 
 
 class _peekable(Iterator[object]):
@@ -633,20 +683,25 @@ class CmdShell:
             w(f"{self.engine.computer_name.lower()}\\{self.engine.user.lower()}\r\n")
             return 0
         if base in ("cmd", "cmd.exe"):
-            mm = re.match(r"^\s*(?:/[a-bd-jl-z]\S*\s+)*/[ck]\s+(.*)$", rest, re.I | re.S)
-            if not mm:
-                w("Microsoft Windows [Version 10.0.17763.1007]\r\n(c) 2018 Microsoft Corporation. All rights reserved.\r\n")
-                return 0
-            # cmd keeps trailing blanks of its /c line (`cmd /c echo a || ...` runs "echo a "), but drops quotes
-            inner = mm.group(1).lstrip()
-            quoted = inner.rstrip()
-            if quoted.startswith('"') and quoted.endswith('"') and quoted.count('"') == 2:
-                inner = quoted[1:-1]
-            return CmdShell(self.engine, self.stdin, out, err, self.depth + 1).run_line(inner)
+            return self.cmd_exe(rest, out, err)
         if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
             return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)
         err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
         return 9009
+
+    def cmd_exe(self, rest: str, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
+        """cmd.exe started with the arguments `rest`: `/c line` (or `/k`) runs the line in a new cmd."""
+        mm = re.match(r"^\s*(?:/[a-bd-jl-z]\S*\s+)*/[ck]\s+(.*)$", rest, re.I | re.S)
+        if not mm:
+            out("Microsoft Windows [Version 10.0.17763.1007]\r\n(c) 2018 Microsoft Corporation. All rights "
+                "reserved.\r\n".encode("cp437"))
+            return 0
+        # cmd keeps trailing blanks of its /c line (`cmd /c echo a || ...` runs "echo a "), but drops quotes
+        inner = mm.group(1).lstrip()
+        quoted = inner.rstrip()
+        if quoted.startswith('"') and quoted.endswith('"') and quoted.count('"') == 2:
+            inner = quoted[1:-1]
+        return CmdShell(self.engine, self.stdin, out, err, self.depth + 1).run_line(inner)
 
     def dir(self, args: str, w: Callable[[str], None], err: Callable[[bytes], None]) -> int:
         import datetime as dt

@@ -249,13 +249,16 @@ def format_date(d: dt.datetime, fmt: str) -> str:
         return d.strftime("%Y-%m-%d %H:%M:%SZ")
     tokens = [("yyyy", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"), ("dddd", "%A"),
               ("ddd", "%a"), ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("tt", "%p"),
-              ("fff", "FFF"), ("ff", "FF"), ("K", "%z")]
+              ("fffffff", "F7"), ("ffffff", "F6"), ("fffff", "F5"), ("ffff", "F4"), ("fff", "FFF"), ("ff", "FF"),
+              ("K", "%z")]
     out = []
     i = 0
     while i < len(fmt):
         for tok, rep in tokens:
             if fmt.startswith(tok, i):
-                if rep == "FFF":
+                if rep.startswith("F") and rep[1:].isdigit():
+                    out.append(f"{d.microsecond:06d}0"[:int(rep[1:])])
+                elif rep == "FFF":
                     out.append(f"{d.microsecond // 1000:03d}")
                 elif rep == "FF":
                     out.append(f"{d.microsecond // 10000:02d}")

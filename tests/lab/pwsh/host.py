@@ -16,6 +16,9 @@ from tests.lab.pwsh.process import ProcessState
 NativeResult = tuple[int, list[str], list[str]]
 # A native command (hostname.exe, cmd.exe...): called with the host, the current location and its argv.
 NativeCommandFn = Callable[["HostContext", str, list[str]], NativeResult]
+# CreateProcess: (application or None, command line, working directory, environment or None to inherit, stdin)
+# -> (exit code, stdout bytes, stderr bytes); FileNotFoundError when there is no such executable.
+LaunchFn = Callable[[str | None, str, str | None, dict[str, str] | None, bytes], tuple[int, bytes, bytes]]
 
 
 class PathOutsideRoot(Exception):
@@ -92,7 +95,7 @@ class HostContext:
 
     def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
                  native_commands: Mapping[str, NativeCommandFn] | None = None,
-                 process: ProcessState | None = None) -> None:
+                 process: ProcessState | None = None, launch: LaunchFn | None = None) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
@@ -100,10 +103,18 @@ class HostContext:
         self.profile_dir = f"C:\\Users\\{user}"
         self.native_commands: dict[str, NativeCommandFn] = dict(native_commands or {})  # lower-case, no ".exe"
         self.process = process if process is not None else ProcessState()  # shared by the runs of one process
+        self._launch = launch
 
     def native_command(self, name: str) -> NativeCommandFn | None:
         """The executable `name` (with or without .exe, any case) runs, or None when the host has none."""
         return self.native_commands.get(name.lower().removesuffix(".exe"))
+
+    def launch(self, application: str | None, command_line: str, cwd: str | None, env: dict[str, str] | None,
+               stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+        """Starts a process on the host and waits for it (the Engine's create_process)."""
+        if self._launch is None:
+            raise FileNotFoundError(2, "The lab host has no process launcher.", command_line)
+        return self._launch(application, command_line, cwd, env, stdin)
 
     def env_get(self, name: str) -> str | None:
         for k, v in self.env.items():

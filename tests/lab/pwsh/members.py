@@ -89,6 +89,41 @@ def invoke_script_method(rt: Interpreter, obj: object, method: object, args: lis
     return None if not out else out[0] if len(out) == 1 else out
 
 
+class MethodRef:
+    """`$obj.Method` without parentheses: PowerShell's PSMethod, a (truthy) reference to the method."""
+
+    ps_type = "System.Management.Automation.PSMethod"
+
+    def __init__(self, obj: object, name: str) -> None:
+        self.obj = obj
+        self.Name = name
+
+    def ps_tostring(self) -> str:
+        return f"{self.Name}()"
+
+
+# Methods every .NET object has (System.Object), and the ones hashtables, lists and strings add.
+_OBJECT_METHODS = {"gettype", "tostring", "equals", "gethashcode"}
+_KNOWN_METHODS = {
+    dict: _OBJECT_METHODS | {"add", "clear", "clone", "contains", "containskey", "containsvalue", "copyto",
+                             "getenumerator", "remove"},
+    list: _OBJECT_METHODS | {"add", "clear", "contains", "indexof", "insert", "remove", "removeat", "toarray",
+                             "getenumerator", "clone", "copyto"},
+    str: _OBJECT_METHODS | {"contains", "endswith", "indexof", "insert", "lastindexof", "padleft", "padright",
+                            "remove", "replace", "split", "startswith", "substring", "tochararray", "tolower",
+                            "toupper", "trim", "trimend", "trimstart"},
+}
+
+
+def method_ref(obj: object, name: str) -> MethodRef | None:
+    """A PSMethod when `name` is a method of the object's type, else None."""
+    low = name.lower()
+    for kind, names in _KNOWN_METHODS.items():
+        if isinstance(obj, kind):
+            return MethodRef(obj, name) if low in names else None
+    return MethodRef(obj, name) if low in _OBJECT_METHODS else None
+
+
 def get_member(rt: Interpreter, obj: object, name: str) -> object:
     low = name.lower()
     if obj is None:
@@ -100,6 +135,8 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
             return obj.props[name]
         if name in obj.methods:
             return obj.methods[name]
+        if low in _OBJECT_METHODS:
+            return MethodRef(obj, name)
         if rt.scope.strict_mode() >= 2:
             raise runtime_error(f"The property '{name}' cannot be found on this object. Verify that the property "
                                 f"exists.", "PropertyNotFoundStrict", "NotSpecified", target=name)
@@ -111,6 +148,8 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
             return list(obj.keys())
         if low == "values" and name not in obj:
             return list(obj.values())
+        if name not in obj:
+            return method_ref(obj, name)  # a key wins over a member of the same name, as for IDictionary
         return obj[name] if isinstance(obj, Hashtable) else obj.get(name)
     if isinstance(obj, str):
         if low == "length":
@@ -220,7 +259,7 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
             return answer
     if isinstance(obj, TypeRef):
         return type_method(rt, obj, name, args)
-    if low == "gettype":
+    if low == "gettype" and not args:
         return TypeObject(type_name_of(obj))
     if low == "tostring" and not args and not hasattr(obj, "ps_call"):
         return to_str(obj)

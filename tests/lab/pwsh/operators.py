@@ -11,6 +11,7 @@ import re
 
 from tests.lab.pwsh import limits
 from tests.lab.pwsh.conversions import cast_to, convert_value, format_string, is_instance
+from tests.lab.pwsh.dotnet_objects import TimeSpanValue
 from tests.lab.pwsh.dotnet_types import type_ref
 from tests.lab.pwsh.errors import PSError, runtime_error
 from tests.lab.pwsh.interpreter import Interpreter
@@ -220,8 +221,13 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
         if left is None:
             return right
         if isinstance(left, dt.datetime):
-            return left
+            return left + dt.timedelta(seconds=right.seconds) if isinstance(right, TimeSpanValue) else left
         return _arith(rt, "+", left, right)
+    if op == "-" and isinstance(left, dt.datetime):  # DateTime - DateTime is a TimeSpan; - TimeSpan a DateTime
+        if isinstance(right, dt.datetime):
+            return TimeSpanValue((_aware(left) - _aware(right)).total_seconds())
+        if isinstance(right, TimeSpanValue):
+            return left - dt.timedelta(seconds=right.seconds)
     if op in ("-", "*", "/", "%"):
         if op == "*" and isinstance(left, str):
             n = rt.to_int(right)
@@ -235,6 +241,10 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
             return left * max(0, n)
         return _arith(rt, op, left, right)
     raise runtime_error(f"The operator '-{op}' is outside the lab engine's subset.", "LabUnsupportedOperator")
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _arith(rt: Interpreter, op: str, left: object, right: object) -> object:

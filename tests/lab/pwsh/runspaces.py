@@ -236,8 +236,9 @@ class PowerShellObj:
         try:
             for statement in (s for s in self.statements if s):
                 self._run_statement(inner, statement, input_value)
-        except ExitScript:
-            pass  # `exit` ends the invocation; module_wrapper then reads $LASTEXITCODE
+        except ExitScript as e:
+            # `exit N` ends the invocation and, as in a runspace's pipeline, sets its $LASTEXITCODE
+            inner.set_var("LASTEXITCODE", e.code, "global")
         except PSError as e:
             self.failure = e
         except (BreakSignal, ContinueSignal, ReturnSignal):

@@ -78,6 +78,7 @@ class CommandInfo:
         self.ScriptBlock = sb
         self.Source = source
         self.Definition = str(sb) if sb is not None else name
+        self.Path = source if kind == "Application" else None
 
     def ps_tostring(self) -> str:
         return self.Name
@@ -103,6 +104,7 @@ class ScriptCommand(Stage):
         self.lazy: Iterable[object] | None = None
         self.scope: Scope | None = None
         self.extra_vars: dict[str, object] = {}  # set in the command's scope before it runs ($this of a method)
+        self.parameter_set = ALL_SETS
 
     def param_attr(self, p: Node, key: str) -> object:
         for a in p.attrs:
@@ -231,6 +233,7 @@ class ScriptCommand(Stage):
                     exception_type="System.Management.Automation.ParameterBindingException",
                     command_name=self.name or None, reason="ParameterBindingException")))
             unbound.extend(args)
+            self.parameter_set = self._resolve_parameter_set(bound)
             for p in self.params:
                 if p.name in bound:
                     scope.vars[p.name.lower()] = bound[p.name]
@@ -241,7 +244,7 @@ class ScriptCommand(Stage):
                 else:
                     scope.vars[p.name.lower()] = self._coerce(p, None) if p.type and p.type.lower() in (
                         "string", "int", "long", "bool") else None
-                if p.name not in bound and to_bool(self.param_attr(p, "mandatory")) and not (
+                if p.name not in bound and self._mandatory(p) and not (
                         p is self.pipeline_param and self.expecting_input):
                     raise PSError(rt.fill(ErrorRecord(
                         f"Cannot process command because of one or more missing mandatory parameters: {p.name}.",
@@ -256,6 +259,61 @@ class ScriptCommand(Stage):
             self.bound = bound
         finally:
             rt.scope, rt.src, rt.usings = outer
+
+    def _sets_of(self, p: Node) -> dict[str, Node]:
+        """The parameter sets a parameter belongs to, each with its [Parameter()] attribute."""
+        out: dict[str, Node] = {}
+        for a in p.attrs:
+            if a.name == "parameter":
+                name = a.named.get("parametersetname")
+                out[to_str(self.rt.eval(name)) if name is not None else ALL_SETS] = a
+        return out or {ALL_SETS: Node("attr", 0, name="parameter", args=[], named={})}
+
+    def _resolve_parameter_set(self, bound: Hashtable) -> str:
+        """The parameter set the bound parameters select (about_Functions_Advanced_Parameters, ParameterSetName)."""
+        named_sets: list[str] = []
+        for p in self.params:
+            for name in self._sets_of(p):
+                if name != ALL_SETS and name not in named_sets:
+                    named_sets.append(name)
+        if not named_sets:
+            return ALL_SETS
+        by_name = {p.name: p for p in self.params}
+        candidates = [ps for ps in named_sets
+                      if all(ps in self._sets_of(by_name[b]) or ALL_SETS in self._sets_of(by_name[b])
+                             for b in bound.keys() if b in by_name)]
+        default = None
+        for a in self.body.attrs:
+            if a.name == "cmdletbinding" and "defaultparametersetname" in a.named:
+                default = to_str(self.rt.eval(a.named["defaultparametersetname"]))
+        if len(candidates) == 1:
+            return candidates[0]
+        if default in candidates:
+            return default  # type: ignore[return-value]
+        if not candidates or len(candidates) > 1 and default is None:
+            # a set whose mandatory parameters are all bound wins; PowerShell reports the ambiguity otherwise
+            complete = [ps for ps in candidates if all(
+                p.name in bound for p in self.params
+                if ps in self._sets_of(p) and to_bool(self._attr_value(self._sets_of(p)[ps], "mandatory")))]
+            if len(complete) == 1:
+                return complete[0]
+            raise PSError(self.rt.fill(ErrorRecord(
+                "Parameter set cannot be resolved using the specified named parameters.", category="InvalidArgument",
+                fq_error_id=f"AmbiguousParameterSet,{self.name or 'script'}",
+                exception_type="System.Management.Automation.ParameterBindingException",
+                command_name=self.name or None, reason="ParameterBindingException")))
+        return candidates[0]
+
+    def _attr_value(self, attr: Node, key: str) -> object:
+        if key not in attr.named:
+            return None
+        v = attr.named[key]
+        return True if v is None else self.rt.eval(v)
+
+    def _mandatory(self, p: Node) -> bool:
+        sets = self._sets_of(p)
+        attr = sets.get(self.parameter_set) or sets.get(ALL_SETS)
+        return attr is not None and to_bool(self._attr_value(attr, "mandatory"))
 
     def _coerce(self, p: Node, value: object) -> object:
         if is_switch_param(p):
@@ -321,6 +379,9 @@ class ScriptCommand(Stage):
                 rt.script_scope = self.saved_script_scope
 
 
+ALL_SETS = "__AllParameterSets"
+
+
 def is_switch_param(p: Node) -> bool:
     return bool(p.type) and p.type.lower() in ("switch", "system.management.automation.switchparameter")
 
@@ -335,6 +396,16 @@ class CmdletObject:
 
     def __init__(self, cmd: ScriptCommand) -> None:
         self.cmd = cmd
+
+    def ps_get(self, name: str) -> object:
+        low = name.lower()
+        if low == "parametersetname":
+            return getattr(self.cmd, "parameter_set", ALL_SETS)
+        if low == "myinvocation":
+            return self.cmd.scope.vars.get("myinvocation") if self.cmd.scope is not None else None
+        if low == "sessionstate":
+            return None
+        raise KeyError(name)
 
     def ps_call(self, name: str, args: list[object]) -> object:
         low = name.lower()
@@ -353,6 +424,8 @@ class CmdletObject:
                 raise PSError(rt.fill(rec))
         if low == "shouldprocess":
             return True
+        if low == "getunresolvedproviderpathfrompspath":
+            return rt.host.fs.full_win(to_str(args[0]), rt.cwd)
         raise no_method(self, name)
 
 

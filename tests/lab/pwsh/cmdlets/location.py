@@ -10,7 +10,7 @@ from tests.lab.pwsh.host import PathOutsideRoot
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
 
-@cmdlet("Get-Location", "pwd", "gl")
+@cmdlet("Get-Location", "pwd", "gl", params=("PSProvider", "PSDrive", "StackName"), switches=("Stack",))
 class GetLocation(Cmdlet):
     def process(self, item: object) -> None:
         self.emit(PathInfo(self.rt.cwd))

@@ -5,9 +5,10 @@
     collections   List`1, HashSet`1, Dictionary`2, ArrayList, StringComparer, Linq.Enumerable
     reflection    [T].Name/.Assembly/.GetField, assemblies, TypeAccelerators
     primitives    IntPtr, Char, Regex objects, TimeSpan, DateTime statics, CultureInfo, TimeZoneInfo, Array
+    io            [IO.Path]/[IO.File]/[IO.Directory] members files.py lacks, FileAttributes, SearchOption
     automation    ErrorCategory, ErrorDetails, exception classes, PSScriptMethod, NullString, SystemPolicy
 """
 
 from __future__ import annotations
 
-from tests.lab.pwsh.net import automation, collections, console, primitives, reflection  # noqa: F401  (imported to register their types)
+from tests.lab.pwsh.net import automation, collections, console, io, primitives, reflection  # noqa: F401  (imported to register their types)

@@ -151,3 +151,23 @@ def deserialize_clixml(text: str) -> list[object]:
 
 register(SimpleType("System.Management.Automation.PSSerializer",
                     methods={"deserialize": lambda rt, a: deserialize_clixml(to_str(a[0]))}))
+
+
+def method_failed(method: str, nargs: int, inner: ExceptionObj) -> Exception:
+    """A .NET method threw `inner`: PowerShell's MethodInvocationException around it (as $_.Exception.InnerException)."""
+    from tests.lab.pwsh.errors import PSError
+    rec = ErrorRecord(f'Exception calling "{method}" with "{nargs}" argument(s): "{inner.Message}"',
+                      category="NotSpecified", fq_error_id=inner.ps_type.rsplit(".", 1)[-1],
+                      exception_type="System.Management.Automation.MethodInvocationException")
+    outer = make_exception("System.Management.Automation.MethodInvocationException", rec.message, inner)
+    rec.exception = outer
+    outer.ErrorRecord = rec
+    return PSError(rec)
+
+
+def win32_exception(code: int, message: str, text: str) -> ExceptionObj:
+    """A Win32Exception as ansible's C# utils build it: "<message> (<text>, Win32ErrorCode <n> - 0x<n:X8>)"."""
+    exc = make_exception("System.ComponentModel.Win32Exception",
+                         f"{message} ({text}, Win32ErrorCode {code} - 0x{code:08X})")
+    exc.NativeErrorCode = code  # type: ignore[attr-defined]
+    return exc

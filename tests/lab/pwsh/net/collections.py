@@ -149,7 +149,7 @@ def _list_type(args: list[DotNetType | str]) -> DotNetType:
             return GenericList(as_list(a[0]))
         return GenericList()
     return SimpleType(f"System.Collections.Generic.List`1[{_type_label(args[0])}]", ctor=ctor,
-                      cast=lambda rt, v: GenericList(as_list(v)), instance=lambda v: isinstance(v, list))
+                      cast=lambda rt, v: GenericList(as_list(v)), instance=lambda v: isinstance(v, GenericList))
 
 
 def _hashset_type(args: list[DotNetType | str]) -> DotNetType:

@@ -13,6 +13,7 @@ import re
 import time
 from typing import Any
 
+from tests.lab.pwsh.dotnet_objects import TimeSpanValue
 from tests.lab.pwsh.dotnet_types import EnumType, register, SimpleType
 from tests.lab.pwsh.errors import method_exception, no_method
 from tests.lab.pwsh.values import as_list, to_str
@@ -187,36 +188,6 @@ register(SimpleType("System.Text.RegularExpressions.Regex",
                     instance=lambda v: isinstance(v, RegexObj)), "regex")
 
 # ---- time ---------------------------------------------------------------------------------------------------------
-
-
-class TimeSpanValue:
-    ps_type = "System.TimeSpan"
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def ps_get(self, name: str) -> object:
-        low = name.lower()
-        s = self.seconds
-        parts = {"totalseconds": s, "totalmilliseconds": s * 1000, "totalminutes": s / 60, "totalhours": s / 3600,
-                 "totaldays": s / 86400, "ticks": int(s * 10**7), "days": int(s // 86400),
-                 "hours": int(s % 86400 // 3600), "minutes": int(s % 3600 // 60), "seconds": int(s % 60),
-                 "milliseconds": int(s * 1000 % 1000)}
-        if low in parts:
-            return parts[low]
-        raise KeyError(name)
-
-    def ps_number(self) -> float:
-        return self.seconds
-
-    def ps_tostring(self) -> str:
-        s = abs(self.seconds)
-        days, rest = divmod(int(s), 86400)
-        text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
-        frac = s - int(s)
-        if frac:
-            text += f".{int(round(frac * 10**7)):07d}"
-        return ("-" if self.seconds < 0 else "") + (f"{days}." if days else "") + text
 
 
 def _timespan(rt: Any, a: list[object]) -> TimeSpanValue:
