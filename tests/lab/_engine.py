@@ -197,6 +197,23 @@ class Engine:
         # what the runs of this process share: compiled C# types, the console, the machine it runs on
         self.process = pwsh.ProcessState()
 
+    def attach_machine(self, machine: object) -> None:
+        """Runs this process on the host's OS state (tests/lab/_machine.py): its services, accounts and reboots, and
+        the environment a new logon process gets, the machine's and the user's variables (Path joined)."""
+        self.process.machine = machine
+        system = machine.environment("machine", self.user)  # type: ignore[attr-defined]
+        user = machine.environment("user", self.user)  # type: ignore[attr-defined]
+        merged = {**system, **{k: v for k, v in user.items() if k.lower() != "path"}}
+        user_path = next((v for k, v in user.items() if k.lower() == "path"), "")
+        system_path = next((v for k, v in system.items() if k.lower() == "path"), "")
+        merged["Path"] = f"{system_path};{user_path}" if user_path else system_path
+        for key, value in merged.items():
+            if key.upper() == "USERNAME":
+                continue  # the logon's own, not the machine's SYSTEM
+            for existing in [k for k in self.env if k.lower() == key.lower()]:
+                del self.env[existing]
+            self.env[key] = value
+
     def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
                         no_profile: bool = False) -> None:
         """A WinRS shell's creation options: its environment variables and working directory."""

@@ -424,6 +424,27 @@ SYSTEM_SID = "S-1-5-18"
 PowerListener = t.Callable[[str], None]  # called with "down" (before the machine stops) and "up" (after boot)
 
 
+def default_machine_environment(processors: int = 2) -> dict[str, str]:
+    """The system environment variables of a Windows Server 2019 install (HKLM\\...\\Session Manager\\Environment),
+    expanded as [Environment]::GetEnvironmentVariable(name, 'Machine') returns them."""
+    return {
+        "ComSpec": "C:\\Windows\\system32\\cmd.exe", "DriverData": "C:\\Windows\\System32\\Drivers\\DriverData",
+        "NUMBER_OF_PROCESSORS": str(processors), "OS": "Windows_NT",
+        "Path": "C:\\Windows\\system32;C:\\Windows;C:\\Windows\\System32\\Wbem;"
+                "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\;C:\\Windows\\System32\\OpenSSH\\",
+        "PATHEXT": ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC",
+        "PROCESSOR_ARCHITECTURE": "AMD64", "PROCESSOR_LEVEL": "6",
+        "PSModulePath": "C:\\Program Files\\WindowsPowerShell\\Modules;C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
+        "TEMP": "C:\\Windows\\TEMP", "TMP": "C:\\Windows\\TEMP", "USERNAME": "SYSTEM", "windir": "C:\\Windows",
+    }
+
+
+def default_user_environment(profile: str) -> dict[str, str]:
+    """A new profile's user environment variables (HKCU\\Environment)."""
+    return {"Path": f"{profile}\\AppData\\Local\\Microsoft\\WindowsApps;",
+            "TEMP": f"{profile}\\AppData\\Local\\Temp", "TMP": f"{profile}\\AppData\\Local\\Temp"}
+
+
 class Machine:
     """One simulated Windows machine's OS state; see the module docstring."""
 
@@ -444,6 +465,10 @@ class Machine:
         self.pending_shutdown: dict[str, t.Any] | None = None
         self.last_shutdown: dict[str, t.Any] | None = None
         self.registry_keys: set[str] = set()
+        # [Environment]::SetEnvironmentVariable(..., 'Machine'/'User'): registry values that outlive processes
+        self.machine_environment = default_machine_environment()
+        self.user_environment: dict[str, dict[str, str]] = {}
+        self.event_log: list[dict[str, t.Any]] = []  # the Application log (Ansible.Basic's LogEvent writes there)
         sid = machine_sid(computer_name)
         admin_names = {a.lower() for a in admins}
         domain_names = {d.lower() for d in domain_users}
@@ -480,6 +505,34 @@ class Machine:
         if acct is None or acct.password is None or password != acct.password:
             raise PermissionError("The user name or password is incorrect.")
         return acct
+
+    # environment -------------------------------------------------------------------------------------
+    def environment(self, target: str, user: str) -> dict[str, str]:
+        """The persistent environment block of `target` (machine or user): a copy, names as stored."""
+        with self._lock:
+            return dict(self._block(target, user))
+
+    def set_environment(self, target: str, user: str, name: str, value: str | None) -> None:
+        """Set (or with None remove) a persistent variable; a machine variable needs an administrator."""
+        acct = self.account(user)
+        if target == "machine" and acct is not None and not acct.is_admin:
+            raise PermissionError("Requested registry access is not allowed.")
+        with self._lock:
+            block = self._block(target, user)
+            for key in [k for k in block if k.lower() == name.lower()]:
+                del block[key]
+            if value:
+                block[name] = value
+
+    def _block(self, target: str, user: str) -> dict[str, str]:
+        if target == "machine":
+            return self.machine_environment
+        acct = self.account(user)
+        key = acct.name.lower() if acct is not None else user.lower()
+        if key not in self.user_environment:
+            self.user_environment[key] = default_user_environment(
+                acct.profile_path() if acct is not None else f"C:\\Users\\{user}")
+        return self.user_environment[key]
 
     # power ---------------------------------------------------------------------------------------
     def on_power(self, listener: PowerListener) -> None:

@@ -262,6 +262,9 @@ class WSManService:
             self._shells[shell_id] = placeholder = Shell(**common)
         try:
             engine = self.engine_factory(self.config, user)
+            attach = getattr(engine, "attach_machine", None)  # the engine's process runs on this host's OS
+            if attach is not None and self.machine is not None:
+                attach(self.machine)
             if configuration is None:
                 shell: Shell = WinRSShell(
                     **common,

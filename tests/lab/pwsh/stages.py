@@ -16,7 +16,7 @@ from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.parser import Node
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.values import (
-    as_list, Hashtable, NO_INPUT, PSEnumerator, ScriptBlock, SWITCH_PRESENT, SwitchValue, to_bool, to_str,
+    as_list, Hashtable, NO_INPUT, PSEnumerator, PSObject, ScriptBlock, SWITCH_PRESENT, SwitchValue, to_bool, to_str,
 )
 
 
@@ -244,8 +244,8 @@ class ScriptCommand(Stage):
                 else:
                     scope.vars[p.name.lower()] = self._coerce(p, None) if p.type and p.type.lower() in (
                         "string", "int", "long", "bool") else None
-                if p.name not in bound and self._mandatory(p) and not (
-                        p is self.pipeline_param and self.expecting_input):
+                from_pipeline = p is self.pipeline_param or bool(self.param_attr(p, "valuefrompipelinebypropertyname"))
+                if p.name not in bound and self._mandatory(p) and not (from_pipeline and self.expecting_input):
                     raise PSError(rt.fill(ErrorRecord(
                         f"Cannot process command because of one or more missing mandatory parameters: {p.name}.",
                         category="InvalidArgument", fq_error_id=f"MissingMandatoryParameter,{self.name or 'script'}",
@@ -352,11 +352,38 @@ class ScriptCommand(Stage):
             scope.vars["input"] = PSEnumerator([item])
             if self.pipeline_param is not None:
                 scope.vars[self.pipeline_param.name.lower()] = self._coerce(self.pipeline_param, item)
+            self._bind_by_property_name(item)
         self.rt.call_depth += 1
         try:
             self._run_block("process", item)
         finally:
             self.rt.call_depth -= 1
+
+    def _bind_by_property_name(self, item: object) -> None:
+        """[Parameter(ValueFromPipelineByPropertyName)]: the item's property of the parameter's name or an alias."""
+        scope = self.scope
+        assert scope is not None
+        for p in self.params:
+            if p is self.pipeline_param or not to_bool(self.param_attr(p, "valuefrompipelinebypropertyname")) \
+                    or p.name in self.bound:
+                continue
+            names = [p.name] + [to_str(alias) for a in p.attrs if a.name == "alias"
+                                for n in a.args for alias in as_list(self.rt.eval(n))]
+            found, value = False, None
+            for name in names:
+                found, value = property_of(item, name)
+                if found:
+                    break
+            if found:
+                scope.vars[p.name.lower()] = self._coerce(p, value)
+            elif self._mandatory(p):
+                raise PSError(self.rt.fill(ErrorRecord(
+                    "The input object cannot be bound to any parameters for the command either because the command "
+                    "does not take pipeline input or the input and its properties do not match any of the parameters "
+                    "that take pipeline input.", category="InvalidArgument",
+                    fq_error_id=f"InputObjectNotBound,{self.name or 'script'}",
+                    exception_type="System.Management.Automation.ParameterBindingException",
+                    command_name=self.name or None, reason="ParameterBindingException")))
 
     def end(self) -> None:
         rt = self.rt
@@ -380,6 +407,23 @@ class ScriptCommand(Stage):
 
 
 ALL_SETS = "__AllParameterSets"
+
+
+def property_of(item: object, name: str) -> tuple[bool, object]:
+    """(found, value) of an object's property as pipeline binding by property name sees it."""
+    low = name.lower()
+    if isinstance(item, PSObject):
+        return (True, item.props[name]) if name in item.props else (False, None)
+    getter = getattr(item, "ps_get", None)
+    if getter is not None:
+        try:
+            return True, getter(name)
+        except KeyError:
+            pass
+    for attr in dir(item):
+        if attr.lower() == low and attr[:1].isupper():
+            return True, getattr(item, attr)
+    return False, None
 
 
 def is_switch_param(p: Node) -> bool:

@@ -46,6 +46,10 @@ class TestPath(Cmdlet):
                                  "ParameterArgumentValidationErrorNullNotAllowed")
         for path in paths:
             sp = to_str(path)
+            if self.p.get("IsValid"):  # the syntax only: a known drive and no characters NTFS refuses
+                self.emit(not any(c in sp[2:] if len(sp) > 1 and sp[1] == ":" else c in sp for c in '<>"|?*')
+                          and not (len(sp) > 1 and sp[1] == ":" and sp[0].upper() != "C"))
+                continue
             env = env_path(sp)
             if env is not None:
                 self.emit(env == "" or self.rt.host.env_get(env) is not None)

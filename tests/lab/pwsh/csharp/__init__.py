@@ -15,6 +15,6 @@ and importing this package loads them all.
 from __future__ import annotations
 
 from tests.lab.pwsh.csharp.registry import compile_sources, EMULATIONS, UnknownSource
-from tests.lab.pwsh.csharp import ansible_basic, codedom, process_util  # noqa: F401,E402  (imported to register them)
+from tests.lab.pwsh.csharp import ansible_basic, codedom, module_inline, process_util  # noqa: F401,E402  (imported to register them)
 
 __all__ = ["EMULATIONS", "UnknownSource", "compile_sources"]

@@ -6,9 +6,10 @@
     reflection    [T].Name/.Assembly/.GetField, assemblies, TypeAccelerators
     primitives    IntPtr, Char, Regex objects, TimeSpan, DateTime statics, CultureInfo, TimeZoneInfo, Array
     io            [IO.Path]/[IO.File]/[IO.Directory] members files.py lacks, FileAttributes, SearchOption
+    environment   [Environment] variables by target (Process/User/Machine), OSVersion
     automation    ErrorCategory, ErrorDetails, exception classes, PSScriptMethod, NullString, SystemPolicy
 """
 
 from __future__ import annotations
 
-from tests.lab.pwsh.net import automation, collections, console, io, primitives, reflection  # noqa: F401  (imported to register their types)
+from tests.lab.pwsh.net import automation, collections, console, environment, io, primitives, reflection  # noqa: F401  (imported to register their types)
