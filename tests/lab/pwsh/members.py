@@ -10,7 +10,7 @@ import datetime as dt
 import re
 
 from tests.lab.pwsh.conversions import format_date, format_one
-from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TypeObject
+from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TimeSpanValue, TypeObject
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.net.collections import NOT_HANDLED
@@ -178,7 +178,10 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
     if isinstance(obj, dt.datetime):
         attr = {"year": obj.year, "month": obj.month, "day": obj.day, "hour": obj.hour, "minute": obj.minute,
                 "second": obj.second, "millisecond": obj.microsecond // 1000, "dayofweek": obj.strftime("%A"),
-                "ticks": int((obj.replace(tzinfo=None) - dt.datetime(1, 1, 1)).total_seconds() * 10**7)}
+                "ticks": int((obj.replace(tzinfo=None) - dt.datetime(1, 1, 1)).total_seconds() * 10**7),
+                "date": obj.replace(hour=0, minute=0, second=0, microsecond=0), "dayofyear": obj.timetuple().tm_yday,
+                "kind": "Utc" if obj.utcoffset() == dt.timedelta(0) else "Local" if obj.tzinfo else "Unspecified",
+                "timeofday": TimeSpanValue(obj.hour * 3600 + obj.minute * 60 + obj.second + obj.microsecond / 1e6)}
         return attr.get(low)
     if isinstance(obj, (int, float)) and not isinstance(obj, bool):
         return None
@@ -360,6 +363,18 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
             return obj + dt.timedelta(**{unit if unit != "milliseconds" else "milliseconds": rt.to_num(args[0])})
         if low == "touniversaltime":
             return obj.astimezone(dt.timezone.utc)
+        if low == "tolocaltime":
+            return obj.astimezone()
+        if low in ("addyears", "addmonths"):
+            months = rt.to_int(args[0]) * (12 if low == "addyears" else 1) + obj.month - 1
+            year, month = obj.year + months // 12, months % 12 + 1
+            return obj.replace(year=year, month=month, day=min(obj.day, 28 if month == 2 else 30 if month in (
+                4, 6, 9, 11) else 31))
+        if low == "addticks":
+            return obj + dt.timedelta(microseconds=rt.to_num(args[0]) / 10)
+        if low in ("add", "subtract") and isinstance(args[0], TimeSpanValue):
+            delta = dt.timedelta(seconds=args[0].seconds)
+            return obj + delta if low == "add" else obj - delta
         if low == "tofiletime" or low == "tofiletimeutc":
             return int((obj.timestamp() + 11644473600) * 10**7)
         raise no_method(obj, name)

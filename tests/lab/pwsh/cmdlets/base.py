@@ -92,9 +92,13 @@ class Cmdlet(Stage):
             raise self.binding_error(f"A positional parameter cannot be found that accepts argument "
                                      f"'{to_str(rest[0])}'.", "PositionalParameterNotFound")
 
+    def command_class(self) -> str:
+        """The cmdlet's .NET class as FullyQualifiedErrorIds name it (a noun with dots is a full name)."""
+        return self.noun if "." in self.noun else f"Microsoft.PowerShell.Commands.{self.noun}"
+
     def binding_error(self, message: str, fq: str) -> PSError:
         return PSError(self.rt.fill(ErrorRecord(
-            message, category="InvalidArgument", fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+            message, category="InvalidArgument", fq_error_id=f"{fq},{self.command_class()}",
             exception_type="System.Management.Automation.ParameterBindingException", command_name=self.name,
             reason="ParameterBindingException")))
 
@@ -104,13 +108,13 @@ class Cmdlet(Stage):
     def error(self, message: str, fq: str, category: str = "ObjectNotFound",
               exc: str = "System.Management.Automation.ItemNotFoundException", target: object = None) -> None:
         self.rt.write_error(ErrorRecord(message, category=category,
-                                        fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+                                        fq_error_id=f"{fq},{self.command_class()}",
                                         exception_type=exc, target=target, command_name=self.name), self.ea)
 
     def terminate(self, message: str, fq: str, category: str = "InvalidArgument",
                   exc: str = "System.Management.Automation.PSArgumentException", target: object = None) -> PSError:
         return PSError(self.rt.fill(ErrorRecord(message, category=category,
-                                                fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+                                                fq_error_id=f"{fq},{self.command_class()}",
                                                 exception_type=exc, target=target, command_name=self.name)))
 
     def process_item(self, item: object) -> None:

@@ -1,4 +1,4 @@
-"""Time cmdlets: Get-Date and Start-Sleep (bounded by limits.MAX_SLEEP_SECONDS)."""
+"""Time cmdlets: Get-Date, New-TimeSpan and Start-Sleep (bounded by limits.MAX_SLEEP_SECONDS)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from tests.lab.pwsh import limits
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet
 from tests.lab.pwsh.conversions import convert_value, format_date
+from tests.lab.pwsh.dotnet_objects import TimeSpanValue
 from tests.lab.pwsh.values import to_str
 
 
@@ -23,14 +24,40 @@ class StartSleep(Cmdlet):
         time.sleep(min(float(secs), limits.MAX_SLEEP_SECONDS))
 
 
-@cmdlet("Get-Date", positional=("Date",), params=("Format", "UFormat"))
+@cmdlet("Get-Date", positional=("Date",),
+        params=("Format", "UFormat", "Year", "Month", "Day", "Hour", "Minute", "Second", "Millisecond", "DisplayHint"))
 class GetDate(Cmdlet):
     def process(self, item: object) -> None:
         d = self.p.get("Date")
         d = convert_value(self.rt, d, "datetime") if d is not None else dt.datetime.now().astimezone()
+        parts = {k.lower(): self.rt.to_int(self.p[k]) for k in ("Year", "Month", "Day", "Hour", "Minute", "Second")
+                 if k in self.p}
+        if parts or "Millisecond" in self.p:
+            if "Millisecond" in self.p:
+                parts["microsecond"] = self.rt.to_int(self.p["Millisecond"]) * 1000
+            d = d.replace(**parts)  # type: ignore[union-attr]
         if "Format" in self.p:
             self.emit(format_date(d, to_str(self.p["Format"])))  # type: ignore[arg-type]
         elif "UFormat" in self.p:
             self.emit(d.strftime(to_str(self.p["UFormat"])))  # type: ignore[union-attr]
         else:
             self.emit(d)
+
+
+@cmdlet("New-TimeSpan", positional=("Start", "End"), params=("Days", "Hours", "Minutes", "Seconds", "Milliseconds"))
+class NewTimeSpan(Cmdlet):
+    def process(self, item: object) -> None:
+        rt = self.rt
+        if "Start" in self.p or "End" in self.p:
+            start = convert_value(rt, self.p["Start"], "datetime") if "Start" in self.p else dt.datetime.now()
+            end = convert_value(rt, self.p["End"], "datetime") if "End" in self.p else dt.datetime.now()
+            self.emit(TimeSpanValue((_aware(end) - _aware(start)).total_seconds()))  # type: ignore[arg-type]
+            return
+        seconds = sum(rt.to_num(self.p.get(k, 0)) * f for k, f in (("Days", 86400), ("Hours", 3600),
+                                                                   ("Minutes", 60), ("Seconds", 1),
+                                                                   ("Milliseconds", 0.001)))
+        self.emit(TimeSpanValue(seconds))
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.astimezone()

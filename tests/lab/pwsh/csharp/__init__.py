@@ -15,6 +15,8 @@ and importing this package loads them all.
 from __future__ import annotations
 
 from tests.lab.pwsh.csharp.registry import compile_sources, EMULATIONS, UnknownSource
-from tests.lab.pwsh.csharp import ansible_basic, codedom, module_inline, process_util  # noqa: F401,E402  (imported to register them)
+from tests.lab.pwsh.csharp import (  # noqa: F401,E402  (imported to register them)
+    ansible_basic, codedom, link_util, module_inline, privilege, process_util,
+)
 
 __all__ = ["EMULATIONS", "UnknownSource", "compile_sources"]

@@ -16,7 +16,7 @@ import stat
 from typing import Any
 
 from tests.lab.pwsh.dotnet_types import EnumType, register, registered, SimpleType
-from tests.lab.pwsh.files import dotnet_io, FileStreamObj
+from tests.lab.pwsh.files import attributes_of, dotnet_io, FileStreamObj
 from tests.lab.pwsh.values import to_str
 
 FILE_ATTRIBUTES = {"ReadOnly": 1, "Hidden": 2, "System": 4, "Directory": 16, "Archive": 32, "Device": 64,
@@ -25,20 +25,6 @@ FILE_ATTRIBUTES = {"ReadOnly": 1, "Hidden": 2, "System": 4, "Directory": 16, "Ar
                    "NoScrubData": 131072}
 register(EnumType("System.IO.FileAttributes", FILE_ATTRIBUTES, flags=True))
 register(EnumType("System.IO.SearchOption", {"TopDirectoryOnly": 0, "AllDirectories": 1}))
-
-
-def attributes_of(host: pathlib.Path) -> int:
-    """The FileAttributes of a file or directory on the lab host."""
-    if host.is_symlink():
-        value = FILE_ATTRIBUTES["ReparsePoint"] | (FILE_ATTRIBUTES["Directory"] if host.is_dir() else 0)
-        return value
-    st = host.stat()
-    value = FILE_ATTRIBUTES["Directory"] if stat.S_ISDIR(st.st_mode) else FILE_ATTRIBUTES["Archive"]
-    if not st.st_mode & stat.S_IWUSR:
-        value |= FILE_ATTRIBUTES["ReadOnly"]
-    if host.name.startswith("."):
-        value |= FILE_ATTRIBUTES["Hidden"]
-    return value
 
 
 def file_attributes(value: int) -> object:
