@@ -90,7 +90,11 @@ class ExceptionObj:
         self.rec = rec
         self.Message = rec.message
         self.ps_type = rec.exception_type
-        self.InnerException = None
+        self.InnerException: object = None
+        if rec.inner is not None:  # the exception a .NET method threw, inside PowerShell's MethodInvocationException
+            inner_type, inner_message = rec.inner
+            self.InnerException = ExceptionObj(ErrorRecord(inner_message, exception_type=inner_type,
+                                                           fq_error_id=inner_type.rsplit(".", 1)[-1]))
         self.StackTrace = None
         self.ErrorRecord = rec
         self.WasThrownFromThrowStatement = rec.thrown_object is not None

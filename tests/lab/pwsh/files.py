@@ -51,20 +51,24 @@ def dotnet_io(rt: Interpreter, method: str, nargs: int, fn: Callable[[], object]
     try:
         return fn()
     except PathOutsideRoot as e:
-        raise method_exception(method, nargs, str(e)) from None
+        raise method_exception(method, nargs, str(e), inner_type="System.NotSupportedException") from None
     except FileNotFoundError as e:
         win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
         if e.filename and not pathlib.Path(e.filename).parent.exists():
-            raise method_exception(method, nargs, f"Could not find a part of the path '{win}'.") from None
-        raise method_exception(method, nargs, f"Could not find file '{win}'.") from None
+            raise method_exception(method, nargs, f"Could not find a part of the path '{win}'.",
+                                   inner_type="System.IO.DirectoryNotFoundException") from None
+        raise method_exception(method, nargs, f"Could not find file '{win}'.",
+                               inner_type="System.IO.FileNotFoundException") from None
     except IsADirectoryError as e:
         win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
-        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
+        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.",
+                               inner_type="System.UnauthorizedAccessException") from None
     except PermissionError as e:
         win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
-        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
+        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.",
+                               inner_type="System.UnauthorizedAccessException") from None
     except OSError as e:
-        raise method_exception(method, nargs, str(e.strerror or e)) from None
+        raise method_exception(method, nargs, str(e.strerror or e), inner_type="System.IO.IOException") from None
 
 
 class PathInfo:

@@ -219,6 +219,9 @@ def set_member(rt: Interpreter, obj: object, name: str, value: object) -> None:
     if isinstance(obj, Ref) and name.lower() == "value":
         obj.Value = value
         return
+    setter = getattr(obj, "ps_set", None)  # objects whose properties have setters with effects (SCManager.Service)
+    if setter is not None and setter(name, value):
+        return
     for attr in dir(obj):
         if attr.lower() == name.lower() and attr[0].isupper():
             setattr(obj, attr, value)

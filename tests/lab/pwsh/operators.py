@@ -195,7 +195,10 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
         return to_bool(left) != to_bool(right)
     if op in ("band", "bor", "bxor", "shl", "shr"):
         a, b = rt.to_int(left), rt.to_int(right)
-        return {"band": a & b, "bor": a | b, "bxor": a ^ b, "shl": a << b, "shr": a >> b}[op]
+        if op in ("shl", "shr"):
+            b &= 63 if not -2**31 <= a < 2**31 else 31  # .NET masks the shift count by the operand's width
+            return a << b if op == "shl" else a >> b
+        return {"band": a & b, "bor": a | b, "bxor": a ^ b}[op]
     if op == "f":
         return format_string(rt, to_str(left), as_list(right) if isinstance(right, (list, tuple)) else [right])
     if op == "+":

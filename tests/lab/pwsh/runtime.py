@@ -36,6 +36,22 @@ from tests.lab.pwsh.values import (
 )
 
 
+# Base classes of the exceptions the engine raises by name (catch [IOException] catches FileNotFoundException).
+_EXCEPTION_BASES = {
+    "system.io.filenotfoundexception": ("system.io.ioexception", "system.systemexception"),
+    "system.io.directorynotfoundexception": ("system.io.ioexception", "system.systemexception"),
+    "system.io.ioexception": ("system.systemexception",),
+    "system.unauthorizedaccessexception": ("system.systemexception",),
+    "system.argumentexception": ("system.systemexception",),
+    "system.invalidoperationexception": ("system.systemexception",),
+    "system.formatexception": ("system.systemexception",),
+}
+
+
+def _base_match(have: str, want: str) -> bool:
+    return want in ("system.exception", "system.object") or want in _EXCEPTION_BASES.get(have, ())
+
+
 # Automatic variables PowerShell defines where the lab engine sets them only when they have a value.
 _NOT_STRICT = {"_", "psitem", "input", "args", "this", "matches", "lastexitcode", "pscommandpath", "psscriptroot",
                "myinvocation", "psboundparameters", "pscmdlet", "error", "null", "true", "false", "sender",
@@ -359,10 +375,20 @@ class Runtime:
                 self.exec_stmts(st.fin, sink)
 
     def catch_matches(self, tname: str, rec: ErrorRecord) -> bool:
+        """`catch [T]`: the inner exception's type first (as ExceptionHandlingOps.FindMatchingHandler), then the
+        error's own, each with its base classes."""
         want = canonical_type(tname).lower()
+        resolved = type_ref(self, tname).canon.lower()
+        inner = getattr(rec.exception, "InnerException", None)
+        if inner is None and rec.inner is not None:
+            inner_types = [rec.inner[0].lower()]
+        else:
+            inner_types = [getattr(inner, "ps_type", "").lower()] + [
+                b.lower() for b in getattr(inner, "ps_bases", ())] if inner is not None else []
+        if inner_types and (resolved in inner_types or want in inner_types or _base_match(inner_types[0], resolved)):
+            return True
         have = rec.exception_type.lower()
         bases = [b.lower() for b in getattr(rec.exception, "ps_bases", ())]
-        resolved = type_ref(self, tname).canon.lower()
         if resolved in bases or resolved == have or want in bases:
             return True
         if want in ("system.exception", "system.object"):

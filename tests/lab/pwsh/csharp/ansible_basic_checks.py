@@ -12,6 +12,7 @@ from typing import Any
 from tests.lab.pwsh.csharp import ansible_basic_spec as spec_mod
 from tests.lab.pwsh.csharp.ansible_basic_spec import ModuleFailed, ParseError, with_context
 from tests.lab.pwsh.csharp.scripting import dotnet_str, dotnet_type, expand_env, invoke_script
+from tests.lab.pwsh.errors import PSError
 from tests.lab.pwsh.net.collections import DictionaryObj, GenericList
 from tests.lab.pwsh.values import as_list, to_str
 
@@ -46,7 +47,7 @@ def check_arguments(module: Any, spec: dict, param: dict, legal: list[str]) -> N
             continue
         kind = meta["type"] if isinstance(meta["type"], str) else "delegate"
         try:
-            value = convert(module, kind, value)
+            value = convert(module, kind, value, meta["type"])
         except ParseError as e:
             raise ModuleFailed(with_context(f"argument for {key} is of type {dotnet_type(param[key])} and we were "
                                             f"unable to convert to {kind}: {e}", ctx)) from None
@@ -156,9 +157,14 @@ def _set_pass_var(module: Any, target: str, value: object) -> None:
         module.tracebacks_for = list(value)  # type: ignore[call-overload]
 
 
-def convert(module: Any, kind: str, value: object) -> object:
+def convert(module: Any, kind: str, value: object, delegate: object = None) -> object:
     """The option type's Parse* method applied to a value (ParseError carries the .NET exception's message)."""
     rt = module.rt
+    if kind == "delegate":
+        try:
+            return delegate.invoke(value)  # type: ignore[union-attr]
+        except PSError as e:
+            raise ParseError(e.record.message) from None
     if kind == "bool":
         return spec_mod.parse_bool(value)
     if kind == "dict":
@@ -198,6 +204,7 @@ def _check_sub_option(module: Any, param: dict, key: str, spec: dict) -> None:  
     value = param[key]
     kind = spec["type"] if isinstance(spec["type"], str) else "delegate"
     elements = spec["elements"] if isinstance(spec["elements"], str) or spec["elements"] is None else "delegate"
+    element_converter = spec["elements"] if elements == "delegate" else None
     if not (kind == "dict" or (kind == "list" and elements is not None)):
         return
     if kind == "list":
@@ -209,7 +216,7 @@ def _check_sub_option(module: Any, param: dict, key: str, spec: dict) -> None:  
                 new.append(_parse_sub_spec(module, spec, element, key))
             else:
                 try:
-                    new.append(convert(module, elements, element))
+                    new.append(convert(module, elements, element, element_converter))
                 except ParseError:
                     raise ModuleFailed(with_context(
                         f"argument for list entry {key} is of type {dotnet_type(element)} and we were unable to "

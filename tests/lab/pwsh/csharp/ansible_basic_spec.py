@@ -125,7 +125,7 @@ def validate_spec(spec: dict, context: list[str]) -> None:  # type: ignore[type-
                 if value not in OPTION_TYPES:
                     msg = with_context(f"{key} '{value}' is unsupported", context, " - ")
                     raise SpecError(f"{msg}. Valid types are: {', '.join(OPTION_TYPES)}")
-            else:
+            elif not hasattr(value, "invoke"):  # a delegate ([Func[[Object], [T]]]{...}) converts the value itself
                 raise SpecError(with_context(f"{key} must either be a string or delegate, was: {dotnet_type(value)}",
                                              context, " - "))
     for key, value in changed.items():

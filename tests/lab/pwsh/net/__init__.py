@@ -7,9 +7,12 @@
     primitives    IntPtr, Char, Regex objects, TimeSpan, DateTime statics, CultureInfo, TimeZoneInfo, Array
     io            [IO.Path]/[IO.File]/[IO.Directory] members files.py lacks, FileAttributes, SearchOption
     environment   [Environment] variables by target (Process/User/Machine), OSVersion
+    principal     SecurityIdentifier, NTAccount, WindowsIdentity, WindowsPrincipal (the machine's accounts)
     automation    ErrorCategory, ErrorDetails, exception classes, PSScriptMethod, NullString, SystemPolicy
 """
 
 from __future__ import annotations
 
-from tests.lab.pwsh.net import automation, collections, console, environment, io, primitives, reflection  # noqa: F401  (imported to register their types)
+from tests.lab.pwsh.net import (  # noqa: F401  (imported to register their types)
+    automation, collections, console, environment, io, primitives, principal, reflection,
+)

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from tests.lab.pwsh.dotnet_objects import ExceptionObj
-from tests.lab.pwsh.dotnet_types import EnumType, register, SimpleType
+from tests.lab.pwsh.dotnet_types import EnumType, register, register_generic, SimpleType
 from tests.lab.pwsh.errors import ErrorRecord
 from tests.lab.pwsh.values import ScriptBlock, to_str
 
@@ -171,3 +171,48 @@ def win32_exception(code: int, message: str, text: str) -> ExceptionObj:
                          f"{message} ({text}, Win32ErrorCode {code} - 0x{code:08X})")
     exc.NativeErrorCode = code  # type: ignore[attr-defined]
     return exc
+
+
+class DelegateObj:
+    """A delegate made from a script block ([Func[[Object], [String]]]{ ... }): Invoke runs the block with the
+    arguments as $args, as PowerShell's ScriptBlock-to-delegate conversion does."""
+
+    ps_type = "System.Func`2"
+
+    def __init__(self, rt: object, block: ScriptBlock, type_name: str) -> None:
+        self.rt = rt
+        self.block = block
+        self.ps_type = type_name
+
+    def invoke(self, *args: object) -> object:
+        from tests.lab.pwsh.stages import run_stage, ScriptCommand
+        out: list[object] = []
+        cmd = ScriptCommand(self.rt, self.block, "", list(args), {})  # type: ignore[arg-type]
+        cmd.sink = out.append
+        run_stage(cmd, None)
+        return None if not out else out[0] if len(out) == 1 else out
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() in ("invoke", "dynamicinvoke"):
+            return self.invoke(*args)
+        from tests.lab.pwsh.errors import no_method
+        raise no_method(self, name)
+
+
+def _delegate_type(arity: int) -> object:
+    def factory(args: list[object]) -> SimpleType:
+        label = ",".join(getattr(a, "full_name", None) or to_str(a) for a in args)
+        name = f"System.Func`{arity}[{label}]"
+
+        def cast(rt: object, value: object) -> DelegateObj:
+            if isinstance(value, DelegateObj):
+                return value
+            if not isinstance(value, ScriptBlock):
+                raise ValueError(value)
+            return DelegateObj(rt, value, name)
+        return SimpleType(name, cast=cast, instance=lambda v: isinstance(v, DelegateObj))
+    return factory
+
+
+for _arity in range(1, 5):
+    register_generic(f"System.Func`{_arity}", _delegate_type(_arity))  # type: ignore[arg-type]

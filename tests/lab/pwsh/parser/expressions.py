@@ -192,7 +192,7 @@ class ExpressionParser(Scanner):
                 while self.peek() in " \t":
                     self.i += 1
                 c2 = self.peek()
-                if c2 in "$'\"(@[" or c2.isdigit() or (c2 == "-" and self.peek(1).isdigit()):
+                if c2 in "$'\"(@[{" or c2.isdigit() or (c2 == "-" and self.peek(1).isdigit()):
                     operand = self.parse_unary()
                     return Node("cast", pos, type=tname, operand=operand)
                 self.i = after
