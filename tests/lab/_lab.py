@@ -307,6 +307,9 @@ class Lab:
         entry.host.start()
         self._on_stop(f"host {entry.config.name}", entry.host.stop)
         if entry.machine is not None:
+            entry.machine.ip_address = entry.config.address
+            entry.machine.winrm_listeners = _listeners(entry)
+        if entry.machine is not None:
             entry.machine.on_power(_power_listener(entry))
             self._on_stop(f"{entry.config.name} power timers", entry.machine.close)
 
@@ -621,6 +624,30 @@ def _stop_logged(what: str, stop: t.Callable[[], t.Any]) -> None:
         stop()
     except Exception:
         log.exception("stopping %s failed", what)
+
+
+def _listeners(entry: _HostEntry) -> list[dict[str, t.Any]]:
+    """The host's WinRM listeners as its WSMan: drive lists them (the HTTPS one with its certificate)."""
+    config = entry.config
+    found: list[dict[str, t.Any]] = [{"transport": "HTTP", "port": config.http_port, "hostname": "",
+                                      "listening_on": config.address}]
+    https: dict[str, t.Any] = {"transport": "HTTPS", "port": config.https_port, "hostname": config.name.lower(),
+                               "listening_on": config.address}
+    cert_path = getattr(entry.host, "cert_path", None)
+    if cert_path is not None:
+        try:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes
+        except ImportError:  # without it the listener is listed without its certificate details
+            pass
+        else:
+            cert = x509.load_pem_x509_certificate(pathlib.Path(cert_path).read_bytes())
+            https.update(thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),
+                         subject=cert.subject.rfc4514_string().replace(",", ", "),
+                         issuer=cert.issuer.rfc4514_string().replace(",", ", "),
+                         not_after=cert.not_valid_after_utc, not_before=cert.not_valid_before_utc)
+    found.append(https)
+    return found
 
 
 def _as_file(value: t.Any, path: pathlib.Path) -> pathlib.Path:

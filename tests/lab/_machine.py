@@ -24,10 +24,9 @@ log = logging.getLogger(__name__)
 _FILETIME_EPOCH = _dt.datetime(1601, 1, 1, tzinfo=_dt.timezone.utc)
 # shutdown.exe /t accepts 0..315360000 seconds (10 years), as its usage text says.
 MAX_SHUTDOWN_DELAY_S = 315_360_000
-# The volatile key LogonUI creates when it is about to show the logon screen; ansible.windows' win_reboot
-# deletes it before rebooting and waits for it to exist again.
-LOGON_UI_SESSION_KEY = (r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Authentication"
-                        r"\LogonUI\SessionData")
+# The volatile key Winlogon creates when it is about to show the logon screen; ansible.windows' win_reboot
+# (plugin_utils/_reboot.py, _LOGON_UI_KEY) deletes it before rebooting and waits for it to exist again.
+LOGON_UI_SESSION_KEY = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Winlogon\AutoLogonChecked"
 
 # Win32 error codes the SCM and shutdown.exe return (System Error Codes, 1000-1299).
 ERROR_ACCESS_DENIED = 5

@@ -250,13 +250,20 @@ def format_date(d: dt.datetime, fmt: str) -> str:
     tokens = [("yyyy", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"), ("dddd", "%A"),
               ("ddd", "%a"), ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("tt", "%p"),
               ("fffffff", "F7"), ("ffffff", "F6"), ("fffff", "F5"), ("ffff", "F4"), ("fff", "FFF"), ("ff", "FF"),
-              ("K", "%z")]
+              ("zzzz", "ZZZ"), ("zzz", "ZZZ"), ("zz", "ZZ"), ("z", "Z1"), ("K", "%z")]
     out = []
     i = 0
     while i < len(fmt):
         for tok, rep in tokens:
             if fmt.startswith(tok, i):
-                if rep.startswith("F") and rep[1:].isdigit():
+                if rep in ("ZZZ", "ZZ", "Z1"):
+                    offset = d.utcoffset() if d.tzinfo is not None else dt.datetime.now().astimezone().utcoffset()
+                    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+                    sign = "-" if minutes < 0 else "+"
+                    hh, mm = divmod(abs(minutes), 60)
+                    out.append(f"{sign}{hh:02d}:{mm:02d}" if rep == "ZZZ" else f"{sign}{hh:02d}" if rep == "ZZ"
+                               else f"{sign}{hh}")
+                elif rep.startswith("F") and rep[1:].isdigit():
                     out.append(f"{d.microsecond:06d}0"[:int(rep[1:])])
                 elif rep == "FFF":
                     out.append(f"{d.microsecond // 1000:03d}")

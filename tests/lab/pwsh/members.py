@@ -353,7 +353,7 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
                 return False
         if low == "getenumerator":
             return obj
-        if low == "reset":
+        if low in ("reset", "dispose"):
             return None
         raise no_method(obj, name)
     if isinstance(obj, Ref):

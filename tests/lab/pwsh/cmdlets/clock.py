@@ -39,7 +39,7 @@ class GetDate(Cmdlet):
         if "Format" in self.p:
             self.emit(format_date(d, to_str(self.p["Format"])))  # type: ignore[arg-type]
         elif "UFormat" in self.p:
-            self.emit(d.strftime(to_str(self.p["UFormat"])))  # type: ignore[union-attr]
+            self.emit(uformat(d, to_str(self.p["UFormat"])))  # type: ignore[arg-type]
         else:
             self.emit(d)
 
@@ -61,3 +61,35 @@ class NewTimeSpan(Cmdlet):
 
 def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def uformat(d: dt.datetime, fmt: str) -> str:
+    """Get-Date -UFormat as Windows PowerShell 5.1 formats: a leading '+' is dropped, %s is the seconds since
+    1970-01-01 UTC with their fraction (5.1 did not round them), %Z the UTC offset's hours ("+00")."""
+    if fmt.startswith("+"):
+        fmt = fmt[1:]
+    out: list[str] = []
+    i = 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c != "%" or i + 1 >= len(fmt):
+            out.append(c)
+            i += 1
+            continue
+        token = fmt[i + 1]
+        i += 2
+        if token == "s":
+            moment = d if d.tzinfo is not None else d.astimezone()
+            seconds = (moment - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)).total_seconds()
+            out.append(repr(round(seconds, 5)).rstrip("0").rstrip("."))
+        elif token == "Z":
+            offset = d.utcoffset() if d.tzinfo is not None else dt.datetime.now().astimezone().utcoffset()
+            hours = int(offset.total_seconds() // 3600) if offset is not None else 0
+            out.append(f"{'-' if hours < 0 else '+'}{abs(hours):02d}")
+        elif token == "k":
+            out.append(f"{d.hour:2d}")
+        elif token == "l":
+            out.append(f"{d.hour % 12 or 12:2d}")
+        else:
+            out.append(d.strftime("%" + token))
+    return "".join(out)

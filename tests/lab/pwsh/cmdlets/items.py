@@ -1,4 +1,4 @@
-"""Item cmdlets on the FileSystem and Env: drives.
+"""Item cmdlets on the FileSystem and Env: drives (and the Registry provider's keys, cmdlets/registry.py).
 
 Get-Item, Get-ChildItem, New-Item, Remove-Item, Copy-Item, Move-Item and Get-FileHash.
 """
@@ -13,6 +13,9 @@ from typing import Any
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_entry, env_path
+from tests.lab.pwsh.cmdlets.registry import registry_children, registry_item, registry_new, registry_remove
+from tests.lab.pwsh.config_drives import certificate, drive_of, wsman_items
+from tests.lab.pwsh.registry import registry_path
 from tests.lab.pwsh.files import FileSystemItem, resolve_path, win_full
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
@@ -23,6 +26,12 @@ class GetItem(Cmdlet):
     def process(self, item: object) -> None:
         for path in self.path_args(item):
             sp = to_str(path)
+            if registry_path(sp) is not None:
+                registry_item(self, sp)
+                continue
+            if drive_of(sp) is not None:
+                self.config_item(sp)
+                continue
             env = env_path(sp)
             if env is not None:
                 v = self.rt.host.env_get(env)
@@ -38,12 +47,33 @@ class GetItem(Cmdlet):
             self.emit(FileSystemItem.of(self.rt, hp))
 
 
+    def config_item(self, path: str) -> None:
+        """Get-Item on the WSMan: and Cert: drives (tests/lab/pwsh/config_drives.py)."""
+        found: object = wsman_items(self.rt, path, children=False) if drive_of(path) == "wsman" else \
+            certificate(self.rt, path)
+        if not found:
+            self.error(f"Cannot find path '{path}' because it does not exist.", "PathNotFound", target=path)
+            return
+        for entry in found if isinstance(found, list) else [found]:
+            self.emit(entry)
+
+
 @cmdlet("Get-ChildItem", "gci", "dir", "ls", positional=("Path", "Filter"),
         params=("LiteralPath", "Include", "Exclude", "Depth"),
         switches=("Recurse", "Force", "File", "Directory", "Name"))
 class GetChildItem(Cmdlet):
     def process(self, item: object) -> None:
         path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
+        if registry_path(path) is not None:
+            registry_children(self, path)
+            return
+        if drive_of(path) == "wsman":
+            found = wsman_items(self.rt, path, children=not path.rstrip().endswith("*"))
+            if found is None:
+                self.path_not_found(path)
+            for entry in found or []:
+                self.emit(entry)
+            return
         env = env_path(path)
         if env is not None:
             for k, v in sorted(self.rt.host.env.items(), key=lambda kv: kv[0].lower()):
@@ -87,6 +117,9 @@ class NewItem(Cmdlet):
             self.emit(env_entry(var, to_str(self.p.get("Value", ""))))
             return
         path = base + "\\" + to_str(name) if name is not None else base
+        if registry_path(path) is not None:
+            registry_new(self, path)
+            return
         hp = resolve_path(rt, path)
         kind = to_str(self.p.get("ItemType", "File")).lower()
         full = rt.host.fs.win_of(hp)
@@ -127,6 +160,9 @@ class RemoveItem(Cmdlet):
             src = src.FullName
         for path in as_list(src):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            if registry_path(sp) is not None:
+                registry_remove(self, sp)
+                continue
             env = env_path(sp)
             if env is not None:
                 if rt.host.env_get(env) is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
+from tests.lab.pwsh.cmdlets.registry import registry_exists
 from tests.lab.pwsh.files import PathInfo, resolve_path, win_full
 from tests.lab.pwsh.host import PathOutsideRoot
+from tests.lab.pwsh.registry import registry_path
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
 
@@ -49,6 +51,9 @@ class TestPath(Cmdlet):
             if self.p.get("IsValid"):  # the syntax only: a known drive and no characters NTFS refuses
                 self.emit(not any(c in sp[2:] if len(sp) > 1 and sp[1] == ":" else c in sp for c in '<>"|?*')
                           and not (len(sp) > 1 and sp[1] == ":" and sp[0].upper() != "C"))
+                continue
+            if registry_path(sp) is not None:
+                self.emit(registry_exists(self.rt, sp))
                 continue
             env = env_path(sp)
             if env is not None:

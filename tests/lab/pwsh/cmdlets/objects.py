@@ -57,7 +57,21 @@ class SelectObject(Cmdlet):
             props = as_list(self.p["Property"])
             if props == ["*"]:
                 return v
-            return PSObject({to_str(p): get_member(rt, v, to_str(p)) for p in props})
+            out = PSObject()
+            for p in props:
+                if isinstance(p, dict):  # a calculated property: @{ Name|N|Label|L = ...; Expression|E = {...} }
+                    label = next((p[k] for k in ("Name", "N", "Label", "L") if k in p), None)
+                    expr = next((p[k] for k in ("Expression", "E") if k in p), None)
+                    if isinstance(expr, ScriptBlock):
+                        found: list[object] = []
+                        run_filter_block(rt, expr, v, found.append)
+                        value = found[0] if len(found) == 1 else (found or None)
+                    else:
+                        value = get_member(rt, v, to_str(expr))
+                    out.props[to_str(label if label is not None else expr)] = value
+                else:
+                    out.props[to_str(p)] = get_member(rt, v, to_str(p))
+            return out
         return v
 
     def process(self, item: object) -> None:

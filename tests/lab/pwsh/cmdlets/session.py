@@ -6,7 +6,7 @@ from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, lookup_cmdlet
 from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError
 from tests.lab.pwsh.parser import parse, ParseError
 from tests.lab.pwsh.stages import CommandInfo, run_stage, ScriptCommand
-from tests.lab.pwsh.values import as_list, PSObject, ScriptBlock, to_str
+from tests.lab.pwsh.values import as_list, NO_INPUT, PSObject, ScriptBlock, to_str
 
 
 @cmdlet("Get-Command", "gcm", positional=("Name",), params=("CommandType", "Module"), switches=("All", "ListImported"))
@@ -56,8 +56,28 @@ class GetVariable(Cmdlet):
         self.emit(v if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": v}))
 
 
-@cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope",))
+@cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope", "Option", "Description", "Visibility"),
+        switches=("PassThru", "Force"))
 class SetVariable(Cmdlet):
+    """Sets the variable when it runs with its -Value, or at the end with the pipeline input it received (so a
+    Set-Variable that gets no input still sets its -Value, as SetVariableCommand.EndProcessing does)."""
+
+    def begin(self) -> None:
+        self.done = False
+        self.received: list[object] = []
+
     def process(self, item: object) -> None:
+        if item is not NO_INPUT and "Value" not in self.p:
+            self.received.append(item)
+            return
+        self._set(self.p.get("Value"))
+
+    def end(self) -> None:
+        if not self.done:
+            self._set(self.p.get("Value") if "Value" in self.p or not self.received else
+                      self.received[0] if len(self.received) == 1 else self.received)
+
+    def _set(self, value: object) -> None:
+        self.done = True
         scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
-        self.rt.set_var(to_str(self.p.get("Name")), self.p.get("Value"), scope)
+        self.rt.set_var(to_str(self.p.get("Name")), value, scope)

@@ -7,12 +7,13 @@
     primitives    IntPtr, Char, Regex objects, TimeSpan, DateTime statics, CultureInfo, TimeZoneInfo, Array
     io            [IO.Path]/[IO.File]/[IO.Directory] members files.py lacks, FileAttributes, SearchOption
     environment   [Environment] variables by target (Process/User/Machine), OSVersion
-    principal     SecurityIdentifier, NTAccount, WindowsIdentity, WindowsPrincipal (the machine's accounts)
+    network       NetworkInterface, IPGlobalProperties, IPAddress (the lab host's adapters)
+    principal     SecurityIdentifier, NTAccount, WindowsIdentity, WindowsPrincipal, AccountManagement groups
     automation    ErrorCategory, ErrorDetails, exception classes, PSScriptMethod, NullString, SystemPolicy
 """
 
 from __future__ import annotations
 
 from tests.lab.pwsh.net import (  # noqa: F401  (imported to register their types)
-    automation, collections, console, environment, io, primitives, principal, reflection,
+    automation, collections, console, environment, io, network, primitives, principal, reflection,
 )

@@ -213,3 +213,79 @@ register(SimpleType("System.Security.Principal.WindowsPrincipal",
 register(EnumType("System.Security.Principal.WindowsBuiltInRole", {
     "Administrator": 544, "User": 545, "Guest": 546, "PowerUser": 547, "AccountOperator": 548, "SystemOperator": 549,
     "PrintOperator": 550, "BackupOperator": 551, "Replicator": 552}))
+
+
+# ---- System.DirectoryServices.AccountManagement: the machine's groups and their members -------------------------
+
+register(EnumType("System.DirectoryServices.AccountManagement.ContextType",
+                  {"Machine": 0, "Domain": 1, "ApplicationDirectory": 2}))
+
+
+class PrincipalContextObj:
+    ps_type = "System.DirectoryServices.AccountManagement.PrincipalContext"
+
+    def __init__(self, rt: Any, kind: object) -> None:
+        if to_str(kind).lower() not in ("machine", "0"):
+            raise method_exception("new", 1, "The server could not be contacted.",
+                                   inner_type="System.DirectoryServices.AccountManagement.PrincipalServerDownException")
+        self.rt = rt
+        self.ContextType = "Machine"
+        self.Name = rt.host.computer_name
+
+
+class AccountPrincipalObj:
+    ps_type = "System.DirectoryServices.AccountManagement.UserPrincipal"
+
+    def __init__(self, rt: Any, name: str, sid: str) -> None:
+        self.Name = name
+        self.SamAccountName = name
+        self.Sid = SecurityIdentifierObj(rt, sid)
+        domain_sid = sid.rsplit("-", 1)[0] if sid.startswith("S-1-5-21-") else None
+        self.Sid.AccountDomainSid = SecurityIdentifierObj(rt, domain_sid) if domain_sid else None
+
+
+class GroupPrincipalObj:
+    ps_type = "System.DirectoryServices.AccountManagement.GroupPrincipal"
+
+    def __init__(self, rt: Any, context: object, name: str) -> None:
+        self.rt = rt
+        self.Name = name.rsplit("\\", 1)[-1]
+        self.Context = context
+
+    def ps_get(self, name: str) -> object:
+        if name.lower() == "members":
+            from tests.lab.pwsh.values import PSEnumerator
+            return PSEnumerator(self._members())
+        raise KeyError(name)
+
+    def _members(self) -> list[AccountPrincipalObj]:
+        machine = self.rt.host.process.machine
+        if machine is None:
+            return []
+        group = self.Name.lower()
+        return [AccountPrincipalObj(self.rt, a.name, a.sid) for a in machine.accounts.values()
+                if group in (g.lower() for g in a.groups) and a.sid != "S-1-5-18"]
+
+
+class PrincipalSearcherObj:
+    ps_type = "System.DirectoryServices.AccountManagement.PrincipalSearcher"
+
+    def __init__(self, query: object) -> None:
+        self.query = query
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "findone":
+            return self.query
+        if low == "findall":
+            return [self.query]
+        if low == "dispose":
+            return None
+        raise no_method(self, name)
+
+
+_AM = "System.DirectoryServices.AccountManagement"
+register(SimpleType(f"{_AM}.PrincipalContext", ctor=lambda rt, a: PrincipalContextObj(rt, a[0] if a else "Machine")))
+register(SimpleType(f"{_AM}.GroupPrincipal", ctor=lambda rt, a: GroupPrincipalObj(rt, a[0], to_str(a[1]) if len(
+    a) > 1 else "")))
+register(SimpleType(f"{_AM}.PrincipalSearcher", ctor=lambda rt, a: PrincipalSearcherObj(a[0] if a else None)))
