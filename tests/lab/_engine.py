@@ -166,6 +166,11 @@ def _unroll(items: Iterable[object]) -> Iterator[object]:
             yield item
 
 
+# Executables of the lab host, relative to its C:\ (the engine emulates each; tests/lab/_engine.py CmdShell).
+_EXECUTABLES = ("Windows/System32/cmd.exe", "Windows/System32/WindowsPowerShell/v1.0/powershell.exe",
+                "Windows/System32/whoami.exe", "Windows/System32/hostname.exe", "Windows/System32/shutdown.exe")
+
+
 class Engine:
     """One simulated Windows host's command engine."""
 
@@ -177,6 +182,11 @@ class Engine:
         for d in (self.root / "Windows" / "Temp", self.root / "Windows" / "System32", self.root / "ProgramData",
                   profile / "Documents", profile / "AppData" / "Local" / "Temp", profile / "Desktop"):
             d.mkdir(parents=True, exist_ok=True)
+        for exe in _EXECUTABLES:  # the files of the executables the host runs (scripts Get-Item them)
+            path = self.root / exe
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"MZ lab executable: the engine runs this program's emulation\r\n")
         temp = f"C:\\Users\\{user}\\AppData\\Local\\Temp"
         # process-wide environment: kept across runs, as a Runspace Pool's process keeps it
         self.env: dict[str, str] = {
@@ -229,7 +239,7 @@ class Engine:
         return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
                                  native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
-                                 process=self.process, launch=self.create_process)
+                                 process=self.process, launch=self.create_process, run_process=self.run_process)
 
     # ---- PowerShell ------------------------------------------------------------------------------
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
@@ -359,6 +369,21 @@ class Engine:
         engine.process.machine = self.process.machine
         engine.process.has_console = True  # CreateProcess children of the lab's hosts get (or inherit) a console
         return engine
+
+    def run_process(self, application: str | None, command_line: str, stdin: Iterable[bytes],
+                    stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]) -> int:
+        """A child process with streamed standard handles (async_wrapper's CreateAsyncProcess), run to its exit.
+
+        It shares this process's handle table, as a child inherits handles with their values."""
+        argv = split_command_line(command_line)
+        exe = application or (argv[0] if argv else "")
+        base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
+        child = self.child()
+        child.process.handles = getattr(self.process, "handles", None)
+        if base != "powershell":
+            raise FileNotFoundError(2, "The lab starts only powershell.exe with streamed handles.", exe)
+        return child.run_powershell_exe(split_command_line(_command_line_tail(command_line)), stdin, stdout, stderr,
+                                        cwd=child.process_cwd)
 
     def create_process(self, application: str | None, command_line: str, cwd: str | None,
                        env: dict[str, str] | None, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
@@ -703,6 +728,14 @@ class CmdShell:
             return self.cmd_exe(rest, out, err)
         if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
             return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)
+        native = self.engine._host_context().native_command(name)
+        if native is not None:  # the host's other executables (shutdown.exe)
+            rc, lines, errors = native(self.engine._host_context(), self.cwd, split_command_line(args))
+            for line in lines:
+                w(line + "\r\n")
+            for line in errors:
+                err((line + "\r\n").encode(enc, errors="replace"))
+            return rc
         err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
         return 9009
 

@@ -12,6 +12,7 @@ pass they must be turned into plain tests.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -102,6 +103,7 @@ def _module_vars(runs: ModuleRuns, name: str) -> tuple[dict[str, t.Any], bytes]:
         "lab_dir": f"C:\\Lab\\modules-{run_id}",
         "local_src": str(local_src),
         "local_sha1": hashlib.sha1(payload).hexdigest(),
+        "local_b64": base64.b64encode(payload).decode(),
         "fetch_dir": str(fetch_dir),
         "run_id": run_id,
     }, payload

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from tests.lab.pwsh.process import ProcessState
 
@@ -95,7 +95,8 @@ class HostContext:
 
     def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
                  native_commands: Mapping[str, NativeCommandFn] | None = None,
-                 process: ProcessState | None = None, launch: LaunchFn | None = None) -> None:
+                 process: ProcessState | None = None, launch: LaunchFn | None = None,
+                 run_process: Callable[..., int] | None = None) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
@@ -104,10 +105,16 @@ class HostContext:
         self.native_commands: dict[str, NativeCommandFn] = dict(native_commands or {})  # lower-case, no ".exe"
         self.process = process if process is not None else ProcessState()  # shared by the runs of one process
         self._launch = launch
+        self._run_process = run_process
 
     def native_command(self, name: str) -> NativeCommandFn | None:
-        """The executable `name` (with or without .exe, any case) runs, or None when the host has none."""
-        return self.native_commands.get(name.lower().removesuffix(".exe"))
+        """The executable `name` (with or without .exe, any case, bare or by its path in C:\\Windows\\System32)
+        runs, or None when the host has none."""
+        low = name.lower().replace("/", "\\")
+        folder, _, base = low.rpartition("\\")
+        if folder and folder not in ("c:\\windows\\system32", "c:\\windows\\system32\\windowspowershell\\v1.0"):
+            return None
+        return self.native_commands.get(base.removesuffix(".exe"))
 
     def launch(self, application: str | None, command_line: str, cwd: str | None, env: dict[str, str] | None,
                stdin: bytes = b"") -> tuple[int, bytes, bytes]:
@@ -115,6 +122,13 @@ class HostContext:
         if self._launch is None:
             raise FileNotFoundError(2, "The lab host has no process launcher.", command_line)
         return self._launch(application, command_line, cwd, env, stdin)
+
+    def run_process(self, application: str | None, command_line: str, stdin: Iterable[bytes],
+                    stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]) -> int:
+        """Runs a child process with streamed handles to its exit (the Engine's run_process); its exit code."""
+        if self._run_process is None:
+            raise FileNotFoundError(2, "The lab host has no process launcher.", command_line)
+        return self._run_process(application, command_line, stdin, stdout, stderr)
 
     def env_get(self, name: str) -> str | None:
         for k, v in self.env.items():

@@ -89,6 +89,19 @@ def invoke_script_method(rt: Interpreter, obj: object, method: object, args: lis
     return None if not out else out[0] if len(out) == 1 else out
 
 
+class ScriptBlockAst:
+    ps_type = "System.Management.Automation.Language.ScriptBlockAst"
+
+    def __init__(self, sb: ScriptBlock) -> None:
+        self.sb = sb
+        self.Extent = str(sb)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "getscriptblock":
+            return ScriptBlock(self.sb.body, self.sb.src, self.sb.file_name, self.sb.usings)
+        raise no_method(self, name)
+
+
 class MethodRef:
     """`$obj.Method` without parentheses: PowerShell's PSMethod, a (truthy) reference to the method."""
 
@@ -188,6 +201,8 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
     if isinstance(obj, ScriptBlock):
         if low == "file":
             return obj.file_name
+        if low == "ast":  # ScriptBlockAst: GetScriptBlock() gives the block back
+            return ScriptBlockAst(obj)
         return None
     if isinstance(obj, TypeRef):
         try:

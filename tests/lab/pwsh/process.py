@@ -67,6 +67,7 @@ class ProcessState:
         self.input_encoding = "IBM437"
         self.machine = machine                      # tests/lab/_machine.py Machine, or None when the lab has none
         self.event_log: list[dict[str, object]] = []  # the Application log when there is no machine to keep it
+        self.handles: Any = None  # kernel objects by handle value (tests/lab/pwsh/kernel.py), shared with children
 
     def _to_stdout(self, text: str) -> None:
         if self.stdout is not None:

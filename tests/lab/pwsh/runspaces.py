@@ -19,7 +19,7 @@ import threading
 from typing import Any
 
 from tests.lab.pwsh.dotnet_objects import ExceptionObj
-from tests.lab.pwsh.dotnet_types import register, SimpleType
+from tests.lab.pwsh.dotnet_types import register, register_generic, SimpleType
 from tests.lab.pwsh.errors import (
     BreakSignal, ContinueSignal, ErrorRecord, ExitScript, method_exception, no_method, parse_error_record, PSError,
     ReturnSignal,
@@ -215,7 +215,8 @@ class PowerShellObj:
                 raise _invoke_failure("Invoke", len(args), self.failure)
             return list(self.result)
         if low == "begininvoke":
-            thread = threading.Thread(target=self._invoke, args=(None,), name="lab-nested-runspace", daemon=True)
+            source = args[0] if args and isinstance(args[0], list) and args[0] else None
+            thread = threading.Thread(target=self._invoke, args=(source,), name="lab-nested-runspace", daemon=True)
             thread.start()
             return AsyncResultObj(thread)
         if low == "endinvoke":
@@ -315,8 +316,22 @@ register(SimpleType("System.Management.Automation.Runspaces.InitialSessionState"
                     methods={"createdefault2": lambda rt, a: InitialSessionStateObj(),
                              "createdefault": lambda rt, a: InitialSessionStateObj(),
                              "create": lambda rt, a: InitialSessionStateObj()}), "initialsessionstate")
-register(SimpleType("System.Management.Automation.PSDataCollection`1",
-                    ctor=lambda rt, a: _DataCollection()))
+register_generic("System.Management.Automation.PSDataCollection`1", lambda args: SimpleType(
+    "System.Management.Automation.PSDataCollection`1", ctor=lambda rt, a: _DataCollection()))
+
+
+class InvocationSettingsObj:
+    ps_type = "System.Management.Automation.PSInvocationSettings"
+
+    def __init__(self, values: dict[str, object] | None = None) -> None:
+        self.Host: object = None
+        self.AddToHistory = False
+        for k, v in (values or {}).items():
+            setattr(self, to_str(k), v)
+
+
+register(SimpleType("System.Management.Automation.PSInvocationSettings", ctor=lambda rt, a: InvocationSettingsObj(),
+                    cast=lambda rt, v: InvocationSettingsObj(v if isinstance(v, dict) else None)))
 
 
 class _DataCollection(list):  # type: ignore[type-arg]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from tests.lab.pwsh import csharp, limits, net, runspaces  # noqa: F401  (importing them registers their .NET types)
+from tests.lab.pwsh import csharp, kernel, limits, net, runspaces  # noqa: F401  (importing registers their .NET types)
 from tests.lab.pwsh.automatic import ExecutionContextObject, HostObject, ps_version_table
 from tests.lab.pwsh.commands import make_stage
 from tests.lab.pwsh.conversions import convert_value
@@ -421,7 +421,10 @@ class Runtime:
 
     def exec_assign(self, st: Node) -> None:
         value_node = st.value
-        if value_node.k == "pipeline" and len(value_node.elements) == 1 and value_node.elements[0].k == "expr" \
+        if value_node.k == "assign":  # `$a = $b = value`: the inner assignment's value is assigned again
+            self.exec_assign(value_node)
+            value = self.eval(value_node.target)
+        elif value_node.k == "pipeline" and len(value_node.elements) == 1 and value_node.elements[0].k == "expr" \
                 and not value_node.elements[0].redirs:
             value = self.eval(value_node.elements[0].expr)
             if isinstance(value, PSEnumerator):

@@ -111,7 +111,16 @@ def set_static_member(rt: Interpreter, obj: object, name: str, value: object) ->
     raise runtime_error(f"'{name}' is a ReadOnly property.", "PropertyAssignmentException")
 
 
+# Static members .NET Framework 4.x does not have (scripts probe for them to tell .NET Core from Framework):
+# reading one gives $null, as PowerShell does for a missing static member, instead of the lab's "not implemented".
+ABSENT_IN_FRAMEWORK = {"system.io.directory": {"resolvelinktarget", "createsymboliclink"},
+                       "system.io.file": {"resolvelinktarget", "createsymboliclink"},
+                       "system.environment": {"processpath", "processid", "isprivilegedprocess"}}
+
+
 def _no_static(obj: TypeRef, name: str) -> object:
+    if name.lower() in ABSENT_IN_FRAMEWORK.get(obj.canon.lower(), ()):
+        return None
     raise runtime_error(f"The lab engine does not implement [{obj.name}]::{name}.", "LabUnsupportedStaticMember",
                         "NotImplemented")
 

@@ -9,6 +9,13 @@ from tests.lab.pwsh.stages import CommandInfo, run_stage, ScriptCommand
 from tests.lab.pwsh.values import as_list, NO_INPUT, PSObject, ScriptBlock, to_str
 
 
+def executable_path(base: str) -> str:
+    """Where Windows keeps an executable the lab host has (powershell.exe lives in $PSHome)."""
+    if base == "powershell":
+        return "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+    return f"C:\\Windows\\system32\\{base}.exe"
+
+
 @cmdlet("Get-Command", "gcm", positional=("Name",), params=("CommandType", "Module"), switches=("All", "ListImported"))
 class GetCommand(Cmdlet):
     def process(self, item: object) -> None:
@@ -24,8 +31,8 @@ class GetCommand(Cmdlet):
                 self.emit(CommandInfo(canon, "Cmdlet" if canon.lower() == n.lower() else "Alias",
                                       source="Microsoft.PowerShell.Management"))
             elif rt.host.native_command(n) is not None:
-                base = n.lower().removesuffix(".exe")
-                self.emit(CommandInfo(f"{base}.exe", "Application", source=f"C:\\Windows\\system32\\{base}.exe"))
+                base = n.lower().rsplit("\\", 1)[-1].removesuffix(".exe")
+                self.emit(CommandInfo(f"{base}.exe", "Application", source=executable_path(base)))
             else:
                 self.error(CMD_NOT_FOUND.format(n), "CommandNotFoundException", "ObjectNotFound",
                            "System.Management.Automation.CommandNotFoundException", n)
