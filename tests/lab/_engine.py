@@ -363,8 +363,16 @@ class Engine:
 
     # ---- processes ---------------------------------------------------------------------------------
     def child(self, env: dict[str, str] | None = None, user: str | None = None) -> Engine:
-        """A new process of this host: its own environment (a copy of this one's unless given), same machine."""
+        """A new process of this host: its own environment (a copy of this one's unless given), same machine.
+
+        A process of another user (CreateProcessAsUser) gets that user's logon environment and profile instead."""
         engine = Engine(self.root, self.computer_name, user or self.user)
+        if user is not None and user.lower() != self.user.lower() and self.process.machine is not None:
+            engine.attach_machine(self.process.machine)
+            if env is not None:
+                engine.env = dict(env)
+            engine.process.has_console = True
+            return engine
         engine.env = dict(self.env) if env is None else dict(env)
         engine.process.machine = self.process.machine
         engine.process.has_console = True  # CreateProcess children of the lab's hosts get (or inherit) a console
@@ -386,7 +394,8 @@ class Engine:
                                         cwd=child.process_cwd)
 
     def create_process(self, application: str | None, command_line: str, cwd: str | None,
-                       env: dict[str, str] | None, stdin: bytes = b"") -> tuple[int, bytes, bytes]:
+                       env: dict[str, str] | None, stdin: bytes = b"", user: str | None = None
+                       ) -> tuple[int, bytes, bytes]:
         """CreateProcess on the lab host, waiting for the process: (exit code, stdout bytes, stderr bytes).
 
         The executable is `application`, else the command line's first argument (CommandLineToArgvW's rules);
@@ -397,7 +406,7 @@ class Engine:
         exe = application or (argv[0] if argv else "")
         base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
         tail = _command_line_tail(command_line)
-        child = self.child(env)
+        child = self.child(env, user)
         if cwd:
             child.process_cwd = cwd
         out, err = bytearray(), bytearray()

@@ -16,9 +16,10 @@ from tests.lab.pwsh.process import ProcessState
 NativeResult = tuple[int, list[str], list[str]]
 # A native command (hostname.exe, cmd.exe...): called with the host, the current location and its argv.
 NativeCommandFn = Callable[["HostContext", str, list[str]], NativeResult]
-# CreateProcess: (application or None, command line, working directory, environment or None to inherit, stdin)
-# -> (exit code, stdout bytes, stderr bytes); FileNotFoundError when there is no such executable.
-LaunchFn = Callable[[str | None, str, str | None, dict[str, str] | None, bytes], tuple[int, bytes, bytes]]
+# CreateProcess: (application or None, command line, working directory, environment or None to inherit, stdin,
+# user=None for this process's user) -> (exit code, stdout bytes, stderr bytes); FileNotFoundError when there is no
+# such executable.
+LaunchFn = Callable[..., tuple[int, bytes, bytes]]
 
 
 class PathOutsideRoot(Exception):
@@ -117,11 +118,12 @@ class HostContext:
         return self.native_commands.get(base.removesuffix(".exe"))
 
     def launch(self, application: str | None, command_line: str, cwd: str | None, env: dict[str, str] | None,
-               stdin: bytes = b"") -> tuple[int, bytes, bytes]:
-        """Starts a process on the host and waits for it (the Engine's create_process)."""
+               stdin: bytes = b"", user: str | None = None) -> tuple[int, bytes, bytes]:
+        """Starts a process on the host and waits for it (the Engine's create_process); `user` runs it as another
+        account (already logged on by the caller)."""
         if self._launch is None:
             raise FileNotFoundError(2, "The lab host has no process launcher.", command_line)
-        return self._launch(application, command_line, cwd, env, stdin)
+        return self._launch(application, command_line, cwd, env, stdin, user=user)
 
     def run_process(self, application: str | None, command_line: str, stdin: Iterable[bytes],
                     stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]) -> int:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from tests.lab.pwsh.csharp.registry import compile_sources, EMULATIONS, UnknownSource
 from tests.lab.pwsh.csharp import (  # noqa: F401,E402  (imported to register them)
-    ansible_basic, async_util, codedom, link_util, module_inline, privilege, process_util, scmanager, setup_native,
+    ansible_basic, async_util, become_util, codedom, link_util, module_inline, privilege, process_util, scmanager,
+    setup_native,
 )
 
 __all__ = ["EMULATIONS", "UnknownSource", "compile_sources"]

@@ -289,3 +289,19 @@ register(SimpleType(f"{_AM}.PrincipalContext", ctor=lambda rt, a: PrincipalConte
 register(SimpleType(f"{_AM}.GroupPrincipal", ctor=lambda rt, a: GroupPrincipalObj(rt, a[0], to_str(a[1]) if len(
     a) > 1 else "")))
 register(SimpleType(f"{_AM}.PrincipalSearcher", ctor=lambda rt, a: PrincipalSearcherObj(a[0] if a else None)))
+
+
+class NetworkCredentialObj:
+    """System.Net.NetworkCredential: a user name and the plain text of a (secure) password."""
+
+    ps_type = "System.Net.NetworkCredential"
+
+    def __init__(self, user: str, password: object, domain: str = "") -> None:
+        self.UserName = user
+        self.Password = getattr(password, "value", None) if password is not None and not isinstance(password, str) \
+            else password
+        self.Domain = domain
+
+
+register(SimpleType("System.Net.NetworkCredential", ctor=lambda rt, a: NetworkCredentialObj(
+    to_str(a[0]) if a else "", a[1] if len(a) > 1 else None, to_str(a[2]) if len(a) > 2 else "")))
