@@ -95,3 +95,11 @@ class OperatingSystemObj:
 register(SimpleType("System.Environment", statics={"osversion": lambda rt: OperatingSystemObj()},
                     methods={"getenvironmentvariable": _get, "setenvironmentvariable": _set,
                              "getenvironmentvariables": _get_all}), "environment")
+
+# [Environment+SpecialFolder]: the folders [Environment]::GetFolderPath knows (System.Environment.SpecialFolder).
+register(EnumType("System.Environment+SpecialFolder", {
+    "Desktop": 0, "Programs": 2, "MyDocuments": 5, "Personal": 5, "Favorites": 6, "Startup": 7, "Recent": 8,
+    "StartMenu": 11, "MyMusic": 13, "DesktopDirectory": 16, "MyComputer": 17, "Templates": 21,
+    "ApplicationData": 26, "LocalApplicationData": 28, "InternetCache": 32, "CommonApplicationData": 35,
+    "Windows": 36, "System": 37, "ProgramFiles": 38, "MyPictures": 39, "UserProfile": 40, "SystemX86": 41,
+    "ProgramFilesX86": 42, "CommonProgramFiles": 43, "CommonDocuments": 46}))
