@@ -84,6 +84,8 @@ class Runtime:
         g["debugpreference"] = "SilentlyContinue"
         g["progresspreference"] = "Continue"
         g["informationpreference"] = "SilentlyContinue"
+        g["whatifpreference"] = False
+        g["confirmpreference"] = "High"
         g["error"] = self.errors
         g["pid"] = 4242
         g["ofs"] = " "

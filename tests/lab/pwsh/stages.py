@@ -15,6 +15,7 @@ from tests.lab.pwsh.errors import ErrorRecord, no_method, PSError, ReturnSignal,
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.parser import Node
 from tests.lab.pwsh.scopes import Scope
+from tests.lab.pwsh.should_process import should_process, what_if
 from tests.lab.pwsh.values import (
     as_list, Hashtable, NO_INPUT, PSEnumerator, PSObject, ScriptBlock, SWITCH_PRESENT, SwitchValue, to_bool, to_str,
 )
@@ -200,6 +201,8 @@ class ScriptCommand(Stage):
                         elif low == "verbose":
                             scope.vars["verbosepreference"] = "Continue" if value is SWITCH_PRESENT or to_bool(value) \
                                 else "SilentlyContinue"
+                        elif low in ("whatif", "wi"):
+                            scope.vars["whatifpreference"] = value is SWITCH_PRESENT or to_bool(value)
                         continue
                     if not self.params and not self.body.attrs:
                         unbound.append(f"-{key}")
@@ -432,7 +435,7 @@ def is_switch_param(p: Node) -> bool:
 
 COMMON_PARAMS = {"erroraction", "ea", "warningaction", "wa", "verbose", "vb", "debug", "db", "errorvariable", "ev",
                  "warningvariable", "wv", "outvariable", "ov", "outbuffer", "ob", "pipelinevariable", "pv",
-                 "informationaction", "ia", "informationvariable", "iv", "whatif", "confirm"}
+                 "informationaction", "ia", "informationvariable", "iv", "whatif", "wi", "confirm", "cf"}
 
 
 class CmdletObject:
@@ -467,7 +470,14 @@ class CmdletObject:
             if isinstance(rec, ErrorRecord):
                 raise PSError(rt.fill(rec))
         if low == "shouldprocess":
-            return True
+            # ShouldProcess(target) / (target, action) / (verboseDescription, verboseWarning, caption)
+            if len(args) >= 3:
+                if what_if(rt):
+                    rt.streams.host_write(f"What if: {to_str(args[0])}")
+                    return False
+                return True
+            action = to_str(args[1]) if len(args) == 2 else self.cmd.name
+            return should_process(rt, to_str(args[0]) if args else "", action)
         if low == "getunresolvedproviderpathfrompspath":
             return rt.host.fs.full_win(to_str(args[0]), rt.cwd)
         raise no_method(self, name)

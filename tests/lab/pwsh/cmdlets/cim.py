@@ -54,9 +54,11 @@ class GetWmiObject(_CimQuery):
 
 
 @cmdlet("New-CimInstance", positional=("ClassName", "Property"), params=("Namespace", "Key"), switches=("ClientOnly",),
-        noun="Microsoft.Management.Infrastructure.CimCmdlets.NewCimInstanceCommand")
+        noun="Microsoft.Management.Infrastructure.CimCmdlets.NewCimInstanceCommand", should_process=True)
 class NewCimInstance(Cmdlet):
     def process(self, item: object) -> None:
+        if not self.should_process(to_str(self.p.get("ClassName")), "New-CimInstance"):
+            return
         if not self.p.get("ClientOnly"):
             raise self.terminate("The lab host's CIM provider creates no instances; only -ClientOnly instances "
                                  "exist in the lab engine.", "LabUnsupportedCimCreate", "NotImplemented")
@@ -66,12 +68,14 @@ class NewCimInstance(Cmdlet):
 
 @cmdlet("Invoke-CimMethod", positional=("ClassName", "MethodName"),
         params=("Namespace", "Arguments", "InputObject", "Query", "ComputerName"), aliases={"name": "MethodName"},
-        noun="Microsoft.Management.Infrastructure.CimCmdlets.InvokeCimMethodCommand")
+        noun="Microsoft.Management.Infrastructure.CimCmdlets.InvokeCimMethodCommand", should_process=True)
 class InvokeCimMethod(Cmdlet):
     def process(self, item: object) -> None:
         namespace = to_str(self.p.get("Namespace", "root/cimv2")).replace("\\", "/").lower()
         class_name = to_str(self.p.get("ClassName"))
         method = to_str(self.p.get("MethodName"))
+        if not self.should_process(class_name, f"Invoke-CimMethod: {method}"):
+            return
         if namespace not in ("root/cimv2", "cimv2"):
             self.error("Invalid namespace ", "HRESULT 0x8004100e", "MetadataError",
                        "Microsoft.Management.Infrastructure.CimException", namespace)

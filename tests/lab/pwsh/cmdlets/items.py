@@ -100,7 +100,7 @@ class GetChildItem(Cmdlet):
 
 
 @cmdlet("New-Item", "ni", positional=("Path",), params=("Name", "ItemType", "Value"), switches=("Force",),
-        aliases={"type": "ItemType"})
+        aliases={"type": "ItemType"}, should_process=True)
 class NewItem(Cmdlet):
     def process(self, item: object) -> None:
         rt = self.rt
@@ -112,6 +112,8 @@ class NewItem(Cmdlet):
             if rt.host.env_get(var) is not None and not self.p.get("Force"):
                 self.error(f"A variable with name '{var}' already exists.", "EnvironmentVariableAlreadyExists",
                            "ResourceExists", "System.Management.Automation.SessionStateException", var)
+                return
+            if not self.should_process(f"Item: {var} Value: {to_str(self.p.get('Value', ''))}", "New Item"):
                 return
             rt.host.env_set(var, to_str(self.p.get("Value", "")))
             self.emit(env_entry(var, to_str(self.p.get("Value", ""))))
@@ -126,6 +128,9 @@ class NewItem(Cmdlet):
         if hp.exists() and not self.p.get("Force"):
             self.error(f"The file '{full}' already exists.", "NewItemIOError", "WriteError", "System.IO.IOException",
                        full)
+            return
+        if kind in ("directory", "dir", "d", "file", "f") and not self.should_process(
+                f"Destination: {full}", "Create Directory" if kind.startswith("d") else "Create File"):
             return
         if kind in ("directory", "dir", "d"):
             if hp.exists() and hp.is_file():
@@ -151,7 +156,7 @@ class NewItem(Cmdlet):
 
 @cmdlet("Remove-Item", "rm", "del", "ri", "erase", "rd", "rmdir", positional=("Path",),
         params=("LiteralPath", "Include", "Exclude", "Filter"), switches=("Recurse", "Force"),
-        aliases=LITERAL_PATH_ALIASES)
+        aliases=LITERAL_PATH_ALIASES, should_process=True)
 class RemoveItem(Cmdlet):
     def process(self, item: object) -> None:
         rt = self.rt
@@ -167,7 +172,7 @@ class RemoveItem(Cmdlet):
             if env is not None:
                 if rt.host.env_get(env) is None:
                     self.path_not_found(sp)
-                else:
+                elif self.should_process(f"Item: {env}", "Remove Item"):
                     rt.host.env_set(env, None)
                 continue
             hp = resolve_path(rt, sp)
@@ -175,6 +180,8 @@ class RemoveItem(Cmdlet):
                 raise self.terminate("The lab engine refuses to remove C:\\.", "LabRefusedRemoveRoot")
             if not hp.exists():
                 self.path_not_found(sp)
+                continue
+            if not self.should_process(rt.host.fs.win_of(hp), "Remove Directory" if hp.is_dir() else "Remove File"):
                 continue
             if hp.is_dir():
                 if any(hp.iterdir()) and not self.p.get("Recurse"):
@@ -187,7 +194,7 @@ class RemoveItem(Cmdlet):
 
 _COPY_MOVE_PARAMETERS: dict[str, Any] = {
     "positional": ("Path", "Destination"), "params": ("LiteralPath",), "switches": ("Force", "Recurse", "PassThru"),
-    "aliases": LITERAL_PATH_ALIASES}
+    "aliases": LITERAL_PATH_ALIASES, "should_process": True}
 
 
 class _CopyMove(Cmdlet):
@@ -215,6 +222,10 @@ class _CopyMove(Cmdlet):
             if not dp.parent.is_dir():
                 self.error(f"Could not find a part of the path '{rt.host.fs.win_of(dp)}'.", "CopyItemIOError" if not self.move
                            else "MoveFileInfoItemIOError", "WriteError", "System.IO.DirectoryNotFoundException", sp)
+                continue
+            kind = "Directory" if hp.is_dir() else "File"
+            if not self.should_process(f"Item: {rt.host.fs.win_of(hp)} Destination: {rt.host.fs.win_of(dp)}",
+                                       f"{'Move' if self.move else 'Copy'} {kind}"):
                 continue
             if self.move:
                 if dp.exists() and dp.is_file():

@@ -161,11 +161,14 @@ class GetModule(Cmdlet):
                 self.emit(module)
 
 
-@cmdlet("Remove-Module", "rmo", positional=("Name",), switches=("Force",))
+@cmdlet("Remove-Module", "rmo", positional=("Name",), switches=("Force",), should_process=True)
 class RemoveModule(Cmdlet):
     def process(self, item: object) -> None:
         for name in as_list(self.input_or(item, "Name")):
-            module = _loaded(self.rt).pop((name.Name if isinstance(name, ModuleInfo) else to_str(name)).lower(), None)
+            key = (name.Name if isinstance(name, ModuleInfo) else to_str(name)).lower()
+            if key in _loaded(self.rt) and not self.should_process(key, "Remove-Module"):
+                continue
+            module = _loaded(self.rt).pop(key, None)
             if module is not None:
                 for fname in module.exported_functions():
                     self.rt.global_scope.funcs.pop(fname, None)
@@ -184,17 +187,19 @@ class _SetAlias(Cmdlet):
                        "AliasAlreadyExists", "ResourceExists", "System.Management.Automation.SessionStateException",
                        name)
             return
-        target.aliases[name.lower()] = to_str(self.p.get("Value"))
+        value = to_str(self.p.get("Value"))
+        if self.should_process(f"Name: {name} Value: {value}", "New alias" if self.must_be_new else "Set alias"):
+            target.aliases[name.lower()] = value
 
 
 @cmdlet("New-Alias", "nal", positional=("Name", "Value"), params=("Scope", "Description", "Option"),
-        switches=("Force", "PassThru"))
+        switches=("Force", "PassThru"), should_process=True)
 class NewAlias(_SetAlias):
     must_be_new = True
 
 
 @cmdlet("Set-Alias", "sal", positional=("Name", "Value"), params=("Scope", "Description", "Option"),
-        switches=("Force", "PassThru"))
+        switches=("Force", "PassThru"), should_process=True)
 class SetAlias(_SetAlias):
     pass
 

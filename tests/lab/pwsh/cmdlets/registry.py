@@ -100,13 +100,15 @@ def registry_exists(rt: Any, path: str) -> bool:
 def registry_new(cmd: Cmdlet, path: str) -> None:
     name = registry_path(path)
     assert name is not None
+    if not cmd.should_process(f"Item: {name}", "New Item"):
+        return
     registry_of(cmd.rt).create(cmd.rt, name)
     cmd.emit(RegistryKeyObj(cmd.rt, name))
 
 
 def registry_remove(cmd: Cmdlet, path: str) -> None:
     name = key_or_error(cmd, path)
-    if name is not None:
+    if name is not None and cmd.should_process(f"Item: {name}", "Remove Key"):
         registry_of(cmd.rt).delete(cmd.rt, name)
 
 
@@ -181,6 +183,9 @@ class _SetProperty(Cmdlet):
                 self.error("The property already exists.", "System.IO.IOException", "ResourceExists",
                            "System.IO.IOException", prop)
                 continue
+            if not self.should_process(f"Item: {name} Property: {prop}", "New Property" if self.create
+                                       else "Set Property"):
+                continue
             kind = _KINDS.get(to_str(self.p.get("PropertyType", self.p.get("Type", "String"))).lower(), "String")
             if existing is not None and not self.create:
                 kind = values[existing][0]
@@ -189,19 +194,19 @@ class _SetProperty(Cmdlet):
 
 
 @cmdlet("Set-ItemProperty", "sp", positional=("Path", "Name", "Value"), params=("LiteralPath", "Type"),
-        switches=("Force", "PassThru"), aliases=LITERAL_PATH_ALIASES)
+        switches=("Force", "PassThru"), aliases=LITERAL_PATH_ALIASES, should_process=True)
 class SetItemProperty(_SetProperty):
     pass
 
 
 @cmdlet("New-ItemProperty", positional=("Path", "Name", "Value"), params=("LiteralPath", "PropertyType"),
-        switches=("Force",), aliases={**LITERAL_PATH_ALIASES, "type": "PropertyType"})
+        switches=("Force",), aliases={**LITERAL_PATH_ALIASES, "type": "PropertyType"}, should_process=True)
 class NewItemProperty(_SetProperty):
     create = True
 
 
 @cmdlet("Remove-ItemProperty", "rp", positional=("Path", "Name"), params=("LiteralPath",), switches=("Force",),
-        aliases=LITERAL_PATH_ALIASES)
+        aliases=LITERAL_PATH_ALIASES, should_process=True)
 class RemoveItemProperty(Cmdlet):
     def process(self, item: object) -> None:
         for path in self.path_args(item):
@@ -215,5 +220,5 @@ class RemoveItemProperty(Cmdlet):
                     self.error(f"Property {to_str(w)} does not exist at path {name}.", "System.Management.Automation."
                                "PSArgumentException", "InvalidArgument",
                                "System.Management.Automation.PSArgumentException", to_str(w))
-                else:
+                elif self.should_process(f"Item: {name} Property: {found}", "Remove Property"):
                     del values[found]

@@ -148,7 +148,7 @@ class _ServiceControl(Cmdlet):
                 self.error(f"Cannot find any service with service name '{name}'.", "NoServiceFoundForGivenName",
                            exc="Microsoft.PowerShell.Commands.ServiceCommandException", target=name)
                 continue
-            if self.p.get("WhatIf"):
+            if not self.should_process(f"{svc.display_name} ({svc.name})", self.name):
                 continue
             machine = rt.host.process.machine
             account = machine.account(rt.host.user)
@@ -192,7 +192,7 @@ class _ServiceControl(Cmdlet):
 
 _CONTROL_PARAMETERS: dict[str, Any] = {"positional": ("Name",), "params": ("DisplayName", "InputObject", "Include",
                                                                            "Exclude"),
-                                       "switches": ("Force", "PassThru", "NoWait", "WhatIf", "Confirm")}
+                                       "switches": ("Force", "PassThru", "NoWait"), "should_process": True}
 
 
 @cmdlet("Start-Service", "sasv", **_CONTROL_PARAMETERS)
@@ -247,13 +247,13 @@ _START_TYPES = {"automatic": "auto", "manual": "manual", "disabled": "disabled",
 
 
 @cmdlet("New-Service", positional=("Name", "BinaryPathName"),
-        params=("DisplayName", "Description", "StartupType", "Credential", "DependsOn"), switches=("WhatIf", "Confirm"))
+        params=("DisplayName", "Description", "StartupType", "Credential", "DependsOn"), should_process=True)
 class NewService(Cmdlet):
     def process(self, item: object) -> None:
         rt = self.rt
         table = services_of(rt)
         name = to_str(self.p.get("Name"))
-        if self.p.get("WhatIf"):
+        if not self.should_process(name, "New-Service"):
             return
         mode = _START_TYPES.get(to_str(self.p.get("StartupType", "Automatic")).lower(), "auto")
         try:

@@ -64,7 +64,7 @@ class GetVariable(Cmdlet):
 
 
 @cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope", "Option", "Description", "Visibility"),
-        switches=("PassThru", "Force"))
+        switches=("PassThru", "Force"), should_process=True)
 class SetVariable(Cmdlet):
     """Sets the variable when it runs with its -Value, or at the end with the pipeline input it received (so a
     Set-Variable that gets no input still sets its -Value, as SetVariableCommand.EndProcessing does)."""
@@ -86,5 +86,8 @@ class SetVariable(Cmdlet):
 
     def _set(self, value: object) -> None:
         self.done = True
+        name = to_str(self.p.get("Name"))
+        if not self.should_process(f"Name: {name} Value: {to_str(value)}", "Set variable"):
+            return
         scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
         self.rt.set_var(to_str(self.p.get("Name")), value, scope)
