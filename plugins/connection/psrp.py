@@ -15,6 +15,9 @@ description:
   Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists.
 - Keeps one authenticated, encrypted session per host in a local per-user daemon and reuses it for every
   task and the next playbook run (O(persist)), the way OpenSSH ControlPersist does for ssh.
+- A task's C(timeout), Ctrl-C or a killed worker stop the task's command on the host and free its session.
+  What the host refuses during a task (a script, put or fetch error, a WS-Management fault) fails the task as
+  with P(ansible.builtin.psrp#connection); network, proxy and TLS failures make the host unreachable.
 - Refuses, before sending anything, configurations that would put credentials or unencrypted WinRM
   messages on a proxy (rules R1 and R3 in the collection's security model).
 version_added: 1.0.0
@@ -103,6 +106,9 @@ options:
     description:
     - The path to a PEM certificate chain to use when validating the server's certificate.
     - This value is ignored if O(cert_validation) is set to V(ignore).
+    - When unset, the bundle named by the C(REQUESTS_CA_BUNDLE) or C(CURL_CA_BUNDLE) environment variable is
+      used (also for an V(https://) proxy without O(proxy_ca_cert)), as ansible.builtin.psrp does, else the
+      system trust store.
     type: path
     vars:
     - name: ansible_psrp_cert_trust_path
@@ -119,7 +125,9 @@ options:
   read_timeout:
     description:
     - The read timeout for receiving data from the remote host.
-    - This value must always be greater than O(operation_timeout).
+    - This value must always be greater than O(operation_timeout). When it is not, it is raised to
+      O(operation_timeout) + 5 (a quiet command's Receive is answered only when the operation timeout runs
+      out), and C(-vvv) says so.
     - This is measured in seconds.
     type: int
     vars:
@@ -128,6 +136,10 @@ options:
   reconnection_retries:
     description:
     - The number of retries on connection errors.
+    - Retried, with O(reconnection_backoff) between attempts, are a refused or timed-out connection to the host or
+      the proxy, a connection reset before the request was fully sent, and HTTP 425, 429 and 503 answers (the
+      host did not process the request; a C(Retry-After) of up to 60 seconds is honoured). A request whose
+      outcome on the host is unknown is never resent, so no command runs twice.
     - Re-authentication after a proxy dropped the connection (rule R5) is tried at least once whatever this
       value, and only where resending is safe.
     type: int
@@ -279,6 +291,24 @@ options:
     default: false
     vars:
     - name: ansible_psrp_no_profile
+  max_output_mb:
+    description:
+    - The most output (stdout and stderr together, in MiB) one command may return. Past it the command is stopped
+      on the host and the task fails naming this option.
+    - Output streams from the host to the task piece by piece and is held whole only in the task's own process,
+      as Ansible needs it there.
+    - V(0) sets no bound, as ansible.builtin.psrp, which keeps all of it in memory several times over until the
+      controller runs out.
+    type: int
+    default: 256
+    vars:
+    - name: ansible_psrp_max_output_mb
+    env:
+    - name: ANSIBLE_PSRP_MAX_OUTPUT_MB
+    ini:
+    - section: pinned_winrm
+      key: max_output_mb
+    version_added: 1.0.0
   persist:
     description:
     - Keep the authenticated session in a local per-user daemon and reuse it for the next tasks and playbook
@@ -411,7 +441,14 @@ try:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
         ConfigError,
         HostAuthError,
+        HostError,
+        LocalFileError,
+        OutputLimitError,
         PinnedError,
+        PoolBusyError,
+        ReadTimeoutError,
+        SessionOpenError,
+        TransportError,
     )
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec, build_spec
 
@@ -423,6 +460,36 @@ except ImportError as _err:  # pragma: no cover - reported from _connect()
 
 display = Display()
 
+# T3, in one place: which engine errors make the host unreachable and which only fail the task (first match
+# wins). Unreachable stops the host's play and feeds `unreachable` handling; a failed task is what
+# ignore_errors, rescue and failed_when act on, as with ansible.builtin.psrp.
+FAILURE_CLASSES: tuple[tuple[type[BaseException], type[AnsibleError]], ...] = (
+    (ConfigError, AnsibleError),  # bad settings: nothing was sent
+    (HostAuthError, AnsibleAuthenticationFailure),  # rejected credentials: never retried (account lockout)
+    (SessionOpenError, AnsibleConnectionFailure),  # no Runspace Pool could be opened (builtin: unreachable)
+    (HostError, AnsibleError),  # the host refused a command, put or fetch, or faulted while it ran
+    (LocalFileError, AnsibleError),  # a controller file could not be read or written
+    (OutputLimitError, AnsibleError),  # the output passed ansible_psrp_max_output_mb; the command was stopped
+    (PoolBusyError, AnsibleError),  # every pinned session stayed busy; nothing ran
+    (TransportError, AnsibleConnectionFailure),  # network, TLS, proxy, timeouts, the daemon lost mid-task
+    (PinnedError, AnsibleConnectionFailure),
+    (OSError, AnsibleConnectionFailure),  # a socket error the engine did not wrap is still the network's
+) if HAS_ENGINE else ()
+
+
+def ansible_error(exc: BaseException, host: str, *, builtin_text: str = "") -> AnsibleError:
+    """The Ansible error for an engine error (FAILURE_CLASSES), led by ansible.builtin.psrp's text if it has one."""
+    for engine_class, ansible_class in FAILURE_CLASSES:
+        if isinstance(exc, engine_class):
+            break
+    else:
+        # a bug, not the network: fail the task and show what happened rather than hide the host
+        return AnsibleError(f"{builtin_text}pinned.winrm.psrp to {host}: unexpected {type(exc).__name__}: {exc}")
+    if isinstance(exc, ConfigError):
+        return AnsibleError(f"pinned.winrm.psrp: {exc}")
+    return ansible_class(f"{builtin_text}pinned.winrm.psrp to {host}: {exc}")
+
+
 # Options that make up the SessionSpec (every other option steers persistence or Ansible itself).
 SPEC_OPTIONS = (
     "remote_addr", "remote_user", "remote_password", "port", "protocol", "path", "auth", "cert_validation",
@@ -432,13 +499,15 @@ SPEC_OPTIONS = (
     "negotiate_delegate", "negotiate_hostname_override", "negotiate_send_cbt", "negotiate_service",
     "operation_timeout", "max_envelope_size", "configuration_name", "no_profile", "proxy_auth", "proxy_user",
     "proxy_password", "proxy_ca_cert", "proxy_bypass", "proxy_from_env", "proxy_tunnel",
-    "proxy_negotiate_hostname_override", "proxy_negotiate_service",
+    "proxy_negotiate_hostname_override", "proxy_negotiate_service", "proxy_allow_basic_over_http",
 )
 
 
-def build_session_spec(get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str]) -> SessionSpec:
-    """Map the plugin's options onto a SessionSpec (one table, tested row by row)."""
-    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ)
+def build_session_spec(
+    get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str], notes: list[tuple[str, str]] | None = None
+) -> SessionSpec:
+    """Map the plugin's options onto a SessionSpec (one table, tested row by row); adjustments go to `notes`."""
+    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ, notes)
 
 
 def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
@@ -519,10 +588,17 @@ class Connection(ConnectionBase):
         return self
 
     def _session_spec(self) -> SessionSpec:
+        notes: list[tuple[str, str]] = []
         try:
-            return build_session_spec(self.get_option, os.environ)
+            spec = build_session_spec(self.get_option, os.environ, notes)
         except ConfigError as e:
             raise self._translate(e) from e
+        for level, text in notes:
+            if level == "warning":
+                display.warning(f"pinned.winrm.psrp to {spec.host}: {text}")
+            else:
+                display.vvv(f"PSRP: {text}", host=spec.host)
+        return spec
 
     def _build_runner(self) -> t.Any:
         from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
@@ -562,15 +638,8 @@ class Connection(ConnectionBase):
         for kind, detail in info.get("events") or ():
             display.vvvv(f"PSRP: {kind}: {detail}", host=host)
 
-    def _translate(self, exc: Exception) -> Exception:
-        host = self._host_label()
-        if isinstance(exc, ConfigError):
-            return AnsibleError(f"pinned.winrm.psrp: {exc}")
-        if isinstance(exc, HostAuthError):
-            return AnsibleAuthenticationFailure(f"pinned.winrm.psrp to {host}: {exc}")
-        if isinstance(exc, PinnedError):
-            return AnsibleConnectionFailure(f"pinned.winrm.psrp to {host}: {exc}")
-        return AnsibleConnectionFailure(f"pinned.winrm.psrp to {host}: {type(exc).__name__}: {exc}")
+    def _translate(self, exc: BaseException, builtin_text: str = "") -> AnsibleError:
+        return ansible_error(exc, self._host_label(), builtin_text=builtin_text)
 
     # -- operations ----------------------------------------------------------
 
@@ -588,6 +657,9 @@ class Connection(ConnectionBase):
             arguments = []
             input_lines = to_text(in_data).splitlines() if in_data else None
             display.vvv(f"PSRP: EXEC {script}", host=self._spec.host)
+        max_output_mb = int(self.get_option("max_output_mb"))
+        if max_output_mb < 0:
+            raise AnsibleError("pinned.winrm.psrp: ansible_psrp_max_output_mb must be 0 (no bound) or more.")
         try:
             result, info = self._runner.exec(
                 self._spec,
@@ -595,10 +667,13 @@ class Connection(ConnectionBase):
                 arguments=arguments,
                 input_lines=input_lines,
                 verbose_errors=display.verbosity >= 3,
+                max_output=max_output_mb * 1024 * 1024 or None,
                 **self._lifetime(),
             )
         except Exception as e:
-            raise self._translate(e) from e
+            # ansible.builtin.psrp's text for a read timeout while a command runs leads ours
+            raise self._translate(e, "HTTP read timeout during PSRP script execution: "
+                                  if isinstance(e, ReadTimeoutError) else "") from e
         self._report(info)
         if self._play_context.no_log:
             display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=self._spec.host)
@@ -627,7 +702,9 @@ class Connection(ConnectionBase):
         try:
             info = self._runner.fetch_file(self._spec, in_path, out_path.replace("\\", "/"), **self._lifetime())
         except Exception as e:
-            raise self._translate(e) from e
+            # ansible.builtin.psrp's text for what the host or the controller's disk refused leads ours
+            failed = isinstance(e, (HostError, LocalFileError)) and not isinstance(e, SessionOpenError)
+            raise self._translate(e, f"failed to transfer file to '{out_path}': " if failed else "") from e
         self._report(info)
 
     def reset(self) -> None:

@@ -28,10 +28,22 @@ options:
       the given credentials or the caller's credential cache.
     - Default is V(basic) when O(proxy_user) is set, otherwise no proxy authentication.
     - Proxy authentication needs an HTTPS endpoint (rule R1). V(basic) also needs an V(https://) proxy, since it
-      sends the password itself.
+      sends the password itself, unless O(proxy_allow_basic_over_http) accepts that risk.
     type: str
     vars:
     - name: ansible_psrp_proxy_auth
+    version_added: 1.0.0
+  proxy_allow_basic_over_http:
+    description:
+    - Accept V(basic) proxy authentication (or credentials in the proxy URL) with an V(http://) proxy, which
+      sends the proxy password readable (base64) on the network between the controller and the proxy.
+    - For proxies that offer nothing else. The connection to the Windows host must still be HTTPS (rule R1),
+      as PowerShell's own WinRM client requires; the host's credentials and messages stay inside TLS.
+    - Every run prints a warning naming the proxy and the proxy user.
+    type: bool
+    default: false
+    vars:
+    - name: ansible_psrp_proxy_allow_basic_over_http
     version_added: 1.0.0
   proxy_user:
     description:

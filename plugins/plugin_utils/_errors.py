@@ -1,9 +1,16 @@
 """Typed errors of the pinned.winrm engine.
 
 Every message names the party that refused (proxy or host), the setting
-involved and the fix. The connection plugin maps them onto Ansible's errors:
-ConfigError -> AnsibleError, HostAuthError -> AnsibleAuthenticationFailure,
-every other PinnedError -> AnsibleConnectionFailure (the host is unreachable).
+involved and the fix. The connection plugin maps them onto Ansible's errors in
+one table (``FAILURE_CLASSES`` in plugins/connection/psrp.py, rule T3):
+
+- the host cannot be had (TransportError and its kinds, SessionOpenError):
+  AnsibleConnectionFailure, the host is unreachable;
+- rejected credentials (HostAuthError): AnsibleAuthenticationFailure;
+- what the host or the local file system refused during a task (HostError,
+  LocalFileError), a session pool that stayed busy (PoolBusyError) and bad
+  settings (ConfigError): AnsibleError, the task fails and ``ignore_errors``,
+  ``rescue`` and ``failed_when`` apply, as with ansible.builtin.psrp.
 """
 
 from __future__ import annotations
@@ -46,13 +53,36 @@ class AffinityLostError(TransportError):
     """The path lost the client-to-host connection mapping (R5)."""
 
 
+class PoolBusyError(PinnedError):
+    """Every pinned session to the host stayed busy for the whole wait; nothing of the task ran."""
+
+
+class LocalFileError(PinnedError):
+    """A file on the controller could not be read (put source) or written (fetch destination)."""
+
+
+class TaskInterrupted(PinnedError):
+    """The task's client went away (task timeout, Ctrl-C, a killed worker) and its pipeline was stopped (T2).
+
+    The session stays usable; nobody is left to read the error.
+    """
+
+
+class OutputLimitError(PinnedError):
+    """A task's output passed ansible_psrp_max_output_mb; its command was stopped on the host."""
+
+
 class HostError(PinnedError):
-    """The Windows host answered with an HTTP error or a WS-Management fault."""
+    """The Windows host answered a task's request with an HTTP error or a WS-Management fault."""
 
     def __init__(self, message: str, status: int | None = None, body: bytes = b"") -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+
+
+class SessionOpenError(HostError):
+    """The Windows host refused to open the Runspace Pool (quota, unknown configuration, a fault at Create)."""
 
 
 class HostAuthError(HostError):

@@ -6,8 +6,8 @@ bounded). LocalRunner runs the same operations on an in-process Session that
 lives for one task (the plugin calls ``release()`` at the end of each task).
 
 Both offer:
-    exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age)
-        -> (ExecResult, info)
+    exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age,
+         max_output=None) -> (ExecResult, info)
     put_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
     fetch_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
     reset(spec) -> int;  list_sessions() -> list[dict];  close(host) -> int;  release() -> None
@@ -30,7 +30,7 @@ import time
 import typing as t
 
 from . import _pin_protocol as proto
-from ._errors import PinnedError, TransportError
+from ._errors import LocalFileError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._spec import SessionSpec
 
@@ -80,21 +80,50 @@ class _BeforeReady(Exception):
     """The daemon went away before it said "ready": nothing of the task ran; retrying is safe."""
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where /proc tells (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # read by setting; a task's worker runs one thread here
+    os.umask(mask)
+    return mask
+
+
+def _fetched_mode(out_path: str) -> int:
+    """The mode ansible.builtin.psrp's open(out_path, 'wb') gives: an existing file's own, else 0666 minus umask."""
+    try:
+        return os.stat(out_path).st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
 def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
     """Stream into a temp file beside out_path; rename only when `receive` returns (host hash verified).
 
     `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and, when the bytes
-    crossed a process boundary after the host's hash was verified, the "sha1" they must match.
+    crossed a process boundary after the host's hash was verified, the "sha1" they must match. The file gets
+    the mode ansible.builtin.psrp's would, set on the private temp file before it is moved into place.
     """
     directory = os.path.dirname(os.path.abspath(out_path)) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".pinned-tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(out_path)}.", suffix=".pinned-tmp")
+    except OSError as exc:
+        raise LocalFileError(f"fetch_file: cannot write beside {out_path} on the controller: {exc}") from exc
     digest = hashlib.sha1()
     try:
         with os.fdopen(fd, "wb") as out:
 
             def write(chunk: bytes) -> None:
                 digest.update(chunk)
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    raise LocalFileError(f"fetch_file: writing {out_path} on the controller failed: {exc}") from exc
 
             info = receive(write)
         if info.get("kind") == "dir":
@@ -105,7 +134,11 @@ def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None
                 f"fetch_file: the data written to {out_path} hashes to {digest.hexdigest()} but the host's file "
                 f"hashes to {info['sha1']}; the file was not written"
             )
-        os.replace(tmp, out_path)
+        try:
+            os.chmod(tmp, _fetched_mode(out_path))  # still private to us until the rename
+            os.replace(tmp, out_path)
+        except OSError as exc:
+            raise LocalFileError(f"fetch_file: cannot move the fetched file into {out_path}: {exc}") from exc
         return info
     except BaseException:
         try:
@@ -246,8 +279,12 @@ class PinClient:
         request: dict[str, t.Any],
         stream: t.Callable[[socket.socket, dict[str, t.Any]], None] | None = None,
         on_data: t.Callable[[bytes], None] | None = None,
+        on_stream: t.Callable[[str], None] | None = None,
     ) -> dict[str, t.Any]:
-        """exec/put/fetch: connect (starting the daemon), wait for "ready", stream, read the final reply."""
+        """exec/put/fetch: connect (starting the daemon), wait for "ready", stream, read the final reply.
+
+        Data frames go to `on_data`; a {"stream": name} frame (exec output) to `on_stream`.
+        """
         request = {
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
@@ -281,6 +318,9 @@ class PinClient:
                             continue
                         if "error" in value:
                             raise proto.error_from_wire(value["error"])
+                        if "stream" in value and on_stream is not None:
+                            on_stream(str(value["stream"]))
+                            continue
                         value.setdefault("session", ready.get("session"))
                         return value
                 except (proto.PeerClosed, ConnectionError, proto.ProtocolError) as exc:
@@ -319,8 +359,9 @@ class PinClient:
         verbose_errors: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
+        max_output: int | None = None,
     ) -> tuple[ExecResult, dict[str, t.Any]]:
-        """Run a PowerShell script on the pinned session for `spec`; input lines are streamed."""
+        """Run a PowerShell script on the pinned session for `spec`; input lines and output are streamed."""
         request = {
             "op": "exec",
             "spec": spec.to_wire(),
@@ -328,21 +369,31 @@ class PinClient:
             "arguments": list(arguments) if arguments is not None else None,
             "verbose_errors": verbose_errors,
             "input": input_lines is not None,
+            "max_output": max_output,
             **self._lifetime(idle_timeout, max_age),
         }
+        output = {"stdout": bytearray(), "stderr": bytearray()}
+        current = {"stream": "stdout"}
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
             for line in input_lines or ():
                 proto.send_json(sock, {"in": line})
             proto.send_json(sock, {"end": True})
 
-        reply = self._session_request(request, stream if input_lines is not None else None)
-        result = ExecResult(
-            int(reply.pop("rc")),
-            str(reply.pop("stdout")).encode("utf-8", "surrogateescape"),
-            str(reply.pop("stderr")).encode("utf-8", "surrogateescape"),
-        )
-        return result, reply
+        def on_stream(name: str) -> None:
+            if name not in output:
+                raise proto.ProtocolError(f"unknown output stream {name!r} from the pin daemon")
+            current["stream"] = name
+
+        def on_data(data: bytes) -> None:
+            buffer = output[current["stream"]]
+            if max_output and len(output["stdout"]) + len(output["stderr"]) + len(data) > max_output:
+                # the daemon bounds the output before sending; more than that is not a daemon of ours
+                raise proto.ProtocolError("the pin daemon sent more output than the task's bound")
+            buffer.extend(data)
+
+        reply = self._session_request(request, stream if input_lines is not None else None, on_data, on_stream)
+        return ExecResult(int(reply.pop("rc")), bytes(output["stdout"]), bytes(output["stderr"])), reply
 
     def put_file(
         self,
@@ -358,7 +409,7 @@ class PinClient:
         try:
             source = open(in_path, "rb")
         except OSError as exc:
-            raise PinnedError(f"put_file: cannot read {in_path}: {exc}") from exc
+            raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
         request = {"op": "put", "spec": spec.to_wire(), "out_path": out_path, **self._lifetime(idle_timeout, max_age)}
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
@@ -482,11 +533,13 @@ class LocalRunner:
         verbose_errors: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
+        max_output: int | None = None,
     ) -> tuple[ExecResult, dict[str, t.Any]]:
         """Run a PowerShell script on this task's session."""
         session, status, before = self._take(spec)
         result = self._call(
-            lambda: session.run(script, arguments=arguments, input_data=input_lines, verbose_errors=verbose_errors),
+            lambda: session.run(script, arguments=arguments, input_data=input_lines, verbose_errors=verbose_errors,
+                                max_output=max_output),
         )
         return ExecResult(int(result.rc), bytes(result.stdout), bytes(result.stderr)), self._info(status, before)
 
@@ -512,7 +565,7 @@ class LocalRunner:
         try:
             source = open(in_path, "rb")
         except OSError as exc:
-            raise PinnedError(f"put_file: cannot read {in_path}: {exc}") from exc
+            raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
         with source:
             sha1 = self._call(lambda: session.put_file(chunks(source), out_path))
         if sha1 != digest.hexdigest():

@@ -29,6 +29,7 @@ import importlib
 import logging
 import logging.handlers
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -39,7 +40,7 @@ import typing as t
 import uuid
 
 from . import _pin_protocol as proto
-from ._errors import ConfigError, HostAuthError, HostError, PinnedError, TransportError
+from ._errors import ConfigError, HostAuthError, HostError, PinnedError, PoolBusyError, TaskInterrupted, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._spec import SessionSpec
 
@@ -220,9 +221,19 @@ class SessionTable:
         self._cond.notify_all()
 
     def acquire(
-        self, spec: SessionSpec, *, idle_timeout: float, max_age: float, pool_max: int, wait: float
+        self,
+        spec: SessionSpec,
+        *,
+        idle_timeout: float,
+        max_age: float,
+        pool_max: int,
+        wait: float,
+        abandoned: t.Callable[[], bool] = lambda: False,
     ) -> tuple[Slot, str]:
-        """Take a session for one task; returns (slot, 'opened' | 'reused' | 'reopened: why')."""
+        """Take a session for one task; returns (slot, 'opened' | 'reused' | 'reopened: why').
+
+        A task whose client went away while it waited for a busy pool stops waiting (`abandoned`).
+        """
         pin = self.pin_of(spec)
         deadline = time.monotonic() + wait
         stale: list[tuple[Slot, str]] = []
@@ -258,10 +269,13 @@ class SessionTable:
                         slots.append(slot)
                         break
                     remaining = deadline - now
+                    if abandoned():
+                        raise ClientGone("the client went away while waiting for a free session")
                     if remaining <= 0:
-                        raise TransportError(
+                        raise PoolBusyError(
                             f"all {len(slots)} pinned sessions to {spec.host} stayed busy for {wait:g}s "
-                            f"(pool size {pool_max}); raise ansible_psrp_persist_pool_size or the command timeout"
+                            f"(pool size {pool_max}); nothing of this task ran. Raise ansible_psrp_persist_pool_size, "
+                            "or run fewer tasks against this host at once"
                         )
                     self._cond.wait(min(remaining, 0.5))
                 slot.busy = True
@@ -388,8 +402,22 @@ class SessionTable:
 # -- the server ----------------------------------------------------------------------
 
 
-class ClientGone(Exception):
-    """The client closed its socket while the daemon was streaming to or from it."""
+class ClientGone(TaskInterrupted):
+    """The client closed its socket (task timeout, Ctrl-C, a killed worker) while the daemon served its task."""
+
+
+def peer_gone(sock: socket.socket) -> bool:
+    """Whether the client closed its end (EOF or reset), without waiting and without consuming what it sent."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLPRI)
+    if not poller.poll(0):
+        return False  # nothing to read: the client is still there, waiting for its answer
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
 
 
 class PinServer(socketserver.ThreadingUnixStreamServer):
@@ -482,6 +510,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             "uid": os.geteuid(),
             "started": self.server.started,
             "sessions": self.server.table.count(),
+            "clients": self.server.active,  # connections being served, this one included
             "dir": self.server.paths.dir,
         }
 
@@ -519,6 +548,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             max_age=float(request.get("max_age", 3600.0)),
             pool_max=int(request.get("pool_max", DEFAULT_POOL_MAX)),
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
+            abandoned=self.client_went_away,
         )
         reauths_before = reauth_reasons(slot.session)
         rebuilds_before = pool_rebuilds(slot.session)
@@ -532,6 +562,11 @@ class PinHandler(socketserver.BaseRequestHandler):
             slot.tasks += 1
             try:
                 reply = work(slot)
+            except TaskInterrupted as exc:
+                # T2: the client went away and the session stopped the task's pipeline; it serves the next task
+                log.info("%s on %s: session %s: %s; its pipeline was stopped", request.get("op"), spec.endpoint,
+                         slot.id, exc)
+                raise ClientGone(str(exc)) from exc
             except Exception as exc:
                 if self.client_gone or isinstance(exc, (proto.PeerClosed, ClientGone)):
                     broken, reason = True, "the client went away mid-task"
@@ -570,6 +605,12 @@ class PinHandler(socketserver.BaseRequestHandler):
             "daemon_pid": os.getpid(),
         }
 
+    def client_went_away(self) -> bool:
+        """The session's stop check (T2): has the client closed its socket? Asked between Receives."""
+        if not self.client_gone and peer_gone(self.request):
+            self.client_gone = True
+        return self.client_gone
+
     def _client_frames(self, sock: socket.socket) -> t.Iterator[tuple[bytes, t.Any]]:
         """Frames the client streams after "ready", up to its end marker."""
         while True:
@@ -592,22 +633,35 @@ class PinHandler(socketserver.BaseRequestHandler):
                         raise proto.ProtocolError("exec input must be JSON frames {'in': line}")
                     yield str(value["in"])
 
+            current = {"stream": "stdout"}
+
+            def send_output(stream: str, data: bytes) -> None:
+                # stdout and stderr as raw data frames while the pipeline runs: no whole copy, no JSON escaping
+                try:
+                    if stream != current["stream"]:
+                        proto.send_json(sock, {"stream": stream})
+                        current["stream"] = stream
+                    proto.send_data(sock, data)
+                except (proto.PeerClosed, OSError) as exc:
+                    self.client_gone = True
+                    raise ClientGone(f"the client went away while receiving the output: {exc}") from exc
+
+            max_output = request.get("max_output")
             try:
                 result = slot.session.run(
                     str(request["script"]),
                     arguments=request.get("arguments"),
                     input_data=lines() if frames is not None else None,
                     verbose_errors=bool(request.get("verbose_errors", False)),
+                    should_stop=self.client_went_away,
+                    output=send_output,
+                    max_output=int(max_output) if max_output else None,
                 )
             finally:
                 if frames is not None and not self.client_gone:
                     for _ in frames:  # drain what the session did not read so the client is not left blocked
                         pass
-            return {
-                "rc": int(result.rc),
-                "stdout": bytes(result.stdout).decode("utf-8", "surrogateescape"),
-                "stderr": bytes(result.stderr).decode("utf-8", "surrogateescape"),
-            }
+            return {"rc": int(result.rc)}
 
         self._session_op(sock, request, work)
 
@@ -631,7 +685,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                     yield bytes(buf)
 
             try:
-                sha1 = slot.session.put_file(chunks(), str(request["out_path"]))
+                sha1 = slot.session.put_file(chunks(), str(request["out_path"]), should_stop=self.client_went_away)
             finally:
                 if not self.client_gone:
                     for _ in frames:
@@ -656,7 +710,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                     self.client_gone = True
                     raise ClientGone(str(exc)) from exc
 
-            kind = slot.session.fetch_file(str(request["in_path"]), sink)
+            kind = slot.session.fetch_file(str(request["in_path"]), sink, should_stop=self.client_went_away)
             return {"kind": kind, "sha1": digest.hexdigest(), "size": sent["bytes"]}
 
         self._session_op(sock, request, work)

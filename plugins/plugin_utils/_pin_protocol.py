@@ -11,8 +11,10 @@ Frames:
 A request is one JSON frame. Session requests (exec/put/fetch) then go:
   daemon -> {"ready": true, "session": ..., "chunk_size": N}  or  {"error": {...}}
   client -> D frames ..., {"end": true}                       (exec input, put data)
-  daemon -> D frames ...                                      (fetch data)
+  daemon -> D frames ...                                      (fetch data; exec stdout as it arrives)
+  daemon -> {"stream": "stderr"}, D frames ...                (exec stderr, once the pipeline ended)
   daemon -> {"ok": true, ...}                                 or  {"error": {...}}
+An exec's output never travels inside JSON: UTF-8 in data frames, so neither end holds it twice or escapes it.
 Nothing of the task has run on the host before "ready", so a client that
 loses the daemon before it may safely retry with a new daemon; after it, never.
 """
@@ -30,7 +32,7 @@ _HEADER = struct.Struct("!cI")
 KIND_JSON = b"J"
 KIND_DATA = b"D"
 
-# Bounds: a module payload (exec script) can be a few MiB; file data travels in small frames.
+# Bounds: a module payload (exec script) can be a few MiB; file data and output travel in small frames.
 MAX_JSON_FRAME = 64 * 1024 * 1024
 MAX_DATA_FRAME = 4 * 1024 * 1024
 # Raw bytes per data frame the client and the daemon send (bounded buffers both ways).

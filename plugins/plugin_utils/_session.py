@@ -18,13 +18,14 @@ import threading
 import time
 import typing as t
 
-from ._errors import HostAuthError, HostError, PinnedError, TransportError
+from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
+from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)
 
 try:
-    from pypsrp.complex_objects import GenericComplexObject, PSInvocationState, RunspacePoolState
+    from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
     from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
     from pypsrp.host import PSHost, PSHostUserInterface
     from pypsrp.powershell import PowerShell, RunspacePool
@@ -38,13 +39,20 @@ except ImportError as _err:  # pragma: no cover - reported by the plugin's _conn
     PYPSRP_IMPORT_ERROR = _err
 
 EventSink = t.Callable[[str, str], None]
+# Asked between two Receives of a running pipeline: True when the task's client went away (T2).
+StopCheck = t.Callable[[], bool]
 
-# WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id).
+# With a stop check, one Receive waits at most this long for output (WS-Man OperationTimeout), so an
+# interrupted task's pipeline is stopped within about this bound plus one round trip (T2).
+STOP_CHECK_S = 5
+
+# WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id): a Command refused
+# with one never ran, so it may be sent again on a rebuilt pool (T5). Not 0x80338029 (the operation timed
+# out): that says nothing about the shell, and a Command that timed out may have started.
 _SHELL_GONE_CODES = frozenset(
     {
         0x8033805B,  # ERROR_WSMAN_UNEXPECTED_SELECTORS (shell id unknown)
         0x803381A6,  # ERROR_WSMAN_SHELL_NOT_FOUND? (reported by some hosts for deleted shells)
-        0x80338029,  # ERROR_WSMAN_OPERATION_TIMEDOUT on Get of a dead pool
     }
 )
 
@@ -143,17 +151,29 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     return TransportError(f"the WinRM exchange with {spec.host} failed: {type(exc).__name__}: {exc}")
 
 
-def _stop_running(ps: t.Any) -> None:
-    """Stop a pipeline a failed task leaves running (waiting for input or still streaming).
+def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
+    """A host refusal while opening the Runspace Pool is a SessionOpenError: the host cannot be had (T3)."""
+    err = _host_error_from(exc, spec)
+    if isinstance(err, HostError) and not isinstance(err, (HostAuthError, SessionOpenError)):
+        opened = SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body)
+        opened.code = getattr(err, "code", None)  # type: ignore[attr-defined]
+        return opened
+    return err
+
+
+def _stop_running(ps: t.Any) -> bool:
+    """Stop a pipeline a failed or interrupted task leaves running; True when it no longer runs on the host.
 
     Then the host runs the script's cleanup and frees the operation, instead of leaving it to the next task.
     """
     if ps.state != PSInvocationState.RUNNING:
-        return
+        return True
     try:
-        ps.stop()
+        ps.stop()  # PSRP's stop: a WS-Man Signal with powershell/signal/crtl_c (MS-PSRP 3.1.5.3.9)
     except Exception as exc:
         log.debug("stopping the failed pipeline failed: %s", exc)
+        return False
+    return True
 
 
 def _fault_code(exc: BaseException) -> int | None:
@@ -220,16 +240,16 @@ class Session:
                 connection_timeout=int(spec.connection_timeout),
             )
             wsman.transport = self.transport
-            self._negotiate_envelope(wsman)
             self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(), None)
             kwargs: dict[str, t.Any] = {"configuration_name": spec.configuration_name}
             if spec.no_profile:
                 kwargs["no_profile"] = True
             pool = RunspacePool(wsman, host=self.psrp_host, **kwargs)
             try:
+                self._negotiate_envelope(wsman)
                 pool.open()
             except Exception as exc:
-                raise _host_error_from(exc, spec) from exc
+                raise _open_error_from(exc, spec) from exc
             self.pool = pool
             self._last_pipeline = None
             self.stats["pool_opens"] += 1
@@ -326,23 +346,65 @@ class Session:
             if self.pool is not None:
                 self._finish_last_pipeline()
 
-    def _with_shell_recovery(self, start: t.Callable[[], t.Any]) -> t.Any:
-        """Start a pipeline; if the host says the shell is gone, rebuild once and start again.
+    def _begin(self, script: str, arguments: t.Sequence[t.Any], pipeline_input: t.Iterator[t.Any] | None) -> t.Any:
+        """Start a pipeline; if the host refused the Command itself because the shell is gone, rebuild once and
+        send it again (T5: a Command refused for an unknown shell never ran).
 
-        Safe to resend: a Command refused for an unknown shell never ran.
+        Once the host accepted the Command (pypsrp's pipeline is RUNNING) nothing is ever resent: a fault on a
+        later Send (the rest of the script, or its input) means the script may have run, so it is stopped and
+        the fault raised.
         """
+        rebuilt = False
+        while True:
+            ps = PowerShell(self.pool)
+            ps.add_script(script, use_local_scope=True)
+            for arg in arguments:
+                ps.add_argument(arg)
+            try:
+                ps.begin_invoke(pipeline_input)
+                return ps
+            except BaseException as exc:
+                if ps.state == PSInvocationState.RUNNING:
+                    self._fail(ps, exc)  # the host accepted the Command: never resent
+                if not isinstance(exc, Exception):
+                    raise
+                err = _host_error_from(exc, self.spec)
+                code = _fault_code(err)
+                if not rebuilt and code in _SHELL_GONE_CODES:
+                    self._rebuild(f"the host no longer knows the shell (fault {code:#x})")
+                    rebuilt = True
+                    continue
+                raise err from exc
+
+    def _fail(self, ps: t.Any, exc: BaseException) -> t.NoReturn:
+        """A started pipeline's task failed or was interrupted: stop it on the host, then raise what the caller sees."""
+        stopped = _stop_running(ps)
+        if isinstance(exc, TaskInterrupted):
+            if stopped:
+                self._event("interrupted", f"stopped the pipeline of an interrupted task ({exc})")
+                raise exc
+            raise TransportError(
+                f"the task was interrupted ({exc}) and its pipeline on {self.spec.host} could not be stopped"
+            ) from exc
+        if isinstance(exc, Exception) and not isinstance(exc, PinnedError):
+            raise _host_error_from(exc, self.spec) from exc
+        raise exc
+
+    def _wait(self, ps: t.Any, should_stop: StopCheck | None, on_output: t.Callable[[t.Any], None] | None = None) -> None:
+        """Receive until the pipeline ends; between Receives, stop it if the task's client went away (T2)."""
+        poll = min(self.spec.operation_timeout, STOP_CHECK_S) if should_stop is not None else None
         try:
-            return start()
-        except Exception as exc:
-            err = _host_error_from(exc, self.spec)
-            code = _fault_code(err)
-            if code in _SHELL_GONE_CODES:
-                self._rebuild(f"the host no longer knows the shell (fault {code:#x})")
-                try:
-                    return start()
-                except Exception as exc2:
-                    raise _host_error_from(exc2, self.spec) from exc2
-            raise err from exc
+            while True:
+                if on_output is not None:
+                    while ps.output:
+                        on_output(ps.output.pop(0))
+                if ps.state != PSInvocationState.RUNNING:
+                    return
+                if should_stop is not None and should_stop():
+                    raise TaskInterrupted("the task's client went away (task timeout, Ctrl-C or a killed worker)")
+                ps.poll_invoke(timeout=poll)
+        except BaseException as exc:
+            self._fail(ps, exc)
 
     def run(
         self,
@@ -351,42 +413,38 @@ class Session:
         arguments: t.Sequence[t.Any] | None = None,
         input_data: t.Iterable[t.Any] | None = None,
         verbose_errors: bool = False,
+        should_stop: StopCheck | None = None,
+        output: OutputSink | None = None,
+        max_output: int | None = None,
     ) -> ExecResult:
-        """Run a PowerShell script in the pool; rc/stdout/stderr as ansible.builtin.psrp renders them."""
+        """Run a PowerShell script in the pool; rc/stdout/stderr as ansible.builtin.psrp renders them.
+
+        With `output`, stdout and stderr are written to it as they arrive (each output object when a Receive
+        brings it) and the result carries the rc only; without, they are collected into the result.
+        `max_output` bounds the bytes written (OutputLimitError, the pipeline stopped). `should_stop` (the
+        daemon's "has the client gone?") is asked between Receives: when it answers True the pipeline is
+        stopped on the host and TaskInterrupted raised, the session staying usable.
+        """
+        collected = Collected() if output is None else None
+        rendered = StreamedOutput(output or t.cast(OutputSink, collected), max_output)
         with self._lock:
             if self.pool is None:
                 self.open()
             self._finish_last_pipeline()
             self.stats["tasks"] += 1
-
-            started: list[t.Any] = []
-            # one generator for every attempt: a Command refused for a lost shell consumed no input
-            pipeline_input = _input_generator(input_data)
-
-            def start() -> t.Any:
-                ps = PowerShell(self.pool)
-                ps.add_script(script, use_local_scope=True)
-                for arg in arguments or ():
-                    ps.add_argument(arg)
-                started[:] = [ps]
-                ps.begin_invoke(pipeline_input)
-                return ps
-
             try:
-                ps = self._with_shell_recovery(start)
-                ps.end_invoke()
-            except BaseException as exc:
-                if started:
-                    _stop_running(started[0])
-                if isinstance(exc, Exception):
-                    raise _host_error_from(exc, self.spec) from exc
-                raise
+                # one generator for every attempt: a Command refused for a lost shell consumed no input
+                ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
+                self._wait(ps, should_stop, rendered.output)
+                self._last_pipeline = ps
+                rc = rendered.finish(ps, self.psrp_host, verbose_errors)
             finally:
                 self.stats["last_used"] = time.time()
-            self._last_pipeline = ps
-            return self._result(ps, verbose_errors)
+        if collected is None:
+            return ExecResult(rc, b"", b"")
+        return ExecResult(rc, bytes(collected.stdout), bytes(collected.stderr))
 
-    def put_file(self, chunks: t.Iterable[bytes], out_path: str) -> str:
+    def put_file(self, chunks: t.Iterable[bytes], out_path: str, *, should_stop: StopCheck | None = None) -> str:
         """Stream `chunks` into `out_path` on the host; returns the verified SHA-1.
 
         The host writes a temporary file beside the destination and moves it
@@ -405,7 +463,7 @@ class Session:
                         yield base64.b64encode(chunk).decode("ascii")
                 yield "#sha1=" + digest.hexdigest()
 
-            result = self.run(PUT_SCRIPT, arguments=[out_path], input_data=lines())
+            result = self.run(PUT_SCRIPT, arguments=[out_path], input_data=lines(), should_stop=should_stop)
             if result.rc != 0:
                 raise HostError(f"put_file to {out_path!r} failed on the host: {result.stderr.decode('utf-8', 'replace').strip()}")
             text = result.stdout.decode("utf-8", "replace")
@@ -427,7 +485,7 @@ class Session:
         # 82 bytes of PSRP fragment/message header, as ansible.builtin.psrp reserves.
         return max(1024, int((self.max_payload_size - 82) / 4 * 3))
 
-    def fetch_file(self, in_path: str, sink: t.Callable[[bytes], None]) -> str:
+    def fetch_file(self, in_path: str, sink: t.Callable[[bytes], None], *, should_stop: StopCheck | None = None) -> str:
         """Stream `in_path` from the host into `sink`; returns 'file' or 'dir'. Verifies the host's SHA-1."""
         with self._lock:
             if self.pool is None:
@@ -436,98 +494,40 @@ class Session:
             self.stats["tasks"] += 1
             max_b64 = int(self.max_payload_size - (self.max_payload_size / 4 * 3))
             buffer_size = max(1024, max_b64 - (max_b64 % 1024))
-
-            def start() -> t.Any:
-                ps = PowerShell(self.pool)
-                ps.add_script(FETCH_SCRIPT, use_local_scope=True)
-                ps.add_argument(in_path)
-                ps.add_argument(buffer_size)
-                ps.begin_invoke()
-                return ps
-
-            ps = self._with_shell_recovery(start)
             digest = hashlib.sha1()
-            kind: str | None = None
-            remote_sha1: str | None = None
+            seen: dict[str, str | None] = {"kind": None, "sha1": None}
+
+            def on_output(value: t.Any) -> None:
+                item = str(value)
+                if seen["kind"] is None:
+                    seen["kind"] = {"[FILE]": "file", "[DIR]": "dir"}.get(item)
+                    if seen["kind"] is None:
+                        raise HostError(f"fetch_file {in_path!r}: unexpected first line from the host: {item[:80]!r}")
+                elif item.startswith("#sha1="):
+                    seen["sha1"] = item[6:]
+                else:
+                    data = base64.b64decode(item)
+                    digest.update(data)
+                    sink(data)
+
             try:
-                while True:
-                    while ps.output:
-                        item = str(ps.output.pop(0))
-                        if kind is None:
-                            kind = {"[FILE]": "file", "[DIR]": "dir"}.get(item)
-                            if kind is None:
-                                raise HostError(f"fetch_file {in_path!r}: unexpected first line from the host: {item[:80]!r}")
-                        elif item.startswith("#sha1="):
-                            remote_sha1 = item[6:]
-                        else:
-                            data = base64.b64decode(item)
-                            digest.update(data)
-                            sink(data)
-                    if ps.state != PSInvocationState.RUNNING:
-                        break
-                    ps.poll_invoke()
-            except BaseException as exc:
-                _stop_running(ps)
-                if isinstance(exc, Exception) and not isinstance(exc, PinnedError):
-                    raise _host_error_from(exc, self.spec) from exc
-                raise
+                ps = self._begin(FETCH_SCRIPT, [in_path, buffer_size], None)
+                self._wait(ps, should_stop, on_output)
             finally:
                 self.stats["last_used"] = time.time()
             self._last_pipeline = ps
-            rc, _, stderr = self._result(ps, False)
+            errors = Collected()
+            rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)
+            stderr = bytes(errors.stderr)
+            kind = seen["kind"]
             if rc != 0 or kind is None:
                 raise HostError(f"fetch_file {in_path!r} failed on the host: {stderr.decode('utf-8', 'replace').strip()}")
-            if kind == "file" and remote_sha1 != digest.hexdigest():
+            if kind == "file" and seen["sha1"] != digest.hexdigest():
                 raise HostError(
                     f"fetch_file {in_path!r}: received data hashes to {digest.hexdigest()} but the host computed "
-                    f"{remote_sha1}; the transfer was corrupted"
+                    f"{seen['sha1']}; the transfer was corrupted"
                 )
             return kind
-
-    # -- output rendering (same text as ansible.builtin.psrp) --------------
-
-    def _result(self, pipeline: t.Any, verbose_errors: bool) -> ExecResult:
-        host = self.psrp_host
-        rc = host.rc or (1 if pipeline.had_errors else 0)
-        stdout_list: list[str] = []
-        for output in pipeline.output:
-            if isinstance(output, GenericComplexObject) and output.to_string is None:
-                lines = list(output.property_sets)
-                lines += [f"{k}: {v}" for k, v in output.adapted_properties.items()]
-                lines += [f"{k}: {v}" for k, v in output.extended_properties.items()]
-                stdout_list.append("\n".join(lines))
-            elif isinstance(output, bytes):
-                stdout_list.append(output.decode("utf-8", "replace"))
-            else:
-                stdout_list.append("" if output is None else str(output))
-        stdout_list += host.ui.stdout
-        stdout = "\r\n".join(stdout_list)
-
-        stderr_list: list[str] = []
-        for error in pipeline.streams.error:
-            if error.fq_error == "NativeCommandErrorMessage" and not error.target_name:
-                stderr_list.append(str(error))
-                continue
-            if error.fq_error in ("NativeCommandError", "NativeCommandErrorMessage"):
-                stderr_list.append(f"{error}\r\n")
-                continue
-            command_name = f"{error.command_name} : " if error.command_name else ""
-            position = f"{error.invocation_position_message}\r\n" if error.invocation_position_message else ""
-            msg = (
-                f"{command_name}{error}\r\n{position}"
-                f"    + CategoryInfo          : {error.message}\r\n"
-                f"    + FullyQualifiedErrorId : {error.fq_error}"
-            )
-            if verbose_errors and error.script_stacktrace is not None:
-                msg += f"\r\nStackTrace:\r\n{error.script_stacktrace}"
-            stderr_list.append(f"{msg}\r\n")
-        stderr_list += host.ui.stderr
-        stderr = "".join(str(s) for s in stderr_list)
-
-        host.rc = 0
-        host.ui.stdout = []
-        host.ui.stderr = []
-        return ExecResult(int(rc), stdout.encode("utf-8"), stderr.encode("utf-8"))
 
 
 def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None:

@@ -52,6 +52,7 @@ class ProxySpec:
     negotiate_service: str = "HTTP"
     negotiate_hostname: str | None = None
     source: str = "inventory"  # "inventory" or the environment variable it came from
+    allow_basic_over_http: bool = False  # ansible_psrp_proxy_allow_basic_over_http: the user's explicit opt-in
 
     def __repr__(self) -> str:
         return (
@@ -424,6 +425,8 @@ def _resolve_proxy(
         negotiate_service=str(options.get("proxy_negotiate_service") or "HTTP"),
         negotiate_hostname=options.get("proxy_negotiate_hostname_override") or None,
         source=source,
+        allow_basic_over_http=_bool(options.get("proxy_allow_basic_over_http", False),
+                                    "ansible_psrp_proxy_allow_basic_over_http"),
     )
 
 
@@ -439,11 +442,6 @@ def _check_rules(spec: SessionSpec) -> None:
     if spec.auth == "certificate" and spec.scheme != "https":
         raise ConfigError(
             "ansible_psrp_auth=certificate needs HTTPS: the client certificate is presented in the TLS handshake. "
-            "Set ansible_psrp_protocol=https (port 5986)."
-        )
-    if spec.auth == "credssp" and spec.scheme != "https":
-        raise ConfigError(
-            "ansible_psrp_auth=credssp needs HTTPS (WinRM accepts CredSSP only over TLS). "
             "Set ansible_psrp_protocol=https (port 5986)."
         )
     if spec.auth == "certificate" and not (spec.certificate_pem and spec.certificate_key_pem):
@@ -462,12 +460,13 @@ def _check_rules(spec: SessionSpec) -> None:
             "WinRM authentication would share one proxied HTTP exchange. Fix: set ansible_psrp_protocol=https "
             "(port 5986), or remove ansible_psrp_proxy_auth/_user/_password if the proxy needs none."
         )
-    if proxy.auth == "basic" and proxy.scheme == "http":
+    if proxy.auth == "basic" and proxy.scheme == "http" and not proxy.allow_basic_over_http:
         raise ConfigError(
             f"ansible_psrp_proxy_auth=basic would send the proxy password readable to {via}: Basic puts the "
             "password on the wire in base64, and an http:// proxy connection has no TLS. Fix: use the proxy's TLS "
             "port (ansible_psrp_proxy: https://...), or a scheme that never sends the password "
-            "(ansible_psrp_proxy_auth: digest, ntlm, negotiate or kerberos)."
+            "(ansible_psrp_proxy_auth: digest, ntlm, negotiate or kerberos). For a proxy that offers nothing else, "
+            "ansible_psrp_proxy_allow_basic_over_http: true accepts the risk (a warning on every run)."
         )
     if spec.scheme == "http":
         if spec.auth in ("basic", "certificate"):
@@ -485,14 +484,35 @@ def _check_rules(spec: SessionSpec) -> None:
             )
 
 
-def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | None = None) -> SessionSpec:
+# Where ansible.builtin.psrp (requests) finds a CA bundle when cert_validation is on and no ca_cert is set.
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+# Seconds a read timeout not above the operation timeout is raised past it: the host answers a quiet Receive
+# only when the operation timeout runs out, and the answer still has to cross the network.
+READ_AFTER_OPERATION_S = 5
+
+Notes = t.List[t.Tuple[str, str]]  # (level, text): "vvv" for -vvv, "warning" for every run
+
+
+def _env_ca_bundle(environ: t.Mapping[str, str]) -> tuple[str, str] | None:
+    for name in CA_BUNDLE_ENV:
+        if environ.get(name):
+            return environ[name], name
+    return None
+
+
+def build_spec(
+    options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | None = None, notes: Notes | None = None
+) -> SessionSpec:
     """Turn the connection plugin's options into a validated SessionSpec.
 
     `options` uses the plugin's option names (remote_addr, remote_user,
     remote_password, port, protocol, path, auth, proxy, proxy_auth, ...).
-    Raises ConfigError naming the inventory variable and the fix.
+    Raises ConfigError naming the inventory variable and the fix. What was
+    adjusted rather than refused, and what the user must be warned about, is
+    appended to `notes`.
     """
     environ = {} if environ is None else environ
+    notes = [] if notes is None else notes
     scheme, host, port = _endpoint(options)
 
     cert_validation = _choice(options.get("cert_validation", "validate") or "validate",
@@ -507,10 +527,16 @@ def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | No
     read_timeout = _float(options.get("read_timeout", 30), "ansible_psrp_read_timeout", minimum=0.001)
     operation_timeout = _int(options.get("operation_timeout", 20), "ansible_psrp_operation_timeout", minimum=1)
     if read_timeout <= operation_timeout:
-        raise ConfigError(
-            f"ansible_psrp_read_timeout ({read_timeout:g}) must be greater than ansible_psrp_operation_timeout "
-            f"({operation_timeout}): the host answers a Receive only after the operation timeout."
-        )
+        # accepted as ansible.builtin.psrp accepts it, made to work: a quiet command's Receive must not time out
+        adjusted = float(operation_timeout + READ_AFTER_OPERATION_S)
+        notes.append(("vvv", f"ansible_psrp_read_timeout {read_timeout:g}s raised to {adjusted:g}s: the host answers a "
+                             f"quiet Receive only after ansible_psrp_operation_timeout ({operation_timeout}s)"))
+        read_timeout = adjusted
+    ca_cert = (options.get("ca_cert") or None) if cert_validation == "validate" else None
+    env_bundle = _env_ca_bundle(environ) if cert_validation == "validate" else None
+    if ca_cert is None and env_bundle is not None:
+        ca_cert = env_bundle[0]
+        notes.append(("vvv", f"trusting the CA bundle {ca_cert} from {env_bundle[1]}, as ansible.builtin.psrp does"))
 
     spec = SessionSpec(
         scheme=scheme,
@@ -524,7 +550,7 @@ def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | No
         password=options.get("remote_password"),
         message_encryption=encryption,
         cert_validation=cert_validation == "validate",
-        ca_cert=(options.get("ca_cert") or None) if cert_validation == "validate" else None,
+        ca_cert=ca_cert,
         certificate_pem=options.get("certificate_pem") or None,
         certificate_key_pem=options.get("certificate_key_pem") or None,
         certificate_key_password=options.get("certificate_key_password") or None,
@@ -549,5 +575,12 @@ def build_spec(options: t.Mapping[str, t.Any], environ: t.Mapping[str, str] | No
         reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
         proxy=_resolve_proxy(options, scheme, host, environ),
     )
+    if spec.proxy is not None and spec.proxy.scheme == "https" and spec.proxy.ca_cert is None and env_bundle:
+        spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, ca_cert=env_bundle[0]))
     _check_rules(spec)
+    proxy = spec.proxy
+    if proxy is not None and proxy.auth == "basic" and proxy.scheme == "http":
+        notes.append(("warning", f"ansible_psrp_proxy_allow_basic_over_http: the proxy password of "
+                                 f"{proxy.username!r} crosses the network readable to the proxy {proxy.url} "
+                                 "(Basic over http://); use the proxy's https:// port or another proxy_auth"))
     return spec

@@ -86,6 +86,21 @@ class _Resend(Exception):
         self.detail = detail
 
 
+class _NotProcessed(Exception):
+    """Internal: nothing of the request reached WinRM (no TCP connection, or HTTP 425/429/503), so it may be
+    sent again whatever it carries; ``error`` is what the caller sees once reconnection_retries are spent."""
+
+    def __init__(self, error: Exception, retry_after: float | None = None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
+
+
+# Answers that say the server did not process the request (RFC 9110 15.6.4, RFC 6585 4, RFC 8470 5.2):
+# resent with reconnection_retries, as ansible.builtin.psrp's urllib3 Retry would if it resent POSTs.
+_NOT_PROCESSED_STATUSES = frozenset({425, 429, 503})
+_MAX_RETRY_AFTER_S = 60.0
+
 # Reasons that prove the path keeps no client-to-host affinity (R5); a forward proxy cannot be repaired.
 _AFFINITY_REASONS = frozenset(
     {"closed after the handshake", "fresh 401 on an authenticated connection", "closed during the handshake"}
@@ -166,9 +181,22 @@ class WinRMTransport:
         budget = max(1, self.spec.reconnection_retries + 1)
         reopens = 0
         read_timeouts = 0
-        for _ in range(budget + retries_on_read_timeout + 1):
+        not_processed = 0
+        for _ in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
             try:
                 return self._send_once(message, read_timeout)
+            except _NotProcessed as e:
+                if self._conn is not None and not self._conn.reusable:
+                    self._drop()
+                if not_processed >= self.spec.reconnection_retries:
+                    raise e.error from None
+                not_processed += 1
+                delay = self.spec.reconnection_backoff * (2 ** (not_processed - 1))
+                if e.retry_after is not None:
+                    delay = max(delay, min(e.retry_after, _MAX_RETRY_AFTER_S))
+                self._emit("retry", f"{e.error} Nothing was processed; retry {not_processed}/"
+                                    f"{self.spec.reconnection_retries} in {delay:g}s (ansible_psrp_reconnection_retries)")
+                time.sleep(delay)
             except _Resend as e:
                 self._drop()
                 if self._forward and e.reason in _AFFINITY_REASONS:
@@ -247,6 +275,7 @@ class WinRMTransport:
         resp = self._request("POST", self._target, headers, payload, timeout=timeout or self.spec.read_timeout)
         self._messages_on_conn += 1
         self.stats["messages"] += 1
+        self._check_not_processed(resp)
         if resp.status == 401:
             if self._host_auth is not None and not isinstance(self._host_auth, (BasicAuth, CertificateAuth)):
                 raise _Resend("fresh 401 on an authenticated connection", "the host no longer knows this connection's authentication")
@@ -340,7 +369,10 @@ class WinRMTransport:
         self._emit("connect", f"connected to {self._authority}{self._via()}")
 
     def _new_socket(self, host: str, port: int, *, party: str, setting: str) -> SocketStream:
-        sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
+        try:
+            sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
+        except TransportError as e:  # refused or timed out: nothing was sent
+            raise _NotProcessed(e) from None
         self._sockets.append(sock)
         self.stats["tcp_connects"] += 1
         return sock
@@ -463,6 +495,7 @@ class WinRMTransport:
                     self._open()
                 continue
             self._check_proxy_answer(resp)
+            self._check_not_processed(resp)
             if 200 <= resp.status < 300:
                 try:
                     provider.finish(parse_challenges(resp.header_values("www-authenticate")))
@@ -491,6 +524,21 @@ class WinRMTransport:
         self._ready = False
 
     # -- answers ------------------------------------------------------------
+
+    def _check_not_processed(self, resp: Response) -> None:
+        """425/429/503 from the host (not a forward proxy's own refusal): the message was not processed."""
+        if resp.status not in _NOT_PROCESSED_STATUSES or (self._forward and resp.header("x-squid-error")):
+            return
+        retry_after = resp.header("retry-after")
+        seconds = float(retry_after) if retry_after and retry_after.strip().isdigit() else None
+        raise _NotProcessed(
+            HostError(
+                f"The Windows host {self._authority} answered HTTP {resp.status} {resp.reason}{self._via()} and did "
+                "not process the request; raise ansible_psrp_reconnection_retries to try again.",
+                status=resp.status,
+            ),
+            retry_after=seconds,
+        )
 
     def _check_proxy_answer(self, resp: Response) -> None:
         """Through a forward proxy some answers are the proxy's own, not the host's."""

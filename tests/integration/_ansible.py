@@ -82,6 +82,45 @@ def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict
     return env
 
 
+class RunningPlaybook:
+    """An ansible-playbook started in the background (to interrupt it); finish() reads its results."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.results_path = pathlib.Path(env["PINNED_TEST_RESULTS"])
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def finish(self, timeout: float = 300) -> PlaybookRun:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.communicate()
+            raise
+        try:
+            results = json.loads(self.results_path.read_text(encoding="utf-8"))
+            self.results_path.unlink()
+        except (OSError, ValueError):
+            results = {}
+        return PlaybookRun(self.proc.returncode, stdout, stderr, results)
+
+
+def start_playbook(
+    playbook: pathlib.Path | str,
+    inventory: pathlib.Path,
+    workdir: pathlib.Path,
+    *,
+    env: dict[str, str] | None = None,
+    extra_args: t.Sequence[str] = (),
+) -> RunningPlaybook:
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra_args]
+    return RunningPlaybook(cmd, base_env(workdir, env))
+
+
 def run_playbook(
     playbook: pathlib.Path | str,
     inventory: pathlib.Path,
@@ -91,15 +130,4 @@ def run_playbook(
     extra_args: t.Sequence[str] = (),
     timeout: float = 300,
 ) -> PlaybookRun:
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra_args]
-    run_env = base_env(workdir, env)
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
-    )
-    results_path = pathlib.Path(run_env["PINNED_TEST_RESULTS"])
-    try:
-        results = json.loads(results_path.read_text(encoding="utf-8"))
-        results_path.unlink()
-    except (OSError, ValueError):
-        results = {}
-    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, results)
+    return start_playbook(playbook, inventory, workdir, env=env, extra_args=extra_args).finish(timeout)

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from tests.lab import _limits
 from tests.lab._lab import SQUID_AUTH_SCHEMES, Lab, LabError, LabOptions
 
 log = logging.getLogger("tests.lab")
@@ -30,6 +31,19 @@ def _schemes(value: str) -> tuple[str, ...]:
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown scheme(s) {unknown}; choose from {', '.join(SQUID_AUTH_SCHEMES)}")
     return schemes
+
+
+def _limit(value: str) -> tuple[str | None, str, float | None]:
+    target, sep, amount = value.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected [CONFIGURATION:]NAME=VALUE, not {value!r}")
+    configuration, _, name = target.rpartition(":")
+    try:
+        q = _limits.quota(name.strip())
+        parsed = _limits.parse_value(amount)
+    except (KeyError, ValueError) as e:
+        raise argparse.ArgumentTypeError(str(e.args[0] if isinstance(e, KeyError) else e)) from None
+    return (configuration.strip() or None, q.name, parsed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--allow-unencrypted", action="store_true", help="WinRM AllowUnencrypted=true on hosts")
     up.add_argument("--reboot-down-s", type=float, default=5.0,
                     help="seconds a restarted host refuses connections before it boots (default 5)")
+    up.add_argument("--limit", dest="limits", type=_limit, action="append", default=[],
+                    metavar="[CONFIGURATION:]NAME=VALUE",
+                    help="set a Windows quota on every host by its Windows name (MaxEnvelopeSizekb, MaxShellsPerUser, "
+                         "MaxConcurrentOperationsPerUser, MaxMemoryPerShellMB, IdleTimeout, MaxTimeoutms, "
+                         "MaximumReceivedDataSizePerCommandMB, MaximumReceivedObjectSizeMB); VALUE 'off' lifts it; "
+                         "CONFIGURATION: sets a session configuration's own value (repeatable)")
+    up.add_argument("--language-mode", choices=("FullLanguage", "ConstrainedLanguage"), default="FullLanguage",
+                    help="the language mode of every PowerShell on the hosts (ConstrainedLanguage: a WDAC/AppLocker "
+                         "lockdown; default FullLanguage)")
+    up.add_argument("--no-limits", action="store_true",
+                    help="lift every Windows quota (default: Windows' defaults, docs/lab-wsman.md)")
     up.add_argument("--workdir", type=pathlib.Path, default=None,
                     help="keep the lab's files here (default: a fresh private temp dir, removed at exit)")
     up.add_argument("--keep-workdir", action="store_true", help="do not remove the temp workdir at exit")
@@ -79,6 +104,7 @@ def _up(args: argparse.Namespace) -> int:
                              relays=args.relays,
                              host_auth=args.host_auth, allow_unencrypted=args.allow_unencrypted,
                              reboot_down_s=args.reboot_down_s,
+                             no_limits=args.no_limits, limits=tuple(args.limits), language_mode=args.language_mode,
                              workdir=args.workdir, keep_workdir=args.keep_workdir)
     except LabError as e:
         log.error("the lab did not start: %s", e)

@@ -10,6 +10,10 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
     POST /hosts/<host>/faults/clear    every switch off
+    GET  /hosts/<host>/limits          {"limits": {name: value|null}, "configurations": {name: {...}}}
+    POST /hosts/<host>/limits          body {Windows quota name: value|null, "configuration": optional}
+    POST /hosts/<host>/language_mode   body {"language_mode": "FullLanguage"|"ConstrainedLanguage"}
+    GET  /hosts/<host>/state           {"state": {"shells", "runspace_pools", "pipelines_running", "pipelines_held", "operations": {user: n}}}
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
@@ -70,6 +74,10 @@ class LabAPI(t.Protocol):
     def get_faults(self, host: str) -> dict[str, t.Any]: ...
     def set_faults(self, host: str, **settings: t.Any) -> dict[str, t.Any]: ...
     def clear_faults(self, host: str) -> dict[str, t.Any]: ...
+    def get_limits(self, host: str) -> dict[str, t.Any]: ...
+    def set_limits(self, host: str, configuration: str | None = None, **values: float | None) -> dict[str, t.Any]: ...
+    def set_language_mode(self, host: str, language_mode: str) -> str: ...
+    def host_state(self, host: str) -> dict[str, t.Any]: ...
     def expire_shells(self, host: str) -> int: ...
     def drop_connections(self, host: str) -> int: ...
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]: ...
@@ -147,6 +155,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.set_faults(host, **body)}
             case "POST", ["hosts", host, "faults", "clear"]:
                 return {"faults": lab.clear_faults(host)}
+            case "GET", ["hosts", host, "limits"]:
+                return lab.get_limits(host)
+            case "POST", ["hosts", host, "limits"]:
+                if not isinstance(body, dict):
+                    raise ValueError("limits must be a JSON object of Windows quota names")
+                values = dict(body)
+                configuration = values.pop("configuration", None)
+                return lab.set_limits(host, configuration, **values)
+            case "POST", ["hosts", host, "language_mode"]:
+                return {"language_mode": lab.set_language_mode(host, str(body["language_mode"]))}
+            case "GET", ["hosts", host, "state"]:
+                return {"state": lab.host_state(host)}
             case "POST", ["hosts", host, "expire_shells"]:
                 return {"expired": lab.expire_shells(host)}
             case "POST", ["hosts", host, "drop_connections"]:
@@ -263,6 +283,21 @@ class LabClient:
 
     def clear_faults(self, host: str) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/faults/clear")["faults"])
+
+    def get_limits(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/limits"))
+
+    def set_limits(self, host: str, configuration: str | None = None, **values: float | None) -> dict[str, t.Any]:
+        body: dict[str, t.Any] = dict(values)
+        if configuration is not None:
+            body["configuration"] = configuration
+        return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/limits", body))
+
+    def set_language_mode(self, host: str, language_mode: str) -> str:
+        return str(self._call("POST", f"/hosts/{self._q(host)}/language_mode",
+                              {"language_mode": language_mode})["language_mode"])
+    def host_state(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/state")["state"])
 
     def expire_shells(self, host: str) -> int:
         return int(self._call("POST", f"/hosts/{self._q(host)}/expire_shells")["expired"])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import logging
 import pathlib
+import random
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from tests.lab import _transfer, pwsh
 from tests.lab.pwsh import ErrorInfo, Streams
@@ -157,13 +158,12 @@ def split_arguments(arguments: list[object]) -> tuple[list[object], dict[str, ob
     return positional, named
 
 
-def _unroll(items: Iterable[object]) -> Iterator[object]:
-    """PSRP pipeline input: an array sent as one input object is enumerated, as PowerShell does."""
-    for item in items:
-        if isinstance(item, (list, tuple)):
-            yield from item
-        else:
-            yield item
+# A new Runspace Pool's process (wsmprovhost.exe with Windows PowerShell loaded) before it holds anything.
+PROCESS_BASELINE = 50 << 20
+
+# The commands a RestrictedRemoteServer (JEA) session keeps (New-PSSessionConfigurationFile -SessionType).
+RESTRICTED_REMOTE_SERVER_COMMANDS = ("Exit-PSSession", "Get-Command", "Get-FormatData", "Get-Help", "Measure-Object",
+                                     "Out-Default", "Select-Object")
 
 
 # Executables of the lab host, relative to its C:\ (the engine emulates each; tests/lab/_engine.py CmdShell).
@@ -196,7 +196,16 @@ class Engine:
             "Path": "C:\\Windows\\system32;C:\\Windows;C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\",
             "PATHEXT": ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC;.CPL",
             "PROCESSOR_ARCHITECTURE": "AMD64", "ProgramData": "C:\\ProgramData", "ProgramFiles": "C:\\Program Files",
-            "PSModulePath": "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
+            "PSModulePath": f"C:\\Users\\{user}\\Documents\\WindowsPowerShell\\Modules;"
+                            "C:\\Program Files\\WindowsPowerShell\\Modules;"
+                            "C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
+            # the rest of a Windows Server's machine environment (as recorded in test_client_execute_ps_environment)
+            "CommonProgramFiles": "C:\\Program Files\\Common Files",
+            "CommonProgramFiles(x86)": "C:\\Program Files (x86)\\Common Files",
+            "CommonProgramW6432": "C:\\Program Files\\Common Files",
+            "PROCESSOR_IDENTIFIER": "Intel64 Family 6 Model 70 Stepping 1, GenuineIntel",
+            "PROCESSOR_LEVEL": "6", "PROCESSOR_REVISION": "4601",
+            "ProgramFiles(x86)": "C:\\Program Files (x86)", "ProgramW6432": "C:\\Program Files",
             "PUBLIC": "C:\\Users\\Public", "SystemDrive": "C:", "SystemRoot": "C:\\Windows", "TEMP": temp,
             "TMP": temp, "USERDOMAIN": computer_name, "USERNAME": user, "USERPROFILE": f"C:\\Users\\{user}",
             "windir": "C:\\Windows",
@@ -206,6 +215,14 @@ class Engine:
         self.process_cwd = f"C:\\Users\\{user}"
         # what the runs of this process share: compiled C# types, the console, the machine it runs on
         self.process = pwsh.ProcessState()
+        # One Engine is one process (wsmprovhost.exe for a Runspace Pool): a new pool is a new process.
+        self.process_id = random.randint(1000, 65000) & ~3  # Windows process ids are multiples of 4
+        self.language_mode = "FullLanguage"
+        self.visible_commands: set[str] | None = None
+        self.visible_providers: set[str] | None = None
+        self.wsman_settings: Callable[[], Mapping[str, str]] | None = None
+        self.runspaces: list[pwsh.Runspace] = []
+        self.memory_watch: Callable[[], None] | None = None  # the PSRP host's MaxMemoryPerShellMB check
 
     def attach_machine(self, machine: object) -> None:
         """Runs this process on the host's OS state (tests/lab/_machine.py): its services, accounts and reboots, and
@@ -217,6 +234,10 @@ class Engine:
         user_path = next((v for k, v in user.items() if k.lower() == "path"), "")
         system_path = next((v for k, v in system.items() if k.lower() == "path"), "")
         merged["Path"] = f"{system_path};{user_path}" if user_path else system_path
+        # PowerShell puts the user's own module folder first when it starts (ModuleIntrinsics.GetModulePath;
+        # recorded: test_client_execute_ps_environment)
+        system_modules = next((v for k, v in system.items() if k.lower() == "psmodulepath"), "")
+        merged["PSModulePath"] = f"C:\\Users\\{self.user}\\Documents\\WindowsPowerShell\\Modules;{system_modules}"
         for key, value in merged.items():
             if key.upper() == "USERNAME":
                 continue  # the logon's own, not the machine's SYSTEM
@@ -234,24 +255,85 @@ class Engine:
         if working_directory:
             self.process_cwd = working_directory
 
+    def configure_host(self, *, language_mode: str = "FullLanguage",
+                       wsman_settings: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """What the host gives every process: its language mode (ConstrainedLanguage under a lockdown policy) and
+        the WinRM settings its WSMan: drive shows."""
+        self.language_mode = language_mode
+        self.wsman_settings = wsman_settings
+
+    def configure_session(self, *, language_mode: str | None = None, restricted: bool = False,
+                          visible_cmdlets: Iterable[str] | None = None,
+                          visible_providers: Iterable[str] | None = None) -> None:
+        """A session configuration's restrictions for this Runspace Pool's process (a JEA endpoint's)."""
+        if language_mode:
+            self.language_mode = language_mode
+        if restricted or visible_cmdlets is not None:
+            # RestrictedRemoteServer keeps only these proxy commands (New-PSSessionConfigurationFile), then the role's
+            base = RESTRICTED_REMOTE_SERVER_COMMANDS if restricted else ()
+            self.visible_commands = {c.lower() for c in (*base, *(visible_cmdlets or ()))}
+        if visible_providers is not None:
+            self.visible_providers = {p.lower() for p in visible_providers}
+
     def _host_context(self) -> pwsh.HostContext:
         """This host as one PowerShell run sees it: its programs include cmd.exe and powershell.exe on this engine."""
         return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
                                  native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
-                                 process=self.process, launch=self.create_process, run_process=self.run_process)
+                                 process=self.process, launch=self.create_process, run_process=self.run_process,
+                                 language_mode=self.language_mode, visible_commands=self.visible_commands,
+                                 visible_providers=self.visible_providers, wsman_settings=self.wsman_settings,
+                                 memory_check=self.memory_watch)
 
     # ---- PowerShell ------------------------------------------------------------------------------
+    def new_runspace(self) -> pwsh.Runspace:
+        """A runspace of this process, as a Runspace Pool opens one: it starts in the user's Documents."""
+        runspace = pwsh.Runspace(f"C:\\Users\\{self.user}\\Documents", self.process_id)
+        self.runspaces.append(runspace)
+        return runspace
+
+    def memory_bytes(self) -> int:
+        """What this process holds: a wsmprovhost.exe with PowerShell loaded (about 50 MB, as Windows reports a
+        new pool's MemoryUsed in test_psrp_disconnected_commands) and what its runspaces keep."""
+        return PROCESS_BASELINE + sum(rs.memory_bytes() for rs in list(self.runspaces))
+
+    def watch_memory(self, check: Callable[[], None]) -> None:
+        """Called when a run takes much more memory; the PSRP host weighs the process against MaxMemoryPerShellMB."""
+        self.memory_watch = check
+
     def run_powershell(self, script: str, arguments: list[object], input: Iterable[object], streams: Streams, *,
-                       is_command: bool = False) -> None:
+                       is_command: bool = False, runspace: pwsh.Runspace | None = None,
+                       local_scope: bool = True) -> None:
         """Runs a PSRP pipeline: `script` (AddScript) or a command name (AddCommand) with `arguments`.
 
         An argument given as a 2-tuple `(name, value)` is a named parameter (AddParameter; `True` or `None`
         for a switch: PSRP sends AddParameter(name) without argument as null), as is a string "-Name"
-        followed by its value; anything else is positional (AddArgument).
+        followed by its value; anything else is positional (AddArgument). `runspace` is the session state
+        the pipeline runs in (a fresh one when None); a script runs in the global scope unless `local_scope`
+        (AddScript's useLocalScope; PSRP's default is the global scope).
         """
-        rt = pwsh.Runtime(self._host_context(), streams)
-        source = _peekable(_unroll(input))
+        host = self._host_context()
+        if not is_command and host.language_mode == "NoLanguage":
+            # Command.CreateCommandProcessor refuses a script in a no-language runspace (recorded from a JEA
+            # endpoint: test_psrp_with_jea_configuration)
+            failed = getattr(streams, "terminating_error", None)
+            (failed or streams.error)(ErrorInfo(
+                "The syntax is not supported by this runspace. This can occur if the runspace is in no-language mode.",
+                category="ParserError", fq_error_id="ScriptsNotAllowed", target=script,
+                exception_type="System.Management.Automation.ParseException"))
+            return
+        rt = pwsh.Runtime(host, streams, runspace)
+        rt.runspace.running.append(rt)
+        try:
+            self._run(rt, script, arguments, input, streams, is_command, local_scope)
+        finally:
+            rt.runspace.running.remove(rt)
+
+    def _run(self, rt: pwsh.Runtime, script: str, arguments: list[object], input: Iterable[object],
+             streams: Streams, is_command: bool, local_scope: bool) -> None:
+        # Each PIPELINE_INPUT is one input object, an array too: PowerShell does not enumerate input objects
+        # (recorded in test_psrp_run_protocol_version_2.2: ["3", 3] comes back whole from `$input`).
+        source = _peekable(iter(input))
         input_iter = source if source.has_any() else None
         out = self._sink(streams)
         try:
@@ -269,7 +351,7 @@ class Engine:
                     stage.where = (0, len(script))
                     pwsh.run_stage(stage, input_iter)
                 else:
-                    rt.run_script(script, positional, named, input_iter, out)
+                    rt.run_script(script, positional, named, input_iter, out, local_scope=local_scope)
             except pwsh.ParseError as e:
                 raise pwsh.PSError(pwsh.parse_error_record(script, e)) from None
         except pwsh.ExitScript as e:
@@ -287,6 +369,11 @@ class Engine:
 
     @staticmethod
     def _sink(streams: Streams) -> Callable[[object], None]:
+        # Output that feeds the next command of the same statement stays the object it is (a host sets
+        # raw_output for that); output leaving the host becomes what PSRP serialises (display_value).
+        if getattr(streams, "raw_output", False):
+            return streams.output
+
         def out(v: object) -> None:
             streams.output(pwsh.display_value(v))
         return out
@@ -692,8 +779,11 @@ class CmdShell:
             return 0
         if low == "set":
             if not args:
-                for k in sorted(self.engine.env, key=str.lower):
-                    w(f"{k}={self.engine.env[k]}\r\n")
+                # cmd.exe defines PROMPT in its own environment when it starts without one
+                listing = {"PROMPT": "$P$G", **self.engine.env} if not any(
+                    k.lower() == "prompt" for k in self.engine.env) else dict(self.engine.env)
+                for k in sorted(listing, key=str.lower):
+                    w(f"{k}={listing[k]}\r\n")
                 return 0
             if "=" in args:
                 k, v = args.split("=", 1)

@@ -24,11 +24,18 @@ class FaultSettings:
     # WS-Management fault names returned for the next requests ("access_denied",
     # "shell_not_found", "operation_timeout", "quota", ...), one per request.
     wsman_fault_next: list[str] = dataclasses.field(default_factory=list)
+    # WS-Management fault names returned for the next requests of one action, one per request:
+    # {"Command": ["access_denied"]} faults the next Command and lets every other request through.
+    wsman_fault_on_action_next: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     # Refuse every authentication attempt (401 as Windows sends it).
     refuse_auth: bool = False
     # Drop the TCP connection without answering the next N requests of this WS-Man action
     # ("Receive", "Command", ...): {"Receive": 1}.
     drop_on_action_next: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Hold every PSRP pipeline whose script contains this text as a command that runs until stopped would:
+    # state Running, no output, until the client stops it (Signal) or the shell closes. Tests wait for the
+    # pipelines_held counter instead of sleeping; the engine's Start-Sleep (a real sleep) is not needed.
+    hold_pipelines_containing: str | None = None
     # Stall (send nothing) for this many seconds after reading the next request, then answer.
     stall_next_s: list[float] = dataclasses.field(default_factory=list)
 
@@ -58,6 +65,18 @@ class Faults:
         with self._lock:
             queue = getattr(self.settings, name)
             return queue.pop(0) if queue else None
+
+    def take_action_fault(self, action: str) -> str | None:
+        """Pop the next injected fault name for this WS-Man action (None when none is queued)."""
+        with self._lock:
+            queue = self.settings.wsman_fault_on_action_next.get(action) or []
+            return queue.pop(0) if queue else None
+
+    def holds(self, script: str) -> bool:
+        """Whether a pipeline running `script` is to be held (hold_pipelines_containing)."""
+        with self._lock:
+            marker = self.settings.hold_pipelines_containing
+        return bool(marker) and marker in script
 
     def take_action_drop(self, action: str) -> bool:
         with self._lock:

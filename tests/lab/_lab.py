@@ -21,6 +21,7 @@ import tempfile
 import threading
 import typing as t
 
+from tests.lab import _limits
 from tests.lab._config import HostConfig
 from tests.lab._control import ControlServer
 from tests.lab._counters import Counters
@@ -57,6 +58,12 @@ class LabOptions:
     host_auth: tuple[str, ...] | None = None   # override the schemes hosts offer (HostConfig.auth)
     allow_unencrypted: bool = False    # WinRM AllowUnencrypted on every host
     reboot_down_s: float = 5.0         # how long a restarted host refuses connections before it boots
+    # Windows' quotas on every host (tests/lab/_limits.py): Windows' defaults, then no_limits lifts them
+    # all, then each (configuration or None, Windows name, value or None for off) applies in order.
+    no_limits: bool = False
+    limits: tuple[tuple[str | None, str, float | None], ...] = ()
+    # the language mode of every PowerShell on every host: ConstrainedLanguage is a WDAC/AppLocker lockdown
+    language_mode: str = "FullLanguage"
     control: bool = True               # serve the control API on 127.0.0.1
     workdir: pathlib.Path | None = None     # None: a fresh private temp dir, removed by stop()
     keep_workdir: bool = False
@@ -76,6 +83,17 @@ class LabOptions:
             self.relays = True
         if "negotiate" in self.squid_auth:
             self.kdc = True  # Negotiate proxy auth needs the realm
+        from tests.lab import _limits
+
+        if self.language_mode not in ("FullLanguage", "ConstrainedLanguage"):
+            raise LabError(f"language_mode must be FullLanguage or ConstrainedLanguage, not {self.language_mode!r}")
+        for configuration, name, _value in self.limits:
+            try:
+                q = _limits.quota(name)
+            except KeyError as e:
+                raise LabError(str(e.args[0])) from None
+            if configuration is not None and not q.configuration:
+                raise LabError(f"{q.name} is a WinRM service quota; it cannot be set for configuration {configuration!r}")
 
 
 def squid_key(scheme: str) -> str:
@@ -255,6 +273,11 @@ class Lab:
                                 reboot_down_s=self.options.reboot_down_s)
             if self.options.host_auth is not None:
                 config.auth = tuple(self.options.host_auth)
+            config.language_mode = self.options.language_mode
+            if self.options.no_limits:
+                _limits.lift_all(config)
+            for configuration, limit, value in self.options.limits:
+                _limits.set_limits(config, configuration, **{limit: value})
             entry = _HostEntry(config=config, counters=Counters(), faults=Faults(), user_info=user_info)
             if self.kdc is not None and domain_user is not None:
                 config.users[domain_user[0]] = domain_user[1]
@@ -431,6 +454,10 @@ class Lab:
             "root": str(entry.config.root) if entry.config.root else None,
             "configurations": ["Microsoft.PowerShell", *entry.config.extra_configurations],
         }
+        quotas = _limits.limits(entry.config)
+        desc["limits"] = quotas["limits"]
+        desc["language_mode"] = entry.config.language_mode
+        desc["configuration_limits"] = quotas["configurations"]
         if entry.config.realm:
             desc["realm"] = entry.config.realm
             desc["spns"] = [f"HTTP/{entry.hostname}", f"host/{entry.hostname}"]
@@ -508,12 +535,38 @@ class Lab:
         faults.clear()
         return faults.as_dict()
 
+    def get_limits(self, host: str) -> dict[str, t.Any]:
+        """The host's quotas by Windows name ({"limits": ..., "configurations": ...}; None is off)."""
+        return _limits.limits(self._host(host).config)
+
+    def set_limits(self, host: str, configuration: str | None = None, **values: float | None) -> dict[str, t.Any]:
+        """Change quotas by Windows name (None: off); `configuration` scopes the PowerShell ones. Applies to
+        requests, shells and commands from now on; returns them all."""
+        entry = self._host(host)
+        _limits.set_limits(entry.config, configuration, **values)
+        return _limits.limits(entry.config)
+
+    def set_language_mode(self, host: str, language_mode: str) -> str:
+        """The language mode of the host's PowerShell from the next shell on (FullLanguage or ConstrainedLanguage,
+        what a WDAC/AppLocker lockdown policy imposes); returns it."""
+        if language_mode not in ("FullLanguage", "ConstrainedLanguage"):
+            raise ValueError(f"language_mode must be FullLanguage or ConstrainedLanguage, not {language_mode!r}")
+        self._host(host).config.language_mode = language_mode
+        return language_mode
+
     def expire_shells(self, host: str) -> int:
         """Expire every shell of the host now, as its idle timeout would; return how many."""
         entry = self._host(host)
         if entry.service is None:
             raise LabError(f"host {host} has no WS-Management service running")
         return int(entry.service.expire_shells())
+
+    def host_state(self, host: str) -> dict[str, t.Any]:
+        """What the host holds now: shells, Runspace Pools, running pipelines, operations in flight by user."""
+        entry = self._host(host)
+        if entry.service is None:
+            raise LabError(f"host {host} has no WS-Management service running")
+        return t.cast(dict[str, t.Any], entry.service.state())
 
     def drop_connections(self, host: str) -> int:
         """Fault: the host resets every open client connection now; return how many."""

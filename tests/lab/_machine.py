@@ -431,7 +431,7 @@ def default_machine_environment(processors: int = 2) -> dict[str, str]:
         "NUMBER_OF_PROCESSORS": str(processors), "OS": "Windows_NT",
         "Path": "C:\\Windows\\system32;C:\\Windows;C:\\Windows\\System32\\Wbem;"
                 "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\;C:\\Windows\\System32\\OpenSSH\\",
-        "PATHEXT": ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC",
+        "PATHEXT": ".COM;.EXE;.BAT;.CMD;.VBS;.VBE;.JS;.JSE;.WSF;.WSH;.MSC;.CPL",
         "PROCESSOR_ARCHITECTURE": "AMD64", "PROCESSOR_LEVEL": "6",
         "PSModulePath": "C:\\Program Files\\WindowsPowerShell\\Modules;C:\\Windows\\system32\\WindowsPowerShell\\v1.0\\Modules",
         "TEMP": "C:\\Windows\\TEMP", "TMP": "C:\\Windows\\TEMP", "USERNAME": "SYSTEM", "windir": "C:\\Windows",

@@ -341,6 +341,55 @@ def quota_operations(limit: int) -> WSManFault:
     return WSManFault("s:Receiver", "w:QuotaLimit", text, 0x803381A6, kind="quota_operations")
 
 
+# The Microsoft.PowerShell plugin reports a managed exception as WSManPluginErrorCodes.ManagedException
+# (0x80540FA0, PowerShell's WSManPlugin.cs ReportWSManOperationComplete) with the exception's message;
+# WinRM wraps it in a ProviderFault naming the plugin and its DLL, with an empty s:Reason (the shape of
+# Windows' answers kept in pywinrm's winrm/tests/test_transport.py and OMI's WinRM client tests).
+POWERSHELL_PLUGIN_PATH = r"C:\Windows\system32\pwrshplugin.dll"
+MANAGED_EXCEPTION = 0x80540FA0
+
+
+def powershell_plugin_fault(configuration: str, message: str, kind: str) -> WSManFault:
+    """An error the PowerShell plugin of `configuration` reported for a request (its message as sent)."""
+    provider = "microsoft.powershell" if configuration.lower() == "microsoft.powershell" else configuration
+    return WSManFault(
+        "s:Receiver",
+        "w:InternalError",
+        "",
+        MANAGED_EXCEPTION,
+        message=message,
+        provider=(provider, POWERSHELL_PLUGIN_PATH),
+        kind=kind,
+    )
+
+
+def received_data_exceeded(configuration: str, maximum: int) -> WSManFault:
+    """MaximumReceivedDataSizePerCommandMB exceeded by a command's input (PSRemotingErrorId 872,
+    RemotingErrorIdStrings.ReceivedDataSizeExceededMaximumServer, raised by PriorityReceiveDataCollection)."""
+    text = f"The total data received from the remote client exceeded the allowed maximum. The allowed maximum is {maximum}."
+    return powershell_plugin_fault(configuration, text, "received_data_exceeded")
+
+
+def received_object_exceeded(configuration: str, size: int, maximum: int) -> WSManFault:
+    """MaximumReceivedObjectSizeMB exceeded by one object (PSRemotingErrorId 871,
+    RemotingErrorIdStrings.ReceivedObjectSizeExceededMaximumServer, raised by ReceiveDataCollection)."""
+    text = (
+        "The current deserialized object size of the data received from the remote client computer exceeded the "
+        f"allowed maximum object size. The current deserialized object size is {size}. The allowed maximum object "
+        f"size is {maximum}."
+    )
+    return powershell_plugin_fault(configuration, text, "received_object_exceeded")
+
+
+def provider_host_died() -> WSManFault:
+    """The shell's host process ended under a request, as when it ran out of its MaxMemoryPerShellMB (code 1726,
+    RPC_S_CALL_FAILED; the text Windows clients report, e.g. PowerShell's own remoting tests for a killed
+    wsmprovhost.exe, and users whose sessions broke past the per-shell memory quota)."""
+    text = ("The WSMan provider host process did not return a proper response.  A provider in the host process may "
+            "have behaved improperly. ")
+    return WSManFault("s:Receiver", "w:InternalError", text, 1726, kind="provider_host_died")
+
+
 def access_denied() -> WSManFault:
     """The authenticated user may not use the resource."""
     return WSManFault("s:Sender", "w:AccessDenied", "Access is denied. ", 5, kind="access_denied")

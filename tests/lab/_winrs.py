@@ -47,6 +47,7 @@ class Shell:
         input_streams: str,
         output_streams: str,
         client_address: str,
+        clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         self.id = shell_id
         self.owner = owner
@@ -55,21 +56,22 @@ class Shell:
         self.input_streams = input_streams
         self.output_streams = output_streams
         self.client_address = client_address
-        self.created = time.monotonic()
+        self.clock = clock  # the service's clock: idle time and run time are measured on it
+        self.created = clock()
         self.last_activity = self.created
         self.busy = 0  # requests in flight on this shell (a pending Receive keeps it alive)
         self.closed = False
         self.cond = threading.Condition()
 
     def touch(self) -> None:
-        self.last_activity = time.monotonic()
+        self.last_activity = self.clock()
 
     def idle_expired(self, now: float) -> bool:
         return self.busy == 0 and now - self.last_activity > self.idle_timeout_s
 
     def shell_xml(self, extra: str = "", tail: str = "") -> str:
         """The rsp:Shell element Windows returns from Create and Get."""
-        now = time.monotonic()
+        now = self.clock()
         return el(
             "rsp:Shell",
             attrs={"xmlns:rsp": NS["rsp"]},

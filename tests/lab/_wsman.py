@@ -15,10 +15,11 @@ import threading
 import time
 import typing as t
 
-from tests.lab import _soap
+from tests.lab import _limits, _soap
 from tests.lab._config import HostConfig
 from tests.lab._counters import Counters
 from tests.lab._faults import Faults
+from tests.lab._machine import Machine
 from tests.lab._psrp_server import PSRPPool
 from tests.lab._soap import NS, el
 from tests.lab._winrs import Shell, WinRSShell, parse_shell_create
@@ -36,7 +37,17 @@ _RESPONSE_ACTIONS = {
     "Send": f"{_soap.SHELL_NS}/SendResponse",
     "Receive": f"{_soap.SHELL_NS}/ReceiveResponse",
     "Signal": f"{_soap.SHELL_NS}/SignalResponse",
+    "Disconnect": f"{_soap.SHELL_NS}/DisconnectResponse",
+    "Reconnect": f"{_soap.SHELL_NS}/ReconnectResponse",
+    "Connect": f"{_soap.SHELL_NS}/ConnectResponse",
 }
+COMMAND_RESOURCE_URI = f"{_soap.SHELL_RESOURCE_URI}/Command"
+
+
+def _shell_usage(shell: t.Any) -> str:
+    """rsp:MemoryUsed and rsp:ChildProcesses of a shell's process (what a Runspace Pool's holds; WinRS: 0MB)."""
+    used = shell.memory_used_mb() if callable(getattr(shell, "memory_used_mb", None)) else 0
+    return el("rsp:MemoryUsed", f"{used}MB") + el("rsp:ChildProcesses", "0")
 
 
 def default_engine_factory(config: HostConfig, user: str) -> t.Any:
@@ -48,6 +59,31 @@ def default_engine_factory(config: HostConfig, user: str) -> t.Any:
     return Engine(config.root, config.name, user)
 
 
+def wsman_settings(config: HostConfig) -> dict[str, str]:
+    """The host's WinRM settings as its WSMan: drive shows them (WSMan:\\localhost\\<path>), the values of Get-Item."""
+    c = config
+    return {
+        "MaxEnvelopeSizekb": str(c.max_envelope_size // 1024),
+        "MaxTimeoutms": str(c.max_timeout_ms),
+        "MaxBatchItems": "32000",
+        "Service\\AllowUnencrypted": str(c.allow_unencrypted).lower(),
+        "Service\\MaxConcurrentOperationsPerUser": str(c.max_concurrent_operations_per_user),
+        "Service\\MaxConnections": "300",
+        "Service\\Auth\\Basic": str("basic" in c.auth).lower(),
+        "Service\\Auth\\Kerberos": str("kerberos" in c.auth).lower(),
+        "Service\\Auth\\Negotiate": str("negotiate" in c.auth).lower(),
+        "Service\\Auth\\Certificate": str("certificate" in c.auth).lower(),
+        "Service\\Auth\\CredSSP": str("credssp" in c.auth).lower(),
+        "Service\\Auth\\CbtHardeningLevel": "Relaxed",
+        "Shell\\AllowRemoteShellAccess": "true",
+        "Shell\\IdleTimeout": str(int(c.idle_timeout_s * 1000)),
+        "Shell\\MaxConcurrentUsers": "2147483647",
+        "Shell\\MaxProcessesPerShell": "2147483647",
+        "Shell\\MaxMemoryPerShellMB": str(c.max_memory_per_shell_mb),
+        "Shell\\MaxShellsPerUser": str(c.max_shells_per_user),
+    }
+
+
 class WSManService:
     """WS-Management over SOAP for one simulated host: WinRS cmd shells and PSRP Runspace Pools."""
 
@@ -57,12 +93,16 @@ class WSManService:
         counters: Counters,
         faults: Faults,
         engine_factory: EngineFactory | None = None,
+        clock: t.Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.clock = clock  # measures shell idle time (IdleTimeOut); tests may pass one they advance
         self.counters = counters
         self.faults = faults
         self.engine_factory = engine_factory or default_engine_factory
-        self.machine: t.Any = None  # the host's OS state (tests/lab/_machine.py), set by the lab
+        # the host's OS state (tests/lab/_machine.py): its own until the lab gives it the host's shared one
+        self.machine: t.Any = Machine(config.name, dict(config.users), admins=tuple(config.users),
+                                      reboot_down_s=config.reboot_down_s)
         self._lock = threading.Lock()
         self._shells: dict[str, Shell] = {}
         self._operations: collections.Counter[str] = collections.Counter()
@@ -83,7 +123,7 @@ class WSManService:
         self.counters.incr(f"wsman.{req.action_name}")
         self._expire_idle()
 
-        injected = self.faults.take("wsman_fault_next")
+        injected = self.faults.take("wsman_fault_next") or self.faults.take_action_fault(req.action_name)
         if injected:
             factory = _soap.INJECTABLE.get(injected)
             fault = factory(self.config) if factory else _soap.internal_error(f"Injected fault {injected}. ")
@@ -139,6 +179,21 @@ class WSManService:
         for shell in shells:
             shell.close()
 
+    def state(self) -> dict[str, t.Any]:
+        """What the host holds right now: shells, Runspace Pools, running pipelines (and of them those a fault
+        switch holds), operations in flight by user."""
+        with self._lock:
+            shells = list(self._shells.values())
+            operations = {user: n for user, n in self._operations.items() if n}
+        pools = [s for s in shells if isinstance(s, PSRPPool)]
+        return {
+            "shells": len(shells),
+            "runspace_pools": len(pools),
+            "pipelines_running": sum(p.running_pipelines() for p in pools),
+            "pipelines_held": sum(p.running_pipelines(held_only=True) for p in pools),
+            "operations": operations,
+        }
+
     def shell_count(self, user: str | None = None) -> int:
         """Open shells (WinRS and Runspace Pools), of one user or of all."""
         with self._lock:
@@ -157,7 +212,7 @@ class WSManService:
             self.counters.incr(counter.replace("shells_", "runspace_pools_"))
 
     def _expire_idle(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             expired = [s for s in self._shells.values() if s.idle_expired(now)]
             for shell in expired:
@@ -205,10 +260,20 @@ class WSManService:
             return response_action, self._get(user, req)
         if name == "Enumerate":
             return response_action, self._enumerate(user, req)
+        if name in ("Disconnect", "Reconnect", "Connect"):
+            # Runspace Pools only: the lab's WinRS cmd shells keep no disconnected state.
+            shell = self._owned_shell(user, req)
+            if not isinstance(shell, PSRPPool):
+                raise _soap.action_not_supported(req.action)
+            shell.touch()
+            return response_action, getattr(shell, name.lower())(req)
         if name in ("Command", "Send", "Receive", "Signal", "Delete"):
             if req.resource_uri != _soap.CMD_RESOURCE_URI:
                 self._configuration(req.resource_uri)
             shell = self._owned_shell(user, req)
+            killed = getattr(shell, "killed_by", None)
+            if killed is not None and name != "Delete":
+                raise killed  # its process died (MaxMemoryPerShellMB): every request but Delete gets the fault
             with self._lock:
                 shell.busy += 1
             shell.touch()
@@ -229,7 +294,7 @@ class WSManService:
                 shell.touch()
                 with self._lock:
                     shell.busy -= 1
-        # Disconnect/Reconnect/Connect and anything else: not offered by the lab (see docs/lab-wsman.md).
+        # Anything else (Put, Pull, ...): not offered by the lab (see docs/lab-wsman.md).
         raise _soap.action_not_supported(req.action)
 
     def _create(self, user: str, req: _soap.Request, client_address: str) -> str:
@@ -249,6 +314,7 @@ class WSManService:
             input_streams=opts["input_streams"],
             output_streams=opts["output_streams"],
             client_address=client_address,
+            clock=self.clock,
         )
         limit = self.config.max_shells_per_user
         with self._lock:
@@ -263,8 +329,9 @@ class WSManService:
         try:
             engine = self.engine_factory(self.config, user)
             attach = getattr(engine, "attach_machine", None)  # the engine's process runs on this host's OS
-            if attach is not None and self.machine is not None:
+            if attach is not None:
                 attach(self.machine)
+            self._configure_engine(engine, configuration)
             if configuration is None:
                 shell: Shell = WinRSShell(
                     **common,
@@ -281,8 +348,15 @@ class WSManService:
                     engine=engine,
                     computer_name=self.config.name,
                     max_envelope_size=min(req.max_envelope_size or 153600, self.config.max_envelope_size),
+                    configuration=configuration,
+                    input_caps=lambda: _limits.received_input_caps(self.config, configuration),
+                    memory_limit=self._memory_limit,
+                    on_killed=lambda: self.counters.incr("shells_killed.memory"),
+                    counters=self.counters,
+                    holds=self.faults.holds,
                 )
                 pool.open(base64.b64decode(creation.text or "") if creation is not None else b"")
+                pool.client_session = req.session_id
                 shell = pool
         except Exception:
             with self._lock:
@@ -306,6 +380,29 @@ class WSManService:
         )
         return created + shell.shell_xml(shell.create_response_extra())
 
+    def _memory_limit(self) -> int | None:
+        """MaxMemoryPerShellMB in bytes; None when off (Windows' 2147483647)."""
+        mb = self.config.max_memory_per_shell_mb
+        return None if mb >= _limits.UNLIMITED else mb << 20
+
+    def _configure_engine(self, engine: t.Any, configuration: str | None) -> None:
+        """What the shell's process is given by its host: the language mode, the WinRM settings its WSMan: drive
+        shows, and for a Runspace Pool its session configuration's restrictions (engines without the hooks,
+        like the service tests' stand-in, take none)."""
+        configure_host = getattr(engine, "configure_host", None)
+        if callable(configure_host):
+            configure_host(language_mode=self.config.language_mode, wsman_settings=lambda: wsman_settings(self.config))
+        session = self.config.session_configurations.get((configuration or "").lower())
+        configure_session = getattr(engine, "configure_session", None)
+        if session is not None and callable(configure_session):
+            configure_session(
+                language_mode=session.language_mode
+                or ("NoLanguage" if session.session_type == "RestrictedRemoteServer" else None),
+                restricted=session.session_type == "RestrictedRemoteServer",
+                visible_cmdlets=session.visible_cmdlets,
+                visible_providers=session.visible_providers,
+            )
+
     def _get(self, user: str, req: _soap.Request) -> str:
         if req.resource_uri.rstrip("/") == _soap.CONFIG_RESOURCE_URI:
             return self._config_xml()
@@ -313,16 +410,26 @@ class WSManService:
             _soap.PSRP_RESOURCE_PREFIX
         ):
             shell = self._owned_shell(user, req)
+            if getattr(shell, "killed_by", None) is not None:
+                raise _soap.shell_not_found(shell.id)  # WinRM itself answers Get: the dead process' shell is gone
             shell.touch()
             # A Get also reports the shell process' memory and children, as Windows does.
-            return shell.shell_xml(shell.create_response_extra(), tail=el("rsp:MemoryUsed", "0MB") + el("rsp:ChildProcesses", "0"))
+            return shell.shell_xml(shell.create_response_extra(), tail=_shell_usage(shell))
         raise _soap.unknown_configuration(req.resource_uri)
 
     def _enumerate(self, user: str, req: _soap.Request) -> str:
-        # Shell enumeration returns this user's shells in one batch (EndOfSequence), as a small host does.
+        # Shell enumeration returns this user's shells in one batch (EndOfSequence), as a small host does;
+        # on .../shell/Command with a ShellId selector filter, that shell's commands (test_psrp_disconnected_commands).
         with self._lock:
             shells = [s for s in self._shells.values() if s.owner == user]
-        items = "".join(s.shell_xml(s.create_response_extra()) for s in shells)
+        if req.resource_uri == COMMAND_RESOURCE_URI:
+            wanted = {
+                (sel.text or "").upper()
+                for sel in req.body.findall(".//wsman:Filter/wsman:SelectorSet/wsman:Selector[@Name='ShellId']", NS)
+            }
+            items = "".join(s.commands_xml() for s in shells if isinstance(s, PSRPPool) and s.id in wanted)
+        else:
+            items = "".join(s.shell_xml(s.create_response_extra(), tail=_shell_usage(s)) for s in shells)
         return el(
             "n:EnumerateResponse",
             children=el("n:EnumerationContext", "") + el("w:Items", children=items) + el("w:EndOfSequence", ""),
@@ -379,7 +486,7 @@ class WSManService:
                 ("cfg:MaxConcurrentUsers", "2147483647"),
                 ("cfg:MaxShellRunTime", "2147483647"),
                 ("cfg:MaxProcessesPerShell", "2147483647"),
-                ("cfg:MaxMemoryPerShellMB", "2147483647"),
+                ("cfg:MaxMemoryPerShellMB", str(c.max_memory_per_shell_mb)),
                 ("cfg:MaxShellsPerUser", str(c.max_shells_per_user)),
             ],
         )

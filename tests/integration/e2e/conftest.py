@@ -11,7 +11,7 @@ import typing as t
 
 import pytest
 
-from tests.integration._ansible import ROOT, PlaybookRun, run_playbook, write_inventory
+from tests.integration._ansible import ROOT, PlaybookRun, RunningPlaybook, start_playbook, write_inventory
 
 PLAYBOOKS = pathlib.Path(__file__).parent / "playbooks"
 
@@ -56,6 +56,21 @@ class E2E:
         extra_args: t.Sequence[str] = (),
         name: str = "run",
     ) -> PlaybookRun:
+        return self.start(group_vars, hosts=hosts, host_overrides=host_overrides, playbook=playbook, env=env,
+                          extra_args=extra_args, name=name).finish()
+
+    def start(
+        self,
+        group_vars: dict[str, t.Any],
+        *,
+        hosts: t.Sequence[int] = (0,),
+        host_overrides: dict[str, t.Any] | None = None,
+        playbook: str = "raw_probe.yml",
+        env: dict[str, str] | None = None,
+        extra_args: t.Sequence[str] = (),
+        name: str = "run",
+    ) -> RunningPlaybook:
+        """Like run(), in the background: the caller interrupts it or calls finish()."""
         inv_hosts = {}
         for index in hosts:
             entry = self.host_vars(index, scheme=group_vars.get("ansible_psrp_protocol", "https"))
@@ -68,8 +83,8 @@ class E2E:
         if kdc_env.get("KRB5CCNAME"):
             # a private credential cache per run: Kerberos tests never share tickets by accident
             kdc_env["KRB5CCNAME"] = f"FILE:{run_dir / 'ccache'}"
-        return run_playbook(PLAYBOOKS / playbook if "/" not in playbook else playbook, inventory, self.workdir,
-                            env={**kdc_env, **(env or {})}, extra_args=extra_args)
+        return start_playbook(PLAYBOOKS / playbook if "/" not in playbook else playbook, inventory, self.workdir,
+                              env={**kdc_env, **(env or {})}, extra_args=extra_args)
 
     def close_sessions(self) -> None:
         pc = self.workdir / "pc"

@@ -14,7 +14,8 @@ from tests.integration._ansible import ROOT
 DOCS = ROOT / "docs"
 # the errors the engine raises on purpose, and Ansible's, as the plugin raises them
 ERRORS = {"ConfigError", "TransportError", "ConnectTimeoutError", "ReadTimeoutError", "ProxyError", "ProxyAuthError",
-          "AffinityLostError", "HostError", "HostAuthError", "PinnedError", "AnsibleError", "AnsibleConnectionFailure",
+          "AffinityLostError", "HostError", "HostAuthError", "PinnedError", "SessionOpenError", "LocalFileError",
+          "PoolBusyError", "AnsibleError", "AnsibleConnectionFailure",
           "AnsibleAuthenticationFailure", "AnsibleFileNotFound"}
 MIN_SIGNATURE = 12  # shorter constant text ("unreachable", "{e}") identifies nothing
 

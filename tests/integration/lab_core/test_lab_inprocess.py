@@ -69,3 +69,42 @@ def test_unknown_squid_schemes_are_refused_before_anything_starts() -> None:
     with pytest.raises(LabError, match="unknown Squid auth"):
         LabOptions(squid_auth=("kerberos5",))
     assert LabOptions(squid_auth=("negotiate",), hosts=0).kdc is True
+
+
+def test_windows_quotas_are_set_per_host_by_their_windows_names_at_start_and_through_the_control_api() -> None:
+    from tests.lab.__main__ import build_parser
+    from tests.lab._control import ControlError
+
+    args = build_parser().parse_args(
+        ["up", "--limit", "MaxShellsPerUser=5", "--limit", "Lab.Big:MaximumReceivedDataSizePerCommandMB=1024",
+         "--limit", "maximumreceivedobjectsizemb=off"])
+    options = LabOptions(hosts=1, squid_auth=(), tinyproxy=False, limits=tuple(args.limits))
+    with Lab(options) as lab:
+        client = LabClient(lab.describe()["control_url"])
+        limits = client.get_limits("WIN-LAB1")
+        assert limits["limits"]["MaxShellsPerUser"] == 5
+        assert limits["limits"]["MaxEnvelopeSizekb"] == 500  # Windows' default where nothing was said
+        assert limits["limits"]["MaximumReceivedObjectSizeMB"] is None
+        assert limits["configurations"]["Lab.Big"]["MaximumReceivedDataSizePerCommandMB"] == 1024
+        assert limits["configurations"]["Microsoft.PowerShell"]["MaximumReceivedDataSizePerCommandMB"] == 50
+        described = lab.describe()["hosts"][0]
+        assert "Lab.Big" in described["configurations"]
+        assert described["limits"]["MaxShellsPerUser"] == 5
+        assert described["configuration_limits"]["Lab.Big"]["MaximumReceivedDataSizePerCommandMB"] == 1024
+        changed = client.set_limits("WIN-LAB1", MaxShellsPerUser=None, MaximumReceivedDataSizePerCommandMB=100)
+        assert changed["limits"]["MaxShellsPerUser"] is None
+        assert lab.hosts["WIN-LAB1"].config.max_shells_per_user == 2147483647  # Windows' "unlimited"
+        assert changed == lab.get_limits("WIN-LAB1")
+        with pytest.raises(ControlError) as unknown:
+            client.set_limits("WIN-LAB1", MaxShells=3)
+        assert unknown.value.status == 400 and "MaxShellsPerUser" in unknown.value.message
+        with pytest.raises(ControlError) as service_quota:
+            client.set_limits("WIN-LAB1", configuration="Lab.Big", MaxShellsPerUser=3)
+        assert service_quota.value.status == 400
+
+
+def test_no_limits_lifts_every_quota_and_a_service_quota_cannot_be_scoped_to_a_configuration() -> None:
+    with Lab(LabOptions(hosts=1, squid_auth=(), tinyproxy=False, no_limits=True)) as lab:
+        assert set(lab.get_limits("WIN-LAB1")["limits"].values()) == {None}
+    with pytest.raises(LabError, match="MaxShellsPerUser is a WinRM service quota"):
+        LabOptions(limits=(("Lab.Big", "MaxShellsPerUser", 3.0),))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import os
 import pathlib
 import re
 import struct
@@ -21,9 +22,22 @@ import xml.etree.ElementTree as ET
 
 import yaml
 
+from tests.lab._config import SessionConfiguration
 from tests.lab._soap import NS
 
-TRANSCRIPTS = pathlib.Path("/work/shared/windows-transcripts")
+REPOSITORY = pathlib.Path(__file__).resolve().parents[3]
+# The recordings live next to the repository (../shared/windows-transcripts); LAB_WINDOWS_TRANSCRIPTS names
+# another directory, or "skip" to skip the replay on purpose (a missing directory otherwise fails).
+TRANSCRIPTS_ENV = "LAB_WINDOWS_TRANSCRIPTS"
+DEFAULT_TRANSCRIPTS = REPOSITORY.parent / "shared" / "windows-transcripts"
+
+
+def transcripts_dir() -> pathlib.Path | None:
+    """Where the recordings are: the override, else ../shared/windows-transcripts; None when skipped on purpose."""
+    override = os.environ.get(TRANSCRIPTS_ENV, "").strip()
+    if override.lower() == "skip":
+        return None
+    return pathlib.Path(override).expanduser() if override else DEFAULT_TRANSCRIPTS
 _ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 RECEIVE_TIMEOUT = "PT1S"
 MAX_EXTRA_RECEIVES = 6
@@ -108,6 +122,35 @@ def configurations(messages: list[dict[str, t.Any]]) -> set[str]:
     return names - {"Microsoft.PowerShell"}
 
 
+# Seconds the client that made a recording waited before a message, where its test says so: the host's
+# idle clock must pass them too. pypsrp's test_psrp_is_alive_invalid_selectors: "This test is pretending
+# 60+ seconds has passed ... we need to wait a bit more for the WSMan service to actually reap the shell
+# ... time.sleep(120)" between its two is_alive() calls (messages #3 and #4).
+RECORDED_PAUSES: dict[str, dict[int, float]] = {
+    "test_psrp_is_alive_invalid_selectors": {4: 120.0},
+}
+
+
+# What the recording's host held before the exchange, as the test that recorded it says it was made
+# (pypsrp's tests/tests_pypsrp/test_client.py comments "file was created with ..."); the replay runs the
+# same PowerShell on the lab host first.
+RECORDED_SETUP: dict[str, str] = {
+    "test_client_fetch_file_expand_vars": 'Set-Content -Path "$env:TEMP\\file.txt" -Value ("abc`r`n")',
+    "test_client_fetch_file_hash_mismatch": (
+        "New-Item -ItemType Directory -Path C:\\temp -Force | Out-Null\n"
+        'Set-Content -Path C:\\temp\\file.txt -Value ("abc`r`n" * 5)'
+    ),
+}
+
+
+# Session configurations the recording hosts had registered, as the recording project defines them:
+# pypsrp's build_helpers/JEARoleSettings.pssc (SessionType RestrictedRemoteServer, role JEARole) and
+# JEARole.psrc (VisibleCmdlets Get-Item, VisibleProviders WSMan).
+RECORDED_CONFIGURATIONS: dict[str, SessionConfiguration] = {
+    "jearole": SessionConfiguration("RestrictedRemoteServer", visible_cmdlets=("Get-Item",), visible_providers=("WSMan",)),
+}
+
+
 @dataclasses.dataclass
 class Result:
     name: str
@@ -129,10 +172,100 @@ class _TargetLog:
         self.lab_state: tuple[str, str | None] | None = None
         self.recorded_elements: set[str] = set()
         self.lab_elements: set[str] = set()
+        self.recorded_timeouts: list[tuple[str, str]] = []  # the w:TimedOut faults Windows answered
+        self.lab_timeouts: list[tuple[str, str]] = []
 
 
-def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -> Result:
-    """Replay one transcript through handle(request bytes) -> (status, body)."""
+TIMED_OUT = "w:TimedOut"
+
+
+def _operation_timeout(request: str) -> str:
+    m = re.search(r"<wsman:OperationTimeout>([^<]*)<", request)
+    return m.group(1) if m else "PT20S"
+
+
+def _replay_receive(
+    index: int,
+    req_text: str,
+    lab_req: str,
+    recorded: Answer,
+    log: _TargetLog,
+    key: str | None,
+    handle: t.Callable[[bytes], tuple[int, bytes]],
+    absorb: t.Callable[[Answer, _TargetLog, bool], None],
+    mismatches: list[str],
+) -> None:
+    """Replays one recorded Receive: as many lab Receives as it takes to deliver what Windows had delivered.
+
+    When a Receive's answer comes depends on timing (Windows splits streams over Receives as output
+    arrives, and answers w:TimedOut when nothing came within the request's OperationTimeout), so:
+    - a Receive Windows answered with data is asked with a short timeout while the lab has delivered less;
+      a lab w:TimedOut there means "not yet" and is asked again with the recording's own OperationTimeout;
+    - a Receive Windows answered with w:TimedOut is asked once with the recording's OperationTimeout;
+      the lab must time out too unless its command already produced output (it ran faster than the
+      recorded host); every target whose recording timed out must see the lab time out at least once;
+    - any other recorded fault must be answered with the same fault.
+    """
+    absorb(recorded, log, True)
+    recorded_timeout = _operation_timeout(req_text)
+    if recorded.fault is not None:
+        if recorded.fault[0] == TIMED_OUT:
+            log.recorded_timeouts.append(recorded.fault)
+            lab_done = log.lab_state is not None and log.lab_state[0] == "Done"
+            if lab_done:
+                return  # the lab finished earlier than Windows did: nothing left to time out on
+            timeout = recorded_timeout
+        else:
+            timeout = RECEIVE_TIMEOUT
+        request = re.sub(r"<wsman:OperationTimeout>[^<]*<", f"<wsman:OperationTimeout>{timeout}<", lab_req)
+        status, body = handle(request.encode())
+        lab = parse_answer(status, body.decode())
+        if lab.fault is not None and lab.fault[0] == TIMED_OUT:
+            log.lab_timeouts.append(lab.fault)
+        if (recorded.fault, recorded.status) == (lab.fault, lab.status):
+            return
+        if recorded.fault[0] == TIMED_OUT and lab.fault is None:
+            absorb(lab, log, False)  # the lab had output where Windows was still waiting: timing, not structure
+            return
+        mismatches.append(f"#{index} Receive: fault {recorded.fault} != lab {lab.fault or lab.status}")
+        return
+    timeout = RECEIVE_TIMEOUT
+    for _attempt in range(MAX_EXTRA_RECEIVES):
+        # Once the lab said Done for a command nothing more will come: stop asking. A Running state
+        # only says the command had not finished when that Receive was answered.
+        lab_done = log.lab_state is not None and log.lab_state[0] == "Done"
+        recorded_done = log.recorded_state is not None and log.recorded_state[0] == "Done"
+        behind = (not lab_done or key is None) and (
+            len(log.lab_types) < len(log.recorded_types)
+            or (recorded_done and not lab_done)
+            or not (log.recorded_streams <= log.lab_streams)
+        )
+        if not behind:
+            return
+        request = re.sub(r"<wsman:OperationTimeout>[^<]*<", f"<wsman:OperationTimeout>{timeout}<", lab_req)
+        status, body = handle(request.encode())
+        lab = parse_answer(status, body.decode())
+        if lab.fault is not None and lab.fault[0] == TIMED_OUT:
+            log.lab_timeouts.append(lab.fault)
+            if key is not None:
+                timeout = recorded_timeout  # the command still runs: wait as long as the recorded client did
+            continue
+        if lab.fault is not None:
+            mismatches.append(f"#{index} Receive: no fault recorded != lab {lab.fault}")
+            return
+        absorb(lab, log, False)
+
+
+def replay(
+    path: pathlib.Path,
+    handle: t.Callable[[bytes], tuple[int, bytes]],
+    pause: t.Callable[[int], None] | None = None,
+) -> Result:
+    """Replay one transcript through handle(request bytes) -> (status, body).
+
+    pause(index), if given, runs before message `index` is sent: it lets the host's clock pass the time the
+    recording's client waited there (see RECORDED_PAUSES).
+    """
     messages = yaml.safe_load(path.read_text())["messages"]
     ids: dict[str, str] = {}
     mismatches: list[str] = []
@@ -174,43 +307,30 @@ def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -
                 log.lab_state = value
 
     for index, message in enumerate(messages):
+        if pause is not None:
+            pause(index)
         req_text = message["request"]
         action = request_action(req_text)
         if message.get("http_error") is not None or "response" not in message:
             skipped.append(index)  # the recording has no answer from Windows to compare with
             continue
         rec_status = message.get("transport_error", {}).get("code", 200) if message.get("transport_error") else 200
+        if rec_status == 200 and "<s:Fault" in (message.get("response") or ""):
+            # Windows sends every WS-Management fault with HTTP 500 (all other recorded faults carry it); one
+            # hand-assembled recording (psrp_long_running_cmdlet #4) left the status out.
+            rec_status = 500
         recorded = parse_answer(rec_status, message.get("response", ""))
         lab_req = rewrite(req_text)
         if action == "Receive":
-            lab_req = re.sub(r"<wsman:OperationTimeout>[^<]*<", f"<wsman:OperationTimeout>{RECEIVE_TIMEOUT}<", lab_req)
             key = target_of(lab_req)
             log = targets.setdefault(key, _TargetLog())
             log.psrp = "schemas.microsoft.com/powershell/" in req_text
-            absorb(recorded, log, recorded=True)
-            attempts = 0
-            while attempts < MAX_EXTRA_RECEIVES:
-                # Once the lab said Done for a command nothing more will come: stop asking. A Running state
-                # only says the command had not finished when that Receive was answered.
-                lab_done = log.lab_state is not None and log.lab_state[0] == "Done"
-                recorded_done = log.recorded_state is not None and log.recorded_state[0] == "Done"
-                behind = (not lab_done or key is None) and (len(log.lab_types) < len(log.recorded_types) or (
-                    recorded_done and not lab_done
-                ) or not (log.recorded_streams <= log.lab_streams)) or (recorded.fault is not None)
-                if not behind:
-                    break
-                attempts += 1
-                status, body = handle(lab_req.encode())
-                lab = parse_answer(status, body.decode())
-                if recorded.fault is not None or lab.fault is not None:
-                    if (recorded.fault, recorded.status) != (lab.fault, lab.status):
-                        mismatches.append(f"#{index} Receive: fault {recorded.fault} != lab {lab.fault or lab.status}")
-                    break
-                absorb(lab, log, recorded=False)
+            _replay_receive(index, req_text, lab_req, recorded, log, key, handle, absorb, mismatches)
             continue
         status, body = handle(lab_req.encode())
         lab = parse_answer(status, body.decode())
-        learn(recorded, lab)
+        if action in ("Create", "Command"):
+            learn(recorded, lab)  # only these answers carry ids the server chose; Enumerate lists known ones
         if (recorded.status, recorded.action, recorded.fault) != (lab.status, lab.action, lab.fault):
             mismatches.append(
                 f"#{index} {action}: recorded {recorded.status} {recorded.action} {recorded.fault} != "
@@ -226,6 +346,10 @@ def replay(path: pathlib.Path, handle: t.Callable[[bytes], tuple[int, bytes]]) -
                 continue
     for key, log in targets.items():
         name = key or "pool"
+        if log.recorded_timeouts and not set(log.recorded_timeouts) & set(log.lab_timeouts):
+            mismatches.append(
+                f"Receive[{name}]: Windows answered {sorted(set(log.recorded_timeouts))}, the lab {sorted(set(log.lab_timeouts))}"
+            )
         if log.recorded_types != log.lab_types:
             mismatches.append(
                 f"Receive[{name}]: PSRP types {[hex(x) for x in log.recorded_types]} != lab {[hex(x) for x in log.lab_types]}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pathlib
 import threading
+import time
 import typing as t
 
 import pytest
@@ -45,7 +46,8 @@ class StandInEngine:
 
     PowerShell: each script line is `out <text>`, `err <text>`, `warn <text>`, `host <text>`,
     `exit <n>`, `echo-input` (copies pipeline input to output), `args` (outputs the arguments),
-    `sleep <s>`, `fail <text>` (terminating error). cmd: `echo <text>`, `type` (stdin to stdout),
+    `sleep <s>`, `fail <text>` (terminating error), `count-input` (outputs the characters of all input),
+    `lift-input-cap` (sets the command's MaximumAllowedMemory to None). cmd: `echo <text>`, `type` (stdin to stdout),
     `exit <n>`, anything else writes "not recognized" to stderr and exits 9009.
     """
 
@@ -83,6 +85,11 @@ class StandInEngine:
                 raise RuntimeError(rest)
             elif verb == "object":
                 streams.output({"Name": rest, "Length": len(rest)})
+            elif verb == "count-input":
+                streams.output(sum(len(str(item)) for item in input))
+            elif verb == "lift-input-cap":
+                # what ansible's psrp_put_file.ps1 does by reflection on $Host (see _psrp_streams.PipelineStreams)
+                streams.maximum_allowed_memory = None
 
     def run_cmd(self, command: str, arguments: list[str], stdin: t.Iterable[bytes], stdout: t.Callable[[bytes], None], stderr: t.Callable[[bytes], None]) -> int:
         words = [command, *arguments]
@@ -123,9 +130,30 @@ def faults() -> Faults:
     return Faults()
 
 
+class HostClock:
+    """The service's idle clock: real time plus what a test skips with advance() (no sleeping)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.skipped
+
+
 @pytest.fixture
-def service(host_config: HostConfig, counters: Counters, faults: Faults) -> t.Iterator[WSManService]:
-    svc = WSManService(host_config, counters, faults, engine_factory=lambda cfg, user: StandInEngine(cfg.root, cfg.name, user))
+def clock() -> HostClock:
+    return HostClock()
+
+
+@pytest.fixture
+def service(host_config: HostConfig, counters: Counters, faults: Faults, clock: HostClock) -> t.Iterator[WSManService]:
+    svc = WSManService(
+        host_config, counters, faults, engine_factory=lambda cfg, user: StandInEngine(cfg.root, cfg.name, user),
+        clock=clock,
+    )
     yield svc
     svc.close()
 

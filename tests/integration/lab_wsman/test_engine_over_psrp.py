@@ -152,3 +152,47 @@ def test_add_parameter_without_a_value_is_a_present_switch(pool) -> None:
     ps = PowerShell(rp)
     ps.add_script("'a', 'b'").add_cmdlet("Out-String").add_parameter("Stream")
     assert ps.invoke() == ["a", "b"]
+
+
+MERGE_SCRIPT = """$DebugPreference = 'Continue'
+$VerbosePreference = 'Continue'
+Write-Debug 'debug stream'
+Write-Verbose 'verbose stream'
+Write-Error 'error stream'
+Write-Output 'output stream'
+Write-Warning 'warning stream'
+Write-Information 'information stream'
+"""
+
+
+def test_merged_streams_reach_the_output_in_order_and_unmerged_ones_keep_their_streams(pool) -> None:
+    # pypsrp's own test_psrp_merge_commands, whose recording shows Windows' answer: the first statement's
+    # records all arrive as output objects, the second statement's on their own streams.
+    rp, _host = pool
+    ps = PowerShell(rp)
+    ps.add_script(MERGE_SCRIPT)
+    ps.merge_all("output")
+    ps.add_statement().add_script(MERGE_SCRIPT)
+    ps.invoke()
+    assert [str(o) for o in ps.output] == [
+        "debug stream", "verbose stream", "error stream", "output stream", "warning stream", "information stream",
+        "output stream",
+    ]
+    assert [str(r) for r in ps.streams.error] == ["error stream"]
+    assert [len(ps.streams.debug), len(ps.streams.verbose), len(ps.streams.warning)] == [1, 1, 1]
+    assert len(ps.streams.information) == 1
+
+
+
+def test_a_protocol_2_2_client_still_gets_information_records(pool, monkeypatch) -> None:
+    # PowerShell's server forwards the information stream whatever protocol the client announced
+    # (ServerPowerShellDriver); psrpcore alone would refuse to write it below protocol 2.3.
+    import pypsrp.powershell
+
+    rp, host = pool
+    monkeypatch.setattr(pypsrp.powershell, "PROTOCOL_VERSION", "2.2")
+    with RunspacePool(rp.connection, host=host) as old_client:
+        ps = PowerShell(old_client)
+        ps.add_script("Write-Information 'for an old client'; 'done'")
+        assert ps.invoke() == ["done"]
+    assert [str(r.message_data) for r in ps.streams.information] == ["for an old client"]

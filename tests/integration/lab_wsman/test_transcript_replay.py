@@ -7,9 +7,11 @@ Each remaining mismatch and its reason is listed in docs/lab-wsman.md.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import pathlib
 import re
+import time
 
 import pytest
 import yaml
@@ -22,7 +24,8 @@ from tests.lab._faults import Faults
 from tests.lab._wsman import WSManService
 
 # Matches reached with the lab engine (docs/lab-wsman.md lists the rest); raise it as the lab grows.
-MATCH_FLOOR = 30
+MATCH_FLOOR = 45
+REPLAY_WORKERS = 4
 OUTPUT = pathlib.Path(__file__).resolve().parents[2] / "output" / "wsman_transcript_replay.json"
 
 
@@ -31,30 +34,93 @@ def _engine_factory():
     return "lab", lambda cfg, user: Engine(cfg.root, cfg.name, user)
 
 
+def _transcripts() -> pathlib.Path:
+    """The recordings' directory; a missing one fails (CI must replay them) unless skipped on purpose."""
+    where = _replay.transcripts_dir()
+    if where is None:
+        pytest.skip(f"{_replay.TRANSCRIPTS_ENV}=skip: transcript replay skipped on purpose")
+    if not where.is_dir() or not any(where.glob("*.yml")):
+        pytest.fail(
+            f"no recorded Windows transcripts in {where}: check out the shared recordings next to the repository "
+            f"(../shared/windows-transcripts), set {_replay.TRANSCRIPTS_ENV} to their directory, or set "
+            f"{_replay.TRANSCRIPTS_ENV}=skip to skip this test on purpose"
+        )
+    return where
+
+
+class _ReplayClock:
+    """The host's idle clock: real time plus the pauses the recorded clients took (_replay.RECORDED_PAUSES)."""
+
+    def __init__(self) -> None:
+        self._skipped = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self._skipped += seconds
+
+    def __call__(self) -> float:
+        return time.monotonic() + self._skipped
+
+
+class _SetupStreams:
+    """Collects what the setup script writes; any error fails the replay's setup loudly."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def output(self, value: object) -> None: ...
+    def warning(self, message: str) -> None: ...
+    def verbose(self, message: str) -> None: ...
+    def host_write(self, text: str, *, newline: bool = True, to_stderr: bool = False) -> None: ...
+    def set_should_exit(self, code: int) -> None: ...
+
+    def error(self, record: object) -> None:
+        self.errors.append(str(getattr(record, "message", record)))
+
+    terminating_error = error
+
+
+def _prepare_host(engine, script: str) -> None:
+    """Puts the host in the state the recording's host was in, with the PowerShell its test names."""
+    streams = _SetupStreams()
+    engine.run_powershell(script, [], iter(()), streams)
+    assert not streams.errors, f"replay setup failed on the lab host: {streams.errors}"
+
+
+def _replay_one(path: pathlib.Path, root: pathlib.Path, factory) -> _replay.Result:
+    """One recording against a fresh host configured as the recorded one was."""
+    messages = yaml.safe_load(path.read_text())["messages"]
+    root.mkdir()
+    # The recorded hosts had the session configurations their clients asked for (e.g. JEA ones).
+    # The recording's user, where its paths name one (C:\Users\<user>\...): the lab's profile is that user's.
+    found = re.search(r"C:\\Users\\([A-Za-z0-9_.-]+)\\", path.read_text())
+    user = found.group(1) if found else "vagrant"
+    config = HostConfig(
+        name="WIN-LAB1",
+        users={user: "vagrant"},
+        root=root,
+        extra_configurations=tuple(sorted(_replay.configurations(messages))) or ("Lab.Restricted",),
+        session_configurations=dict(_replay.RECORDED_CONFIGURATIONS),
+    )
+    setup = _replay.RECORDED_SETUP.get(path.stem)
+    if setup:
+        _prepare_host(factory(config, user), setup)
+    clock = _ReplayClock()
+    service = WSManService(config, Counters(), Faults(), engine_factory=factory, clock=clock)
+    pauses = _replay.RECORDED_PAUSES.get(path.stem, {})
+    try:
+        return _replay.replay(path, lambda body: service.handle(user, body), lambda i: clock.advance(pauses.get(i, 0.0)))
+    finally:
+        service.close()
+
+
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(not _replay.TRANSCRIPTS.is_dir(), reason="shared/windows-transcripts not present")
 def test_recorded_windows_exchanges_replay_with_the_same_structure(tmp_path):
     engine_name, factory = _engine_factory()
-    results = []
-    for path in sorted(_replay.TRANSCRIPTS.glob("*.yml")):
-        messages = yaml.safe_load(path.read_text())["messages"]
-        root = tmp_path / path.stem
-        root.mkdir()
-        # The recorded hosts had the session configurations their clients asked for (e.g. JEA ones).
-        # The recording's user, where its paths name one (C:\Users\<user>\...): the lab's profile is that user's.
-        found = re.search(r"C:\\Users\\([A-Za-z0-9_.-]+)\\", path.read_text())
-        user = found.group(1) if found else "vagrant"
-        config = HostConfig(
-            name="WIN-LAB1",
-            users={user: "vagrant"},
-            root=root,
-            extra_configurations=tuple(sorted(_replay.configurations(messages))) or ("Lab.Restricted",),
-        )
-        service = WSManService(config, Counters(), Faults(), engine_factory=factory)
-        try:
-            results.append(_replay.replay(path, lambda body, user=user: service.handle(user, body)))
-        finally:
-            service.close()
+    paths = sorted(_transcripts().glob("*.yml"))
+    # Recordings are independent hosts; a few replay at once so the ones that wait out a recorded
+    # OperationTimeout (a 30 s sleep in winrs_operation_timeout) do not add up.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=REPLAY_WORKERS) as pool:
+        results = list(pool.map(lambda p: _replay_one(p, tmp_path / p.stem, factory), paths))
     matched = [r for r in results if r.match]
     summary = {
         "engine": engine_name,
@@ -71,3 +137,20 @@ def test_recorded_windows_exchanges_replay_with_the_same_structure(tmp_path):
             print(f"  MISMATCH {r.name}: {r.mismatches[0][:200]}")
     assert len(results) > 0
     assert len(matched) >= MATCH_FLOOR, f"only {len(matched)} transcripts match, floor is {MATCH_FLOOR}"
+
+
+def test_transcripts_are_found_next_to_the_repository_unless_overridden(monkeypatch, tmp_path):
+    monkeypatch.delenv(_replay.TRANSCRIPTS_ENV, raising=False)
+    repository = pathlib.Path(__file__).resolve().parents[3]
+    assert _replay.transcripts_dir() == repository.parent / "shared" / "windows-transcripts"
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path))
+    assert _replay.transcripts_dir() == tmp_path
+
+
+def test_a_missing_transcript_directory_fails_rather_than_skipping(monkeypatch, tmp_path):
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path / "absent"))
+    with pytest.raises(pytest.fail.Exception, match=f"{_replay.TRANSCRIPTS_ENV}=skip"):
+        _transcripts()
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, "skip")
+    with pytest.raises(pytest.skip.Exception):
+        _transcripts()

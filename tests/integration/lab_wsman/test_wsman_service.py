@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+import xml.etree.ElementTree as ET
 
 import pytest
 from pypsrp.exceptions import WinRMTransportError, WSManFaultError
 from pypsrp.host import PSHost
+from pypsrp.complex_objects import RunspacePoolState
 from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.shell import Process, WinRS
+from pypsrp.wsman import SelectorSet
 
 from tests.integration.lab_wsman.conftest import run_in_thread
 
@@ -109,11 +112,13 @@ def test_pool_is_alive_until_the_host_expires_its_shells(connect, service, count
     assert counters.get("shells_expired") == counters.get("runspace_pools_expired") == 1
 
 
-def test_idle_shell_expires_after_idle_timeout(connect, host_config, counters):
-    host_config.idle_timeout_s = 0.3
+def test_idle_shell_expires_after_idle_timeout(connect, host_config, counters, clock):
+    host_config.idle_timeout_s = 60
     pool = RunspacePool(connect())
     pool.open()
-    time.sleep(0.6)
+    clock.advance(59)
+    assert pool.is_alive()  # a Get is activity: the idle time starts again
+    clock.advance(61)
     assert not pool.is_alive()
     assert counters.get("shells_expired") == 1
 
@@ -238,3 +243,55 @@ def test_unknown_command_id_is_the_windows_invalid_selectors_fault(connect):
             shell.receive("stdout stderr", command_id=str(uuid.uuid4()).upper())
     assert err.value.code == INVALID_SELECTORS
     assert "command identifier that does not exist" in err.value.reason
+
+
+def test_a_disconnected_pool_keeps_its_commands_output_for_the_next_client(connect, counters):
+    # pypsrp's own disconnected-commands flow (recorded from Windows in test_psrp_disconnected_commands).
+    first = RunspacePool(connect())
+    first.open()
+    ps = PowerShell(first)
+    ps.add_script("out a\nout b")
+    ps.begin_invoke()
+    first.disconnect()
+    assert not first.is_alive()  # Get answers State Disconnected
+
+    pools = RunspacePool.get_runspace_pools(connect())
+    assert [p.id.upper() for p in pools] == [first.id.upper()]
+    pool = pools[0]
+    pool.connect()
+    commands = pool.create_disconnected_power_shells()
+    assert [c.id.upper() for c in commands] == [ps.id.upper()]
+    assert commands[0].connect() == ["a", "b"]
+    assert pool.is_alive()
+    pool.close()
+    assert counters.get("wsman_fault.internal_error") == 0
+
+
+def test_a_disconnected_pool_answers_nothing_until_reconnected_and_then_resumes(connect):
+    pool = RunspacePool(connect())
+    pool.open()
+    pool.disconnect()
+    ps = PowerShell(pool)
+    ps.add_script("out refused")
+    pool.state = RunspacePoolState.OPENED  # send anyway, as a client ignoring its own state would
+    with pytest.raises(WSManFaultError, match="disconnected"):
+        ps.invoke()
+    pool.state = RunspacePoolState.DISCONNECTED
+    pool.connect()  # the same client: Reconnect
+    ps = PowerShell(pool)
+    ps.add_script("out resumed")
+    assert ps.invoke() == ["resumed"]
+    pool.close()
+
+
+def test_a_disconnected_pool_expires_after_the_idle_timeout_its_disconnect_named(connect, clock, counters):
+    pool = RunspacePool(connect())
+    pool.open()
+    idle = ET.Element("{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}Disconnect")
+    ET.SubElement(idle, "{http://schemas.microsoft.com/wbem/wsman/1/windows/shell}IdleTimeOut").text = "PT60S"
+    selectors = SelectorSet()
+    selectors.add_option("ShellId", pool.shell.id)
+    pool.connection.disconnect(pool.shell.resource_uri, idle, selector_set=selectors)
+    clock.advance(61)
+    assert RunspacePool.get_runspace_pools(connect()) == []
+    assert counters.get("shells_expired") == 1

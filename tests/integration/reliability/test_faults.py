@@ -205,6 +205,9 @@ def test_read_timeout_on_a_stalled_host(e2e: E2E, check) -> None:
     assert "ansible_psrp_read_timeout" in result["msg"], result["msg"]
     assert took < 18, took
     nxt.assert_ok()
+    # The host serves the stalled Command once its 20 s are up, as Windows would; let that happen here rather
+    # than in the next test, whose "host served a Command" trigger it would pull early.
+    assert wait_for(lambda: e2e.counters().get("wsman.Command", 0) >= 3, 40), e2e.counters()
 
 
 def test_commands_longer_than_the_operation_timeout_and_a_slow_host(e2e: E2E, check) -> None:

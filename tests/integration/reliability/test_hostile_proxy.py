@@ -46,6 +46,9 @@ MODES = {
     "https-tunnel": {"ansible_psrp_protocol": "https", "ansible_psrp_auth": "ntlm"},
     "http-forward-encrypted": {"ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm"},
     "http-tunnel-encrypted": {"ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm", "ansible_psrp_proxy_tunnel": True},
+    # CredSSP over http (accepted as ansible.builtin.psrp accepts it): CredSSP's own TLS seals each message (R3)
+    "http-forward-credssp": {"ansible_psrp_protocol": "http", "ansible_psrp_auth": "credssp",
+                             "ansible_psrp_credssp_auth_mechanism": "ntlm"},
 }
 
 

@@ -8,10 +8,12 @@ Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_i
     streams         Streams (where a run writes), ErrorInfo (an error as it leaves)
     errors          ErrorRecord, PSError, the break/continue/return/exit signals
     scopes, host    variable scopes; HostContext: names, environment, C:\\, native commands
+    runspace        what a runspace keeps between pipelines; ResetRunspaceState
     interpreter     Interpreter: what the rooms below ask of the running interpreter `rt`
     display         values as Out-String text
     dotnet_objects  Guid, Encoding, StringBuilder, Type, Exception, SecureString
     conversions     casts, type names, -f formats
+    language        Constrained Language Mode: core types and what CLM refuses
     operators       comparison, arithmetic and string operators
     stages          pipeline stages, ScriptCommand and its parameter binding
     files           FileInfo, FileStream, [IO.File]/[IO.Directory]/[IO.Path]
@@ -43,6 +45,7 @@ from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.natives import BUILTIN_NATIVE_COMMANDS
 from tests.lab.pwsh.parser import Node, parse, ParseError
 from tests.lab.pwsh.process import ProcessState
+from tests.lab.pwsh.runspace import HistoryEntry, Module, Runspace
 from tests.lab.pwsh.runtime import Runtime
 from tests.lab.pwsh.stages import run_stage, ScriptCommand
 from tests.lab.pwsh.streams import ErrorInfo, Streams
@@ -50,8 +53,9 @@ from tests.lab.pwsh.values import NO_INPUT, ScriptBlock, SWITCH_PRESENT, to_str
 
 __all__ = [
     "BUILTIN_NATIVE_COMMANDS", "BreakSignal", "ContinueSignal", "ErrorInfo", "ExitScript", "FileSystem", "HostContext",
-    "Interpreter", "NO_INPUT", "NativeCommandFn", "NativeResult", "Node", "PSError", "ParseError", "PathOutsideRoot", "ProcessState",
-    "ReturnSignal", "Runtime", "SWITCH_PRESENT", "ScriptBlock", "ScriptCommand", "Streams",
+    "Interpreter", "NO_INPUT", "NativeCommandFn", "NativeResult", "Node", "PSError", "ParseError", "PathOutsideRoot",
+    "HistoryEntry", "Module", "ProcessState", "ReturnSignal", "Runspace", "Runtime", "SWITCH_PRESENT", "ScriptBlock",
+    "ScriptCommand", "Streams",
     "display_value", "format_for_display", "from_json", "limits", "parse", "parse_error_record", "render_error_text",
     "resolve_command", "run_stage", "runtime_error", "to_str",
 ]

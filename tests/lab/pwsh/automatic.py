@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.lab.pwsh.dotnet_objects import GuidValue
+from tests.lab.pwsh.dotnet_objects import GuidValue, InternalMember
 from tests.lab.pwsh.errors import no_method
 from tests.lab.pwsh.files import PathInfo, win_full
 from tests.lab.pwsh.interpreter import Interpreter
@@ -52,6 +52,71 @@ class HostObject:
             return None
         raise no_method(self, name)
 
+    def ps_internals(self) -> dict[tuple[str, str], InternalMember]:
+        """InternalHost.ExternalHost: the host the runspace was given (a PSRP server's or the console's)."""
+        return {("property", "ExternalHost"): (lambda: external_host(self.rt), None)}
+
+
+def external_host(rt: Interpreter) -> object:
+    """The PSHost behind $Host: a PSRP pipeline's ServerRemoteHost, whose command transport manager the PSRP host
+    exposes as `streams.maximum_allowed_memory`, or the console host of powershell.exe, which has none."""
+    if hasattr(rt.streams, "maximum_allowed_memory"):
+        return ServerRemoteHost(rt)
+    return ConsoleHost()
+
+
+class ConsoleHost:
+    ps_type = "Microsoft.PowerShell.ConsoleHost"
+    Name = "ConsoleHost"
+
+
+# The internal object graph a script walks by reflection to lift its command's input quota (ansible-core's
+# psrp_put_file.ps1, pypsrp's copy.ps1): ServerRemoteHost._transportManager -> the command's transport
+# manager .Fragmentor -> .DeserializationContext -> .MaximumAllowedMemory (PowerShell's serialization.cs).
+class ServerRemoteHost:
+    ps_type = "System.Management.Automation.Remoting.ServerDriverRemoteHost"
+    Name = "ServerRemoteHost"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def ps_internals(self) -> dict[tuple[str, str], InternalMember]:
+        return {("field", "_transportManager"): (lambda: CommandTransportManager(self.rt), None)}
+
+
+class CommandTransportManager:
+    ps_type = "System.Management.Automation.Remoting.WSMan.WSManPluginCommandTransportManager"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def ps_internals(self) -> dict[tuple[str, str], InternalMember]:
+        return {("property", "Fragmentor"): (lambda: Fragmentor(self.rt), None)}
+
+
+class Fragmentor:
+    ps_type = "System.Management.Automation.Remoting.Fragmentor"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def ps_internals(self) -> dict[tuple[str, str], InternalMember]:
+        return {("property", "DeserializationContext"): (lambda: DeserializationContext(self.rt), None)}
+
+
+class DeserializationContext:
+    ps_type = "System.Management.Automation.DeserializationContext"
+
+    def __init__(self, rt: Interpreter) -> None:
+        self.rt = rt
+
+    def _set(self, value: object) -> None:
+        self.rt.streams.maximum_allowed_memory = None if value is None else self.rt.to_int(value)  # type: ignore[attr-defined]
+
+    def ps_internals(self) -> dict[tuple[str, str], InternalMember]:
+        return {("property", "MaximumAllowedMemory"): (
+            lambda: self.rt.streams.maximum_allowed_memory, self._set)}  # type: ignore[attr-defined]
+
 
 class HostUI:
     ps_type = "System.Management.Automation.Internal.Host.InternalHostUserInterface"
@@ -94,7 +159,7 @@ class SessionStateObject:
 
     def __init__(self, rt: Interpreter) -> None:
         self.rt = rt
-        self.LanguageMode = "FullLanguage"
+        self.LanguageMode = rt.host.language_mode
         self.Path = PathIntrinsics(rt)
 
 

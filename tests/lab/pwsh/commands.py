@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tests.lab.pwsh.cmdlets import lookup_cmdlet
 from tests.lab.pwsh.errors import CMD_NOT_FOUND, ErrorRecord, PSError
+from tests.lab.pwsh.host import PathOutsideRoot
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.natives import NativeCommand
 from tests.lab.pwsh.parser import Node, parse
@@ -50,7 +51,9 @@ def make_stage(rt: Interpreter, cn: Node) -> Stage:
             target = target.Name
         elif not isinstance(target, ScriptBlock):
             target = to_str(target)
-    if isinstance(target, str) and _is_native(rt, target):
+    if isinstance(target, str) and _is_native(rt, dealias(rt, target)) and rt.host.command_visible(
+            dealias(rt, target).lower().removesuffix(".exe")):
+        target = dealias(rt, target)
         # An executable gets its arguments in the order written; "-Name" is just text to it.
         argv: list[object] = []
         for name, value in order:
@@ -61,6 +64,8 @@ def make_stage(rt: Interpreter, cn: Node) -> Stage:
         stage = NativeCommand(rt, target.lower().removesuffix(".exe"), argv, {})
         stage.where = (cn.pos, cn.end)
         return stage
+    if isinstance(target, str):
+        target = dealias(rt, target)
     switches = switch_names(rt, target)
     # a parameter name takes the next argument as its value unless the command declares it a switch
     pending: str | None = None
@@ -93,8 +98,8 @@ def switch_names(rt: Interpreter, target: object) -> set[str] | None:
     """Names of the switch parameters of the command about to run (None: any name may be a switch)."""
     sb = target if isinstance(target, ScriptBlock) else None
     if isinstance(target, str):
-        target = rt.scope.find_alias(target.lower()) or target
-        fn = rt.scope.find_func(target.lower())
+        target = dealias(rt, target)
+        fn = find_function(rt, target.lower())
         if isinstance(fn, ScriptBlock):
             sb = fn
         else:
@@ -120,18 +125,33 @@ def is_switch(name: str, switches: set[str] | None) -> bool:
 
 def _is_native(rt: Interpreter, name: str) -> bool:
     low = name.lower()
-    return (rt.host.native_command(low) is not None and not isinstance(rt.scope.find_func(low), ScriptBlock)
+    return (rt.host.native_command(low) is not None and not isinstance(find_function(rt, low), ScriptBlock)
             and lookup_cmdlet(low) is None)
+
+
+def find_function(rt: Interpreter, name: str) -> object:
+    """The function a name calls: one defined in scope, else one an imported module exports."""
+    fn = rt.scope.find_func(name)
+    return fn if isinstance(fn, ScriptBlock) else rt.runspace.find_module_function(name)
+
+
+def dealias(rt: Interpreter, name: str) -> str:
+    """The command an alias the session defined (Set-Alias) stands for; aliases come first (about_Command_Precedence)."""
+    seen: set[str] = set()
+    while (target := rt.scope.find_alias(name.lower())) is not None and name.lower() not in seen:
+        seen.add(name.lower())
+        name = target
+    return name
 
 
 def resolve_command(rt: Interpreter, name: str, positional: list[object], named: dict[str, object],
                     cn: Node) -> Stage:
-    """A command name as PowerShell resolves it: function, cmdlet, native command, then a .ps1 path."""
+    """A command name as PowerShell resolves it: alias, function, cmdlet, native command, then a .ps1 path."""
+    name = dealias(rt, name)
     low = name.lower()
-    alias = rt.scope.find_alias(low)  # an alias a script defined comes first (about_Command_Precedence)
-    if alias is not None and alias.lower() != low:
-        return resolve_command(rt, alias, positional, named, cn)
-    fn = rt.scope.find_func(low)
+    if not rt.host.command_visible(low):
+        raise _not_found(rt, name)  # a JEA endpoint shows only its role's commands
+    fn = find_function(rt, low)
     if isinstance(fn, ScriptBlock):
         return ScriptCommand(rt, fn, name, positional, named, new_scope=cn.invoke != ".")
     cls = lookup_cmdlet(low)
@@ -141,9 +161,18 @@ def resolve_command(rt: Interpreter, name: str, positional: list[object], named:
     if native is not None:
         return NativeCommand(rt, low.removesuffix(".exe"), positional, named)
     if ("\\" in name or "/" in name) and name.lower().endswith(".ps1"):
-        text = rt.host.fs.read_text(name, rt.cwd)
-        return ScriptCommand(rt, ScriptBlock(parse(text), text, name), name, positional, named, True)
-    raise PSError(rt.fill(ErrorRecord(
+        try:
+            text = rt.host.fs.read_text(name, rt.cwd)
+        except (OSError, PathOutsideRoot):
+            text = None
+        if text is not None:
+            return ScriptCommand(rt, ScriptBlock(parse(text), text, name), name, positional, named,
+                                 new_scope=cn.invoke != ".", is_script=True)
+    raise _not_found(rt, name)
+
+
+def _not_found(rt: Interpreter, name: str) -> PSError:
+    return PSError(rt.fill(ErrorRecord(
         CMD_NOT_FOUND.format(name), category="ObjectNotFound", fq_error_id="CommandNotFoundException",
         exception_type="System.Management.Automation.CommandNotFoundException", target=name,
         reason="CommandNotFoundException")))

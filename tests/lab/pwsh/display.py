@@ -53,6 +53,23 @@ def format_for_display(values: list[object]) -> str:
                 for r in range(1, len(group) + 1):
                     lines.append(" ".join(f"{c[r]:<{w}}" for c, w in zip(cols, widths)).rstrip())
                 lines.append("")
+        elif getattr(v, "ps_table_view", None):
+            # a type with a default table view (format.ps1xml): fixed widths, a longer value cut with "..."
+            view = v.ps_table_view  # type: ignore[attr-defined]
+            group = [v]
+            while i + 1 < len(values) and type(values[i + 1]) is type(v):
+                i += 1
+                group.append(values[i])
+
+            def cell(text: str, width: int) -> str:
+                return text if len(text) <= width else text[:width - 3] + "..."
+
+            lines.append("")
+            lines.append(" ".join(f"{title:<{w}}" for title, w, _ in view))
+            lines.append(" ".join(f"{'-' * len(title):<{w}}" for title, w, _ in view))
+            for o in group:
+                lines.append(" ".join(f"{cell(to_str(getattr(o, prop)), w):<{w}}" for _, w, prop in view))
+            lines += ["", ""]
         elif isinstance(v, ErrorRecord):
             lines.append(render_error_text(v))
         elif isinstance(v, (list, tuple)):
@@ -105,4 +122,7 @@ def display_value(v: object) -> object:
         return v.strftime("%A, %B %d, %Y %I:%M:%S %p").replace(" 0", " ")
     if isinstance(v, ErrorRecord):
         return v.message
+    properties = getattr(v, "ps_properties", None)
+    if callable(properties):
+        return {k: display_value(x) for k, x in properties().items()}
     return to_str(v)

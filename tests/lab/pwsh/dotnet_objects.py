@@ -7,6 +7,7 @@ in `ps_type`; anything a real script calls that is not here fails with PowerShel
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
 
 from tests.lab.pwsh import limits
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method
@@ -63,23 +64,63 @@ class GuidValue:
         raise no_method(self, name)
 
 
+# An internal member the lab models for reflection: (getter, setter) on the object that has it.
+InternalMember = tuple[Callable[[], object], Callable[[object], None] | None]
+
+
+class MemberInfo:
+    """A PropertyInfo or FieldInfo that reflection found: GetValue/SetValue reach the modelled member."""
+
+    def __init__(self, kind: str, name: str, member: InternalMember) -> None:
+        self.Name = name
+        self.ps_type = "System.Reflection.RuntimePropertyInfo" if kind == "property" else "System.Reflection.RtFieldInfo"
+        self.MemberType = "Property" if kind == "property" else "Field"
+        self._get, self._set = member
+
+    def ps_tostring(self) -> str:
+        return self.Name
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        low = name.lower()
+        if low == "getvalue":
+            return self._get()
+        if low == "setvalue":
+            if self._set is None:
+                raise no_method(self, name)
+            self._set(args[1] if len(args) > 1 else None)
+            return None
+        raise no_method(self, name)
+
+
 class TypeObject:
-    """What .GetType() returns: names, and reflection that finds no internal members."""
+    """What .GetType() returns: names, and reflection that finds only the internal members the lab models.
+
+    `internals` maps ("property" | "field", exact name) to the member; reflection finds one only when the
+    binding flags include NonPublic, and names match case-sensitively as .NET reflection's do.
+    """
 
     ps_type = "System.RuntimeType"
 
-    def __init__(self, full: str) -> None:
+    def __init__(self, full: str, internals: Mapping[tuple[str, str], InternalMember] | None = None) -> None:
         self.FullName = full
         self.Name = full.rsplit(".", 1)[-1]
         self.Namespace = full.rsplit(".", 1)[0] if "." in full else ""
+        self._internals = dict(internals or {})
 
     def ps_tostring(self) -> str:
         return self.FullName
 
     def ps_call(self, name: str, args: list[object]) -> object:
         low = name.lower()
-        if low in ("getproperty", "getfield", "getmethod"):
-            return None  # the lab host has no .NET internals to reflect on
+        if low in ("getproperty", "getfield"):
+            kind = "property" if low == "getproperty" else "field"
+            flags = to_str(args[1]).lower() if len(args) > 1 else ""
+            member = self._internals.get((kind, to_str(args[0]) if args else ""))
+            if member is None or "nonpublic" not in flags:
+                return None  # no such member, or a public-only lookup of an internal one
+            return MemberInfo(kind, to_str(args[0]), member)
+        if low == "getmethod":
+            return None
         if low == "tostring":
             return self.FullName
         raise no_method(self, name)

@@ -31,6 +31,8 @@ class FileSystem:
 
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root.resolve()
+        # PS drives the running session defined (New-PSDrive): drive name -> its root as a C:\\ path.
+        self.drive_root: Callable[[str], str | None] = lambda name: None
 
     def full_win(self, path: str, cwd: str) -> str:
         p = path.strip()
@@ -38,10 +40,13 @@ class FileSystem:
             if p.lower().startswith(prefix):
                 p = p[len(prefix):]
         p = p.replace("/", "\\")
+        named = re.match(r"^([A-Za-z][A-Za-z0-9_]+|[A-Za-z]):(.*)$", p)
+        if named and named.group(1).lower() != "c":
+            root = self.drive_root(named.group(1).lower())
+            if root is None:
+                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{named.group(1)}' does not exist.")
+            p = root.rstrip("\\") + "\\" + named.group(2).lstrip("\\")
         if re.match(r"^[A-Za-z]:", p):
-            drive = p[0].upper()
-            if drive != "C":
-                raise PathOutsideRoot(f"Cannot find drive. A drive with the name '{drive}' does not exist.")
             rest = p[2:]
             if not rest.startswith("\\"):
                 rest = cwd[2:] + "\\" + rest
@@ -85,6 +90,15 @@ class FileSystem:
             raise PathOutsideRoot(f"The path '{path}' is outside the lab host's file system.")
         return cur
 
+    def read_text(self, path: str, cwd: str) -> str:
+        """A script file as Windows PowerShell 5.1 reads one: UTF-8 (or UTF-16) by its BOM, else the ANSI code page."""
+        data = self.host_path(path, cwd).read_bytes()
+        if data.startswith(b"\xef\xbb\xbf"):
+            return data[3:].decode("utf-8")
+        if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return data.decode("utf-16")
+        return data.decode("cp1252", errors="replace")
+
     def win_of(self, host: pathlib.Path) -> str:
         rel = host.relative_to(self.root)
         return "C:\\" + "\\".join(rel.parts)
@@ -97,7 +111,11 @@ class HostContext:
     def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
                  native_commands: Mapping[str, NativeCommandFn] | None = None,
                  process: ProcessState | None = None, launch: LaunchFn | None = None,
-                 run_process: Callable[..., int] | None = None) -> None:
+                 run_process: Callable[..., int] | None = None,
+                 language_mode: str = "FullLanguage", visible_commands: set[str] | None = None,
+                 visible_providers: set[str] | None = None,
+                 wsman_settings: Callable[[], Mapping[str, str]] | None = None,
+                 memory_check: Callable[[], None] | None = None) -> None:
         self.fs = FileSystem(root)
         self.computer_name = computer_name
         self.user = user
@@ -107,6 +125,28 @@ class HostContext:
         self.process = process if process is not None else ProcessState()  # shared by the runs of one process
         self._launch = launch
         self._run_process = run_process
+        # about_Language_Modes: FullLanguage, ConstrainedLanguage (a WDAC/AppLocker lockdown), NoLanguage (JEA)
+        self.language_mode = language_mode
+        # a JEA endpoint's visible commands and providers, lower-case (None: everything the host has)
+        self.visible_commands = visible_commands
+        self.visible_providers = visible_providers
+        self._wsman_settings = wsman_settings
+        self._memory_check = memory_check
+
+    def check_memory(self) -> None:
+        """Tells the process' host the run just took more memory (it may end the process: MaxMemoryPerShellMB)."""
+        if self._memory_check is not None:
+            self._memory_check()
+
+    def provider_visible(self, name: str) -> bool:
+        return self.visible_providers is None or name.lower() in self.visible_providers
+
+    def command_visible(self, name: str) -> bool:
+        return self.visible_commands is None or name.lower() in self.visible_commands
+
+    def wsman_settings(self) -> Mapping[str, str]:
+        """The WinRM settings the WSMan: drive shows, by path under WSMan:\\localhost (case-insensitive)."""
+        return self._wsman_settings() if self._wsman_settings is not None else {}
 
     def native_command(self, name: str) -> NativeCommandFn | None:
         """The executable `name` (with or without .exe, any case, bare or by its path in C:\\Windows\\System32)

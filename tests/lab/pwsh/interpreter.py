@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from tests.lab.pwsh.errors import ErrorRecord, PSError
 from tests.lab.pwsh.host import HostContext
 from tests.lab.pwsh.parser import Node
+from tests.lab.pwsh.runspace import Runspace
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.streams import Streams
 
@@ -23,6 +24,7 @@ class Interpreter(Protocol):
 
     host: HostContext                # names, environment, file system, native commands
     streams: Streams                 # where output, errors, warnings and host text go
+    runspace: Runspace               # the session state kept between pipelines (history, modules, ...)
     global_scope: Scope
     script_scope: Scope
     scope: Scope                     # the scope the running statement reads and writes

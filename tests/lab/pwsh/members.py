@@ -13,6 +13,7 @@ from tests.lab.pwsh.conversions import format_date, format_one
 from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TimeSpanValue, TypeObject
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
+from tests.lab.pwsh.language import check_method, check_property_set
 from tests.lab.pwsh.net.collections import NOT_HANDLED
 from tests.lab.pwsh.net.reflection import type_method, type_property
 from tests.lab.pwsh.operators import compare
@@ -222,6 +223,7 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
 
 
 def set_member(rt: Interpreter, obj: object, name: str, value: object) -> None:
+    check_property_set(rt, obj)
     if isinstance(obj, PSObject):
         if name not in obj.props:
             raise runtime_error(f"The property '{name}' cannot be found on this object. Verify that the property "
@@ -273,6 +275,7 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
     if obj is None:
         raise runtime_error("You cannot call a method on a null-valued expression.", "InvokeMethodOnNull",
                             "InvalidOperation")
+    check_method(rt, obj, name)
     first = getattr(obj, "ps_call_first", None)  # .NET collections that are Python lists/dicts (net/collections.py)
     if first is not None:
         answer = first(name, args)
@@ -281,7 +284,8 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
     if isinstance(obj, TypeRef):
         return type_method(rt, obj, name, args)
     if low == "gettype" and not args:
-        return TypeObject(type_name_of(obj))
+        internals = getattr(obj, "ps_internals", None)
+        return TypeObject(type_name_of(obj), internals() if callable(internals) else None)
     if low == "tostring" and not args and not hasattr(obj, "ps_call"):
         return to_str(obj)
     if low == "equals" and len(args) == 1:

@@ -23,9 +23,11 @@ from tests.lab.pwsh.errors import (
 )
 from tests.lab.pwsh.files import PathInfo
 from tests.lab.pwsh.host import HostContext
+from tests.lab.pwsh.language import check_conversion
 from tests.lab.pwsh.members import call_method, get_member, set_member
 from tests.lab.pwsh.operators import binary_op, compare, dotnet_regex, wildcard_regex
 from tests.lab.pwsh.parser import Node, parse, position_message
+from tests.lab.pwsh.runspace import Runspace
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import run_filter_block, run_stage, ScriptCommand, Stage
 from tests.lab.pwsh.statics import call_static, set_static_member, static_member
@@ -56,49 +58,51 @@ def _base_match(have: str, want: str) -> bool:
 _NOT_STRICT = {"_", "psitem", "input", "args", "this", "matches", "lastexitcode", "pscommandpath", "psscriptroot",
                "myinvocation", "psboundparameters", "pscmdlet", "error", "null", "true", "false", "sender",
                "eventargs", "foreach", "switch", "stacktrace", "consolefilename", "executioncontext", "host"}
+# Large values assigned to variables are what makes a process grow: past this size, the host is told every
+# _CHECK_EVERY elements so it can weigh the process against MaxMemoryPerShellMB.
+_LARGE_VALUE = 1 << 20
+_CHECK_EVERY = 8 << 20
 
 
 class Runtime:
     """Runs parsed scripts against one Engine's file system, environment and streams."""
 
-    def __init__(self, host: HostContext, streams: Streams) -> None:
+    def __init__(self, host: HostContext, streams: Streams, runspace: Runspace | None = None) -> None:
         self.host = host
         self.streams = streams
-        self.global_scope = Scope(None)
+        # The session state this run reads and writes: kept by the caller from one pipeline to the next.
+        self.runspace = runspace if runspace is not None else Runspace(host.profile_dir + "\\Documents", 4242)
+        self.global_scope = self.runspace.global_scope
         self.script_scope = self.global_scope
         self.scope = self.global_scope
         self.call_depth = 0
         self.src = ""
         self.cur: tuple[int, int] = (0, 0)
-        self.errors: list[ErrorRecord] = []
         self.last_ok = True
-        self.usings: list[str] = []
-        self.module: object = None
+        self.usings: list[str] = []   # using namespace ...: prefixes for type names in this script
+        self.module: object = None    # the module whose scope this code runs in (New-Module, Import-Module)
+        self._large_since_check = 0
         g = self.global_scope.vars
-        g["true"] = True
-        g["false"] = False
-        g["null"] = None
-        g["erroractionpreference"] = "Continue"
-        g["warningpreference"] = "Continue"
-        g["verbosepreference"] = "SilentlyContinue"
-        g["debugpreference"] = "SilentlyContinue"
-        g["progresspreference"] = "Continue"
-        g["informationpreference"] = "SilentlyContinue"
-        g["whatifpreference"] = False
-        g["confirmpreference"] = "High"
-        g["error"] = self.errors
-        g["pid"] = 4242
-        g["ofs"] = " "
+        # Constant, AllScope variables bound to this run's host and streams (about_Automatic_Variables).
         g["home"] = host.profile_dir
         g["psversiontable"] = ps_version_table()
         g["host"] = HostObject(self)
         g["executioncontext"] = ExecutionContextObject(self)
-        g["pshome"] = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0"
-        g["lastexitcode"] = None
-        g["shellid"] = "Microsoft.PowerShell"
-        g["nestedpromptlevel"] = 0
-        g["maximumfunctioncount"] = 4096
-        self.cwd = host.profile_dir + "\\Documents"
+        host.fs.drive_root = lambda name: self.scope.find_drive(name)
+
+    @property
+    def errors(self) -> list[object]:
+        """$Error: the runspace's, newest first."""
+        return self.runspace.errors
+
+    @property
+    def cwd(self) -> str:
+        """The current location: the runspace's, so the next pipeline starts where this one left it."""
+        return self.runspace.cwd
+
+    @cwd.setter
+    def cwd(self, value: str) -> None:
+        self.runspace.cwd = value
 
     # ---- positions and errors --------------------------------------------------------------------
     def position(self) -> str:
@@ -184,14 +188,21 @@ class Runtime:
             raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
         target = {"script": self.script_scope, "global": self.global_scope}.get(scope or "", self.scope)
         target.vars[low] = value
+        if isinstance(value, (str, bytes, bytearray, list)) and len(value) >= _LARGE_VALUE:
+            self._large_since_check += len(value)
+            if self._large_since_check >= _CHECK_EVERY:
+                self._large_since_check = 0
+                self.host.check_memory()  # the process holds more: its host may end it (MaxMemoryPerShellMB)
 
     # ---- running ---------------------------------------------------------------------------------
     def run_script(self, src: str, args: list[object], named: dict[str, object], input_iter: Iterable[object] | None,
-                   sink: Callable[[object], None], file_name: str | None = None) -> None:
+                   sink: Callable[[object], None], file_name: str | None = None, local_scope: bool = True) -> None:
+        """Runs a script as a pipeline's command: in a new scope under the global one (`local_scope`, AddScript's
+        useLocalScope=true, and a script file), or in the global scope itself (AddScript's default)."""
         body = parse(src)
         sb = ScriptBlock(body, src, file_name)
         self.scope = self.global_scope
-        cmd = ScriptCommand(self, sb, "", args, named, new_scope=True, is_script=True)
+        cmd = ScriptCommand(self, sb, "", args, named, new_scope=local_scope, is_script=True)
         cmd.sink = sink
         run_stage(cmd, input_iter)
 
@@ -253,7 +264,9 @@ class Runtime:
         elif k == "try":
             self.exec_try(st, sink)
         elif k == "function":
-            self.scope.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None, self.usings, self.module)
+            # function global:Name / script:Name / local:Name define it in that scope (about_Scopes)
+            target = {"global": self.global_scope, "script": self.script_scope}.get(st.scope or "", self.scope)
+            target.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None, self.usings, self.module)
         elif k == "throw":
             self.exec_throw(st)
         elif k == "return":
@@ -654,6 +667,7 @@ class Runtime:
                 return self.eval(node.operand)
             if node.type.lower() == "ref":
                 return Ref(self.eval(node.operand))
+            check_conversion(self, node.type)
             return self.convert(self.eval(node.operand), node.type)
         if k == "range":
             a, b = self.to_int(self.eval(node.left)), self.to_int(self.eval(node.right))
@@ -752,7 +766,8 @@ class Runtime:
         return convert_value(self, v, type_name)
 
     def new_runspace(self, streams: Streams) -> Runtime:
-        return Runtime(self.host, streams)
+        """A new runspace in this process ([PowerShell]::Create()): its own session state, the same host."""
+        return Runtime(self.host, streams, Runspace(self.runspace.start_location, self.runspace.process_id))
 
     def stage_for(self, node: Node) -> Stage:
         return make_stage(self, node)

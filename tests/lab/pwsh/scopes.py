@@ -1,17 +1,27 @@
-"""Variable and function scopes: a child scope sees its parents' names and writes its own (about_Scopes)."""
+"""Variable, function, alias and drive scopes: a child scope sees its parents' names and writes its own (about_Scopes)."""
 
 from __future__ import annotations
 
 
 class Scope:
-    """One scope: its variables and functions (names lower-cased), and the scope it was created in."""
+    """One scope: its variables, functions, aliases and PS drives (names lower-cased), and the scope it was created in."""
 
     def __init__(self, parent: "Scope | None") -> None:
         self.parent = parent
         self.vars: dict[str, object] = {}
         self.funcs: dict[str, object] = {}
-        self.aliases: dict[str, str] = {}      # New-Alias: lower-case name -> the command it names
+        self.aliases: dict[str, str] = {}  # alias -> the command name it stands for
+        self.drives: dict[str, str] = {}  # drive name -> its root, a C:\ path (FileSystem drives only)
         self.strict_version: int | None = None  # Set-StrictMode -Version in this scope (0: -Off)
+
+    def chain(self) -> "list[Scope]":
+        """This scope and its parents, innermost first."""
+        out: list[Scope] = []
+        s: Scope | None = self
+        while s is not None:
+            out.append(s)
+            s = s.parent
+        return out
 
     def find(self, name: str) -> "Scope | None":
         s: Scope | None = self
@@ -30,18 +40,20 @@ class Scope:
         return None
 
     def find_alias(self, name: str) -> str | None:
-        s: Scope | None = self
-        while s is not None:
+        for s in self.chain():
             if name in s.aliases:
                 return s.aliases[name]
-            s = s.parent
+        return None
+
+    def find_drive(self, name: str) -> str | None:
+        for s in self.chain():
+            if name in s.drives:
+                return s.drives[name]
         return None
 
     def strict_mode(self) -> int:
         """The strict mode version in effect here (0: off), set by the nearest Set-StrictMode."""
-        s: Scope | None = self
-        while s is not None:
+        for s in self.chain():
             if s.strict_version is not None:
                 return s.strict_version
-            s = s.parent
         return 0

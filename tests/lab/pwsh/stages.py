@@ -333,7 +333,7 @@ class ScriptCommand(Stage):
                 command_name=self.name or None, reason="ParameterBindingArgumentTransformationException"))) from None
 
     def feed(self, source: Iterable[object]) -> None:
-        if "process" not in self.blocks and self.lazy is None:
+        if "process" not in self.blocks and self.lazy is None and self.pipeline_param is None:
             self.lazy = source  # the end block reads $input as it arrives
             return
         super().feed(source)
@@ -344,6 +344,10 @@ class ScriptCommand(Stage):
                 if self.collected is None:
                     self.collected = []
                 self.collected.append(item)
+                if self.pipeline_param is not None:
+                    # each input still binds the ValueFromPipeline parameter: the end block sees the last one
+                    assert self.scope is not None
+                    self.scope.vars[self.pipeline_param.name.lower()] = self._coerce(self.pipeline_param, item)
             return
         scope = self.scope
         assert scope is not None

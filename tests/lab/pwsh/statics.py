@@ -27,6 +27,7 @@ from tests.lab.pwsh.files import (
     win_full,
 )
 from tests.lab.pwsh.interpreter import Interpreter
+from tests.lab.pwsh.language import check_create, check_method
 from tests.lab.pwsh.operators import dotnet_regex, dotnet_replacement
 from tests.lab.pwsh.parser import Node, parse, ParseError
 from tests.lab.pwsh.values import (
@@ -139,7 +140,9 @@ def call_static(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
     low = name.lower()
     n = len(args)
     if low == "new":
+        check_create(rt, obj.canon)
         return new_object(rt, obj.canon, args)
+    check_method(rt, obj, name)
     if c == "system.convert":
         if low == "frombase64string":
             text = to_str(args[0]) if args else ""

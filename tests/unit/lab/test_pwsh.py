@@ -119,8 +119,9 @@ class RecordingFirstOutput:
     def set_should_exit(self, code): pass  # noqa: E704
 
 
-def test_array_input_objects_are_enumerated_like_powershell_pipeline_input(ps):
-    assert ps('$input | ForEach-Object { "<$_>" }', input=[["a", "b"], "c"]).out == ["<a>", "<b>", "<c>"]
+def test_an_array_input_object_stays_one_object_as_powershell_pipeline_input(ps):
+    # PowerShell enumerates $input, not the objects in it (recorded: test_psrp_run_protocol_version_2.2)
+    assert ps('$input | ForEach-Object { "<$_>" }', input=[["a", "b"], "c"]).out == ["<a b>", "<c>"]
 
 
 def test_write_cmdlets_reach_their_streams(ps):
@@ -356,3 +357,15 @@ Clear-Things -WhatIf:$false
 def test_whatif_is_refused_by_a_cmdlet_that_does_not_support_shouldprocess(ps):
     [error] = ps("Get-Item C:\\ -WhatIf").all_errors
     assert error.message == "A parameter cannot be found that matches parameter name 'WhatIf'."
+def test_get_service_returns_the_hosts_services_in_windows_table_view(ps):
+    # the lines Windows PowerShell 5.1 printed for pypsrp's execute_ps (recorded: test_client_execute_ps)
+    out = ps('$serv = Get-Service -Name winrm; $serv.Name; "$($serv.Status)"; $serv | Out-String -Stream').out
+    assert out == ["winrm", "Running", "", "Status   Name               DisplayName" + " " * 27,
+                   "------   ----               -----------" + " " * 27,
+                   "Running  winrm              Windows Remote Management (WS-Manag...", "", ""]
+
+
+def test_get_service_of_an_unknown_name_is_windows_error(ps):
+    (err,) = ps("Get-Service -Name nosuchservice").errors
+    assert err.message == "Cannot find any service with service name 'nosuchservice'."
+    assert err.fq_error_id == "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"

@@ -21,8 +21,11 @@ PAYLOAD = os.urandom(150_000) + "ünïcode ✓".encode()
 
 
 def run_ps(engine, script, args, input_items):  # type: ignore[no-untyped-def]
+    """Runs a script as the PSRP host would: a list the client yields is a batch of input objects, each sent
+    as its own PIPELINE_INPUT (pypsrp's PowerShell.begin_invoke), never one array object."""
     streams = RecordingStreams()
-    engine.run_powershell(script, args, iter(input_items), streams)
+    objects = (item for batch in input_items for item in (batch if isinstance(batch, list) else [batch]))
+    engine.run_powershell(script, args, objects, streams)
     return streams
 
 

@@ -30,7 +30,11 @@ COLLECTIONS = os.path.join(REPO, "build", "collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
-from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, TransportError  # noqa: E402
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (  # noqa: E402
+    HostError,
+    TaskInterrupted,
+    TransportError,
+)
 
 JOURNAL_ENV = "PINNED_WINRM_TEST_JOURNAL"
 FACTORY = "_pin_fakes:FakeSession"
@@ -77,7 +81,21 @@ class FakeSession:
                 return "opened"
             return "reused"
 
-    def run(self, script: str, *, arguments: t.Any = None, input_data: t.Any = None, verbose_errors: bool = False) -> FakeResult:
+    def run(self, script: str, *, arguments: t.Any = None, input_data: t.Any = None, verbose_errors: bool = False,
+            should_stop: t.Callable[[], bool] | None = None, output: t.Any = None,
+            max_output: int | None = None) -> FakeResult:
+        result = self._run(script, arguments, input_data, should_stop)
+        if output is None:
+            return result
+        # like Session with a sink: the text goes to it (stdout first), the result carries the rc
+        if result.stdout:
+            output("stdout", result.stdout)
+        if result.stderr:
+            output("stderr", result.stderr)
+        return FakeResult(result.rc, b"", b"")
+
+    def _run(self, script: str, arguments: t.Any, input_data: t.Any,
+             should_stop: t.Callable[[], bool] | None) -> FakeResult:
         with self._lock:
             self.stats["tasks"] += 1
             word, _, rest = script.partition(" ")
@@ -87,7 +105,13 @@ class FakeSession:
                         "arguments": arguments}
                 return FakeResult(0, json.dumps(body).encode(), b"")
             if word == "sleep":
-                time.sleep(float(rest))
+                # like Session: between Receives (here every 50 ms) ask whether the client went away
+                deadline = time.monotonic() + float(rest)
+                while time.monotonic() < deadline:
+                    if should_stop is not None and should_stop():
+                        self._journal("interrupted", script=word)
+                        raise TaskInterrupted("the task's client went away")
+                    time.sleep(0.05)
                 return FakeResult(0, b"slept", b"")
             if word == "echo-input":
                 lines = list(input_data or [])
@@ -112,7 +136,7 @@ class FakeSession:
     def put_chunk_size(self) -> int:
         return self.CHUNK
 
-    def put_file(self, chunks: t.Iterable[bytes], out_path: str) -> str:
+    def put_file(self, chunks: t.Iterable[bytes], out_path: str, *, should_stop: t.Any = None) -> str:
         with self._lock:
             self.stats["tasks"] += 1
             digest = hashlib.sha1()
@@ -127,7 +151,7 @@ class FakeSession:
             self._journal("put", path=out_path, biggest_chunk=biggest)
             return digest.hexdigest()
 
-    def fetch_file(self, in_path: str, sink: t.Callable[[bytes], None]) -> str:
+    def fetch_file(self, in_path: str, sink: t.Callable[[bytes], None], *, should_stop: t.Any = None) -> str:
         with self._lock:
             self.stats["tasks"] += 1
             self._journal("fetch", path=in_path)

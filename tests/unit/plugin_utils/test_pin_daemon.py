@@ -21,7 +21,7 @@ import time
 import pytest
 
 from _pin_fakes import HERE, REPO, pid_alive, pin_env, read_journal, wait_until  # noqa: F401
-from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, TransportError
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, PoolBusyError, TransportError
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import DAEMON_DIED, PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
@@ -280,7 +280,7 @@ def test_waiting_for_a_busy_pool_is_bounded_by_the_command_timeout(pin_env):
     time.sleep(0.3)
     impatient = PinClient(pin_env.root, pool_max=1, command_timeout=0.5)
     started = time.monotonic()
-    with pytest.raises(TransportError, match="stayed busy"):
+    with pytest.raises(PoolBusyError, match="stayed busy"):
         whoami(impatient, spec)
     assert time.monotonic() - started < 1.5
     holder.join(10)
@@ -359,6 +359,66 @@ def test_a_daemon_killed_during_a_task_fails_that_task_cleanly_and_the_next_task
     assert len(runs) == 1  # never silently re-run
     _, info2 = whoami(client, spec)
     assert info2["session"] == "opened" and info2["daemon_pid"] != info["daemon_pid"]
+
+
+# -- interrupted tasks (T2) --------------------------------------------------------------------------
+
+
+def _client_process(root: str, script: str, pool_max: int = 1) -> subprocess.Popen:
+    """A separate client process running one task (a worker Ansible may kill); the password on stdin."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path[:0] = [{HERE!r}]
+        import _pin_fakes
+        from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+        from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+        spec = build_spec({{"remote_addr": "win1", "remote_user": "alice", "remote_password": sys.stdin.readline().strip(),
+                            "auth": "ntlm"}})
+        PinClient({root!r}, pool_max={pool_max}).exec(spec, {script!r}, idle_timeout=30, max_age=600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdin is not None
+    proc.stdin.write(PASSWORD + "\n")
+    proc.stdin.close()
+    return proc
+
+
+def test_a_killed_client_has_its_task_stopped_and_the_session_serves_the_next_task(pin_env):
+    spec = make_spec()
+    first, _ = whoami(PinClient(pin_env.root, pool_max=1), spec)
+    worker = _client_process(pin_env.root, "sleep 300")
+    assert wait_until(lambda: any(r.get("script") == "sleep" for r in read_journal(pin_env.journal)), 20)
+    worker.kill()  # a killed worker (SIGKILL): the socket closes, nothing is said
+    worker.wait(10)
+    # pool of one: the next task gets the session only once the daemon stopped the task and gave it back
+    after, info = whoami(PinClient(pin_env.root, pool_max=1), spec)
+    assert info["session"] == "reused" and after["id"] == first["id"]
+    assert [r["script"] for r in read_journal(pin_env.journal) if r["event"] == "interrupted"] == ["sleep"]
+    assert len(opens(pin_env.journal)) == 1 and closes(pin_env.journal) == []
+
+
+def test_a_client_that_leaves_while_waiting_for_a_busy_pool_stops_waiting(pin_env):
+    spec = make_spec()
+    whoami(PinClient(pin_env.root, pool_max=1), spec)
+    holder = _client_process(pin_env.root, "sleep 300")
+    assert wait_until(lambda: any(r.get("script") == "sleep" for r in read_journal(pin_env.journal)), 20)
+    waiter = _client_process(pin_env.root, "whoami")
+    # queued behind the holder: the daemon serves the holder, the waiter and this hello
+    assert wait_until(lambda: PinClient(pin_env.root).hello()["clients"] == 3, 20)
+    waiter.kill()
+    # the daemon notices while the holder still runs, and drops the waiter's request (no 300 s wait for nobody)
+    assert wait_until(lambda: PinClient(pin_env.root).hello()["clients"] == 2, 20)
+    assert holder.poll() is None
+    holder.kill()
+    holder.wait(10)
+    waiter.wait(10)
+    _, info = whoami(PinClient(pin_env.root, pool_max=1), spec)
+    assert info["session"] == "reused"
+    runs = [r["script"] for r in read_journal(pin_env.journal) if r["event"] == "run"]
+    assert runs == ["whoami", "sleep", "whoami"]  # the waiter's whoami never ran
 
 
 # -- who may connect, and secrets ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet
 from tests.lab.pwsh.csharp.codedom import assembly_for
 from tests.lab.pwsh.csharp.registry import compile_sources, UnknownSource
+from tests.lab.pwsh.language import constrained
 from tests.lab.pwsh.values import as_list, to_str
 
 # Framework assemblies whose types the lab implements (or that scripts load for types they may use).
@@ -24,6 +25,10 @@ KNOWN_ASSEMBLIES = {"system", "system.core", "system.web.extensions", "system.io
         switches=("PassThru", "IgnoreWarnings"))
 class AddType(Cmdlet):
     def process(self, item: object) -> None:
+        if constrained(self.rt):  # AddType.cs: no new types under Constrained Language Mode
+            raise self.terminate("Cannot add type. Definition of new types is not supported in this language mode.",
+                                 "CannotDefineNewType", category="PermissionDenied",
+                                 exc="System.Management.Automation.PSNotSupportedException")
         if "AssemblyName" in self.p:
             for name in as_list(self.p["AssemblyName"]):
                 short = to_str(name).split(",", 1)[0].strip().lower()

@@ -20,6 +20,7 @@ from tests.lab.pwsh.errors import ErrorRecord, PSError
 from tests.lab.pwsh.files import win_full
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.should_process import should_process
+from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import COMMON_PARAMS, Stage
 from tests.lab.pwsh.values import as_list, NO_INPUT, SWITCH_PRESENT, to_bool, to_str
 
@@ -128,6 +129,24 @@ class Cmdlet(Stage):
         return PSError(self.rt.fill(ErrorRecord(message, category=category,
                                                 fq_error_id=f"{fq},{self.command_class()}",
                                                 exception_type=exc, target=target, command_name=self.name)))
+
+    def named_scope(self, name: object) -> Scope:
+        """The scope -Scope names (about_Scopes): Global, Script, Local, or a number of scopes up; None: local."""
+        rt = self.rt
+        if name is None:
+            return rt.scope
+        text = to_str(name).strip().lower()
+        chain = rt.scope.chain()
+        if text == "global":
+            return rt.global_scope
+        if text == "script":
+            return rt.script_scope
+        if text == "local":
+            return rt.scope
+        if text.isdigit() and int(text) < len(chain):
+            return chain[int(text)]
+        raise self.terminate(f"The scope number '{to_str(name)}' exceeds the number of active scopes.",
+                             "ArgumentOutOfRange", exc="System.Management.Automation.PSArgumentOutOfRangeException")
 
     def process_item(self, item: object) -> None:
         self.rt.cur = self.where

@@ -26,11 +26,23 @@ class GetItem(Cmdlet):
     def process(self, item: object) -> None:
         for path in self.path_args(item):
             sp = to_str(path)
-            if registry_path(sp) is not None:
+            drive = drive_of(sp)
+            provider = ("Registry" if registry_path(sp) is not None else "WSMan" if drive == "wsman" else
+                        "Certificate" if drive == "cert" else "Environment" if env_path(sp) is not None else
+                        "FileSystem")
+            if not self.rt.host.provider_visible(provider):
+                # a JEA endpoint's VisibleProviders (recorded: test_psrp_with_jea_configuration)
+                self.error(f"Cannot find a provider with the name '{provider}'.", "ProviderNotFound",
+                           exc="System.Management.Automation.ProviderNotFoundException", target=provider)
+                continue
+            if provider == "Registry":
                 registry_item(self, sp)
                 continue
-            if drive_of(sp) is not None:
-                self.config_item(sp)
+            if provider == "Certificate" or provider == "WSMan" and wsman_items(self.rt, sp, children=False):
+                self.config_item(sp)  # the listeners and their certificate (config_drives.py)
+                continue
+            if provider == "WSMan":
+                self._wsman_item(sp)  # a WinRM setting of the host
                 continue
             env = env_path(sp)
             if env is not None:
@@ -56,6 +68,22 @@ class GetItem(Cmdlet):
             return
         for entry in found if isinstance(found, list) else [found]:
             self.emit(entry)
+
+    def _wsman_item(self, path: str) -> None:
+        """A WSMan:\\localhost\\... leaf: the host's WinRM setting as a WSManConfigLeafElement's properties."""
+        rel = path[len("wsman:"):].strip("\\")
+        host_part, _, leaf = rel.partition("\\")
+        settings = {k.lower(): (k, v) for k, v in self.rt.host.wsman_settings().items()}
+        found = settings.get(leaf.lower()) if host_part.lower() == "localhost" else None
+        if found is None:
+            self.error(f"Cannot find path '{path}' because it does not exist.", "PathNotFound", target=path)
+            return
+        name, value = found
+        parent = "\\".join(["localhost", *name.split("\\")[:-1]])
+        self.emit(PSObject({"Name": name.rsplit("\\", 1)[-1], "Value": value, "Type": "System.String",
+                            "TypeNameOfElement": "System.String", "SourceOfValue": None,
+                            "PSPath": f"Microsoft.WSMan.Management\\WSMan::localhost\\{name}",
+                            "PSParentPath": f"Microsoft.WSMan.Management\\WSMan::{parent}"}))
 
 
 @cmdlet("Get-ChildItem", "gci", "dir", "ls", positional=("Path", "Filter"),

@@ -1,13 +1,15 @@
-"""Module and session-shape cmdlets: New-Module, Import-Module, Export-ModuleMember, Get-Module, Remove-Module,
-the alias cmdlets (New-Alias, Set-Alias, Get-Alias) and Set-StrictMode.
+"""Module cmdlets: New-Module, Import-Module, Export-ModuleMember, Get-Module, Remove-Module, and Set-StrictMode.
 
 A module has its own scope under the runspace's global scope (about_Modules, about_Scopes): its functions
-run below that scope, not their caller's, and see its variables as $script:. New-Module runs the script
-block in that scope and imports what it exports into the caller's scope; a dynamic module exports every
-function unless Export-ModuleMember names them. Import-Module -Scope Global puts them in the global scope.
-The lab host's built-in modules (Microsoft.PowerShell.Management, .Utility, .Security, .Core) import
-without effect: their cmdlets are the engine's own; any other module name is not found, as on a host
-without it.
+run below that scope, not their caller's, and see its variables as $script:. Import-Module loads a script
+module (a .psm1/.ps1 path, a folder, or <dir>\\<name>\\<name>.psm1 under $env:PSModulePath) or takes a module
+New-Module made, runs it in its own scope and makes what it exports part of the runspace's session state
+(tests/lab/pwsh/runspace.py: it outlives a local-scope script, Remove-Module takes it away). New-Module runs
+the script block in a new module's scope and imports what it exports into the caller's scope; a module
+exports every function unless Export-ModuleMember names them. The lab host's built-in modules
+(Microsoft.PowerShell.Management, .Utility, .Security, .Core) import without effect: their cmdlets are the
+engine's own. Binary and manifest modules are outside the subset: any other module name is not found, as
+on a host without it.
 """
 
 from __future__ import annotations
@@ -15,24 +17,25 @@ from __future__ import annotations
 import fnmatch
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet
+from tests.lab.pwsh.files import win_full
+from tests.lab.pwsh.host import PathOutsideRoot
+from tests.lab.pwsh.parser import parse, ParseError
+from tests.lab.pwsh.runspace import Module
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import run_stage, ScriptCommand
-from tests.lab.pwsh.values import as_list, NO_INPUT, PSObject, ScriptBlock, to_str
+from tests.lab.pwsh.values import as_list, NO_INPUT, ScriptBlock, to_str
 
 BUILTIN_MODULES = ("Microsoft.PowerShell.Management", "Microsoft.PowerShell.Utility", "Microsoft.PowerShell.Security",
                    "Microsoft.PowerShell.Core")
 
 
-class ModuleInfo:
-    """A loaded module: its scope and what it exports."""
+class ModuleInfo(Module):
+    """A module (PSModuleInfo): its scope and what it exports; `functions` (the runspace's view) is set when it is
+    imported."""
 
-    ps_type = "System.Management.Automation.PSModuleInfo"
-
-    def __init__(self, name: str, scope: Scope, module_type: str = "Script") -> None:
-        self.Name = name
+    def __init__(self, name: str, scope: Scope, module_type: str = "Script", path: str = "") -> None:
+        super().__init__(name, path, {}, module_type)
         self.scope = scope
-        self.ModuleType = module_type
-        self.Path = ""
         self.Version = "0.0"
         self.export_functions: list[str] | None = None  # None: everything (no Export-ModuleMember ran)
         self.export_aliases: list[str] | None = None
@@ -53,6 +56,10 @@ class ModuleInfo:
         return {k: v for k, v in self.scope.aliases.items()
                 if any(fnmatch.fnmatch(k, p.lower()) for p in self.export_aliases)}
 
+    @property
+    def ExportedFunctions(self) -> list[str]:  # type: ignore[override]
+        return sorted(self.exported_functions())
+
     def ps_get(self, name: str) -> object:
         low = name.lower()
         if low in ("exportedfunctions", "exportedcommands"):
@@ -69,13 +76,50 @@ class ModuleInfo:
                 target.vars[var] = self.scope.vars[var]
 
 
-def _loaded(rt: object) -> dict[str, ModuleInfo]:
-    """The runspace's imported modules (Get-Module), kept in its global scope."""
-    table = getattr(rt.global_scope, "modules", None)  # type: ignore[attr-defined]
-    if table is None:
-        table = {}
-        rt.global_scope.modules = table  # type: ignore[attr-defined]
-    return table  # type: ignore[no-any-return]
+def _loaded(rt: object) -> dict[str, Module]:
+    """The runspace's imported modules (Get-Module), by lower-case name."""
+    return rt.runspace.modules  # type: ignore[attr-defined, no-any-return]
+
+
+def _run_in_module(cmd: Cmdlet, module: ModuleInfo, sb: ScriptBlock, arguments: list[object], *,
+                   is_script: bool = False) -> list[object]:
+    """Runs a module's body in its own scope (rt.module set, so Export-ModuleMember and $script: see it)."""
+    rt = cmd.rt
+    body = ScriptBlock(sb.body, sb.src, sb.file_name, sb.usings, module)
+    run = ScriptCommand(rt, body, module.Path, arguments, {}, new_scope=False, is_script=is_script)
+    run.scope = module.scope
+    results: list[object] = []
+    run.sink = results.append
+    saved = (rt.scope, rt.script_scope, rt.module)
+    rt.scope, rt.script_scope, rt.module = module.scope, module.scope, module
+    try:
+        run_stage(run, None)
+    finally:
+        rt.scope, rt.script_scope, rt.module = saved
+    module.functions = module.exported_functions()
+    return results
+
+
+def _module_file(cmd: Cmdlet, name: str) -> str | None:
+    """A module name or path as Import-Module finds it: a .psm1/.ps1 path, a folder, or <dir>\\<name>\\<name>.psm1
+    under $env:PSModulePath."""
+    fs, cwd = cmd.rt.host.fs, cmd.rt.cwd
+    candidates: list[str] = []
+    if "\\" in name or "/" in name or name.lower().endswith((".psm1", ".ps1")):
+        full = win_full(cmd.rt, name)
+        leaf = full.rstrip("\\").rsplit("\\", 1)[-1]
+        candidates += [full, f"{full}\\{leaf}.psm1"]
+    else:
+        for folder in (cmd.rt.host.env_get("PSModulePath") or "").split(";"):
+            if folder:
+                candidates.append(f"{folder.rstrip(chr(92))}\\{name}\\{name}.psm1")
+    for path in candidates:
+        try:
+            if fs.host_path(path, cwd).is_file():
+                return path
+        except PathOutsideRoot:
+            continue
+    return None
 
 
 @cmdlet("New-Module", "nmo", positional=("ScriptBlock",), params=("Name", "ArgumentList", "Function", "Cmdlet"),
@@ -89,17 +133,7 @@ class NewModule(Cmdlet):
                                  "ParameterArgumentValidationErrorNullNotAllowed")
         name = to_str(self.p.get("Name") or f"__DynamicModule_{id(sb):x}")
         module = ModuleInfo(name, Scope(rt.global_scope), "Dynamic")
-        body = ScriptBlock(sb.body, sb.src, sb.file_name, sb.usings, module)
-        cmd = ScriptCommand(rt, body, "", as_list(self.p.get("ArgumentList")), {}, new_scope=False)
-        cmd.scope = module.scope
-        results: list[object] = []
-        cmd.sink = results.append
-        saved = (rt.scope, rt.script_scope, rt.module)
-        rt.scope, rt.script_scope, rt.module = module.scope, module.scope, module
-        try:
-            run_stage(cmd, None)
-        finally:
-            rt.scope, rt.script_scope, rt.module = saved
+        results = _run_in_module(self, module, sb, as_list(self.p.get("ArgumentList")))
         if self.p.get("ReturnResult"):
             for r in results:
                 self.emit(r)
@@ -117,20 +151,43 @@ class ImportModule(Cmdlet):
         for module in as_list(self.input_or(item, "Name") if item is not NO_INPUT or "Name" in self.p
                               else self.p.get("ModuleInfo")):
             if not isinstance(module, ModuleInfo):
-                name = to_str(module)
-                known = next((m for m in BUILTIN_MODULES if m.lower() == name.lower()), None)
-                if known is None:
-                    self.error(f"The specified module '{name}' was not loaded because no valid module file was found "
-                               f"in any module directory.", "Modules_ModuleNotFound", "ResourceUnavailable",
-                               "System.IO.FileNotFoundException", name)
+                module = self._load(to_str(module))
+                if module is None:
                     continue
-                module = ModuleInfo(known, Scope(rt.global_scope), "Manifest")
-            scope = to_str(self.p.get("Scope", "")).lower()
-            target = rt.global_scope if scope == "global" or self.p.get("Global") else rt.scope
-            module.import_into(target)
-            _loaded(rt)[module.Name.lower()] = module
+            _loaded(rt)[module.Name.lower()] = module  # its functions: found through the runspace (find_function)
+            target = rt.global_scope if to_str(self.p.get("Scope", "")).lower() == "global" or self.p.get("Global") \
+                else rt.scope
+            target.aliases.update(module.exported_aliases())
+            for var in module.export_variables:
+                if var in module.scope.vars:
+                    target.vars[var] = module.scope.vars[var]
             if self.p.get("PassThru"):
                 self.emit(module)
+
+    def _load(self, name: str) -> ModuleInfo | None:
+        rt = self.rt
+        known = next((m for m in BUILTIN_MODULES if m.lower() == name.lower()), None)
+        if known is not None:
+            return ModuleInfo(known, Scope(rt.global_scope), "Manifest")
+        path = _module_file(self, name)
+        if path is None:
+            self.error(f"The specified module '{name}' was not loaded because no valid module file was found "
+                       f"in any module directory.", "Modules_ModuleNotFound", "ResourceUnavailable",
+                       "System.IO.FileNotFoundException", name)
+            return None
+        module_name = path.rsplit("\\", 1)[-1].rsplit(".", 1)[0]
+        loaded = _loaded(rt).get(module_name.lower())
+        if loaded is not None and not self.p.get("Force"):
+            return loaded if isinstance(loaded, ModuleInfo) else None
+        src = rt.host.fs.read_text(path, rt.cwd)
+        try:
+            body = parse(src)
+        except ParseError as e:
+            raise self.terminate(f"The module '{module_name}' could not be parsed: {e}", "LabModuleParseError")
+        module = ModuleInfo(module_name, Scope(rt.global_scope), "Script", path)
+        _run_in_module(self, module, ScriptBlock(body, src, path), as_list(self.p.get("ArgumentList", [])),
+                       is_script=True)
+        return module
 
 
 @cmdlet("Export-ModuleMember", positional=("Function",), params=("Alias", "Variable", "Cmdlet"))
@@ -165,64 +222,13 @@ class GetModule(Cmdlet):
 class RemoveModule(Cmdlet):
     def process(self, item: object) -> None:
         for name in as_list(self.input_or(item, "Name")):
-            key = (name.Name if isinstance(name, ModuleInfo) else to_str(name)).lower()
+            key = (name.Name if isinstance(name, Module) else to_str(name)).lower()
             if key in _loaded(self.rt) and not self.should_process(key, "Remove-Module"):
                 continue
-            module = _loaded(self.rt).pop(key, None)
-            if module is not None:
-                for fname in module.exported_functions():
-                    self.rt.global_scope.funcs.pop(fname, None)
-
-
-class _SetAlias(Cmdlet):
-    must_be_new = False
-
-    def process(self, item: object) -> None:
-        rt = self.rt
-        name = to_str(self.p.get("Name"))
-        scope = to_str(self.p.get("Scope", "")).lower()
-        target = rt.global_scope if scope == "global" else rt.script_scope if scope == "script" else rt.scope
-        if self.must_be_new and rt.scope.find_alias(name.lower()) is not None and not self.p.get("Force"):
-            self.error(f"The alias is not allowed, because an alias with the name '{name}' already exists.",
-                       "AliasAlreadyExists", "ResourceExists", "System.Management.Automation.SessionStateException",
-                       name)
-            return
-        value = to_str(self.p.get("Value"))
-        if self.should_process(f"Name: {name} Value: {value}", "New alias" if self.must_be_new else "Set alias"):
-            target.aliases[name.lower()] = value
-
-
-@cmdlet("New-Alias", "nal", positional=("Name", "Value"), params=("Scope", "Description", "Option"),
-        switches=("Force", "PassThru"), should_process=True)
-class NewAlias(_SetAlias):
-    must_be_new = True
-
-
-@cmdlet("Set-Alias", "sal", positional=("Name", "Value"), params=("Scope", "Description", "Option"),
-        switches=("Force", "PassThru"), should_process=True)
-class SetAlias(_SetAlias):
-    pass
-
-
-@cmdlet("Get-Alias", "gal", positional=("Name",), params=("Scope", "Definition"))
-class GetAlias(Cmdlet):
-    def process(self, item: object) -> None:
-        rt = self.rt
-        for name in as_list(self.p.get("Name")) or ["*"]:
-            pattern = to_str(name).lower()
-            found = False
-            scope: Scope | None = rt.scope
-            seen: set[str] = set()
-            while scope is not None:
-                for alias, target in scope.aliases.items():
-                    if alias not in seen and fnmatch.fnmatch(alias, pattern):
-                        seen.add(alias)
-                        found = True
-                        self.emit(PSObject({"Name": alias, "Definition": target, "CommandType": "Alias"}))
-                scope = scope.parent
-            if not found and not any(ch in pattern for ch in "*?"):
-                self.error(f"Cannot find alias because alias '{to_str(name)}' does not exist.", "ItemNotFoundException",
-                           target=to_str(name))
+            if _loaded(self.rt).pop(key, None) is None:
+                self.error("No modules were removed. Verify that the specification of modules to remove is correct "
+                           "and those modules exist in the runspace.", "Modules_NoModulesRemoved",
+                           "ResourceUnavailable", "System.InvalidOperationException", to_str(name))
 
 
 @cmdlet("Set-StrictMode", params=("Version",), switches=("Off",))

@@ -11,6 +11,7 @@ from tests.lab.pwsh.errors import StopUpstream
 from tests.lab.pwsh.members import call_method, get_member
 from tests.lab.pwsh.operators import binary_op, compare
 from tests.lab.pwsh.stages import run_filter_block
+from tests.lab.pwsh.language import check_create, constrained
 from tests.lab.pwsh.statics import new_object
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, is_number, NO_INPUT, PSObject, ScriptBlock, to_bool, to_str,
@@ -36,6 +37,7 @@ class NewObject(Cmdlet):
                                              "system.management.automation.pscustomobject"):
             obj: object = PSObject(self.p.get("Property") if isinstance(self.p.get("Property"), dict) else None)
         else:
+            check_create(self.rt, tname, "NewObjectCommand")
             obj = new_object(self.rt, tname, arglist)
         self.emit(obj)
 

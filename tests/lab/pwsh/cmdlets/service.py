@@ -42,13 +42,37 @@ def is_win32_error(e: BaseException) -> bool:
 
 
 class ServiceControllerObj:
-    """A System.ServiceProcess.ServiceController over one service of the table (read live, as Refresh does)."""
+    """A System.ServiceProcess.ServiceController over one service of the table (read live, as Refresh does).
+
+    `asked_as` is the name it was made with: ServiceController(name) keeps the name as asked for (recorded:
+    Get-Service -Name winrm answers Name 'winrm', test_client_execute_ps).
+    """
 
     ps_type = "System.ServiceProcess.ServiceController"
+    # the default table view (DotNetTypes.format.ps1xml, ServiceController): (column, width, property)
+    ps_table_view = (("Status", 8, "Status"), ("Name", 18, "Name"), ("DisplayName", 38, "DisplayName"))
 
-    def __init__(self, rt: Any, name: str) -> None:
+    def __init__(self, rt: Any, name: str, asked_as: str | None = None) -> None:
         self.rt = rt
         self.name = name
+        self.asked_as = asked_as
+
+    @property
+    def Name(self) -> object:
+        return self.ps_get("Name")
+
+    @property
+    def DisplayName(self) -> object:
+        return self.ps_get("DisplayName")
+
+    @property
+    def Status(self) -> object:
+        return self.ps_get("Status")
+
+    def ps_properties(self) -> dict[str, object]:
+        return {k: to_str(self.ps_get(k)) if k in ("Status", "StartType") else self.ps_get(k)
+                for k in ("Name", "DisplayName", "Status", "StartType", "ServiceName", "CanStop", "ServiceType",
+                          "MachineName")}
 
     def _svc(self) -> Any:
         return services_of(self.rt).get(self.name)
@@ -57,7 +81,8 @@ class ServiceControllerObj:
         low = name.lower()
         svc = self._svc()
         if low in ("name", "servicename"):
-            return svc.name
+            return self.asked_as if self.asked_as is not None and self.asked_as.lower() == svc.name.lower() \
+                else svc.name
         if low == "displayname":
             return svc.display_name
         if low == "status":
@@ -120,8 +145,9 @@ class GetService(Cmdlet):
             if not matches and not any(c in pattern for c in "*?["):
                 self.error(f"Cannot find any service with service name '{pattern}'.", "NoServiceFoundForGivenName",
                            exc="Microsoft.PowerShell.Commands.ServiceCommandException", target=pattern)
+            asked_as = None if any(c in pattern for c in "*?[") else pattern
             for n in matches:
-                self.emit(ServiceControllerObj(self.rt, n))
+                self.emit(ServiceControllerObj(self.rt, n, asked_as))
         for pattern in displays:
             matches = [n for n in table.names() if fnmatch.fnmatch(table.get(n).display_name.lower(), pattern.lower())]
             if not matches and not any(c in pattern for c in "*?["):

@@ -1,10 +1,14 @@
-"""Session cmdlets: Get-Command, Invoke-Expression, Get-Variable and Set-Variable."""
+"""Session cmdlets: Get-Command, Invoke-Expression and the variable cmdlets (Get/Set/Remove/Clear-Variable)."""
 
 from __future__ import annotations
 
+import re
+
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, lookup_cmdlet
 from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError
+from tests.lab.pwsh.operators import wildcard_regex
 from tests.lab.pwsh.parser import parse, ParseError
+from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import CommandInfo, run_stage, ScriptCommand
 from tests.lab.pwsh.values import as_list, NO_INPUT, PSObject, ScriptBlock, to_str
 
@@ -52,15 +56,40 @@ class InvokeExpression(Cmdlet):
         run_stage(cmd, None)
 
 
-@cmdlet("Get-Variable", "gv", positional=("Name",), params=("Scope",), switches=("ValueOnly",))
+def _scope(cmd: Cmdlet) -> Scope | None:
+    """The scope -Scope names, or None to search from the current one."""
+    return cmd.named_scope(cmd.p["Scope"]) if "Scope" in cmd.p else None
+
+
+def _visible(cmd: Cmdlet) -> dict[str, object]:
+    """The variables a name can reach from the current scope (inner ones hide outer ones), or in -Scope only."""
+    only = _scope(cmd)
+    scopes = [only] if only is not None else list(reversed(cmd.rt.scope.chain()))
+    found: dict[str, object] = {}
+    for scope in scopes:
+        found.update(scope.vars)
+    return found
+
+
+@cmdlet("Get-Variable", "gv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("ValueOnly",))
 class GetVariable(Cmdlet):
-    def process(self, item: object) -> None:
-        name = to_str(self.p.get("Name"))
-        if not self.rt.has_var(name):
-            self.error(f"Cannot find a variable with the name '{name}'.", "VariableNotFound", target=name)
-            return
-        v = self.rt.get_var(name)
-        self.emit(v if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": v}))
+    def end(self) -> None:
+        found = _visible(self)
+        for pattern in as_list(self.p.get("Name", "*")):
+            text = to_str(pattern)
+            if not any(ch in text for ch in "*?["):
+                low = text.lower()
+                if low not in found and not (low in ("?", "pwd") and "Scope" not in self.p):
+                    self.error(f"Cannot find a variable with the name '{text}'.", "VariableNotFound", target=text)
+                    continue
+                self._emit(text, found[low] if low in found else self.rt.get_var(text))
+                continue
+            rx = re.compile(wildcard_regex(text), re.IGNORECASE)
+            for name in sorted(n for n in found if rx.fullmatch(n)):
+                self._emit(name, found[name])
+
+    def _emit(self, name: str, value: object) -> None:
+        self.emit(value if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": value}))
 
 
 @cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope", "Option", "Description", "Visibility"),
@@ -91,3 +120,37 @@ class SetVariable(Cmdlet):
             return
         scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
         self.rt.set_var(to_str(self.p.get("Name")), value, scope)
+
+
+@cmdlet("Remove-Variable", "rv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("Force",),
+        should_process=True)
+class RemoveVariable(Cmdlet):
+    def end(self) -> None:
+        only = _scope(self)
+        for name in as_list(self.p.get("Name")):
+            low = to_str(name).lower()
+            holder = only if only is not None and low in only.vars else (
+                self.rt.scope.find(low) if only is None else None)
+            if holder is None:
+                self.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
+                           target=to_str(name))
+                continue
+            if self.should_process(f"Name: {to_str(name)}", "Remove variable"):
+                del holder.vars[low]
+
+
+@cmdlet("Clear-Variable", "clv", positional=("Name",), params=("Scope", "Exclude", "Include"),
+        switches=("Force", "PassThru"), should_process=True)
+class ClearVariable(Cmdlet):
+    def end(self) -> None:
+        only = _scope(self)
+        for name in as_list(self.p.get("Name")):
+            low = to_str(name).lower()
+            holder = only if only is not None and low in only.vars else (
+                self.rt.scope.find(low) if only is None else None)
+            if holder is None:
+                self.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
+                           target=to_str(name))
+                continue
+            if self.should_process(f"Name: {to_str(name)}", "Clear variable"):
+                holder.vars[low] = None

@@ -457,8 +457,9 @@ class StatementParser(Scanner):
         if not m:
             raise self.err("MissingNameAfterKeyword", "Missing name after function keyword.")
         name = m.group(0)
-        if ":" in name:
-            name = name.split(":", 1)[1]
+        scope = None
+        if ":" in name:  # function global:Name / script:Name / local:Name
+            scope, name = name.split(":", 1)
         self.i = m.end()
         self.skip_ws(newlines=True)
         params = None
@@ -479,4 +480,4 @@ class StatementParser(Scanner):
         if is_filter and "process" not in body.blocks:
             body.a["blocks"] = {"process": body.blocks.get("end")}
         body.a["text"] = self.s[start:self.i]
-        return Node("function", pos, name=name, body=body)
+        return Node("function", pos, name=name, body=body, scope=scope.lower() if scope else None)

@@ -45,6 +45,16 @@ ROWS: list[tuple[dict[str, t.Any], dict[str, t.Any]]] = [
     ({"ansible_psrp_path": "/custom"}, {"path": "custom", "endpoint": "https://win01.corp.example:5986/custom"}),
     ({"ansible_psrp_auth": "ntlm"}, {"auth": "ntlm"}),
     ({"ansible_psrp_auth": "credssp"}, {"auth": "credssp"}),
+    # CredSSP over http, as ansible.builtin.psrp: CredSSP encrypts every message itself (R3 holds through a proxy)
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_auth": "credssp"}, {"auth": "credssp", "encrypt": True}),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_auth": "credssp", "ansible_psrp_proxy": "http://proxy:3128"},
+     {"encrypt": True, "use_tunnel": False, "proxy.host": "proxy"}),
+    # a read timeout not above the operation timeout is raised, as builtin accepts it (-vvv says so)
+    ({"ansible_psrp_operation_timeout": 30}, {"operation_timeout": 30, "read_timeout": 35.0}),
+    ({"ansible_psrp_read_timeout": 10, "ansible_psrp_operation_timeout": 20}, {"read_timeout": 25.0}),
+    # the explicit opt-in for Basic to an http:// proxy (the host connection stays HTTPS, R1)
+    ({"ansible_psrp_proxy": "http://u:Proxy-Pw@proxy:3128", "ansible_psrp_proxy_allow_basic_over_http": True},
+     {"proxy.auth": "basic", "proxy.scheme": "http", "proxy.allow_basic_over_http": True, "use_tunnel": True}),
     ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_ca_cert": "/ca.pem"},
      {"cert_validation": False, "ca_cert": None}),
     ({"ansible_psrp_ca_cert": "/etc/ca.pem"}, {"cert_validation": True, "ca_cert": "/etc/ca.pem"}),
@@ -149,6 +159,44 @@ def test_inventory_proxy_wins_over_the_environment():
     assert spec.proxy.url == "http://inv:3128"
 
 
+CA_ENV = {"REQUESTS_CA_BUNDLE": "/etc/requests-ca.pem", "CURL_CA_BUNDLE": "/etc/curl-ca.pem"}
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("variables, environ, host_ca, proxy_ca", [
+    ({}, CA_ENV, "/etc/requests-ca.pem", None),
+    ({}, {"CURL_CA_BUNDLE": "/etc/curl-ca.pem"}, "/etc/curl-ca.pem", None),
+    ({"ansible_psrp_ca_cert": "/inv.pem"}, CA_ENV, "/inv.pem", None),
+    ({"ansible_psrp_cert_validation": "ignore"}, CA_ENV, None, None),
+    ({"ansible_psrp_proxy": "https://proxy:3129"}, CA_ENV, "/etc/requests-ca.pem", "/etc/requests-ca.pem"),
+    ({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_proxy_ca_cert": "/p.pem"}, CA_ENV,
+     "/etc/requests-ca.pem", "/p.pem"),
+    ({"ansible_psrp_proxy": "http://proxy:3128"}, CA_ENV, "/etc/requests-ca.pem", None),
+    ({}, {}, None, None),
+])
+def test_ca_bundle_variables_are_honoured_as_builtin_psrp_honours_them(variables, environ, host_ca, proxy_ca):
+    spec = spec_for(variables, environ)
+    assert spec.ca_cert == host_ca
+    assert (spec.proxy.ca_cert if spec.proxy else None) == proxy_ca
+
+
+@pytest.mark.compat
+def test_adjustments_are_said_at_vvv_and_the_basic_proxy_opt_in_warns():
+    from ansible_collections.pinned.winrm.plugins.connection.psrp import build_session_spec
+
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**BASE, "ansible_psrp_operation_timeout": 30,
+                                  "ansible_psrp_proxy": "http://svc:Proxy-Pw@proxy:3128",
+                                  "ansible_psrp_proxy_allow_basic_over_http": True})
+    notes: list[tuple[str, str]] = []
+    build_session_spec(conn.get_option, CA_ENV, notes)
+    levels = {level: text for level, text in notes}
+    assert set(levels) == {"vvv", "warning"}
+    assert any("raised to 35s" in text for level, text in notes if level == "vvv")
+    assert any("REQUESTS_CA_BUNDLE" in text for level, text in notes if level == "vvv")
+    assert "readable" in levels["warning"] and "'svc'" in levels["warning"] and "Proxy-Pw" not in levels["warning"]
+
+
 # (inventory variables, words the error must contain)
 REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://u:p@proxy:3128"},
@@ -164,7 +212,6 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_tunnel": True,
       "ansible_psrp_message_encryption": "never"}, ("R3",)),
     ({"ansible_psrp_auth": "basic", "ansible_psrp_message_encryption": "always"}, ("message_encryption=always",)),
-    ({"ansible_psrp_protocol": "http", "ansible_psrp_auth": "credssp"}, ("credssp", "HTTPS")),
     ({"ansible_psrp_auth": "certificate"}, ("ansible_psrp_certificate_pem",)),
     ({"ansible_port": 70000}, ("ansible_port",)),
     ({"ansible_port": "abc"}, ("ansible_port",)),
@@ -181,11 +228,12 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm"},
      ("ansible_psrp_proxy_user", "ansible_psrp_proxy_password")),
     ({"ansible_psrp_proxy": "socks5://proxy:1080"}, ("ansible_psrp_proxy", "SOCKS")),
-    ({"ansible_psrp_proxy": "http://u:Proxy-Pw@proxy:3128"}, ("proxy_auth=basic", "https://", "digest")),
+    ({"ansible_psrp_proxy": "http://u:Proxy-Pw@proxy:3128"},
+     ("proxy_auth=basic", "https://", "digest", "ansible_psrp_proxy_allow_basic_over_http")),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"},
      ("proxy_auth=basic",)),
-    ({"ansible_psrp_read_timeout": 10, "ansible_psrp_operation_timeout": 20},
-     ("ansible_psrp_read_timeout", "ansible_psrp_operation_timeout")),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "http://u:Proxy-Pw@proxy:3128",
+      "ansible_psrp_proxy_allow_basic_over_http": True}, ("R1",)),
     ({"ansible_host": "https://win01:5986/wsman"}, ("ansible_host",)),
     ({"ansible_psrp_auth": "bogus"}, ("ansible_psrp_auth", "credssp")),
     ({"ansible_psrp_protocol": "ftp"}, ("ansible_psrp_protocol", "https")),
