@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from tests.lab.pwsh import csharp, kernel, limits, net, runspaces  # noqa: F401  (importing registers their .NET types)
+from tests.lab.pwsh import csharp, kernel, limits, nested_powershell, net  # noqa: F401  (importing registers their .NET types)
 from tests.lab.pwsh.automatic import ExecutionContextObject, HostObject, ps_version_table
 from tests.lab.pwsh.commands import make_stage
 from tests.lab.pwsh.conversions import convert_value

@@ -125,9 +125,11 @@ register(EnumType("System.Management.Automation.Security.SystemEnforcementMode",
 
 
 def _lockdown(rt: Any, args: list[object]) -> object:
+    """Enforce on a host locked down to ConstrainedLanguage (a WDAC/AppLocker policy), else None."""
     from tests.lab.pwsh.dotnet_types import registered
     mode = registered("System.Management.Automation.Security.SystemEnforcementMode")
-    return mode.by_name(getattr(rt.host.process, "lockdown_policy", "None"))  # type: ignore[union-attr]
+    locked = getattr(rt.host, "language_mode", "FullLanguage") == "ConstrainedLanguage"
+    return mode.by_name("Enforce" if locked else "None")  # type: ignore[union-attr]
 
 
 register(SimpleType("System.Management.Automation.Security.SystemPolicy",
