@@ -28,13 +28,12 @@ from tests.lab.pwsh.members import call_method, get_member, set_member
 from tests.lab.pwsh.operators import binary_op, compare, dotnet_regex, wildcard_regex
 from tests.lab.pwsh.parser import Node, parse, position_message
 from tests.lab.pwsh.runspace import Runspace
-from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import run_filter_block, run_stage, ScriptCommand, Stage
 from tests.lab.pwsh.statics import call_static, set_static_member, static_member
 from tests.lab.pwsh.streams import Streams
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, Hashtable, is_number, NO_INPUT, parse_number, PSEnumerator, PSObject,
-    Ref, ScriptBlock, SwitchValue, to_bool, to_str, TypeRef,
+    Ref, ScriptBlock, SwitchValue, to_bool, to_str,
 )
 
 

@@ -11,7 +11,7 @@ from tests.lab.pwsh.errors import StopUpstream
 from tests.lab.pwsh.members import call_method, get_member
 from tests.lab.pwsh.operators import binary_op, compare
 from tests.lab.pwsh.stages import run_filter_block
-from tests.lab.pwsh.language import check_create, constrained
+from tests.lab.pwsh.language import check_create
 from tests.lab.pwsh.statics import new_object
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, is_number, NO_INPUT, PSObject, ScriptBlock, to_bool, to_str,
