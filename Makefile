@@ -47,7 +47,7 @@ $(VENV_MIN)/.installed: requirements.txt tests/requirements.txt
 	@echo "Creating $(VENV_MIN) with $(PYTHON_MIN) and $(ANSIBLE_MIN)"
 	@test -x $(VENV_MIN)/bin/python || $(PYTHON_MIN) -m venv $(VENV_MIN)
 	@$(VENV_MIN)/bin/python -m pip install -q --disable-pip-version-check -U pip
-	@grep -v '^ansible-core' tests/requirements.txt | grep -v '^mitmproxy' > build/requirements-min.txt
+	@grep -Ev '^ansible(-core)?[=<>~! ]' tests/requirements.txt | grep -v '^mitmproxy' > build/requirements-min.txt
 	@$(VENV_MIN)/bin/python -m pip install -q --disable-pip-version-check '$(ANSIBLE_MIN)' -r requirements.txt -r build/requirements-min.txt
 	@touch $@
 

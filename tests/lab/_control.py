@@ -20,6 +20,11 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
+    GET  /hosts/<host>/machine         {"machine": {power, boots, boot_time, boot_filetime, uptime_s, ...}}
+    POST /hosts/<host>/reboot          body {"down_s": float | null}: restart now (null: down until /boot)
+    POST /hosts/<host>/boot            boot a host a reboot holds down; answers {"machine": {...}}
+    GET  /hosts/<host>/services        {"services": [{name, display_name, state, start_mode, ...}, ...]}
+    GET  /hosts/<host>/services/<name> {"service": {...}} by service name or display name
     POST /relays/rtt                   body {"rtt_ms": float, "host": optional}: change the added RTT live
     GET  /proxies/<proxy>/counters     {"counters": {...}}
     POST /proxies/<proxy>/restart      restart the proxy process
@@ -83,6 +88,10 @@ class LabAPI(t.Protocol):
     def expire_shells(self, host: str) -> int: ...
     def drop_connections(self, host: str) -> int: ...
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]: ...
+    def host_machine(self, host: str) -> dict[str, t.Any]: ...
+    def reboot_host(self, host: str, down_s: float | None = -1.0) -> dict[str, t.Any]: ...
+    def boot_host(self, host: str) -> dict[str, t.Any]: ...
+    def host_services(self, host: str, name: str | None = None) -> t.Any: ...
     def set_rtt(self, rtt_ms: float, host: str | None = None) -> float: ...
     def proxy_counters(self, proxy: str) -> dict[str, t.Any]: ...
     def restart_proxy(self, proxy: str) -> None: ...
@@ -180,6 +189,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"dropped": lab.drop_connections(host)}
             case "GET", ["hosts", host, "relays"]:
                 return {"relays": lab.relay_counters(host)}
+            case "GET", ["hosts", host, "machine"]:
+                return {"machine": lab.host_machine(host)}
+            case "POST", ["hosts", host, "reboot"]:
+                down_s = body.get("down_s", -1.0) if isinstance(body, dict) else -1.0
+                return {"machine": lab.reboot_host(host, None if down_s is None else float(down_s))}
+            case "POST", ["hosts", host, "boot"]:
+                return {"machine": lab.boot_host(host)}
+            case "GET", ["hosts", host, "services"]:
+                return {"services": lab.host_services(host)}
+            case "GET", ["hosts", host, "services", name]:
+                return {"service": lab.host_services(host, name)}
             case "POST", ["relays", "rtt"]:
                 return {"rtt_ms": lab.set_rtt(float(body["rtt_ms"]), body.get("host"))}
             case "GET", ["proxies", proxy, "counters"]:
@@ -314,6 +334,21 @@ class LabClient:
 
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]:
         return t.cast(dict[str, dict[str, int]], self._call("GET", f"/hosts/{self._q(host)}/relays")["relays"])
+
+    def host_machine(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/machine")["machine"])
+
+    def reboot_host(self, host: str, down_s: float | None = -1.0) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any],
+                      self._call("POST", f"/hosts/{self._q(host)}/reboot", {"down_s": down_s})["machine"])
+
+    def boot_host(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/boot")["machine"])
+
+    def host_services(self, host: str, name: str | None = None) -> t.Any:
+        if name is None:
+            return self._call("GET", f"/hosts/{self._q(host)}/services")["services"]
+        return self._call("GET", f"/hosts/{self._q(host)}/services/{self._q(name)}")["service"]
 
     def set_rtt(self, rtt_ms: float, host: str | None = None) -> float:
         body: dict[str, t.Any] = {"rtt_ms": rtt_ms}

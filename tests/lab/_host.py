@@ -255,6 +255,32 @@ class WinRMHost:
         self.counters.incr("faults.dropped_connections", len(conns))
         return len(conns)
 
+    def power_off(self) -> int:
+        """The machine goes down: listeners closed (connecting is refused) and every connection reset."""
+        with self._lock:
+            listeners, self._listeners = self._listeners, []
+        for sock in listeners:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            _close_quietly(sock)
+        dropped = self.drop_connections()
+        self.counters.incr("power_off")
+        return dropped
+
+    def power_on(self) -> None:
+        """The machine booted: listen again on the same ports."""
+        if self._stopping.is_set() or self._listeners:
+            return
+        for port, tls in ((self.config.http_port, False), (self.config.https_port, True)):
+            sock = self._listen(port)
+            thread = threading.Thread(target=self._accept_loop, args=(sock, tls), daemon=True,
+                                      name=f"{self.config.name}-{'https' if tls else 'http'}-accept")
+            thread.start()
+            self._threads.append(thread)
+        self.counters.incr("power_on")
+
     def open_connections(self) -> int:
         """How many client TCP connections are open right now."""
         with self._lock:
@@ -293,14 +319,14 @@ class WinRMHost:
         return sock
 
     def _accept_loop(self, listener: socket.socket, tls: bool) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and listener in self._listeners:
             try:
                 sock, peer = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
-                if self._stopping.is_set():
-                    return
+                if self._stopping.is_set() or listener not in self._listeners:
+                    return  # stopped, or closed by power_off()
                 time.sleep(0.05)  # e.g. EMFILE: back off instead of spinning
                 continue
             if self._stopping.is_set():

@@ -1,7 +1,7 @@
 """`make bench` works: the benchmark harness, run with tiny sizes, measures every plugin and writes its outputs.
 
 The full run (python -m benchmarks.run) takes many minutes; this runs the same code end to end with --quick
-(3 raw tasks, 3 hosts, 256 KiB and 1 MiB files, 1/2/4 sessions) against its own lab.
+(3 raw tasks, 2 win_ping and 2 win_copy tasks, 3 hosts, 256 KiB and 1 MiB files, 1/2/4 sessions) against its own lab.
 """
 
 from __future__ import annotations
@@ -98,6 +98,23 @@ def test_quick_bench_writes_the_issue_json_shape(quick_bench: dict) -> None:
     assert set(rss) == {"1", "2", "4"} and all(v > 0 for v in rss.values())
     assert results["pinning_scale"]["mib_per_session"] == round((rss["4"] - rss["1"]) / 3, 3)
     assert results["targets"]
+
+
+def test_quick_bench_runs_the_modules_through_every_plugin_and_counts_their_wire_cost(quick_bench: dict) -> None:
+    results = quick_bench["results"]
+    copy_kib = results["sizes"]["module_copy_kib"]
+    assert set(results["module_tasks"]) == {"0", "50"}
+    for rtt, modules in results["module_tasks"].items():
+        assert set(modules) == {"win_ping", "win_copy"}
+        for plugin in (*PLUGINS, "pinned_cold"):
+            ping, copy = modules["win_ping"][plugin], modules["win_copy"][plugin]
+            assert ping["failed_runs"] == 0 and copy["failed_runs"] == 0, (rtt, plugin)
+            # a module task sends the exec wrapper and the module: more requests than the raw-task floor
+            assert ping["requests_per_task"] > results["floor"]["requests_per_task"], (rtt, plugin, ping)
+            # win_copy also carries the file (base64 inside the WinRM messages) and runs the module twice
+            assert copy["kib_per_task"] > ping["kib_per_task"] + copy_kib, (rtt, plugin, copy, ping)
+        assert modules["win_ping"]["pinned_cold"]["tcp_connections_total"] >= 1  # counted by the lab host
+    assert "| 50 ms | win_copy | builtin_winrm |" in quick_bench["doc"].read_text()
 
 
 def test_quick_bench_draws_the_chart_and_keeps_the_docs_prose(quick_bench: dict) -> None:
