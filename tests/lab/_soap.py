@@ -5,7 +5,7 @@ prefixes are process-global (``register_namespace``) and pypsrp, running in the 
 process, registers different ones. Windows answers with the prefixes s, a, x, w, rsp, p.
 
 Fault codes, subcodes and texts come from the recorded exchanges in
-shared/windows-transcripts, MS-WSMV 3.1.4.5.2.1 (QuotaLimit) and the messages real
+tests/integration/lab_wsman/transcripts, MS-WSMV 3.1.4.5.2.1 (QuotaLimit) and the messages real
 Windows hosts print for the MaxShellsPerUser / MaxConcurrentOperationsPerUser quotas.
 """
 
