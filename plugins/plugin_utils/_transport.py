@@ -2,7 +2,7 @@
 
 pypsrp's ``WSMan`` calls ``transport.send(xml, retries_on_read_timeout=, timeout=)``
 and reads ``transport.endpoint``; this class gives it exactly that, with the
-proxy rules of design.md built in:
+proxy rules of docs/security.md ("The proxy rules") built in:
 
 R2  the proxy's provider only fills ``Proxy-Authorization`` on CONNECT; the host's
     provider only fills ``Authorization`` on requests inside the tunnel (or
