@@ -18,9 +18,16 @@ import ssl
 import time
 import typing as t
 
-import h11
+from ._errors import ConnectTimeoutError, ReadTimeoutError, TransportError, missing_package
 
-from ._errors import ConnectTimeoutError, ReadTimeoutError, TransportError
+# Guarded as ansible-core guards its plugins' imports: this module loads without h11, and building a connection
+# names the missing package.
+try:
+    import h11
+except ImportError as import_error:
+    H11_IMPORT_ERROR: ImportError | None = import_error
+else:
+    H11_IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +271,8 @@ class HTTPConnection:
     """HTTP/1.1 (h11) over one Stream, one request at a time, keep-alive."""
 
     def __init__(self, stream: Stream, *, party: str, max_response: int = DEFAULT_MAX_RESPONSE) -> None:
+        if H11_IMPORT_ERROR is not None:
+            raise missing_package("h11", H11_IMPORT_ERROR)
         self.stream = stream
         self.party = party
         # a peer that sends more than this (oversized or endless answers) is cut off, not buffered

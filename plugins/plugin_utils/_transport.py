@@ -29,9 +29,6 @@ import tempfile
 import time
 import typing as t
 
-from pypsrp.encryption import WinRMEncryption
-from pypsrp.exceptions import WinRMTransportError
-
 from ._connection import (
     ConnectionLost,
     HTTPConnection,
@@ -51,6 +48,7 @@ from ._errors import (
     ProxyError,
     ReadTimeoutError,
     TransportError,
+    missing_package,
 )
 from ._httpauth import (
     AuthProvider,
@@ -66,6 +64,16 @@ from ._httpauth import (
 
 if t.TYPE_CHECKING:
     from ._spec import ProxySpec, SessionSpec
+
+# Guarded as ansible-core guards its plugins' imports: this module loads without pypsrp, and building a
+# transport names the missing package.
+try:
+    from pypsrp.encryption import WinRMEncryption
+    from pypsrp.exceptions import WinRMTransportError
+except ImportError as import_error:
+    PYPSRP_IMPORT_ERROR: ImportError | None = import_error
+else:
+    PYPSRP_IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +124,8 @@ class WinRMTransport:
     """WinRM messages over one held connection (R4), with proxy and host authentication (R2) and R5 repair."""
 
     def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+        if PYPSRP_IMPORT_ERROR is not None:
+            raise missing_package("pypsrp", PYPSRP_IMPORT_ERROR)
         self.spec = spec
         self.endpoint: str = spec.endpoint
         self._events = events
