@@ -105,7 +105,7 @@ def _parse_one(value: str) -> list[Challenge]:
         pos += 1
         return "".join(out)
 
-    for _ in range(len(value) + 1):  # bounded: every turn consumes input
+    for _turn in range(len(value) + 1):  # bounded: every turn consumes input
         skip(" \t,")
         if pos >= end:
             break
@@ -127,7 +127,7 @@ def _parse_one(value: str) -> list[Challenge]:
             continue
         pos = start
         # auth-params: name=value pairs until the next bare token (next scheme)
-        for _ in range(len(value) + 1):
+        for _turn in range(len(value) + 1):
             skip(" \t,")
             mark = pos
             name = token()

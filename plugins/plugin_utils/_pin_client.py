@@ -30,7 +30,7 @@ import time
 import typing as t
 
 from . import _pin_protocol as proto
-from ._errors import LocalFileError, PinnedError, TransportError
+from ._errors import LocalFileError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, TRUST_ENV, DirLock, PinPaths
 from ._spec import SessionSpec
 
@@ -75,7 +75,7 @@ def collection_sys_path_root() -> str:
     """The directory holding ``ansible_collections`` for this very package (what the daemon needs on sys.path)."""
     parts = __name__.split(".")
     root = os.path.abspath(__file__)
-    for _ in parts:
+    for _part in parts:
         root = os.path.dirname(root)
     return root
 

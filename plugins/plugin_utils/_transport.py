@@ -196,7 +196,7 @@ class WinRMTransport:
         reopens = 0
         read_timeouts = 0
         not_processed = 0
-        for _ in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
+        for _attempt in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
             limit = self._command_time_left(read_timeout or self.spec.read_timeout)
             try:
                 return self._send_once(message, limit)
@@ -444,7 +444,7 @@ class WinRMTransport:
         provider = proxy_provider(proxy, self.spec)
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
-        for _ in range(_MAX_LEGS):
+        for _leg in range(_MAX_LEGS):
             headers = base + ([("Proxy-Authorization", credential)] if credential else [])
             try:
                 resp = conn.request(
