@@ -76,6 +76,7 @@ def split_command_line(line: str) -> list[str]:
 # ---- cmd.exe subset ------------------------------------------------------------------------------
 
 _NOT_RECOGNIZED = "'{0}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+_PATH_NOT_FOUND = b"The system cannot find the path specified.\r\n"
 
 
 class CmdShell:
@@ -168,13 +169,9 @@ class CmdShell:
             elif target.lower() == "nul":
                 dest = lambda b: None  # noqa: E731
             else:
-                try:
-                    hp = pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
-                except pwsh.PathOutsideRoot:
-                    self.stderr(b"The system cannot find the path specified.\r\n")
-                    return 1
-                if not hp.parent.is_dir():
-                    self.stderr(b"The system cannot find the path specified.\r\n")
+                hp = self.host_path(target)
+                if hp is None or not hp.parent.is_dir():
+                    self.stderr(_PATH_NOT_FOUND)
                     return 1
                 if kind == ">":
                     hp.write_bytes(b"")
@@ -209,11 +206,9 @@ class CmdShell:
             w(rest[1:] + "\r\n" if rest.startswith(" ") else rest + "\r\n")
             return 0
         if low in ("type",):
-            path = args.strip('"')
-            try:
-                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except pwsh.PathOutsideRoot:
-                err(b"The system cannot find the path specified.\r\n")
+            hp = self.host_path(args.strip('"'))
+            if hp is None:
+                err(_PATH_NOT_FOUND)
                 return 1
             if not hp.is_file():
                 # cmd tells a missing directory on the way from a missing file
@@ -231,13 +226,9 @@ class CmdShell:
             w(self.cwd + "\r\n")
             return 0
         if low in ("cd", "chdir"):
-            path = args.strip('"').removeprefix("/d ").strip()
-            try:
-                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except pwsh.PathOutsideRoot:
-                hp = None
+            hp = self.host_path(args.strip('"').removeprefix("/d ").strip())
             if hp is None or not hp.is_dir():
-                err(b"The system cannot find the path specified.\r\n")
+                err(_PATH_NOT_FOUND)
                 return 1
             self.cwd = pwsh.FileSystem(self.engine.root).win_of(hp)
             return 0
@@ -302,6 +293,13 @@ class CmdShell:
         err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
         return 9009
 
+    def host_path(self, path: str) -> pathlib.Path | None:
+        """The lab file behind a cmd path (relative to the current directory); None when it leaves the host's C:."""
+        try:
+            return pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+        except pwsh.PathOutsideRoot:
+            return None
+
     def cmd_exe(self, rest: str, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         """cmd.exe started with the arguments `rest`: `/c line` (or `/k`) runs the line in a new cmd."""
         mm = re.match(r"^\s*(?:/[a-bd-jl-z]\S*\s+)*/[ck]\s+(.*)$", rest, re.I | re.S)
@@ -320,11 +318,9 @@ class CmdShell:
         import datetime as dt
         fs = pwsh.FileSystem(self.engine.root)
         bare = "/b" in args.lower().split()
-        path = " ".join(a for a in args.split() if not a.startswith("/")).strip('"') or "."
-        try:
-            hp = fs.host_path(path, self.cwd)
-        except pwsh.PathOutsideRoot:
-            err(b"The system cannot find the path specified.\r\n")
+        hp = self.host_path(" ".join(a for a in args.split() if not a.startswith("/")).strip('"') or ".")
+        if hp is None:
+            err(_PATH_NOT_FOUND)
             return 1
         if not hp.exists():
             w(" Volume in drive C has no label.\r\n Volume Serial Number is 4C4B-1D2E\r\n\r\n")

@@ -28,6 +28,15 @@ def test_redirection_writes_files_that_type_reads_back(cmd, root: pathlib.Path):
     assert cmd("type C:\\nope.txt") == (1, b"", b"The system cannot find the file specified.\r\n")
 
 
+def test_paths_that_lead_nowhere_fail_as_cmd_reports_them(cmd):
+    missing = b"The system cannot find the path specified.\r\n"
+    for line in ("type C:\\nope\\f.txt", "type D:\\f.txt", "cd C:\\nope", "echo a > C:\\nope\\f.txt",
+                 "echo a > D:\\f.txt", "dir D:\\"):  # a missing directory, or a drive the host does not have
+        assert cmd(line) == (1, b"", missing), line
+    rc, out, err = cmd("dir C:\\nope")
+    assert (rc, err) == (1, b"File Not Found\r\n") and out.startswith(b" Volume in drive C has no label.")
+
+
 def test_set_assigns_and_percent_variables_expand(cmd):
     assert cmd("set LABVAR=x ü&& echo %LABVAR%-%COMPUTERNAME%")[1] == "x ü-WIN-LAB1\r\n".encode("cp437")
 
