@@ -1,4 +1,4 @@
-"""cmd.exe's subset as the lab host runs it (docs/lab-engine.md, "cmd subset"), and CommandLineToArgvW.
+"""cmd.exe's subset as the lab host runs it (docs/lab-engine.md, "cmd subset").
 
 A CmdShell runs on a process of the host (the Engine that made it): its environment, file system, native
 commands and powershell.exe. It sees that process through `CmdProcess`, what it needs of an Engine.
@@ -12,6 +12,7 @@ import typing as t
 from collections.abc import Callable, Iterable
 
 from tests.lab import pwsh
+from tests.lab.pwsh.command_line import split_tail
 
 
 class CmdProcess(t.Protocol):
@@ -27,50 +28,6 @@ class CmdProcess(t.Protocol):
 
     def run_powershell_exe(self, argv: list[str], stdin: Iterable[bytes], stdout: Callable[[bytes], None],
                            stderr: Callable[[bytes], None], cwd: str | None = None) -> int: ...
-
-
-def split_command_line(line: str) -> list[str]:
-    """CommandLineToArgvW's rules, enough for the command lines clients build."""
-    args: list[str] = []
-    cur: list[str] = []
-    in_quotes = False
-    have = False
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if c == "\\":
-            j = i
-            while j < len(line) and line[j] == "\\":
-                j += 1
-            n = j - i
-            if j < len(line) and line[j] == '"':
-                cur.append("\\" * (n // 2))
-                if n % 2:
-                    cur.append('"')
-                    i = j + 1
-                else:
-                    i = j
-                have = True
-                continue
-            cur.append("\\" * n)
-            i = j
-            have = True
-            continue
-        if c == '"':
-            in_quotes = not in_quotes
-            have = True
-        elif c in " \t" and not in_quotes:
-            if have:
-                args.append("".join(cur))
-                cur, have = [], False
-        else:
-            cur.append(c)
-            have = True
-        i += 1
-    if have:
-        args.append("".join(cur))
-    return args
-
 
 
 # ---- cmd.exe subset ------------------------------------------------------------------------------
@@ -281,10 +238,10 @@ class CmdShell:
         if base in ("cmd", "cmd.exe"):
             return self.cmd_exe(rest, out, err)
         if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
-            return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)
+            return self.engine.run_powershell_exe(split_tail(rest), self.stdin, out, err, cwd=self.cwd)
         native = self.engine.host_context().native_command(name)
         if native is not None:  # the host's other executables (shutdown.exe)
-            rc, lines, errors = native(self.engine.host_context(), self.cwd, split_command_line(args))
+            rc, lines, errors = native(self.engine.host_context(), self.cwd, split_tail(args))
             for line in lines:
                 w(line + "\r\n")
             for line in errors:

@@ -66,3 +66,22 @@ def test_winrs_arguments_are_appended_verbatim_not_quoted(cmd) -> None:
     assert (rc, out, err) == (0, b"verbatim\r\n", b"")
     rc, out, _ = cmd("echo", "a  b", '"quoted"')
     assert (rc, out) == (0, b'a  b "quoted"\r\n')
+
+
+def test_command_lines_split_by_microsofts_documented_examples():
+    # "Parsing C++ command-line arguments" (Microsoft C++ documentation): its table of example results
+    from tests.lab.pwsh.command_line import command_line_to_argv, split_tail
+    assert split_tail('"a b c" d e') == ["a b c", "d", "e"]
+    assert split_tail(r'"ab\"c" "\\" d') == ['ab"c', "\\", "d"]
+    assert split_tail(r'a\\\b d"e f"g h') == [r"a\\\b", "de fg", "h"]
+    assert split_tail(r'a\\\"b c d') == [r'a\"b', "c", "d"]
+    assert split_tail(r'a\\\\"b c" d e') == [r"a\\b c", "d", "e"]
+    assert split_tail('a"b"" c d') == ['ab" c d']
+    assert split_tail('"" x') == ["", "x"]  # a quoted empty argument is an argument
+    # the program name has no escapes: it ends at its closing quote, or at a blank
+    assert command_line_to_argv(r'"C:\Program Files\x\" a') == [r"C:\Program Files\x" + "\\", "a"]
+    assert command_line_to_argv(r'C:\Windows\cmd.exe /c "echo a"') == [r"C:\Windows\cmd.exe", "/c", "echo a"]
+
+
+def test_powershell_exe_gets_its_arguments_split_as_windows_splits_them(cmd):
+    assert cmd('powershell.exe -Command "Write-Output ""a b"""') == (0, b"a b\r\n", b"")
