@@ -336,6 +336,27 @@ def test_whatif_changes_nothing_and_says_what_it_would_have_done(ps, root):
                              True, False)]
 
 
+def test_remove_and_clear_variable_touch_only_variables_they_find_and_only_when_allowed(ps):
+    streams = ps("""
+$a = 1; $b = 2; $c = 3
+Remove-Variable a
+Clear-Variable b
+Remove-Variable c -WhatIf
+Clear-Variable nope
+function inner { Remove-Variable c -Scope Local }
+inner
+$null -eq (Get-Variable -Name a -ErrorAction SilentlyContinue)
+$null -eq $b
+$c
+""")
+    assert streams.out == [True, True, 3]
+    assert [(e.message, e.fq_error_id) for e in streams.all_errors] == [
+        ("Cannot find a variable with the name 'nope'.", "VariableNotFound,Microsoft.PowerShell.Commands.ClearVariableCommand"),
+        ("Cannot find a variable with the name 'c'.", "VariableNotFound,Microsoft.PowerShell.Commands.RemoveVariableCommand"),
+    ]  # -Scope Local looks in the function's own scope only
+    assert streams.host == [('What if: Performing the operation "Remove variable" on target "Name: c".', True, False)]
+
+
 def test_an_advanced_function_called_with_whatif_passes_it_to_shouldprocess_and_the_cmdlets_it_calls(ps, root):
     (root / "keep.txt").write_text("x")
     streams = ps("""
