@@ -390,3 +390,28 @@ def test_get_service_of_an_unknown_name_is_windows_error(ps):
     (err,) = ps("Get-Service -Name nosuchservice").errors
     assert err.message == "Cannot find any service with service name 'nosuchservice'."
     assert err.fq_error_id == "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
+
+
+def test_registry_property_cmdlets_act_on_the_values_a_key_has_and_name_each_missing_one(ps):
+    streams = ps(r"""
+New-Item -Path HKCU:\Software\LabTest | Out-Null
+New-ItemProperty -Path HKCU:\Software\LabTest -Name One -Value 1 -PropertyType DWord | Out-Null
+Set-ItemProperty -Path HKCU:\Software\LabTest -Name Two -Value x
+Get-ItemPropertyValue -Path HKCU:\Software\LabTest -Name one, nope
+(Get-ItemProperty -Path HKCU:\Software\LabTest -Name two, nope).Two
+Remove-ItemProperty -Path HKCU:\Software\LabTest -Name One, Nope
+Remove-ItemProperty -Path HKCU:\Software\LabTest -Name Two -WhatIf
+(Get-Item HKCU:\Software\LabTest).Property
+Get-ItemPropertyValue -Path HKCU:\Software\Missing -Name x
+""")
+    assert streams.out == [1, "x", "Two"]
+    missing = "Property {} does not exist at path HKEY_CURRENT_USER\\Software\\LabTest."
+    assert [(e.message, e.fq_error_id.split(",")[-1]) for e in streams.all_errors] == [
+        (missing.format("nope"), "Microsoft.PowerShell.Commands.GetItemPropertyValueCommand"),
+        (missing.format("nope"), "Microsoft.PowerShell.Commands.GetItemPropertyCommand"),
+        (missing.format("Nope"), "Microsoft.PowerShell.Commands.RemoveItemPropertyCommand"),
+        ("Cannot find path 'HKCU:\\Software\\Missing' because it does not exist.",
+         "Microsoft.PowerShell.Commands.GetItemPropertyValueCommand"),
+    ]
+    assert streams.host == [('What if: Performing the operation "Remove Property" on target '
+                             '"Item: HKEY_CURRENT_USER\\Software\\LabTest Property: Two".', True, False)]
