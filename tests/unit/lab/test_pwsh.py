@@ -415,3 +415,23 @@ Get-ItemPropertyValue -Path HKCU:\Software\Missing -Name x
     ]
     assert streams.host == [('What if: Performing the operation "Remove Property" on target '
                              '"Item: HKEY_CURRENT_USER\\Software\\LabTest Property: Two".', True, False)]
+
+
+def test_sids_and_account_names_translate_into_each_other_and_compare_ignoring_case(ps):
+    streams = ps(r"""
+$sid = New-Object System.Security.Principal.SecurityIdentifier 'S-1-5-32-544'
+$account = New-Object System.Security.Principal.NTAccount 'BUILTIN\Administrators'
+$sid.Translate([System.Security.Principal.NTAccount]).Value
+$account.Translate([System.Security.Principal.SecurityIdentifier]).Value
+$sid.Translate([System.Security.Principal.SecurityIdentifier]).Equals($sid)
+$account.Equals((New-Object System.Security.Principal.NTAccount 'builtin\administrators'))
+$sid.Equals($account)
+"$sid|$account"
+(New-Object System.Security.Principal.NTAccount 'nobody').Translate([System.Security.Principal.SecurityIdentifier])
+""")
+    # .NET's NTAccount and SecurityIdentifier equality is OrdinalIgnoreCase on the value, and only within one type
+    assert streams.out == ["BUILTIN\\Administrators", "S-1-5-32-544", True, True, False,
+                           "S-1-5-32-544|BUILTIN\\Administrators"]
+    [error] = streams.all_errors
+    assert error.fq_error_id == "IdentityNotMappedException"
+    assert error.message.endswith('"Some or all identity references could not be translated."')
