@@ -13,7 +13,7 @@ import sys
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils import _connection, _httpauth, _transport
 
-COLLECTIONS = pathlib.Path(__file__).resolve().parents[3] / "build" / "collections"
+COLLECTIONS = pathlib.Path(__file__).resolve().parents[4] / "build" / "collections"
 
 # Runs in a fresh interpreter where importing any of the packages fails as if it were not installed.
 _WITHOUT_PACKAGES = r"""
