@@ -711,7 +711,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                 )
             finally:
                 if frames is not None and not self.client_gone:
-                    for _ in frames:  # drain what the session did not read so the client is not left blocked
+                    for _unread in frames:  # drain what the session did not read so the client is not left blocked
                         pass
             return {"rc": int(result.rc)}
 
@@ -740,7 +740,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                 sha1 = slot.session.put_file(chunks(), str(request["out_path"]), should_stop=self.client_went_away)
             finally:
                 if not self.client_gone:
-                    for _ in frames:
+                    for _unread in frames:
                         pass
             return {"sha1": sha1, "size": received["bytes"]}
 
@@ -775,7 +775,7 @@ def load_factory() -> SessionFactory:
     """The Session class, or a test stand-in named by an env var when (and only when) running under pytest."""
     target = os.environ.get(TEST_FACTORY_ENV)
     if target and os.environ.get("PYTEST_CURRENT_TEST"):
-        module, _, name = target.partition(":")
+        module, _colon, name = target.partition(":")
         log.warning("using the test session factory %s", target)
         return t.cast(SessionFactory, getattr(importlib.import_module(module), name))
     from ._session import Session
@@ -894,8 +894,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
 
     table = SessionTable(load_factory(), redactor)
     server = PinServer(listener, table, paths)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop_requested.set())
-    signal.signal(signal.SIGINT, lambda *_: server.stop_requested.set())
+    signal.signal(signal.SIGTERM, lambda *_signal: server.stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_signal: server.stop_requested.set())
     log.info("pin daemon %d serving %s (protocol %d)", os.getpid(), paths.socket, PROTOCOL_VERSION)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="accept", daemon=True)
     serving.start()
