@@ -13,6 +13,7 @@ import logging
 import queue
 import struct
 import threading
+import time
 import typing as t
 import uuid
 
@@ -627,9 +628,16 @@ class PSRPPool(Shell):
             return None, False
         with self.cond:
             if nested:
-                busy = [rs for rs in self._runspaces if rs.busy]
-                if busy:
-                    return busy[-1], False
+                # a nested pipeline runs inside the running one (IsNested): give a pipeline that just arrived
+                # ahead of it the moment to start running (bounded), then join its runspace
+                def running() -> list[t.Any]:
+                    return [rs for rs in self._runspaces if rs.busy and getattr(rs, "running", True)]
+
+                deadline = time.monotonic() + 5
+                while not running() and not (self.closed or pipe.stopped) and time.monotonic() < deadline:
+                    self.cond.wait(0.02)  # the engine marks its run outside this lock: look again shortly
+                if running():
+                    return running()[-1], False
             while True:
                 if pipe.stopped or self.closed:
                     raise PipelineStopped()
