@@ -1,4 +1,4 @@
-"""Item cmdlets on the FileSystem and Env: drives.
+"""Item cmdlets on the FileSystem and Env: drives (and the Function: and Alias: drives: session_drives.py).
 
 Get-Item, Get-ChildItem, New-Item, Remove-Item, Copy-Item, Move-Item and Get-FileHash.
 """
@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_entry, env_path
+from tests.lab.pwsh.cmdlets.session_drives import list_items, remove_item, session_drive
 from tests.lab.pwsh.files import FileSystemItem, resolve_path, win_full
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
@@ -71,6 +72,9 @@ class GetItem(Cmdlet):
 class GetChildItem(Cmdlet):
     def process(self, item: object) -> None:
         path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
+        if (drive := session_drive(path)) is not None:
+            list_items(self, *drive)
+            return
         env = env_path(path)
         if env is not None:
             for k, v in sorted(self.rt.host.env.items(), key=lambda kv: kv[0].lower()):
@@ -154,6 +158,9 @@ class RemoveItem(Cmdlet):
             src = src.FullName
         for path in as_list(src):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            if (drive := session_drive(sp)) is not None:
+                remove_item(self, *drive)
+                continue
             env = env_path(sp)
             if env is not None:
                 if rt.host.env_get(env) is None:
