@@ -19,6 +19,7 @@ import time
 import typing as t
 
 from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
+from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 try:
     from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
     from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+    from pypsrp._utils import version_equal_or_newer
     from pypsrp.host import PSHost, PSHostUserInterface
     from pypsrp.powershell import PowerShell, RunspacePool
     from pypsrp.wsman import NAMESPACES as _WSMAN_NAMESPACES
@@ -45,6 +47,14 @@ StopCheck = t.Callable[[], bool]
 # With a stop check, one Receive waits at most this long for output (WS-Man OperationTimeout), so an
 # interrupted task's pipeline is stopped within about this bound plus one round trip (T2).
 STOP_CHECK_S = 5
+
+# A pinned process is recycled once it keeps more than this share of the headroom a new one has (the host's
+# MaxMemoryPerShellMB minus what its process used after the pool opened): every task starts with at least 90%
+# of the memory it would have in a fresh process, as ansible.builtin.psrp gives it (docs/pinning.md).
+RECYCLE_MEMORY_SHARE = 0.10
+# Windows' MaxMemoryPerShellMB default, assumed when winrm/config cannot be read (reading it needs admin rights).
+DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
+UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
 
 # WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id): a Command refused
 # with one never ran, so it may be sent again on a rebuilt pool (T5). Not 0x80338029 (the operation timed
@@ -176,6 +186,16 @@ def _stop_running(ps: t.Any) -> bool:
     return True
 
 
+def _release(ps: t.Any) -> None:
+    """Free the host operation a finished pipeline still holds (MaxConcurrentOperationsPerUser)."""
+    try:
+        # pypsrp only stops RUNNING pipelines; a finished one still holds a host operation slot.
+        ps.state = PSInvocationState.RUNNING
+        ps.stop()
+    except Exception as exc:
+        log.debug("releasing a finished pipeline failed: %s", exc)
+
+
 def _fault_code(exc: BaseException) -> int | None:
     return getattr(exc, "code", None) if isinstance(exc, (HostError,)) else None
 
@@ -187,7 +207,10 @@ class Session:
     # Below it, a lost shell is still detected by the first request's fault and rebuilt before anything ran.
     ALIVE_CHECK_AFTER_S = 30.0
 
-    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None, isolate: bool = True) -> None:
+        """`isolate`: the pool outlives its task (the pin daemon's), so every pipeline puts the runspace and process
+        back as the pool opened them and the pool is recycled when it cannot, or grows old (T1, T4). A session
+        that lives for one task only (persistence off) runs its pipelines as ansible.builtin.psrp does."""
         if not HAS_PYPSRP:
             raise PinnedError(f"pypsrp or its dependencies are not installed: {PYPSRP_IMPORT_ERROR}")
         self.spec = spec
@@ -198,6 +221,14 @@ class Session:
         self.psrp_host: t.Any = None
         self._last_pipeline: t.Any = None
         self.negotiated_envelope: int | None = None
+        self.isolate = isolate
+        self.baseline: Baseline | None = None  # the state of the pool when it opened (isolation)
+        self.max_pool_tasks: int | None = None  # recycle the pool after this many tasks (ansible_psrp_persist_max_tasks)
+        self.memory_limit_mb: int | None = None  # the host's MaxMemoryPerShellMB (None: no limit)
+        self._fresh_memory_mb: int | None = None  # what the pool's process used after its first task
+        self._dirty: str | None = None  # why the runspace may not be as the pool opened it
+        self._unsettled = False  # a task ran since the last check of state, memory and task count
+        self._verdict: t.Any = None  # the last restore statement's Verdict
         now = time.time()
         self.stats: dict[str, t.Any] = {
             "opened_at": now,
@@ -206,6 +237,11 @@ class Session:
             "pool_opens": 0,
             "pool_rebuilds": 0,
             "rebuild_reasons": [],
+            "pool_tasks": 0,
+            "pool_recycles": 0,
+            "recycle_reasons": [],
+            "restores": 0,
+            "memory_used_mb": None,
         }
 
     # -- life cycle ------------------------------------------------------
@@ -253,7 +289,11 @@ class Session:
             self.pool = pool
             self._last_pipeline = None
             self.stats["pool_opens"] += 1
+            self.stats["pool_tasks"] = 0
+            self._fresh_memory_mb = None
             self._event("pool_open", f"opened Runspace Pool {pool.id} ({spec.configuration_name}) on {spec.endpoint}")
+            if self.isolate:
+                self._capture_baseline()
 
     def _negotiate_envelope(self, wsman: t.Any) -> None:
         """Size messages (and so put/fetch chunks) from the host's MaxEnvelopeSizekb, capped by our setting.
@@ -261,15 +301,20 @@ class Session:
         Reading winrm/config needs rights some users lack; then the configured size stands.
         """
         if self.negotiated_envelope is None:
+            memory_mb = DEFAULT_MAX_MEMORY_PER_SHELL_MB
             try:
                 config = wsman.get_server_config()
                 node = config.find("cfg:Config/cfg:MaxEnvelopeSizekb", namespaces=_WSMAN_NAMESPACES)
                 host_size = int(node.text) * 1024 if node is not None and node.text else 0
+                node = config.find("cfg:Config/cfg:Winrs/cfg:MaxMemoryPerShellMB", namespaces=_WSMAN_NAMESPACES)
+                if node is not None and node.text and node.text.strip().isdigit():
+                    memory_mb = int(node.text)
             except (HostAuthError, TransportError):
                 raise  # refused credentials or a dead path: retrying in pool.open() would cost a second failed logon
             except Exception as exc:  # access denied, old hosts: keep the configured size
                 log.debug("could not read MaxEnvelopeSizekb: %s", exc)
                 host_size = 0
+            self.memory_limit_mb = None if memory_mb >= UNLIMITED_MB else memory_mb
             self.negotiated_envelope = min(self.spec.max_envelope_size, host_size) if host_size else self.spec.max_envelope_size
             self._event("envelope", f"max envelope size {self.negotiated_envelope} bytes "
                         f"(host {host_size or 'unknown'}, configured {self.spec.max_envelope_size})")
@@ -304,6 +349,11 @@ class Session:
                     reason = f"the Runspace Pool did not answer after {idle:.0f}s idle (shell expired or connection lost)"
                     self._rebuild(reason)
                     return f"reopened: {reason}"
+            if self._unsettled:
+                # finish_pending() did not run after the last task (it failed): settle on this task's path
+                recycled = self._settle()
+                if recycled:
+                    return f"recycled: {recycled}"
             return "reused"
 
     def close(self) -> None:
@@ -331,20 +381,132 @@ class Session:
     def _finish_last_pipeline(self) -> None:
         """Stop the previous task's pipeline so the host's operation count does not grow (MaxConcurrentOperationsPerUser)."""
         last, self._last_pipeline = self._last_pipeline, None
-        if last is None:
-            return
-        try:
-            # pypsrp only stops RUNNING pipelines; a finished one still holds a host operation slot.
-            last.state = PSInvocationState.RUNNING
-            last.stop()
-        except Exception as exc:
-            log.debug("stopping the previous pipeline failed: %s", exc)
+        if last is not None:
+            _release(last)
 
     def finish_pending(self) -> None:
-        """Release the host operation held by the last pipeline (run off the task's critical path)."""
+        """After a task's reply, off its critical path: release the host operation its last pipeline holds, then
+        make the pool fit for the next task (T1 state put back, T4 recycled when old or near its memory limit)."""
         with self._lock:
             if self.pool is not None:
                 self._finish_last_pipeline()
+                if self._unsettled:
+                    self._settle()
+
+    # -- isolation and recycling (T1, T4) -----------------------------------
+
+    def _capture_baseline(self) -> None:
+        """The state of the new pool, which every restore puts back (_isolation.BASELINE_SCRIPT)."""
+        self.baseline = None
+        self._dirty = None
+        if not version_equal_or_newer(self.pool.protocol_version or "", "2.2"):
+            self._event("isolation", f"the host speaks PSRP {self.pool.protocol_version}, without multi-statement "
+                        "pipelines: its pool is recycled after every task")
+            return
+        ps = PowerShell(self.pool)
+        ps.add_script(BASELINE_SCRIPT, use_local_scope=True)
+        output: list[t.Any] = []
+        try:
+            ps.begin_invoke()
+        except Exception as exc:  # the host refused the Command: it refuses the task's too, so the task fails (T3)
+            raise _host_error_from(exc, self.spec) from exc
+        try:
+            self._wait(ps, None, output.append)
+        finally:
+            _release(ps)
+        try:
+            self.baseline = Baseline(str(output[-1]) if output else "")
+        except ValueError as exc:
+            errors = "; ".join(str(e) for e in ps.streams.error)[:300]
+            self._event("isolation", f"the host would not describe its new pool's state ({errors or exc}): "
+                        "the pool is recycled after every task")
+
+    def _restore_alone(self) -> t.Any:
+        """The restore as a pipeline of its own (the task's pipeline ended before its restore); its verdict."""
+        ps = PowerShell(self.pool)
+        ps.add_script(RESTORE_SCRIPT, use_local_scope=True)
+        for arg in t.cast(Baseline, self.baseline).restore_arguments():
+            ps.add_argument(arg)
+        self._verdict = None
+        try:
+            ps.begin_invoke()
+        except Exception as exc:
+            raise _host_error_from(exc, self.spec) from exc
+        try:
+            self._wait(ps, None, lambda value: None)
+        finally:
+            _release(ps)
+        return self._verdict
+
+    def _settle(self) -> str | None:
+        """Put the runspace back if the last task left it unrestored; recycle the pool when that fails, after
+        max_pool_tasks tasks, or when its process nears MaxMemoryPerShellMB. Returns why it recycled, or None."""
+        self._unsettled = False
+        reason = None
+        if self._dirty is not None:
+            verdict = self._restore_alone() if self.baseline is not None else None
+            if verdict is not None and verdict.clean:
+                self._dirty = None
+            else:
+                reason = (verdict.why if verdict is not None else self._dirty)
+                reason = f"its runspace could not be put back as it opened ({reason})"
+        if reason is None and self.max_pool_tasks and self.stats["pool_tasks"] >= self.max_pool_tasks:
+            reason = f"it ran {self.stats['pool_tasks']} tasks (ansible_psrp_persist_max_tasks {self.max_pool_tasks})"
+        if reason is None:
+            reason = self._memory_reason()
+        if reason is not None:
+            self._recycle(reason)
+        return reason
+
+    def _memory_reason(self) -> str | None:
+        """Why the pool's process should be recycled for its memory (rsp:MemoryUsed against MaxMemoryPerShellMB)."""
+        limit = self.memory_limit_mb
+        if limit is None:
+            return None
+        used = self._memory_used_mb()
+        if used is None:
+            return None
+        if self._fresh_memory_mb is None:
+            self._fresh_memory_mb = min(used, limit // 2)
+        fresh = self._fresh_memory_mb
+        threshold = fresh + RECYCLE_MEMORY_SHARE * (limit - fresh)
+        if used < threshold:
+            return None
+        return (f"its process uses {used} MB of the host's MaxMemoryPerShellMB {limit} MB (it used {fresh} MB "
+                f"after its first task; recycled past {threshold:.0f} MB)")
+
+    def _memory_used_mb(self) -> int | None:
+        """What the shell's process uses, as WinRM reports it (rsp:MemoryUsed of a WS-Management Get on the shell)."""
+        try:
+            # pypsrp has no public reader of the shell's properties; is_alive() reads them the same way
+            state = self.pool.shell._get_shell(timeout=max(1, min(10, self.spec.operation_timeout)))
+        except (TransportError, HostAuthError):
+            raise
+        except Exception as exc:
+            log.debug("reading the shell's MemoryUsed failed: %s", exc)
+            return None
+        text = str(state.get("MemoryUsed") or "").strip().upper().removesuffix("MB")
+        used = int(text) if text.isdigit() else None
+        self.stats["memory_used_mb"] = used
+        return used
+
+    def _recycle(self, reason: str) -> None:
+        """Close the pool (its process ends) and open a new one, between tasks."""
+        self.stats["pool_recycles"] += 1
+        self.stats["recycle_reasons"].append(reason)
+        del self.stats["recycle_reasons"][:-20]
+        self._event("recycle", f"recycling the Runspace Pool: {reason}")
+        pool = self.pool
+        self._drop_pool()
+        self._dirty = None
+        try:
+            if pool is not None and pool.state == RunspacePoolState.OPENED:
+                pool.close()
+        except (TransportError, HostAuthError):
+            raise
+        except Exception as exc:
+            log.debug("closing the recycled Runspace Pool failed: %s", exc)
+        self.open()
 
     def _begin(self, script: str, arguments: t.Sequence[t.Any], pipeline_input: t.Iterator[t.Any] | None) -> t.Any:
         """Start a pipeline; if the host refused the Command itself because the shell is gone, rebuild once and
@@ -360,6 +522,17 @@ class Session:
             ps.add_script(script, use_local_scope=True)
             for arg in arguments:
                 ps.add_argument(arg)
+            if self.isolate:
+                self._unsettled = True
+                # until the restore's verdict says otherwise (a task that fails or is stopped never reaches it)
+                self._dirty = "the task's pipeline ended before its restore statement ran"
+                if self.baseline is not None:
+                    # T1: the restore is the pipeline's second statement; the task's is the first, with the input
+                    ps.add_statement()
+                    ps.add_script(RESTORE_SCRIPT, use_local_scope=True)
+                    for arg in self.baseline.restore_arguments():
+                        ps.add_argument(arg)
+                    self._verdict = None
             try:
                 ps.begin_invoke(pipeline_input)
                 return ps
@@ -397,7 +570,9 @@ class Session:
             while True:
                 if on_output is not None:
                     while ps.output:
-                        on_output(ps.output.pop(0))
+                        value = ps.output.pop(0)
+                        if not self._took_verdict(value):
+                            on_output(value)
                 if ps.state != PSInvocationState.RUNNING:
                     return
                 if should_stop is not None and should_stop():
@@ -405,6 +580,21 @@ class Session:
                 ps.poll_invoke(timeout=poll)
         except BaseException as exc:
             self._fail(ps, exc)
+
+    def _took_verdict(self, value: t.Any) -> bool:
+        """Whether an output object is the restore statement's verdict (then it is not the task's output)."""
+        verdict = self.baseline.verdict_of(value) if self.baseline is not None else None
+        if verdict is None:
+            return False
+        self._verdict = verdict
+        if verdict.clean:
+            self._dirty = None
+            if verdict.restored:
+                self.stats["restores"] += 1
+                self._event("restore", f"put back what the task changed: {', '.join(verdict.restored)}")
+        else:
+            self._dirty = verdict.why
+        return True
 
     def run(
         self,
@@ -432,6 +622,7 @@ class Session:
                 self.open()
             self._finish_last_pipeline()
             self.stats["tasks"] += 1
+            self.stats["pool_tasks"] += 1
             try:
                 # one generator for every attempt: a Command refused for a lost shell consumed no input
                 ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
@@ -492,6 +683,7 @@ class Session:
                 self.open()
             self._finish_last_pipeline()
             self.stats["tasks"] += 1
+            self.stats["pool_tasks"] += 1
             max_b64 = int(self.max_payload_size - (self.max_payload_size / 4 * 3))
             buffer_size = max(1024, max_b64 - (max_b64 % 1024))
             digest = hashlib.sha1()

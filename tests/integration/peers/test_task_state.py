@@ -45,7 +45,5 @@ def test_builtin_psrp_tasks_each_start_in_a_fresh_process(peers: Peers) -> None:
     assert _second_task_sees(peers, "builtin_psrp") == FRESH
 
 
-@pytest.mark.xfail(strict=True, reason="a pinned pool keeps its runspace and process between tasks: the next task "
-                                       "sees the last one's environment, location and $LASTEXITCODE (issue 11 point 1)")
 def test_pinned_tasks_each_see_the_host_as_a_fresh_pool(peers: Peers) -> None:
     assert _second_task_sees(peers, "pinned") == FRESH
