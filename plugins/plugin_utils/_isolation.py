@@ -229,7 +229,7 @@ catch {
     $pinnedWhy += "the restore failed: $($_.Exception.Message)"
 }
 if ($global:Error.Count -gt 0) {
-    if ($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage') { $global:Error.Clear() }
+    if ($ExecutionContext.SessionState.LanguageMode -eq 'FullLanguage') { $global:Error.Clear(); $pinnedDone += 'errors' }
     else { $pinnedWhy += "`$Error cannot be emptied in $($ExecutionContext.SessionState.LanguageMode)" }
 }
 if ($pinnedWhy.Count -gt 0) { "$PinnedNonce recycle: $($pinnedWhy -join '; ')" }

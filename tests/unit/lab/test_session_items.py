@@ -57,3 +57,13 @@ def test_a_module_qualified_cmdlet_name_runs_the_cmdlet_a_function_or_alias_of_i
     out = session("Get-Location; (Microsoft.PowerShell.Management\\Get-Location).Path; "
                   "(Microsoft.PowerShell.Utility\\Get-Date -Format yyyy).Length").out
     assert out == ["shadow", "C:\\Users\\vagrant\\Documents", 4]
+
+
+def test_a_script_that_constrains_its_runspace_leaves_it_constrained_for_the_next_pipelines(session):
+    assert session("$ExecutionContext.SessionState.LanguageMode").out == ["FullLanguage"]
+    session("$ExecutionContext.SessionState.LanguageMode = 'ConstrainedLanguage'")
+    later = session("[string]$ExecutionContext.SessionState.LanguageMode; [IO.Path]::GetTempPath()")
+    assert later.out == ["ConstrainedLanguage"]
+    assert later.terminating[0].fq_error_id == "MethodInvocationNotSupportedInConstrainedLanguage"
+    back = session("$ExecutionContext.SessionState.LanguageMode = 'FullLanguage'")
+    assert back.terminating[0].fq_error_id == "PropertySetterNotSupportedInConstrainedLanguage"
