@@ -18,6 +18,7 @@ import threading
 import time
 import typing as t
 
+from . import _transfers
 from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
 from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
@@ -66,75 +67,6 @@ _SHELL_GONE_CODES = frozenset(
     }
 )
 
-# Our own transfer scripts (plain PowerShell, no reflection). Both stage data so a
-# failed transfer never leaves a partial file where the full one should be.
-PUT_SCRIPT = r"""param([string]$Path)
-$ErrorActionPreference = 'Stop'
-if (Test-Path -LiteralPath $Path -PathType Container) {
-    throw "put_file: the destination '$Path' is a directory"
-}
-$parent = Split-Path -Parent $Path
-if ($parent -and -not (Test-Path -LiteralPath $parent -PathType Container)) {
-    throw "put_file: the destination directory '$parent' does not exist"
-}
-$tmp = "$Path.pinned-$([Guid]::NewGuid().ToString('N')).tmp"
-$sha1 = [Security.Cryptography.SHA1]::Create()
-$expected = $null
-$fs = [IO.File]::Create($tmp)
-$done = $false
-try {
-    foreach ($line in $input) {
-        if ($line.StartsWith('#sha1=')) { $expected = $line.Substring(6); continue }
-        if ($line.Length -gt 0) {
-            $bytes = [Convert]::FromBase64String($line)
-            $null = $sha1.TransformBlock($bytes, 0, $bytes.Length, $bytes, 0)
-            $fs.Write($bytes, 0, $bytes.Length)
-        }
-    }
-    $null = $sha1.TransformFinalBlock([byte[]]::new(0), 0, 0)
-    $fs.Dispose()
-    $hash = [BitConverter]::ToString($sha1.Hash).Replace('-', '').ToLowerInvariant()
-    if ($expected -ne $hash) {
-        throw "put_file: the data received hashes to $hash but the controller sent $expected; '$Path' was left unchanged"
-    }
-    Move-Item -LiteralPath $tmp -Destination $Path -Force
-    $done = $true
-    "{`"sha1`":`"$hash`"}"
-}
-finally {
-    $fs.Dispose()
-    if (-not $done) { Remove-Item -LiteralPath $tmp -Force -ErrorAction SilentlyContinue }
-}
-"""
-
-FETCH_SCRIPT = r"""param([string]$Path, [int]$BufferSize)
-$ErrorActionPreference = 'Stop'
-if (Test-Path -LiteralPath $Path -PathType Container) {
-    "[DIR]"
-}
-elseif (Test-Path -LiteralPath $Path -PathType Leaf) {
-    "[FILE]"
-    $sha1 = [Security.Cryptography.SHA1]::Create()
-    $fs = [IO.File]::OpenRead($Path)
-    try {
-        $buffer = [byte[]]::new($BufferSize)
-        while (($read = $fs.Read($buffer, 0, $buffer.Length)) -gt 0) {
-            $null = $sha1.TransformBlock($buffer, 0, $read, $buffer, 0)
-            [Convert]::ToBase64String($buffer, 0, $read)
-        }
-    }
-    finally {
-        $fs.Dispose()
-    }
-    $null = $sha1.TransformFinalBlock([byte[]]::new(0), 0, 0)
-    "#sha1=" + [BitConverter]::ToString($sha1.Hash).Replace('-', '').ToLowerInvariant()
-}
-else {
-    throw "fetch_file: '$Path' does not exist on the host"
-}
-"""
-
-
 class ExecResult(t.NamedTuple):
     rc: int
     stdout: bytes
@@ -147,6 +79,9 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
         return exc
     if HAS_PYPSRP and isinstance(exc, WSManFaultError):
         reason = (exc.reason or str(exc)).strip()
+        provider_fault = str(getattr(exc, "provider_fault", None) or "").strip()
+        if provider_fault and provider_fault not in reason:
+            reason = f"{reason} {provider_fault}"  # e.g. the quota a command's input passed, and its maximum
         err = HostError(f"the Windows host {spec.host} answered with WS-Management fault {exc.code:#x}: {reason}")
         err.code = exc.code  # type: ignore[attr-defined]
         return err
@@ -223,6 +158,8 @@ class Session:
         self.negotiated_envelope: int | None = None
         self.isolate = isolate
         self.baseline: Baseline | None = None  # the state of the pool when it opened (isolation)
+        self.put_command_quota = _transfers.DEFAULT_COMMAND_INPUT_QUOTA  # lowered to what the host says it takes
+        self._put_quota_known = False  # a put command reported the host's quota (or that it cannot be read)
         self.max_pool_tasks: int | None = None  # recycle the pool after this many tasks (ansible_psrp_persist_max_tasks)
         self.memory_limit_mb: int | None = None  # the host's MaxMemoryPerShellMB (None: no limit)
         self._fresh_memory_mb: int | None = None  # what the pool's process used after its first task
@@ -615,61 +552,102 @@ class Session:
         daemon's "has the client gone?") is asked between Receives: when it answers True the pipeline is
         stopped on the host and TaskInterrupted raised, the session staying usable.
         """
+        with self._lock:
+            if self.pool is None:
+                self.open()
+            self.stats["tasks"] += 1
+            self.stats["pool_tasks"] += 1
+            return self._run(script, list(arguments or ()), input_data, verbose_errors, should_stop, output,
+                             max_output)
+
+    def _run(self, script: str, arguments: list[t.Any], input_data: t.Iterable[t.Any] | None, verbose_errors: bool,
+             should_stop: StopCheck | None, output: OutputSink | None, max_output: int | None) -> ExecResult:
+        """One pipeline of a task (run(), or one of put_file's commands)."""
         collected = Collected() if output is None else None
         rendered = StreamedOutput(output or t.cast(OutputSink, collected), max_output)
+        self._finish_last_pipeline()
+        try:
+            # one generator for every attempt: a Command refused for a lost shell consumed no input
+            ps = self._begin(script, arguments, _input_generator(input_data))
+            self._wait(ps, should_stop, rendered.output)
+            self._last_pipeline = ps
+            rc = rendered.finish(ps, self.psrp_host, verbose_errors)
+        finally:
+            self.stats["last_used"] = time.time()
+        if collected is None:
+            return ExecResult(rc, b"", b"")
+        return ExecResult(rc, bytes(collected.stdout), bytes(collected.stderr))
+
+    def put_file(self, chunks: t.Iterable[bytes], out_path: str, *, should_stop: StopCheck | None = None) -> str:
+        """Stream `chunks` into `out_path` on the host; returns the SHA-1 of what was written.
+
+        The file goes up in as many commands as the host's per-command input quota needs, appending to a staged
+        file beside the destination; each command checks its part's SHA-1, the last moves the staged file into
+        place (_transfers.py). A failed command fails the transfer and removes the staged file.
+        """
         with self._lock:
             if self.pool is None:
                 self.open()
             self._finish_last_pipeline()
             self.stats["tasks"] += 1
             self.stats["pool_tasks"] += 1
-            try:
-                # one generator for every attempt: a Command refused for a lost shell consumed no input
-                ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
-                self._wait(ps, should_stop, rendered.output)
-                self._last_pipeline = ps
-                rc = rendered.finish(ps, self.psrp_host, verbose_errors)
-            finally:
-                self.stats["last_used"] = time.time()
-        if collected is None:
-            return ExecResult(rc, b"", b"")
-        return ExecResult(rc, bytes(collected.stdout), bytes(collected.stderr))
+            pending = _transfers.Lookahead(chunks)
+            whole = hashlib.sha1()
+            staged, offset = "", 0
+            while True:
+                lines = self._put_lines_per_command()
+                if not self._put_quota_known:
+                    lines = min(lines, max(1, _transfers.FIRST_PUT_COMMAND_BYTES // self.put_chunk_size()))
+                command = _transfers.PutCommand(pending, lines, whole)
+                result = self._put_command(command, out_path, staged, offset, should_stop)
+                reply = _transfers.put_reply(result.stdout.decode("utf-8", "replace"))
+                if reply is not None:
+                    self._learn_put_quota(reply.get("quota"))  # absent: reflection refused, Windows' default stands
+                if reply is None or reply.get("sha1") != command.digest.hexdigest() or \
+                        reply.get("size") != offset + command.size:
+                    raise HostError(
+                        f"put_file to {out_path!r}: the host answered {result.stdout.decode('utf-8', 'replace')[:300]!r}"
+                        f" for {command.size} bytes with SHA-1 {command.digest.hexdigest()} at offset {offset}; the "
+                        f"destination was left unchanged")
+                staged, offset = str(reply.get("staged") or ""), offset + command.size
+                if command.final:
+                    return whole.hexdigest()
 
-    def put_file(self, chunks: t.Iterable[bytes], out_path: str, *, should_stop: StopCheck | None = None) -> str:
-        """Stream `chunks` into `out_path` on the host; returns the verified SHA-1.
+    def _put_command(self, command: t.Any, out_path: str, staged: str, offset: int,
+                     should_stop: StopCheck | None) -> ExecResult:
+        """One put command; a refusal of its input names the host's quota, which later puts then plan with."""
+        try:
+            result = self._run(_transfers.PUT_SCRIPT, [out_path, staged, offset], command, False, should_stop, None,
+                               None)
+        except HostError as exc:
+            quota = _transfers.refused_quota(str(exc))
+            if quota is None or quota >= self.put_command_quota:
+                raise
+            self.put_command_quota = quota
+            self._put_quota_known = True
+            raise HostError(
+                f"put_file to {out_path!r}: the host accepts only {quota} bytes of input per command (its session "
+                f"configuration's MaximumReceivedDataSizePerCommandMB, below Windows' default of 50 MB the transfer "
+                f"was planned with); the destination was left unchanged, and this session's next put_file sends "
+                f"smaller commands. Run the task again, or raise MaximumReceivedDataSizePerCommandMB "
+                f"(Set-PSSessionConfiguration). ({exc})", status=exc.status) from exc
+        if result.rc != 0:
+            raise HostError(f"put_file to {out_path!r} failed on the host: "
+                            f"{result.stderr.decode('utf-8', 'replace').strip()}")
+        return result
 
-        The host writes a temporary file beside the destination and moves it
-        into place only when the hash it computed matches ours.
-        """
-        with self._lock:
-            if self.pool is None:
-                self.open()
-            self._finish_last_pipeline()
-            digest = hashlib.sha1()
+    def _learn_put_quota(self, quota: t.Any) -> None:
+        """The host's MaximumReceivedDataSizePerCommandMB as a put command read it (None: no limit or not read)."""
+        self._put_quota_known = True
+        if isinstance(quota, int) and 0 < quota < self.put_command_quota:
+            self.put_command_quota = quota
+            self._event("put_quota", f"the host takes {quota} bytes of input per command; puts are sized by it")
 
-            def lines() -> t.Iterator[str]:
-                for chunk in chunks:
-                    if chunk:
-                        digest.update(chunk)
-                        yield base64.b64encode(chunk).decode("ascii")
-                yield "#sha1=" + digest.hexdigest()
-
-            result = self.run(PUT_SCRIPT, arguments=[out_path], input_data=lines(), should_stop=should_stop)
-            if result.rc != 0:
-                raise HostError(f"put_file to {out_path!r} failed on the host: {result.stderr.decode('utf-8', 'replace').strip()}")
-            text = result.stdout.decode("utf-8", "replace")
-            remote = _json_sha1(text)
-            if remote is None:
-                raise HostError(
-                    f"put_file to {out_path!r}: the host returned no hash (stdout {text.strip()[:200]!r}, stderr "
-                    f"{result.stderr.decode('utf-8', 'replace').strip()[:300]!r}); the destination may be unchanged"
-                )
-            if remote != digest.hexdigest():
-                raise HostError(
-                    f"put_file to {out_path!r}: the host reported SHA-1 {remote} but the controller sent "
-                    f"{digest.hexdigest()}; the destination was left unchanged"
-                )
-            return remote
+    def _put_lines_per_command(self) -> int:
+        """Input lines per put command so that its data stays under the host's per-command quota."""
+        create_pipeline = len(_transfers.PUT_SCRIPT) + (
+            len(RESTORE_SCRIPT) + len(self.baseline.text) if self.baseline is not None else 0)
+        return _transfers.put_lines_per_command(self.put_chunk_size(), self.put_command_quota, 2 * create_pipeline)
 
     def put_chunk_size(self) -> int:
         """Raw bytes per pipeline input so that one base64 line fits the negotiated envelope."""
@@ -677,7 +655,10 @@ class Session:
         return max(1024, int((self.max_payload_size - 82) / 4 * 3))
 
     def fetch_file(self, in_path: str, sink: t.Callable[[bytes], None], *, should_stop: StopCheck | None = None) -> str:
-        """Stream `in_path` from the host into `sink`; returns 'file' or 'dir'. Verifies the host's SHA-1."""
+        """Stream `in_path` from the host into `sink`; returns 'file' or 'dir'.
+
+        A file comes in ranges of FETCH_RANGE_BYTES, one command each; the controller checks each range's SHA-1.
+        """
         with self._lock:
             if self.pool is None:
                 self.open()
@@ -686,40 +667,56 @@ class Session:
             self.stats["pool_tasks"] += 1
             max_b64 = int(self.max_payload_size - (self.max_payload_size / 4 * 3))
             buffer_size = max(1024, max_b64 - (max_b64 % 1024))
-            digest = hashlib.sha1()
-            seen: dict[str, str | None] = {"kind": None, "sha1": None}
-
-            def on_output(value: t.Any) -> None:
-                item = str(value)
-                if seen["kind"] is None:
-                    seen["kind"] = {"[FILE]": "file", "[DIR]": "dir"}.get(item)
-                    if seen["kind"] is None:
-                        raise HostError(f"fetch_file {in_path!r}: unexpected first line from the host: {item[:80]!r}")
-                elif item.startswith("#sha1="):
-                    seen["sha1"] = item[6:]
-                else:
-                    data = base64.b64decode(item)
-                    digest.update(data)
-                    sink(data)
-
+            offset, size = 0, 0
             try:
-                ps = self._begin(FETCH_SCRIPT, [in_path, buffer_size], None)
-                self._wait(ps, should_stop, on_output)
+                while True:
+                    kind, size, got = self._fetch_range(in_path, buffer_size, offset, size, sink, should_stop)
+                    offset += got
+                    if kind == "dir" or offset >= size:
+                        return kind
+                    if got == 0:
+                        raise HostError(f"fetch_file {in_path!r}: the host sent no data at offset {offset} of {size}")
             finally:
                 self.stats["last_used"] = time.time()
-            self._last_pipeline = ps
-            errors = Collected()
-            rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)
-            stderr = bytes(errors.stderr)
-            kind = seen["kind"]
-            if rc != 0 or kind is None:
-                raise HostError(f"fetch_file {in_path!r} failed on the host: {stderr.decode('utf-8', 'replace').strip()}")
-            if kind == "file" and seen["sha1"] != digest.hexdigest():
-                raise HostError(
-                    f"fetch_file {in_path!r}: received data hashes to {digest.hexdigest()} but the host computed "
-                    f"{seen['sha1']}; the transfer was corrupted"
-                )
-            return kind
+
+    def _fetch_range(self, in_path: str, buffer_size: int, offset: int, size: int, sink: t.Callable[[bytes], None],
+                     should_stop: StopCheck | None) -> tuple[str, int, int]:
+        """One fetch command: (kind, the file's size, bytes received) for the range at `offset`."""
+        digest = hashlib.sha1()
+        seen: dict[str, t.Any] = {"kind": "file" if offset else None, "sha1": None, "size": size, "got": 0}
+
+        def on_output(value: t.Any) -> None:
+            item = str(value)
+            if seen["kind"] is None:
+                seen["kind"] = {"[FILE]": "file", "[DIR]": "dir"}.get(item)
+                if seen["kind"] is None:
+                    raise HostError(f"fetch_file {in_path!r}: unexpected first line from the host: {item[:80]!r}")
+            elif item.startswith("#size="):
+                seen["size"] = int(item[6:])
+            elif item.startswith("#sha1="):
+                seen["sha1"] = item[6:]
+            else:
+                data = base64.b64decode(item)
+                digest.update(data)
+                seen["got"] += len(data)
+                sink(data)
+
+        arguments = [in_path, buffer_size, offset, _transfers.FETCH_RANGE_BYTES, size]
+        ps = self._begin(_transfers.FETCH_SCRIPT, arguments, None)
+        self._wait(ps, should_stop, on_output)
+        self._last_pipeline = ps
+        errors = Collected()
+        rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)
+        stderr = bytes(errors.stderr)
+        kind = seen["kind"]
+        if rc != 0 or kind is None:
+            raise HostError(f"fetch_file {in_path!r} failed on the host: {stderr.decode('utf-8', 'replace').strip()}")
+        if kind == "file" and seen["sha1"] != digest.hexdigest():
+            raise HostError(
+                f"fetch_file {in_path!r}: received data hashes to {digest.hexdigest()} but the host computed "
+                f"{seen['sha1']}; the transfer was corrupted"
+            )
+        return kind, int(seen["size"]), int(seen["got"])
 
 
 def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None:
@@ -737,17 +734,3 @@ def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None
         yield from iterator
 
     return gen()
-
-
-def _json_sha1(text: str) -> str | None:
-    import json
-
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line).get("sha1")
-            except (ValueError, AttributeError):
-                continue
-            return str(value) if value else None
-    return None
