@@ -53,6 +53,8 @@ STOP_CHECK_S = 5
 # MaxMemoryPerShellMB minus what its process used after the pool opened): every task starts with at least 90%
 # of the memory it would have in a fresh process, as ansible.builtin.psrp gives it (docs/pinning.md).
 RECYCLE_MEMORY_SHARE = 0.10
+# The most tasks between two readings of a pool's memory (each a WS-Management Get, after a task's reply).
+MEMORY_CHECK_MAX_INTERVAL = 32
 # Windows' MaxMemoryPerShellMB default, assumed when winrm/config cannot be read (reading it needs admin rights).
 DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
 UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
@@ -162,7 +164,8 @@ class Session:
         self._put_quota_known = False  # a put command reported the host's quota (or that it cannot be read)
         self.max_pool_tasks: int | None = None  # recycle the pool after this many tasks (ansible_psrp_persist_max_tasks)
         self.memory_limit_mb: int | None = None  # the host's MaxMemoryPerShellMB (None: no limit)
-        self._fresh_memory_mb: int | None = None  # what the pool's process used after its first task
+        self._fresh_memory_mb: int | None = None  # what the pool's process used when it opened
+        self._memory_due_at = 1  # the pool's task count at which its memory is read next
         self._dirty: str | None = None  # why the runspace may not be as the pool opened it
         self._unsettled = False  # a task ran since the last check of state, memory and task count
         self._verdict: t.Any = None  # the last restore statement's Verdict
@@ -227,10 +230,10 @@ class Session:
             self._last_pipeline = None
             self.stats["pool_opens"] += 1
             self.stats["pool_tasks"] = 0
-            self._fresh_memory_mb = None
             self._event("pool_open", f"opened Runspace Pool {pool.id} ({spec.configuration_name}) on {spec.endpoint}")
             if self.isolate:
                 self._capture_baseline()
+                self._read_fresh_memory()
 
     def _negotiate_envelope(self, wsman: t.Any) -> None:
         """Size messages (and so put/fetch chunks) from the host's MaxEnvelopeSizekb, capped by our setting.
@@ -336,6 +339,7 @@ class Session:
         """The state of the new pool, which every restore puts back (_isolation.BASELINE_SCRIPT)."""
         self.baseline = None
         self._dirty = None
+        self._unsettled = False  # a new pool: nothing to put back
         if not version_equal_or_newer(self.pool.protocol_version or "", "2.2"):
             self._event("isolation", f"the host speaks PSRP {self.pool.protocol_version}, without multi-statement "
                         "pipelines: its pool is recycled after every task")
@@ -377,8 +381,8 @@ class Session:
 
     def _settle(self) -> str | None:
         """Put the runspace back if the last task left it unrestored; recycle the pool when that fails, after
-        max_pool_tasks tasks, or when its process nears MaxMemoryPerShellMB. Returns why it recycled, or None."""
-        self._unsettled = False
+        max_pool_tasks tasks, or when its process nears MaxMemoryPerShellMB. Returns why it recycled, or None.
+        Until it has run to its end (a failure here raises), the next task settles first."""
         reason = None
         if self._dirty is not None:
             verdict = self._restore_alone() if self.baseline is not None else None
@@ -393,24 +397,41 @@ class Session:
             reason = self._memory_reason()
         if reason is not None:
             self._recycle(reason)
+        self._unsettled = False
         return reason
 
     def _memory_reason(self) -> str | None:
-        """Why the pool's process should be recycled for its memory (rsp:MemoryUsed against MaxMemoryPerShellMB)."""
+        """Why the pool's process should be recycled for its memory (rsp:MemoryUsed against MaxMemoryPerShellMB),
+        read when due: after every task once the process kept half its allowance, else at an interval that keeps
+        the growth seen so far within the allowance left (at most MEMORY_CHECK_MAX_INTERVAL tasks)."""
         limit = self.memory_limit_mb
-        if limit is None:
+        if limit is None or self._fresh_memory_mb is None or self.stats["pool_tasks"] < self._memory_due_at:
             return None
         used = self._memory_used_mb()
         if used is None:
+            self._memory_due_at = self.stats["pool_tasks"] + MEMORY_CHECK_MAX_INTERVAL
             return None
-        if self._fresh_memory_mb is None:
-            self._fresh_memory_mb = min(used, limit // 2)
         fresh = self._fresh_memory_mb
-        threshold = fresh + RECYCLE_MEMORY_SHARE * (limit - fresh)
-        if used < threshold:
-            return None
-        return (f"its process uses {used} MB of the host's MaxMemoryPerShellMB {limit} MB (it used {fresh} MB "
-                f"after its first task; recycled past {threshold:.0f} MB)")
+        allowance = RECYCLE_MEMORY_SHARE * (limit - fresh)
+        grown = used - fresh
+        if grown >= allowance:
+            return (f"its process uses {used} MB of the host's MaxMemoryPerShellMB {limit} MB (it used {fresh} MB "
+                    f"when the pool opened; recycled past {fresh + allowance:.0f} MB)")
+        tasks = max(1, self.stats["pool_tasks"])
+        rate = max(1.0, grown / tasks)  # MB a task kept, on average (1 MB assumed at least)
+        interval = 1 if grown >= allowance / 2 else int((allowance - grown) / (2 * rate))
+        self._memory_due_at = self.stats["pool_tasks"] + max(1, min(MEMORY_CHECK_MAX_INTERVAL, interval))
+        return None
+
+    def _read_fresh_memory(self) -> None:
+        """What a new pool's process uses: the base its growth is measured from."""
+        self._fresh_memory_mb = None
+        self._memory_due_at = 1
+        if self.memory_limit_mb is None:
+            return
+        used = self._memory_used_mb()
+        if used is not None:
+            self._fresh_memory_mb = min(used, self.memory_limit_mb // 2)
 
     def _memory_used_mb(self) -> int | None:
         """What the shell's process uses, as WinRM reports it (rsp:MemoryUsed of a WS-Management Get on the shell)."""
@@ -462,7 +483,8 @@ class Session:
             if self.isolate:
                 self._unsettled = True
                 # until the restore's verdict says otherwise (a task that fails or is stopped never reaches it)
-                self._dirty = "the task's pipeline ended before its restore statement ran"
+                self._dirty = ("the task's pipeline ended before its restore statement ran" if self.baseline else
+                               "the pool's state could not be captured when it opened, so no second task may use it")
                 if self.baseline is not None:
                     # T1: the restore is the pipeline's second statement; the task's is the first, with the input
                     ps.add_statement()
@@ -617,8 +639,9 @@ class Session:
                      should_stop: StopCheck | None) -> ExecResult:
         """One put command; a refusal of its input names the host's quota, which later puts then plan with."""
         try:
-            result = self._run(_transfers.PUT_SCRIPT, [out_path, staged, offset], command, False, should_stop, None,
-                               None)
+            # offsets as text: pypsrp sends a Python int as Int32, and a file may pass 2 GiB ([long] converts it)
+            result = self._run(_transfers.PUT_SCRIPT, [out_path, staged, str(offset)], command, False, should_stop,
+                               None, None)
         except HostError as exc:
             quota = _transfers.refused_quota(str(exc))
             if quota is None or quota >= self.put_command_quota:
@@ -701,7 +724,7 @@ class Session:
                 seen["got"] += len(data)
                 sink(data)
 
-        arguments = [in_path, buffer_size, offset, _transfers.FETCH_RANGE_BYTES, size]
+        arguments = [in_path, buffer_size, str(offset), str(_transfers.FETCH_RANGE_BYTES), str(size)]  # [long] on the host
         ps = self._begin(_transfers.FETCH_SCRIPT, arguments, None)
         self._wait(ps, should_stop, on_output)
         self._last_pipeline = ps
