@@ -58,6 +58,10 @@ def test_quick_bench_writes_the_issue_json_shape(quick_bench: dict) -> None:
             assert rows[plugin]["put_mib_s"] > 0 and rows[plugin]["fetch_mib_s"] > 0, (size, plugin)
             assert rows[plugin]["peak_rss_mib"] > 0
         assert rows["pinned"]["daemon_peak_rss_mib"] > 0  # the pin daemon was found and sampled
+    for rtt, by_kind in results["isolation"].items():
+        for kind, rows in by_kind.items():
+            assert {"isolated", "not_isolated", "cost"} <= set(rows), (rtt, kind, rows)
+            assert rows["isolated"]["ms_per_task"] > 0 and rows["isolated"]["requests_per_task"] > 0
     rss = results["pinning_rss_mib"]
     assert set(rss) == {"1", "2", "4"} and all(v > 0 for v in rss.values())
     assert results["targets"]
