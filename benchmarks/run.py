@@ -26,13 +26,14 @@ from ._lab import BenchLab
 log = logging.getLogger("benchmarks")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKLOADS = ("raw_tasks", "many_hosts", "transfer", "pinning_scale", "isolation")
+WORKLOADS = ("raw_tasks", "module_tasks", "many_hosts", "transfer", "pinning_scale", "isolation")
 
 
 def _sizes(args: argparse.Namespace) -> _workloads.Sizes:
     if args.quick:
         sizes = _workloads.Sizes(reps=1, raw_tasks=3, rtts=(0.0, 10.0), many_hosts=3, many_tasks=2, many_forks=3,
-                                 many_reps=1, transfer_mib=(0.25, 1.0), transfer_reps=1, sessions=(1, 2, 4))
+                                 many_reps=1, transfer_mib=(0.25, 1.0), transfer_reps=1, sessions=(1, 2, 4),
+                                 module_tasks=2, module_copy_kib=16)
     else:
         sizes = _workloads.Sizes()
     if args.reps:

@@ -49,7 +49,11 @@ options:
     keyword:
     - name: remote_user
   remote_password:
-    description: Authentication password for the O(remote_user). Can be supplied as CLI option.
+    description:
+    - Authentication password for the O(remote_user). Can be supplied as CLI option.
+    - Without a password, V(kerberos) and V(negotiate) use the tickets of the run's own credential cache
+      (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME));
+      a pinned session is bound to that cache and its principal, so runs with other tickets get their own.
     type: str
     vars:
     - name: ansible_password
@@ -98,6 +102,10 @@ options:
     - Whether to validate the remote server's certificate or not.
     - Set to V(ignore) to not validate any certificates.
     - O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.
+    - Through a proxy, V(ignore) means the TLS to the host cannot keep the proxy out, so the rules for C(http)
+      apply (R1, R3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and
+      O(negotiate_send_cbt=false) are refused, and O(message_encryption=auto) encrypts WinRM messages inside
+      the TLS. Unlike ansible.builtin.psrp, which accepts them.
     default: validate
     type: str
     vars:
@@ -161,7 +169,8 @@ options:
     - Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).
     - Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption.
       The other authentication protocols only support encryption when V(protocol) is set to V(https).
-    - V(auto) means message encryption is only used when not using TLS/HTTPS.
+    - V(auto) means message encryption is only used when not using TLS/HTTPS, or through a proxy with
+      O(cert_validation=ignore) (where TLS proves nothing about who reads the messages).
     - V(always) is the same as V(auto) but message encryption is always used even when running over TLS/HTTPS.
     - V(never) disables any encryption checks that are in place when running over HTTP and disables any
       authentication encryption processes. It is refused when the connection goes through a proxy over
@@ -328,6 +337,7 @@ options:
     description:
     - Seconds a pinned session may stay unused before the daemon closes it (and the daemon exits when it
       holds none).
+    - When runs with different values share a session, the shorter wins; a later run never extends it.
     type: int
     default: 60
     vars:
@@ -342,6 +352,7 @@ options:
     description:
     - Seconds after which a pinned session is closed and opened anew, even if in use (a bound on how long
       one authentication is trusted).
+    - When runs with different values share a session, the shorter wins; a later run never extends it.
     type: int
     default: 3600
     vars:
@@ -384,6 +395,24 @@ options:
     ini:
     - section: pinned_winrm
       key: persist_pool_size
+    version_added: 1.0.0
+  persist_command_timeout:
+    description:
+    - Seconds a task may run on its session before it is stopped, its session closed and the host reported
+      unreachable, with and without persistence.
+    - Bounds the whole task however the host answers (a peer sending a byte at a time included); each single
+      answer is bounded by O(read_timeout) anyway.
+    - V(0), the default, sets no bound, like ansible.builtin.psrp. The outcome of a stopped task on the host is
+      unknown.
+    type: int
+    default: 0
+    vars:
+    - name: ansible_psrp_persist_command_timeout
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_COMMAND_TIMEOUT
+    ini:
+    - section: pinned_winrm
+      key: persist_command_timeout
     version_added: 1.0.0
   persist_dir:
     description:
@@ -622,6 +651,9 @@ class Connection(ConnectionBase):
     def _build_runner(self) -> t.Any:
         from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
 
+        command_timeout = int(self.get_option("persist_command_timeout") or 0)
+        if command_timeout < 0:
+            raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_command_timeout must be 0 (no bound) or more.")
         if self.get_option("persist"):
             pool_size = int(self.get_option("persist_pool_size"))
             if pool_size < 1:
@@ -633,10 +665,11 @@ class Connection(ConnectionBase):
             return _pin_client.PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
+                command_timeout=float(command_timeout) or None,
                 pool_max=pool_size,
                 max_tasks=max_tasks,
             )
-        return _pin_client.LocalRunner()
+        return _pin_client.LocalRunner(command_timeout=float(command_timeout) or None)
 
     def _lifetime(self) -> dict[str, float]:
         return {

@@ -32,7 +32,7 @@ import typing as t
 
 from . import _pin_protocol as proto
 from ._errors import LocalFileError, TransportError
-from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+from ._pin_paths import PROTOCOL_VERSION, TRUST_ENV, DirLock, PinPaths
 from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,14 @@ DEFAULT_MAX_TASKS = 100  # ansible_psrp_persist_max_tasks (docs/pinning.md, "Rec
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 
-# Never handed to the daemon's environment: secrets by name, and proxy settings (R7: the spec says which proxy).
-_SECRET_ENV = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|_KEY$|^KRB5CCNAME$", re.IGNORECASE)
-_PROXY_ENV = re.compile(r"^(HTTPS?|ALL|NO|FTP|SOCKS)_PROXY$", re.IGNORECASE)
+# The daemon's environment is built from this allow-list, never from what the starting run happens to have:
+# the process basics, the trust and identity variables (which also pick the daemon, _pin_paths.TRUST_ENV) and the
+# test suite's own hooks (honoured by the daemon only under pytest). Secrets (SSHPASS, ANSIBLE_BECOME_PASS, ...),
+# proxies (R7: the spec says which proxy), KRB5CCNAME (the spec carries the run's cache) and debugging sinks
+# (SSLKEYLOGFILE, KRB5_TRACE) stay out.
+_PLAIN_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "XDG_RUNTIME_DIR"})
+_PLAIN_ENV_PREFIXES = ("LC_",)
+_TEST_ENV = re.compile(r"^(PYTEST_CURRENT_TEST|PINNED_WINRM_TEST_[A-Z0-9_]+)$")
 
 
 class ExecResult(t.NamedTuple):
@@ -58,9 +63,12 @@ class ExecResult(t.NamedTuple):
 
 
 def daemon_env(base: t.Mapping[str, str], pythonpath: str) -> dict[str, str]:
-    """The daemon's environment: ours minus secrets and proxy variables, with the collection on PYTHONPATH."""
-    env = {k: v for k, v in base.items() if not _SECRET_ENV.search(k) and not _PROXY_ENV.match(k)}
-    existing = env.get("PYTHONPATH")
+    """The daemon's environment from an allow-list of ours, with the collection on PYTHONPATH."""
+    env = {
+        k: v for k, v in base.items()
+        if k in _PLAIN_ENV or k.startswith(_PLAIN_ENV_PREFIXES) or k in TRUST_ENV or _TEST_ENV.match(k)
+    }
+    existing = base.get("PYTHONPATH")
     env["PYTHONPATH"] = pythonpath + (os.pathsep + existing if existing else "")
     return env
 
@@ -163,8 +171,10 @@ class PinClient:
         max_tasks: int = DEFAULT_MAX_TASKS,
         autostart: bool = True,
         log_level: str = "INFO",
+        profile: str | None = None,
     ) -> None:
-        self.paths = PinPaths(persist_dir)
+        # profile: the trust profile of the daemon to talk to (default: this process's environment's)
+        self.paths = PinPaths(persist_dir, profile)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.pool_max = pool_max
@@ -294,6 +304,7 @@ class PinClient:
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
             "max_tasks": self.max_tasks,
+            "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
             **request,
         }
         for attempt in range(3):
@@ -306,7 +317,8 @@ class PinClient:
                     # The daemon bounds its wait for a free session by command_timeout; give its answer time to come.
                     sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                     ready = proto.recv_json(sock)
-                    sock.settimeout(self.command_timeout)
+                    # the daemon's own answer at its deadline comes first; this only covers a daemon that cannot answer
+                    sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                 except (proto.PeerClosed, ConnectionError) as exc:
                     raise _BeforeReady(str(exc)) from exc
                 if "error" in ready:
@@ -472,11 +484,19 @@ class PinClient:
         """End of a task: the pinned session stays with the daemon, nothing to do."""
 
 
+def running_daemons(persist_dir: str | None, *, connect_timeout: float = 10.0) -> list[PinClient]:
+    """A client for every daemon with a socket in the persist directory, whatever its trust profile (CLI, tests)."""
+    profiles = PinPaths(persist_dir).profiles()
+    return [PinClient(persist_dir, autostart=False, connect_timeout=connect_timeout, profile=p) for p in profiles]
+
+
 class LocalRunner:
     """The same operations on an in-process Session (persistence off): opened for one task, closed by release()."""
 
-    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None) -> None:
+    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None,
+                 command_timeout: float | None = None) -> None:
         self._factory = session_factory
+        self.command_timeout = command_timeout
         self._session: t.Any = None
         self._pin: str | None = None
         self._events: list[tuple[str, str]] = []
@@ -520,8 +540,11 @@ class LocalRunner:
         }
 
     def _call(self, work: t.Callable[[], t.Any]) -> t.Any:
+        from ._pin_daemon import command_deadline
+
         try:
-            return work()
+            with command_deadline(self._session, self.command_timeout):
+                return work()
         except BaseException as exc:
             from ._pin_daemon import session_unusable
 
