@@ -400,6 +400,10 @@ class SessionTable:
                             "pool_opens": stats.get("pool_opens", 0),
                             "pool_rebuilds": stats.get("pool_rebuilds", 0),
                             "rebuild_reasons": list(stats.get("rebuild_reasons", []))[-5:],
+                            "pool_recycles": stats.get("pool_recycles", 0),
+                            "recycle_reasons": list(stats.get("recycle_reasons", []))[-5:],
+                            "restores": stats.get("restores", 0),
+                            "memory_used_mb": stats.get("memory_used_mb"),
                             "last_used_at": wall - (now - slot.last_used),
                         }
                     )
@@ -601,6 +605,9 @@ class PinHandler(socketserver.BaseRequestHandler):
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
             abandoned=self.client_went_away,
         )
+        if hasattr(slot.session, "max_pool_tasks"):
+            max_tasks = int(request.get("max_tasks") or 0)
+            slot.session.max_pool_tasks = max_tasks if max_tasks > 0 else None  # read when the task ends
         reauths_before = reauth_reasons(slot.session)
         rebuilds_before = pool_rebuilds(slot.session)
         broken, reason = False, ""

@@ -272,6 +272,8 @@ class Engine:
         (AddScript's useLocalScope; PSRP's default is the global scope).
         """
         host = self.host_context()
+        if runspace is not None and runspace.language_mode:
+            host.language_mode = runspace.language_mode  # a script locked this runspace down
         if not is_command and host.language_mode == "NoLanguage":
             # Command.CreateCommandProcessor refuses a script in a no-language runspace (recorded from a JEA
             # endpoint: test_psrp_with_jea_configuration)
