@@ -20,7 +20,7 @@ PYTHON_MIN ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/pytho
 ANSIBLE_MIN ?= ansible-core>=2.20,<2.21
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv venv-min collection-link demo test test-loaded test-min unit integration bench sanity lint clean
+.PHONY: help system-deps venv venv-min collection-link demo test test-loaded test-min unit integration bench soak sanity lint clean
 
 help:
 	@sed -n '1,6p' Makefile
@@ -75,6 +75,10 @@ test: system-deps venv venv-min
 LOADED_RUNS ?= 3
 test-loaded: system-deps venv venv-min
 	@bash tests/run-loaded.sh $(LOADED_RUNS) -- $(MAKE) --no-print-directory test
+
+# The soaks at the sizes the issues name (make test runs them bounded): 2 GiB transfers beside 256 MiB.
+soak: system-deps venv
+	@PINNED_LARGE_FILE_MIB=256,2048 $(PY) -m pytest tests/integration -q -m soak $(PYTEST_ARGS)
 
 bench: system-deps venv
 	@$(PY) -m benchmarks.run

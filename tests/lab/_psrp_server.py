@@ -46,6 +46,10 @@ from tests.lab._winrs import (
 log = logging.getLogger(__name__)
 
 _END = object()
+# Unread pipeline input past which a Send waits for the script to read (see send()); and how long it waits for any
+# progress before answering anyway, as it must for a script that reads its input late or never.
+_INPUT_BACKLOG_BYTES = 64 << 20
+_INPUT_PROGRESS_S = 5.0
 _START_FRAGMENT = 0x1  # PSRP fragment header flags (MS-PSRP 2.2.4)
 _END_FRAGMENT = 0x2
 
@@ -195,6 +199,7 @@ class _Pipeline:
         self.stopped = False
         self.finished = False  # final PIPELINE_STATE queued
         self.held = False  # a fault switch holds it Running until stopped or the shell closes
+        self.unpaced = False  # its script stopped reading for _INPUT_PROGRESS_S: its Sends no longer wait
         self.host_null = True
         self.thread: threading.Thread | None = None
         # The fault that closed this command (an input quota): Windows answers every later Send and
@@ -244,6 +249,7 @@ class PSRPPool(Shell):
         self.killed_by: _soap.WSManFault | None = None  # the fault every request gets once the process died
         self.out_bytes = 0  # output fragments queued for the client
         self.input_bytes = 0  # pipeline input received and not yet read by its script
+        self.input_peak = 0  # the most input_bytes was after a Send (the lab's pacing keeps it near 64 MiB)
         self._checked_at = 0  # out_bytes + input_bytes when memory was last weighed
         if callable(getattr(engine, "watch_memory", None)):
             engine.watch_memory(self._engine_grew)
@@ -453,7 +459,33 @@ class PSRPPool(Shell):
                         self._close_command(pipe, fault)
                         raise
                 self._feed(data, pipe.server.pipeline_id if pipe else None, stream.attrib.get("Name", "stdin"))
+                if pipe is not None:
+                    self._keep_pace(pipe)
         return el("rsp:SendResponse")
+
+    def _keep_pace(self, pipe: _Pipeline) -> None:
+        """Answer a Send once the script has read most of what came before it (under self.cond).
+
+        Windows buffers a pipeline's input without bound (the input PSDataCollection) and its process' memory
+        counts it, but a .NET script writes a file faster than WinRM delivers it, so the backlog stays small.
+        This interpreter reads far slower, and slower still on a loaded machine: without this wait, whether a
+        large upload outgrows MaxMemoryPerShellMB would depend on the lab machine's load, not on what was sent.
+        Timing only: nothing is refused, reordered or dropped, and a script that stops reading gets its input
+        buffered (and weighed) as on Windows once no progress was made for _INPUT_PROGRESS_S.
+        """
+        self.input_peak = max(self.input_peak, self.input_bytes)
+        last = self.input_bytes
+        deadline = time.monotonic() + _INPUT_PROGRESS_S
+        while (self.input_bytes > _INPUT_BACKLOG_BYTES and not pipe.unpaced and not pipe.finished
+               and self.killed_by is None):
+            if self.input_bytes < last:
+                last = self.input_bytes
+                deadline = time.monotonic() + _INPUT_PROGRESS_S
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pipe.unpaced = True  # it reads late or never: later Sends are answered at once, as on Windows
+                return
+            self.cond.wait(min(remaining, 0.5))
 
     def _close_command(self, pipe: _Pipeline, fault: _soap.WSManFault) -> None:
         """A transport error closes the command (WSManPluginServerSession.Close): its pipeline stops."""
@@ -585,6 +617,7 @@ class PSRPPool(Shell):
     def _input_consumed(self, size: int) -> None:
         with self.cond:
             self.input_bytes -= size
+            self.cond.notify_all()  # a Send may be waiting for the script to keep pace (_keep_pace)
 
     def _engine_grew(self) -> None:
         """The engine's run took much more memory: weigh the process now; if it died, its run ends here."""

@@ -206,6 +206,43 @@ def test_a_process_past_max_memory_per_shell_ends_and_its_requests_get_windows_f
     assert service.counters.get("shells_killed.memory") == 1
 
 
+def _shell_of(pool):
+    service = pool.connection.transport.service
+    (shell,) = [s for s in service._shells.values() if s.id == pool.shell.id.upper()]
+    return shell
+
+
+def test_a_large_input_is_read_at_the_pace_a_windows_host_keeps_and_stays_within_memory(lab) -> None:
+    # 160 MB of input as UTF-16 (80 strings of 1 Mi characters) to a script that reads it all: the host answers
+    # each Send once its script has caught up, so the unread backlog stays near 64 MiB, never the whole input.
+    pool = lab()
+    pool.connection.transport.service.config.max_received_data_per_command_mb = 500  # a configuration that allows it
+    ps = PowerShell(pool)
+    # a reader slower than the network (as this interpreter is on a loaded machine): without the host's pacing
+    # nearly the whole input would sit unread
+    ps.add_script("$n = 0; foreach ($s in $input) { Start-Sleep -Milliseconds 25; $n += $s.Length }; $n")
+    chunk = "z" * (1 << 20)
+    assert ps.invoke(input=[chunk] * 80) == [80 << 20]
+    peak = _shell_of(pool).input_peak
+    assert 0 < peak <= (64 << 20) + (8 << 20), peak
+
+
+def test_input_a_script_does_not_read_is_held_and_weighed_as_on_windows(lab) -> None:
+    # A script that never reads its input: after the lab's pacing wait finds no progress, the input is buffered
+    # as Windows buffers it, and the process ends past MaxMemoryPerShellMB.
+    pool = lab()
+    service = pool.connection.transport.service
+    service.config.max_memory_per_shell_mb = 128  # the process starts at about 50 MB
+    service.config.max_received_data_per_command_mb = 500
+    ps = PowerShell(pool)
+    ps.add_script("Start-Sleep -Seconds 600")
+    chunk = "z" * (1 << 20)
+    with pytest.raises(WSManFaultError) as died:
+        ps.invoke(input=[chunk] * 48)  # 96 MB as UTF-16, none of it read
+    assert died.value.code == 1726
+    assert service.counters.get("shells_killed.memory") == 1
+
+
 def test_memory_used_grows_with_what_the_runspace_holds(lab) -> None:
     pool = lab()
     service = pool.connection.transport.service
