@@ -55,6 +55,18 @@ class Sizes:
     transfer_reps: int = 3
     big_transfer_reps: int = 1  # files of 64 MiB and more
     sessions: tuple[int, ...] = (1, 10, 100)
+    # controller cost (benchmarks/_controller.py): CPU per task, and a fleet
+    cpu_reps: int = 5
+    cpu_tasks: int = 20  # raw tasks on one host, forks cpu_forks
+    cpu_forks: int = 5
+    cpu_hosts: int = 20  # hosts x cpu_hosts_tasks raw tasks, forks cpu_hosts_forks
+    cpu_hosts_tasks: int = 5
+    cpu_hosts_forks: int = 10
+    fleet_hosts: int = 200
+    fleet_tasks: int = 5
+    fleet_forks: int = 20
+    fleet_rtt: float = 10.0
+    fleet_reps: int = 2
     plugins: tuple[str, ...] = REMOTE
 
 
@@ -91,11 +103,11 @@ class Bench:
 
     def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
              persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
-             label: str) -> Run:
-        """Run `tasks` on `hosts` with `plugin` through the Basic Squid's TLS port; a failed task is recorded as an error."""
+             label: str, proxy: str | None = PROXY) -> Run:
+        """Run `tasks` on `hosts` with `plugin` through `proxy` (None: direct); a failed task is recorded as an error."""
         self.counter += 1
         run_dir = self.workdir / "runs" / f"{self.counter:04d}-{plugin}"
-        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else PROXY)
+        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else proxy)
         inventory = write_inventory(run_dir, hosts, gvars)
         playbook = run_dir / "playbook.yml"
         playbook.write_text(yaml.safe_dump([{"name": label, "hosts": "windows", "gather_facts": False,
