@@ -426,7 +426,6 @@ all:
 #    ansible_psrp_persist: false
 """
 
-import importlib.util
 import logging
 import os
 import typing as t
@@ -437,6 +436,10 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
+# Each task runs in a fresh worker fork that loads this module, and Ansible's collection loader compiles every
+# collection module it imports there, with no bytecode cache: only the error classes are imported here. The pin
+# client comes with the first operation; the spec module (validation) only where the spec is built in the worker
+# (persistence off, -vvv); with persistence on the pin daemon validates the options before it sends anything.
 try:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
         ConfigError,
@@ -450,13 +453,16 @@ try:
         SessionOpenError,
         TransportError,
     )
-    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec, build_spec
 
     HAS_ENGINE = True
     ENGINE_IMPORT_ERROR: Exception | None = None
 except ImportError as _err:  # pragma: no cover - reported from _connect()
     HAS_ENGINE = False
     ENGINE_IMPORT_ERROR = _err
+
+if t.TYPE_CHECKING:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
 
 display = Display()
 
@@ -503,11 +509,18 @@ SPEC_OPTIONS = (
 )
 
 
+def spec_options(get_option: t.Callable[[str], t.Any]) -> dict[str, t.Any]:
+    """The option values a SessionSpec is built from (SPEC_OPTIONS), by option name."""
+    return {name: get_option(name) for name in SPEC_OPTIONS}
+
+
 def build_session_spec(
     get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str], notes: list[tuple[str, str]] | None = None
 ) -> SessionSpec:
     """Map the plugin's options onto a SessionSpec (one table, tested row by row); adjustments go to `notes`."""
-    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ, notes)
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+
+    return build_spec(spec_options(get_option), environ, notes)
 
 
 def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
@@ -540,7 +553,8 @@ class Connection(ConnectionBase):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._shell_type = "powershell"
-        self._spec: SessionSpec | None = None
+        # what the runner opens a session for: the options (the pin daemon validates them) or a built spec
+        self._spec: SessionSpec | SessionOptions | None = None
         self._runner: t.Any = None
         super().__init__(*args, **kwargs)
         if not C.DEFAULT_DEBUG:
@@ -566,26 +580,34 @@ class Connection(ConnectionBase):
             raise AnsibleError(f"pinned.winrm.psrp could not load its engine: {ENGINE_IMPORT_ERROR}")
         if self._connected:
             return self
-        # find_spec does not import: each task runs in a fresh worker, and pypsrp's import is paid by the daemon once
-        missing = [name for name in ("pypsrp", "spnego", "h11") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise AnsibleError(
-                f"pinned.winrm.psrp needs the Python packages {', '.join(missing)} on the controller: "
-                "pip install -r requirements.txt from the collection (pypsrp, pyspnego, requests-credssp, h11)."
-            )
         super()._connect()
-        spec = self._spec = self._session_spec()
-        described = spec.describe()
-        display.vvv(
-            f"PSRP: ESTABLISH SESSION FOR USER: {spec.username} ON {spec.endpoint} AUTH {spec.auth}"
-            + (f" VIA PROXY {described['proxy']} ({'CONNECT tunnel' if spec.use_tunnel else 'forward'}"
-               f"{', proxy auth ' + str(spec.proxy.auth) if spec.proxy and spec.proxy.auth else ''})"
-               if spec.proxy else " DIRECT"),
-            host=spec.host,
-        )
+        self._spec = self._session_target()
         self._runner = self._build_runner()
         self._connected = True
         return self
+
+    def _session_target(self, announce: bool = True) -> SessionSpec | SessionOptions:
+        """What the runner opens a session for: the option values, validated by the pin daemon (persistence on),
+        or a SessionSpec built and validated here (persistence off, and at -vvv, which shows it before use).
+
+        Either way nothing reaches a host before the spec is valid, and an invalid one fails the task naming the
+        setting: the pin daemon validates with the same build_spec, so the error text is the same.
+        """
+        if self.get_option("persist") and display.verbosity < 3:
+            from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
+
+            return SessionOptions.from_plugin(spec_options(self.get_option), os.environ)
+        spec = self._session_spec()
+        if announce:
+            described = spec.describe()
+            display.vvv(
+                f"PSRP: ESTABLISH SESSION FOR USER: {spec.username} ON {spec.endpoint} AUTH {spec.auth}"
+                + (f" VIA PROXY {described['proxy']} ({'CONNECT tunnel' if spec.use_tunnel else 'forward'}"
+                   f"{', proxy auth ' + str(spec.proxy.auth) if spec.proxy and spec.proxy.auth else ''})"
+                   if spec.proxy else " DIRECT"),
+                host=spec.host,
+            )
+        return spec
 
     def _session_spec(self) -> SessionSpec:
         notes: list[tuple[str, str]] = []
@@ -593,26 +615,32 @@ class Connection(ConnectionBase):
             spec = build_session_spec(self.get_option, os.environ, notes)
         except ConfigError as e:
             raise self._translate(e) from e
-        for level, text in notes:
-            if level == "warning":
-                display.warning(f"pinned.winrm.psrp to {spec.host}: {text}")
-            else:
-                display.vvv(f"PSRP: {text}", host=spec.host)
+        self._show_notes(notes, spec.host)
         return spec
 
-    def _build_runner(self) -> t.Any:
-        from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
+    def _show_notes(self, notes: t.Iterable[t.Sequence[str]], host: str) -> None:
+        """What building the spec adjusted (-vvv) or must warn about (every run)."""
+        for level, text in notes:
+            if level == "warning":
+                display.warning(f"pinned.winrm.psrp to {host}: {text}")
+            else:
+                display.vvv(f"PSRP: {text}", host=host)
 
+    def _build_runner(self) -> t.Any:
         if self.get_option("persist"):
+            from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
             pool_size = int(self.get_option("persist_pool_size"))
             if pool_size < 1:
                 raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_pool_size must be at least 1.")
-            return _pin_client.PinClient(
+            return PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
                 pool_max=pool_size,
             )
-        return _pin_client.LocalRunner()
+        from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
+
+        return LocalRunner()
 
     def _lifetime(self) -> dict[str, float]:
         return {
@@ -623,6 +651,8 @@ class Connection(ConnectionBase):
     def _report(self, info: dict[str, t.Any]) -> None:
         """-vvv: whether this task reused a session or opened one, and why a re-authentication happened."""
         host = self._spec.host if self._spec else None
+        if info.get("notes"):  # what the pin daemon's validation of the options adjusted or warns about
+            self._show_notes(info["notes"], str(host))
         parts = [f"PSRP: session {info.get('session', '?')}"]
         if info.get("session_id"):
             parts.append(f"id {info['session_id']}")
@@ -710,7 +740,7 @@ class Connection(ConnectionBase):
     def reset(self) -> None:
         """`meta: reset_connection`: close this host's pinned session(s)."""
         if self._spec is None:
-            self._spec = self._session_spec()
+            self._spec = self._session_target(announce=False)
         if self._runner is None:
             self._runner = self._build_runner()
         try:
@@ -728,3 +758,4 @@ class Connection(ConnectionBase):
 
     def is_pipelining_enabled(self, wrap_async: bool = False) -> bool:
         return True
+

@@ -20,7 +20,7 @@ from ._errors import ConfigError, TransportError
 log = logging.getLogger(__name__)
 
 # Bumped when the frame format or a request changes: daemons of two versions then use different sockets.
-PROTOCOL_VERSION = 2  # 2: exec output streams in data frames
+PROTOCOL_VERSION = 3  # 2: exec output streams in data frames; 3: a task sends its options, the daemon validates
 
 SOCKET_NAME = f"daemon-v{PROTOCOL_VERSION}.sock"
 LOCK_NAME = "daemon.lock"
