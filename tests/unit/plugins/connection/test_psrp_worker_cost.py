@@ -1,0 +1,97 @@
+"""What a task's worker loads (issue 14): Ansible forks a worker per task, and whatever the plugin loads there is
+paid again by every task.
+
+- The configuration definitions psrp.py carries are Ansible's own parse of its DOCUMENTATION (with fragments),
+  and loading the plugin registers them, so Ansible skips its YAML parse in the worker; option resolution is
+  unchanged because the definitions are equal.
+- With persistence on, a worker that opens its connection loads neither the spec module (the pin daemon
+  validates the options) nor pypsrp or the engine's transport.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.unit.plugins.connection import _config_definitions as defs
+
+COLLECTIONS = str(defs.ROOT / "build" / "collections")
+
+
+def _fresh_python(code: str) -> dict:
+    """Run `code` in a fresh interpreter (a worker loads the plugin once) and return the JSON it prints last."""
+    prelude = textwrap.dedent(
+        f"""
+        import json, sys
+        from ansible.plugins.loader import init_plugin_loader
+        init_plugin_loader([{COLLECTIONS!r}])
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=str(defs.ROOT))
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.compat
+def test_the_carried_configuration_definitions_are_ansibles_own_parse_of_the_documentation():
+    assert defs.carried() == defs.render(defs.parsed_by_ansible()), (
+        "psrp.py's _CONFIG_DEFINITIONS is stale: python -m tests.unit.plugins.connection._config_definitions --write")
+
+
+@pytest.mark.compat
+def test_loading_the_plugin_registers_its_definitions_and_ansible_skips_the_yaml_parse():
+    seen = _fresh_python(
+        """
+        import io, yaml
+        from ansible import constants as C
+        from ansible.playbook.play_context import PlayContext
+        from ansible.plugins.loader import connection_loader
+        parsed = []
+        real_load = yaml.load
+        def counting_load(stream, Loader):
+            parsed.append("pinned.winrm" in str(stream) or "persist_idle_timeout" in str(stream))
+            return real_load(stream, Loader=Loader)
+        yaml.load = counting_load
+        conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+        conn.set_options(var_options={"ansible_host": "w1", "ansible_psrp_persist_idle_timeout": 7})
+        name = conn._load_name
+        print(json.dumps({"ours_parsed": any(parsed), "name": name,
+                          "module": type(conn).__module__,
+                          "defs": C.config.get_configuration_definitions("connection", name),
+                          "idle": conn.get_option("persist_idle_timeout"), "auth": conn.get_option("auth")}))
+        """
+    )
+    assert seen["ours_parsed"] is False
+    assert seen["name"] == seen["module"]  # the name Ansible asks for is the module's, where the plugin registers
+    assert seen["defs"] == defs.parsed_by_ansible()
+    assert (seen["idle"], seen["auth"]) == (7, "negotiate")  # a variable and a DOCUMENTATION default
+
+
+@pytest.mark.compat
+def test_a_persistent_connection_loads_neither_the_spec_module_nor_pypsrp_in_the_worker(tmp_path):
+    seen = _fresh_python(
+        f"""
+        import io
+        from ansible.playbook.play_context import PlayContext
+        from ansible.plugins.loader import connection_loader
+        conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+        conn.set_options(var_options={{"ansible_host": "w1", "ansible_user": "u", "ansible_password": "Pw-1",
+                                       "ansible_psrp_persist_dir": {str(tmp_path)!r}}})
+        conn._connect()
+        loaded = sorted(m for m in sys.modules if m.startswith("ansible_collections.pinned") or
+                        m.split(".")[0] in ("pypsrp", "spnego", "h11", "requests"))
+        print(json.dumps({{"loaded": loaded, "target": type(conn._spec).__name__}}))
+        """
+    )
+    assert seen["target"] == "SessionOptions"
+    engine = "ansible_collections.pinned.winrm.plugins.plugin_utils."
+    assert engine + "_spec" not in seen["loaded"]
+    assert not [m for m in seen["loaded"] if m.split(".")[0] in ("pypsrp", "spnego", "h11", "requests")]
+    assert not [m for m in seen["loaded"] if m.startswith(tuple(engine + n for n in ("_session", "_transport", "_connection")))]
