@@ -16,13 +16,25 @@ does not grow with the sessions it holds).
 from __future__ import annotations
 
 import logging
+import shutil
 import typing as t
+
+from tests.integration._ansible import ROOT
 
 from ._workloads import Bench, Sizes, median, rotated
 
 log = logging.getLogger(__name__)
 
 SWEEP_TASKS = 100  # tasks per run of the fleet's daemon sweep
+# pinned with no bytecode cache for the collection (PYTHONDONTWRITEBYTECODE=1 and no __pycache__): every worker
+# compiles the plugin and its worker-side modules, as from a read-only collection directory never compiled
+NO_BYTECODE = "pinned_no_bytecode"
+
+
+def clear_bytecode() -> None:
+    """Remove the collection's own bytecode caches (plugins/**/__pycache__)."""
+    for cache in (ROOT / "plugins").rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def _raw(n: int, local: bool) -> list[dict[str, t.Any]]:
@@ -61,15 +73,20 @@ def controller_cpu(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
         for name, host_count, tasks, forks in cpu_workloads(sizes):
             remote, local = _hosts(bench, host_count, via_relay=False)
             samples: dict[str, list[dict[str, t.Any]]] = {}
+            variants = [*sizes.plugins, "local_floor"] + ([NO_BYTECODE] if "pinned" in sizes.plugins else [])
             for rep in range(sizes.cpu_reps):
-                for plugin in rotated([*sizes.plugins, "local_floor"], rep):
+                for variant in rotated(variants, rep):
+                    plugin = "pinned" if variant == NO_BYTECODE else variant
                     is_local = plugin == "local_floor"
                     play = dict(hosts=local if is_local else remote, tasks=_raw(tasks, is_local), forks=forks,
                                 persist_dir=pdir, proxy=None, label=f"controller cpu {name}")
                     if plugin == "pinned":
-                        bench.play(plugin, **play)  # pins the sessions (or finds them pinned): the next run is warm
-                    run = bench.play(plugin, **play)
-                    samples.setdefault(plugin, []).append(_cpu_sample(run, plugin))
+                        # pins the sessions (or finds them pinned), and writes the bytecode caches: the next run is warm
+                        bench.play(plugin, **play)
+                    if variant == NO_BYTECODE:
+                        clear_bytecode()
+                    run = bench.play(plugin, **play, bytecode=variant != NO_BYTECODE)
+                    samples.setdefault(variant, []).append(_cpu_sample(run, plugin))
             bench.pin_cli(pdir, "stop")
             out[name] = {"hosts": host_count, "tasks_per_host": tasks, "forks": forks,
                          **_summarise_cpu(samples, host_count * tasks)}
@@ -95,7 +112,7 @@ def _summarise_cpu(samples: dict[str, list[dict[str, t.Any]]], tasks: int) -> di
             above = [(r["cpu_s"] - f["cpu_s"]) for r, f in pairs]
             row["cpu_ms_per_task"] = round(1000 * median(above) / tasks, 2)
             row["cpu_ms_per_task_samples"] = [round(1000 * a / tasks, 2) for a in above]
-            if plugin == "pinned":
+            if plugin.startswith("pinned"):
                 row["daemon_cpu_ms_per_task"] = round(1000 * median([r["daemon_cpu_s"] for r, _ in pairs]) / tasks, 2)
                 row["workers_cpu_ms_per_task"] = round(
                     1000 * median([r["playbook_cpu_s"] - f["cpu_s"] for r, f in pairs]) / tasks, 2)

@@ -137,9 +137,17 @@ def daemon_pid(persist_dir: pathlib.Path) -> int | None:
 
 def run_playbook(playbook: pathlib.Path, inventory: pathlib.Path, workdir: pathlib.Path, *,
                  persist_dir: pathlib.Path, env: dict[str, str] | None = None, forks: int = 5,
-                 sample_memory: bool = False, timeout: float = 1800) -> Run:
-    """ansible-playbook, timed from spawn to exit; memory sampled when asked."""
+                 sample_memory: bool = False, timeout: float = 1800, bytecode: bool = True) -> Run:
+    """ansible-playbook, timed from spawn to exit; memory sampled when asked.
+
+    `bytecode`: Python's default, writing and reading bytecode caches (the installed ansible-core and the
+    builtin plugins' libraries have theirs from pip); False runs with PYTHONDONTWRITEBYTECODE=1, which this
+    machine's environment may set for every process.
+    """
     run_env = base_env(workdir, {"ANSIBLE_PSRP_PERSIST_DIR": str(persist_dir), **(env or {})})
+    run_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not bytecode:
+        run_env["PYTHONDONTWRITEBYTECODE"] = "1"
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), "-f", str(forks)]
     cached_daemon: list[int | None] = [None]
 

@@ -88,7 +88,7 @@ def chart(results: dict[str, t.Any], path: str) -> bool:
     return True
 
 
-CPU_PLUGINS = ("pinned", "builtin_psrp", "builtin_winrm")
+CPU_PLUGINS = ("pinned", "pinned_no_bytecode", "builtin_psrp", "builtin_winrm")
 
 
 def _cpu_panel(ax: t.Any, cpu: dict[str, t.Any]) -> None:
@@ -104,10 +104,10 @@ def _cpu_panel(ax: t.Any, cpu: dict[str, t.Any]) -> None:
                 ys.append(row["cpu_ms_per_task"])
                 daemon.append(row.get("daemon_cpu_ms_per_task") or 0.0)
         if xs:
-            bars = ax.bar(xs, ys, width, label=plugin)
+            ax.bar(xs, ys, width, label=plugin)
             if any(daemon):
-                ax.bar(xs, daemon, width, fill=False, hatch="//", edgecolor=bars[0].get_facecolor(),
-                       label=f"{plugin}: pin daemon")
+                ax.bar(xs, daemon, width, color="none", hatch="///", edgecolor="black", linewidth=0,
+                       label="of which the pin daemon" if i == 0 else None)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([f"{cpu[n]['hosts']} host{'s' if cpu[n]['hosts'] > 1 else ''} x {cpu[n]['tasks_per_host']}"
                         f"\nforks {cpu[n]['forks']}" for n in names])

@@ -103,7 +103,7 @@ class Bench:
 
     def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
              persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
-             label: str, proxy: str | None = PROXY) -> Run:
+             label: str, proxy: str | None = PROXY, bytecode: bool = True) -> Run:
         """Run `tasks` on `hosts` with `plugin` through `proxy` (None: direct); a failed task is recorded as an error."""
         self.counter += 1
         run_dir = self.workdir / "runs" / f"{self.counter:04d}-{plugin}"
@@ -114,7 +114,7 @@ class Bench:
                                              "tasks": tasks}]))
         run = run_playbook(playbook, inventory, self.workdir, persist_dir=persist_dir or self.persist_dir(),
                            env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, forks=forks,
-                           sample_memory=sample_memory)
+                           sample_memory=sample_memory, bytecode=bytecode)
         if run.rc != 0:
             failures = run.failures() or [run.stdout[-500:]]
             self.errors.append(f"{label} [{plugin}] rc={run.rc}: {failures[0]}")

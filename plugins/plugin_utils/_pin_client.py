@@ -19,6 +19,7 @@ where ``info["session"]`` is 'opened', 'reused' or 'reopened: <why>' and
 
 from __future__ import annotations
 
+import collections
 import errno
 import hashlib
 import logging
@@ -49,16 +50,20 @@ DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the ho
 _SPEC_ENV = re.compile(r"^(HTTPS?_PROXY|ALL_PROXY|NO_PROXY|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE)$", re.IGNORECASE)
 
 
-class SessionOptions(t.NamedTuple):
+class SessionOptions:
     """A session named by the plugin's option values and the environment variables build_spec reads.
 
     With persistence on, a task sends these and the pin daemon builds and validates the SessionSpec (the same
     build_spec, the same errors naming the setting) before anything reaches a host: the task's worker, a fresh
-    fork per task, then never loads the spec module.
+    fork per task, then never loads the spec module. (A plain class: a typing.NamedTuple costs each worker
+    more to define than it saves.)
     """
 
-    options: dict[str, t.Any]
-    environ: dict[str, str]
+    __slots__ = ("options", "environ")
+
+    def __init__(self, options: dict[str, t.Any], environ: dict[str, str]) -> None:
+        self.options = options
+        self.environ = environ
 
     @classmethod
     def from_plugin(cls, options: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> SessionOptions:
@@ -77,12 +82,9 @@ def session_fields(spec: SessionSpec | SessionOptions) -> dict[str, t.Any]:
     return {"spec": spec.to_wire()}
 
 
-class ExecResult(t.NamedTuple):
-    """Same shape as _session.ExecResult (kept here so the client never imports pypsrp)."""
-
-    rc: int
-    stdout: bytes
-    stderr: bytes
+# Same shape as _session.ExecResult, kept here so the client never imports pypsrp (collections.namedtuple:
+# typing.NamedTuple's annotations cost every worker a compile each)
+ExecResult = collections.namedtuple("ExecResult", ("rc", "stdout", "stderr"))
 
 
 class _BeforeReady(Exception):

@@ -5,7 +5,8 @@ paid again by every task.
   and loading the plugin registers them, so Ansible skips its YAML parse in the worker; option resolution is
   unchanged because the definitions are equal.
 - With persistence on, a worker that opens its connection loads neither the spec module (the pin daemon
-  validates the options) nor pypsrp or the engine's transport.
+  validates the options) nor pypsrp or the engine's transport, and the modules it does load come from Python's
+  bytecode cache once written (Ansible's collection loader would compile them in every worker).
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from tests.unit.plugins.connection import _config_definitions as defs
 COLLECTIONS = str(defs.ROOT / "build" / "collections")
 
 
-def _fresh_python(code: str) -> dict:
-    """Run `code` in a fresh interpreter (a worker loads the plugin once) and return the JSON it prints last."""
+def _fresh_python(code: str, env: dict[str, str | None] | None = None) -> dict:
+    """Run `code` in a fresh interpreter (a worker loads the plugin once) and return the JSON it prints last.
+
+    `env` entries are set in its environment (None: removed).
+    """
     prelude = textwrap.dedent(
         f"""
         import json, sys
@@ -32,9 +36,10 @@ def _fresh_python(code: str) -> dict:
         init_plugin_loader([{COLLECTIONS!r}])
         """
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    environ: dict[str, str | None] = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    environ.update(env or {})
     out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                         timeout=120, env=env, cwd=str(defs.ROOT))
+                         timeout=120, env={k: v for k, v in environ.items() if v is not None}, cwd=str(defs.ROOT))
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -95,3 +100,33 @@ def test_a_persistent_connection_loads_neither_the_spec_module_nor_pypsrp_in_the
     assert engine + "_spec" not in seen["loaded"]
     assert not [m for m in seen["loaded"] if m.split(".")[0] in ("pypsrp", "spnego", "h11", "requests")]
     assert not [m for m in seen["loaded"] if m.startswith(tuple(engine + n for n in ("_session", "_transport", "_connection")))]
+
+
+@pytest.mark.compat
+def test_the_worker_side_modules_come_from_pythons_bytecode_cache_once_written(tmp_path):
+    # Ansible's collection loader compiles every collection module it imports; the plugin loads its worker-side
+    # modules with Python's file loader instead, which writes bytecode once and reads it in every later worker.
+    probe = """
+        import importlib._bootstrap_external as external
+        compiled = []
+        real = external.SourceLoader.source_to_code
+        def counting(self, data, path, *args, **kwargs):
+            compiled.append(path)
+            return real(self, data, path, *args, **kwargs)
+        external.SourceLoader.source_to_code = counting
+        import io
+        from ansible.playbook.play_context import PlayContext
+        from ansible.plugins.loader import connection_loader
+        connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+        engine = "ansible_collections.pinned.winrm.plugins.plugin_utils."
+        print(json.dumps({"compiled": [p for p in compiled if "/plugins/" in p],
+                          "loaders": {n: type(sys.modules[engine + n].__loader__).__name__
+                                      for n in ("_errors", "_pin_protocol", "_pin_paths", "_pin_client")}}))
+    """
+    # Python's default bytecode writing, into a private cache tree
+    cache: dict[str, str | None] = {"PYTHONPYCACHEPREFIX": str(tmp_path / "pycache"), "PYTHONDONTWRITEBYTECODE": None}
+    first = _fresh_python(probe, env=cache)
+    second = _fresh_python(probe, env=cache)
+    assert set(first["loaders"].values()) == {"SourceFileLoader"}
+    assert {p.rsplit("/", 1)[1] for p in first["compiled"]} >= {"psrp.py", "_pin_client.py", "_pin_protocol.py"}
+    assert second["compiled"] == []
