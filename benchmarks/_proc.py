@@ -124,12 +124,12 @@ class Run:
 
 def daemon_pid(persist_dir: pathlib.Path) -> int | None:
     """The pin daemon serving persist_dir, if one runs (asked over its socket)."""
-    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import running_daemons
 
     if not persist_dir.exists():
         return None
-    try:
-        hello = PinClient(str(persist_dir)).hello()
+    try:  # one daemon per trust profile; a benchmark's runs share one
+        hello = next((h for c in running_daemons(str(persist_dir)) if (h := c.hello())), None)
     except Exception:  # no daemon yet, or it is starting
         return None
     return int(hello["pid"]) if hello and hello.get("pid") else None

@@ -49,7 +49,11 @@ options:
     keyword:
     - name: remote_user
   remote_password:
-    description: Authentication password for the O(remote_user). Can be supplied as CLI option.
+    description:
+    - Authentication password for the O(remote_user). Can be supplied as CLI option.
+    - Without a password, V(kerberos) and V(negotiate) use the tickets of the run's own credential cache
+      (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME));
+      a pinned session is bound to that cache and its principal, so runs with other tickets get their own.
     type: str
     vars:
     - name: ansible_password
@@ -98,6 +102,10 @@ options:
     - Whether to validate the remote server's certificate or not.
     - Set to V(ignore) to not validate any certificates.
     - O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.
+    - Through a proxy, V(ignore) means the TLS to the host cannot keep the proxy out, so the rules for C(http)
+      apply (R1, R3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and
+      O(negotiate_send_cbt=false) are refused, and O(message_encryption=auto) encrypts WinRM messages inside
+      the TLS. Unlike ansible.builtin.psrp, which accepts them.
     default: validate
     type: str
     vars:
@@ -161,7 +169,8 @@ options:
     - Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).
     - Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption.
       The other authentication protocols only support encryption when V(protocol) is set to V(https).
-    - V(auto) means message encryption is only used when not using TLS/HTTPS.
+    - V(auto) means message encryption is only used when not using TLS/HTTPS, or through a proxy with
+      O(cert_validation=ignore) (where TLS proves nothing about who reads the messages).
     - V(always) is the same as V(auto) but message encryption is always used even when running over TLS/HTTPS.
     - V(never) disables any encryption checks that are in place when running over HTTP and disables any
       authentication encryption processes. It is refused when the connection goes through a proxy over
@@ -328,6 +337,7 @@ options:
     description:
     - Seconds a pinned session may stay unused before the daemon closes it (and the daemon exits when it
       holds none).
+    - When runs with different values share a session, the shorter wins; a later run never extends it.
     type: int
     default: 60
     vars:
@@ -342,6 +352,7 @@ options:
     description:
     - Seconds after which a pinned session is closed and opened anew, even if in use (a bound on how long
       one authentication is trusted).
+    - When runs with different values share a session, the shorter wins; a later run never extends it.
     type: int
     default: 3600
     vars:
@@ -365,6 +376,24 @@ options:
     ini:
     - section: pinned_winrm
       key: persist_pool_size
+    version_added: 1.0.0
+  persist_command_timeout:
+    description:
+    - Seconds a task may run on its session before it is stopped, its session closed and the host reported
+      unreachable, with and without persistence.
+    - Bounds the whole task however the host answers (a peer sending a byte at a time included); each single
+      answer is bounded by O(read_timeout) anyway.
+    - V(0), the default, sets no bound, like ansible.builtin.psrp. The outcome of a stopped task on the host is
+      unknown.
+    type: int
+    default: 0
+    vars:
+    - name: ansible_psrp_persist_command_timeout
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_COMMAND_TIMEOUT
+    ini:
+    - section: pinned_winrm
+      key: persist_command_timeout
     version_added: 1.0.0
   persist_dir:
     description:
@@ -674,6 +703,9 @@ class Connection(ConnectionBase):
                 display.vvv(f"PSRP: {text}", host=host)
 
     def _build_runner(self) -> t.Any:
+        command_timeout = int(self.get_option("persist_command_timeout") or 0)
+        if command_timeout < 0:
+            raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_command_timeout must be 0 (no bound) or more.")
         if self.get_option("persist"):
             from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 
@@ -683,11 +715,12 @@ class Connection(ConnectionBase):
             return PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
+                command_timeout=float(command_timeout) or None,
                 pool_max=pool_size,
             )
         from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
 
-        return LocalRunner()
+        return LocalRunner(command_timeout=float(command_timeout) or None)
 
     def _lifetime(self) -> dict[str, float]:
         return {
@@ -833,18 +866,18 @@ _CONFIG_DEFINITIONS = r"""
 {
 "remote_addr": {"description":["The hostname or IP address of the remote host."],"default":"inventory_hostname","type":"str","vars":[{"name":"inventory_hostname"},{"name":"ansible_host"},{"name":"ansible_psrp_host"}]},
 "remote_user": {"description":["The user to log in as."],"type":"str","vars":[{"name":"ansible_user"},{"name":"ansible_psrp_user"}],"keyword":[{"name":"remote_user"}]},
-"remote_password": {"description":"Authentication password for the O(remote_user). Can be supplied as CLI option.","type":"str","vars":[{"name":"ansible_password"},{"name":"ansible_winrm_pass"},{"name":"ansible_winrm_password"}],"aliases":["password"]},
+"remote_password": {"description":["Authentication password for the O(remote_user). Can be supplied as CLI option.","Without a password, V(kerberos) and V(negotiate) use the tickets of the run's own credential cache (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME)); a pinned session is bound to that cache and its principal, so runs with other tickets get their own."],"type":"str","vars":[{"name":"ansible_password"},{"name":"ansible_winrm_pass"},{"name":"ansible_winrm_password"}],"aliases":["password"]},
 "port": {"description":["The port for PSRP to connect on the remote target.","Default is V(5986) if O(protocol) is not defined or is V(https), otherwise the port is V(5985)."],"type":"int","vars":[{"name":"ansible_port"},{"name":"ansible_psrp_port"}],"keyword":[{"name":"port"}]},
 "protocol": {"description":["One of V(http) or V(https); anything else is refused naming C(ansible_psrp_protocol).","Set the protocol to use for the connection.","Default is V(https) if O(port) is not defined or O(port) is not V(5985)."],"type":"str","vars":[{"name":"ansible_psrp_protocol"}]},
 "path": {"description":["The URI path to connect to."],"type":"str","vars":[{"name":"ansible_psrp_path"}],"default":"wsman"},
 "auth": {"description":["One of V(basic), V(certificate), V(negotiate), V(kerberos), V(ntlm) or V(credssp).","The authentication protocol to use when authenticating the remote user.","The default, V(negotiate), will attempt to use Kerberos (V(kerberos)) if it is available and fall back to NTLM (V(ntlm)) if it isn't."],"type":"str","vars":[{"name":"ansible_psrp_auth"}],"default":"negotiate"},
-"cert_validation": {"description":["One of V(validate) or V(ignore).","Whether to validate the remote server's certificate or not.","Set to V(ignore) to not validate any certificates.","O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation."],"default":"validate","type":"str","vars":[{"name":"ansible_psrp_cert_validation"}]},
+"cert_validation": {"description":["One of V(validate) or V(ignore).","Whether to validate the remote server's certificate or not.","Set to V(ignore) to not validate any certificates.","O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.","Through a proxy, V(ignore) means the TLS to the host cannot keep the proxy out, so the rules for C(http) apply (R1, R3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and O(negotiate_send_cbt=false) are refused, and O(message_encryption=auto) encrypts WinRM messages inside the TLS. Unlike ansible.builtin.psrp, which accepts them."],"default":"validate","type":"str","vars":[{"name":"ansible_psrp_cert_validation"}]},
 "ca_cert": {"description":["The path to a PEM certificate chain to use when validating the server's certificate.","This value is ignored if O(cert_validation) is set to V(ignore).","When unset, the bundle named by the C(REQUESTS_CA_BUNDLE) or C(CURL_CA_BUNDLE) environment variable is used (also for an V(https://) proxy without O(proxy_ca_cert)), as ansible.builtin.psrp does, else the system trust store."],"type":"path","vars":[{"name":"ansible_psrp_cert_trust_path"},{"name":"ansible_psrp_ca_cert"}],"aliases":["cert_trust_path"]},
 "connection_timeout": {"description":["The connection timeout for making the request to the remote host (and to the proxy).","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psrp_connection_timeout"}],"default":30},
 "read_timeout": {"description":["The read timeout for receiving data from the remote host.","This value must always be greater than O(operation_timeout). When it is not, it is raised to O(operation_timeout) + 5 (a quiet command's Receive is answered only when the operation timeout runs out), and C(-vvv) says so.","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psrp_read_timeout"}],"default":30},
 "reconnection_retries": {"description":["The number of retries on connection errors.","Retried, with O(reconnection_backoff) between attempts, are a refused or timed-out connection to the host or the proxy, a connection reset before the request was fully sent, and HTTP 425, 429 and 503 answers (the host did not process the request; a C(Retry-After) of up to 60 seconds is honoured). A request whose outcome on the host is unknown is never resent, so no command runs twice.","Re-authentication after a proxy dropped the connection (rule R5) is tried at least once whatever this value, and only where resending is safe."],"type":"int","vars":[{"name":"ansible_psrp_reconnection_retries"}],"default":0},
 "reconnection_backoff": {"description":["The backoff time to use in between reconnection attempts. (First sleeps X, then sleeps 2*X, then sleeps 4*X, ...)","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psrp_connection_backoff"},{"name":"ansible_psrp_reconnection_backoff"}],"default":2},
-"message_encryption": {"description":["One of V(auto), V(always) or V(never).","Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).","Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption. The other authentication protocols only support encryption when V(protocol) is set to V(https).","V(auto) means message encryption is only used when not using TLS/HTTPS.","V(always) is the same as V(auto) but message encryption is always used even when running over TLS/HTTPS.","V(never) disables any encryption checks that are in place when running over HTTP and disables any authentication encryption processes. It is refused when the connection goes through a proxy over HTTP (rule R3)."],"type":"str","vars":[{"name":"ansible_psrp_message_encryption"}],"default":"auto"},
+"message_encryption": {"description":["One of V(auto), V(always) or V(never).","Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).","Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption. The other authentication protocols only support encryption when V(protocol) is set to V(https).","V(auto) means message encryption is only used when not using TLS/HTTPS, or through a proxy with O(cert_validation=ignore) (where TLS proves nothing about who reads the messages).","V(always) is the same as V(auto) but message encryption is always used even when running over TLS/HTTPS.","V(never) disables any encryption checks that are in place when running over HTTP and disables any authentication encryption processes. It is refused when the connection goes through a proxy over HTTP (rule R3)."],"type":"str","vars":[{"name":"ansible_psrp_message_encryption"}],"default":"auto"},
 "ignore_proxy": {"description":["Never use proxy settings from the environment, even with O(proxy_from_env).","This option is ignored if O(proxy) is set.","Unlike ansible.builtin.psrp, environment proxies are already ignored unless O(proxy_from_env) is set."],"vars":[{"name":"ansible_psrp_ignore_proxy"}],"type":"bool","default":false},
 "certificate_key_pem": {"description":["The local path to an X509 certificate key to use with certificate auth.","If the certificate key is encrypted then O(certificate_key_password) must also be set."],"type":"path","vars":[{"name":"ansible_psrp_certificate_key_pem"}]},
 "certificate_pem": {"description":["The local path to an X509 certificate to use with certificate auth."],"type":"path","vars":[{"name":"ansible_psrp_certificate_pem"}]},
@@ -862,9 +895,10 @@ _CONFIG_DEFINITIONS = r"""
 "no_profile": {"description":["Do not load the user's PowerShell profile when connecting."],"type":"bool","default":false,"vars":[{"name":"ansible_psrp_no_profile"}]},
 "max_output_mb": {"description":["The most output (stdout and stderr together, in MiB) one command may return. Past it the command is stopped on the host and the task fails naming this option.","Output streams from the host to the task piece by piece and is held whole only in the task's own process, as Ansible needs it there.","V(0) sets no bound, as ansible.builtin.psrp, which keeps all of it in memory several times over until the controller runs out."],"type":"int","default":256,"vars":[{"name":"ansible_psrp_max_output_mb"}],"env":[{"name":"ANSIBLE_PSRP_MAX_OUTPUT_MB"}],"ini":[{"section":"pinned_winrm","key":"max_output_mb"}],"version_added":"1.0.0"},
 "persist": {"description":["Keep the authenticated session in a local per-user daemon and reuse it for the next tasks and playbook runs against the same host with the same settings and credentials.","V(false) opens and closes a session for every task, like ansible.builtin.psrp."],"type":"bool","default":true,"vars":[{"name":"ansible_psrp_persist"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST"}],"ini":[{"section":"pinned_winrm","key":"persist"}],"version_added":"1.0.0"},
-"persist_idle_timeout": {"description":["Seconds a pinned session may stay unused before the daemon closes it (and the daemon exits when it holds none)."],"type":"int","default":60,"vars":[{"name":"ansible_psrp_persist_idle_timeout"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_IDLE_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_idle_timeout"}],"version_added":"1.0.0"},
-"persist_max_age": {"description":["Seconds after which a pinned session is closed and opened anew, even if in use (a bound on how long one authentication is trusted)."],"type":"int","default":3600,"vars":[{"name":"ansible_psrp_persist_max_age"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_MAX_AGE"}],"ini":[{"section":"pinned_winrm","key":"persist_max_age"}],"version_added":"1.0.0"},
+"persist_idle_timeout": {"description":["Seconds a pinned session may stay unused before the daemon closes it (and the daemon exits when it holds none).","When runs with different values share a session, the shorter wins; a later run never extends it."],"type":"int","default":60,"vars":[{"name":"ansible_psrp_persist_idle_timeout"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_IDLE_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_idle_timeout"}],"version_added":"1.0.0"},
+"persist_max_age": {"description":["Seconds after which a pinned session is closed and opened anew, even if in use (a bound on how long one authentication is trusted).","When runs with different values share a session, the shorter wins; a later run never extends it."],"type":"int","default":3600,"vars":[{"name":"ansible_psrp_persist_max_age"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_MAX_AGE"}],"ini":[{"section":"pinned_winrm","key":"persist_max_age"}],"version_added":"1.0.0"},
 "persist_pool_size": {"description":["How many sessions the daemon may open to one host with the same settings when tasks overlap (two playbooks at once, or free strategy). A task waits for a free session when all are busy."],"type":"int","default":2,"vars":[{"name":"ansible_psrp_persist_pool_size"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_POOL_SIZE"}],"ini":[{"section":"pinned_winrm","key":"persist_pool_size"}],"version_added":"1.0.0"},
+"persist_command_timeout": {"description":["Seconds a task may run on its session before it is stopped, its session closed and the host reported unreachable, with and without persistence.","Bounds the whole task however the host answers (a peer sending a byte at a time included); each single answer is bounded by O(read_timeout) anyway.","V(0), the default, sets no bound, like ansible.builtin.psrp. The outcome of a stopped task on the host is unknown."],"type":"int","default":0,"vars":[{"name":"ansible_psrp_persist_command_timeout"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_COMMAND_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_command_timeout"}],"version_added":"1.0.0"},
 "persist_dir": {"description":["Directory under which the daemon's private socket directory is created (mode 0700, one per user).","Defaults to Ansible's persistent connection control path directory (C(~/.ansible/pc))."],"type":"path","vars":[{"name":"ansible_psrp_persist_dir"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_DIR"}],"ini":[{"section":"pinned_winrm","key":"persist_dir"}],"version_added":"1.0.0"},
 "pipelining": {"default":false,"description":["Pipelining reduces the number of connection operations required to execute a module on the remote server, by executing many Ansible modules without actual file transfers.","This can result in a very significant performance improvement when enabled.","However this can conflict with privilege escalation (C(become)). For example, when using sudo operations you must first disable C(requiretty) in the sudoers file for the target hosts, which is why this feature is disabled by default."],"env":[{"name":"ANSIBLE_PIPELINING"}],"ini":[{"section":"defaults","key":"pipelining"},{"section":"connection","key":"pipelining"}],"type":"boolean","vars":[{"name":"ansible_pipelining"}]},
 "proxy": {"description":["URL of the HTTP proxy between the controller and the Windows host, V(http://proxy:3128) or V(https://proxy:3129) (TLS to the proxy). SOCKS proxies are not supported.","HTTPS endpoints go through a CONNECT tunnel; HTTP endpoints are forwarded (or tunnelled with O(proxy_tunnel)).","Credentials embedded in the URL (V(http://user:pass@proxy:3128)) are taken as O(proxy_user) and O(proxy_password) with O(proxy_auth=basic), as ansible.builtin.psrp users write them.","The proxy is used only as configured here; environment variables are ignored unless O(proxy_from_env) is set (rule R7)."],"type":"str","vars":[{"name":"ansible_psrp_proxy"}]},

@@ -56,7 +56,12 @@ class Stream(t.Protocol):
 
 
 class SocketStream:
-    """A connected TCP socket, counting the bytes that cross it."""
+    """A connected TCP socket, counting the bytes that cross it.
+
+    ``deadline`` (time.monotonic(), or None) bounds every read and write as a whole: each one gets only the
+    time left, so a peer trickling a byte at a time cannot stretch a TLS record, a handshake or an answer
+    past it (a per-read timeout restarts with every byte).
+    """
 
     def __init__(self, sock: socket.socket, peer: str) -> None:
         self.sock = sock
@@ -64,6 +69,7 @@ class SocketStream:
         self.bytes_in = 0
         self.bytes_out = 0
         self._pushback = b""
+        self.deadline: float | None = None
 
     @classmethod
     def connect(cls, host: str, port: int, timeout: float, *, party: str, setting: str) -> SocketStream:
@@ -88,14 +94,31 @@ class SocketStream:
     def settimeout(self, timeout: float | None) -> None:
         self.sock.settimeout(timeout or None)
 
+    def set_deadline(self, timeout: float | None) -> float | None:
+        """Bound every read and write from now on by `timeout` seconds in all (None: no bound); the old deadline."""
+        previous = self.deadline
+        self.deadline = None if not timeout else time.monotonic() + timeout
+        if self.deadline is None:
+            self.sock.settimeout(None)
+        return previous
+
+    def _arm(self) -> None:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the deadline passed")
+            self.sock.settimeout(left)
+
     def send_all(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        self._arm()
+        self.sock.sendall(data)  # with a timeout, sendall's is the total time for all the data
         self.bytes_out += len(data)
 
     def recv(self, size: int) -> bytes:
         if self._pushback:
             data, self._pushback = self._pushback, b""
             return data
+        self._arm()
         data = self.sock.recv(size)
         self.bytes_in += len(data)
         return data
@@ -104,8 +127,12 @@ class SocketStream:
         """Without blocking: None if nothing arrived, b"" on EOF, else the bytes (kept for recv)."""
         if self._pushback:
             return self._pushback
+        # poll, not select: select() cannot watch a descriptor numbered 1024 or more, which a daemon holding
+        # hundreds of sessions has (it raised ValueError, read as "closed": every new session failed)
+        poller = select.poll()
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            poller.register(self.sock.fileno(), select.POLLIN | select.POLLPRI)
+            readable = poller.poll(0)
         except (OSError, ValueError):
             return b""
         if not readable:
@@ -286,16 +313,20 @@ class HTTPConnection:
         data += self._h11.send(h11.EndOfMessage()) or b""
         self._settimeout(timeout)
         try:
-            self.stream.send_all(data)
-        except TimeoutError as e:
-            raise ConnectionLost(f"writing to the {self.party} timed out", request_complete=False) from e
-        except (OSError, ssl.SSLError) as e:
-            raise ConnectionLost(f"the {self.party} reset the connection while the request was written: {e}", request_complete=False) from e
-        self.requests += 1
-        return self._read_response(method, timeout, timeout_setting)
+            try:
+                self.stream.send_all(data)
+            except TimeoutError as e:
+                raise ConnectionLost(f"writing to the {self.party} timed out", request_complete=False) from e
+            except (OSError, ssl.SSLError) as e:
+                raise ConnectionLost(f"the {self.party} reset the connection while the request was written: {e}", request_complete=False) from e
+            self.requests += 1
+            return self._read_response(method, timeout, timeout_setting)
+        finally:
+            self._settimeout(None)
 
     def _settimeout(self, timeout: float | None) -> None:
-        socket_of(self.stream).settimeout(timeout)
+        """One absolute deadline for the write and the whole answer, through every TLS layer (None: lift it)."""
+        socket_of(self.stream).set_deadline(timeout)
 
     def _read_response(self, method: str, timeout: float | None, timeout_setting: str) -> Response:
         response: h11.Response | None = None
@@ -308,14 +339,11 @@ class HTTPConnection:
             except h11.RemoteProtocolError as e:
                 raise TransportError(f"the {self.party} sent an invalid HTTP response: {e}") from e
             if event is h11.NEED_DATA:
-                if deadline is not None:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise ReadTimeoutError(
-                            f"The answer from the {self.party} did not complete within {timeout:g}s "
-                            f"({timeout_setting}); {len(body)} body bytes had arrived."
-                        )
-                    self._settimeout(left)
+                if deadline is not None and deadline - time.monotonic() <= 0:
+                    raise ReadTimeoutError(
+                        f"The answer from the {self.party} did not complete within {timeout:g}s "
+                        f"({timeout_setting}); {len(body)} body bytes had arrived."
+                    )
                 try:
                     data = self.stream.recv(_RECV_SIZE)
                 except TimeoutError as e:
@@ -446,7 +474,8 @@ def start_tls(
 ) -> TLSStream:
     """Wrap ``stream`` in TLS; errors name the party and the CA/validation setting to fix."""
     tls = TLSStream(stream, context, server_hostname if context.check_hostname or server_hostname else None)
-    socket_of(stream).settimeout(timeout)
+    tcp = socket_of(stream)
+    tcp.set_deadline(timeout)  # the whole handshake, however the peer spreads its bytes
     try:
         tls.handshake()
     except TimeoutError as e:
@@ -461,5 +490,7 @@ def start_tls(
         ) from e
     except (ssl.SSLError, OSError) as e:
         raise TransportError(f"The TLS handshake with the {party} {server_hostname} failed: {e}.") from e
+    finally:
+        tcp.set_deadline(None)
     log.debug("TLS established with %s %s (%s)", party, server_hostname, tls.ssl_object.version())
     return tls

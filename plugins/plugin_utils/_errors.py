@@ -36,6 +36,10 @@ class ReadTimeoutError(TransportError):
     """No answer within read_timeout."""
 
 
+class CommandTimeoutError(ReadTimeoutError):
+    """The task ran past ansible_psrp_persist_command_timeout; it was stopped and its outcome is unknown."""
+
+
 class ProxyError(TransportError):
     """The proxy refused or failed the request (407, 403 on CONNECT, 502, 503, ...)."""
 

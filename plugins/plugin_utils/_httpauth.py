@@ -26,6 +26,7 @@ import spnego.tls
 from requests.auth import HTTPDigestAuth
 
 from ._errors import ConfigError
+from ._kerberos import TICKET_AUTHS, ticket_credentials
 
 log = logging.getLogger(__name__)
 
@@ -259,9 +260,11 @@ class SpnegoAuth(AuthProvider):
         wrap: bool = False,
         channel_bindings: bytes | None = None,
         first_label: str | None = None,
+        tickets: list[t.Any] | None = None,
     ) -> None:
         super().__init__()
         self._first_label = first_label
+        self._tickets = tickets  # pyspnego credentials naming the run's own cache/keytab (no password)
         self._username = username
         self._password = password
         self._protocol = protocol
@@ -285,7 +288,7 @@ class SpnegoAuth(AuthProvider):
         if self._cbt:
             bindings = spnego.channel_bindings.GssChannelBindings(application_data=self._cbt)
         return spnego.client(
-            self._username,
+            self._tickets if self._tickets and self._password is None else self._username,
             self._password,
             hostname=self._hostname,
             service=self._service,
@@ -340,6 +343,12 @@ class SpnegoAuth(AuthProvider):
                 raise
             except Exception as e:  # a bad final token fails mutual authentication, whatever pyspnego raises
                 raise AuthRejected(f"{self._protocol}: mutual authentication failed ({type(e).__name__})") from e
+        if self._context is None or not self._context.complete:
+            # a 200 alone proves nothing about who answered: only a context the peer completed does
+            raise AuthRejected(
+                f"{self._protocol}: the answer accepting the login carried no final token, so the context is not "
+                "complete (no mutual authentication)"
+            )
         self.complete = True
 
     @property
@@ -437,6 +446,7 @@ def host_provider(spec: t.Any, *, channel_bindings: bytes | None) -> AuthProvide
             channel_bindings=channel_bindings if spec.negotiate_send_cbt else None,
             # Windows closes the connection after an offers-only 401, so the first token goes unasked
             first_label="Negotiate",
+            tickets=_tickets(spec, spec.username, auth, spec.password),
         )
     if auth == "credssp":
         return CredSSPAuth(
@@ -450,8 +460,18 @@ def host_provider(spec: t.Any, *, channel_bindings: bytes | None) -> AuthProvide
     raise ConfigError(f"ansible_psrp_auth: {auth!r} is not supported.")
 
 
-def proxy_provider(proxy: t.Any) -> AuthProvider | None:
-    """The provider for the proxy, from the ProxySpec's own credentials only (R2)."""
+def _tickets(spec: t.Any, username: str | None, protocol: str, password: str | None) -> list[t.Any] | None:
+    """The run's own Kerberos cache or keytab as pyspnego credentials, for a login without a password."""
+    if password is not None or protocol not in TICKET_AUTHS or spec is None:
+        return None
+    return ticket_credentials(spec.ticket_identity, username, protocol)
+
+
+def proxy_provider(proxy: t.Any, spec: t.Any = None) -> AuthProvider | None:
+    """The provider for the proxy, from the ProxySpec's own credentials only (R2).
+
+    ``spec`` (the session's SessionSpec) only lends the run's own Kerberos tickets to a password-less proxy login.
+    """
     auth = proxy.auth
     if not auth:
         return None
@@ -467,6 +487,7 @@ def proxy_provider(proxy: t.Any) -> AuthProvider | None:
             hostname=proxy.negotiate_hostname or proxy.host,
             service=proxy.negotiate_service or "HTTP",
             labels=_PROXY_LABELS[auth],
+            tickets=_tickets(spec, proxy.username, auth, proxy.password),
         )
     raise ConfigError(f"ansible_psrp_proxy_auth: {auth!r} is not one of basic, digest, ntlm, negotiate, kerberos.")
 

@@ -24,8 +24,10 @@ log = logging.getLogger(__name__)
 class LocalRunner:
     """The same operations on an in-process Session (persistence off): opened for one task, closed by release()."""
 
-    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None) -> None:
+    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None,
+                 command_timeout: float | None = None) -> None:
         self._factory = session_factory
+        self.command_timeout = command_timeout
         self._session: t.Any = None
         self._pin: str | None = None
         self._events: list[tuple[str, str]] = []
@@ -69,8 +71,11 @@ class LocalRunner:
         }
 
     def _call(self, work: t.Callable[[], t.Any]) -> t.Any:
+        from ._pin_daemon import command_deadline
+
         try:
-            return work()
+            with command_deadline(self._session, self.command_timeout):
+                return work()
         except BaseException as exc:
             from ._pin_daemon import session_unusable
 

@@ -14,7 +14,8 @@ import time
 import typing as t
 
 from ._errors import PinnedError
-from ._pin_client import PinClient
+from ._pin_client import running_daemons
+from ._pin_paths import PinPaths
 
 
 def _duration(seconds: float) -> str:
@@ -63,41 +64,50 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        client = PinClient(args.dir, autostart=False)
-        if args.command == "list":
-            hello = client.hello()
-            rows = client.list_sessions() if hello else []
+        # one daemon per trust profile (_pin_paths.TRUST_ENV): the commands act on all of them
+        clients = running_daemons(args.dir)
+        where = PinPaths(args.dir).dir
+        if args.command in ("list", "check"):
+            hellos = [(c, h) for c in clients if (h := c.hello())]
+            daemons = [hello for _client, hello in hellos]
+            if args.command == "list":
+                rows = [row for client, _hello in hellos for row in client.list_sessions()]
+                if args.json:
+                    print(json.dumps({"daemon": daemons[0] if daemons else None, "daemons": daemons,
+                                      "sessions": rows}, sort_keys=True))
+                elif not daemons:
+                    print(f"no pin daemon running ({where})")
+                elif not rows:
+                    print(f"pin daemon {', '.join(str(h['pid']) for h in daemons)} holds no sessions")
+                else:
+                    print(_table(rows))
+                return 0
             if args.json:
-                print(json.dumps({"daemon": hello, "sessions": rows}, sort_keys=True))
-            elif not hello:
-                print(f"no pin daemon running ({client.paths.socket})")
-            elif not rows:
-                print(f"pin daemon {hello['pid']} holds no sessions")
+                print(json.dumps({"running": bool(daemons), "daemon": daemons[0] if daemons else None,
+                                  "daemons": daemons}, sort_keys=True))
+            elif daemons:
+                for hello in daemons:
+                    up = _duration(time.time() - hello["started"])
+                    print(f"pin daemon running (pid {hello['pid']}, up {up}, {hello['sessions']} sessions)")
             else:
-                print(_table(rows))
-            return 0
-        if args.command == "check":
-            hello = client.hello()
-            if args.json:
-                print(json.dumps({"running": bool(hello), "daemon": hello}, sort_keys=True))
-            elif hello:
-                up = _duration(time.time() - hello["started"])
-                print(f"pin daemon running (pid {hello['pid']}, up {up}, {hello['sessions']} sessions)")
-            else:
-                print(f"no pin daemon running ({client.paths.socket})")
-            return 0 if hello else 1
+                print(f"no pin daemon running ({where})")
+            return 0 if daemons else 1
         if args.command == "close":
-            closed = client.close(None if args.all else args.host)
+            closed = sum(c.close(None if args.all else args.host) for c in clients)
             if args.json:
                 print(json.dumps({"closed": closed}))
             else:
                 print(f"closed {closed} session{'s' if closed != 1 else ''}")
             return 0
-        reply = client.shutdown()
+        replies = [r for c in clients if (r := c.shutdown())]
+        closed = sum(int(r.get("closed", 0)) for r in replies)
         if args.json:
-            print(json.dumps({"stopped": bool(reply), "closed": (reply or {}).get("closed", 0)}))
+            print(json.dumps({"stopped": bool(replies), "closed": closed}))
+        elif not replies:
+            print("no pin daemon running")
         else:
-            print("no pin daemon running" if not reply else f"stopped pin daemon {reply['pid']} ({reply['closed']} sessions closed)")
+            pids = ", ".join(str(r["pid"]) for r in replies)
+            print(f"stopped pin daemon {pids} ({closed} sessions closed)")
         return 0
     except PinnedError as exc:
         print(f"pinned-winrm-sessions: {exc}", file=sys.stderr)

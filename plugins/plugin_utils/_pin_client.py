@@ -45,9 +45,26 @@ DEFAULT_POOL_MAX = 2
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 
-# The environment variables build_spec reads (R7's proxies, the CA bundles ansible.builtin.psrp honours): a
-# task sends these, and only these, with its options to the daemon, whose own environment has no proxies.
-_SPEC_ENV = re.compile(r"^(HTTPS?_PROXY|ALL_PROXY|NO_PROXY|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE)$", re.IGNORECASE)
+# The environment variables build_spec reads (R7's proxies, the CA bundles ansible.builtin.psrp honours, the run's
+# Kerberos cache and client keytab): a task sends these, and only these, with its options to the daemon, whose own
+# environment has none of them.
+_SPEC_ENV = re.compile(r"^(HTTPS?_PROXY|ALL_PROXY|NO_PROXY|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|KRB5CCNAME|"
+                       r"KRB5_CLIENT_KTNAME)$", re.IGNORECASE)
+# Those naming a file, resolved here: the daemon runs in another directory.
+_PATH_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "KRB5CCNAME", "KRB5_CLIENT_KTNAME")
+
+
+def _absolute_env(name: str, value: str) -> str:
+    """A file-naming variable's value with a relative path made absolute (FILE: residuals of Kerberos too)."""
+    if name.upper() not in _PATH_ENV or not value:
+        return value
+    kind, sep, residual = value.partition(":")
+    if sep and kind.upper() != "FILE":
+        return value  # another credential cache or keytab type (DIR:, KEYRING:, KCM:, MEMORY:...)
+    path = residual if sep else value
+    if os.path.isabs(path):
+        return value
+    return f"{kind}:{os.path.abspath(path)}" if sep else os.path.abspath(path)
 
 
 class SessionOptions:
@@ -67,7 +84,7 @@ class SessionOptions:
 
     @classmethod
     def from_plugin(cls, options: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> SessionOptions:
-        return cls(dict(options), {k: v for k, v in environ.items() if _SPEC_ENV.match(k)})
+        return cls(dict(options), {k: _absolute_env(k, v) for k, v in environ.items() if _SPEC_ENV.match(k)})
 
     @property
     def host(self) -> str:
@@ -171,8 +188,10 @@ class PinClient:
         pool_max: int = DEFAULT_POOL_MAX,
         autostart: bool = True,
         log_level: str = "INFO",
+        profile: str | None = None,
     ) -> None:
-        self.paths = PinPaths(persist_dir)
+        # profile: the trust profile of the daemon to talk to (default: this process's environment's)
+        self.paths = PinPaths(persist_dir, profile)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.pool_max = pool_max
@@ -266,6 +285,7 @@ class PinClient:
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
+            "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
             **request,
         }
         for attempt in range(3):
@@ -278,7 +298,8 @@ class PinClient:
                     # The daemon bounds its wait for a free session by command_timeout; give its answer time to come.
                     sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                     ready = proto.recv_json(sock)
-                    sock.settimeout(self.command_timeout)
+                    # the daemon's own answer at its deadline comes first; this only covers a daemon that cannot answer
+                    sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                 except (proto.PeerClosed, ConnectionError) as exc:
                     raise _BeforeReady(str(exc)) from exc
                 if "error" in ready:
@@ -444,3 +465,9 @@ class PinClient:
 
     def release(self) -> None:
         """End of a task: the pinned session stays with the daemon, nothing to do."""
+
+
+def running_daemons(persist_dir: str | None, *, connect_timeout: float = 10.0) -> list[PinClient]:
+    """A client for every daemon with a socket in the persist directory, whatever its trust profile (CLI, tests)."""
+    profiles = PinPaths(persist_dir).profiles()
+    return [PinClient(persist_dir, autostart=False, connect_timeout=connect_timeout, profile=p) for p in profiles]

@@ -23,11 +23,12 @@ and every known secret is redacted from it at any verbosity.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import importlib
 import logging
-import logging.handlers
 import os
 import select
 import signal
@@ -42,6 +43,8 @@ import uuid
 from . import _pin_protocol as proto
 from ._errors import ConfigError, HostAuthError, HostError, PinnedError, PoolBusyError, TaskInterrupted, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+from ._pin_process import PrivateLogHandler, in_dir, no_core_dumps, raise_open_files_limit
+from ._redaction import SecretRedactor, option_secrets, spec_secrets, wire_secrets
 from ._spec import SessionSpec, build_spec
 
 log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
@@ -54,59 +57,16 @@ CLIENT_IO_TIMEOUT = 300.0
 _REAP_TICK = 0.2
 # How long close/reset waits for a session that is only finishing its previous task.
 FINISHING_WAIT = 10.0
+# Sessions closed at once (expired, broken, or on request); each close is network I/O to its host.
+CLOSE_WORKERS = 8
+# Requests served at once (one thread each); more are refused with an error naming the bound. Far above any
+# number of forks, it bounds the threads (and memory) a runaway client can make the daemon spend.
+MAX_CLIENTS = 1024
 
 # Test hook, honoured only when the daemon runs under pytest (PYTEST_CURRENT_TEST is inherited from the test).
 TEST_FACTORY_ENV = "PINNED_WINRM_TEST_SESSION_FACTORY"
 
 SessionFactory = t.Callable[..., t.Any]
-
-
-# -- secret redaction ----------------------------------------------------------------
-
-
-def spec_secrets(spec: SessionSpec) -> set[str]:
-    """Every secret string a spec carries (never logged)."""
-    values = {spec.password, spec.certificate_key_password, spec.certificate_key_pem}
-    if spec.proxy is not None:
-        values.add(spec.proxy.password)
-    return {v for v in values if isinstance(v, str) and len(v) >= 3}
-
-
-class SecretRedactor(logging.Filter):
-    """Replace every secret the daemon holds in a log record, whoever logged it (belt and braces)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._by_pin: dict[str, set[str]] = {}
-        self._all: tuple[str, ...] = ()
-
-    def register(self, pin: str, secrets: set[str]) -> None:
-        with self._lock:
-            if self._by_pin.get(pin) == secrets:
-                return  # every task of a pinned session lands here: skip re-sorting every secret the daemon holds
-            self._by_pin[pin] = secrets
-            self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True))
-
-    def forget(self, pin: str) -> None:
-        with self._lock:
-            self._by_pin.pop(pin, None)
-            self._all = tuple(sorted(set().union(*self._by_pin.values()), key=len, reverse=True)) if self._by_pin else ()
-
-    def redact(self, text: str) -> str:
-        for secret in self._all:
-            if secret in text:
-                text = text.replace(secret, "********")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._all:
-            message = self.redact(record.getMessage())
-            record.msg, record.args = message, None
-            if record.exc_info:
-                record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
-                record.exc_info = None
-        return True
 
 
 # -- the session table -------------------------------------------------------------
@@ -131,6 +91,11 @@ class Slot:
     doomed: bool = False
     tasks: int = 0
     events: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def shorten_life(self, idle_timeout: float, max_age: float) -> None:
+        """Apply a request's lifetime settings: the shorter wins, so no later run extends an older session."""
+        self.idle_timeout = min(self.idle_timeout, idle_timeout)
+        self.max_age = min(self.max_age, max_age)
 
     def expired(self, now: float) -> str | None:
         if now - self.created >= self.max_age:
@@ -181,6 +146,24 @@ def task_report(session: t.Any, status: str, reauths_before: dict[str, int], reb
     }
 
 
+@contextlib.contextmanager
+def command_deadline(session: t.Any, seconds: t.Any) -> t.Iterator[None]:
+    """Bound one task by the plugin's ansible_psrp_persist_command_timeout (seconds; None or 0: no bound).
+
+    The session's transport refuses to wait past it (CommandTimeoutError), daemon and in-process alike.
+    """
+    setter = getattr(getattr(session, "transport", None), "set_command_deadline", None)
+    bound = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0 else None
+    if setter is None or bound is None:
+        yield
+        return
+    setter(bound)
+    try:
+        yield
+    finally:
+        setter(None)
+
+
 def session_unusable(exc: BaseException) -> bool:
     """Whether an error leaves the session unfit for the next task (then it is closed and dropped).
 
@@ -203,6 +186,11 @@ class SessionTable:
         self._redactor = redactor
         self._cond = threading.Condition()
         self._pins: dict[str, list[Slot]] = {}
+        self._closer = concurrent.futures.ThreadPoolExecutor(max_workers=CLOSE_WORKERS, thread_name_prefix="close")
+
+    @property
+    def redactor(self) -> SecretRedactor:
+        return self._redactor
 
     def pin_of(self, spec: SessionSpec) -> str:
         return spec.pin_key(self._key)
@@ -244,6 +232,7 @@ class SessionTable:
                     now = time.monotonic()
                     slots = self._pins.setdefault(pin, [])
                     for slot in [s for s in slots if not s.busy]:
+                        slot.shorten_life(idle_timeout, max_age)  # a later run never extends a session's life
                         why = slot.expired(now)
                         if why or slot.doomed:
                             stale.append((slot, why or "closed on request"))
@@ -279,7 +268,7 @@ class SessionTable:
                         )
                     self._cond.wait(min(remaining, 0.5))
                 slot.busy = True
-                slot.idle_timeout, slot.max_age = idle_timeout, max_age
+                slot.shorten_life(idle_timeout, max_age)
                 slot.events = []
         finally:
             # expired sessions already left the table: close them even when no session could be had
@@ -308,12 +297,24 @@ class SessionTable:
             if drop:
                 self._remove(slot)
             self._cond.notify_all()
-        if drop:
+        if drop:  # on the task's own thread, before its answer: the host's shell is gone when the task learns why
             self._close(slot, reason or ("unusable after an error" if broken else "closed on request"))
 
     def mark_finishing(self, slot: Slot) -> None:
         with self._cond:
             slot.finishing = True
+
+    def _close_later(self, slot: Slot, why: str) -> concurrent.futures.Future[None]:
+        """Close a session (network I/O: the host's pool and shell) on a closing worker, never the caller's thread.
+
+        The reaper runs on the daemon's main thread, which also handles signals and expires every other host's
+        sessions; a slow or dead host must not stall it.
+        """
+        return self._closer.submit(self._close, slot, why)
+
+    def shutdown(self) -> None:
+        """Finish the closes under way (each bounded by its transport's timeouts)."""
+        self._closer.shutdown(wait=True)
 
     def _close(self, slot: Slot, why: str) -> None:
         log.info("closing session %s to %s (%s)", slot.id, slot.describe.get("endpoint"), why)
@@ -345,8 +346,8 @@ class SessionTable:
                     else:
                         self._remove(slot)
                         to_close.append(slot)
-        for slot in to_close:
-            self._close(slot, why)
+        # in parallel on the closing workers; the caller (close/reset/shutdown/exit) waits for them
+        concurrent.futures.wait([self._close_later(slot, why) for slot in to_close])
         return count
 
     def reap(self) -> None:
@@ -361,7 +362,7 @@ class SessionTable:
                         self._remove(slot)
                         expired.append((slot, why))
         for slot, why in expired:
-            self._close(slot, why)
+            self._close_later(slot, why)
 
     def listing(self) -> list[dict[str, t.Any]]:
         now, wall = time.monotonic(), time.time()
@@ -435,8 +436,11 @@ class PinServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     allow_reuse_address = False
 
-    def __init__(self, listener: socket.socket, table: SessionTable, paths: PinPaths) -> None:
+    def __init__(self, listener: socket.socket, table: SessionTable, paths: PinPaths, *,
+                 max_clients: int = MAX_CLIENTS) -> None:
         super().__init__(paths.socket, PinHandler, bind_and_activate=False)
+        self.max_clients = max_clients
+        self._client_slots = threading.BoundedSemaphore(max_clients)
         self.socket.close()
         self.socket = listener
         self.table = table
@@ -467,6 +471,33 @@ class PinServer(socketserver.ThreadingUnixStreamServer):
     def handle_error(self, request: t.Any, client_address: t.Any) -> None:
         log.exception("unexpected error while serving a request")
 
+    def process_request(self, request: t.Any, client_address: t.Any) -> None:
+        """A thread per request, at most max_clients at once; beyond that the client gets an error, not a thread."""
+        if not self._client_slots.acquire(blocking=False):
+            log.warning("refused a request: %d requests are being served already", self.max_clients)
+            try:
+                request.settimeout(1.0)  # the accept thread writes this answer: never wait on the client long
+                busy = TransportError(
+                    f"the pin daemon already serves {self.max_clients} requests at once; the task was not started. "
+                    "Lower forks, or let the running tasks finish."
+                )
+                proto.send_json(request, {"error": proto.error_to_wire(busy)})
+            except (proto.PeerClosed, OSError):
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._client_slots.release()
+            raise
+
+    def process_request_thread(self, request: t.Any, client_address: t.Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._client_slots.release()
+
 
 class PinHandler(socketserver.BaseRequestHandler):
     server: PinServer
@@ -487,6 +518,17 @@ class PinHandler(socketserver.BaseRequestHandler):
             log.info("dropped a connection before its request: %s", exc)
             return
         op = str(request.get("op", ""))
+        # the request's own secrets stay redacted until its answer is sent, even when a failed first open has
+        # already made the table forget its pin's secrets
+        owner = f"request:{id(self)}"
+        redactor = self.server.table.redactor
+        redactor.register(owner, wire_secrets(request.get("spec")) | option_secrets(request.get("options")))
+        try:
+            self._serve(sock, request, op, redactor)
+        finally:
+            redactor.forget(owner)
+
+    def _serve(self, sock: socket.socket, request: dict[str, t.Any], op: str, redactor: SecretRedactor) -> None:
         try:
             if request.get("v") != PROTOCOL_VERSION:
                 raise ConfigError(
@@ -504,7 +546,9 @@ class PinHandler(socketserver.BaseRequestHandler):
             else:
                 log.info("%s failed: %s: %s", op, type(exc).__name__, exc)
             try:
-                proto.send_json(sock, {"error": proto.error_to_wire(exc)})
+                wire = proto.error_to_wire(exc)
+                wire["message"] = redactor.redact(str(wire["message"]))  # the task's output must not show them either
+                proto.send_json(sock, {"error": wire})
             except (proto.PeerClosed, OSError):
                 pass
 
@@ -522,6 +566,7 @@ class PinHandler(socketserver.BaseRequestHandler):
             "started": self.server.started,
             "sessions": self.server.table.count(),
             "clients": self.server.active,  # connections being served, this one included
+            "serving": self.server.active - 1,  # requests in flight besides this one
             "dir": self.server.paths.dir,
         }
 
@@ -574,7 +619,8 @@ class PinHandler(socketserver.BaseRequestHandler):
             proto.send_json(sock, ready)
             slot.tasks += 1
             try:
-                reply = work(slot)
+                with command_deadline(slot.session, request.get("deadline_s")):
+                    reply = work(slot)
             except TaskInterrupted as exc:
                 # T2: the client went away and the session stopped the task's pipeline; it serves the next task
                 log.info("%s on %s: session %s: %s; its pipeline was stopped", request.get("op"), spec.endpoint,
@@ -744,10 +790,9 @@ def load_factory() -> SessionFactory:
     return Session
 
 
-def _setup_logging(paths: PinPaths, level: str) -> SecretRedactor:
+def _setup_logging(paths: PinPaths, dir_fd: int, level: str) -> SecretRedactor:
     redactor = SecretRedactor()
-    handler = logging.handlers.RotatingFileHandler(paths.log, maxBytes=2 * 1024 * 1024, backupCount=1)
-    os.chmod(paths.log, 0o600)
+    handler = PrivateLogHandler(dir_fd, paths.log_name)
     handler.addFilter(redactor)
     handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -759,22 +804,27 @@ def _setup_logging(paths: PinPaths, level: str) -> SecretRedactor:
     return redactor
 
 
-def _bind(paths: PinPaths) -> socket.socket:
+def _bind(paths: PinPaths, dir_fd: int) -> socket.socket:
     """Bind the listening socket (mode 0600 via umask), replacing a stale socket file nobody answers on."""
-    if os.path.lexists(paths.socket):
+    try:
+        os.lstat(paths.socket_name, dir_fd=dir_fd)
+        stale = True
+    except FileNotFoundError:
+        stale = False
+    if stale:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         probe.settimeout(2.0)
         try:
-            probe.connect(paths.socket)
+            probe.connect(in_dir(dir_fd, paths.socket_name))
         except OSError:
-            os.unlink(paths.socket)
+            os.unlink(paths.socket_name, dir_fd=dir_fd)
         else:
             raise SystemExit(f"a pin daemon already listens on {paths.socket}")
         finally:
             probe.close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(paths.socket)
-    os.chmod(paths.socket, 0o600)
+    listener.bind(in_dir(dir_fd, paths.socket_name))
+    os.chmod(paths.socket_name, 0o600, dir_fd=dir_fd)
     listener.listen(128)
     return listener
 
@@ -792,7 +842,7 @@ def _daemonize() -> None:
     os.close(devnull)
 
 
-def _exit_when_idle(server: PinServer, listener_ino: int, grace: float) -> None:
+def _exit_when_idle(server: PinServer, listener_ino: int, grace: float, dir_fd: int) -> None:
     """Block until asked to stop, or until no session was held and no client served for `grace` seconds.
 
     The listener is removed under the directory lock: a client that finds no socket waits for the lock,
@@ -808,13 +858,14 @@ def _exit_when_idle(server: PinServer, listener_ino: int, grace: float) -> None:
             empty_since = (empty_since or now) if empty else None
             if empty_since is None or now - empty_since < grace:
                 continue
-        with DirLock(server.paths.lock, timeout=10.0):
+        with DirLock(server.paths.lock, timeout=10.0, dir_fd=dir_fd):
             if not stop and (server.active or server.table.count()):
                 empty_since = None
                 continue
             try:
-                if os.stat(server.paths.socket).st_ino == listener_ino:
-                    os.unlink(server.paths.socket)
+                name = server.paths.socket_name
+                if os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_ino == listener_ino:
+                    os.unlink(name, dir_fd=dir_fd)
             except FileNotFoundError:
                 pass
             server.shutdown()
@@ -835,15 +886,19 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     try:
         paths = PinPaths(args.dir)
         paths.ensure_dir()
+        dir_fd = paths.open_dir()
+        # before the fork: a refused log is reported to the client that starts us, not to /dev/null
+        redactor = _setup_logging(paths, dir_fd, args.log_level)
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    listener = _bind(paths)
-    listener_ino = os.stat(paths.socket).st_ino
+    no_core_dumps()  # before the socket listens, so before the first secret arrives
+    raise_open_files_limit()
+    listener = _bind(paths, dir_fd)
+    listener_ino = os.stat(paths.socket_name, dir_fd=dir_fd, follow_symlinks=False).st_ino
     if not args.foreground:
         _daemonize()
 
-    redactor = _setup_logging(paths, args.log_level)
     table = SessionTable(load_factory(), redactor)
     server = PinServer(listener, table, paths)
     signal.signal(signal.SIGTERM, lambda *_: server.stop_requested.set())
@@ -851,12 +906,13 @@ def main(argv: t.Sequence[str] | None = None) -> int:
     log.info("pin daemon %d serving %s (protocol %d)", os.getpid(), paths.socket, PROTOCOL_VERSION)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="accept", daemon=True)
     serving.start()
-    _exit_when_idle(server, listener_ino, args.exit_grace)
+    _exit_when_idle(server, listener_ino, args.exit_grace, dir_fd)
     # Requests accepted just before the listener closed still get their answer (bounded wait).
     deadline = time.monotonic() + CLIENT_IO_TIMEOUT
     while server.active and time.monotonic() < deadline:
         time.sleep(0.05)
     closed = table.close_where(lambda s: True, "daemon exit")
+    table.shutdown()
     log.info("pin daemon %d exits (%d sessions closed)", os.getpid(), closed)
     logging.shutdown()
     return 0

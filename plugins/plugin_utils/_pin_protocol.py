@@ -37,6 +37,8 @@ MAX_JSON_FRAME = 64 * 1024 * 1024
 MAX_DATA_FRAME = 4 * 1024 * 1024
 # Raw bytes per data frame the client and the daemon send (bounded buffers both ways).
 DATA_CHUNK = 256 * 1024
+# A frame's buffer grows with what arrives, at most this much per read: a header alone allocates nothing.
+_RECV_STEP = 256 * 1024
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -54,17 +56,16 @@ class ProtocolError(Exception):
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
+    """Exactly `size` bytes; memory follows the bytes that arrived, not the length a header claims."""
+    buf = bytearray()
+    while len(buf) < size:
         try:
-            n = sock.recv_into(view[got:], size - got)
+            data = sock.recv(min(size - len(buf), _RECV_STEP))
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise PeerClosed(str(exc)) from exc
-        if n == 0:
-            raise PeerClosed("end of stream" if got == 0 else "end of stream inside a frame")
-        got += n
+        if not data:
+            raise PeerClosed("end of stream" if not buf else "end of stream inside a frame")
+        buf += data
     return bytes(buf)
 
 
@@ -78,6 +79,8 @@ def recv_frame(sock: socket.socket) -> tuple[bytes, t.Any]:
             value = json.loads(_recv_exact(sock, length).decode("utf-8"))
         except ValueError as exc:
             raise ProtocolError(f"bad JSON frame: {exc}") from None
+        except RecursionError:  # deeply nested arrays/objects: not a request of ours
+            raise ProtocolError("bad JSON frame: nested too deeply") from None
         if not isinstance(value, dict):
             raise ProtocolError("a JSON frame must hold an object")
         return kind, value

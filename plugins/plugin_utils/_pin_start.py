@@ -15,13 +15,18 @@ import sys
 import typing as t
 
 from ._errors import ConfigError, TransportError
-from ._pin_paths import PinPaths
+from ._pin_paths import TRUST_ENV, PinPaths
 
 log = logging.getLogger(__name__)
 
-# Never handed to the daemon's environment: secrets by name, and proxy settings (R7: the spec says which proxy).
-_SECRET_ENV = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|CREDENTIAL|_KEY$|^KRB5CCNAME$", re.IGNORECASE)
-_PROXY_ENV = re.compile(r"^(HTTPS?|ALL|NO|FTP|SOCKS)_PROXY$", re.IGNORECASE)
+# The daemon's environment is built from this allow-list, never from what the starting run happens to have:
+# the process basics, the trust and identity variables (which also pick the daemon, _pin_paths.TRUST_ENV) and the
+# test suite's own hooks (honoured by the daemon only under pytest). Secrets (SSHPASS, ANSIBLE_BECOME_PASS, ...),
+# proxies (R7: the spec says which proxy), KRB5CCNAME (the spec carries the run's cache) and debugging sinks
+# (SSLKEYLOGFILE, KRB5_TRACE) stay out.
+_PLAIN_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "XDG_RUNTIME_DIR"})
+_PLAIN_ENV_PREFIXES = ("LC_",)
+_TEST_ENV = re.compile(r"^(PYTEST_CURRENT_TEST|PINNED_WINRM_TEST_[A-Z0-9_]+)$")
 
 
 # What the engine needs beside the standard library (the daemon and the in-process runner; a task's worker
@@ -40,9 +45,12 @@ def check_packages() -> None:
 
 
 def daemon_env(base: t.Mapping[str, str], pythonpath: str) -> dict[str, str]:
-    """The daemon's environment: ours minus secrets and proxy variables, with the collection on PYTHONPATH."""
-    env = {k: v for k, v in base.items() if not _SECRET_ENV.search(k) and not _PROXY_ENV.match(k)}
-    existing = env.get("PYTHONPATH")
+    """The daemon's environment from an allow-list of ours, with the collection on PYTHONPATH."""
+    env = {
+        k: v for k, v in base.items()
+        if k in _PLAIN_ENV or k.startswith(_PLAIN_ENV_PREFIXES) or k in TRUST_ENV or _TEST_ENV.match(k)
+    }
+    existing = base.get("PYTHONPATH")
     env["PYTHONPATH"] = pythonpath + (os.pathsep + existing if existing else "")
     return env
 

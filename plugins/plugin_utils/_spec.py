@@ -18,12 +18,16 @@ import dataclasses
 import hashlib
 import hmac
 import ipaddress
-import math
 import json
+import math
+import os
+import stat
+import threading
 import typing as t
 import urllib.parse
 
 from ._errors import ConfigError
+from ._kerberos import TICKET_AUTHS, TicketIdentity, resolve_ticket_identity
 
 HOST_AUTHS = ("basic", "certificate", "negotiate", "kerberos", "ntlm", "credssp")
 ENCRYPTING_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp")
@@ -98,6 +102,11 @@ class SessionSpec:
     reconnection_retries: int = 0
     reconnection_backoff: float = 2.0
     proxy: ProxySpec | None = None
+    # The run's own Kerberos tickets, for a kerberos/negotiate login (host or proxy) without a password: the
+    # credential cache or client keytab and its principal, resolved by the run, used as is by the daemon.
+    kerberos_ccache: str | None = None
+    kerberos_keytab: str | None = None
+    kerberos_principal: str | None = None
 
     # -- derived ---------------------------------------------------------
 
@@ -108,12 +117,21 @@ class SessionSpec:
 
     @property
     def encrypt(self) -> bool:
-        """Whether WinRM message encryption wraps every message."""
+        """Whether WinRM message encryption wraps every message.
+
+        `auto` encrypts over http, and over https through a proxy when the host's certificate is not
+        validated: then whoever terminates the tunnel could read the messages, as over http (R3).
+        """
         if self.message_encryption == "always":
             return True
         if self.message_encryption == "never":
             return False
-        return self.scheme == "http"
+        return self.scheme == "http" or self.unverified_tunnel
+
+    @property
+    def unverified_tunnel(self) -> bool:
+        """TLS to the host through a proxy without validating the host's certificate: TLS proves nothing there."""
+        return self.proxy is not None and self.scheme == "https" and not self.cert_validation
 
     @property
     def use_tunnel(self) -> bool:
@@ -123,7 +141,7 @@ class SessionSpec:
         """A secret-free summary for logs, `-vvv` and the session list."""
         return {
             "endpoint": self.endpoint,
-            "user": self.username,
+            "user": self.username or self.kerberos_principal,
             "auth": self.auth,
             "configuration_name": self.configuration_name,
             "encrypt": self.encrypt,
@@ -143,30 +161,168 @@ class SessionSpec:
 
     @classmethod
     def from_wire(cls, data: dict[str, t.Any]) -> SessionSpec:
+        """The spec a client sent, checked again as build_spec checks it: values in range, R1 and R3.
+
+        The daemon acts on what arrives on its socket, not on what a well-behaved client would send.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("the session spec from the client is not an object")
         data = dict(data)
         proxy = data.pop("proxy", None)
         _check_wire_fields(cls, data)
         proxy_spec = None
         if proxy is not None:
+            if not isinstance(proxy, dict):
+                raise ConfigError("the proxy of the session spec from the client is not an object")
             _check_wire_fields(ProxySpec, proxy)  # else a stray proxy field escapes as a bare TypeError
             proxy_spec = ProxySpec(**proxy)
-        return cls(proxy=proxy_spec, **data)
+            _check_wire_values(proxy_spec, _PROXY_WIRE_RULES)
+        spec = cls(proxy=proxy_spec, **data)
+        _check_wire_values(spec, _SPEC_WIRE_RULES)
+        _check_rules(spec)
+        return spec
+
+    @property
+    def ticket_identity(self) -> TicketIdentity:
+        """The run's Kerberos ticket source (empty unless a kerberos/negotiate login has no password)."""
+        return TicketIdentity(self.kerberos_ccache, self.kerberos_principal, self.kerberos_keytab)
+
+    def trust_files(self) -> dict[str, str]:
+        """The files this session's trust and identity come from: CA bundles, client certificate and key."""
+        named = {
+            "ca_cert": self.ca_cert,
+            "certificate_pem": self.certificate_pem,
+            "certificate_key_pem": self.certificate_key_pem,
+            "proxy_ca_cert": self.proxy.ca_cert if self.proxy is not None else None,
+        }
+        return {name: value for name, value in named.items() if value and not _is_pem_text(value)}
 
     def pin_key(self, key: bytes) -> str:
-        """Identify the session: every field, secrets included, under a keyed hash.
+        """Identify the session: every field, secrets included, and the contents of its trust files, under a keyed hash.
 
-        Two specs share a pinned session only when every setting and every
-        credential is identical; the key never leaves the daemon, so the pin
-        key reveals nothing about the secrets.
+        Two specs share a pinned session only when every setting, every credential and every CA or
+        certificate file they name (by content, not by path: a rotated certificate gets a new session) is
+        identical; the key never leaves the daemon, so the pin key reveals nothing about the secrets.
         """
-        canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
+        files = {name: file_fingerprint(path) for name, path in self.trust_files().items()}
+        canonical = json.dumps({"spec": self.to_wire(), "files": files}, sort_keys=True, separators=(",", ":"))
         return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _is_pem_text(value: str) -> bool:
+    return value.lstrip().startswith("-----BEGIN")
+
+
+# Fingerprints of trust files by path, re-read only when the file's stat changes (every task computes its pin key).
+_FINGERPRINTS: dict[str, tuple[tuple[int, ...], str]] = {}
+_FINGERPRINTS_LOCK = threading.Lock()
+_MAX_TRUST_FILE = 64 * 1024 * 1024  # a CA bundle is kilobytes; read no further than this
+_MAX_CA_DIR_ENTRIES = 10000
+
+
+def file_fingerprint(path: str) -> str:
+    """SHA-256 of a file's content (of a CA directory: of its entries' names and contents); a marker if unreadable.
+
+    Loading the file is the transport's job and its error names the setting; here an unreadable file only
+    has to key apart from a readable one.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    if stat.S_ISDIR(st.st_mode):
+        digest = hashlib.sha256(b"dir")
+        try:
+            names = sorted(os.listdir(path))[:_MAX_CA_DIR_ENTRIES]
+        except OSError as exc:
+            return f"unreadable:{exc.errno}"
+        for name in names:
+            entry = os.path.join(path, name)
+            if os.path.isfile(entry):
+                digest.update(f"{name}\0{file_fingerprint(entry)}\0".encode("utf-8", "surrogateescape"))
+        return digest.hexdigest()
+    signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _FINGERPRINTS_LOCK:
+        cached = _FINGERPRINTS.get(path)
+    if cached is not None and cached[0] == signature:
+        return cached[1]
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            digest.update(handle.read(_MAX_TRUST_FILE))
+    except OSError as exc:
+        return f"unreadable:{exc.errno}"
+    value = digest.hexdigest()
+    with _FINGERPRINTS_LOCK:
+        _FINGERPRINTS[path] = (signature, value)
+    return value
+
+
+def _absolute(path: t.Any) -> str | None:
+    """A file setting as an absolute path (the daemon runs in another directory), or PEM text unchanged."""
+    if not path:
+        return None
+    text = str(path)
+    return text if _is_pem_text(text) else os.path.abspath(os.path.expanduser(text))
 
 
 def _check_wire_fields(cls: type, data: t.Mapping[str, t.Any]) -> None:
     unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise ConfigError(f"unknown session fields from client: {sorted(unknown)}")
+
+
+def _text_or_none(value: t.Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _number(low: float, high: float = math.inf) -> t.Callable[[t.Any], bool]:
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+
+def _one_of(*values: t.Any) -> t.Callable[[t.Any], bool]:
+    return lambda v: v in values
+
+
+_BOOL = _one_of(True, False)
+# (field, check) of a spec from the wire: the ranges build_spec enforces on inventory values
+_SPEC_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
+    ("scheme", _one_of("http", "https")),
+    ("host", lambda v: isinstance(v, str) and bool(v) and not any(c in v for c in "/ @?#")),
+    ("port", _number(1, 65535)),
+    ("path", lambda v: isinstance(v, str) and not any(c in v for c in " ?#")),
+    ("auth", _one_of(*HOST_AUTHS)),
+    ("message_encryption", _one_of(*MESSAGE_ENCRYPTION)),
+    ("credssp_auth_mechanism", _one_of("auto", "kerberos", "ntlm")),
+    ("credssp_minimum_version", _number(1, 6)),
+    ("connection_timeout", _number(0.001)),
+    ("read_timeout", _number(0.001)),
+    ("operation_timeout", _number(1)),
+    ("max_envelope_size", _number(8192, 16 * 1024 * 1024)),
+    ("reconnection_retries", _number(0, 100)),
+    ("reconnection_backoff", _number(0)),
+    *((name, _BOOL) for name in ("no_profile", "cert_validation", "credssp_disable_tlsv1_2", "negotiate_delegate",
+                                 "negotiate_send_cbt")),
+    *((name, _text_or_none) for name in ("username", "password", "ca_cert", "certificate_pem", "certificate_key_pem",
+                                         "certificate_key_password", "negotiate_hostname_override",
+                                         "kerberos_ccache", "kerberos_keytab", "kerberos_principal")),
+)
+_PROXY_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
+    ("scheme", _one_of(*PROXY_SCHEMES)),
+    ("host", lambda v: isinstance(v, str) and bool(v)),
+    ("port", _number(1, 65535)),
+    ("auth", _one_of(None, *PROXY_AUTHS)),
+    ("tunnel", _BOOL),
+    *((name, _text_or_none) for name in ("username", "password", "ca_cert", "negotiate_hostname")),
+)
+
+
+def _check_wire_values(spec: t.Any, rules: t.Iterable[tuple[str, t.Callable[[t.Any], bool]]]) -> None:
+    """Refuse a spec from the wire whose values build_spec would never produce (ConfigError, nothing sent)."""
+    bad = [name for name, valid in rules if not valid(getattr(spec, name))]
+    if bad:
+        raise ConfigError(f"the session spec from the client has invalid values for {', '.join(bad)}; "
+                          "the pin daemon refuses it (is the client of another version?)")
 
 
 # -- building a spec from the plugin's options ------------------------------
@@ -245,14 +401,24 @@ def _endpoint(options: t.Mapping[str, t.Any]) -> tuple[str, str, int]:
 
 
 def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str, str, int, str | None, str | None]:
-    """Split a proxy URL into (scheme, host, port, user, password); clear errors for bad input."""
+    """Split a proxy URL into (scheme, host, port, user, password); clear errors for bad input.
+
+    Every error shows the URL with its password masked, whatever shape the URL has.
+    """
     text = str(url).strip()
     if "://" not in text:
         raise ConfigError(
-            f"{setting}: {text!r} has no scheme; write it as http://proxy.example.com:3128 "
+            f"{setting}: {_redact_url(text)!r} has no scheme; write it as http://proxy.example.com:3128 "
             "(or https:// for a TLS proxy)."
         )
-    parsed = urllib.parse.urlsplit(text)
+    try:
+        parsed = urllib.parse.urlsplit(text)
+        host = parsed.hostname
+    except ValueError as exc:  # an unbalanced IPv6 bracket, for one
+        raise ConfigError(
+            f"{setting}: {_redact_url(text)!r} is not a valid URL ({exc}); write it as http://proxy.example.com:3128, "
+            "with an IPv6 address in brackets (http://[2001:db8::1]:3128)."
+        ) from None
     scheme = parsed.scheme.lower()
     if scheme.startswith("socks"):
         raise ConfigError(
@@ -267,7 +433,6 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
         port = parsed.port
     except ValueError:
         raise ConfigError(f"{setting}: the port in {_redact_url(text)!r} is not a number between 1 and 65535.") from None
-    host = parsed.hostname
     if not host:
         raise ConfigError(f"{setting}: {_redact_url(text)!r} has no host name.")
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
@@ -280,12 +445,21 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
 
 
 def _redact_url(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.password is None:
-        return url
-    netloc = parsed.netloc.rsplit("@", 1)[1]
-    user = parsed.username or ""
-    return urllib.parse.urlunsplit((parsed.scheme, f"{user}:********@{netloc}", parsed.path, parsed.query, parsed.fragment))
+    """The URL with the password of its user part masked, with or without a scheme, parseable or not.
+
+    Everything before the last "@" is taken as user:password (over-masking a path is harmless; a password
+    with an unencoded "@" or "/" must not leak), so no URL parser is trusted with a malformed URL here.
+    """
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    if "@" not in rest:
+        return text
+    userinfo, host = rest.rsplit("@", 1)
+    user, colon, _password = userinfo.partition(":")
+    masked = f"{user}:********@{host}" if colon else f"{userinfo}@{host}"
+    return f"{scheme}://{masked}" if sep else masked
 
 
 def parse_bypass(entries: t.Any, setting: str = "ansible_psrp_proxy_bypass") -> tuple[str, ...]:
@@ -353,19 +527,74 @@ def bypassed(host: str, entries: t.Iterable[str]) -> bool:
     return False
 
 
+def _env_value(environ: t.Mapping[str, str], name: str) -> tuple[str | None, str]:
+    """(value, variable) of a proxy variable: the lowercase name wins when set, even empty (curl, urllib)."""
+    if name in environ:
+        return environ[name], name
+    return environ.get(name.upper()), name.upper()
+
+
 def _env_proxy(scheme: str, environ: t.Mapping[str, str]) -> tuple[str | None, str | None, tuple[str, ...]]:
     """The environment's proxy for this endpoint scheme, its variable name, and NO_PROXY entries."""
-    lowered = {k.lower(): v for k, v in environ.items() if k.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
-    no_proxy = parse_bypass(lowered.get("no_proxy"), "NO_PROXY") if lowered.get("no_proxy") else ()
+    no_proxy, no_proxy_name = _env_value(environ, "no_proxy")
+    entries = parse_bypass(no_proxy, no_proxy_name) if no_proxy else ()
     for name in (f"{scheme}_proxy", "all_proxy"):
-        value = lowered.get(name)
+        value, variable = _env_value(environ, name)
         if value:
-            return value, name.upper(), no_proxy
-    return None, None, no_proxy
+            return value, variable, entries
+    return None, None, entries
+
+
+def _split_port(item: str) -> tuple[str, int | None]:
+    """("host", port) of a NO_PROXY entry written host:port or [v6]:port; ("::1", None) for a bare IPv6."""
+    if item.startswith("[") and "]" in item:
+        host, _bracket, rest = item[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    if item.count(":") == 1:
+        host, _colon, port = item.partition(":")
+        if port.isdigit():
+            return host, int(port)
+    return item, None
+
+
+def no_proxy_bypassed(host: str, port: int, entries: t.Iterable[str]) -> bool:
+    """Whether NO_PROXY `entries` cover host:port, read as curl and Python's urllib read them.
+
+    A name covers itself and every name below it (``corp.example`` and ``.corp.example`` both cover
+    ``win1.corp.example``, never ``badcorp.example``); ``host:port`` covers that port only; ``*`` covers
+    everything; IP addresses and CIDR ranges match addresses.
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
+    except ValueError:
+        address = None
+    for entry in entries:
+        item, entry_port = _split_port(entry.strip().lower())
+        if item == "*":
+            return True
+        if entry_port is not None and entry_port != port:
+            continue
+        if item == "<local>" or "/" in item:
+            if bypassed(host, [item]):
+                return True
+            continue
+        if address is not None:
+            try:
+                if address == ipaddress.ip_address(item):
+                    return True
+            except ValueError:
+                pass
+            continue
+        suffix = item[2:] if item.startswith("*.") else item.lstrip(".")
+        suffix = suffix.rstrip(".")
+        if suffix and (name == suffix or name.endswith("." + suffix)):
+            return True
+    return False
 
 
 def _resolve_proxy(
-    options: t.Mapping[str, t.Any], scheme: str, host: str, environ: t.Mapping[str, str]
+    options: t.Mapping[str, t.Any], scheme: str, host: str, port: int, environ: t.Mapping[str, str]
 ) -> ProxySpec | None:
     """Apply R7: the inventory's proxy, else the environment's only when asked; bypass lists win."""
     from_env = _bool(options.get("proxy_from_env", False), "ansible_psrp_proxy_from_env")
@@ -375,9 +604,9 @@ def _resolve_proxy(
     source = "inventory"
     if url is not None and not str(url).strip():
         url = None
+    env_bypass: tuple[str, ...] = ()
     if url is None and from_env and not ignore_proxy:
         url, source_name, env_bypass = _env_proxy(scheme, environ)
-        bypass = bypass + env_bypass
         source = source_name or "environment"
     if url is None:
         if options.get("proxy_user") or options.get("proxy_password") or options.get("proxy_auth"):
@@ -386,7 +615,7 @@ def _resolve_proxy(
                 "set ansible_psrp_proxy to the proxy URL, or remove the proxy credentials."
             )
         return None
-    if bypassed(host, bypass):
+    if bypassed(host, bypass) or no_proxy_bypassed(host, port, env_bypass):
         return None
 
     setting = "ansible_psrp_proxy" if source == "inventory" else source
@@ -420,7 +649,7 @@ def _resolve_proxy(
         auth=auth,
         username=user or None,
         password=password or None,
-        ca_cert=str(ca_cert) if ca_cert else None,
+        ca_cert=_absolute(ca_cert),
         tunnel=_bool(options.get("proxy_tunnel", False), "ansible_psrp_proxy_tunnel"),
         negotiate_service=str(options.get("proxy_negotiate_service") or "HTTP"),
         negotiate_hostname=options.get("proxy_negotiate_hostname_override") or None,
@@ -468,6 +697,8 @@ def _check_rules(spec: SessionSpec) -> None:
             "(ansible_psrp_proxy_auth: digest, ntlm, negotiate or kerberos). For a proxy that offers nothing else, "
             "ansible_psrp_proxy_allow_basic_over_http: true accepts the risk (a warning on every run)."
         )
+    if spec.unverified_tunnel:
+        _check_unverified_tunnel(spec, via)
     if spec.scheme == "http":
         if spec.auth in ("basic", "certificate"):
             raise ConfigError(
@@ -482,6 +713,36 @@ def _check_rules(spec: SessionSpec) -> None:
                 "messages through the proxy. Fix: set ansible_psrp_message_encryption=auto (or always), or use "
                 "ansible_psrp_protocol=https."
             )
+
+
+def _check_unverified_tunnel(spec: SessionSpec, via: str) -> None:
+    """R1/R3 with ansible_psrp_cert_validation=ignore through a proxy: the TLS to the host could be anyone's.
+
+    Whoever terminates the tunnel (the proxy, or anyone on its path) would read a Basic password and
+    unencrypted messages, and could relay NTLM or Kerberos without channel binding; so the rules of http://
+    apply: an auth that encrypts messages, message encryption on, and the channel binding token sent.
+    """
+    why = (f"ansible_psrp_cert_validation=ignore through {via}: the host's certificate is not checked, so "
+           "whoever terminates the tunnel (the proxy or anyone on its path) would")
+    fix = ("Fix: validate the host's certificate (ansible_psrp_cert_validation: validate, with ansible_psrp_ca_cert "
+           "naming its CA)")
+    if spec.auth in ("basic", "certificate"):
+        what = "read the password" if spec.auth == "basic" else "read every WinRM message (certificate auth cannot encrypt them)"
+        raise ConfigError(
+            f"R3: ansible_psrp_auth={spec.auth} with {why} {what}. {fix}, or use an auth that encrypts messages "
+            "(ntlm, negotiate, kerberos, credssp)."
+        )
+    if spec.message_encryption == "never":
+        raise ConfigError(
+            f"R3: ansible_psrp_message_encryption=never with {why} read every WinRM message. {fix}, or set "
+            "ansible_psrp_message_encryption=auto (or always)."
+        )
+    if spec.auth in ("ntlm", "negotiate", "kerberos") and not spec.negotiate_send_cbt:
+        raise ConfigError(
+            f"R1: ansible_psrp_negotiate_send_cbt=false with {why} relay your {spec.auth} authentication to the "
+            f"host unnoticed; the channel binding token is what lets the host notice. {fix}, or set "
+            "ansible_psrp_negotiate_send_cbt=true."
+        )
 
 
 # Where ansible.builtin.psrp (requests) finds a CA bundle when cert_validation is on and no ca_cert is set.
@@ -550,9 +811,9 @@ def build_spec(
         password=options.get("remote_password"),
         message_encryption=encryption,
         cert_validation=cert_validation == "validate",
-        ca_cert=ca_cert,
-        certificate_pem=options.get("certificate_pem") or None,
-        certificate_key_pem=options.get("certificate_key_pem") or None,
+        ca_cert=_absolute(ca_cert),
+        certificate_pem=_absolute(options.get("certificate_pem")),
+        certificate_key_pem=_absolute(options.get("certificate_key_pem")),
         certificate_key_password=options.get("certificate_key_password") or None,
         credssp_auth_mechanism=_choice(options.get("credssp_auth_mechanism") or "auto",
                                        "ansible_psrp_credssp_auth_mechanism", ("auto", "kerberos", "ntlm")),
@@ -573,10 +834,11 @@ def build_spec(
         reconnection_retries=_int(options.get("reconnection_retries", 0), "ansible_psrp_reconnection_retries",
                                   minimum=0, maximum=100),
         reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
-        proxy=_resolve_proxy(options, scheme, host, environ),
+        proxy=_resolve_proxy(options, scheme, host, port, environ),
     )
     if spec.proxy is not None and spec.proxy.scheme == "https" and spec.proxy.ca_cert is None and env_bundle:
-        spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, ca_cert=env_bundle[0]))
+        spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, ca_cert=_absolute(env_bundle[0])))
+    spec = _with_ticket_identity(spec, environ)
     _check_rules(spec)
     proxy = spec.proxy
     if proxy is not None and proxy.auth == "basic" and proxy.scheme == "http":
@@ -584,3 +846,22 @@ def build_spec(
                                  f"{proxy.username!r} crosses the network readable to the proxy {proxy.url} "
                                  "(Basic over http://); use the proxy's https:// port or another proxy_auth"))
     return spec
+
+
+def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str]) -> SessionSpec:
+    """Pin the run's own Kerberos tickets into the spec when a kerberos/negotiate login has no password.
+
+    The identity (cache or keytab, and principal) becomes part of the pin key, so runs with different
+    caches never share a session, and the daemon uses exactly this cache instead of its own default.
+    """
+    host_tickets = spec.auth in TICKET_AUTHS and spec.password is None
+    proxy = spec.proxy
+    proxy_tickets = proxy is not None and proxy.auth in TICKET_AUTHS and proxy.password is None
+    if not (host_tickets or proxy_tickets):
+        return spec
+    username = spec.username if host_tickets else t.cast(ProxySpec, proxy).username
+    identity = resolve_ticket_identity(username, environ)
+    if identity is None:
+        return spec
+    return dataclasses.replace(spec, kerberos_ccache=identity.ccache, kerberos_keytab=identity.keytab,
+                               kerberos_principal=identity.principal)

@@ -43,6 +43,7 @@ from ._connection import (
 )
 from ._errors import (
     AffinityLostError,
+    CommandTimeoutError,
     ConfigError,
     HostAuthError,
     HostError,
@@ -152,6 +153,9 @@ class WinRMTransport:
         self._messages_on_conn = 0
         self._host_ctx: ssl.SSLContext | None = None
         self._proxy_ctx: ssl.SSLContext | None = None
+        self._command_deadline: float | None = None  # set_command_deadline(): the task's own bound
+        self._command_timeout: float | None = None
+        self._command_setting = "ansible_psrp_persist_command_timeout"
         log.debug(
             "WinRM transport for %s (auth %s, encrypt %s, proxy %s, %s)",
             self.endpoint,
@@ -183,8 +187,9 @@ class WinRMTransport:
         read_timeouts = 0
         not_processed = 0
         for _ in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
+            limit = self._command_time_left(read_timeout or self.spec.read_timeout)
             try:
-                return self._send_once(message, read_timeout)
+                return self._send_once(message, limit)
             except _NotProcessed as e:
                 if self._conn is not None and not self._conn.reusable:
                     self._drop()
@@ -221,6 +226,8 @@ class WinRMTransport:
                 self._emit(kind, f"{e.reason}; re-opening{self._via()} and re-authenticating (attempt {reopens}/{budget})")
             except ReadTimeoutError:
                 self._drop()
+                if self._command_deadline is not None and time.monotonic() >= self._command_deadline:
+                    self._command_time_left(0.0)  # raises CommandTimeoutError, once
                 if read_timeouts >= retries_on_read_timeout:
                     raise
                 read_timeouts += 1
@@ -232,6 +239,31 @@ class WinRMTransport:
                     self._drop()
                 raise
         raise TransportError(f"The Windows host {self._authority} could not be reached{self._via()}.")
+
+    def set_command_deadline(self, timeout: float | None, setting: str = "ansible_psrp_persist_command_timeout") -> None:
+        """Bound the task under way: no request waits past `timeout` seconds from now (None: no bound).
+
+        The first send at or past the deadline raises CommandTimeoutError and lifts the bound, so stopping the
+        task's pipeline and closing the session afterwards still have their connection.
+        """
+        self._command_deadline = None if not timeout else time.monotonic() + timeout
+        self._command_timeout = timeout
+        self._command_setting = setting
+
+    def _command_time_left(self, read_timeout: float) -> float:
+        """The read timeout for the next request, cut to the command deadline; raises once it has passed."""
+        if self._command_deadline is None:
+            return read_timeout
+        left = self._command_deadline - time.monotonic()
+        if left <= 0:
+            self._command_deadline = None
+            self._emit("command_timeout", f"the task ran past {self._command_setting} ({self._command_timeout:g}s)")
+            raise CommandTimeoutError(
+                f"The task did not finish within {self._command_setting} ({self._command_timeout:g}s) on "
+                f"{self._authority}{self._via()}; it was stopped and its session closed. Its outcome on the host is "
+                "unknown: check the host before running it again."
+            )
+        return min(read_timeout, left)
 
     def close(self) -> None:
         """Close the held connection (the next send opens a new one)."""
@@ -281,14 +313,16 @@ class WinRMTransport:
                 raise _Resend("fresh 401 on an authenticated connection", "the host no longer knows this connection's authentication")
             raise self._host_auth_error(resp, rejected=True)
         self._check_proxy_answer(resp)
+        # Before the status is read: an unencrypted error (a forged "shell not found" fault, say) must not make
+        # the session act, for instance resend a command the host may already run. Only the host can encrypt.
+        if self._encryption is not None and resp.body and not self._was_encrypted(resp):
+            raise TransportError(
+                f"The answer from {self._authority}{self._via()} (HTTP {resp.status}) was not encrypted although WinRM "
+                "message encryption is on (R3); refusing it."
+            )
         body = self._decrypt(resp)
         if resp.status >= 400:
             self._raise_host_status(resp, body)
-        if self._encryption is not None and body and not self._was_encrypted(resp):
-            raise TransportError(
-                f"The answer from {self._authority}{self._via()} was not encrypted although WinRM message "
-                "encryption is on (R3); refusing it."
-            )
         content_type = (resp.header("content-type") or "").lower()
         if body and self._encryption is None and not content_type.startswith("application/soap+xml"):
             # a captive portal, a proxy's own page or a non-WinRM service: say so instead of an XML error
@@ -397,7 +431,7 @@ class WinRMTransport:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         party = f"proxy {proxy.url}"
         conn = HTTPConnection(stream, party=party, max_response=self._max_response)
-        provider = proxy_provider(proxy)
+        provider = proxy_provider(proxy, self.spec)
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
         for _ in range(_MAX_LEGS):

@@ -51,17 +51,29 @@ def host_password(e2e: E2E, index: int = 0, user: str = "ansible") -> str:
     return next(u["password"] for u in e2e.host(index)["users"] if u["username"] == user)
 
 
-def daemon_pid(e2e: E2E) -> int | None:
-    """The pin daemon's pid for this test's persist dir (None when none runs)."""
-    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+def daemon_pids(e2e: E2E) -> list[int]:
+    """The pids of the pin daemons serving this test's persist dir (one per trust profile), from /proc."""
+    wanted = [b"_pin_daemon", b"--dir", str(e2e.workdir / "pc").encode()]
+    pids = []
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(wanted[0]) for a in argv) and wanted[2] in argv:
+            pids.append(int(proc.name))
+    return sorted(pids)
 
-    hello = PinClient(str(e2e.workdir / "pc"), autostart=False).hello()
-    return int(hello["pid"]) if hello and hello.get("pid") else None
+
+def daemon_pid(e2e: E2E) -> int | None:
+    """The pin daemon's pid for this test's persist dir (None when none runs; the first of several)."""
+    pids = daemon_pids(e2e)
+    return pids[0] if pids else None
 
 
 def daemon_log(e2e: E2E) -> str:
     text = ""
-    for path in sorted((e2e.workdir / "pc").glob("pinned-winrm-*/daemon.log*")):
+    for path in sorted((e2e.workdir / "pc").glob("pinned-winrm-*/daemon*.log*")):
         text += path.read_text(encoding="utf-8", errors="replace")
     return text
 

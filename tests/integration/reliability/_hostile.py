@@ -7,16 +7,21 @@ ScriptedHost(answer): answer(index, body) -> bytes | Iterable[bytes] is written 
 request (0-based, counted over all connections); the connection closes after each answer's iterable
 ends unless it is plain bytes (then it stays open for the next request).
 
-TamperingRelay(upstream_host, upstream_port, tamper): relays requests over one upstream connection per
-client connection (so NTLM stays bound to it), and passes each answer through
+TricklingTLSHost(cert, key, mode): a TLS "host" that sends its handshake, or its first answer, one byte at a
+time, each byte well within any per-read timeout.
+
+TamperingRelay(upstream_host, upstream_port, tamper, request_filter=None): relays requests over one upstream
+connection per client connection (so NTLM stays bound to it), and passes each answer through
 tamper(index, status, headers, body) -> bytes | Iterable[bytes] | None (None: relay unchanged), where
-index counts answers to requests with a non-empty body (WinRM messages, not handshake legs).
+index counts answers to requests with a non-empty body (WinRM messages, not handshake legs) that pass
+request_filter(request body), when one is given.
 """
 
 from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import threading
 import typing as t
 
@@ -156,15 +161,37 @@ class TamperingRelay(_Server):
     """Relays to a real (lab) host and lets the test rewrite chosen answers."""
 
     def __init__(self, upstream_host: str, upstream_port: int,
-                 tamper: t.Callable[[int, int, list[tuple[str, str]], bytes], Answer | None]) -> None:
+                 tamper: t.Callable[[int, int, list[tuple[str, str]], bytes], Answer | None], *,
+                 request_filter: t.Callable[[bytes], bool] | None = None,
+                 legs: bool = False, tls: tuple[str, str] | None = None) -> None:
         super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self._tamper = tamper
+        # only answers to requests whose body passes it are offered to tamper (and counted in index)
+        self._request_filter = request_filter
+        # legs: offer the answers to handshake legs (empty POSTs) instead of the WinRM messages'
+        self._legs = legs
+        # tls: (cert, key) to terminate TLS from the client; then the relay speaks TLS to the host too (unverified)
+        self._tls = None
+        if tls is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(*tls)
         self.messages = 0
         self.tampered = 0
 
+    def _offered(self, body: bytes) -> bool:
+        if self._legs:
+            return not body
+        return bool(body) and (self._request_filter is None or self._request_filter(body))
+
     def _serve(self, conn: socket.socket) -> None:
-        upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
+        if self._tls is not None:
+            conn.settimeout(30)
+            conn = self._tls.wrap_socket(conn, server_side=True)
+            upstream: http.client.HTTPConnection = http.client.HTTPSConnection(
+                *self.upstream, timeout=60, context=ssl._create_unverified_context())  # loopback lab host only
+        else:
+            upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
         try:
             parser = h11.Connection(our_role=h11.SERVER)
             for _ in range(10_000):
@@ -178,7 +205,7 @@ class TamperingRelay(_Server):
                 payload = resp.read()
                 resp_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
                 answer: Answer | None = None
-                if body:
+                if self._offered(body):
                     with self._lock:
                         index = self.messages
                         self.messages += 1
@@ -192,3 +219,60 @@ class TamperingRelay(_Server):
                 parser = h11.Connection(our_role=h11.SERVER)
         finally:
             upstream.close()
+
+
+class TricklingTLSHost(_Server):
+    """A TLS "host" that sends its bytes one at a time, each well within any per-read timeout.
+
+    mode "handshake": the server's handshake flight (ServerHello ... Finished) is trickled, so the handshake
+    never completes in time; mode "answer": the handshake is normal, then the answer to the first request
+    is one TLS record trickled a byte every `interval` seconds. Bounded: at most `limit` bytes are trickled.
+    """
+
+    def __init__(self, cert: str, key: str, *, mode: str, interval: float = 0.25, limit: int = 400) -> None:
+        super().__init__()
+        self.mode = mode
+        self.interval = interval
+        self.limit = limit
+        self.trickled = 0
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(cert, key)
+
+    def _trickle(self, conn: socket.socket, data: bytes) -> None:
+        for byte in data[: self.limit]:
+            if self._stop.wait(self.interval):
+                return
+            conn.sendall(bytes([byte]))
+            self.trickled += 1
+
+    def _serve(self, conn: socket.socket) -> None:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self._context.wrap_bio(incoming, outgoing, server_side=True)
+        conn.settimeout(30)
+        for _ in range(100):  # bounded: a handshake is a few flights
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                flight = outgoing.read()
+                if flight:
+                    if self.mode == "handshake":
+                        self._trickle(conn, flight)
+                        return
+                    conn.sendall(flight)
+                data = conn.recv(65536)
+                if not data:
+                    return
+                incoming.write(data)
+        conn.sendall(outgoing.read())
+        for _ in range(100):  # read the first request (its end does not matter: the answer is what is trickled)
+            try:
+                if tls.read(65536):
+                    break
+            except ssl.SSLWantReadError:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                incoming.write(data)
+        tls.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: 4000\r\n\r\n" + b"<" * 4000)
+        self._trickle(conn, outgoing.read())

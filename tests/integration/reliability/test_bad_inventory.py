@@ -22,6 +22,7 @@ from ._helpers import raw, write_playbook
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 PROXY = "http://127.0.0.1:9"  # never contacted: every case below is refused before any byte
+SECRET = "S3cret-Bad-Inv-1"  # a proxy password inside malformed URLs: no message may show it
 
 # (label, overrides, words the message must contain (any of))
 CASES: list[tuple[str, dict[str, t.Any], tuple[str, ...]]] = [
@@ -30,6 +31,10 @@ CASES: list[tuple[str, dict[str, t.Any], tuple[str, ...]]] = [
     ("host given as a URL", {"ansible_host": "http://win01/wsman"}, ("ansible_host",)),
     ("proxy scheme ftp://", {"ansible_psrp_proxy": "ftp://127.0.0.1:21"}, ("ansible_psrp_proxy",)),
     ("proxy without scheme", {"ansible_psrp_proxy": "proxy.example:3128"}, ("ansible_psrp_proxy",)),
+    ("proxy without scheme, with a password (as often in HTTPS_PROXY)",
+     {"ansible_psrp_proxy": f"svc:{SECRET}@proxy.example:3128"}, ("ansible_psrp_proxy",)),
+    ("proxy URL with an unbalanced IPv6 bracket", {"ansible_psrp_proxy": f"https://svc:{SECRET}@[::1:3128"},
+     ("ansible_psrp_proxy",)),
     ("proxy port out of range", {"ansible_psrp_proxy": "http://127.0.0.1:99999"}, ("ansible_psrp_proxy",)),
     ("proxy URL with a path", {"ansible_psrp_proxy": "http://127.0.0.1:3128/wpad.dat"}, ("ansible_psrp_proxy",)),
     ("proxy scheme socks5:// (not supported yet)", {"ansible_psrp_proxy": "socks5://127.0.0.1:1080"},
@@ -78,8 +83,9 @@ CHECKED_BY_ANSIBLE = {"port not a number", "proxy auth scheme unknown", "message
 
 
 def test_malformed_inventory_values_fail_with_the_variable_named(e2e: E2E, check) -> None:
-    rows = {label: check("Bad input", f"inventory: {label} ({', '.join(f'{k}={v!r}' for k, v in over.items() if k != 'ansible_port' or label.startswith('port'))})",
-                         "status failed (not unreachable), message names " + " or ".join(words) + ", nothing sent",
+    rows = {label: check("Bad input", f"inventory: {label} ({', '.join(f'{k}={v!r}' for k, v in over.items() if k != 'ansible_port' or label.startswith('port'))})".replace(SECRET, "<password>"),
+                         "status failed (not unreachable), message names " + " or ".join(words)
+                         + ", no password in it, nothing sent",
                          report.BAD_INPUT)
             for label, over, words in CASES}
     base = e2e.host_vars(0)
@@ -100,6 +106,9 @@ def test_malformed_inventory_values_fail_with_the_variable_named(e2e: E2E, check
         named = any(w in msg for w in words)
         short = msg.split("pinned.winrm.psrp: ", 1)[-1]
         rows[label].see(f"{result['status']}: {short[:230]}")
+        if SECRET in msg:
+            rows[label].passed = False
+            failures.append(f"{label}: the message shows the password: {msg[:300]}")
         if result["status"] != "failed" or not named:
             rows[label].passed = False
             if result["status"] != "failed" or label not in CHECKED_BY_ANSIBLE:

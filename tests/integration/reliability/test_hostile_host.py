@@ -12,6 +12,7 @@ time, with tracemalloc measuring the peak of Python allocations (the hostile pee
 
 from __future__ import annotations
 
+import pathlib
 import struct
 import threading
 import time
@@ -231,3 +232,141 @@ def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: s
         row.see(f"{result.describe()}; answers tampered: {relay.tampered}")
     assert relay.tampered == 1, "the relay never saw the first WinRM answer"
     assert result.clean, result.describe()
+
+
+# -- a peer that trickles bytes: one deadline for the whole handshake and the whole answer ----------------------
+
+
+TRICKLES = [
+    ("handshake", "the TLS handshake flight, one byte every 0.25 s", "ansible_psrp_connection_timeout 2 s"),
+    ("answer", "after a normal handshake, one TLS record of the answer, one byte every 0.25 s", "read timeout 4 s"),
+]
+
+
+@pytest.mark.parametrize("mode,detail,bound", TRICKLES, ids=[m[0] for m in TRICKLES])
+def test_a_peer_trickling_tls_bytes_is_cut_off_at_the_deadline(check, tmp_path, mode: str, detail: str,
+                                                                bound: str) -> None:
+    from tests.lab._certs import LabCA
+
+    from ._hostile import TricklingTLSHost
+
+    row = check("Bad input", f"host trickles {detail} (each byte well within any per-read timeout)",
+                f"a PinnedError naming the host when the deadline passes ({bound}), not when the peer stops",
+                report.BAD_INPUT)
+    cert, key = LabCA.create(tmp_path / "ca").issue_server("trickle", ["localhost"], ["127.0.0.1"])
+    with TricklingTLSHost(str(cert), str(key), mode=mode) as peer:
+        spec = build_spec({
+            "remote_addr": "127.0.0.1", "port": peer.port, "protocol": "https", "auth": "basic",
+            "remote_user": "lab-user", "remote_password": "Hostile-Peer-Pw-1", "cert_validation": "ignore",
+            "read_timeout": READ_TIMEOUT, "operation_timeout": 2, "connection_timeout": 2,
+        })
+        result = _attempt(spec, peer.close)
+        row.see(f"{result.describe()}; the peer had trickled {peer.trickled} bytes")
+    assert result.clean, result.describe()  # within HARD_LIMIT_S: the peer would trickle for 100 s
+    assert "127.0.0.1" in str(result.error)
+
+
+# -- an unencrypted error on an encrypted session (review point 7) ------------------------------------------------
+
+
+def _forged_shell_not_found() -> bytes:
+    """The fault Windows sends for an unknown shell (0x8033805B), in plain text: what a proxy could forge."""
+    from tests.lab import _soap
+
+    envelope = _soap.shell_not_found().render("WIN-LAB1", "uuid:00000000-0000-0000-0000-000000000000")
+    return http_response(500, [("Content-Type", "application/soap+xml;charset=UTF-8")], envelope,
+                         reason="Internal Server Error")
+
+
+@pytest.mark.parametrize("auth", ["ntlm", "kerberos"])
+def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_description, auth: str) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import TransportError
+
+    row = check("Hostile proxy", f"a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
+                "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
+                "fault", "the answer is refused as unencrypted (R3) before the session acts on it: no pool rebuild, the "
+                "command is not resent (it ran once on the host), the task fails", report.BAD_INPUT)
+    host = lab_description["hosts"][0]
+    if auth == "kerberos":
+        if not lab_description.get("kdc"):
+            pytest.skip("the lab runs without its KDC")
+        user = next(u for u in host["users"] if u.get("kind") == "domain")
+        login = {"remote_user": user["principal"], "negotiate_hostname_override": host["hostname"]}
+    else:
+        user = next(u for u in host["users"] if u["username"] == "ansible")
+        login = {"remote_user": user["username"]}
+    folder = pathlib.Path(host["root"]) / "temp" / "forged-fault"
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = folder / f"runs-{auth}.txt"
+    counter.unlink(missing_ok=True)
+    padding = "#" + "p" * 40_000  # makes the Command request the only big one: the relay forges only its answer
+    script = f"Add-Content -Path 'C:\\temp\\forged-fault\\runs-{auth}.txt' -Value 'ran'\n{padding}\n"
+    relay = TamperingRelay(host["address"], host["http_port"],
+                           lambda index, status, headers, body: _forged_shell_not_found() if index == 0 else None,
+                           request_filter=lambda body: len(body) > 30_000)
+    with relay:
+        session = Session(build_spec({
+            "remote_addr": "127.0.0.1", "port": relay.port, "protocol": "http", "auth": auth, **login,
+            "remote_password": user["password"], "read_timeout": 30, "operation_timeout": 10, "connection_timeout": 10,
+        }))
+        error: BaseException | None = None
+        try:
+            session.run(script)
+        except PinnedError as exc:
+            error = exc
+        finally:
+            rebuilds = session.stats["pool_rebuilds"]
+            session.close()
+    runs = counter.read_text().split() if counter.exists() else []
+    row.see(f"{type(error).__name__}: {str(error)[:170]}; answers forged: {relay.tampered}; pool rebuilds: {rebuilds}; "
+            f"the command ran {len(runs)} time(s) on the host")
+    assert relay.tampered == 1, "the relay never saw the Command's answer"
+    assert isinstance(error, TransportError) and "not encrypted" in str(error)
+    assert rebuilds == 0 and runs == ["ran"]
+
+
+# -- a final 200 without the mutual-authentication token (review point 4) ------------------------------------------
+
+
+def _strip_final_token(index: int, status: int, headers: list[tuple[str, str]], body: bytes) -> t.Any:
+    """The 200 that ends the handshake, without its WWW-Authenticate (the host's mutual-authentication token)."""
+    if status != 200:
+        return None
+    kept = [(k, v) for k, v in headers if k.lower() != "www-authenticate"]
+    return http_response(status, kept, body)
+
+
+@pytest.mark.parametrize("auth", ["kerberos", "negotiate"])
+def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, lab_description, tmp_path,
+                                                                         auth: str) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostAuthError
+    from tests.lab._certs import LabCA
+
+    if not lab_description.get("kdc"):
+        pytest.skip("the lab runs without its KDC")
+    row = check("Hostile proxy", f"{auth} (Kerberos) over https: a relay terminating TLS drops the host's final token "
+                "from the 200 that ends the handshake", "refused as a failed mutual authentication (the context is not "
+                "complete): nothing runs", report.BAD_INPUT)
+    host = lab_description["hosts"][0]
+    user = next(u for u in host["users"] if u.get("kind") == "domain")
+    cert, key = LabCA.create(tmp_path / "relay-ca").issue_server("relay", ["localhost"], ["127.0.0.1"])
+    relay = TamperingRelay(host["address"], host["https_port"], _strip_final_token, legs=True,
+                           tls=(str(cert), str(key)))
+    with relay:
+        session = Session(build_spec({
+            "remote_addr": "127.0.0.1", "port": relay.port, "protocol": "https", "auth": auth,
+            "remote_user": user["principal"], "remote_password": user["password"],
+            "negotiate_hostname_override": host["hostname"], "negotiate_send_cbt": False,  # the relay's TLS is its own
+            "cert_validation": "ignore", "read_timeout": 30, "operation_timeout": 10, "connection_timeout": 10,
+        }))
+        error: BaseException | None = None
+        try:
+            output = session.run("Write-Output accepted").stdout.decode().strip()
+        except PinnedError as exc:
+            error, output = exc, ""
+        finally:
+            session.close()
+    row.see(f"{type(error).__name__}: {str(error)[:200]}; output {output!r}; final tokens dropped: {relay.tampered}")
+    assert relay.tampered == 1
+    assert isinstance(error, HostAuthError) and "mutual authentication" in str(error), error
+    assert output == ""

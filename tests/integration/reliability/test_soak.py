@@ -10,7 +10,10 @@ sampled (/proc/<pid>) after each of two soak runs; the second must show no growt
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
+import typing as t
 
 import pytest
 
@@ -18,7 +21,7 @@ from tests.integration._ansible import run_playbook, write_inventory
 from tests.integration.e2e.conftest import E2E
 
 from . import report
-from ._helpers import daemon_pid, proc_sample, raw, squid_ntlm, write_playbook
+from ._helpers import daemon_pid, proc_sample, raw, squid_ntlm, wait_for, write_playbook
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.soak, pytest.mark.slow]
 
@@ -73,3 +76,89 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
     assert second["fds"] == first["fds"] == warm_s["fds"]
     assert second["threads"] <= first["threads"] + 1
     assert abs(second["rss_kib"] - first["rss_kib"]) / 1024 < RSS_NOISE_MIB
+
+
+def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> None:
+    """Review point 10 at full size: PINNED_SOAK_SESSIONS sessions (2,000 for the real soak) in one daemon.
+
+    A lab of its own: PINNED_SOAK_LAB_HOSTS hosts (default 2) x their two local users, each host allowing as
+    many shells per user as the share needs (MaxShellsPerUser, which Windows lets an administrator raise).
+    The sessions are opened by PinClient from PINNED_SOAK_THREADS threads (default 8), each with a distinct
+    pin key (read_timeout), then every one runs a second task; the daemon's descriptors, threads and RSS are
+    read from /proc after each pass.
+    """
+    import concurrent.futures
+    import math
+
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+    from tests.lab._lab import Lab, LabOptions
+
+    sessions = int(os.environ.get("PINNED_SOAK_SESSIONS", "200"))
+    lab_hosts = int(os.environ.get("PINNED_SOAK_LAB_HOSTS", "2"))
+    threads = int(os.environ.get("PINNED_SOAK_THREADS", "8"))
+    per_user = math.ceil(sessions / (lab_hosts * 2))
+    row = check("Load", f"soak: {sessions} pinned sessions in one daemon ({lab_hosts} lab hosts x 2 users x {per_user}), "
+                "a task on each, then a second task on each", "every task ok; every second task reuses its session; the "
+                "daemon holds a descriptor per session and its descriptors and threads do not grow in the second pass",
+                report.FAULT)
+    lab = Lab(LabOptions(hosts=lab_hosts, squid_auth=(), tinyproxy=False, mitm=False, kdc=False, relays=False,
+                         control=False,
+                         limits=((None, "MaxShellsPerUser", per_user + 5),)))
+    lab.start()
+    root = tempfile.mkdtemp(prefix="pins", dir="/tmp")
+    client = PinClient(root, pool_max=1)
+    try:
+        desc = lab.describe()
+        specs = []
+        for i in range(sessions):
+            host = desc["hosts"][i % lab_hosts]
+            user = host["users"][(i // lab_hosts) % 2]
+            specs.append(build_spec({
+                "remote_addr": host["address"], "port": host["http_port"], "protocol": "http", "auth": "ntlm",
+                "remote_user": user["username"], "remote_password": user["password"],
+                "read_timeout": 60 + i / 1000,  # a distinct pin key: each its own session
+            }))
+
+        def task(spec: t.Any) -> str:
+            result, info = client.exec(spec, "Write-Output soak", idle_timeout=1800, max_age=3600)
+            assert result.rc == 0 and result.stdout.strip() == b"soak", result
+            return str(info["session"])
+
+        def run_all() -> tuple[list[str], float]:
+            started = time.monotonic()
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                outcomes = list(pool.map(task, specs))
+            return outcomes, time.monotonic() - started
+
+        pid = client._simple({"op": "hello"}, start=True)["pid"]
+        baseline = proc_sample(pid)
+        def quiet_sample() -> dict[str, int]:
+            # sampled once the daemon serves nothing but the hello asking: a task's handler that is still
+            # releasing its session must not count as growth (only the hello's own may linger: one socket, one thread)
+            assert wait_for(lambda: client.hello()["serving"] == 0, 60)
+            return proc_sample(pid)
+
+        first, first_s = run_all()
+        after_first = quiet_sample()
+        second, second_s = run_all()
+        after_second = quiet_sample()
+        held = len(client.list_sessions())
+    finally:
+        try:
+            client.shutdown()
+        finally:
+            lab.stop()
+            shutil.rmtree(root, ignore_errors=True)
+    opened = sum(1 for s in first if s == "opened")
+    reused = sum(1 for s in second if s == "reused")
+    row.see(f"{held} sessions held; pass 1: {opened} opened in {first_s:.0f}s; pass 2: {reused} reused in "
+            f"{second_s:.0f}s; daemon after pass 1 / pass 2: fds {after_first['fds']}/{after_second['fds']}, threads "
+            f"{after_first['threads']}/{after_second['threads']}, RSS {after_first['rss_kib'] / 1024:.0f}/"
+            f"{after_second['rss_kib'] / 1024:.0f} MiB; "
+            f"{(after_second['rss_kib'] - baseline['rss_kib']) / max(1, sessions):.0f} KiB per session over the empty "
+            f"daemon's {baseline['rss_kib'] / 1024:.0f} MiB ({baseline['fds']} fds, {baseline['threads']} threads)")
+    assert held == sessions and opened == sessions and reused == sessions
+    assert sessions <= after_first["fds"] <= sessions + baseline["fds"] + 8
+    assert after_second["fds"] <= after_first["fds"] + 1
+    assert after_second["threads"] <= after_first["threads"] + 1

@@ -266,6 +266,26 @@ def test_a_session_older_than_max_age_is_replaced_even_when_busy_all_along(pin_e
     assert first["id"] in [c["id"] for c in closes(pin_env.journal)]
 
 
+def test_a_later_run_with_longer_lifetimes_never_extends_a_pinned_session(pin_env):
+    client = PinClient(pin_env.root)
+    spec = make_spec()
+    first, _ = whoami(client, spec, idle=30, max_age=600)
+    second, info = whoami(client, spec, idle=300, max_age=3600)
+    assert info["session"] == "reused" and second["id"] == first["id"]
+    [row] = client.list_sessions()
+    assert (row["idle_timeout"], row["max_age"]) == (30, 600)  # the shorter of both runs wins
+
+
+def test_a_later_run_with_a_shorter_idle_timeout_applies_it_to_the_pinned_session(pin_env):
+    client = PinClient(pin_env.root)
+    spec = make_spec()
+    first, _ = whoami(client, spec, idle=30)
+    # idle 0: the pinned session has been idle longer than this run allows, so it is not reused
+    second, info = whoami(client, spec, idle=0)
+    assert info["session"] == "opened" and second["id"] != first["id"]
+    assert first["id"] in [c["id"] for c in closes(pin_env.journal)]
+
+
 def test_the_daemon_exits_when_it_holds_no_session_and_the_next_task_starts_a_new_one(pin_env):
     client = PinClient(pin_env.root)
     spec = make_spec()
@@ -641,3 +661,48 @@ def test_the_command_line_checks_lists_and_closes_sessions(pin_env):
     assert _cli(pin_env.root, "close", "--all").stdout.strip() == "closed 1 session"
     assert "stopped pin daemon" in _cli(pin_env.root, "stop").stdout
     assert wait_until(lambda: _cli(pin_env.root, "check").returncode == 1, 10)
+
+
+# -- the daemon's environment (review point 2) ---------------------------------------------
+
+
+def test_the_daemon_environment_is_built_from_an_allow_list():
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_start import daemon_env
+
+    base = {"PATH": "/usr/bin", "HOME": "/home/u", "LANG": "C.UTF-8", "LC_ALL": "C", "SSL_CERT_FILE": "/ca.pem",
+            "KRB5_CONFIG": "/etc/krb5-corp.conf", "NTLM_USER_FILE": "/home/u/.ntlm",
+            "SSHPASS": "ssh-secret", "ANSIBLE_BECOME_PASS": "become-secret", "VAULT_ADDR": "https://vault",
+            "KRB5CCNAME": "FILE:/tmp/svc.cc", "SSLKEYLOGFILE": "/tmp/keys", "HTTPS_PROXY": "http://p:3128",
+            "PYTHONPATH": "/opt/lib", "SOME_APP_SETTING": "x"}
+    env = daemon_env(base, "/collections")
+    assert env == {"PATH": "/usr/bin", "HOME": "/home/u", "LANG": "C.UTF-8", "LC_ALL": "C",
+                   "SSL_CERT_FILE": "/ca.pem", "KRB5_CONFIG": "/etc/krb5-corp.conf", "NTLM_USER_FILE": "/home/u/.ntlm",
+                   "PYTHONPATH": "/collections:/opt/lib"}
+
+
+def test_runs_with_other_trust_or_identity_settings_reach_another_daemon(pin_env, monkeypatch, tmp_path):
+    spec = make_spec()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "corp-ca.pem"))
+    first, info1 = whoami(PinClient(pin_env.root), spec)
+    same, info2 = whoami(PinClient(pin_env.root), spec)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "other-ca.pem"))
+    other, info3 = whoami(PinClient(pin_env.root), spec)
+    monkeypatch.delenv("SSL_CERT_FILE")
+    monkeypatch.setenv("KRB5_CONFIG", str(tmp_path / "krb5-other.conf"))
+    krb, info4 = whoami(PinClient(pin_env.root), spec)
+    assert info2["daemon_pid"] == info1["daemon_pid"] and same["id"] == first["id"]
+    assert len({info1["daemon_pid"], info3["daemon_pid"], info4["daemon_pid"]}) == 3
+    assert info3["session"] == info4["session"] == "opened"  # (pin_env stops every daemon its journal names)
+
+
+def test_the_redactor_keeps_a_secret_while_any_owner_holds_it():
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_daemon import SecretRedactor
+
+    redactor = SecretRedactor()
+    redactor.register("pin-a", {"shared-secret"})
+    redactor.register("request:1", {"shared-secret", "request-only"})
+    assert redactor.redact("shared-secret request-only") == "******** ********"
+    redactor.forget("request:1")
+    assert redactor.redact("shared-secret request-only") == "******** request-only"
+    redactor.forget("pin-a")
+    assert redactor.redact("shared-secret") == "shared-secret"

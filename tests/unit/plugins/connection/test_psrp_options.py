@@ -115,6 +115,11 @@ ROWS: list[tuple[dict[str, t.Any], dict[str, t.Any]]] = [
       "ansible_psrp_proxy_bypass": ["10.20.0.0/16"]}, {"proxy.host": "proxy"}),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["*.other.example"]},
      {"proxy.host": "proxy"}),
+    # https through a proxy without validating the host: auto encrypts messages as over http (review point 5)
+    ({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_cert_validation": "ignore", "ansible_psrp_auth": "ntlm"},
+     {"encrypt": True, "unverified_tunnel": True}),
+    ({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "ntlm"}, {"encrypt": False, "unverified_tunnel": False}),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_auth": "basic"}, {"encrypt": False, "unverified_tunnel": False}),
 ]
 
 
@@ -146,6 +151,14 @@ def test_environment_proxies_are_used_only_when_asked_r7():
 def test_environment_no_proxy_is_honoured_r7():
     spec = spec_for({"ansible_psrp_proxy_from_env": True, "ansible_host": "a.nope.example"}, ENV)
     assert spec.proxy is None
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("value", ["svc:S3cret-Pw@proxy:3128", "http://svc:S3cret-Pw@[fe80::1:3128"])
+def test_a_malformed_environment_proxy_is_named_with_its_password_masked(value):
+    with pytest.raises(ConfigError, match="HTTPS_PROXY") as err:
+        spec_for({"ansible_psrp_proxy_from_env": True}, {"HTTPS_PROXY": value})
+    assert "S3cret-Pw" not in str(err.value) and "svc:********@" in str(err.value)
 
 
 @pytest.mark.compat
@@ -216,6 +229,10 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_port": 70000}, ("ansible_port",)),
     ({"ansible_port": "abc"}, ("ansible_port",)),
     ({"ansible_psrp_proxy": "proxy:3128"}, ("ansible_psrp_proxy", "no scheme")),
+    # a password in a URL without a scheme (common in HTTPS_PROXY) is masked in the error
+    ({"ansible_psrp_proxy": "svc:S3cret-Pw@proxy:3128"}, ("ansible_psrp_proxy", "no scheme", "svc:********@proxy")),
+    # a malformed IPv6 proxy URL is a ConfigError naming the variable, not a raw ValueError
+    ({"ansible_psrp_proxy": "https://svc:S3cret-Pw@[::1:3128"}, ("ansible_psrp_proxy", "IPv6", "svc:********@")),
     ({"ansible_psrp_proxy": "ftp://proxy:21"}, ("ansible_psrp_proxy", "ftp")),
     ({"ansible_psrp_proxy": "http://proxy:99999"}, ("ansible_psrp_proxy", "port")),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_bypass": ["10.0.0.0/33"]},
@@ -243,6 +260,16 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_proxy": "https://p:3129", "ansible_psrp_proxy_auth": "ntlmv1",
       "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("ansible_psrp_proxy_auth", "kerberos")),
     ({"ansible_psrp_max_envelope_size": 10}, ("ansible_psrp_max_envelope_size",)),
+    # cert_validation ignore through a proxy: whoever terminates the tunnel could read or relay (review point 5)
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "basic"},
+     ("R3", "ansible_psrp_auth=basic", "ansible_psrp_cert_validation=ignore", "read the password")),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129",
+      "ansible_psrp_auth": "certificate", "ansible_psrp_certificate_pem": "/c.pem",
+      "ansible_psrp_certificate_key_pem": "/k.pem"}, ("R3", "ansible_psrp_auth=certificate")),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129",
+      "ansible_psrp_message_encryption": "never"}, ("R3", "ansible_psrp_message_encryption=never")),
+    ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "ntlm",
+      "ansible_psrp_negotiate_send_cbt": False}, ("R1", "ansible_psrp_negotiate_send_cbt=false", "relay")),
 ]
 
 
@@ -255,7 +282,7 @@ def test_refused_settings_name_the_variable_and_the_fix(variables, words):
     for word in words:
         assert word in str(err.value)
     # the error never carries a secret
-    for secret in ("Host-Pw1", ":p@", "Proxy-Pw"):
+    for secret in ("Host-Pw1", ":p@", "Proxy-Pw", "S3cret-Pw"):
         assert secret not in str(err.value)
 
 
@@ -317,3 +344,82 @@ def test_wire_form_round_trips():
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
 
     assert SessionSpec.from_wire(spec.to_wire()) == spec
+
+
+# NO_PROXY and the proxy variables read as curl and Python's urllib read them (review point 6). urllib is the
+# oracle: for every row its own proxy_bypass_environment must agree with the plugin.
+NO_PROXY_ROWS: list[tuple[str, str, int, bool]] = [
+    # (NO_PROXY, endpoint host, endpoint port, bypassed)
+    ("corp.example", "win1.corp.example", 5986, True),
+    ("corp.example", "corp.example", 5986, True),
+    (".corp.example", "win1.corp.example", 5986, True),
+    (".corp.example", "corp.example", 5986, True),
+    ("corp.example", "badcorp.example", 5986, False),
+    ("CORP.Example", "win1.corp.example", 5986, True),
+    ("win1.corp.example:5986", "win1.corp.example", 5986, True),
+    ("win1.corp.example:5985", "win1.corp.example", 5986, False),
+    ("10.1.2.3", "10.1.2.3", 5986, True),
+    ("10.1.2.3:5986", "10.1.2.3", 5986, True),
+    ("10.1.2.3:5985", "10.1.2.3", 5986, False),
+    ("*", "anything.example", 5986, True),
+    ("other.example, corp.example", "db.win1.corp.example", 5986, True),
+    ("other.example", "win1.corp.example", 5986, False),
+]
+
+
+@pytest.mark.compat
+@pytest.mark.parametrize("no_proxy, host, port, expected", NO_PROXY_ROWS,
+                         ids=[f"{r[0]}->{r[1]}:{r[2]}" for r in NO_PROXY_ROWS])
+def test_no_proxy_matches_as_curl_and_urllib_do(no_proxy, host, port, expected):
+    import urllib.request
+
+    assert urllib.request.proxy_bypass_environment(f"{host}:{port}", {"no": no_proxy}) == expected  # the oracle
+    spec = spec_for({"ansible_psrp_proxy_from_env": True, "ansible_host": host, "ansible_port": port},
+                    {"HTTPS_PROXY": "http://env-proxy:8080", "NO_PROXY": no_proxy})
+    assert (spec.proxy is None) == expected
+
+
+@pytest.mark.compat
+def test_lowercase_proxy_variables_win_over_uppercase_ones(monkeypatch):
+    import urllib.request
+
+    environ = {"HTTPS_PROXY": "http://upper:8080", "https_proxy": "http://lower:8080",
+               "NO_PROXY": "win01.corp.example", "no_proxy": ""}
+    for key in [k for k in __import__("os").environ if k.lower().endswith("_proxy")]:
+        monkeypatch.delenv(key)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    oracle = urllib.request.getproxies_environment()
+    assert oracle["https"] == "http://lower:8080" and "no" not in oracle
+    # the same environment in the opposite insertion order: the lowercase variables still win
+    for env in (environ, dict(reversed(list(environ.items())))):
+        spec = spec_for({"ansible_psrp_proxy_from_env": True}, env)
+        assert spec.proxy is not None and spec.proxy.host == "lower" and spec.proxy.source == "https_proxy"
+
+
+@pytest.mark.compat
+def test_pin_key_follows_the_contents_of_ca_and_certificate_files_not_their_paths(tmp_path):
+    ca, cert, key_file = tmp_path / "ca.pem", tmp_path / "c.pem", tmp_path / "k.pem"
+    for path, text in ((ca, "ca one"), (cert, "cert one"), (key_file, "key one")):
+        path.write_text(text)
+    variables = {"ansible_psrp_ca_cert": str(ca), "ansible_psrp_auth": "certificate",
+                 "ansible_psrp_certificate_pem": str(cert), "ansible_psrp_certificate_key_pem": str(key_file)}
+    key = b"k" * 32
+    first = spec_for(variables).pin_key(key)
+    assert spec_for(variables).pin_key(key) == first
+    seen = {first}
+    for path in (ca, cert, key_file):  # a rotated file, same path: another session
+        path.write_text(path.read_text().replace("one", "two"))
+        seen.add(spec_for(variables).pin_key(key))
+    assert len(seen) == 4
+
+
+@pytest.mark.compat
+def test_file_settings_reach_the_daemon_as_absolute_paths(tmp_path, monkeypatch):
+    # the daemon runs in its own directory: a relative path must not name (and key) another file there
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+
+    monkeypatch.chdir(tmp_path)
+    spec = build_spec({"remote_addr": "win01", "ca_cert": "ca.pem", "proxy": "https://proxy:3129",
+                       "proxy_ca_cert": "proxy-ca.pem"})
+    assert spec.ca_cert == str(tmp_path / "ca.pem") and spec.proxy.ca_cert == str(tmp_path / "proxy-ca.pem")
