@@ -603,6 +603,30 @@ def test_secrets_never_reach_the_log_the_daemon_command_line_or_its_environment(
     assert b"ANSIBLE_PSRP_PASSWORD" not in environ and b"HTTPS_PROXY" not in environ
 
 
+def test_secrets_in_a_tasks_option_values_never_reach_the_log(pin_env):
+    # persistence on: the worker sends option values, proxy credentials inside the proxy URL included
+    client = PinClient(pin_env.root, log_level="DEBUG")
+    sent = options(proxy=f"https://puser:{PROXY_PASSWORD}@127.0.0.1:3129")
+    whoami(client, sent)
+    run(client, sent, "log-secret")
+    with pytest.raises(ConfigError):  # refused while validating, before any session holds the secrets
+        run(client, options(auth="bogus", proxy=f"https://puser:{PROXY_PASSWORD}@127.0.0.1:3129"))
+    with open(client.paths.log, "rb") as fh:
+        log = fh.read()
+    assert b"debugging the password ********" in log
+    assert PASSWORD.encode() not in log and PROXY_PASSWORD.encode() not in log
+
+
+def test_file_naming_variables_travel_as_absolute_paths(tmp_path, monkeypatch):
+    # the daemon runs in its own directory: a relative CA bundle or Kerberos cache is resolved where the task runs
+    monkeypatch.chdir(tmp_path)
+    sent = options(environ={"REQUESTS_CA_BUNDLE": "ca.pem", "KRB5CCNAME": "FILE:cc", "KRB5_CLIENT_KTNAME": "/k.tab",
+                            "CURL_CA_BUNDLE": "/etc/ca.pem"})
+    assert sent.environ == {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem"), "KRB5CCNAME": f"FILE:{tmp_path / 'cc'}",
+                            "KRB5_CLIENT_KTNAME": "/k.tab", "CURL_CA_BUNDLE": "/etc/ca.pem"}
+    assert options(environ={"KRB5CCNAME": "KEYRING:persistent:0"}).environ == {"KRB5CCNAME": "KEYRING:persistent:0"}
+
+
 # -- reset, close, list and the command line --------------------------------------------------
 
 
