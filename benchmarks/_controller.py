@@ -25,7 +25,6 @@ from ._workloads import Bench, Sizes, median, rotated
 
 log = logging.getLogger(__name__)
 
-SWEEP_TASKS = 100  # tasks per run of the fleet's daemon sweep
 # pinned with no bytecode cache for the collection (PYTHONDONTWRITEBYTECODE=1 and no __pycache__): every worker
 # compiles the plugin and its worker-side modules, as from a read-only collection directory never compiled
 NO_BYTECODE = "pinned_no_bytecode"
@@ -160,10 +159,10 @@ def fleet(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
                         walls.setdefault("pinned_cold", []).append(cold.wall_s)
                 record(plugin, bench.play(plugin, **play), sizes.fleet_hosts)
         if "pinned" in plugins:
-            # the daemon's CPU per task as it holds more sessions, same forks and RTT; at least SWEEP_TASKS tasks
-            # a run, so the daemon's CPU (read in clock ticks of 10 ms) is measured to a few per cent
+            # the daemon's CPU per task as it holds more sessions, same forks and RTT; at least fleet_sweep_tasks
+            # tasks a run, so the daemon's CPU (read in clock ticks of 10 ms) is measured to a few per cent
             for count in sorted({1, min(20, sizes.fleet_hosts)}):
-                per_host = max(tasks, -(-SWEEP_TASKS // count))
+                per_host = max(tasks, -(-sizes.fleet_sweep_tasks // count))
                 few = dict(list(remote.items())[:count])
                 play = dict(hosts=few, tasks=_raw(per_host, False), forks=sizes.fleet_forks, persist_dir=pdir,
                             proxy=None, label=f"fleet daemon {count} hosts")

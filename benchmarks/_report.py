@@ -182,9 +182,11 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
         lines.append("")
     scale = results.get("pinning_scale", {})
     if scale:
-        lines += ["### Scale of pinning (pin daemon RSS)", "", "| sessions | daemon RSS (MiB) |", "|---:|---:|"]
+        opened = scale.get("open_seconds") or {}
+        lines += ["### Scale of pinning (pin daemon RSS)", "", "| sessions | daemon RSS (MiB) | seconds to open them |",
+                  "|---:|---:|---:|"]
         for n, rss in sorted(results.get("pinning_rss_mib", {}).items(), key=lambda kv: int(kv[0])):
-            lines.append(f"| {n} | {_fmt(rss, 1)} |")
+            lines.append(f"| {n} | {_fmt(rss, 1)} | {_fmt(opened.get(n), 1)} |")
         lines += ["", f"Memory per added session: {_fmt(scale.get('mib_per_session'), 3)} MiB "
                   f"({scale.get('method')}).", ""]
     lines += _controller_tables(results)

@@ -633,10 +633,6 @@ class Connection(ConnectionBase):
         self._spec: SessionSpec | SessionOptions | None = None
         self._runner: t.Any = None
         super().__init__(*args, **kwargs)
-        if not C.DEFAULT_DEBUG:
-            # pyspnego logs raw authentication tokens at DEBUG; pypsrp logs message bodies.
-            for name in ("spnego", "pypsrp", "requests_credssp", "urllib3", "ansible_collections.pinned.winrm"):
-                logging.getLogger(name).setLevel(logging.WARNING)
         if self._shell.SHELL_FAMILY != "powershell":
             display.warning(
                 "The pinned.winrm.psrp connection plugin should have the shell type of powershell and not "
@@ -720,6 +716,12 @@ class Connection(ConnectionBase):
             )
         from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
 
+        if not C.DEFAULT_DEBUG:
+            # In-process, pyspnego would log raw authentication tokens at DEBUG and pypsrp message bodies (with
+            # persistence on they run in the pin daemon, whose log is private and redacted). Set here, not for
+            # every connection: each setLevel walks every logger, in every task's worker.
+            for name in ("spnego", "pypsrp", "requests_credssp", "urllib3", "ansible_collections.pinned.winrm"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         return LocalRunner(command_timeout=float(command_timeout) or None)
 
     def _lifetime(self) -> dict[str, float]:
