@@ -135,6 +135,7 @@ def fleet(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
     cpu: dict[str, list[float]] = {}
     failed: dict[str, int] = {}
     daemon_per_task: dict[str, list[float]] = {}
+    daemon_busy: list[float] = []  # the daemon's CPU seconds per second of the fleet run: its share of one core
 
     def record(name: str, run: t.Any, count: int) -> None:
         if run.rc != 0:
@@ -145,6 +146,7 @@ def fleet(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
         cpu.setdefault(name, []).append(run.cpu_s + daemon)
         if name == "pinned" and run.daemon_cpu_s is not None:
             daemon_per_task.setdefault(str(count), []).append(1000 * run.daemon_cpu_s / (count * tasks))
+            daemon_busy.append(run.daemon_cpu_s / max(run.wall_s, 1e-9))
 
     try:
         for rep in range(sizes.fleet_reps):
@@ -187,6 +189,7 @@ def fleet(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
         out[name] = row
     out["daemon_cpu_ms_per_task"] = {k: round(median(v), 2) for k, v in
                                      sorted(daemon_per_task.items(), key=lambda kv: int(kv[0]))}
+    out["daemon_core_share"] = round(median(daemon_busy), 3) if daemon_busy else None
     return out
 
 

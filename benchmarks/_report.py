@@ -237,7 +237,8 @@ def _controller_tables(results: dict[str, t.Any]) -> list[str]:
         if per:
             lines += ["", "Pin daemon CPU per task by hosts pinned: " +
                       ", ".join(f"{n} hosts {_fmt(v, 2)} ms" for n, v in sorted(per.items(), key=lambda kv: int(kv[0])))
-                      + "."]
+                      + f"; during the warm fleet run the daemon used {_fmt(fleet.get('daemon_core_share'), 2)} of one "
+                      "CPU core."]
         lines.append("")
     return lines
 

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="markdown file whose generated section is replaced ('' for none)")
     parser.add_argument("--report-only", action="store_true",
                         help="measure nothing: redraw the chart and the doc from the JSON at --out")
-    parser.add_argument("--max-minutes", type=float, default=60.0, help="start no workload after this long")
+    parser.add_argument("--max-minutes", type=float, default=90.0, help="start no workload after this long")
     args = parser.parse_args(argv)
     # a stopped run still stops its lab and pin daemons (the context managers below run on SystemExit)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -59,7 +59,7 @@ def collection_sys_path_root() -> str:
     """The directory holding ``ansible_collections`` for this very package (what the daemon needs on sys.path)."""
     parts = __name__.split(".")
     root = os.path.abspath(__file__)
-    for _ in parts:
+    for _part in parts:
         root = os.path.dirname(root)
     return root
 
