@@ -155,6 +155,27 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
                              f"{_fmt(above, 2)} | {_fmt(row.get('requests_per_task'), 2)} | "
                              f"{_fmt(row.get('tcp_connections'), 2)} | {_fmt(row.get('handshakes'), 2)} |")
         lines.append("")
+    modules = results.get("module_tasks", {})
+    if modules:
+        sizes = results.get("sizes", {})
+        lines += [f"### Module tasks ({sizes.get('module_tasks')} tasks of each module per run, one host, through "
+                  f"Squid over TLS with Basic; win_copy copies {sizes.get('module_copy_kib')} KiB to a new file)", "",
+                  "| added RTT | module | plugin | wall (s) | s/task | WinRM requests/task | KiB on the wire/task "
+                  "| TCP connections |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+        for rtt in sorted(modules, key=float):
+            for module, by_plugin in modules[rtt].items():
+                for plugin in PLUGIN_LINES:
+                    row = by_plugin.get(plugin)
+                    if not row:
+                        continue
+                    if row.get("wall_s") is None:
+                        lines.append(f"| {rtt} ms | {module} | {plugin} | failed ({row.get('failed_runs')} runs) "
+                                     "| | | | |")
+                        continue
+                    lines.append(f"| {rtt} ms | {module} | {plugin} | {_fmt(row['wall_s'], 2)} | "
+                                 f"{_fmt(row['s_per_task'], 3)} | {_fmt(row['requests_per_task'], 2)} | "
+                                 f"{_fmt(row['kib_per_task'], 1)} | {_fmt(row['tcp_connections_total'])} |")
+        lines += ["", "KiB on the wire: HTTP bytes the host received and sent (inside TLS), per task.", ""]
     many = results.get("many_hosts", {})
     setup = results.get("many_hosts_setup", {})
     if many:

@@ -1,4 +1,4 @@
-"""The benchmark workloads (issue 5): raw tasks per RTT, many hosts, file transfer, pinning scale.
+"""The benchmark workloads (issue 5): raw tasks per RTT, module tasks, many hosts, file transfer, pinning scale.
 
 Every plugin runs the same playbook against the same lab through the same Squid (the Basic one: the only
 proxy authentication all three can do), HTTPS with NTLM to the host; runs are interleaved, the plugin order
@@ -59,6 +59,9 @@ class Sizes:
     transfer_reps: int = 3
     big_transfer_reps: int = 1  # files of 64 MiB and more
     sessions: tuple[int, ...] = (1, 10, 100, 2000)
+    module_tasks: int = 10  # of each module, per playbook run
+    module_rtts: tuple[float, ...] = (0.0, 50.0)
+    module_copy_kib: int = 64
     # controller cost (benchmarks/_controller.py): CPU per task, and a fleet
     cpu_reps: int = 5
     cpu_tasks: int = 20  # raw tasks on one host, forks cpu_forks
@@ -220,7 +223,78 @@ def _summarise_raw(rows: list[dict[str, float]], n: int) -> dict[str, t.Any]:
     return summary
 
 
-# ---- 2. many hosts ------------------------------------------------------------------------------------
+# ---- 2. module tasks per added RTT ----------------------------------------------------------------------
+MODULES = ("win_ping", "win_copy")
+
+
+def _module_tasks(module: str, n: int, src: pathlib.Path, tag: str) -> list[dict[str, t.Any]]:
+    if module == "win_ping":
+        return [{"name": f"ping {i}", "ansible.windows.win_ping": {}} for i in range(n)]
+    # a new destination each task and each run: every task copies (put_file, then the module checks and moves it)
+    return [{"name": f"copy {i}",
+             "ansible.windows.win_copy": {"src": str(src), "dest": f"C:\\Users\\ansible\\{tag}-{i}.bin"}}
+            for i in range(n)]
+
+
+def module_tasks(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """sizes.module_tasks win_ping tasks, then as many win_copy tasks of a small file, per RTT and plugin.
+
+    The unmodified ansible.windows modules run in the lab's PowerShell engine (docs/lab-engine.md "Modules"):
+    a module task is the exec wrapper, the module and its utils sent to the host, so it costs more requests and
+    bytes than a raw task. Per task: wall time, WinRM requests and HTTP bytes both ways as the host counted them.
+    """
+    n = sizes.module_tasks
+    hosts = {"win-lab1": bench.host_entry(0)}
+    src = bench.workdir / "module-copy.bin"
+    _write_random(src, sizes.module_copy_kib * 1024)
+    home = pathlib.Path(bench.desc["hosts"][0]["root"]) / "Users" / "ansible"
+    out: dict[str, t.Any] = {}
+    try:
+        for rtt in sizes.module_rtts:
+            bench.client.set_rtt(rtt)
+            rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+            for rep in range(sizes.reps):
+                for plugin in rotated(list(sizes.plugins), rep):
+                    for module in MODULES:
+                        records = [plugin]
+                        if plugin == "pinned":
+                            # cold: no daemon and no session; warm: the session that cold run pinned
+                            bench.pin_cli(bench.persist_dir(), "stop")
+                            records.insert(0, "pinned_cold")
+                        for record in records:
+                            tag = f"bench-{record}-{rep}-{_key(rtt)}"
+                            before = bench.counters([0])
+                            run = bench.play(plugin, hosts, _module_tasks(module, n, src, tag),
+                                             label=f"{module} rtt={rtt}")
+                            delta = _delta(bench.counters([0]), before)
+                            for copied in home.glob(f"{tag}-*.bin"):
+                                copied.unlink()
+                            rows.setdefault(module, {}).setdefault(record, []).append({
+                                "wall_s": run.wall_s, "ok": run.rc == 0, "wsman_requests": _wsman_requests(delta),
+                                "bytes": delta.get("bytes_in", 0) + delta.get("bytes_out", 0),
+                                "tcp_connections": delta.get("tcp_connections", 0)})
+            bench.pin_cli(bench.persist_dir(), "stop")
+            out[_key(rtt)] = {module: {record: _summarise_modules(samples, n) for record, samples in by.items()}
+                              for module, by in rows.items()}
+    finally:
+        bench.client.set_rtt(0)
+        src.unlink(missing_ok=True)
+    return out
+
+
+def _summarise_modules(rows: list[dict[str, float]], n: int) -> dict[str, t.Any]:
+    ok = [r for r in rows if r["ok"]]
+    summary: dict[str, t.Any] = {"runs": len(rows), "failed_runs": len(rows) - len(ok)}
+    if ok:
+        wall = median([r["wall_s"] for r in ok])
+        summary.update({"wall_s": round(wall, 3), "s_per_task": round(wall / n, 4),
+                        "requests_per_task": round(median([r["wsman_requests"] for r in ok]) / n, 2),
+                        "kib_per_task": round(median([r["bytes"] for r in ok]) / n / 1024, 1),
+                        "tcp_connections_total": median([r["tcp_connections"] for r in ok])})
+    return summary
+
+
+# ---- 3. many hosts ------------------------------------------------------------------------------------
 def many_hosts(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
     """sizes.many_hosts hosts x sizes.many_tasks raw tasks, forks sizes.many_forks, at sizes.many_rtt."""
     count = min(sizes.many_hosts, len(bench.desc["hosts"]))
@@ -258,7 +332,7 @@ def many_hosts(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
     return out
 
 
-# ---- 3. file transfer ---------------------------------------------------------------------------------
+# ---- 4. file transfer ---------------------------------------------------------------------------------
 def transfer(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
     """put_file then fetch_file of each size with each plugin, through Squid at RTT 0, with peak RSS."""
     bench.client.set_rtt(0)
@@ -308,7 +382,7 @@ def _write_random(path: pathlib.Path, size: int) -> None:
             left -= chunk
 
 
-# ---- 4. pinning scale ---------------------------------------------------------------------------------
+# ---- 5. pinning scale ---------------------------------------------------------------------------------
 def pinning_scale(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
     """RSS of one daemon as it pins 1, 10, 100, 2000 sessions, each a distinct pin key with a raw command run on it.
 

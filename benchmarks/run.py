@@ -27,7 +27,7 @@ from ._lab import BenchLab
 log = logging.getLogger("benchmarks")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKLOADS = ("raw_tasks", "many_hosts", "transfer", "pinning_scale", "controller_cpu", "fleet")
+WORKLOADS = ("raw_tasks", "module_tasks", "many_hosts", "transfer", "pinning_scale", "controller_cpu", "fleet")
 # where each workload's function lives
 _RUNNERS = {name: getattr(_controller if name in ("controller_cpu", "fleet") else _workloads, name) for name in WORKLOADS}
 
@@ -37,7 +37,8 @@ def _sizes(args: argparse.Namespace) -> _workloads.Sizes:
         sizes = _workloads.Sizes(reps=1, raw_tasks=3, rtts=(0.0, 10.0), many_hosts=3, many_tasks=2, many_forks=3,
                                  many_reps=1, transfer_mib=(0.25, 1.0), transfer_reps=1, sessions=(1, 2, 4),
                                  cpu_reps=1, cpu_tasks=8, cpu_hosts=3, cpu_hosts_tasks=3, cpu_hosts_forks=3,
-                                 fleet_hosts=4, fleet_tasks=2, fleet_forks=4, fleet_reps=1, fleet_sweep_tasks=8)
+                                 fleet_hosts=4, fleet_tasks=2, fleet_forks=4, fleet_reps=1, fleet_sweep_tasks=8,
+                                 module_tasks=2, module_copy_kib=16)
     else:
         sizes = _workloads.Sizes()
     if args.reps:

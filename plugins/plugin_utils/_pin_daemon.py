@@ -225,6 +225,7 @@ class SessionTable:
         pin = self.pin_of(spec)
         deadline = time.monotonic() + wait
         stale: list[tuple[Slot, str]] = []
+        waiting = False
         try:
             with self._cond:
                 self._redactor.register(pin, spec_secrets(spec))
@@ -266,6 +267,11 @@ class SessionTable:
                             f"(pool size {pool_max}); nothing of this task ran. Raise ansible_psrp_persist_pool_size, "
                             "or run fewer tasks against this host at once"
                         )
+                    if not waiting:
+                        # Says why a task is slow to start; tests wait for this line to know a task is queued.
+                        waiting = True
+                        log.info("all %d pinned sessions to %s are busy (pool size %d): the task waits up to %gs "
+                                 "for one to come free", len(slots), spec.host, pool_max, wait)
                     self._cond.wait(min(remaining, 0.5))
                 slot.busy = True
                 slot.shorten_life(idle_timeout, max_age)

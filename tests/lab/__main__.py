@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--host-auth", type=lambda v: tuple(s.strip() for s in v.split(",") if s.strip()),
                     default=None, metavar="LIST", help="auth schemes hosts offer (default: the host's own)")
     up.add_argument("--allow-unencrypted", action="store_true", help="WinRM AllowUnencrypted=true on hosts")
+    up.add_argument("--reboot-down-s", type=float, default=5.0,
+                    help="seconds a restarted host refuses connections before it boots (default 5)")
     up.add_argument("--limit", dest="limits", type=_limit, action="append", default=[],
                     metavar="[CONFIGURATION:]NAME=VALUE",
                     help="set a Windows quota on every host by its Windows name (MaxEnvelopeSizekb, MaxShellsPerUser, "
@@ -101,6 +103,7 @@ def _up(args: argparse.Namespace) -> int:
                              tinyproxy=args.tinyproxy, mitm=args.mitm, kdc=args.kdc, rtt_ms=args.rtt_ms,
                              relays=args.relays,
                              host_auth=args.host_auth, allow_unencrypted=args.allow_unencrypted,
+                             reboot_down_s=args.reboot_down_s,
                              no_limits=args.no_limits, limits=tuple(args.limits), language_mode=args.language_mode,
                              workdir=args.workdir, keep_workdir=args.keep_workdir)
     except LabError as e:

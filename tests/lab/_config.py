@@ -57,3 +57,5 @@ class HostConfig:
     cert_map: dict[str, str] = dataclasses.field(default_factory=dict)
     # configuration names of PSRP endpoints besides Microsoft.PowerShell
     extra_configurations: tuple[str, ...] = ("Lab.Restricted",)
+    # how long a restart keeps the host down (listeners closed) before it boots again
+    reboot_down_s: float = 5.0

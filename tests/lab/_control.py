@@ -9,7 +9,10 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /hosts/<host>/reset           zero counters and clear the log
     GET  /hosts/<host>/faults          {"faults": {...}}
     POST /hosts/<host>/faults          body {setting: value}: Faults.update; answers {"faults": {...}}
-    POST /hosts/<host>/faults/clear    every switch off
+    POST /hosts/<host>/faults/clear    every switch off (releases held requests)
+    GET  /hosts/<host>/held            {"held": [...]}: the requests held right now
+    POST /hosts/<host>/held/wait       body {"timeout_s": float}: wait until a request is held; {"held": [...]}
+    POST /hosts/<host>/held/release    {"released": int}: held requests go on
     GET  /hosts/<host>/limits          {"limits": {name: value|null}, "configurations": {name: {...}}}
     POST /hosts/<host>/limits          body {Windows quota name: value|null, "configuration": optional}
     POST /hosts/<host>/language_mode   body {"language_mode": "FullLanguage"|"ConstrainedLanguage"}
@@ -17,6 +20,11 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}
+    GET  /hosts/<host>/machine         {"machine": {power, boots, boot_time, boot_filetime, uptime_s, ...}}
+    POST /hosts/<host>/reboot          body {"down_s": float | null}: restart now (null: down until /boot)
+    POST /hosts/<host>/boot            boot a host a reboot holds down; answers {"machine": {...}}
+    GET  /hosts/<host>/services        {"services": [{name, display_name, state, start_mode, ...}, ...]}
+    GET  /hosts/<host>/services/<name> {"service": {...}} by service name or display name
     POST /relays/rtt                   body {"rtt_ms": float, "host": optional}: change the added RTT live
     GET  /proxies/<proxy>/counters     {"counters": {...}}
     POST /proxies/<proxy>/restart      restart the proxy process
@@ -45,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _MAX_BODY = 1 << 20
 _CLIENT_TIMEOUT_S = 30.0
+_MAX_HOLD_WAIT_S = 300.0  # a control call waiting for a held request is bounded like every lab loop
 
 
 class ControlError(RuntimeError):
@@ -69,6 +78,9 @@ class LabAPI(t.Protocol):
     def get_faults(self, host: str) -> dict[str, t.Any]: ...
     def set_faults(self, host: str, **settings: t.Any) -> dict[str, t.Any]: ...
     def clear_faults(self, host: str) -> dict[str, t.Any]: ...
+    def held(self, host: str) -> list[dict[str, t.Any]]: ...
+    def wait_held(self, host: str, timeout_s: float = 60.0) -> list[dict[str, t.Any]]: ...
+    def release_held(self, host: str) -> int: ...
     def get_limits(self, host: str) -> dict[str, t.Any]: ...
     def set_limits(self, host: str, configuration: str | None = None, **values: float | None) -> dict[str, t.Any]: ...
     def set_language_mode(self, host: str, language_mode: str) -> str: ...
@@ -76,6 +88,10 @@ class LabAPI(t.Protocol):
     def expire_shells(self, host: str) -> int: ...
     def drop_connections(self, host: str) -> int: ...
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]: ...
+    def host_machine(self, host: str) -> dict[str, t.Any]: ...
+    def reboot_host(self, host: str, down_s: float | None = -1.0) -> dict[str, t.Any]: ...
+    def boot_host(self, host: str) -> dict[str, t.Any]: ...
+    def host_services(self, host: str, name: str | None = None) -> t.Any: ...
     def set_rtt(self, rtt_ms: float, host: str | None = None) -> float: ...
     def proxy_counters(self, proxy: str) -> dict[str, t.Any]: ...
     def restart_proxy(self, proxy: str) -> None: ...
@@ -146,6 +162,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"faults": lab.set_faults(host, **body)}
             case "POST", ["hosts", host, "faults", "clear"]:
                 return {"faults": lab.clear_faults(host)}
+            case "GET", ["hosts", host, "held"]:
+                return {"held": lab.held(host)}
+            case "POST", ["hosts", host, "held", "wait"]:
+                timeout_s = float(body.get("timeout_s", 60.0)) if isinstance(body, dict) else 60.0
+                if not 0 <= timeout_s <= _MAX_HOLD_WAIT_S:
+                    raise ValueError(f"timeout_s must be between 0 and {_MAX_HOLD_WAIT_S:g}")
+                return {"held": lab.wait_held(host, timeout_s)}
+            case "POST", ["hosts", host, "held", "release"]:
+                return {"released": lab.release_held(host)}
             case "GET", ["hosts", host, "limits"]:
                 return lab.get_limits(host)
             case "POST", ["hosts", host, "limits"]:
@@ -164,6 +189,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return {"dropped": lab.drop_connections(host)}
             case "GET", ["hosts", host, "relays"]:
                 return {"relays": lab.relay_counters(host)}
+            case "GET", ["hosts", host, "machine"]:
+                return {"machine": lab.host_machine(host)}
+            case "POST", ["hosts", host, "reboot"]:
+                down_s = body.get("down_s", -1.0) if isinstance(body, dict) else -1.0
+                return {"machine": lab.reboot_host(host, None if down_s is None else float(down_s))}
+            case "POST", ["hosts", host, "boot"]:
+                return {"machine": lab.boot_host(host)}
+            case "GET", ["hosts", host, "services"]:
+                return {"services": lab.host_services(host)}
+            case "GET", ["hosts", host, "services", name]:
+                return {"service": lab.host_services(host, name)}
             case "POST", ["relays", "rtt"]:
                 return {"rtt_ms": lab.set_rtt(float(body["rtt_ms"]), body.get("host"))}
             case "GET", ["proxies", proxy, "counters"]:
@@ -225,12 +261,12 @@ class LabClient:
         # Never through a proxy from the environment: the control API is on loopback (R7's spirit).
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def _call(self, method: str, path: str, body: t.Any = None) -> t.Any:
+    def _call(self, method: str, path: str, body: t.Any = None, *, timeout: float | None = None) -> t.Any:
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         request = urllib.request.Request(f"{self.control_url}{path}", data=data, method=method,
                                          headers={"Content-Type": "application/json"})
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
+            with self._opener.open(request, timeout=timeout or self.timeout) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             try:
@@ -264,6 +300,17 @@ class LabClient:
     def clear_faults(self, host: str) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/faults/clear")["faults"])
 
+    def wait_held(self, host: str, timeout_s: float = 60.0) -> list[dict[str, t.Any]]:
+        answer = self._call("POST", f"/hosts/{self._q(host)}/held/wait", {"timeout_s": timeout_s},
+                            timeout=timeout_s + self.timeout)
+        return t.cast(list[dict[str, t.Any]], answer["held"])
+
+    def held(self, host: str) -> list[dict[str, t.Any]]:
+        return t.cast(list[dict[str, t.Any]], self._call("GET", f"/hosts/{self._q(host)}/held")["held"])
+
+    def release_held(self, host: str) -> int:
+        return int(self._call("POST", f"/hosts/{self._q(host)}/held/release")["released"])
+
     def get_limits(self, host: str) -> dict[str, t.Any]:
         return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/limits"))
 
@@ -287,6 +334,21 @@ class LabClient:
 
     def relay_counters(self, host: str) -> dict[str, dict[str, int]]:
         return t.cast(dict[str, dict[str, int]], self._call("GET", f"/hosts/{self._q(host)}/relays")["relays"])
+
+    def host_machine(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("GET", f"/hosts/{self._q(host)}/machine")["machine"])
+
+    def reboot_host(self, host: str, down_s: float | None = -1.0) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any],
+                      self._call("POST", f"/hosts/{self._q(host)}/reboot", {"down_s": down_s})["machine"])
+
+    def boot_host(self, host: str) -> dict[str, t.Any]:
+        return t.cast(dict[str, t.Any], self._call("POST", f"/hosts/{self._q(host)}/boot")["machine"])
+
+    def host_services(self, host: str, name: str | None = None) -> t.Any:
+        if name is None:
+            return self._call("GET", f"/hosts/{self._q(host)}/services")["services"]
+        return self._call("GET", f"/hosts/{self._q(host)}/services/{self._q(name)}")["service"]
 
     def set_rtt(self, rtt_ms: float, host: str | None = None) -> float:
         body: dict[str, t.Any] = {"rtt_ms": rtt_ms}

@@ -10,10 +10,11 @@ Counter names used across the lab (documented in docs/lab.md):
                                                that had already authenticated once)
   wsman.<Action>                              (Create, Command, Send, Receive, Signal, Delete,
                                                Get, Put, Enumerate, Disconnect, Reconnect, Connect)
-  shells_created, shells_deleted, shells_expired,
-  runspace_pools_created, runspace_pools_deleted,
+  shells_created, shells_deleted, shells_expired, shells_lost_to_reboot,
+  runspace_pools_created, runspace_pools_deleted, runspace_pools_lost_to_reboot,
   pipelines_started                           (PSRP pipelines the host began to run)
   pipelines_held, pipelines_stopped           (held by the hold_pipelines_containing switch; stopped by a Signal)
+  reboots, power_off, power_on                (a restart of the host, tests/lab/_machine.py)
   rejected.<reason>                           (unencrypted, basic_over_http, unauthenticated_encrypted,
                                                quota_shells, quota_operations, envelope_size, ...)
 """

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from tests.lab import _transfer, pwsh
+from tests.lab._cmd import CmdShell, split_command_line
 from tests.lab.pwsh import ErrorInfo, Streams
 
 log = logging.getLogger(__name__)
@@ -86,49 +87,6 @@ class _TextStreams:
             self.clixml = []
 
 
-def split_command_line(line: str) -> list[str]:
-    """CommandLineToArgvW's rules, enough for the command lines clients build."""
-    args: list[str] = []
-    cur: list[str] = []
-    in_quotes = False
-    have = False
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if c == "\\":
-            j = i
-            while j < len(line) and line[j] == "\\":
-                j += 1
-            n = j - i
-            if j < len(line) and line[j] == '"':
-                cur.append("\\" * (n // 2))
-                if n % 2:
-                    cur.append('"')
-                    i = j + 1
-                else:
-                    i = j
-                have = True
-                continue
-            cur.append("\\" * n)
-            i = j
-            have = True
-            continue
-        if c == '"':
-            in_quotes = not in_quotes
-            have = True
-        elif c in " \t" and not in_quotes:
-            if have:
-                args.append("".join(cur))
-                cur, have = [], False
-        else:
-            cur.append(c)
-            have = True
-        i += 1
-    if have:
-        args.append("".join(cur))
-    return args
-
-
 def _decode_encoded_arguments(b64: str) -> list[str]:
     xml = base64.b64decode(b64).decode("utf-16-le")
     root = ET.fromstring(xml[xml.index("<"):])
@@ -166,6 +124,11 @@ RESTRICTED_REMOTE_SERVER_COMMANDS = ("Exit-PSSession", "Get-Command", "Get-Forma
                                      "Out-Default", "Select-Object")
 
 
+# Executables of the lab host, relative to its C:\ (the engine emulates each; tests/lab/_cmd.py CmdShell).
+_EXECUTABLES = ("Windows/System32/cmd.exe", "Windows/System32/WindowsPowerShell/v1.0/powershell.exe",
+                "Windows/System32/whoami.exe", "Windows/System32/hostname.exe", "Windows/System32/shutdown.exe")
+
+
 class Engine:
     """One simulated Windows host's command engine."""
 
@@ -177,6 +140,11 @@ class Engine:
         for d in (self.root / "Windows" / "Temp", self.root / "Windows" / "System32", self.root / "ProgramData",
                   profile / "Documents", profile / "AppData" / "Local" / "Temp", profile / "Desktop"):
             d.mkdir(parents=True, exist_ok=True)
+        for exe in _EXECUTABLES:  # the files of the executables the host runs (scripts Get-Item them)
+            path = self.root / exe
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"MZ lab executable: the engine runs this program's emulation\r\n")
         temp = f"C:\\Users\\{user}\\AppData\\Local\\Temp"
         # process-wide environment: kept across runs, as a Runspace Pool's process keeps it
         self.env: dict[str, str] = {
@@ -203,6 +171,8 @@ class Engine:
 
         # A WinRS process starts in the profile directory (or the shell's WorkingDirectory); PSRP in Documents.
         self.process_cwd = f"C:\\Users\\{user}"
+        # what the runs of this process share: compiled C# types, the console, the machine it runs on
+        self.process = pwsh.ProcessState()
         # One Engine is one process (wsmprovhost.exe for a Runspace Pool): a new pool is a new process.
         self.process_id = random.randint(1000, 65000) & ~3  # Windows process ids are multiples of 4
         self.language_mode = "FullLanguage"
@@ -211,6 +181,27 @@ class Engine:
         self.wsman_settings: Callable[[], Mapping[str, str]] | None = None
         self.runspaces: list[pwsh.Runspace] = []
         self.memory_watch: Callable[[], None] | None = None  # the PSRP host's MaxMemoryPerShellMB check
+
+    def attach_machine(self, machine: object) -> None:
+        """Runs this process on the host's OS state (tests/lab/_machine.py): its services, accounts and reboots, and
+        the environment a new logon process gets, the machine's and the user's variables (Path joined)."""
+        self.process.machine = machine
+        system = machine.environment("machine", self.user)  # type: ignore[attr-defined]
+        user = machine.environment("user", self.user)  # type: ignore[attr-defined]
+        merged = {**system, **{k: v for k, v in user.items() if k.lower() != "path"}}
+        user_path = next((v for k, v in user.items() if k.lower() == "path"), "")
+        system_path = next((v for k, v in system.items() if k.lower() == "path"), "")
+        merged["Path"] = f"{system_path};{user_path}" if user_path else system_path
+        # PowerShell puts the user's own module folder first when it starts (ModuleIntrinsics.GetModulePath;
+        # recorded: test_client_execute_ps_environment)
+        system_modules = next((v for k, v in system.items() if k.lower() == "psmodulepath"), "")
+        merged["PSModulePath"] = f"C:\\Users\\{self.user}\\Documents\\WindowsPowerShell\\Modules;{system_modules}"
+        for key, value in merged.items():
+            if key.upper() == "USERNAME":
+                continue  # the logon's own, not the machine's SYSTEM
+            for existing in [k for k in self.env if k.lower() == key.lower()]:
+                del self.env[existing]
+            self.env[key] = value
 
     def configure_shell(self, *, environment: dict[str, str] | None = None, working_directory: str | None = None,
                         no_profile: bool = False) -> None:
@@ -242,14 +233,15 @@ class Engine:
         if visible_providers is not None:
             self.visible_providers = {p.lower() for p in visible_providers}
 
-    def _host_context(self) -> pwsh.HostContext:
+    def host_context(self) -> pwsh.HostContext:
         """This host as one PowerShell run sees it: its programs include cmd.exe and powershell.exe on this engine."""
         return pwsh.HostContext(self.root, self.computer_name, self.user, self.env,
                                  native_commands={**pwsh.BUILTIN_NATIVE_COMMANDS, "cmd": _cmd_exe,
                                                   "powershell": _powershell_exe},
-                                 script_emulation=_transfer.native_script, language_mode=self.language_mode,
-                                 visible_commands=self.visible_commands, visible_providers=self.visible_providers,
-                                 wsman_settings=self.wsman_settings, memory_check=self.memory_watch)
+                                 process=self.process, launch=self.create_process, run_process=self.run_process,
+                                 language_mode=self.language_mode, visible_commands=self.visible_commands,
+                                 visible_providers=self.visible_providers, wsman_settings=self.wsman_settings,
+                                 memory_check=self.memory_watch)
 
     # ---- PowerShell ------------------------------------------------------------------------------
     def new_runspace(self) -> pwsh.Runspace:
@@ -278,7 +270,7 @@ class Engine:
         the pipeline runs in (a fresh one when None); a script runs in the global scope unless `local_scope`
         (AddScript's useLocalScope; PSRP's default is the global scope).
         """
-        host = self._host_context()
+        host = self.host_context()
         if not is_command and host.language_mode == "NoLanguage":
             # Command.CreateCommandProcessor refuses a script in a no-language runspace (recorded from a JEA
             # endpoint: test_psrp_with_jea_configuration)
@@ -414,9 +406,73 @@ class Engine:
             return streams.exit_code
         return 1 if state.get("failed") or streams.had_error and state.get("last_failed") else 0
 
+    # ---- processes ---------------------------------------------------------------------------------
+    def child(self, env: dict[str, str] | None = None, user: str | None = None) -> Engine:
+        """A new process of this host: its own environment (a copy of this one's unless given), same machine.
+
+        A process of another user (CreateProcessAsUser) gets that user's logon environment and profile instead."""
+        engine = Engine(self.root, self.computer_name, user or self.user)
+        if user is not None and user.lower() != self.user.lower() and self.process.machine is not None:
+            engine.attach_machine(self.process.machine)
+            if env is not None:
+                engine.env = dict(env)
+            engine.process.has_console = True
+            return engine
+        engine.env = dict(self.env) if env is None else dict(env)
+        engine.process.machine = self.process.machine
+        engine.process.has_console = True  # CreateProcess children of the lab's hosts get (or inherit) a console
+        return engine
+
+    def run_process(self, application: str | None, command_line: str, stdin: Iterable[bytes],
+                    stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]) -> int:
+        """A child process with streamed standard handles (async_wrapper's CreateAsyncProcess), run to its exit.
+
+        It shares this process's handle table, as a child inherits handles with their values."""
+        argv = split_command_line(command_line)
+        exe = application or (argv[0] if argv else "")
+        base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
+        child = self.child()
+        child.process.handles = getattr(self.process, "handles", None)
+        if base != "powershell":
+            raise FileNotFoundError(2, "The lab starts only powershell.exe with streamed handles.", exe)
+        return child.run_powershell_exe(split_command_line(_command_line_tail(command_line)), stdin, stdout, stderr,
+                                        cwd=child.process_cwd)
+
+    def create_process(self, application: str | None, command_line: str, cwd: str | None,
+                       env: dict[str, str] | None, stdin: bytes = b"", user: str | None = None
+                       ) -> tuple[int, bytes, bytes]:
+        """CreateProcess on the lab host, waiting for the process: (exit code, stdout bytes, stderr bytes).
+
+        The executable is `application`, else the command line's first argument (CommandLineToArgvW's rules);
+        the lab host has cmd.exe, powershell.exe, whoami.exe, hostname.exe and shutdown.exe in System32.
+        Anything else fails as CreateProcess does: FileNotFoundError (ERROR_FILE_NOT_FOUND, 2).
+        """
+        argv = split_command_line(command_line)
+        exe = application or (argv[0] if argv else "")
+        base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
+        tail = _command_line_tail(command_line)
+        child = self.child(env, user)
+        if cwd:
+            child.process_cwd = cwd
+        out, err = bytearray(), bytearray()
+        if base == "cmd":
+            shell = CmdShell(child, [stdin] if stdin else [], out.extend, err.extend)
+            shell.cwd = child.process_cwd
+            return shell.cmd_exe(tail, out.extend, err.extend), bytes(out), bytes(err)
+        if base == "powershell":
+            rc = child.run_powershell_exe(split_command_line(tail), [stdin] if stdin else [], out.extend, err.extend,
+                                          cwd=child.process_cwd)
+            return rc, bytes(out), bytes(err)
+        native = child.host_context().native_command(base)
+        if native is None or base in ("cmd", "powershell"):
+            raise FileNotFoundError(2, "The system cannot find the file specified.", exe)
+        rc, lines, errors = native(child.host_context(), child.process_cwd, split_command_line(tail))
+        return (rc, "".join(line + "\r\n" for line in lines).encode("utf-8"),
+                "".join(line + "\r\n" for line in errors).encode("utf-8"))
+
     def _run_ps_text(self, script: str, args: list[object], lines: Iterable[object], streams: _TextStreams,
                      state: dict[str, object], cwd: str) -> None:
-        rt = pwsh.Runtime(self._host_context(), streams)
+        rt = pwsh.Runtime(self.host_context(), streams)
         rt.cwd = cwd
         source = _peekable(iter(lines))
         try:
@@ -434,6 +490,16 @@ class Engine:
             streams.error(e.record.to_info())
             state["failed"] = True
         state["last_failed"] = not rt.last_ok
+
+
+def _command_line_tail(line: str) -> str:
+    """A command line without its first argument (the executable), as the child sees its arguments."""
+    text = line.lstrip()
+    if text.startswith('"'):
+        end = text.find('"', 1)
+        return text[end + 1:].lstrip() if end > 0 else ""
+    parts = re.split(r"[ \t]", text, maxsplit=1)
+    return parts[1].lstrip() if len(parts) > 1 else ""
 
 
 class _peekable(Iterator[object]):
@@ -499,281 +565,3 @@ def _powershell_exe(host: pwsh.HostContext, cwd: str, args: list[str]) -> pwsh.N
     def run(engine: Engine, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         return engine.run_powershell_exe(list(args), [], out, err, cwd=cwd)
     return _run_child(host, run, "utf-8")
-
-
-# ---- cmd.exe subset ------------------------------------------------------------------------------
-
-_NOT_RECOGNIZED = "'{0}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
-
-
-class CmdShell:
-    """cmd.exe's subset: echo, type, dir, set, ver, cd, hostname, whoami, exit [/b] N, powershell, cmd /c,
-    `&`, `&&`, `||`, `>`/`>>`/`2>`/`2>&1` redirection and %VAR% expansion. Output in code page 437."""
-
-    MAX_DEPTH = 8
-
-    def __init__(self, engine: Engine, stdin: Iterable[bytes], stdout: Callable[[bytes], None],
-                 stderr: Callable[[bytes], None], depth: int = 0) -> None:
-        self.engine = engine
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
-        self.depth = depth
-        self.cwd = getattr(engine, "process_cwd", f"C:\\Users\\{engine.user}")
-        self.errorlevel = 0
-
-    def expand(self, text: str) -> str:
-        def rep(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name.lower() == "errorlevel":
-                return str(self.errorlevel)
-            if name.lower() == "cd":
-                return self.cwd
-            for k, v in self.engine.env.items():
-                if k.lower() == name.lower():
-                    return v
-            return m.group(0)
-        return re.sub(r"%([^%\s]+)%", rep, text)
-
-    @staticmethod
-    def split_ops(line: str) -> list[tuple[str, str]]:
-        """Splits on &, && and || outside quotes: [(operator_before, command)]."""
-        parts: list[tuple[str, str]] = []
-        cur: list[str] = []
-        op = ""
-        quoted = False
-        i = 0
-        while i < len(line):
-            c = line[i]
-            if c == '"':
-                quoted = not quoted
-            if not quoted and c == "^" and i + 1 < len(line):
-                cur.append(line[i:i + 2])
-                i += 2
-                continue
-            if not quoted and (line.startswith("&&", i) or line.startswith("||", i)):
-                parts.append((op, "".join(cur)))
-                op, cur = line[i:i + 2], []
-                i += 2
-                continue
-            if not quoted and c == "&" and not (i > 0 and line[i - 1] == ">"):
-                parts.append((op, "".join(cur)))
-                op, cur = "&", []
-                i += 1
-                continue
-            cur.append(c)
-            i += 1
-        parts.append((op, "".join(cur)))
-        return [(o, p) for o, p in parts if p.strip()]
-
-    def run_line(self, line: str) -> int:
-        if self.depth > self.MAX_DEPTH:
-            self.stderr(b"The lab's cmd nesting bound was reached.\r\n")
-            return 1
-        rc = 0
-        for op, part in self.split_ops(line):
-            if op == "&&" and rc != 0 or op == "||" and rc == 0:
-                continue
-            try:
-                rc = self.run_simple(part.lstrip())
-            except _CmdExit as e:
-                return e.code
-            self.errorlevel = rc
-        return rc
-
-    def run_simple(self, text: str) -> int:
-        text = self.expand(text)
-        out, err = self.stdout, self.stderr
-        # redirections
-        redir = re.compile(r'(\d?)(>>|>)(&\d|\s*"[^"]*"|\s*[^\s&|<>]+)')
-        stripped = text
-        for m in list(redir.finditer(text)):
-            stream, kind, target = m.group(1) or "1", m.group(2), m.group(3).strip().strip('"')
-            if target == "&1":
-                dest = self.stdout
-            elif target == "&2":
-                dest = self.stderr
-            elif target.lower() == "nul":
-                dest = lambda b: None  # noqa: E731
-            else:
-                try:
-                    hp = pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
-                except pwsh.PathOutsideRoot:
-                    self.stderr(b"The system cannot find the path specified.\r\n")
-                    return 1
-                if not hp.parent.is_dir():
-                    self.stderr(b"The system cannot find the path specified.\r\n")
-                    return 1
-                if kind == ">":
-                    hp.write_bytes(b"")
-
-                def dest(b: bytes, _hp: pathlib.Path = hp) -> None:
-                    with open(_hp, "ab") as f:
-                        f.write(b)
-            if stream == "2":
-                err = dest
-            else:
-                out = dest
-            stripped = stripped.replace(m.group(0), "", 1)
-        text = stripped.lstrip()  # cmd keeps the blanks before a redirection: `echo a > f` writes "a "
-        if not text:
-            return 0
-        m = re.match(r'^("[^"]*"|[^\s/]+)(.*)$', text, re.S)
-        assert m
-        name = m.group(1).strip('"')
-        rest = m.group(2)
-        low = name.lower()
-        base = re.split(r"[\\/]", low)[-1]
-        args = rest.strip()
-        enc = "cp437"
-
-        def w(s: str) -> None:
-            out(s.encode(enc, errors="replace"))
-
-        if low == "echo." or (low == "echo" and not args):
-            w("\r\n" if low == "echo." else "ECHO is on.\r\n")
-            return 0
-        if low == "echo":
-            w(rest[1:] + "\r\n" if rest.startswith(" ") else rest + "\r\n")
-            return 0
-        if low in ("type",):
-            path = args.strip('"')
-            try:
-                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except pwsh.PathOutsideRoot:
-                err(b"The system cannot find the path specified.\r\n")
-                return 1
-            if not hp.is_file():
-                # cmd tells a missing directory on the way from a missing file
-                missing = b"file" if hp.parent.is_dir() else b"path"
-                err(b"The system cannot find the " + missing + b" specified.\r\n")
-                return 1
-            out(hp.read_bytes())
-            return 0
-        if low == "dir":
-            return self.dir(args, w, err)
-        if low == "ver":
-            w("\r\nMicrosoft Windows [Version 10.0.17763.1007]\r\n")
-            return 0
-        if low in ("cd", "chdir") and not args:
-            w(self.cwd + "\r\n")
-            return 0
-        if low in ("cd", "chdir"):
-            path = args.strip('"').removeprefix("/d ").strip()
-            try:
-                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except pwsh.PathOutsideRoot:
-                hp = None
-            if hp is None or not hp.is_dir():
-                err(b"The system cannot find the path specified.\r\n")
-                return 1
-            self.cwd = pwsh.FileSystem(self.engine.root).win_of(hp)
-            return 0
-        if low == "set":
-            if not args:
-                # cmd.exe defines PROMPT in its own environment when it starts without one
-                listing = {"PROMPT": "$P$G", **self.engine.env} if not any(
-                    k.lower() == "prompt" for k in self.engine.env) else dict(self.engine.env)
-                for k in sorted(listing, key=str.lower):
-                    w(f"{k}={listing[k]}\r\n")
-                return 0
-            if "=" in args:
-                k, v = args.split("=", 1)
-                for key in list(self.engine.env):
-                    if key.lower() == k.lower():
-                        del self.engine.env[key]
-                if v:
-                    self.engine.env[k] = v
-                return 0
-            found = [k for k in self.engine.env if k.lower().startswith(args.lower())]
-            if not found:
-                err(f"Environment variable {args} not defined\r\n".encode(enc, errors="replace"))
-                return 1
-            for k in sorted(found, key=str.lower):
-                w(f"{k}={self.engine.env[k]}\r\n")
-            return 0
-        if low == "exit":
-            parts = args.split()
-            is_b = bool(parts) and parts[0].lower() == "/b"
-            if is_b:
-                parts = parts[1:]
-            try:
-                code = int(parts[0]) if parts else (self.errorlevel if is_b else 0)
-            except ValueError:
-                code = 0
-            raise _CmdExit(code)
-        if base in ("hostname", "hostname.exe"):
-            if args:
-                err(b"sethostname: Use the Network Control Panel Applet to set hostname.\r\n")
-                return 1
-            w(self.engine.computer_name + "\r\n")
-            return 0
-        if base in ("whoami", "whoami.exe"):
-            if args:
-                err(f"ERROR: Invalid argument/option - '{args.split()[0]}'.\r\nType \"WHOAMI /?\" for usage.\r\n"
-                    .encode(enc, errors="replace"))
-                return 1
-            w(f"{self.engine.computer_name.lower()}\\{self.engine.user.lower()}\r\n")
-            return 0
-        if base in ("cmd", "cmd.exe"):
-            mm = re.match(r"^\s*(?:/[a-bd-jl-z]\S*\s+)*/[ck]\s+(.*)$", rest, re.I | re.S)
-            if not mm:
-                w("Microsoft Windows [Version 10.0.17763.1007]\r\n(c) 2018 Microsoft Corporation. All rights reserved.\r\n")
-                return 0
-            # cmd keeps trailing blanks of its /c line (`cmd /c echo a || ...` runs "echo a "), but drops quotes
-            inner = mm.group(1).lstrip()
-            quoted = inner.rstrip()
-            if quoted.startswith('"') and quoted.endswith('"') and quoted.count('"') == 2:
-                inner = quoted[1:-1]
-            return CmdShell(self.engine, self.stdin, out, err, self.depth + 1).run_line(inner)
-        if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
-            return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)
-        err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
-        return 9009
-
-    def dir(self, args: str, w: Callable[[str], None], err: Callable[[bytes], None]) -> int:
-        import datetime as dt
-        fs = pwsh.FileSystem(self.engine.root)
-        bare = "/b" in args.lower().split()
-        path = " ".join(a for a in args.split() if not a.startswith("/")).strip('"') or "."
-        try:
-            hp = fs.host_path(path, self.cwd)
-        except pwsh.PathOutsideRoot:
-            err(b"The system cannot find the path specified.\r\n")
-            return 1
-        if not hp.exists():
-            w(" Volume in drive C has no label.\r\n Volume Serial Number is 4C4B-1D2E\r\n\r\n")
-            err(b"File Not Found\r\n")
-            return 1
-        entries = sorted(hp.iterdir(), key=lambda e: e.name.lower()) if hp.is_dir() else [hp]
-        if bare:
-            for e in entries:
-                w(e.name + "\r\n")
-            return 0
-        w(" Volume in drive C has no label.\r\n Volume Serial Number is 4C4B-1D2E\r\n\r\n")
-        w(f" Directory of {fs.win_of(hp if hp.is_dir() else hp.parent)}\r\n\r\n")
-        files = dirs = size = 0
-
-        def stamp(p: pathlib.Path) -> str:
-            return dt.datetime.fromtimestamp(p.stat().st_mtime).strftime("%m/%d/%Y  %I:%M %p")
-        if hp.is_dir():
-            for dot in (".", ".."):
-                w(f"{stamp(hp)}    <DIR>          {dot}\r\n")
-                dirs += 1
-        for e in entries:
-            if e.is_dir():
-                dirs += 1
-                w(f"{stamp(e)}    <DIR>          {e.name}\r\n")
-            else:
-                files += 1
-                n = e.stat().st_size
-                size += n
-                w(f"{stamp(e)}    {n:>14,} {e.name}\r\n")
-        w(f"{files:>16} File(s) {size:>14,} bytes\r\n{dirs:>16} Dir(s)  53,687,091,200 bytes free\r\n")
-        return 0
-
-
-class _CmdExit(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(code)
-        self.code = code

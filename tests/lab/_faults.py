@@ -2,12 +2,17 @@
 
 Every switch is plain data so it can be set over JSON. Counted switches
 (`*_next`) are consumed one request at a time with `take()`.
+
+`hold_on_action_nth` is the test hook that holds a moment instead of guessing it: the host
+keeps the chosen request unanswered (read, not handled) until the test calls `release()`,
+so a test can act (kill a process, restart a proxy) while it knows exactly where the client is.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import typing as t
 
 
@@ -38,12 +43,24 @@ class FaultSettings:
     hold_pipelines_containing: str | None = None
     # Stall (send nothing) for this many seconds after reading the next request, then answer.
     stall_next_s: list[float] = dataclasses.field(default_factory=list)
+    # Hold the N-th next request with this WS-Man action ({"Send": 3}: the third Send from now): it is read
+    # and decrypted, then neither handled nor answered until release() (POST .../held/release), clear(), or
+    # the host stops. Then it is handled and answered as usual (to whoever still listens).
+    hold_on_action_nth: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+# A held request never outlives this, so a test that forgot to release cannot wedge a lab thread for ever.
+MAX_HOLD_S = 600.0
 
 
 class Faults:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.settings = FaultSettings()
+        # Held requests (hold_on_action_nth): what they are, and a generation bumped by every release.
+        self._held_cond = threading.Condition(self._lock)
+        self._held: list[dict[str, t.Any]] = []
+        self._release_generation = 0
 
     def update(self, **changes: t.Any) -> None:
         with self._lock:
@@ -53,8 +70,10 @@ class Faults:
                 setattr(self.settings, key, value)
 
     def clear(self) -> None:
+        """Every switch off; requests still held are released."""
         with self._lock:
             self.settings = FaultSettings()
+            self._release_locked()
 
     def get(self, name: str) -> t.Any:
         with self._lock:
@@ -85,6 +104,61 @@ class Faults:
                 return False
             self.settings.drop_on_action_next[action] = left - 1
             return True
+
+    def take_action_hold(self, action: str) -> bool:
+        """Count one request with this action; True when it is the one hold_on_action_nth names."""
+        with self._lock:
+            left = self.settings.hold_on_action_nth.get(action, 0)
+            if left <= 0:
+                return False
+            self.settings.hold_on_action_nth[action] = left - 1
+            return left == 1
+
+    def hold(self, info: dict[str, t.Any], stopping: threading.Event) -> bool:
+        """Block the calling request until release() (True) or until the host stops (False)."""
+        entry = dict(info)
+        deadline = time.monotonic() + MAX_HOLD_S
+        with self._held_cond:
+            generation = self._release_generation
+            self._held.append(entry)
+            self._held_cond.notify_all()
+            try:
+                while self._release_generation == generation:
+                    left = deadline - time.monotonic()
+                    if stopping.is_set() or left <= 0:
+                        return False
+                    # Wakes up now and then only to notice that the host is stopping.
+                    self._held_cond.wait(min(left, 0.5))
+                return True
+            finally:
+                self._held[:] = [e for e in self._held if e is not entry]
+
+    def wait_held(self, timeout_s: float) -> list[dict[str, t.Any]]:
+        """Wait until at least one request is held; return what is held ([] when none came in time)."""
+        deadline = time.monotonic() + timeout_s
+        with self._held_cond:
+            while not self._held:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return []
+                self._held_cond.wait(left)
+            return [dict(e) for e in self._held]
+
+    def held(self) -> list[dict[str, t.Any]]:
+        """The requests held right now."""
+        with self._lock:
+            return [dict(e) for e in self._held]
+
+    def release(self) -> int:
+        """Let every held request go on; return how many were held."""
+        with self._lock:
+            return self._release_locked()
+
+    def _release_locked(self) -> int:
+        count = len(self._held)
+        self._release_generation += 1
+        self._held_cond.notify_all()
+        return count
 
     def as_dict(self) -> dict[str, t.Any]:
         with self._lock:

@@ -255,6 +255,32 @@ class WinRMHost:
         self.counters.incr("faults.dropped_connections", len(conns))
         return len(conns)
 
+    def power_off(self) -> int:
+        """The machine goes down: listeners closed (connecting is refused) and every connection reset."""
+        with self._lock:
+            listeners, self._listeners = self._listeners, []
+        for sock in listeners:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            _close_quietly(sock)
+        dropped = self.drop_connections()
+        self.counters.incr("power_off")
+        return dropped
+
+    def power_on(self) -> None:
+        """The machine booted: listen again on the same ports."""
+        if self._stopping.is_set() or self._listeners:
+            return
+        for port, tls in ((self.config.http_port, False), (self.config.https_port, True)):
+            sock = self._listen(port)
+            thread = threading.Thread(target=self._accept_loop, args=(sock, tls), daemon=True,
+                                      name=f"{self.config.name}-{'https' if tls else 'http'}-accept")
+            thread.start()
+            self._threads.append(thread)
+        self.counters.incr("power_on")
+
     def open_connections(self) -> int:
         """How many client TCP connections are open right now."""
         with self._lock:
@@ -293,14 +319,14 @@ class WinRMHost:
         return sock
 
     def _accept_loop(self, listener: socket.socket, tls: bool) -> None:
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and listener in self._listeners:
             try:
                 sock, peer = listener.accept()
             except TimeoutError:
                 continue
             except OSError:
-                if self._stopping.is_set():
-                    return
+                if self._stopping.is_set() or listener not in self._listeners:
+                    return  # stopped, or closed by power_off()
                 time.sleep(0.05)  # e.g. EMFILE: back off instead of spinning
                 continue
             if self._stopping.is_set():
@@ -389,8 +415,10 @@ class WinRMHost:
                 self._record(conn, log_event, started)
                 raise
             delay = float(self.faults.get("delay_response_s") or 0.0)
-            if delay > 0 and self._stopping.wait(delay):
-                return
+            if delay > 0:
+                log_event["delay_s"] = delay  # the log says which answers the switch delayed
+                if self._stopping.wait(delay):
+                    return
             if self.faults.get("close_after_each_response"):
                 reply.close = True
             # Counted and logged before the bytes leave, so a client that got its answer sees the counters.
@@ -526,8 +554,10 @@ class WinRMHost:
             return _Reply(405, _httpsys_page(405), "text/html; charset=us-ascii", extra=[("Allow", "POST")])
 
         stall = self.faults.take("stall_next_s")
-        if stall and self._stopping.wait(float(stall)):
-            raise _Drop()
+        if stall:
+            event["stall_s"] = float(stall)  # the log says which request a stall hit
+            if self._stopping.wait(float(stall)):
+                raise _Drop()
 
         content_type = _header(request, b"content-type") or ""
         try:
@@ -602,6 +632,11 @@ class WinRMHost:
         if action and self.faults.take_action_drop(action):
             event["reason"] = f"drop_on_action:{action}"
             raise _Drop()
+        if action and self.faults.take_action_hold(action):
+            event["held"] = True
+            self.counters.incr(f"faults.held.{action}")
+            if not self.faults.hold({"action": action, "conn": conn.id, "user": state.user}, self._stopping):
+                raise _Drop()
         injected = self.faults.take("http_status_next")
         if injected:
             event["reason"] = f"http_status_next:{injected}"

@@ -28,6 +28,7 @@ from tests.lab._counters import Counters
 from tests.lab._errors import LabError, UnknownComponent
 from tests.lab._faults import Faults
 from tests.lab._kdc import LabKDC
+from tests.lab._machine import Machine
 from tests.lab._relay import LatencyRelay
 
 __all__ = ["Lab", "LabError", "LabOptions", "SQUID_AUTH_SCHEMES", "UnknownComponent"]
@@ -56,6 +57,7 @@ class LabOptions:
     relays: bool = False               # latency relays in front of every host port (implied by rtt_ms > 0)
     host_auth: tuple[str, ...] | None = None   # override the schemes hosts offer (HostConfig.auth)
     allow_unencrypted: bool = False    # WinRM AllowUnencrypted on every host
+    reboot_down_s: float = 5.0         # how long a restarted host refuses connections before it boots
     # Windows' quotas on every host (tests/lab/_limits.py): Windows' defaults, then no_limits lifts them
     # all, then each (configuration or None, Windows name, value or None for off) applies in order.
     no_limits: bool = False
@@ -75,6 +77,8 @@ class LabOptions:
             raise LabError("hosts must be 0 or more")
         if self.rtt_ms < 0:
             raise LabError("rtt_ms must not be negative")
+        if self.reboot_down_s < 0:
+            raise LabError("reboot_down_s must not be negative")
         if self.rtt_ms > 0:
             self.relays = True
         if "negotiate" in self.squid_auth:
@@ -107,6 +111,7 @@ class _HostEntry:
     client_certs: list[dict[str, str]] = dataclasses.field(default_factory=list)
     user_info: list[dict[str, t.Any]] = dataclasses.field(default_factory=list)
     relays: dict[str, LatencyRelay] = dataclasses.field(default_factory=dict)
+    machine: Machine | None = None
 
     @property
     def hostname(self) -> str:
@@ -264,7 +269,8 @@ class Lab:
             user_info: list[dict[str, t.Any]] = [
                 {"username": u, "password": p, "kind": "local"} for u, p in users.items()]
             config = HostConfig(name=name, users=dict(users), root=root,
-                                allow_unencrypted=self.options.allow_unencrypted)
+                                allow_unencrypted=self.options.allow_unencrypted,
+                                reboot_down_s=self.options.reboot_down_s)
             if self.options.host_auth is not None:
                 config.auth = tuple(self.options.host_auth)
             config.language_mode = self.options.language_mode
@@ -285,6 +291,9 @@ class Lab:
                     self.kdc.add_service(spn, keytab=config.keytab)
                     self.kdc.add_service(spn, keytab=shared_keytab)
             self._issue_client_cert(entry, "ansible")
+            entry.machine = Machine(name, config.users, admins=("ansible",),
+                                    domain_users=[u["username"] for u in user_info if u["kind"] == "domain"],
+                                    reboot_down_s=config.reboot_down_s)
             self.hosts[name] = entry
         if shared_keytab is not None and self.hosts:
             # gssapi acceptors without an explicit keytab find every host's keys here.
@@ -314,11 +323,18 @@ class Lab:
             raise LabError("the simulated host (tests/lab/_host.py, _wsman.py) is not available; "
                            "start the lab with hosts=0 (--hosts 0)") from e
         entry.service = WSManService(entry.config, entry.counters, entry.faults)
+        entry.service.machine = entry.machine
         self._on_stop(f"{entry.config.name} WS-Management service", entry.service.close)
         entry.host = WinRMHost(entry.config, ca=self.ca, service=entry.service,
                                counters=entry.counters, faults=entry.faults)
         entry.host.start()
         self._on_stop(f"host {entry.config.name}", entry.host.stop)
+        if entry.machine is not None:
+            entry.machine.ip_address = entry.config.address
+            entry.machine.winrm_listeners = _listeners(entry)
+        if entry.machine is not None:
+            entry.machine.on_power(_power_listener(entry))
+            self._on_stop(f"{entry.config.name} power timers", entry.machine.close)
 
     def _host_ports(self, entry: _HostEntry) -> dict[str, int]:
         info = entry.host.describe() if entry.host is not None else {}
@@ -519,6 +535,23 @@ class Lab:
         faults.clear()
         return faults.as_dict()
 
+    def wait_held(self, host: str, timeout_s: float = 60.0) -> list[dict[str, t.Any]]:
+        """Wait until the host holds a request (hold_on_action_nth); return what it holds."""
+        faults = self._host(host).faults
+        held = faults.wait_held(float(timeout_s))
+        if not held:
+            raise LabError(f"host {host} held no request within {timeout_s:g} s "
+                           f"(hold_on_action_nth={faults.get('hold_on_action_nth')})")
+        return held
+
+    def held(self, host: str) -> list[dict[str, t.Any]]:
+        """The requests the host holds right now (hold_on_action_nth)."""
+        return self._host(host).faults.held()
+
+    def release_held(self, host: str) -> int:
+        """Let the requests the host holds go on (they are handled and answered); return how many."""
+        return self._host(host).faults.release()
+
     def get_limits(self, host: str) -> dict[str, t.Any]:
         """The host's quotas by Windows name ({"limits": ..., "configurations": ...}; None is off)."""
         return _limits.limits(self._host(host).config)
@@ -558,6 +591,40 @@ class Lab:
         if entry.host is None:
             raise LabError(f"host {host} is not running")
         return int(entry.host.drop_connections())
+
+    def _machine(self, host: str) -> Machine:
+        entry = self._host(host)
+        if entry.machine is None:
+            raise LabError(f"host {host} has no machine state")
+        return entry.machine
+
+    def host_machine(self, host: str) -> dict[str, t.Any]:
+        """The host's OS state: power, boot time (ISO and FILETIME), uptime, boots, pending shutdown, accounts."""
+        return self._machine(host).describe()
+
+    def reboot_host(self, host: str, down_s: float | None = -1.0) -> dict[str, t.Any]:
+        """Restart the host now: down for down_s seconds (-1: its reboot_down_s; None: until boot_host())."""
+        machine = self._machine(host)
+        try:
+            machine.reboot(down_s)
+        except RuntimeError as e:
+            raise LabError(str(e)) from None
+        return machine.describe()
+
+    def boot_host(self, host: str) -> dict[str, t.Any]:
+        """Boot a host that a reboot holds down (reboot_host(down_s=None))."""
+        machine = self._machine(host)
+        machine.boot()
+        return machine.describe()
+
+    def host_services(self, host: str, name: str | None = None) -> t.Any:
+        """The host's service table (or one service by name or display name), with each service's dependents."""
+        from tests.lab._machine import Win32Error
+
+        try:
+            return self._machine(host).services.snapshot(name)
+        except Win32Error as e:
+            raise UnknownComponent(f"host {host}: no service {name!r} ({e.win32_message})") from None
 
     def proxy_counters(self, proxy: str) -> dict[str, t.Any]:
         """The proxy's counters (what it reports; Squid: from its access log)."""
@@ -610,11 +677,47 @@ class Lab:
         return {kind: r.counters() for kind, r in self._host(host).relays.items()}
 
 
+def _power_listener(entry: _HostEntry) -> t.Callable[[str], None]:
+    """What a restart does to the host's network side: its processes and sockets end, then it listens again."""
+    def on_power(event: str) -> None:
+        if event == "down":
+            entry.host.power_off()
+            entry.service.power_off()
+            entry.counters.incr("reboots")
+        elif event == "up":
+            entry.host.power_on()
+    return on_power
+
+
 def _stop_logged(what: str, stop: t.Callable[[], t.Any]) -> None:
     try:
         stop()
     except Exception:
         log.exception("stopping %s failed", what)
+
+
+def _listeners(entry: _HostEntry) -> list[dict[str, t.Any]]:
+    """The host's WinRM listeners as its WSMan: drive lists them (the HTTPS one with its certificate)."""
+    config = entry.config
+    found: list[dict[str, t.Any]] = [{"transport": "HTTP", "port": config.http_port, "hostname": "",
+                                      "listening_on": config.address}]
+    https: dict[str, t.Any] = {"transport": "HTTPS", "port": config.https_port, "hostname": config.name.lower(),
+                               "listening_on": config.address}
+    cert_path = getattr(entry.host, "cert_path", None)
+    if cert_path is not None:
+        try:
+            from cryptography import x509
+            from cryptography.hazmat.primitives import hashes
+        except ImportError:  # without it the listener is listed without its certificate details
+            pass
+        else:
+            cert = x509.load_pem_x509_certificate(pathlib.Path(cert_path).read_bytes())
+            https.update(thumbprint=cert.fingerprint(hashes.SHA1()).hex().upper(),
+                         subject=cert.subject.rfc4514_string().replace(",", ", "),
+                         issuer=cert.issuer.rfc4514_string().replace(",", ", "),
+                         not_after=cert.not_valid_after_utc, not_before=cert.not_valid_before_utc)
+    found.append(https)
+    return found
 
 
 def _as_file(value: t.Any, path: pathlib.Path) -> pathlib.Path:

@@ -13,11 +13,18 @@ Each direction of each connection is a timestamped queue: a chunk is stamped
 when read and written when its time comes, so chunks in flight overlap (a
 burst of N chunks costs one delay, not N) and byte order is preserved. Written
 by hand because no library relays with a delay; it is ~150 lines of asyncio.
+
+The relay keeps a bounded trace of the last chunks it moved (``trace()``): when each
+was read, when it was due and when it was written, on the relay's own clock
+(``time.monotonic``), so tests check the delay it applied from its own stamps
+instead of bounding wall time from outside.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import logging
 import socket
 import threading
@@ -30,6 +37,7 @@ _CONNECT_TIMEOUT_S = 10.0
 _START_TIMEOUT_S = 5.0
 _STOP_TIMEOUT_S = 5.0
 _ABORT = object()  # queue sentinel: the reading side was reset, reset the writing side too
+_TRACE_CHUNKS = 4096  # the trace keeps this many most recent chunks
 
 
 class LatencyRelay:
@@ -62,6 +70,8 @@ class LatencyRelay:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self._trace: collections.deque[dict[str, t.Any]] = collections.deque(maxlen=_TRACE_CHUNKS)
+        self._conn_ids = itertools.count(1)
 
     @property
     def delay_s(self) -> float:
@@ -77,6 +87,12 @@ class LatencyRelay:
         """Connections accepted, connections open now, bytes relayed each way, failed upstream connects."""
         with self._lock:
             return dict(self._stats)
+
+    def trace(self) -> list[dict[str, t.Any]]:
+        """The last chunks relayed, oldest first: {conn, direction ("to_target"/"from_target"), bytes,
+        accepted_at, read_at, due, written_at}, times in seconds of time.monotonic(), the relay's clock."""
+        with self._lock:
+            return [dict(c) for c in self._trace]
 
     def _count(self, key: str, amount: int = 1) -> None:
         with self._lock:
@@ -168,7 +184,9 @@ class LatencyRelay:
         self._count("active")
         loop = asyncio.get_running_loop()
         # Nothing reaches the target before one round trip passed: the cost of a TCP handshake.
-        not_before = loop.time() + (2 * self.delay_s if self.connect_rtt else 0.0)
+        accepted_at = loop.time()
+        not_before = accepted_at + (2 * self.delay_s if self.connect_rtt else 0.0)
+        stamp = {"conn": next(self._conn_ids), "accepted_at": accepted_at}
         upstream_w: asyncio.StreamWriter | None = None
         try:
             try:
@@ -181,8 +199,8 @@ class LatencyRelay:
             _nodelay(client_w)
             _nodelay(upstream_w)
             await asyncio.gather(
-                self._pipe(client_r, upstream_w, not_before, "bytes_to_target"),
-                self._pipe(upstream_r, client_w, 0.0, "bytes_from_target"),
+                self._pipe(client_r, upstream_w, not_before, "bytes_to_target", stamp),
+                self._pipe(upstream_r, client_w, 0.0, "bytes_from_target", stamp),
             )
             # Both directions ended in order: close gently so buffered bytes still go out.
             for w in (client_w, upstream_w):
@@ -202,25 +220,28 @@ class LatencyRelay:
             self._tasks.discard(task)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    not_before: float, counter: str) -> None:
+                    not_before: float, counter: str, stamp: dict[str, t.Any]) -> None:
         """Move one direction: stamp chunks on arrival, write each when its delay has passed."""
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, t.Any]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[float, t.Any, float]] = asyncio.Queue()
+        direction = counter.removeprefix("bytes_")
 
         async def read_side() -> None:
             while True:
                 try:
                     data = await reader.read(_CHUNK)
                 except (ConnectionError, OSError):
-                    queue.put_nowait((max(loop.time(), not_before) + self.delay_s, _ABORT))
+                    read_at = loop.time()
+                    queue.put_nowait((max(read_at, not_before) + self.delay_s, _ABORT, read_at))
                     return
-                queue.put_nowait((max(loop.time(), not_before) + self.delay_s, data))
+                read_at = loop.time()
+                queue.put_nowait((max(read_at, not_before) + self.delay_s, data, read_at))
                 if not data:  # EOF: passed on as a half-close when its time comes
                     return
 
         async def write_side() -> None:
             while True:
-                due, data = await queue.get()
+                due, data, read_at = await queue.get()
                 wait = due - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
@@ -232,8 +253,12 @@ class LatencyRelay:
                         if writer.can_write_eof():
                             writer.write_eof()
                         return
-                    writer.write(data)
+                    # Counted and traced before the bytes leave, so whoever received them finds them there.
                     self._count(counter, len(data))
+                    with self._lock:
+                        self._trace.append({**stamp, "direction": direction, "bytes": len(data), "read_at": read_at,
+                                            "due": due, "written_at": loop.time()})
+                    writer.write(data)
                     await writer.drain()
                 except (ConnectionError, OSError):
                     return

@@ -19,6 +19,7 @@ from tests.lab import _limits, _soap
 from tests.lab._config import HostConfig
 from tests.lab._counters import Counters
 from tests.lab._faults import Faults
+from tests.lab._machine import Machine
 from tests.lab._psrp_server import PSRPPool
 from tests.lab._soap import NS, el
 from tests.lab._winrs import Shell, WinRSShell, parse_shell_create
@@ -99,6 +100,9 @@ class WSManService:
         self.counters = counters
         self.faults = faults
         self.engine_factory = engine_factory or default_engine_factory
+        # the host's OS state (tests/lab/_machine.py): its own until the lab gives it the host's shared one
+        self.machine: t.Any = Machine(config.name, dict(config.users), admins=tuple(config.users),
+                                      reboot_down_s=config.reboot_down_s)
         self._lock = threading.Lock()
         self._shells: dict[str, Shell] = {}
         self._operations: collections.Counter[str] = collections.Counter()
@@ -148,6 +152,12 @@ class WSManService:
         self.counters.record(kind="wsman", user=user, action=req.action_name, status=200, shell=req.shell_id)
         return 200, _soap.envelope(action, req.message_id, answer)
 
+    def operations_in_flight(self, user: str) -> int:
+        """Requests of this user being served right now (what MaxConcurrentOperationsPerUser counts); a test
+        waits on it to know a long-poll Receive is pending."""
+        with self._lock:
+            return self._operations[user]
+
     def expire_shells(self) -> int:
         """Drop every shell now, as an idle timeout would; returns how many were dropped."""
         with self._lock:
@@ -155,6 +165,15 @@ class WSManService:
             self._shells.clear()
         for shell in shells:
             self._retire(shell, "shells_expired")
+        return len(shells)
+
+    def power_off(self) -> int:
+        """The machine goes down: every shell and Runspace Pool ends with its process; returns how many."""
+        with self._lock:
+            shells = list(self._shells.values())
+            self._shells.clear()
+        for shell in shells:
+            self._retire(shell, "shells_lost_to_reboot")
         return len(shells)
 
     def close(self) -> None:
@@ -315,6 +334,9 @@ class WSManService:
             self._shells[shell_id] = placeholder = Shell(**common)
         try:
             engine = self.engine_factory(self.config, user)
+            attach = getattr(engine, "attach_machine", None)  # the engine's process runs on this host's OS
+            if attach is not None:
+                attach(self.machine)
             self._configure_engine(engine, configuration)
             if configuration is None:
                 shell: Shell = WinRSShell(

@@ -23,18 +23,15 @@ What the session lab contains (ini option in pytest.ini, or environment variable
                       LAB_WORKDIR        keep the lab's files there (default: a temp dir, removed)
                       LAB_CONTROL_URL    use the lab already running there instead of starting one
 
-Defaults leave out a component whose module has not landed (a warning says so); a
-component asked for explicitly must start or the session errors.
+Every component that is on must start, or the session errors.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import pathlib
 import typing as t
-import warnings
 
 import pytest
 
@@ -53,9 +50,6 @@ _DEFAULTS: dict[str, str] = {
     "relays": "true",
     "rtt_ms": "0",
 }
-# the module each optional component needs
-_MODULES = {"squid": "tests.lab._squid", "tinyproxy": "tests.lab._tinyproxy", "mitm": "tests.lab._mitm",
-            "host": "tests.lab._host"}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -82,41 +76,22 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def _available(component: str) -> bool:
-    return importlib.util.find_spec(_MODULES[component]) is not None
-
-
 def lab_options_from(config: pytest.Config) -> LabOptions:
     """The session lab's LabOptions from environment, ini and defaults (see the module docstring)."""
     values = {name: _setting(config, name) for name in _DEFAULTS}
 
-    def wanted(name: str, component: str) -> bool:
-        value, explicit = values[name]
-        if not _bool(value):
-            return False
-        if not explicit and not _available(component):
-            warnings.warn(f"session lab starts without {component}: {_MODULES[component]} is not available",
-                          stacklevel=2)
-            return False
-        return True
+    def wanted(name: str) -> bool:
+        return _bool(values[name][0])
 
-    squid_value, squid_explicit = values["squid_auth"]
-    squid_auth = tuple(s.strip() for s in squid_value.split(",") if s.strip())
-    if squid_auth and not squid_explicit and not _available("squid"):
-        warnings.warn("session lab starts without Squid: tests.lab._squid is not available", stacklevel=2)
-        squid_auth = ()
-    hosts_value, hosts_explicit = values["hosts"]
-    hosts = int(hosts_value)
-    if hosts and not hosts_explicit and not _available("host"):
-        warnings.warn("session lab starts without hosts: tests.lab._host is not available", stacklevel=2)
-        hosts = 0
+    squid_auth = tuple(s.strip() for s in values["squid_auth"][0].split(",") if s.strip())
+    hosts = int(values["hosts"][0])
     workdir = os.environ.get("LAB_WORKDIR")
     return LabOptions(
         hosts=hosts,
         squid_auth=squid_auth,
-        squid_https=bool(squid_auth) and wanted("squid_https", "squid"),
-        tinyproxy=wanted("tinyproxy", "tinyproxy"),
-        mitm=wanted("mitm", "mitm"),
+        squid_https=bool(squid_auth) and wanted("squid_https"),
+        tinyproxy=wanted("tinyproxy"),
+        mitm=wanted("mitm"),
         kdc=_bool(values["kdc"][0]),
         relays=_bool(values["relays"][0]),
         rtt_ms=float(values["rtt_ms"][0]),

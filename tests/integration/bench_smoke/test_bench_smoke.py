@@ -1,8 +1,9 @@
 """`make bench` works: the benchmark harness, run with tiny sizes, measures every plugin and writes its outputs.
 
 The full run (python -m benchmarks.run) takes many minutes; this runs the same code end to end with --quick
-(3 raw tasks, 3 hosts, 256 KiB and 1 MiB files, 1/2/4 sessions, controller CPU of 8 tasks on one host and 3 x 3
-hosts, a fleet of 4 hosts) against its own lab. Timings are never asserted, only relations between plugins.
+(3 raw tasks, 2 win_ping and 2 win_copy tasks, 3 hosts, 256 KiB and 1 MiB files, 1/2/4 sessions, controller CPU
+of 8 tasks on one host and 3 x 3 hosts, a fleet of 4 hosts) against its own lab. Timings are never asserted, only
+relations between plugins.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ import sys
 
 import pytest
 
+from benchmarks._workloads import FLOOR_REQUESTS_PER_TASK
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PLUGINS = ("pinned", "builtin_psrp", "builtin_winrm")
+# benchmarks.run --quick: one repetition of 3 raw tasks (benchmarks/run.py _sizes)
+QUICK_REPS = 1
+QUICK_TASKS = 3
 
 pytestmark = [pytest.mark.soak, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -38,13 +44,34 @@ def quick_bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def test_quick_bench_measures_every_plugin_without_errors(quick_bench: dict) -> None:
     results = quick_bench["results"]
     assert results["errors"] == [], results["errors"]
+    floor = results["floor"]["requests_per_task"]
+    assert floor == FLOOR_REQUESTS_PER_TASK
     for rtt, rows in results["raw_tasks"].items():
         for plugin in (*PLUGINS, "local_floor", "pinned_cold"):
-            assert rows[plugin]["wall_s"] > 0, (rtt, plugin, rows)
-        for plugin in PLUGINS:
-            # counted by the lab host: every plugin sent WinRM requests for its tasks
-            assert rows[plugin]["requests_per_task"] > 0, (rtt, plugin)
-        assert rows["pinned_cold"]["tcp_connections_total"] >= 1
+            row = rows[plugin]
+            assert (row["runs"], row["failed_runs"]) == (QUICK_REPS, 0), (rtt, plugin, row)
+            # a median lies between the extremes it was taken from, and per task is the whole over the tasks
+            assert row["wall_s_min"] <= row["wall_s"] <= row["wall_s_max"], (rtt, plugin, row)
+            # (wall_s is rounded to 1 ms and s_per_task to 0.1 ms, each from the unrounded median)
+            assert row["s_per_task"] == pytest.approx(row["wall_s"] / QUICK_TASKS, abs=5e-4 / QUICK_TASKS + 5e-5), (
+                rtt, plugin, row)
+        warm, cold = rows["pinned"], rows["pinned_cold"]
+        # Counted by the lab host. A warm pinned session costs exactly the protocol minimum per task and opens
+        # nothing; the cold run opens one connection and one handshake for all its tasks, and builds...
+        assert warm["requests_per_task"] == floor, (rtt, warm)
+        assert (warm["tcp_connections_total"], warm["handshakes_total"], warm["shells_per_task"]) == (0, 0, 0), warm
+        assert (cold["tcp_connections_total"], cold["handshakes_total"]) == (1, 1), (rtt, cold)
+        # ... as many shells for all its tasks as builtin_psrp builds for each one (one Runspace Pool)
+        assert round(cold["shells_per_task"] * QUICK_TASKS) == rows["builtin_psrp"]["shells_per_task"], (rtt, cold)
+        assert cold["requests_per_task"] > warm["requests_per_task"], (rtt, cold, warm)
+        for plugin in ("builtin_psrp", "builtin_winrm"):
+            peer = rows[plugin]
+            # the builtins open a connection, authenticate and build a shell for every task
+            assert peer["handshakes"] == 1.0 and peer["tcp_connections"] >= 1.0, (rtt, plugin, peer)
+            assert peer["shells_per_task"] >= 1.0, (rtt, plugin, peer)
+            assert peer["requests_per_task"] > floor, (rtt, plugin, peer)
+    met = results["targets"]["WinRM requests per task, warm session: the protocol minimum"]["met"]
+    assert met is True
 
 
 def test_quick_bench_writes_the_issue_json_shape(quick_bench: dict) -> None:
@@ -52,16 +79,44 @@ def test_quick_bench_writes_the_issue_json_shape(quick_bench: dict) -> None:
     for rows in results["raw_tasks"].values():
         for plugin in PLUGINS:
             assert {"wall_s", "requests_per_task", "tcp_connections", "handshakes"} <= set(rows[plugin])
-    assert set(PLUGINS) | {"local_floor"} <= set(results["many_hosts"])
-    assert all(results["many_hosts"][p]["wall_s"] > 0 for p in PLUGINS)
+    assert set(PLUGINS) | {"local_floor", "pinned_cold"} <= set(results["many_hosts"])
+    for plugin, row in results["many_hosts"].items():
+        assert row["wall_s"] > 0 and (row["runs"], row["failed_runs"]) == (QUICK_REPS, 0), (plugin, row)
     for size, rows in results["transfer"].items():
         for plugin in PLUGINS:
-            assert rows[plugin]["put_mib_s"] > 0 and rows[plugin]["fetch_mib_s"] > 0, (size, plugin)
-            assert rows[plugin]["peak_rss_mib"] > 0
+            row = rows[plugin]
+            assert row["runs"] == QUICK_REPS, (size, plugin, row)
+            assert row["put_mib_s"] > 0 and row["fetch_mib_s"] > 0, (size, plugin)
+            # The whole's peak is at least the playbook tree's and at most the tree's plus the daemon's peak
+            # (each rounded to 0.01 MiB).
+            assert row["playbook_peak_rss_mib"] > 0
+            assert row["playbook_peak_rss_mib"] <= row["peak_rss_mib"] <= (
+                row["playbook_peak_rss_mib"] + row["daemon_peak_rss_mib"] + 0.02), (size, plugin, row)
         assert rows["pinned"]["daemon_peak_rss_mib"] > 0  # the pin daemon was found and sampled
+        for plugin in ("builtin_psrp", "builtin_winrm"):  # no daemon: nothing but the playbook's own processes
+            assert rows[plugin]["daemon_peak_rss_mib"] == 0
+            assert rows[plugin]["peak_rss_mib"] == rows[plugin]["playbook_peak_rss_mib"]
     rss = results["pinning_rss_mib"]
     assert set(rss) == {"1", "2", "4"} and all(v > 0 for v in rss.values())
+    assert results["pinning_scale"]["mib_per_session"] == round((rss["4"] - rss["1"]) / 3, 3)
     assert results["targets"]
+
+
+def test_quick_bench_runs_the_modules_through_every_plugin_and_counts_their_wire_cost(quick_bench: dict) -> None:
+    results = quick_bench["results"]
+    copy_kib = results["sizes"]["module_copy_kib"]
+    assert set(results["module_tasks"]) == {"0", "50"}
+    for rtt, modules in results["module_tasks"].items():
+        assert set(modules) == {"win_ping", "win_copy"}
+        for plugin in (*PLUGINS, "pinned_cold"):
+            ping, copy = modules["win_ping"][plugin], modules["win_copy"][plugin]
+            assert ping["failed_runs"] == 0 and copy["failed_runs"] == 0, (rtt, plugin)
+            # a module task sends the exec wrapper and the module: more requests than the raw-task floor
+            assert ping["requests_per_task"] > results["floor"]["requests_per_task"], (rtt, plugin, ping)
+            # win_copy also carries the file (base64 inside the WinRM messages) and runs the module twice
+            assert copy["kib_per_task"] > ping["kib_per_task"] + copy_kib, (rtt, plugin, copy, ping)
+        assert modules["win_ping"]["pinned_cold"]["tcp_connections_total"] >= 1  # counted by the lab host
+    assert "| 50 ms | win_copy | builtin_winrm |" in quick_bench["doc"].read_text()
 
 
 def test_quick_bench_measures_the_controller_cpu_of_every_plugin_and_the_pin_daemons_share(quick_bench: dict) -> None:

@@ -147,13 +147,22 @@ def test_daemon_killed_during_a_task_fails_that_task_cleanly_and_the_next_succee
     warm = _write_playbook(e2e.workdir / "warm.yml", ["Write-Output warm"])
     e2e.run(group, playbook=warm, name="warm").assert_ok()
     pid = _daemon_pid(e2e)
-    slow = _write_playbook(e2e.workdir / "slow.yml", ["Start-Sleep -Seconds 8; Write-Output slept"])
-    killer = threading.Timer(3.0, os.kill, (pid, signal.SIGKILL))
-    killer.start()
+    name = e2e.host()["name"]
+    slow = _write_playbook(e2e.workdir / "slow.yml", ["Write-Output slept"])
+    # The host holds the task's Receive (the first after the warm run) until the daemon waiting for it is
+    # dead: the kill lands during the task however slow the machine is (a timer could fire before or after).
+    e2e.lab.set_faults(name, hold_on_action_nth={"Receive": 1})
+    runs: list[t.Any] = []
+    runner = threading.Thread(target=lambda: runs.append(e2e.run(group, playbook=slow, name="killed")), daemon=True)
+    runner.start()
     try:
-        run = e2e.run(group, playbook=slow, name="killed")
+        e2e.lab.wait_held(name, 120)
+        os.kill(pid, signal.SIGKILL)
+        runner.join(240)
     finally:
-        killer.cancel()
+        e2e.lab.clear_faults(name)
+    assert runs, "the playbook run did not finish"
+    run = runs[0]
     assert run.rc != 0
     result = run.task_results("win-lab1")[0]
     assert result["status"] == "unreachable", result
@@ -203,7 +212,7 @@ def test_session_tool_lists_and_closes_pinned_sessions(e2e: E2E) -> None:
     assert e2e.proxy("squid_ntlm")["password"] not in listed.stdout
     closed = subprocess.run([*cli, "close", "--all"], capture_output=True, text=True, env=env, timeout=30)
     assert closed.returncode == 0, closed.stderr
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # closing is asynchronous; the bound only stops a broken close from hanging
     while time.monotonic() < deadline and not e2e.counters().get("runspace_pools_deleted"):
         time.sleep(0.2)
     assert e2e.counters().get("runspace_pools_deleted", 0) >= 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -17,11 +16,6 @@ import typing as t
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
-
-
-def available(module: str) -> bool:
-    """True when a lab module another engineer writes has landed."""
-    return importlib.util.find_spec(module) is not None
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -12,11 +12,9 @@ import pytest
 
 from tests.lab._control import ControlError, LabClient
 
-from .conftest import alive, available, descendants, port_open
+from .conftest import alive, descendants, port_open
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
-
-FULL_LAB = all(available(m) for m in ("tests.lab._host", "tests.lab._squid", "tests.lab._tinyproxy"))
 
 
 def _listening_ports(desc: dict[str, t.Any]) -> list[int]:
@@ -37,7 +35,8 @@ def _assert_stops_clean(lp: t.Any, sig: signal.Signals = signal.SIGTERM) -> None
     children = descendants(lp.proc.pid)
     assert lp.terminate(sig) == 0, lp.stderr
     assert lp.rest_of_stdout() == b"", "stdout carries the one JSON line and nothing else"
-    deadline = time.monotonic() + 5
+    # The lab has exited; its children and ports go with it. The bound only stops a leak from hanging the test.
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline and (any(map(alive, children)) or any(map(port_open, ports))):
         time.sleep(0.1)
     assert [p for p in children if alive(p)] == [], "processes the lab started outlived it"
@@ -45,7 +44,6 @@ def _assert_stops_clean(lp: t.Any, sig: signal.Signals = signal.SIGTERM) -> None
     assert not pathlib.Path(desc["workdir"]).exists(), "the lab's temp workdir was not removed"
 
 
-@pytest.mark.skipif(not FULL_LAB, reason="the host and proxy modules have not landed yet")
 def test_up_prints_the_lab_as_one_json_line_and_stops_everything_on_sigterm(lab_process: t.Any) -> None:
     lp = lab_process("--kdc", "--rtt-ms", "20")
     desc = lp.description
@@ -68,7 +66,6 @@ def test_up_prints_the_lab_as_one_json_line_and_stops_everything_on_sigterm(lab_
     _assert_stops_clean(lp)
 
 
-@pytest.mark.skipif(not available("tests.lab._host"), reason="tests/lab/_host.py has not landed yet")
 def test_the_control_api_reports_what_a_host_received_and_sets_its_faults(lab_process: t.Any) -> None:
     lp = lab_process("--squid-auth", "", "--no-tinyproxy", "--hosts", "1")
     client = LabClient(lp.description["control_url"])

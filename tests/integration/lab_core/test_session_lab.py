@@ -8,12 +8,7 @@ import typing as t
 
 import pytest
 
-from .conftest import available
-
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.skipif(not available("tests.lab._host"), reason="tests/lab/_host.py has not landed yet"),
-]
+pytestmark = [pytest.mark.timeout(90)]
 
 UNAUTHENTICATED_POST = b"POST /wsman HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
@@ -61,12 +56,10 @@ def test_the_relay_in_front_of_a_host_adds_the_rtt_set_through_the_control_api(
     host = lab_description["hosts"][0]
     if "relay" not in host:
         pytest.skip("the session lab runs without relays")
-    direct_start = time.monotonic()
-    assert _exchange(host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
-    direct = time.monotonic() - direct_start
     rtt_s = 0.06
     lab_client.set_rtt(rtt_s * 1000, host=host["name"])
     try:
+        relays = [r for r in lab_client.describe()["relays"] if r["host"] == host["name"]]
         before = lab_client.relay_counters(host["name"])["http"]["connections"]
         start = time.monotonic()
         answer = _exchange(host["relay"]["http_port"], UNAUTHENTICATED_POST)
@@ -74,8 +67,10 @@ def test_the_relay_in_front_of_a_host_adds_the_rtt_set_through_the_control_api(
     finally:
         lab_client.set_rtt(0, host=host["name"])
     assert answer.startswith(b"HTTP/1.1 401")  # the relay reaches the host
-    # one round trip for the TCP handshake, one for the exchange
-    assert 2 * rtt_s <= elapsed <= 2 * rtt_s + direct + 0.3
+    assert relays and all(r["rtt_ms"] == rtt_s * 1000 for r in relays)  # the setting reached every relay
+    # One round trip for the emulated TCP handshake, one for the exchange: a lower bound, as scheduling only
+    # adds time. The relay's own tests (test_relay.py) check from its stamps that it adds no more.
+    assert elapsed >= 2 * rtt_s
     assert lab_client.relay_counters(host["name"])["http"]["connections"] == before + 1
 
 
@@ -100,11 +95,11 @@ def test_fault_switches_set_through_the_control_api_reach_the_host(lab_client: t
     assert lab_client.set_faults(lab_host["name"], delay_response_s=delay)["delay_response_s"] == delay
     start = time.monotonic()
     assert _exchange(lab_host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
-    assert time.monotonic() - start >= delay
+    assert time.monotonic() - start >= delay  # a lower bound: scheduling only adds time
     lab_client.clear_faults(lab_host["name"])
-    start = time.monotonic()
     assert _exchange(lab_host["http_port"], UNAUTHENTICATED_POST).startswith(b"HTTP/1.1 401")
-    assert time.monotonic() - start < delay
+    # The host's log says which answers the switch delayed: the first, and not the one after clear_faults.
+    assert [e.get("delay_s") for e in lab_client.host_log(lab_host["name"])] == [delay, None]
     # lab_host reset the counters; a connection an earlier test left may still be accepted late, a request not
     assert lab_client.host_counters(lab_host["name"])["http_status.401"] == 2
 
@@ -119,7 +114,7 @@ def test_the_inspecting_proxy_hands_back_what_it_relayed(lab_client: t.Any, lab_
                ).encode() + marker + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     assert _exchange(port, request).startswith(b"HTTP/1.1 401")
     recorded = b""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30  # the proxy records as it relays; the bound only stops a broken one
     while marker not in recorded and time.monotonic() < deadline:
         recorded = lab_client.proxy_recorded("mitm")
         time.sleep(0.1)

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import base64
 import http.client
+import threading
 import time
+import typing as t
 
 import pytest
 import requests
 from pypsrp.exceptions import AuthenticationError, WinRMTransportError
 
 from tests.integration.lab_host._echo import request_envelope
+
+
+def _wait_until(predicate: t.Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll for a state the lab reaches by itself; the bound only stops a broken lab from hanging the test."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _basic(lab) -> dict[str, str]:
@@ -29,11 +41,12 @@ def test_close_after_requests_drops_the_connection_after_n_answers(lab) -> None:
     assert raw.conn.sock.recv(16) == b""
     raw.close()
     transport = lab.pypsrp(ssl=True, auth="basic")
-    for _ in range(5):
+    for index in range(5):
         transport.send(request_envelope())
-        # Let the host's close reach the client before it reuses the connection: urllib3 checks for it
-        # only before sending, and a request racing the close is reset (pypsrp does not resend a POST).
-        time.sleep(0.1)
+        if index % 2 == 1:
+            # The host has closed its side before the client reuses the connection: urllib3 checks for the
+            # close only before sending, and a request racing it is reset (pypsrp does not resend a POST).
+            assert _wait_until(lambda: lab.host.open_connections() == 0)
     assert lab.counters.get("tcp_connections") == 1 + 3  # pypsrp reopened after every second answer
 
 
@@ -64,7 +77,9 @@ def test_delay_response_holds_every_answer(lab) -> None:
     started = time.monotonic()
     transport.send(request_envelope())
     transport.send(request_envelope())
+    # A lower bound only: scheduling adds time, never removes it.
     assert time.monotonic() - started >= 0.6
+    assert [e.get("delay_s") for e in lab.counters.log()] == [None, 0.3, 0.3]
 
 
 def test_http_status_next_answers_500_with_a_wsman_fault_then_503_then_normally(lab) -> None:
@@ -100,13 +115,68 @@ def test_refuse_auth_refuses_correct_credentials(lab) -> None:
 
 def test_stall_next_delays_only_the_next_request(lab) -> None:
     transport = lab.pypsrp(ssl=True, auth="basic")
-    transport.send(request_envelope())
-    lab.faults.update(stall_next_s=[1.0])
+    transport.send(request_envelope("Get", "before"))
+    # Far longer than the client's read timeout, so the stalled request cannot be answered in time however
+    # slow the machine is; the host stops stalling when the test stops it.
+    lab.faults.update(stall_next_s=[60.0])
     with pytest.raises(requests.exceptions.ReadTimeout):
-        transport.send(request_envelope(), timeout=(2, 0.3))
-    started = time.monotonic()
-    transport.send(request_envelope())
-    assert time.monotonic() - started < 1.0
+        transport.send(request_envelope("Get", "stalled"), timeout=(5, 0.3))
+    transport.send(request_envelope("Get", "after"))  # answered: the stall was for one request only
+    assert lab.faults.get("stall_next_s") == []
+    payloads = [body for _, body in lab.service.received]
+    assert len(payloads) == 2 and b"before" in payloads[0] and b"after" in payloads[1]
+
+
+def test_hold_on_action_nth_holds_that_request_until_released(lab) -> None:
+    lab.faults.update(hold_on_action_nth={"Send": 2})
+    transport = lab.pypsrp(ssl=True, auth="basic")
+    transport.send(request_envelope("Send", "first"))  # the first Send passes
+    transport.send(request_envelope("Get", "other"))  # other actions are not counted
+    answered: list[bytes] = []
+    sender = threading.Thread(target=lambda: answered.append(transport.send(request_envelope("Send", "second"))))
+    sender.start()
+    held = lab.faults.wait_held(20)
+    assert [h["action"] for h in held] == ["Send"] and held[0]["user"] == "alice"
+    # Held: read, neither handled nor answered, for as long as the test wants.
+    assert len(lab.service.received) == 2 and answered == []
+    assert lab.counters.get("faults.held.Send") == 1
+    assert lab.faults.release() == 1
+    sender.join(20)
+    assert len(answered) == 1 and b"second" in lab.service.received[-1][1]
+    assert lab.faults.held() == [] and lab.faults.get("hold_on_action_nth") == {"Send": 0}
+    assert [e.get("held") for e in lab.counters.log()] == [None, None, True]
+    transport.send(request_envelope("Send", "third"))  # counted down: nothing more is held
+
+
+def test_clearing_the_faults_releases_a_held_request(lab) -> None:
+    lab.faults.update(hold_on_action_nth={"Receive": 1})
+    transport = lab.pypsrp(ssl=True, auth="basic")
+    answered: list[bytes] = []
+    sender = threading.Thread(target=lambda: answered.append(transport.send(request_envelope("Receive"))))
+    sender.start()
+    assert lab.faults.wait_held(20)
+    lab.faults.clear()
+    sender.join(20)
+    assert len(answered) == 1
+
+
+def test_a_held_request_is_dropped_when_the_host_stops(lab) -> None:
+    lab.faults.update(hold_on_action_nth={"Command": 1})
+    transport = lab.pypsrp(ssl=True, auth="basic")
+    failed: list[BaseException] = []
+
+    def send() -> None:
+        try:
+            transport.send(request_envelope("Command"))
+        except Exception as exc:  # the host went away: no answer
+            failed.append(exc)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    assert lab.faults.wait_held(20)
+    lab.host.stop()
+    sender.join(20)
+    assert len(failed) == 1 and lab.service.received == []
 
 
 def test_drop_on_action_next_closes_without_answering_that_action_only(lab) -> None:

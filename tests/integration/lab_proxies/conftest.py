@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import h11
@@ -265,6 +265,20 @@ def connect_with_auth(proxy_port: int, target_port: int, *, scheme: str | None =
     if not ok:
         sock.close()
     return ConnectResult(statuses, challenges, sock if ok else None, local_port)
+
+
+def logged(read: Callable[[], list[Any]], count: int, timeout: float = 30.0) -> list[Any]:
+    """What read() returns once it holds at least count entries.
+
+    Squid writes an access-log line when a transaction ends, a moment after the client saw its answer, so a
+    test waits for the lines it expects instead of sleeping; the bound only stops a broken Squid from hanging it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = read()
+        if len(entries) >= count or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.05)
 
 
 def echo_through(result: ConnectResult, payload: bytes) -> bytes:

@@ -23,6 +23,7 @@ from tests.integration.lab_proxies.conftest import (
     connect_with_auth,
     PROXY_USER,
     echo_through,
+    logged,
 )
 from tests.lab import _procs
 from tests.lab._squid import SquidProxy
@@ -107,8 +108,7 @@ def test_squid_refuses_connect_to_a_port_that_is_not_a_lab_port(open_squid: Squi
     other = _procs.free_port()
     result = connect_with_auth(open_squid.port, other)
     assert result.statuses == [403]
-    time.sleep(0.2)  # Squid writes the log line as the transaction ends
-    denied = [e for e in open_squid.access_entries() if e.url == f"127.0.0.1:{other}"]
+    denied = logged(lambda: [e for e in open_squid.access_entries() if e.url == f"127.0.0.1:{other}"], 1)
     assert [e.squid_status for e in denied] == ["TCP_DENIED"]
 
 
@@ -145,8 +145,8 @@ def test_squid_basic_accepts_the_right_password_and_answers_407_to_a_wrong_one(
     assert len(http_upstream.requests) == 1
     # the host never sees the proxy credentials (R2)
     assert "Proxy-Authorization" not in http_upstream.requests[0][3]
-    time.sleep(0.2)
-    assert basic_squid.counters()["by_user"].get(USER) == 1
+    accepted = logged(lambda: [e for e in basic_squid.access_entries() if e.user == USER and e.http_status == 200], 1)
+    assert len(accepted) == 1 and basic_squid.counters()["by_user"].get(USER) == 1
 
 
 def test_squid_proxy_passwords_appear_in_no_file_and_no_process_argument(
@@ -202,8 +202,7 @@ def test_squid_ntlm_connect_authenticates_over_407_legs_on_one_connection(
         assert echo_through(result, b"after NTLM") == b"echo:after NTLM"
     finally:
         result.close()
-    time.sleep(0.2)
-    mine = [e for e in ntlm_squid.access_entries() if e.client_port == result.local_port]
+    mine = logged(lambda: [e for e in ntlm_squid.access_entries() if e.client_port == result.local_port], 2)
     assert [(e.http_status, e.user) for e in mine] == [(407, None), (200, USER)]
 
 

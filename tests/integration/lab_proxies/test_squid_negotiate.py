@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterator
 
 import pytest
 import spnego
 
-from tests.integration.lab_proxies.conftest import EchoServer, connect_with_auth, echo_through
+from tests.integration.lab_proxies.conftest import EchoServer, connect_with_auth, echo_through, logged
 from tests.lab._kdc import LabKDC
 from tests.lab._squid import SquidProxy
 
@@ -54,9 +53,10 @@ def kerberos_client_env(realm: LabKDC, monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("KRB5CCNAME", f"FILE:{tmp_path / 'ccache'}")
 
 
-def _entries_of(squid: SquidProxy, local_port: int) -> list[tuple[int, str | None]]:
-    time.sleep(0.2)  # the access log line is written when the transaction ends
-    return [(e.http_status, e.user) for e in squid.access_entries() if e.client_port == local_port]
+def _entries_of(squid: SquidProxy, local_port: int, count: int) -> list[tuple[int, str | None]]:
+    """The access-log lines of one client connection, once count of them are written (at transaction end)."""
+    return logged(lambda: [(e.http_status, e.user) for e in squid.access_entries() if e.client_port == local_port],
+                  count)
 
 
 def test_squid_negotiate_accepts_a_kerberos_ticket_for_its_own_principal(
@@ -72,7 +72,7 @@ def test_squid_negotiate_accepts_a_kerberos_ticket_for_its_own_principal(
         assert echo_through(result, b"after kerberos") == b"echo:after kerberos"
     finally:
         result.close()
-    assert _entries_of(negotiate_squid, result.local_port) == [(200, f"{USER}@{realm.realm}")]
+    assert _entries_of(negotiate_squid, result.local_port, 1) == [(200, f"{USER}@{realm.realm}")]
 
 
 def test_squid_negotiate_refuses_a_ticket_for_another_service(
@@ -96,7 +96,7 @@ def test_squid_negotiate_accepts_ntlm_inside_negotiate_with_the_right_password(
         assert echo_through(result, b"after ntlm in negotiate") == b"echo:after ntlm in negotiate"
     finally:
         result.close()
-    assert _entries_of(negotiate_squid, result.local_port) == [(407, None), (200, USER)]
+    assert _entries_of(negotiate_squid, result.local_port, 2) == [(407, None), (200, USER)]
 
 
 def test_squid_negotiate_refuses_ntlm_inside_negotiate_with_a_wrong_password(

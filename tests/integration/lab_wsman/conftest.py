@@ -21,6 +21,47 @@ from tests.lab._faults import Faults
 from tests.lab._wsman import WSManService
 
 
+# Gates hold a stand-in command until the test opens them, so a test knows a command is still running
+# instead of hoping a sleep lasts long enough. Every gate opens when its test ends.
+GATE_TIMEOUT_S = 60.0
+_GATES: dict[str, threading.Event] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def gate(name: str) -> threading.Event:
+    """The gate called name (created closed on first use); .set() opens it."""
+    with _GATES_LOCK:
+        return _GATES.setdefault(name, threading.Event())
+
+
+@pytest.fixture
+def gates() -> t.Callable[[str], threading.Event]:
+    """gate() of this module: the one the stand-in engine waits on (a test importing this file may get a copy)."""
+    return gate
+
+
+@pytest.fixture(autouse=True)
+def _open_every_gate() -> t.Iterator[None]:
+    yield
+    with _GATES_LOCK:
+        gates = list(_GATES.values())
+        _GATES.clear()
+    for event in gates:
+        event.set()
+
+
+def wait_until(predicate: t.Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll for a state the service reaches by itself; the bound only stops a broken service from hanging."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class InProcessTransport:
     """Stands in for pypsrp's _TransportHTTP: same send() contract, answered by the service."""
 
@@ -46,9 +87,10 @@ class StandInEngine:
 
     PowerShell: each script line is `out <text>`, `err <text>`, `warn <text>`, `host <text>`,
     `exit <n>`, `echo-input` (copies pipeline input to output), `args` (outputs the arguments),
-    `sleep <s>`, `fail <text>` (terminating error), `count-input` (outputs the characters of all input),
-    `lift-input-cap` (sets the command's MaximumAllowedMemory to None). cmd: `echo <text>`, `type` (stdin to stdout),
-    `exit <n>`, anything else writes "not recognized" to stderr and exits 9009.
+    `sleep <s>`, `gate <name>` (waits until the test opens gate(name)), `fail <text>` (terminating error),
+    `count-input` (outputs the characters of all input), `lift-input-cap` (sets the command's
+    MaximumAllowedMemory to None). cmd: `echo <text>`, `type` (stdin to stdout), `exit <n>`, `gate <name>`,
+    anything else writes "not recognized" to stderr and exits 9009.
     """
 
     def __init__(self, root: pathlib.Path | None, computer_name: str, user: str) -> None:
@@ -81,6 +123,8 @@ class StandInEngine:
                     streams.output(a)
             elif verb == "sleep":
                 time.sleep(float(rest))
+            elif verb == "gate":
+                gate(rest).wait(GATE_TIMEOUT_S)
             elif verb == "fail":
                 raise RuntimeError(rest)
             elif verb == "object":
@@ -110,6 +154,9 @@ class StandInEngine:
             import time
 
             time.sleep(float(words[1]))
+            return 0
+        if words[0] == "gate":
+            gate(words[1]).wait(GATE_TIMEOUT_S)
             return 0
         stderr(f"'{words[0]}' is not recognized as an internal or external command,\r\n".encode())
         return 9009

@@ -14,7 +14,7 @@ from pypsrp.powershell import PowerShell, PSInvocationState, RunspacePool
 from pypsrp.shell import Process, WinRS
 from pypsrp.wsman import SelectorSet
 
-from tests.integration.lab_wsman.conftest import run_in_thread
+from tests.integration.lab_wsman.conftest import run_in_thread, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,13 +94,15 @@ def test_terminating_error_fails_the_pipeline(connect):
         assert ps.state == PSInvocationState.FAILED
 
 
-def test_stop_signal_stops_a_running_pipeline(connect):
+def test_stop_signal_stops_a_running_pipeline(connect, gates):
     with RunspacePool(connect()) as pool:
         ps = PowerShell(pool)
-        ps.add_script("sleep 0.5\nout never")
+        ps.add_script("gate stop\nout never")  # runs until the test opens the gate: only stop() can end it
         ps.begin_invoke()
         ps.stop()
         assert ps.state == PSInvocationState.STOPPED
+        gates("stop").set()
+        assert ps.output == []
 
 
 def test_pool_is_alive_until_the_host_expires_its_shells(connect, service, counters):
@@ -149,36 +151,44 @@ def test_max_shells_per_user_refuses_the_next_create(connect, host_config, count
     assert counters.get("rejected.quota_shells") == 1
 
 
-def test_concurrent_operations_quota_counts_a_pending_receive(connect, host_config, counters):
+def test_concurrent_operations_quota_counts_a_pending_receive(connect, host_config, service, counters, gates):
     host_config.max_concurrent_operations_per_user = 1
-    shell = WinRS(connect(operation_timeout=2))
+    shell = WinRS(connect(operation_timeout=60))
     shell.open()
-    proc = Process(shell, "sleep", ["1.5"])
+    proc = Process(shell, "gate", ["quota"])  # produces nothing until the gate opens: the Receive stays pending
     proc.begin_invoke()
     thread, result = run_in_thread(lambda: shell.receive("stdout stderr", command_id=proc.id))
-    time.sleep(0.3)
-    with pytest.raises(WSManFaultError) as err:
-        WinRS(connect()).open()
-    thread.join(5)
+    try:
+        assert wait_until(lambda: service.operations_in_flight("alice") == 1)
+        with pytest.raises(WSManFaultError) as err:
+            WinRS(connect()).open()
+    finally:
+        gates("quota").set()
+    thread.join(20)
     assert err.value.code == QUOTA_OPERATIONS
     assert counters.get("rejected.quota_operations") == 1
     assert not isinstance(result[0], Exception)
 
 
-def test_long_poll_receive_times_out_without_blocking_other_requests(connect):
-    slow = WinRS(connect("alice", operation_timeout=1))
+def test_long_poll_receive_times_out_without_blocking_other_requests(connect, service, counters):
+    # 3 s: far longer than bob's whole exchange below takes even on a loaded machine (milliseconds in process).
+    slow = WinRS(connect("alice", operation_timeout=3))
     slow.open()
-    proc = Process(slow, "sleep", ["3"])
+    proc = Process(slow, "gate", ["long-poll"])  # produces nothing while the test runs
     proc.begin_invoke()
-    started = time.monotonic()
     thread, result = run_in_thread(lambda: slow.receive("stdout stderr", command_id=proc.id))
+    assert wait_until(lambda: service.operations_in_flight("alice") == 1)  # alice's Receive is waiting
     with WinRS(connect("bob")) as fast:  # served while alice's Receive waits
         quick = Process(fast, "cmd.exe", ["/c", "echo", "ok"])
         quick.invoke()
-    fast_done = time.monotonic() - started
-    thread.join(5)
-    assert quick.stdout == b"ok\r\n" and fast_done < 0.9
+    thread.join(20)
+    assert quick.stdout == b"ok\r\n"
     assert isinstance(result[0], WSManFaultError) and result[0].code == TIMED_OUT
+    # The service logs each request when it ends: every one of bob's ended before alice's Receive timed out.
+    log = [e for e in counters.log() if e.get("kind") == "wsman"]
+    timed_out = [i for i, e in enumerate(log) if e["user"] == "alice" and e["action"] == "Receive" and e.get("fault")]
+    bobs = [i for i, e in enumerate(log) if e["user"] == "bob"]
+    assert len(timed_out) == 1 and bobs and max(bobs) < timed_out[0]
 
 
 def test_unknown_configuration_is_refused_and_extra_configuration_works(connect, host_config):

@@ -27,8 +27,34 @@ def raw(name: str, command: str, **extra: t.Any) -> dict[str, t.Any]:
     return {"name": name, "ansible.builtin.raw": command, "changed_when": False, **extra}
 
 
-def pause(seconds: float) -> dict[str, t.Any]:
-    return {"name": f"pause {seconds}s", "ansible.builtin.pause": {"seconds": int(seconds)}}
+class Gate:
+    """A `rel_gate` task that holds a run between two tasks, and the test's side of it.
+
+    The playbook runs with action_env(). The test waits for `wait()` (the run reached the gate), does what
+    must happen between the tasks, then `open()`s the gate; `open()` in a `finally` so the run never hangs.
+    """
+
+    def __init__(self, e2e: E2E, name: str) -> None:
+        directory = e2e.workdir / "gates"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / name
+
+    def task(self) -> dict[str, t.Any]:
+        return {"name": f"gate {self.path.name}", "rel_gate": {"path": str(self.path)}}
+
+    def wait(self, timeout: float = 240) -> bool:
+        return wait_for(lambda: pathlib.Path(f"{self.path}.ready").exists(), timeout, interval=0.02)
+
+    def open(self) -> None:
+        pathlib.Path(f"{self.path}.go").touch()
+
+
+def daemon_idle(e2e: E2E, timeout: float = 120) -> bool:
+    """Wait until the pin daemon holds no busy session (it has finished the last task's pipeline too)."""
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
+    client = PinClient(str(e2e.workdir / "pc"), autostart=False)
+    return wait_for(lambda: all(s["state"] == "idle" for s in client.list_sessions()), timeout)
 
 
 def action_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -90,6 +116,40 @@ def proc_sample(pid: int) -> dict[str, int]:
     }
 
 
+def unix_clients(pid: int, socket_path: str) -> int:
+    """How many connected UNIX sockets on socket_path the process holds: the pin daemon's client connections."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    count = 0
+    # /proc/net/unix: Num RefCount Protocol Flags Type St Inode Path; St 03 is connected (the listener is 01).
+    for line in pathlib.Path("/proc/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[7] == socket_path and parts[5] == "03" and parts[6] in inodes:
+            count += 1
+    return count
+
+
+def quiet_sample(e2e: E2E, pid: int) -> dict[str, int]:
+    """proc_sample() of the pin daemon once it is quiet: every session idle and no client connection open.
+
+    A task's answer reaches the client before the daemon finishes its pipeline and closes the client's socket,
+    so a sample taken the moment a run ends may count a few of those; at rest the count is exact.
+    """
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
+    socket_path = PinClient(str(e2e.workdir / "pc"), autostart=False).paths.socket
+    assert daemon_idle(e2e), "a pinned session stayed busy after its run ended"
+    # The list request daemon_idle() made is a client connection too; it closes just after its answer.
+    assert wait_for(lambda: unix_clients(pid, socket_path) == 0, 30), "a client connection stayed open"
+    return proc_sample(pid)
+
+
 def children_of(pid: int) -> list[int]:
     """Every descendant of pid (from /proc/<pid>/task/*/children)."""
     out: list[int] = []
@@ -123,7 +183,17 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def pid_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def wait_for(predicate: t.Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll for a state something else reaches by itself; the timeout only keeps a broken run from hanging."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -20,10 +20,13 @@ from tests.integration.e2e.conftest import E2E, delta
 
 from . import report
 from ._helpers import (
+    Gate,
+    action_env,
     closed_port,
+    daemon_idle,
     daemon_pid,
     host_path,
-    pause,
+    pid_alive,
     proc_sample,
     raw,
     squid_ntlm,
@@ -37,7 +40,7 @@ HOST = "win-lab1"
 
 def _outputs(run: t.Any) -> list[str]:
     return [str(r.get("stdout", "")).strip() for r in run.task_results(HOST)
-            if "stdout" in r and not r["task"].startswith("pause")]
+            if "stdout" in r and not r["task"].startswith("gate")]
 
 
 def _msg(result: dict[str, t.Any], size: int = 260) -> str:
@@ -59,28 +62,45 @@ def _in_background(fn: t.Callable[[], None]) -> threading.Thread:
     return thread
 
 
-def _after_first_command(e2e: E2E, action: t.Callable[[], None], extra_delay: float = 0.5) -> threading.Thread:
-    """Run action once the host has served the first task's Command (then the run is pausing)."""
+def _between_tasks(e2e: E2E, gate: Gate, action: t.Callable[[], None]) -> threading.Thread:
+    """Run action while the run waits at the gate, once the daemon has finished the task before it."""
 
     def go() -> None:
-        if wait_for(lambda: e2e.counters().get("wsman.Command", 0) >= 1, timeout=60):
-            time.sleep(extra_delay)
-            action()
+        try:
+            if gate.wait() and daemon_idle(e2e):
+                action()
+        finally:
+            gate.open()
 
     return _in_background(go)
+
+
+def _run_in_background(e2e: E2E, group: dict[str, t.Any], playbook: str, name: str,
+                       env: dict[str, str] | None = None) -> tuple[threading.Thread, list[t.Any]]:
+    """Start a playbook run in a thread; the list receives its PlaybookRun."""
+    runs: list[t.Any] = []
+    thread = _in_background(lambda: runs.append(e2e.run(group, playbook=playbook, env=env, name=name)))
+    return thread, runs
+
+
+def _finished(thread: threading.Thread, runs: list[t.Any]) -> t.Any:
+    thread.join(240)
+    assert runs, "the playbook run did not finish"
+    return runs[0]
 
 
 def test_squid_restarted_between_tasks_of_one_run(e2e: E2E, check) -> None:
     row = check("Faults", "Squid restarted between two tasks of one run (NTLM proxy auth, CONNECT tunnel)",
                 "run succeeds; the next task re-opens the tunnel and re-authenticates once; the pool survives",
                 report.FAULT)
+    gate = Gate(e2e, "restart")
     playbook = write_playbook(e2e.workdir / "restart.yml",
-                              [raw("one", "Write-Output one"), pause(4), raw("two", "Write-Output two"),
+                              [raw("one", "Write-Output one"), gate.task(), raw("two", "Write-Output two"),
                                raw("three", "Write-Output three")])
     restarted = threading.Event()
-    thread = _after_first_command(e2e, lambda: (e2e.lab.restart_proxy("squid_ntlm"), restarted.set()))
+    thread = _between_tasks(e2e, gate, lambda: (e2e.lab.restart_proxy("squid_ntlm"), restarted.set()))
     before = e2e.counters()
-    run = e2e.run(squid_ntlm(e2e), playbook=playbook, extra_args=["-vvv"], name="restart")
+    run = e2e.run(squid_ntlm(e2e), playbook=playbook, env=action_env(), extra_args=["-vvv"], name="restart")
     thread.join(30)
     after = e2e.counters()
     row.see(f"rc {run.rc}; outputs {_outputs(run)}; host saw {delta(after, before, 'tcp_connections')} connections, "
@@ -97,17 +117,30 @@ def test_squid_restarted_while_a_task_waits_for_its_answer(e2e: E2E, check) -> N
                 "that task fails as unreachable saying its outcome is unknown (not resent); the next run succeeds",
                 report.FAULT)
     group = squid_ntlm(e2e)
-    slow = write_playbook(e2e.workdir / "slow.yml", [raw("slow", "Start-Sleep -Seconds 4; Write-Output slept")])
-    thread = _after_first_command(e2e, lambda: e2e.lab.restart_proxy("squid_ntlm"), extra_delay=1.0)
+    name = e2e.host()["name"]
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output warm")]),
+            name="warm").assert_ok()
+    # The task's Receive (the first after a warm run) is held by the host while Squid restarts under it.
+    e2e.lab.set_faults(name, hold_on_action_nth={"Receive": 1})
+    slow = write_playbook(e2e.workdir / "slow.yml", [raw("slow", "Write-Output slept")])
     started = time.monotonic()
-    run = e2e.run(group, playbook=slow, name="inflight")
+    thread, runs = _run_in_background(e2e, group, slow, "inflight")
+    try:
+        e2e.lab.wait_held(name, 120)
+        e2e.lab.restart_proxy("squid_ntlm")
+        # The task ends on the broken tunnel, not on an answer: the host still holds the Receive.
+        thread.join(240)
+        still_held = e2e.lab.held(name)
+    finally:
+        e2e.lab.release_held(name)
+    run = _finished(thread, runs)
     took = time.monotonic() - started
-    thread.join(30)
     result = run.task_results(HOST)[0]
     nxt = e2e.run(group, playbook=write_playbook(e2e.workdir / "next.yml", [raw("next", "Write-Output next")]),
                   name="next")
     row.see(f"task {result['status']} after {took:.1f}s: {_msg(result)}; next run rc {nxt.rc} "
             f"{_outputs(nxt)}")
+    assert still_held, "the task ended only after its Receive was answered"
     assert result["status"] == "unreachable", result
     assert "unknown" in result["msg"] or "not resent" in result["msg"], result["msg"]
     nxt.assert_ok()
@@ -157,12 +190,13 @@ def test_host_dropping_the_connection_during_a_receive(e2e: E2E, check) -> None:
 def test_shell_expired_by_the_host_between_tasks_of_one_run(e2e: E2E, check) -> None:
     row = check("Faults", "host expires the shell between two tasks of one run",
                 "run succeeds; the pool is rebuilt once, no re-authentication", report.FAULT)
+    gate = Gate(e2e, "expire")
     playbook = write_playbook(e2e.workdir / "expire.yml",
-                              [raw("one", "Write-Output one"), pause(3), raw("two", "Write-Output two")])
+                              [raw("one", "Write-Output one"), gate.task(), raw("two", "Write-Output two")])
     expired: list[int] = []
-    thread = _after_first_command(e2e, lambda: expired.append(e2e.lab.expire_shells(e2e.host()["name"])))
+    thread = _between_tasks(e2e, gate, lambda: expired.append(e2e.lab.expire_shells(e2e.host()["name"])))
     before = e2e.counters()
-    run = e2e.run(squid_ntlm(e2e), playbook=playbook, name="expire")
+    run = e2e.run(squid_ntlm(e2e), playbook=playbook, env=action_env(), name="expire")
     thread.join(30)
     after = e2e.counters()
     row.see(f"rc {run.rc}; {_outputs(run)}; shells expired {expired}; pools created "
@@ -187,23 +221,31 @@ def test_host_unreachable_is_reported_unreachable_not_failed(e2e: E2E, check) ->
 
 
 def test_read_timeout_on_a_stalled_host(e2e: E2E, check) -> None:
-    row = check("Faults", "host stalls 20 s on a request (read timeout 3 s, operation timeout 1 s)",
-                "the task fails as unreachable naming ansible_psrp_read_timeout well before the stall ends; "
-                "the next run succeeds", report.FAULT)
+    row = check("Faults", "host holds a Command unanswered (read timeout 3 s, operation timeout 1 s)",
+                "the task fails as unreachable naming ansible_psrp_read_timeout while the host still holds the "
+                "request; the next run succeeds", report.FAULT)
     group = {**squid_ntlm(e2e), "ansible_psrp_read_timeout": 3, "ansible_psrp_operation_timeout": 1}
+    name = e2e.host()["name"]
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
     e2e.run(group, playbook=one, name="warm").assert_ok()
-    e2e.lab.set_faults(e2e.host()["name"], stall_next_s=[20.0])
+    # Held until the run has ended: only the client's read timeout can end it, however slow the machine.
+    e2e.lab.set_faults(name, hold_on_action_nth={"Command": 1})
     started = time.monotonic()
-    run = e2e.run(group, playbook=one, name="stalled")
+    thread, runs = _run_in_background(e2e, group, one, "stalled")
+    try:
+        e2e.lab.wait_held(name, 120)
+        thread.join(240)
+        still_held = e2e.lab.held(name)
+    finally:
+        e2e.lab.clear_faults(name)
+    run = _finished(thread, runs)
     took = time.monotonic() - started
     result = run.task_results(HOST)[0]
-    e2e.lab.clear_faults(e2e.host()["name"])
     nxt = e2e.run(group, playbook=one, name="next")
-    row.see(f"{result['status']} after {took:.1f}s: {_msg(result)}; next run rc {nxt.rc}")
+    row.see(f"{result['status']} after {took:.1f}s with the request still held: {_msg(result)}; next run rc {nxt.rc}")
+    assert still_held, "the task ended only after the host answered"
     assert result["status"] == "unreachable", result
     assert "ansible_psrp_read_timeout" in result["msg"], result["msg"]
-    assert took < 18, took
     nxt.assert_ok()
     # The host serves the stalled Command once its 20 s are up, as Windows would; let that happen here rather
     # than in the next test, whose "host served a Command" trigger it would pull early.
@@ -234,17 +276,19 @@ def test_daemon_killed_between_tasks_of_one_run(e2e: E2E, check) -> None:
     host_path(e2e, ledger).parent.mkdir(parents=True, exist_ok=True)
     host_path(e2e, ledger).unlink(missing_ok=True)
     add = lambda n: raw(f"append {n}", f"Add-Content -LiteralPath '{ledger}' -Value 'line-{n}'")  # noqa: E731
-    playbook = write_playbook(e2e.workdir / "kill.yml", [add(1), pause(3), add(2), add(3)])
+    gate = Gate(e2e, "kill")
+    playbook = write_playbook(e2e.workdir / "kill.yml", [add(1), gate.task(), add(2), add(3)])
     killed: list[int] = []
 
     def kill() -> None:
         pid = daemon_pid(e2e)
         if pid:
             os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+            if wait_for(lambda: not pid_alive(pid), 30):
+                killed.append(pid)
 
-    thread = _after_first_command(e2e, kill)
-    run = e2e.run(squid_ntlm(e2e), playbook=playbook, name="kill-between")
+    thread = _between_tasks(e2e, gate, kill)
+    run = e2e.run(squid_ntlm(e2e), playbook=playbook, env=action_env(), name="kill-between")
     thread.join(30)
     lines = host_path(e2e, ledger).read_text(encoding="utf-8-sig").split()
     new_pid = daemon_pid(e2e)
@@ -269,26 +313,37 @@ def test_daemon_killed_during_a_task(e2e: E2E, check) -> None:
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output warm")]), name="warm").assert_ok()
     pid = daemon_pid(e2e)
     assert pid
+    name = e2e.host()["name"]
     slow = write_playbook(e2e.workdir / "slow.yml", [raw(
-        "slow", f"Add-Content -LiteralPath '{ledger}' -Value 'killed-start'; Start-Sleep -Seconds 5; "
+        "slow", f"Add-Content -LiteralPath '{ledger}' -Value 'killed-start'; "
                 f"Add-Content -LiteralPath '{ledger}' -Value 'killed-end'")])
-    killer = threading.Timer(2.5, os.kill, (pid, signal.SIGKILL))
-    killer.start()
+    # The task's Receive is held by the host until the daemon waiting for it is dead: killed mid-task, always.
+    e2e.lab.set_faults(name, hold_on_action_nth={"Receive": 1})
+    thread, runs = _run_in_background(e2e, group, slow, "killed")
     try:
-        run = e2e.run(group, playbook=slow, name="killed")
+        e2e.lab.wait_held(name, 120)
+        os.kill(pid, signal.SIGKILL)
+        assert wait_for(lambda: not pid_alive(pid), 30), "the daemon outlived SIGKILL"
     finally:
-        killer.cancel()
+        e2e.lab.release_held(name)
+    run = _finished(thread, runs)
     result = run.task_results(HOST)[0]
     nxt = e2e.run(group, playbook=write_playbook(e2e.workdir / "next.yml", [
         raw("n", f"Add-Content -LiteralPath '{ledger}' -Value 'next'")]), name="next")
-    time.sleep(3)  # the orphaned pipeline may still finish on the host; it must not run twice
-    lines = host_path(e2e, ledger).read_text(encoding="utf-8-sig").split()
+
+    def lines() -> list[str]:
+        path = host_path(e2e, ledger)
+        return path.read_text(encoding="utf-8-sig").split() if path.exists() else []
+
+    # The orphaned pipeline runs to its end on the host (nobody stops it); wait for that, then count.
+    finished = wait_for(lambda: "killed-end" in lines(), 60)
     row.see(f"killed task {result['status']}: {_msg(result)}; next run rc {nxt.rc}")
-    lost.see(f"host file lines: {lines}")
+    lost.see(f"host file lines: {lines()}")
     assert result["status"] == "unreachable", result
     assert "daemon" in result["msg"], result["msg"]
     nxt.assert_ok()
-    assert lines.count("killed-start") == 1 and lines.count("next") == 1 and lines.count("killed-end") <= 1
+    assert finished, "the killed task's pipeline never finished on the host"
+    assert sorted(lines()) == ["killed-end", "killed-start", "next"]
 
 
 def test_proxy_credentials_rejected_after_a_session_was_up(e2e: E2E, check, tmp_path) -> None:

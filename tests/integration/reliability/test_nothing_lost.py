@@ -20,7 +20,7 @@ import pytest
 from tests.integration.e2e.conftest import E2E
 
 from . import report
-from ._helpers import action_env, daemon_pid, host_path, raw, squid_ntlm, write_playbook
+from ._helpers import action_env, daemon_pid, host_path, pid_alive, raw, squid_ntlm, wait_for, write_playbook
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
@@ -106,38 +106,45 @@ def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) 
 
 
 def test_daemon_killed_during_a_put_leaves_no_file(e2e: E2E, check, tmp_path) -> None:
-    row = check("Nothing lost", "pin daemon killed (SIGKILL) during a 24 MiB put_file",
-                "task unreachable; no file at the destination path", report.FAULT)
+    row = check("Nothing lost", "pin daemon killed (SIGKILL) during a 4 MiB put_file (the host holds the put's "
+                "3rd Send until the daemon is dead)", "task unreachable; no file at the destination path", report.FAULT)
     group = squid_ntlm(e2e)
+    name = e2e.host()["name"]
     folder = "C:\\temp\\rel-put-kill"
     dest = f"{folder}\\new.bin"
     host_path(e2e, folder).mkdir(parents=True, exist_ok=True)
     host_path(e2e, dest).unlink(missing_ok=True)
-    src = tmp_path / "huge.bin"
-    src.write_bytes(os.urandom(24 * 1024 * 1024))
+    src = tmp_path / "big.bin"
+    src.write_bytes(os.urandom(4 * 1024 * 1024))
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
     pid = daemon_pid(e2e)
     assert pid
     sends_before = e2e.counters().get("wsman.Send", 0)
-
-    def kill_when_sending() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and e2e.counters().get("wsman.Send", 0) < sends_before + 3:
-            time.sleep(0.05)
+    # The moment is held, not guessed: the host keeps the put's third Send unanswered while the daemon dies.
+    e2e.lab.set_faults(name, hold_on_action_nth={"Send": 3})
+    runs: list[t.Any] = []
+    runner = threading.Thread(target=lambda: runs.append(e2e.run(
+        group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
+        env=action_env(), name="put")), daemon=True)
+    runner.start()
+    try:
+        e2e.lab.wait_held(name, 120)
         os.kill(pid, signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_when_sending, daemon=True)
-    killer.start()
-    run = e2e.run(group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
-                  env=action_env(), name="put")
-    killer.join(60)
-    result = run.task_results(HOST)[0]
-    time.sleep(1)
+        assert wait_for(lambda: not pid_alive(pid), 30), "the daemon outlived SIGKILL"
+    finally:
+        e2e.lab.release_held(name)  # the host handles the held Send and answers a connection nobody reads
+    runner.join(240)
+    assert runs, "the playbook run did not finish"
+    result = runs[0].task_results(HOST)[0]
+    # The held Send is logged once the host has handled it: after that nothing more can arrive for this put.
+    assert wait_for(lambda: any(e.get("held") and "status" in e for e in e2e.lab.host_log(name)), 60)
     exists = host_path(e2e, dest).exists()
+    sends = e2e.counters().get("wsman.Send", 0) - sends_before
     row.see(f"task {result['status']}: {str(result.get('msg', ''))[-140:]}; destination "
-            f"{'EXISTS' if exists else 'absent'}; Sends before the kill {e2e.counters().get('wsman.Send', 0) - sends_before}")
+            f"{'EXISTS' if exists else 'absent'}; Sends the host received {sends} (the 3rd held until the kill)")
     assert result["status"] == "unreachable", result
     assert not exists
+    assert sends == 3, "a Send after the kill would mean the put went on without its daemon"
 
 
 def test_failed_fetch_leaves_no_file_on_the_controller(e2e: E2E, check, tmp_path) -> None:

@@ -5,6 +5,8 @@ inventory hosts (default 20). Inventory hosts alternate between the lab's hosts 
 pinned session (a distinct ansible_psrp_read_timeout makes a distinct pin key), all through Squid with
 NTLM proxy authentication. After a warm-up run, the daemon's open file descriptors, threads and RSS are
 sampled (/proc/<pid>) after each of two soak runs; the second must show no growth beyond allocator noise.
+Each sample is taken when the daemon is quiet (every session idle, no client connection open), so file
+descriptors compare exactly: one per pinned session's connection plus the daemon's own, nothing transient.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from tests.integration._ansible import run_playbook, write_inventory
 from tests.integration.e2e.conftest import E2E
 
 from . import report
-from ._helpers import daemon_pid, proc_sample, raw, squid_ntlm, wait_for, write_playbook
+from ._helpers import daemon_pid, proc_sample, quiet_sample, raw, squid_ntlm, wait_for, write_playbook
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.soak, pytest.mark.slow]
 
@@ -33,7 +35,7 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
     host_count = int(os.environ.get("PINNED_SOAK_HOSTS", "20"))
     rounds = max(1, tasks_total // host_count)
     row = check("Load", f"soak: {rounds * host_count} tasks over {host_count} pinned sessions through Squid (NTLM), "
-                "run twice after a warm-up", "every task ok; one handshake per session; the daemon's fds and threads "
+                "run twice after a warm-up", "every task ok; one handshake per session; the daemon's fds (sampled at rest) and threads "
                 f"unchanged and RSS within {RSS_NOISE_MIB} MiB between the two soak runs", report.FAULT)
     lab_hosts = e2e.desc["hosts"]
     group = {**squid_ntlm(e2e), "ansible_connection": "pinned.winrm.psrp", "ansible_psrp_ca_cert": e2e.desc["ca_cert"],
@@ -53,7 +55,7 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
     run_playbook(warm, inventory, e2e.workdir, extra_args=args).assert_ok()
     pid = daemon_pid(e2e)
     assert pid
-    samples = [proc_sample(pid)]
+    samples = [quiet_sample(e2e, pid)]
     durations = []
     results_ok = 0
     for _ in range(2):
@@ -62,7 +64,7 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
         durations.append(time.monotonic() - started)
         run.assert_ok()
         results_ok += sum(1 for r in run.task_results() if r["status"] == "ok")
-        samples.append(proc_sample(pid))
+        samples.append(quiet_sample(e2e, pid))
     after = {h["name"]: e2e.lab.host_counters(h["name"]) for h in lab_hosts}
     handshakes = sum(int(after[n].get("auth_handshakes", 0)) - int(before[n].get("auth_handshakes", 0)) for n in after)
     warm_s, first, second = samples

@@ -7,9 +7,13 @@ Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_i
     values          PowerShell values, to_str/to_bool
     streams         Streams (where a run writes), ErrorInfo (an error as it leaves)
     errors          ErrorRecord, PSError, the break/continue/return/exit signals
-    scopes, host    variable scopes; HostContext: names, environment, C:\\, native commands
+    should_process  -WhatIf and ShouldProcess
+    scopes          variable scopes
+    process         ProcessState: what the runs of one process share (console, C# types, handles, machine)
+    host            HostContext: names, environment, C:\\, native commands, the process
     runspace        what a runspace keeps between pipelines; ResetRunspaceState
     interpreter     Interpreter: what the rooms below ask of the running interpreter `rt`
+    dotnet_types    the registry of .NET types the rooms below add (net/, kernel, wmi, csharp/, ...)
     display         values as Out-String text
     dotnet_objects  Guid, Encoding, StringBuilder, Type, Exception, SecureString
     conversions     casts, type names, -f formats
@@ -19,10 +23,16 @@ Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_i
     files           FileInfo, FileStream, [IO.File]/[IO.Directory]/[IO.Path]
     automatic       $Host, $ExecutionContext, $PSVersionTable
     statics         [Type]::Member, [Type]::Method(), New-Object
+    net/, kernel    .NET Framework types by namespace; kernel objects (events, pipes, processes)
+    wmi, registry, config_drives   CIM classes, the Registry provider, WSMan:/Cert:
+    steppable       steppable pipelines
     members         $obj.Member, $obj.Method()
+    csharp/         the C# sources Ansible compiles, emulated by SHA-256 (registry.py and codedom.py come
+                    before cmdlets/, whose Add-Type uses them; scmanager.py after, it uses the service cmdlets)
     cmdlets/        built-in cmdlets by noun; base.py: Cmdlet and @cmdlet
     natives         native commands as pipeline stages
     commands        a command name -> the stage that runs it
+    nested_powershell  [PowerShell]::Create() runspaces
     runtime         Runtime, the interpreter
 
 What the rest of the lab uses is exported here; `Engine` (tests/lab/_engine.py) builds a HostContext
@@ -39,11 +49,12 @@ from tests.lab.pwsh.errors import (
     BreakSignal, ContinueSignal, ExitScript, parse_error_record, PSError, ReturnSignal, runtime_error,
 )
 from tests.lab.pwsh.host import (
-    FileSystem, HostContext, NativeCommandFn, NativeResult, PathOutsideRoot, ScriptEmulation,
+    FileSystem, HostContext, NativeCommandFn, NativeResult, PathOutsideRoot,
 )
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.natives import BUILTIN_NATIVE_COMMANDS
 from tests.lab.pwsh.parser import Node, parse, ParseError
+from tests.lab.pwsh.process import ProcessState
 from tests.lab.pwsh.runspace import HistoryEntry, Module, Runspace
 from tests.lab.pwsh.runtime import Runtime
 from tests.lab.pwsh.stages import run_stage, ScriptCommand
@@ -53,7 +64,8 @@ from tests.lab.pwsh.values import NO_INPUT, ScriptBlock, SWITCH_PRESENT, to_str
 __all__ = [
     "BUILTIN_NATIVE_COMMANDS", "BreakSignal", "ContinueSignal", "ErrorInfo", "ExitScript", "FileSystem", "HostContext",
     "Interpreter", "NO_INPUT", "NativeCommandFn", "NativeResult", "Node", "PSError", "ParseError", "PathOutsideRoot",
-    "HistoryEntry", "Module", "ReturnSignal", "Runspace", "Runtime", "SWITCH_PRESENT", "ScriptBlock", "ScriptCommand", "ScriptEmulation", "Streams",
+    "HistoryEntry", "Module", "ProcessState", "ReturnSignal", "Runspace", "Runtime", "SWITCH_PRESENT", "ScriptBlock",
+    "ScriptCommand", "Streams",
     "display_value", "format_for_display", "from_json", "limits", "parse", "parse_error_record", "render_error_text",
     "resolve_command", "run_stage", "runtime_error", "to_str",
 ]

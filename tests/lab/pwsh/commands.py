@@ -98,6 +98,7 @@ def switch_names(rt: Interpreter, target: object) -> set[str] | None:
     """Names of the switch parameters of the command about to run (None: any name may be a switch)."""
     sb = target if isinstance(target, ScriptBlock) else None
     if isinstance(target, str):
+        target = dealias(rt, target)
         fn = find_function(rt, target.lower())
         if isinstance(fn, ScriptBlock):
             sb = fn

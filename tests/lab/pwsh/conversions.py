@@ -9,6 +9,7 @@ import re
 import uuid
 
 from tests.lab.pwsh.dotnet_objects import GuidValue
+from tests.lab.pwsh.dotnet_types import add_known_names, DotNetType, lookup, MemberNotFound
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, PSError, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.values import (
@@ -47,6 +48,11 @@ def is_instance(v: object, canon: str) -> bool:
 
 
 def convert_value(rt: Interpreter, v: object, type_name: str) -> object:
+    found = lookup(rt, type_name) if not type_name.endswith("[]") else None
+    if found is not None and found[1] is not None:
+        return cast_to(rt, found[1], v)
+    if found is not None:
+        type_name = found[0]
     canon = canonical_type(type_name)
     c = canon.lower()
 
@@ -162,6 +168,17 @@ def convert_value(rt: Interpreter, v: object, type_name: str) -> object:
                         target=type_name)
 
 
+def cast_to(rt: Interpreter, t: DotNetType, v: object) -> object:
+    """[T]$v for a registered type: its own conversion, failing as PowerShell's cast fails."""
+    if t.is_instance(v):
+        return v
+    try:
+        return t.cast(rt, v)
+    except (MemberNotFound, ValueError, KeyError, TypeError):
+        raise runtime_error(f'Cannot convert value "{to_str(v)}" to type "{t.full_name}".',
+                            "ConvertToFinalInvalidCastException", "InvalidArgument", target=v) from None
+
+
 ENUM_TYPES = {
     "system.io.filemode": ["CreateNew", "Create", "Open", "OpenOrCreate", "Truncate", "Append"],
     "system.io.fileaccess": ["Read", "Write", "ReadWrite"],
@@ -232,13 +249,23 @@ def format_date(d: dt.datetime, fmt: str) -> str:
         return d.strftime("%Y-%m-%d %H:%M:%SZ")
     tokens = [("yyyy", "%Y"), ("yy", "%y"), ("MMMM", "%B"), ("MMM", "%b"), ("MM", "%m"), ("dddd", "%A"),
               ("ddd", "%a"), ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"), ("ss", "%S"), ("tt", "%p"),
-              ("fff", "FFF"), ("ff", "FF"), ("K", "%z")]
+              ("fffffff", "F7"), ("ffffff", "F6"), ("fffff", "F5"), ("ffff", "F4"), ("fff", "FFF"), ("ff", "FF"),
+              ("zzzz", "ZZZ"), ("zzz", "ZZZ"), ("zz", "ZZ"), ("z", "Z1"), ("K", "%z")]
     out = []
     i = 0
     while i < len(fmt):
         for tok, rep in tokens:
             if fmt.startswith(tok, i):
-                if rep == "FFF":
+                if rep in ("ZZZ", "ZZ", "Z1"):
+                    offset = d.utcoffset() if d.tzinfo is not None else dt.datetime.now().astimezone().utcoffset()
+                    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+                    sign = "-" if minutes < 0 else "+"
+                    hh, mm = divmod(abs(minutes), 60)
+                    out.append(f"{sign}{hh:02d}:{mm:02d}" if rep == "ZZZ" else f"{sign}{hh:02d}" if rep == "ZZ"
+                               else f"{sign}{hh}")
+                elif rep.startswith("F") and rep[1:].isdigit():
+                    out.append(f"{d.microsecond:06d}0"[:int(rep[1:])])
+                elif rep == "FFF":
                     out.append(f"{d.microsecond // 1000:03d}")
                 elif rep == "FF":
                     out.append(f"{d.microsecond // 10000:02d}")
@@ -282,3 +309,4 @@ def no_static_method(obj: TypeRef, name: str) -> PSError:
 
 KNOWN_TYPES = {v.lower() for v in TYPE_ALIASES.values()} | set(ENUM_TYPES) | {
     "system.threading.thread", "system.io.directoryinfo", "system.security.cryptography.md5"}
+add_known_names(KNOWN_TYPES)

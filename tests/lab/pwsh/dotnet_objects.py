@@ -131,7 +131,11 @@ class ExceptionObj:
         self.rec = rec
         self.Message = rec.message
         self.ps_type = rec.exception_type
-        self.InnerException = None
+        self.InnerException: object = None
+        if rec.inner is not None:  # the exception a .NET method threw, inside PowerShell's MethodInvocationException
+            inner_type, inner_message = rec.inner
+            self.InnerException = ExceptionObj(ErrorRecord(inner_message, exception_type=inner_type,
+                                                           fq_error_id=inner_type.rsplit(".", 1)[-1]))
         self.StackTrace = None
         self.ErrorRecord = rec
         self.WasThrownFromThrowStatement = rec.thrown_object is not None
@@ -196,3 +200,77 @@ class SecureStringValue:
 
     def ps_tostring(self) -> str:
         return "System.Security.SecureString"
+
+
+class TimeSpanValue:
+    ps_type = "System.TimeSpan"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def ps_get(self, name: str) -> object:
+        low = name.lower()
+        s = self.seconds
+        parts = {"totalseconds": s, "totalmilliseconds": s * 1000, "totalminutes": s / 60, "totalhours": s / 3600,
+                 "totaldays": s / 86400, "ticks": int(s * 10**7), "days": int(s // 86400),
+                 "hours": int(s % 86400 // 3600), "minutes": int(s % 3600 // 60), "seconds": int(s % 60),
+                 "milliseconds": int(s * 1000 % 1000)}
+        if low in parts:
+            return parts[low]
+        raise KeyError(name)
+
+    def ps_number(self) -> float:
+        return self.seconds
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "tostring":
+            return format_timespan(self.seconds, to_str(args[0])) if args else self.ps_tostring()
+        raise no_method(self, name)
+
+    def ps_tostring(self) -> str:
+        s = abs(self.seconds)
+        days, rest = divmod(int(s), 86400)
+        text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+        frac = s - int(s)
+        if frac:
+            text += f".{int(round(frac * 10**7)):07d}"
+        return ("-" if self.seconds < 0 else "") + (f"{days}." if days else "") + text
+
+
+
+
+def format_timespan(seconds: float, fmt: str) -> str:
+    """TimeSpan.ToString(custom format): d, h, hh, m, mm, s, ss, f..fffffff, and backslash-escaped literals."""
+    if fmt in ("c", "g", "G", ""):
+        return TimeSpanValue(seconds).ps_tostring()
+    total = abs(seconds)
+    parts = {"d": int(total // 86400), "h": int(total % 86400 // 3600), "m": int(total % 3600 // 60),
+             "s": int(total % 60)}
+    frac = total - int(total)
+    out: list[str] = []
+    i = 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c == "\\" and i + 1 < len(fmt):
+            out.append(fmt[i + 1])
+            i += 2
+            continue
+        if c in "'\"":
+            end = fmt.find(c, i + 1)
+            end = len(fmt) if end < 0 else end
+            out.append(fmt[i + 1:end])
+            i = end + 1
+            continue
+        j = i
+        while j < len(fmt) and fmt[j] == c:
+            j += 1
+        width = j - i
+        if c in "dhms":
+            out.append(str(parts[c]).zfill(width))
+        elif c in "fF":
+            digits = f"{int(frac * 10**7):07d}"[:width]
+            out.append(digits.rstrip("0") if c == "F" else digits)
+        else:
+            out.append(fmt[i:j])
+        i = j
+    return "".join(out)

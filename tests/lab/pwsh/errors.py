@@ -35,9 +35,13 @@ class ErrorRecord:
         self.reason = reason or exception_type.rsplit(".", 1)[-1]
         self.thrown_object = thrown_object
         self.line = 0
+        self.exception: object = None     # the exception object it was made from, when a script built or threw one
+        self.inner: tuple[str, str] | None = None  # (type, message) of the exception a .NET method threw
+        self.ErrorDetails: object = None  # noqa: N815 (the .NET property, settable: $_.ErrorDetails = ...)
 
     def ps_tostring(self) -> str:
-        return self.message
+        details = getattr(self.ErrorDetails, "Message", None)
+        return details if details else self.message
 
     def category_info(self) -> str:
         target = "" if self.target is None else to_str(self.target)
@@ -92,12 +96,16 @@ def runtime_error(message: str, fq: str, category: str = "InvalidOperation",
     return PSError(ErrorRecord(message, category=category, fq_error_id=fq, exception_type=exc, target=target))
 
 
-def method_exception(method: str, nargs: int, inner: str, exc: str = "MethodInvocationException") -> PSError:
-    """A .NET method that threw: "Exception calling "M" with "N" argument(s): ..."."""
-    return PSError(ErrorRecord(
+def method_exception(method: str, nargs: int, inner: str, exc: str = "MethodInvocationException",
+                     inner_type: str = "System.Exception") -> PSError:
+    """A .NET method that threw: "Exception calling "M" with "N" argument(s): ...", the exception it threw (its type
+    `inner_type`) as the InnerException `catch [Type]` matches first."""
+    rec = ErrorRecord(
         f'Exception calling "{method}" with "{nargs}" argument(s): "{inner}"', category="NotSpecified",
         fq_error_id=exc.rsplit(".", 1)[-1] if exc != "MethodInvocationException" else "DotNetMethodException",
-        exception_type="System.Management.Automation.MethodInvocationException"))
+        exception_type="System.Management.Automation.MethodInvocationException")
+    rec.inner = (inner_type, inner)
+    return PSError(rec)
 
 
 def type_name_of(v: object) -> str:

@@ -17,10 +17,11 @@ from collections.abc import Callable
 
 from tests.lab.pwsh.conversions import bytes_arg, no_static_method
 from tests.lab.pwsh.dotnet_objects import EncodingObj
+from tests.lab.pwsh.dotnet_types import registered
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, PSError
 from tests.lab.pwsh.host import PathOutsideRoot
 from tests.lab.pwsh.interpreter import Interpreter
-from tests.lab.pwsh.values import as_list, EnumValue, PSEnumerator, to_bool, to_str, TypeRef
+from tests.lab.pwsh.values import as_list, PSEnumerator, to_bool, to_str, TypeRef
 
 
 def resolve_path(rt: Interpreter, path: object) -> pathlib.Path:
@@ -50,20 +51,24 @@ def dotnet_io(rt: Interpreter, method: str, nargs: int, fn: Callable[[], object]
     try:
         return fn()
     except PathOutsideRoot as e:
-        raise method_exception(method, nargs, str(e)) from None
+        raise method_exception(method, nargs, str(e), inner_type="System.NotSupportedException") from None
     except FileNotFoundError as e:
         win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
         if e.filename and not pathlib.Path(e.filename).parent.exists():
-            raise method_exception(method, nargs, f"Could not find a part of the path '{win}'.") from None
-        raise method_exception(method, nargs, f"Could not find file '{win}'.") from None
+            raise method_exception(method, nargs, f"Could not find a part of the path '{win}'.",
+                                   inner_type="System.IO.DirectoryNotFoundException") from None
+        raise method_exception(method, nargs, f"Could not find file '{win}'.",
+                               inner_type="System.IO.FileNotFoundException") from None
     except IsADirectoryError as e:
         win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
-        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
+        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.",
+                               inner_type="System.UnauthorizedAccessException") from None
     except PermissionError as e:
         win = rt.host.fs.win_of(pathlib.Path(e.filename)) if e.filename else ""
-        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.") from None
+        raise method_exception(method, nargs, f"Access to the path '{win}' is denied.",
+                               inner_type="System.UnauthorizedAccessException") from None
     except OSError as e:
-        raise method_exception(method, nargs, str(e.strerror or e)) from None
+        raise method_exception(method, nargs, str(e.strerror or e), inner_type="System.IO.IOException") from None
 
 
 class PathInfo:
@@ -122,11 +127,21 @@ class FileSystemItem:
         if low in ("lastwritetime", "creationtime", "lastaccesstime"):
             return dt.datetime.fromtimestamp(st.st_mtime) if st else None
         if low in ("lastwritetimeutc",):
-            return dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc) if st else None
+            return dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc) if st else FILETIME_ZERO
         if low == "mode":
             return "d-----" if h.is_dir() else "-a----"
         if low == "attributes":
-            return EnumValue("System.IO.FileAttributes", "Directory" if h.is_dir() else "Archive")
+            if st is None and not h.is_symlink():
+                return registered("System.IO.FileAttributes").value(-1)  # type: ignore[union-attr]
+            return registered("System.IO.FileAttributes").value(attributes_of(h))  # type: ignore[union-attr]
+        if low in ("creationtimeutc", "lastaccesstimeutc"):
+            return dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc) if st else FILETIME_ZERO
+        if low == "linktype":
+            return "SymbolicLink" if h.is_symlink() else "HardLink" if st and h.is_file() and st.st_nlink > 1 else None
+        if low == "target":
+            return [os.readlink(h)] if h.is_symlink() else None
+        if low == "isreadonly" and self.ps_type == "System.IO.FileInfo":
+            return bool(st and not st.st_mode & 0o200)
         if low == "pspath":
             return "Microsoft.PowerShell.Core\\FileSystem::" + self.FullName
         raise KeyError(name)
@@ -142,7 +157,71 @@ class FileSystemItem:
             return self.ps_tostring()
         if low == "refresh":
             return None
+        if low in ("enumeratefiles", "getfiles", "enumeratedirectories", "getdirectories", "enumeratefilesysteminfos",
+                   "getfilesysteminfos"):
+            return self._children(name, args)
+        if low == "getaccesscontrol":
+            return FileSecurityObj(self.rt, self.host)
+        if low == "create" and self.ps_type == "System.IO.DirectoryInfo":
+            dotnet_io(self.rt, name, 0, lambda: self.host.mkdir(parents=True, exist_ok=True))
+            return None
         raise no_method(self, name)
+
+    def _children(self, name: str, args: list[object]) -> list[FileSystemItem]:
+        low = name.lower()
+        pattern = to_str(args[0]) if args else "*"
+        recurse = len(args) > 1 and to_str(args[1]).lower() == "alldirectories"
+        rx = re.compile("^" + re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".") + "$", re.I)
+
+        def listing() -> list[FileSystemItem]:
+            if not self.host.is_dir():
+                raise FileNotFoundError(2, "No such directory", str(self.host / "x"))
+            found = self.host.rglob("*") if recurse else self.host.iterdir()
+            out = []
+            for e in sorted(found, key=lambda p: str(p).lower()):
+                if "files" in low and not e.is_file() or "directories" in low and not e.is_dir():
+                    continue
+                if rx.match(e.name):
+                    out.append(FileSystemItem.of(self.rt, e))
+            return out
+        return dotnet_io(self.rt, name, len(args), listing)  # type: ignore[return-value]
+
+
+FILETIME_ZERO = dt.datetime(1601, 1, 1, tzinfo=dt.timezone.utc)  # what .NET answers for a missing file's times
+FILE_ATTRIBUTE_BITS = {"ReadOnly": 1, "Hidden": 2, "Directory": 16, "Archive": 32, "ReparsePoint": 1024}
+
+
+def attributes_of(host: pathlib.Path) -> int:
+    """The NTFS attributes of a file or directory of the lab host: Directory or Archive; ReadOnly without write
+    permission; Hidden for a name starting with '.'; ReparsePoint for a symbolic link."""
+    if host.is_symlink():
+        return FILE_ATTRIBUTE_BITS["ReparsePoint"] | (FILE_ATTRIBUTE_BITS["Directory"] if host.is_dir() else 0)
+    st = host.stat()
+    value = FILE_ATTRIBUTE_BITS["Directory"] if host.is_dir() else FILE_ATTRIBUTE_BITS["Archive"]
+    if not st.st_mode & 0o200:
+        value |= FILE_ATTRIBUTE_BITS["ReadOnly"]
+    if host.name.startswith("."):
+        value |= FILE_ATTRIBUTE_BITS["Hidden"]
+    return value
+
+
+class FileSecurityObj:
+    """What GetAccessControl() returns: the owner Windows gives a file (TrustedInstaller for the OS's own files,
+    the Administrators group for what an administrator created, else the creating user)."""
+
+    ps_type = "System.Security.AccessControl.FileSecurity"
+
+    def __init__(self, rt: Interpreter, host: pathlib.Path) -> None:
+        win = rt.host.fs.win_of(host).lower()
+        machine = rt.host.process.machine
+        account = machine.account(rt.host.user) if machine is not None else None
+        if win.startswith(("c:\\windows", "c:\\program files")):
+            self.Owner = "NT SERVICE\\TrustedInstaller"
+        elif account is None or account.is_admin:
+            self.Owner = "BUILTIN\\Administrators"
+        else:
+            self.Owner = f"{rt.host.computer_name}\\{account.name}"
+        self.Group = "NT AUTHORITY\\SYSTEM"
 
 
 class FileStreamObj:

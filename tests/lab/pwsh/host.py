@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import pathlib
 import re
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
 
-from tests.lab.pwsh.values import ScriptBlock
+from tests.lab.pwsh.process import ProcessState
 
 # A native command's result: exit code, stdout lines, stderr lines.
 NativeResult = tuple[int, list[str], list[str]]
 # A native command (hostname.exe, cmd.exe...): called with the host, the current location and its argv.
 NativeCommandFn = Callable[["HostContext", str, list[str]], NativeResult]
+# CreateProcess: (application or None, command line, working directory, environment or None to inherit, stdin,
+# user=None for this process's user) -> (exit code, stdout bytes, stderr bytes); FileNotFoundError when there is no
+# such executable.
+LaunchFn = Callable[..., tuple[int, bytes, bytes]]
 
 
 class PathOutsideRoot(Exception):
@@ -101,24 +104,14 @@ class FileSystem:
         return "C:\\" + "\\".join(rel.parts)
 
 
-class ScriptEmulation(Protocol):
-    """A script the subset cannot interpret, reproduced in Python as its begin/process/end blocks.
-
-    `cmd` is the ScriptCommand (tests/lab/pwsh/stages.py) running the script; `state` is what begin returned.
-    """
-
-    def begin(self, cmd: Any) -> dict[str, object]: ...
-    def process(self, cmd: Any, state: dict[str, object], item: object) -> None: ...
-    def end(self, cmd: Any, state: dict[str, object]) -> None: ...
-
-
 class HostContext:
-    """What a run needs from its Engine: names, environment, file system, and the programs the host has
-    beyond the interpreter (native commands by name, Python emulations of scripts), all passed in."""
+    """What a run needs from its Engine: names, environment, file system, the programs the host has beyond the
+    interpreter (native commands by name) and the process it runs in, all passed in."""
 
     def __init__(self, root: pathlib.Path, computer_name: str, user: str, env: dict[str, str], *,
                  native_commands: Mapping[str, NativeCommandFn] | None = None,
-                 script_emulation: Callable[[ScriptBlock], ScriptEmulation | None] | None = None,
+                 process: ProcessState | None = None, launch: LaunchFn | None = None,
+                 run_process: Callable[..., int] | None = None,
                  language_mode: str = "FullLanguage", visible_commands: set[str] | None = None,
                  visible_providers: set[str] | None = None,
                  wsman_settings: Callable[[], Mapping[str, str]] | None = None,
@@ -129,7 +122,9 @@ class HostContext:
         self.env = env
         self.profile_dir = f"C:\\Users\\{user}"
         self.native_commands: dict[str, NativeCommandFn] = dict(native_commands or {})  # lower-case, no ".exe"
-        self._script_emulation = script_emulation
+        self.process = process if process is not None else ProcessState()  # shared by the runs of one process
+        self._launch = launch
+        self._run_process = run_process
         # about_Language_Modes: FullLanguage, ConstrainedLanguage (a WDAC/AppLocker lockdown), NoLanguage (JEA)
         self.language_mode = language_mode
         # a JEA endpoint's visible commands and providers, lower-case (None: everything the host has)
@@ -154,12 +149,28 @@ class HostContext:
         return self._wsman_settings() if self._wsman_settings is not None else {}
 
     def native_command(self, name: str) -> NativeCommandFn | None:
-        """The executable `name` (with or without .exe, any case) runs, or None when the host has none."""
-        return self.native_commands.get(name.lower().removesuffix(".exe"))
+        """The executable `name` (with or without .exe, any case, bare or by its path in C:\\Windows\\System32)
+        runs, or None when the host has none."""
+        low = name.lower().replace("/", "\\")
+        folder, _, base = low.rpartition("\\")
+        if folder and folder not in ("c:\\windows\\system32", "c:\\windows\\system32\\windowspowershell\\v1.0"):
+            return None
+        return self.native_commands.get(base.removesuffix(".exe"))
 
-    def emulation_for(self, sb: ScriptBlock) -> ScriptEmulation | None:
-        """The Python emulation of a script the subset cannot run, or None to interpret it."""
-        return self._script_emulation(sb) if self._script_emulation is not None else None
+    def launch(self, application: str | None, command_line: str, cwd: str | None, env: dict[str, str] | None,
+               stdin: bytes = b"", user: str | None = None) -> tuple[int, bytes, bytes]:
+        """Starts a process on the host and waits for it (the Engine's create_process); `user` runs it as another
+        account (already logged on by the caller)."""
+        if self._launch is None:
+            raise FileNotFoundError(2, "The lab host has no process launcher.", command_line)
+        return self._launch(application, command_line, cwd, env, stdin, user=user)
+
+    def run_process(self, application: str | None, command_line: str, stdin: Iterable[bytes],
+                    stdout: Callable[[bytes], None], stderr: Callable[[bytes], None]) -> int:
+        """Runs a child process with streamed handles to its exit (the Engine's run_process); its exit code."""
+        if self._run_process is None:
+            raise FileNotFoundError(2, "The lab host has no process launcher.", command_line)
+        return self._run_process(application, command_line, stdin, stdout, stderr)
 
     def env_get(self, name: str) -> str | None:
         for k, v in self.env.items():

@@ -9,7 +9,7 @@ it is what lets the package's imports point one way (tests/unit/lab/test_lab_imp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from tests.lab.pwsh.errors import ErrorRecord, PSError
 from tests.lab.pwsh.host import HostContext
@@ -33,6 +33,8 @@ class Interpreter(Protocol):
     cur: tuple[int, int]             # span of the running statement or command in `src`
     call_depth: int                  # nested calls so far, bounded by limits.MAX_CALL_DEPTH
     last_ok: bool                    # $?
+    usings: list[str]                # `using namespace` lines of the running script (type name resolution)
+    module: object                   # the module whose function is running (its scope is $script:), or None
 
     def fill(self, record: ErrorRecord) -> ErrorRecord:
         """Gives a record the position of the running statement, unless it has one."""
@@ -72,3 +74,9 @@ class Interpreter(Protocol):
 
     def convert(self, v: object, type_name: str) -> object:
         """A value cast to a type, as `[type]value` does."""
+
+    def new_runspace(self, streams: Any) -> Interpreter:
+        """A nested runspace of the same process ([PowerShell]::Create()): own scopes and $Error, same host."""
+
+    def stage_for(self, node: Node) -> Any:
+        """The pipeline stage (tests/lab/pwsh/stages.py) a command node runs as, its arguments evaluated now."""

@@ -10,14 +10,17 @@ import datetime as dt
 import re
 
 from tests.lab.pwsh.conversions import format_date, format_one
-from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TypeObject
+from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TimeSpanValue, TypeObject
 from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.language import check_method, check_property_set
+from tests.lab.pwsh.net.collections import NOT_HANDLED
+from tests.lab.pwsh.net.reflection import type_method, type_property
 from tests.lab.pwsh.operators import compare
 from tests.lab.pwsh.parser import Node
 from tests.lab.pwsh.stages import InvocationInfo, run_stage, ScriptCommand
 from tests.lab.pwsh.statics import static_member
+from tests.lab.pwsh.steppable import SteppablePipeline
 from tests.lab.pwsh.values import Hashtable, PSEnumerator, PSObject, Ref, ScriptBlock, to_str, TypeRef, Version
 
 
@@ -49,7 +52,90 @@ class PSObjectView:
             return [type_name_of(t), "System.Object"]
         if low == "baseobject":
             return t
+        if low == "members":
+            return MemberCollection(t)
+        if low == "methods":
+            return list(t.methods.values()) if isinstance(t, PSObject) else []
         raise KeyError(name)
+
+
+class MemberCollection:
+    """$obj.PSObject.Members: Add(a PSScriptMethod or PSNoteProperty) extends a PSCustomObject."""
+
+    ps_type = "System.Management.Automation.PSMemberInfoIntegratingCollection`1"
+
+    def __init__(self, target: object) -> None:
+        self.target = target
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        t = self.target
+        if name.lower() == "add" and isinstance(t, PSObject):
+            member = args[0]
+            member_name = to_str(getattr(member, "Name", ""))
+            if getattr(member, "MemberType", "") == "ScriptMethod":
+                t.methods[member_name] = member
+            else:
+                t.props[member_name] = getattr(member, "Value", None)
+            return None
+        raise no_method(self, name)
+
+
+def invoke_script_method(rt: Interpreter, obj: object, method: object, args: list[object]) -> object:
+    """Runs a script method with $this set to the object; its output is the method's return value."""
+    out: list[object] = []
+    cmd = ScriptCommand(rt, method.Script, method.Name, list(args), {})  # type: ignore[attr-defined]
+    cmd.extra_vars["this"] = obj
+    cmd.sink = out.append
+    run_stage(cmd, None)
+    return None if not out else out[0] if len(out) == 1 else out
+
+
+class ScriptBlockAst:
+    ps_type = "System.Management.Automation.Language.ScriptBlockAst"
+
+    def __init__(self, sb: ScriptBlock) -> None:
+        self.sb = sb
+        self.Extent = str(sb)
+
+    def ps_call(self, name: str, args: list[object]) -> object:
+        if name.lower() == "getscriptblock":
+            return ScriptBlock(self.sb.body, self.sb.src, self.sb.file_name, self.sb.usings)
+        raise no_method(self, name)
+
+
+class MethodRef:
+    """`$obj.Method` without parentheses: PowerShell's PSMethod, a (truthy) reference to the method."""
+
+    ps_type = "System.Management.Automation.PSMethod"
+
+    def __init__(self, obj: object, name: str) -> None:
+        self.obj = obj
+        self.Name = name
+
+    def ps_tostring(self) -> str:
+        return f"{self.Name}()"
+
+
+# Methods every .NET object has (System.Object), and the ones hashtables, lists and strings add.
+_OBJECT_METHODS = {"gettype", "tostring", "equals", "gethashcode"}
+_KNOWN_METHODS = {
+    dict: _OBJECT_METHODS | {"add", "clear", "clone", "contains", "containskey", "containsvalue", "copyto",
+                             "getenumerator", "remove"},
+    list: _OBJECT_METHODS | {"add", "clear", "contains", "indexof", "insert", "remove", "removeat", "toarray",
+                             "getenumerator", "clone", "copyto"},
+    str: _OBJECT_METHODS | {"contains", "endswith", "indexof", "insert", "lastindexof", "padleft", "padright",
+                            "remove", "replace", "split", "startswith", "substring", "tochararray", "tolower",
+                            "toupper", "trim", "trimend", "trimstart"},
+}
+
+
+def method_ref(obj: object, name: str) -> MethodRef | None:
+    """A PSMethod when `name` is a method of the object's type, else None."""
+    low = name.lower()
+    for kind, names in _KNOWN_METHODS.items():
+        if isinstance(obj, kind):
+            return MethodRef(obj, name) if low in names else None
+    return MethodRef(obj, name) if low in _OBJECT_METHODS else None
 
 
 def get_member(rt: Interpreter, obj: object, name: str) -> object:
@@ -61,6 +147,13 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
     if isinstance(obj, PSObject):
         if name in obj.props:
             return obj.props[name]
+        if name in obj.methods:
+            return obj.methods[name]
+        if low in _OBJECT_METHODS:
+            return MethodRef(obj, name)
+        if rt.scope.strict_mode() >= 2:
+            raise runtime_error(f"The property '{name}' cannot be found on this object. Verify that the property "
+                                f"exists.", "PropertyNotFoundStrict", "NotSpecified", target=name)
         return None
     if isinstance(obj, Hashtable) or isinstance(obj, dict):
         if low in ("count",) and name not in obj:
@@ -69,6 +162,8 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
             return list(obj.keys())
         if low == "values" and name not in obj:
             return list(obj.values())
+        if name not in obj:
+            return method_ref(obj, name)  # a key wins over a member of the same name, as for IDictionary
         return obj[name] if isinstance(obj, Hashtable) else obj.get(name)
     if isinstance(obj, str):
         if low == "length":
@@ -97,16 +192,24 @@ def get_member(rt: Interpreter, obj: object, name: str) -> object:
     if isinstance(obj, dt.datetime):
         attr = {"year": obj.year, "month": obj.month, "day": obj.day, "hour": obj.hour, "minute": obj.minute,
                 "second": obj.second, "millisecond": obj.microsecond // 1000, "dayofweek": obj.strftime("%A"),
-                "ticks": int((obj.replace(tzinfo=None) - dt.datetime(1, 1, 1)).total_seconds() * 10**7)}
+                "ticks": int((obj.replace(tzinfo=None) - dt.datetime(1, 1, 1)).total_seconds() * 10**7),
+                "date": obj.replace(hour=0, minute=0, second=0, microsecond=0), "dayofyear": obj.timetuple().tm_yday,
+                "kind": "Utc" if obj.utcoffset() == dt.timedelta(0) else "Local" if obj.tzinfo else "Unspecified",
+                "timeofday": TimeSpanValue(obj.hour * 3600 + obj.minute * 60 + obj.second + obj.microsecond / 1e6)}
         return attr.get(low)
     if isinstance(obj, (int, float)) and not isinstance(obj, bool):
         return None
     if isinstance(obj, ScriptBlock):
         if low == "file":
             return obj.file_name
+        if low == "ast":  # ScriptBlockAst: GetScriptBlock() gives the block back
+            return ScriptBlockAst(obj)
         return None
     if isinstance(obj, TypeRef):
-        return static_member(rt, obj, name)
+        try:
+            return type_property(rt, obj, name)
+        except KeyError:
+            return static_member(rt, obj, name)
     getter = getattr(obj, "ps_get", None)
     if getter is not None:
         try:
@@ -133,6 +236,9 @@ def set_member(rt: Interpreter, obj: object, name: str, value: object) -> None:
     if isinstance(obj, Ref) and name.lower() == "value":
         obj.Value = value
         return
+    setter = getattr(obj, "ps_set", None)  # objects whose properties have setters with effects (SCManager.Service)
+    if setter is not None and setter(name, value):
+        return
     for attr in dir(obj):
         if attr.lower() == name.lower() and attr[0].isupper():
             setattr(obj, attr, value)
@@ -145,7 +251,7 @@ def set_member(rt: Interpreter, obj: object, name: str, value: object) -> None:
 
 def errorrecord_member(rt: Interpreter, rec: ErrorRecord, low: str) -> object:
     if low == "exception":
-        return ExceptionObj(rec)
+        return rec.exception if rec.exception is not None else ExceptionObj(rec)
     if low == "fullyqualifiederrorid":
         return rec.fq_error_id
     if low == "categoryinfo":
@@ -160,7 +266,7 @@ def errorrecord_member(rt: Interpreter, rec: ErrorRecord, low: str) -> object:
     if low == "scriptstacktrace":
         return f"at <ScriptBlock>, <No file>: line {rec.line or 1}"
     if low == "errordetails":
-        return None
+        return rec.ErrorDetails
     return None
 
 
@@ -170,7 +276,14 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
         raise runtime_error("You cannot call a method on a null-valued expression.", "InvokeMethodOnNull",
                             "InvalidOperation")
     check_method(rt, obj, name)
-    if low == "gettype":
+    first = getattr(obj, "ps_call_first", None)  # .NET collections that are Python lists/dicts (net/collections.py)
+    if first is not None:
+        answer = first(name, args)
+        if answer is not NOT_HANDLED:
+            return answer
+    if isinstance(obj, TypeRef):
+        return type_method(rt, obj, name, args)
+    if low == "gettype" and not args:
         internals = getattr(obj, "ps_internals", None)
         return TypeObject(type_name_of(obj), internals() if callable(internals) else None)
     if low == "tostring" and not args and not hasattr(obj, "ps_call"):
@@ -188,6 +301,8 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
             return out
         if low == "getnewclosure":
             return obj
+        if low == "getsteppablepipeline":
+            return SteppablePipeline(rt, obj)
         raise no_method(obj, name)
     if isinstance(obj, (list, bytearray)):
         if low == "add":
@@ -257,7 +372,7 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
                 return False
         if low == "getenumerator":
             return obj
-        if low == "reset":
+        if low in ("reset", "dispose"):
             return None
         raise no_method(obj, name)
     if isinstance(obj, Ref):
@@ -270,11 +385,25 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
             return obj + dt.timedelta(**{unit if unit != "milliseconds" else "milliseconds": rt.to_num(args[0])})
         if low == "touniversaltime":
             return obj.astimezone(dt.timezone.utc)
+        if low == "tolocaltime":
+            return obj.astimezone()
+        if low in ("addyears", "addmonths"):
+            months = rt.to_int(args[0]) * (12 if low == "addyears" else 1) + obj.month - 1
+            year, month = obj.year + months // 12, months % 12 + 1
+            return obj.replace(year=year, month=month, day=min(obj.day, 28 if month == 2 else 30 if month in (
+                4, 6, 9, 11) else 31))
+        if low == "addticks":
+            return obj + dt.timedelta(microseconds=rt.to_num(args[0]) / 10)
+        if low in ("add", "subtract") and isinstance(args[0], TimeSpanValue):
+            delta = dt.timedelta(seconds=args[0].seconds)
+            return obj + delta if low == "add" else obj - delta
         if low == "tofiletime" or low == "tofiletimeutc":
             return int((obj.timestamp() + 11644473600) * 10**7)
         raise no_method(obj, name)
     if isinstance(obj, Version) and low == "tostring":
         return str(obj)
+    if isinstance(obj, PSObject) and name in obj.methods:
+        return invoke_script_method(rt, obj, obj.methods[name], args)
     if isinstance(obj, ErrorRecord) and low == "tostring":
         return obj.message
     caller = getattr(obj, "ps_call", None)

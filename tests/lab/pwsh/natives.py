@@ -31,8 +31,43 @@ def _native_whoami(host: HostContext, cwd: str, args: list[str]) -> NativeResult
     return 1, [], [f"ERROR: Invalid argument/option - '{args[0]}'.", 'Type "WHOAMI /?" for usage.']
 
 
+_SHUTDOWN_USAGE = ("Usage: shutdown [/i | /l | /s | /sg | /r | /g | /a | /p | /h | /e | /o] [/hybrid] [/soft] [/fw] "
+                   "[/f]\r\n    [/m \\\\computer][/t xxx][/d [p|u:]xx:yy [/c \"comment\"]]")
+
+
+def _native_shutdown(host: HostContext, cwd: str, args: list[str]) -> NativeResult:
+    """shutdown.exe /r|/s [/t N] [/c "comment"] [/f] [/d ...] and /a, on the machine's power state (Windows Commands
+    reference: shutdown): exit 0, or the Win32 error it reports as "<computer>: <message>(<code>)" on stderr."""
+    machine = host.process.machine
+    if machine is None:
+        return 1, [], ["The lab host has no machine state to shut down."]
+    opts = [a.lower() for a in args]
+    delay, comment = 30, ""
+    try:
+        if "/t" in opts:
+            delay = int(args[opts.index("/t") + 1])
+        if "/c" in opts:
+            comment = args[opts.index("/c") + 1]
+    except (IndexError, ValueError):
+        return 87, [], [_SHUTDOWN_USAGE, "The parameter is incorrect.(87)"]
+    if "/a" in opts:
+        code = machine.abort_shutdown()
+    elif "/r" in opts or "/s" in opts:
+        if not 0 <= delay <= 315_360_000:
+            return 87, [], [_SHUTDOWN_USAGE, "The parameter is incorrect.(87)"]
+        code = machine.schedule_shutdown(delay, restart="/r" in opts, comment=comment, by=host.user)
+    else:
+        return 0, [_SHUTDOWN_USAGE], []
+    if code:
+        messages = {1190: "A system shutdown has already been scheduled.", 1115: "A system shutdown is in progress.",
+                    1116: "Unable to abort the system shutdown because no shutdown was in progress."}
+        return code, [], [f"{host.computer_name}: {messages.get(code, f'Win32 error {code}')}({code})"]
+    return 0, [], []
+
+
 # The executables every lab host has whatever its Engine adds (the Engine adds cmd.exe and powershell.exe).
-BUILTIN_NATIVE_COMMANDS: dict[str, NativeCommandFn] = {"hostname": _native_hostname, "whoami": _native_whoami}
+BUILTIN_NATIVE_COMMANDS: dict[str, NativeCommandFn] = {"hostname": _native_hostname, "whoami": _native_whoami,
+                                                       "shutdown": _native_shutdown}
 
 
 class NativeCommand(Stage):

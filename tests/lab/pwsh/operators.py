@@ -10,7 +10,9 @@ import math
 import re
 
 from tests.lab.pwsh import limits
-from tests.lab.pwsh.conversions import convert_value, format_string, is_instance
+from tests.lab.pwsh.conversions import cast_to, convert_value, format_string, is_instance
+from tests.lab.pwsh.dotnet_objects import TimeSpanValue
+from tests.lab.pwsh.dotnet_types import type_ref
 from tests.lab.pwsh.errors import PSError, runtime_error
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.parser import COMPARISON_OPS
@@ -178,19 +180,25 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
     if base == "join":
         return to_str(right).join(to_str(x) for x in as_list(left))
     if base in ("is", "isnot"):
-        t = right if isinstance(right, TypeRef) else TypeRef(to_str(right))
-        return is_instance(left, t.canon) == (base == "is")
+        t = right if isinstance(right, TypeRef) else type_ref(rt, to_str(right))
+        found = t.dotnet.is_instance(left) if t.dotnet is not None else is_instance(left, t.canon)  # type: ignore[attr-defined]
+        return found == (base == "is")
     if base == "as":
-        t = right if isinstance(right, TypeRef) else TypeRef(to_str(right))
+        t = right if isinstance(right, TypeRef) else type_ref(rt, to_str(right))
         try:
-            return convert_value(rt, left, t.name)
+            if t.dotnet is not None:
+                return cast_to(rt, t.dotnet, left)  # type: ignore[arg-type]
+            return convert_value(rt, left, t.canon)
         except PSError:
             return None
     if op == "xor":
         return to_bool(left) != to_bool(right)
     if op in ("band", "bor", "bxor", "shl", "shr"):
         a, b = rt.to_int(left), rt.to_int(right)
-        return {"band": a & b, "bor": a | b, "bxor": a ^ b, "shl": a << b, "shr": a >> b}[op]
+        if op in ("shl", "shr"):
+            b &= 63 if not -2**31 <= a < 2**31 else 31  # .NET masks the shift count by the operand's width
+            return a << b if op == "shl" else a >> b
+        return {"band": a & b, "bor": a | b, "bxor": a ^ b}[op]
     if op == "f":
         return format_string(rt, to_str(left), as_list(right) if isinstance(right, (list, tuple)) else [right])
     if op == "+":
@@ -216,8 +224,13 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
         if left is None:
             return right
         if isinstance(left, dt.datetime):
-            return left
+            return left + dt.timedelta(seconds=right.seconds) if isinstance(right, TimeSpanValue) else left
         return _arith(rt, "+", left, right)
+    if op == "-" and isinstance(left, dt.datetime):  # DateTime - DateTime is a TimeSpan; - TimeSpan a DateTime
+        if isinstance(right, dt.datetime):
+            return TimeSpanValue((_aware(left) - _aware(right)).total_seconds())
+        if isinstance(right, TimeSpanValue):
+            return left - dt.timedelta(seconds=right.seconds)
     if op in ("-", "*", "/", "%"):
         if op == "*" and isinstance(left, str):
             n = rt.to_int(right)
@@ -231,6 +244,10 @@ def binary_op(rt: Interpreter, op: str, left: object, right: object) -> object:
             return left * max(0, n)
         return _arith(rt, op, left, right)
     raise runtime_error(f"The operator '-{op}' is outside the lab engine's subset.", "LabUnsupportedOperator")
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _arith(rt: Interpreter, op: str, left: object, right: object) -> object:

@@ -35,7 +35,6 @@ BUILTIN_VARIABLES: dict[str, object] = {
     "whatifpreference": False,
     "ofs": " ",
     "pshome": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0",
-    "iscoreclr": False,
     "shellid": "Microsoft.PowerShell",
     "nestedpromptlevel": 0,
     "maximumfunctioncount": 4096,

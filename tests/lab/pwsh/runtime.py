@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from tests.lab.pwsh import limits
+from tests.lab.pwsh import csharp, kernel, limits, nested_powershell, net  # noqa: F401  (importing registers their .NET types)
 from tests.lab.pwsh.automatic import ExecutionContextObject, HostObject, ps_version_table
 from tests.lab.pwsh.commands import make_stage
 from tests.lab.pwsh.conversions import convert_value
 from tests.lab.pwsh.display import format_for_display
+from tests.lab.pwsh.dotnet_objects import ExceptionObj
+from tests.lab.pwsh.dotnet_types import type_ref
 from tests.lab.pwsh.errors import (
     BreakSignal, ContinueSignal, ErrorRecord, ExitScript, PSError, ReturnSignal, runtime_error,
     StopUpstream, type_name_of,
@@ -26,16 +28,35 @@ from tests.lab.pwsh.members import call_method, get_member, set_member
 from tests.lab.pwsh.operators import binary_op, compare, dotnet_regex, wildcard_regex
 from tests.lab.pwsh.parser import Node, parse, position_message
 from tests.lab.pwsh.runspace import Runspace
-from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import run_filter_block, run_stage, ScriptCommand, Stage
-from tests.lab.pwsh.statics import call_static, static_member
+from tests.lab.pwsh.statics import call_static, set_static_member, static_member
 from tests.lab.pwsh.streams import Streams
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, Hashtable, is_number, NO_INPUT, parse_number, PSEnumerator, PSObject,
-    Ref, ScriptBlock, SwitchValue, to_bool, to_str, TypeRef,
+    Ref, ScriptBlock, SwitchValue, to_bool, to_str,
 )
 
 
+# Base classes of the exceptions the engine raises by name (catch [IOException] catches FileNotFoundException).
+_EXCEPTION_BASES = {
+    "system.io.filenotfoundexception": ("system.io.ioexception", "system.systemexception"),
+    "system.io.directorynotfoundexception": ("system.io.ioexception", "system.systemexception"),
+    "system.io.ioexception": ("system.systemexception",),
+    "system.unauthorizedaccessexception": ("system.systemexception",),
+    "system.argumentexception": ("system.systemexception",),
+    "system.invalidoperationexception": ("system.systemexception",),
+    "system.formatexception": ("system.systemexception",),
+}
+
+
+def _base_match(have: str, want: str) -> bool:
+    return want in ("system.exception", "system.object") or want in _EXCEPTION_BASES.get(have, ())
+
+
+# Automatic variables PowerShell defines where the lab engine sets them only when they have a value.
+_NOT_STRICT = {"_", "psitem", "input", "args", "this", "matches", "lastexitcode", "pscommandpath", "psscriptroot",
+               "myinvocation", "psboundparameters", "pscmdlet", "error", "null", "true", "false", "sender",
+               "eventargs", "foreach", "switch", "stacktrace", "consolefilename", "executioncontext", "host"}
 # Large values assigned to variables are what makes a process grow: past this size, the host is told every
 # _CHECK_EVERY elements so it can weigh the process against MaxMemoryPerShellMB.
 _LARGE_VALUE = 1 << 20
@@ -57,6 +78,8 @@ class Runtime:
         self.src = ""
         self.cur: tuple[int, int] = (0, 0)
         self.last_ok = True
+        self.usings: list[str] = []   # using namespace ...: prefixes for type names in this script
+        self.module: object = None    # the module whose scope this code runs in (New-Module, Import-Module)
         self._large_since_check = 0
         g = self.global_scope.vars
         # Constant, AllScope variables bound to this run's host and streams (about_Automatic_Variables).
@@ -105,7 +128,11 @@ class Runtime:
         self.errors.insert(0, record)
         if pref == "silentlycontinue":
             return
-        self.streams.error(record.to_info())
+        keep = getattr(self.streams, "error_record", None)  # a nested runspace keeps the records themselves
+        if keep is not None:
+            keep(record)
+        else:
+            self.streams.error(record.to_info())
 
     def warn(self, message: str, action: str | None = None) -> None:
         pref = (action or to_str(self.get_var("WarningPreference")) or "Continue").lower()
@@ -121,6 +148,8 @@ class Runtime:
     # ---- variables -------------------------------------------------------------------------------
     def get_var(self, name: str, scope: str | None = None) -> object:
         low = name.lower()
+        if scope == "function":
+            return self.scope.find_func(low)
         if scope == "env":
             return self.host.env_get(name)
         if scope == "script":
@@ -142,6 +171,10 @@ class Runtime:
 
     def set_var(self, name: str, value: object, scope: str | None = None, local: bool = True) -> None:
         low = name.lower()
+        if scope == "function":  # ${function:Name} = {...} defines a function in the current scope
+            self.scope.funcs[low] = value if isinstance(value, ScriptBlock) else ScriptBlock(
+                parse(to_str(value)), to_str(value))
+            return
         if scope == "env":
             self.host.env_set(name, None if value is None else to_str(value))
             return
@@ -232,7 +265,7 @@ class Runtime:
         elif k == "function":
             # function global:Name / script:Name / local:Name define it in that scope (about_Scopes)
             target = {"global": self.global_scope, "script": self.script_scope}.get(st.scope or "", self.scope)
-            target.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None)
+            target.funcs[st.name.lower()] = ScriptBlock(st.body, self.src, None, self.usings, self.module)
         elif k == "throw":
             self.exec_throw(st)
         elif k == "return":
@@ -356,8 +389,22 @@ class Runtime:
                 self.exec_stmts(st.fin, sink)
 
     def catch_matches(self, tname: str, rec: ErrorRecord) -> bool:
+        """`catch [T]`: the inner exception's type first (as ExceptionHandlingOps.FindMatchingHandler), then the
+        error's own, each with its base classes."""
         want = canonical_type(tname).lower()
+        resolved = type_ref(self, tname).canon.lower()
+        inner = getattr(rec.exception, "InnerException", None)
+        if inner is None and rec.inner is not None:
+            inner_types = [rec.inner[0].lower()]
+        else:
+            inner_types = [getattr(inner, "ps_type", "").lower()] + [
+                b.lower() for b in getattr(inner, "ps_bases", ())] if inner is not None else []
+        if inner_types and (resolved in inner_types or want in inner_types or _base_match(inner_types[0], resolved)):
+            return True
         have = rec.exception_type.lower()
+        bases = [b.lower() for b in getattr(rec.exception, "ps_bases", ())]
+        if resolved in bases or resolved == have or want in bases:
+            return True
         if want in ("system.exception", "system.object"):
             return True
         if want == "system.management.automation.runtimeexception":
@@ -370,6 +417,11 @@ class Runtime:
         value = None if st.value is None else self.eval_pipeline_value(st.value)
         if isinstance(value, ErrorRecord):
             raise PSError(value)
+        if isinstance(value, ExceptionObj):  # throw [InvalidOperationException]"m": that exception, message m
+            rec = ErrorRecord(value.Message, category="OperationStopped", fq_error_id=value.Message,
+                              exception_type=value.ps_type, thrown_object=value)
+            rec.exception = value
+            raise PSError(self.fill(rec))
         if value is None:
             msg = "ScriptHalted"
             rec = ErrorRecord(msg, category="OperationStopped", fq_error_id="ScriptHalted",
@@ -383,7 +435,10 @@ class Runtime:
 
     def exec_assign(self, st: Node) -> None:
         value_node = st.value
-        if value_node.k == "pipeline" and len(value_node.elements) == 1 and value_node.elements[0].k == "expr" \
+        if value_node.k == "assign":  # `$a = $b = value`: the inner assignment's value is assigned again
+            self.exec_assign(value_node)
+            value = self.eval(value_node.target)
+        elif value_node.k == "pipeline" and len(value_node.elements) == 1 and value_node.elements[0].k == "expr" \
                 and not value_node.elements[0].redirs:
             value = self.eval(value_node.elements[0].expr)
             if isinstance(value, PSEnumerator):
@@ -407,7 +462,10 @@ class Runtime:
         elif target.k == "member":
             obj = self.eval(target.obj)
             name = target.name if isinstance(target.name, str) else to_str(self.eval(target.name))
-            set_member(self, obj, name, value)
+            if target.static:
+                set_static_member(self, obj, name, value)
+            else:
+                set_member(self, obj, name, value)
         elif target.k == "index":
             obj = self.eval(target.obj)
             idx = self.eval(target.index)
@@ -597,9 +655,9 @@ class Runtime:
                     or vn.elements[0].k != "expr" else self.eval(vn.elements[0].expr)
             return h
         if k == "scriptblock":
-            return ScriptBlock(node.body, self.src)
+            return ScriptBlock(node.body, self.src, None, self.usings, self.module)
         if k == "typelit":
-            return TypeRef(node.name)
+            return type_ref(self, node.name)
         if k == "cast":
             if node.type.lower() in ("pscustomobject",) and node.operand.k == "hashtable":
                 h = self.eval(node.operand)
@@ -643,6 +701,9 @@ class Runtime:
                 return self.last_ok
             if low == "pwd":
                 return PathInfo(self.cwd)
+            if self.scope.strict_mode() >= 1 and low not in _NOT_STRICT:
+                raise runtime_error(f"The variable '${name}' cannot be retrieved because it has not been set.",
+                                    "VariableIsUndefined", "InvalidOperation", target=name)
             return None
         return self.get_var(name, scope)
 
@@ -688,6 +749,9 @@ class Runtime:
             return self.to_num(v[0])
         if isinstance(v, SwitchValue):
             return int(v.present)
+        as_number = getattr(v, "ps_number", None)  # enum values, IntPtr and other numeric .NET objects
+        if as_number is not None:
+            return as_number()
         raise runtime_error(f'Cannot convert the "{to_str(v)}" value of type "{type_name_of(v)}" to type '
                             f'"System.Int32".', "ConvertToFinalInvalidCastException", "InvalidArgument")
 
@@ -699,6 +763,13 @@ class Runtime:
 
     def convert(self, v: object, type_name: str) -> object:
         return convert_value(self, v, type_name)
+
+    def new_runspace(self, streams: Streams) -> Runtime:
+        """A new runspace in this process ([PowerShell]::Create()): its own session state, the same host."""
+        return Runtime(self.host, streams, Runspace(self.runspace.start_location, self.runspace.process_id))
+
+    def stage_for(self, node: Node) -> Stage:
+        return make_stage(self, node)
 
     def binop(self, op: str, left: object, right: object) -> object:
         return binary_op(self, op, left, right)

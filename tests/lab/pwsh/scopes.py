@@ -12,6 +12,7 @@ class Scope:
         self.funcs: dict[str, object] = {}
         self.aliases: dict[str, str] = {}  # alias -> the command name it stands for
         self.drives: dict[str, str] = {}  # drive name -> its root, a C:\ path (FileSystem drives only)
+        self.strict_version: int | None = None  # Set-StrictMode -Version in this scope (0: -Off)
 
     def chain(self) -> "list[Scope]":
         """This scope and its parents, innermost first."""
@@ -49,3 +50,10 @@ class Scope:
             if name in s.drives:
                 return s.drives[name]
         return None
+
+    def strict_mode(self) -> int:
+        """The strict mode version in effect here (0: off), set by the nearest Set-StrictMode."""
+        for s in self.chain():
+            if s.strict_version is not None:
+                return s.strict_version
+        return 0

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from tests.lab.pwsh import limits
 from tests.lab.pwsh.conversions import bytes_arg, convert_value, ENUM_TYPES, format_string, no_static_method
 from tests.lab.pwsh.dotnet_objects import EncodingObj, ExceptionObj, GuidValue, StringBuilderObj
+from tests.lab.pwsh.dotnet_types import lookup, MemberNotFound
 from tests.lab.pwsh.errors import (
     ErrorRecord, ExitScript, method_exception, no_method, parse_error_record, PSError, runtime_error, type_name_of,
 )
@@ -37,6 +38,11 @@ from tests.lab.pwsh.values import (
 def static_member(rt: Interpreter, obj: object, name: str) -> object:
     if not isinstance(obj, TypeRef):
         raise runtime_error(f"Unable to find static member '{name}'.", "StaticMemberNotFound")
+    if obj.dotnet is not None:
+        try:
+            return obj.dotnet.get_static(rt, name)  # type: ignore[attr-defined]
+        except MemberNotFound:
+            pass  # a registered type may extend one dispatched by name below
     c = obj.canon.lower()
     low = name.lower()
     if c == "system.text.encoding":
@@ -94,7 +100,28 @@ def static_member(rt: Interpreter, obj: object, name: str) -> object:
     return _no_static(obj, name)
 
 
+def set_static_member(rt: Interpreter, obj: object, name: str, value: object) -> None:
+    """`[Type]::Member = value` on a registered type (the older name-dispatched types have no settable statics)."""
+    dotnet = getattr(obj, "dotnet", None)
+    if dotnet is not None:
+        try:
+            dotnet.set_static(rt, name, value)
+            return
+        except MemberNotFound:
+            pass
+    raise runtime_error(f"'{name}' is a ReadOnly property.", "PropertyAssignmentException")
+
+
+# Static members .NET Framework 4.x does not have (scripts probe for them to tell .NET Core from Framework):
+# reading one gives $null, as PowerShell does for a missing static member, instead of the lab's "not implemented".
+ABSENT_IN_FRAMEWORK = {"system.io.directory": {"resolvelinktarget", "createsymboliclink"},
+                       "system.io.file": {"resolvelinktarget", "createsymboliclink"},
+                       "system.environment": {"processpath", "processid", "isprivilegedprocess"}}
+
+
 def _no_static(obj: TypeRef, name: str) -> object:
+    if name.lower() in ABSENT_IN_FRAMEWORK.get(obj.canon.lower(), ()):
+        return None
     raise runtime_error(f"The lab engine does not implement [{obj.name}]::{name}.", "LabUnsupportedStaticMember",
                         "NotImplemented")
 
@@ -103,12 +130,18 @@ def call_static(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
     if not isinstance(obj, TypeRef):
         raise runtime_error(f"Method invocation failed because [{type_name_of(obj)}] does not contain a method named "
                             f"'{name}'.", "MethodNotFound")
+    if obj.dotnet is not None:
+        try:
+            dotnet = obj.dotnet
+            return dotnet.new(rt, args) if name.lower() == "new" else dotnet.call_static(rt, name, args)  # type: ignore[attr-defined]
+        except MemberNotFound:
+            pass  # a registered type may extend one dispatched by name below
     c = obj.canon.lower()
     low = name.lower()
     n = len(args)
     if low == "new":
         check_create(rt, obj.canon)
-        return new_object(rt, obj.name, args)
+        return new_object(rt, obj.canon, args)
     check_method(rt, obj, name)
     if c == "system.convert":
         if low == "frombase64string":
@@ -271,6 +304,16 @@ class ParsedAst:
 
 
 def new_object(rt: Interpreter, type_name: str, args: list[object]) -> object:
+    found = lookup(rt, type_name)
+    if found is not None and found[1] is not None:
+        try:
+            return found[1].new(rt, args)
+        except MemberNotFound:
+            raise runtime_error(f"A constructor was not found. Cannot find an appropriate constructor for type "
+                                f"{found[0]}.", "CannotFindAppropriateCtor", "ObjectNotFound",
+                                "System.Management.Automation.PSArgumentException") from None
+    if found is not None:
+        type_name = found[0]
     canon = canonical_type(type_name)
     c = canon.lower()
     fs = rt.host.fs

@@ -39,6 +39,7 @@ class PSObject:
     """A PSCustomObject: ordered note properties."""
 
     def __init__(self, props: dict | None = None) -> None:
+        self.methods: Hashtable = Hashtable()  # script methods added with Add-Member or .PSObject.Members.Add
         self.props: Hashtable = Hashtable()
         for k, v in (props or {}).items():
             self.props[k] = v
@@ -59,11 +60,12 @@ class Version:
 
 
 class TypeRef:
-    """A [type] literal."""
+    """A [type] literal; `dotnet` is its registered type (tests/lab/pwsh/dotnet_types.py) when it has one."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, canon: str | None = None, dotnet: object = None) -> None:
         self.name = name
-        self.canon = canonical_type(name)
+        self.canon = canon or canonical_type(name)
+        self.dotnet = dotnet
 
     def __str__(self) -> str:
         return self.canon
@@ -79,10 +81,15 @@ class EnumValue:
 
 
 class ScriptBlock:
-    def __init__(self, body: Node, src: str, file_name: str | None = None) -> None:
+    """A script block: its AST, the source it came from, and the `using namespace` lines of that source."""
+
+    def __init__(self, body: Node, src: str, file_name: str | None = None, usings: list[str] | None = None,
+                 module: object = None) -> None:
         self.body = body
         self.src = src
         self.file_name = file_name
+        self.usings = usings if usings is not None else list(getattr(body, "usings", None) or [])
+        self.module = module  # the ModuleInfo whose scope the block runs in (functions of an imported module)
 
     def __str__(self) -> str:
         return str(self.body.a.get("text", ""))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
+import typing as t
 
 import pytest
 
 from tests.lab._engine import Engine, ErrorInfo
+from tests.lab._machine import Machine
 
 
 @dataclasses.dataclass
@@ -66,9 +68,14 @@ def root(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture
-def engine(root: pathlib.Path) -> Engine:
+def engine(root: pathlib.Path) -> t.Iterator[Engine]:
+    """An Engine on its own machine state (services, accounts, machine environment), as a lab host has."""
     root.mkdir()
-    return Engine(root, "WIN-LAB1", "vagrant")
+    engine = Engine(root, "WIN-LAB1", "vagrant")
+    machine = Machine("WIN-LAB1", {"vagrant": "vagrant"}, admins=("vagrant",), reboot_down_s=0)
+    engine.attach_machine(machine)
+    yield engine
+    machine.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 Every `import` and `from ... import` in tests/lab/**/*.py counts, wherever it is written (module
 level, inside a function, under `if TYPE_CHECKING:`): a deferred import still couples two modules.
 What a lower module needs from a higher one is passed in instead (the Engine hands HostContext its
-native commands and script emulation; the rooms of tests/lab/pwsh see the interpreter through the
+native commands and its process; the rooms of tests/lab/pwsh see the interpreter through the
 Interpreter protocol; the control API sees the Lab through LabAPI).
 """
 

@@ -329,6 +329,34 @@ def test_add_parameter_arguments_bind_by_name_for_scripts_and_commands(engine):
     assert streams.out == ["b.txt"]
 
 
+def test_whatif_changes_nothing_and_says_what_it_would_have_done(ps, root):
+    streams = ps("New-Item -Path C:\\Planned -ItemType Directory -WhatIf; Test-Path C:\\Planned")
+    assert streams.out == [False] and not (root / "Planned").exists()
+    assert streams.host == [('What if: Performing the operation "Create Directory" on target "Destination: C:\\Planned".',
+                             True, False)]
+
+
+def test_an_advanced_function_called_with_whatif_passes_it_to_shouldprocess_and_the_cmdlets_it_calls(ps, root):
+    (root / "keep.txt").write_text("x")
+    streams = ps("""
+function Clear-Things {
+    [CmdletBinding(SupportsShouldProcess)] param()
+    if ($PSCmdlet.ShouldProcess('things', 'Clear')) { 'cleared' }
+    Remove-Item -LiteralPath C:\\keep.txt
+    $WhatIfPreference
+}
+Clear-Things -WhatIf
+Clear-Things -WhatIf:$false
+""")
+    assert streams.out == [True, "cleared", False]
+    assert not (root / "keep.txt").exists()  # only the second call removed it
+    assert [h[0] for h in streams.host] == ['What if: Performing the operation "Clear" on target "things".',
+                                           'What if: Performing the operation "Remove File" on target "C:\\keep.txt".']
+
+
+def test_whatif_is_refused_by_a_cmdlet_that_does_not_support_shouldprocess(ps):
+    [error] = ps("Get-Item C:\\ -WhatIf").all_errors
+    assert error.message == "A parameter cannot be found that matches parameter name 'WhatIf'."
 def test_get_service_returns_the_hosts_services_in_windows_table_view(ps):
     # the lines Windows PowerShell 5.1 printed for pypsrp's execute_ps (recorded: test_client_execute_ps)
     out = ps('$serv = Get-Service -Name winrm; $serv.Name; "$($serv.Status)"; $serv | Out-String -Stream').out

@@ -3,8 +3,9 @@
 The stand-in runs inside the REAL daemon process (named by PINNED_WINRM_TEST_SESSION_FACTORY,
 which the daemon honours only under pytest). It records what it is asked to do in a journal
 file so tests can see opens and closes from outside; its "host" is the local file system.
-Scripts are tiny commands: whoami, sleep S, echo-input, exit N, fail-transport, fail-host,
-reauth, log-secret.
+Scripts are tiny commands: whoami, sleep S, gate NAME, echo-input, exit N, fail-transport, fail-host,
+reauth, log-secret. `gate NAME` holds the task (journal "run", then "gate-passed") until the test
+creates the file gate_path(journal, NAME): tests hold a task as long as they need instead of sleeping.
 """
 
 from __future__ import annotations
@@ -38,7 +39,19 @@ from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (  # n
 
 JOURNAL_ENV = "PINNED_WINRM_TEST_JOURNAL"
 FACTORY = "_pin_fakes:FakeSession"
+# A gate nobody opens fails its task after this long, so a broken test cannot hang the daemon.
+GATE_TIMEOUT_S = 60.0
 log = logging.getLogger("fake.session")
+
+
+def gate_path(journal: str, name: str) -> str:
+    """The file whose creation opens `gate NAME` (next to the journal, in the test's private root)."""
+    return os.path.join(os.path.dirname(journal), f"gate-{name}")
+
+
+def open_gate(journal: str, name: str) -> None:
+    with open(gate_path(journal, name), "w"):
+        pass
 
 
 class FakeResult(t.NamedTuple):
@@ -113,6 +126,15 @@ class FakeSession:
                         raise TaskInterrupted("the task's client went away")
                     time.sleep(0.05)
                 return FakeResult(0, b"slept", b"")
+            if word == "gate":
+                path = gate_path(os.environ.get(JOURNAL_ENV, ""), rest)
+                deadline = time.monotonic() + GATE_TIMEOUT_S
+                while not os.path.exists(path):
+                    if time.monotonic() > deadline:
+                        return FakeResult(1, b"", f"gate {rest} was never opened".encode())
+                    time.sleep(0.01)
+                self._journal("gate-passed", gate=rest)
+                return FakeResult(0, b"passed", b"")
             if word == "echo-input":
                 lines = list(input_data or [])
                 return FakeResult(0, "\n".join(lines).encode("utf-8"), f"{len(lines)} lines".encode())

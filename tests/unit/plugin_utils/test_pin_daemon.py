@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from _pin_fakes import HERE, REPO, pid_alive, pin_env, read_journal, wait_until  # noqa: F401
+from _pin_fakes import HERE, REPO, open_gate, pid_alive, pin_env, read_journal, wait_until  # noqa: F401
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
     ConfigError,
     HostError,
@@ -57,6 +57,25 @@ def opens(journal: str) -> list[dict]:
 
 def closes(journal: str) -> list[dict]:
     return [r for r in read_journal(journal) if r["event"] == "close"]
+
+
+def gate_runs(journal: str, passed: bool = False) -> list[dict]:
+    """Tasks that reached a `gate` (or, with passed, went through it)."""
+    if passed:
+        return [r for r in read_journal(journal) if r["event"] == "gate-passed"]
+    return [r for r in read_journal(journal) if r["event"] == "run" and r["script"] == "gate"]
+
+
+def daemon_log(client: PinClient) -> str:
+    try:
+        with open(client.paths.log, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return ""
+
+
+# Bounds on waits for something the daemon does by itself: they only stop a broken daemon from hanging a test.
+SETTLE_S = 20
 
 
 # -- reuse -----------------------------------------------------------------------------
@@ -243,11 +262,12 @@ def test_an_idle_session_is_closed_after_its_idle_timeout(pin_env):
     client = PinClient(pin_env.root)
     spec = make_spec()
     who, _ = whoami(client, spec, idle=0.6)
-    used = time.time()
-    assert wait_until(lambda: closes(pin_env.journal), 5)
+    assert wait_until(lambda: closes(pin_env.journal), SETTLE_S)
     closed = closes(pin_env.journal)[0]
     assert closed["id"] == who["id"]
-    assert closed["t"] - used >= 0.6
+    # Both stamps from the daemon's clock: the task's last step ran before the session was released as idle.
+    finished = [r for r in read_journal(pin_env.journal) if r["event"] == "finish" and r["id"] == who["id"]][-1]
+    assert closed["t"] - finished["t"] >= 0.6
     _, info = whoami(client, spec, idle=30)
     assert info["session"] == "opened"
 
@@ -255,15 +275,20 @@ def test_an_idle_session_is_closed_after_its_idle_timeout(pin_env):
 def test_a_session_older_than_max_age_is_replaced_even_when_busy_all_along(pin_env):
     client = PinClient(pin_env.root)
     spec = make_spec()
-    first, _ = whoami(client, spec, max_age=0.8)
-    ids = {first["id"]}
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
+    asked = time.time()  # before the daemon created the session: a lower bound of its birth, same system clock
+    first, info = whoami(client, spec, max_age=0.8)
+    ids = [first["id"]]
+    # Back-to-back tasks (never idle near the 30 s idle timeout) until the daemon replaces the session.
+    deadline = time.monotonic() + SETTLE_S
+    while ids[-1] == first["id"] and time.monotonic() < deadline:
         who, _ = whoami(client, spec, max_age=0.8)
-        ids.add(who["id"])
-        time.sleep(0.1)
-    assert len(ids) == 2
-    assert first["id"] in [c["id"] for c in closes(pin_env.journal)]
+        ids.append(who["id"])
+    assert ids[-1] != first["id"], "never replaced"
+    assert ids == [first["id"]] * (len(ids) - 1) + [ids[-1]]
+    closed = next(r for r in read_journal(pin_env.journal) if r["event"] == "close" and r["id"] == first["id"])
+    assert closed["t"] - asked >= 0.8  # not replaced before its age
+    assert f"closing session {info['session_id']} " in daemon_log(client)
+    assert "older than the maximum session age (0.8s)" in daemon_log(client)
 
 
 def test_a_later_run_with_longer_lifetimes_never_extends_a_pinned_session(pin_env):
@@ -291,7 +316,7 @@ def test_the_daemon_exits_when_it_holds_no_session_and_the_next_task_starts_a_ne
     spec = make_spec()
     _, info = whoami(client, spec, idle=0.3)
     pid = info["daemon_pid"]
-    assert wait_until(lambda: not pid_alive(pid), 10)
+    assert wait_until(lambda: not pid_alive(pid), SETTLE_S)
     assert not os.path.exists(client.paths.socket)
     assert client.hello() is None
     _, info2 = whoami(client, spec)
@@ -300,16 +325,27 @@ def test_the_daemon_exits_when_it_holds_no_session_and_the_next_task_starts_a_ne
 
 def test_a_busy_session_is_not_expired_under_a_running_task(pin_env):
     client = PinClient(pin_env.root)
-    spec = make_spec()
-    result, _ = run(client, spec, "sleep 1.2", idle=0.3)
-    assert result.stdout == b"slept"
-    assert closes(pin_env.journal) == [] or closes(pin_env.journal)[0]["t"] >= read_journal(pin_env.journal)[1]["t"] + 1.2
+    outcome: list = []
+    held = threading.Thread(target=lambda: outcome.append(run(client, make_spec(), "gate busy", idle=0.3)))
+    held.start()
+    try:
+        assert wait_until(lambda: gate_runs(pin_env.journal), SETTLE_S)
+        # A witness: another pin with the same idle timeout, last used after the held task began. Once the
+        # reaper has closed it, the reaper has also seen the held session idle for longer, had it been idle.
+        whoami(PinClient(pin_env.root), make_spec(user="bob"), idle=0.3)
+        assert wait_until(lambda: any(c["user"] == "bob" for c in closes(pin_env.journal)), SETTLE_S)
+        assert [c for c in closes(pin_env.journal) if c["user"] == "alice"] == []
+    finally:
+        open_gate(pin_env.journal, "busy")
+        held.join(SETTLE_S)
+    assert outcome and outcome[0][0].stdout == b"passed"
 
 
 # -- concurrency ---------------------------------------------------------------------------
 
 
-def _in_threads(count: int, work) -> list:
+def _in_threads(count: int, work, while_running=lambda: None) -> list:
+    """Run work(i) in count threads; while_running() runs meanwhile (it opens the gates the work waits at)."""
     results: list = [None] * count
 
     def target(i: int) -> None:
@@ -321,8 +357,11 @@ def _in_threads(count: int, work) -> list:
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
     for th in threads:
         th.start()
-    for th in threads:
-        th.join(30)
+    try:
+        while_running()
+    finally:
+        for th in threads:
+            th.join(30)
     return results
 
 
@@ -330,11 +369,18 @@ def test_two_tasks_on_one_host_at_once_run_side_by_side_on_two_sessions(pin_env)
     client = PinClient(pin_env.root)
     spec = make_spec()
     whoami(client, spec)  # warm: the daemon runs
-    started = time.monotonic()
-    results = _in_threads(2, lambda i: run(client, spec, "sleep 1"))
-    elapsed = time.monotonic() - started
-    assert all(not isinstance(r, Exception) and r[0].stdout == b"slept" for r in results), results
-    assert elapsed < 1.8
+    both_inside: list[bool] = []
+
+    def meanwhile() -> None:
+        try:
+            # Both tasks are inside their sessions at the same time: neither can leave before the gate opens.
+            both_inside.append(wait_until(lambda: len(gate_runs(pin_env.journal)) == 2, SETTLE_S))
+        finally:
+            open_gate(pin_env.journal, "side")
+
+    results = _in_threads(2, lambda i: run(client, spec, "gate side"), meanwhile)
+    assert all(not isinstance(r, Exception) and r[0].stdout == b"passed" for r in results), results
+    assert both_inside == [True]
     assert len({r[1]["session_id"] for r in results}) == 2
     assert len(opens(pin_env.journal)) == 2
 
@@ -342,11 +388,21 @@ def test_two_tasks_on_one_host_at_once_run_side_by_side_on_two_sessions(pin_env)
 def test_a_third_concurrent_task_waits_for_a_free_session_instead_of_opening_more_than_pool_max(pin_env):
     client = PinClient(pin_env.root, pool_max=2)
     spec = make_spec()
-    started = time.monotonic()
-    results = _in_threads(3, lambda i: run(client, spec, "sleep 0.7"))
-    elapsed = time.monotonic() - started
+    seen: list[tuple[bool, int]] = []
+
+    def meanwhile() -> None:
+        try:
+            # Two tasks hold both sessions; the third says in the daemon's log that it waits for one.
+            queued = wait_until(lambda: len(gate_runs(pin_env.journal)) == 2
+                                and "are busy (pool size 2)" in daemon_log(client), SETTLE_S)
+            seen.append((queued, len(gate_runs(pin_env.journal))))
+        finally:
+            open_gate(pin_env.journal, "three")
+
+    results = _in_threads(3, lambda i: run(client, spec, "gate three"), meanwhile)
     assert all(not isinstance(r, Exception) for r in results), results
-    assert elapsed >= 1.4
+    assert seen == [(True, 2)]  # queued while both sessions were held: no third session was opened for it
+    assert len(gate_runs(pin_env.journal)) == 3
     assert len(opens(pin_env.journal)) == 2
 
 
@@ -354,46 +410,59 @@ def test_waiting_for_a_busy_pool_is_bounded_by_the_command_timeout(pin_env):
     spec = make_spec()
     busy = PinClient(pin_env.root, pool_max=1)
     whoami(busy, spec)
-    holder = threading.Thread(target=lambda: run(busy, spec, "sleep 2"))
+    holder = threading.Thread(target=lambda: run(busy, spec, "gate hold"))
     holder.start()
-    time.sleep(0.3)
-    impatient = PinClient(pin_env.root, pool_max=1, command_timeout=0.5)
-    started = time.monotonic()
-    with pytest.raises(PoolBusyError, match="stayed busy"):
-        whoami(impatient, spec)
-    assert time.monotonic() - started < 1.5
-    holder.join(10)
+    try:
+        assert wait_until(lambda: gate_runs(pin_env.journal), SETTLE_S)  # the only session is busy now
+        impatient = PinClient(pin_env.root, pool_max=1, command_timeout=0.5)
+        with pytest.raises(PoolBusyError, match=r"stayed busy for 0\.5s"):
+            whoami(impatient, spec)
+        # The wait ended on the command timeout: the session it waited for is still held.
+        assert gate_runs(pin_env.journal, passed=True) == []
+    finally:
+        open_gate(pin_env.journal, "hold")
+        holder.join(SETTLE_S)
 
 
 def test_eight_clients_starting_at_once_start_exactly_one_daemon(pin_env):
-    start_at = time.time() + 2.0
     code = textwrap.dedent(
         f"""
-        import json, sys, time
+        import json, sys
         sys.path[:0] = [{HERE!r}]
         import _pin_fakes
         from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
         from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
         spec = build_spec({{"remote_addr": "win1", "remote_user": "alice", "remote_password": "pw", "auth": "ntlm"}})
         client = PinClient({pin_env.root!r})
-        time.sleep(max(0, {start_at!r} - time.time()))
-        result, info = client.exec(spec, "sleep 0.3", idle_timeout=30, max_age=600)
+        print("ready", flush=True)
+        sys.stdin.readline()  # the start line: every process is loaded and waits here
+        result, info = client.exec(spec, "gate eight", idle_timeout=30, max_age=600)
         print(json.dumps({{"pid": info["daemon_pid"], "session": info["session"]}}))
         """
     )
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(8)]
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    client = PinClient(pin_env.root, autostart=False)
+    try:
+        for proc in procs:
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        # 8 tasks on one host at once: pool_max (2) sessions held at the gate, the others queued behind them
+        assert wait_until(lambda: len(gate_runs(pin_env.journal)) == 2 and "are busy (pool size 2)" in daemon_log(client),
+                          SETTLE_S)
+    finally:
+        open_gate(pin_env.journal, "eight")
     outs = []
     for proc in procs:
-        out, err = proc.communicate(timeout=40)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
         outs.append(json.loads(out))
     assert len({o["pid"] for o in outs}) == 1
-    client = PinClient(pin_env.root, autostart=False)
-    with open(client.paths.log) as fh:
-        assert sum("serving" in line for line in fh) == 1
-    # 8 tasks on one host at once: pool_max (2) sessions, the others queued
+    assert sum("serving" in line for line in daemon_log(client).splitlines()) == 1
     assert len(opens(pin_env.journal)) == 2
+    assert len(gate_runs(pin_env.journal, passed=True)) == 8
 
 
 # -- crashes ------------------------------------------------------------------------------
@@ -404,7 +473,7 @@ def test_a_daemon_killed_between_tasks_is_replaced_by_the_next_task(pin_env):
     spec = make_spec()
     _, info = whoami(client, spec)
     os.kill(info["daemon_pid"], signal.SIGKILL)
-    assert wait_until(lambda: not pid_alive(info["daemon_pid"]), 5)
+    assert wait_until(lambda: not pid_alive(info["daemon_pid"]), SETTLE_S)
     assert os.path.exists(client.paths.socket)  # stale socket left behind
     _, info2 = whoami(client, spec)
     assert info2["session"] == "opened"
@@ -418,24 +487,21 @@ def test_a_daemon_killed_during_a_task_fails_that_task_cleanly_and_the_next_task
     outcome: dict = {}
 
     def long_task() -> None:
-        started = time.monotonic()
         try:
-            run(client, spec, "sleep 20")
+            run(client, spec, "gate never")  # nobody opens it: only the daemon's death can end this task
             outcome["result"] = "finished"
         except Exception as exc:
             outcome["error"] = exc
-        outcome["elapsed"] = time.monotonic() - started
 
     th = threading.Thread(target=long_task)
     th.start()
-    assert wait_until(lambda: any(r.get("script") == "sleep" for r in read_journal(pin_env.journal)), 5)
+    assert wait_until(lambda: gate_runs(pin_env.journal), SETTLE_S)
     os.kill(info["daemon_pid"], signal.SIGKILL)
-    th.join(10)
+    th.join(SETTLE_S)
+    assert not th.is_alive(), "the task outlived its daemon"
     assert isinstance(outcome.get("error"), TransportError), outcome
     assert DAEMON_DIED in str(outcome["error"])
-    assert outcome["elapsed"] < 10
-    runs = [r for r in read_journal(pin_env.journal) if r["event"] == "run" and r["script"] == "sleep"]
-    assert len(runs) == 1  # never silently re-run
+    assert len(gate_runs(pin_env.journal)) == 1  # never silently re-run
     _, info2 = whoami(client, spec)
     assert info2["session"] == "opened" and info2["daemon_pid"] != info["daemon_pid"]
 
@@ -683,8 +749,11 @@ def test_the_command_line_checks_lists_and_closes_sessions(pin_env):
     assert "puser@https://127.0.0.1:3129" in text and PROXY_PASSWORD not in text
     assert json.loads(_cli(pin_env.root, "--json", "close", "win1").stdout) == {"closed": 1}
     assert _cli(pin_env.root, "close", "--all").stdout.strip() == "closed 1 session"
+    # A daemon holding no session exits by itself after its grace time, which a slow CLI start may outlast:
+    # pin a session again, so `stop` finds a daemon whatever the machine's speed.
+    whoami(client, make_spec(host="win3"))
     assert "stopped pin daemon" in _cli(pin_env.root, "stop").stdout
-    assert wait_until(lambda: _cli(pin_env.root, "check").returncode == 1, 10)
+    assert wait_until(lambda: _cli(pin_env.root, "check").returncode == 1, SETTLE_S)
 
 
 # -- the daemon's environment (review point 2) ---------------------------------------------

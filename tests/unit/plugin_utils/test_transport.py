@@ -207,7 +207,8 @@ class Host:
         self.cbt = cbt
         self.close_after_handshake = 0  # close right after the handshake's 200, this many times
         self.fresh_401 = 0  # answer this many authenticated messages with a fresh 401 and forget the context
-        self.delay_messages = 0.0  # sleep before answering a message
+        self.delay_messages = 0.0  # hold each answer this long (or until release is set, at the test's end)
+        self.release = threading.Event()
         self.fault_500 = False
         self.drop_before_answer = False
         self.messages: list[tuple[int, bytes]] = []  # (connection id, decrypted message)
@@ -273,7 +274,7 @@ class Host:
                 sock.shutdown(socket.SHUT_RDWR)
                 return
             if self.delay_messages:
-                time.sleep(self.delay_messages)
+                self.release.wait(self.delay_messages)
             status = 500 if self.fault_500 else 200
             answer = b"<fault/>" if self.fault_500 else b"ECHO:" + plain
             if encrypted and enc:
@@ -462,6 +463,8 @@ def peers() -> t.Iterator[list[t.Any]]:
     made: list[t.Any] = []
     yield made
     for p in made:
+        if isinstance(p, Host):
+            p.release.set()
         p.peer.close()
 
 
@@ -576,7 +579,7 @@ def test_host_500_with_body_is_pypsrp_winrm_transport_error(peers: list[t.Any]) 
 
 def test_read_timeout_names_the_setting_and_host(peers: list[t.Any]) -> None:
     host = Host()
-    host.delay_messages = 1.5
+    host.delay_messages = 60.0  # held until the test ends: only the client's read timeout can end the wait
     peers.append(host)
     tr = _transport.WinRMTransport(make_spec(host, read_timeout=0.5))
     with pytest.raises(_errors.ReadTimeoutError, match="read_timeout"):
@@ -585,7 +588,7 @@ def test_read_timeout_names_the_setting_and_host(peers: list[t.Any]) -> None:
 
 def test_read_timeout_retried_on_a_new_connection_when_caller_allows(peers: list[t.Any]) -> None:
     host = Host()
-    host.delay_messages = 1.0
+    host.delay_messages = 60.0  # held until the test ends: both attempts can only end on the read timeout
     peers.append(host)
     tr = _transport.WinRMTransport(make_spec(host, read_timeout=0.4))
     with pytest.raises(_errors.ReadTimeoutError):

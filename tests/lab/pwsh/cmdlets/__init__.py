@@ -7,7 +7,8 @@ the interpreter finds them with `lookup_cmdlet`.
 from __future__ import annotations
 
 from tests.lab.pwsh.cmdlets import (  # noqa: F401  (imported to register their cmdlets)
-    clock, content, conversion, items, location, objects, output, services, session, state,
+    addtype, cim, clock, content, conversion, items, location, modules, objects, output, registry, service, session,
+    state,
 )
 from tests.lab.pwsh.cmdlets.base import CMDLETS, Cmdlet, cmdlet, lookup_cmdlet
 from tests.lab.pwsh.cmdlets.conversion import from_json

@@ -19,6 +19,7 @@ from typing import TypeVar
 from tests.lab.pwsh.errors import ErrorRecord, PSError
 from tests.lab.pwsh.files import win_full
 from tests.lab.pwsh.interpreter import Interpreter
+from tests.lab.pwsh.should_process import should_process
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import COMMON_PARAMS, Stage
 from tests.lab.pwsh.values import as_list, NO_INPUT, SWITCH_PRESENT, to_bool, to_str
@@ -35,6 +36,7 @@ class Cmdlet(Stage):
     positional: tuple[str, ...] = ()    # bound by position in this order; "*" takes the remaining arguments
     switches: tuple[str, ...] = ()
     aliases: Mapping[str, str] = {}     # lower-case alternative name -> parameter
+    supports_should_process = False     # takes -WhatIf/-Confirm and asks should_process() before each change
     noun = "Command"                    # Microsoft.PowerShell.Commands.<noun> in FullyQualifiedErrorIds
 
     def __init__(self, rt: Interpreter, name: str, positional: list[object], named: dict[str, object]) -> None:
@@ -57,7 +59,13 @@ class Cmdlet(Stage):
                     raise self.binding_error(f"Parameter cannot be processed because the parameter name '{key}' is "
                                              f"ambiguous. Possible matches include: -{' -'.join(cands)}.",
                                              "AmbiguousParameter")
+            if canon is None and low in ("wi", "cf") and self.supports_should_process:
+                canon = "WhatIf" if low == "wi" else "Confirm"
             if canon is None:
+                if low in ("whatif", "wi", "confirm", "cf"):
+                    # only cmdlets that support ShouldProcess have them (the lab's declare it: should_process=True)
+                    raise self.binding_error(f"A parameter cannot be found that matches parameter name '{key}'.",
+                                             "NamedParameterNotFound")
                 if low in ("erroraction", "ea"):
                     self.ea = to_str(value)
                     continue
@@ -93,25 +101,33 @@ class Cmdlet(Stage):
             raise self.binding_error(f"A positional parameter cannot be found that accepts argument "
                                      f"'{to_str(rest[0])}'.", "PositionalParameterNotFound")
 
+    def command_class(self) -> str:
+        """The cmdlet's .NET class as FullyQualifiedErrorIds name it (a noun with dots is a full name)."""
+        return self.noun if "." in self.noun else f"Microsoft.PowerShell.Commands.{self.noun}"
+
     def binding_error(self, message: str, fq: str) -> PSError:
         return PSError(self.rt.fill(ErrorRecord(
-            message, category="InvalidArgument", fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+            message, category="InvalidArgument", fq_error_id=f"{fq},{self.command_class()}",
             exception_type="System.Management.Automation.ParameterBindingException", command_name=self.name,
             reason="ParameterBindingException")))
 
     def emit(self, v: object) -> None:
         self.sink(v)
 
+    def should_process(self, target: str, action: str) -> bool:
+        """Whether to make the change: not under -WhatIf or $WhatIfPreference (pwsh/should_process.py)."""
+        return should_process(self.rt, target, action, self.p.get("WhatIf"))
+
     def error(self, message: str, fq: str, category: str = "ObjectNotFound",
               exc: str = "System.Management.Automation.ItemNotFoundException", target: object = None) -> None:
         self.rt.write_error(ErrorRecord(message, category=category,
-                                        fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+                                        fq_error_id=f"{fq},{self.command_class()}",
                                         exception_type=exc, target=target, command_name=self.name), self.ea)
 
     def terminate(self, message: str, fq: str, category: str = "InvalidArgument",
                   exc: str = "System.Management.Automation.PSArgumentException", target: object = None) -> PSError:
         return PSError(self.rt.fill(ErrorRecord(message, category=category,
-                                                fq_error_id=f"{fq},Microsoft.PowerShell.Commands.{self.noun}",
+                                                fq_error_id=f"{fq},{self.command_class()}",
                                                 exception_type=exc, target=target, command_name=self.name)))
 
     def named_scope(self, name: object) -> Scope:
@@ -163,13 +179,14 @@ C = TypeVar("C", bound=type[Cmdlet])
 
 def cmdlet(*names: str, positional: Sequence[str] | None = None, params: Sequence[str] | None = None,
            switches: Sequence[str] | None = None, aliases: Mapping[str, str] | None = None,
-           noun: str = "") -> Callable[[C], C]:
+           noun: str = "", should_process: bool = False) -> Callable[[C], C]:
     """Declares a cmdlet class: registers it under its name and aliases and sets its parameters.
 
     positional: parameters bound by position, in order ("*": all remaining arguments as one list);
     params: the other parameters that take a value; switches: parameters without one; aliases:
     alternative lower-case parameter names. What is not given is inherited from the base class.
     noun: the command class in error ids, by default the name without "-" + "Command".
+    should_process: the cmdlet supports ShouldProcess on Windows (its syntax lists -WhatIf and -Confirm).
     """
     def declare(cls: C) -> C:
         cls.names = names
@@ -181,6 +198,9 @@ def cmdlet(*names: str, positional: Sequence[str] | None = None, params: Sequenc
             cls.params = tuple(dict.fromkeys([*named, *(params if params is not None else cls.params)]))
         if switches is not None:
             cls.switches = tuple(switches)
+        if should_process:
+            cls.supports_should_process = True
+            cls.switches = tuple(dict.fromkeys([*cls.switches, "WhatIf", "Confirm"]))
         if aliases is not None:
             cls.aliases = dict(aliases)
         for n in names:

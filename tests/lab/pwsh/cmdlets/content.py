@@ -31,7 +31,8 @@ def ps_encode(text: str, encoding: str | None, default: str) -> bytes:
 
 _WRITER_PARAMETERS: dict[str, Any] = {
     "positional": ("Path", "Value"), "params": ("LiteralPath", "Encoding", "FilePath", "InputObject", "Width"),
-    "switches": ("NoNewline", "Force", "PassThru", "Append", "NoClobber"), "aliases": LITERAL_PATH_ALIASES}
+    "switches": ("NoNewline", "Force", "PassThru", "Append", "NoClobber"), "aliases": LITERAL_PATH_ALIASES,
+    "should_process": True}
 
 
 class _ContentWriter(Cmdlet):
@@ -39,6 +40,8 @@ class _ContentWriter(Cmdlet):
 
     append = False
     default_encoding = "default"
+    what_if = ("Set Content", "Path: {}")  # the ShouldProcess action, and the target around the path
+
 
     def begin(self) -> None:
         self.values: list[object] = []
@@ -80,6 +83,9 @@ class _ContentWriter(Cmdlet):
             self.error(f"Access to the path '{win_full(rt, path)}' is denied.", "GetContentWriterUnauthorizedAccessError",
                        "PermissionDenied", "System.UnauthorizedAccessException", win_full(rt, path))
             return
+        action, target = self.what_if
+        if not self.should_process(target.format(win_full(rt, path)), action):
+            return
         append = self.append or bool(self.p.get("Append"))
         if append and hp.exists() and data.startswith((b"\xff\xfe", b"\xef\xbb\xbf")) and hp.stat().st_size:
             data = data[2:] if data.startswith(b"\xff\xfe") else data[3:]
@@ -98,12 +104,14 @@ class SetContent(_ContentWriter):
 @cmdlet("Add-Content", "ac", **_WRITER_PARAMETERS)
 class AddContent(_ContentWriter):
     append = True
+    what_if = ("Add Content", "Path: {}")
 
 
 @cmdlet("Out-File", **{**_WRITER_PARAMETERS, "positional": ("FilePath", "Encoding"),
                        "params": ("Path", "LiteralPath", "Value", "InputObject", "Width")})
 class OutFile(_ContentWriter):
     default_encoding = "unicode"
+    what_if = ("Output to File", "{}")
 
     def text(self) -> str:
         return format_for_display(self.values) + ("" if self.p.get("NoNewline") else "\r\n") if self.values else ""

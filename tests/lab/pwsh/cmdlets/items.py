@@ -1,4 +1,4 @@
-"""Item cmdlets on the FileSystem and Env: drives.
+"""Item cmdlets on the FileSystem and Env: drives (and the Registry provider's keys, cmdlets/registry.py).
 
 Get-Item, Get-ChildItem, New-Item, Remove-Item, Copy-Item, Move-Item and Get-FileHash.
 """
@@ -13,6 +13,9 @@ from typing import Any
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_entry, env_path
+from tests.lab.pwsh.cmdlets.registry import registry_children, registry_item, registry_new, registry_remove
+from tests.lab.pwsh.config_drives import certificate, drive_of, wsman_items
+from tests.lab.pwsh.registry import registry_path
 from tests.lab.pwsh.files import FileSystemItem, resolve_path, win_full
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
@@ -23,15 +26,23 @@ class GetItem(Cmdlet):
     def process(self, item: object) -> None:
         for path in self.path_args(item):
             sp = to_str(path)
-            provider = "WSMan" if sp.lower().startswith("wsman:") else "Environment" if env_path(sp) is not None \
-                else "FileSystem"
+            drive = drive_of(sp)
+            provider = ("Registry" if registry_path(sp) is not None else "WSMan" if drive == "wsman" else
+                        "Certificate" if drive == "cert" else "Environment" if env_path(sp) is not None else
+                        "FileSystem")
             if not self.rt.host.provider_visible(provider):
                 # a JEA endpoint's VisibleProviders (recorded: test_psrp_with_jea_configuration)
                 self.error(f"Cannot find a provider with the name '{provider}'.", "ProviderNotFound",
                            exc="System.Management.Automation.ProviderNotFoundException", target=provider)
                 continue
+            if provider == "Registry":
+                registry_item(self, sp)
+                continue
+            if provider == "Certificate" or provider == "WSMan" and wsman_items(self.rt, sp, children=False):
+                self.config_item(sp)  # the listeners and their certificate (config_drives.py)
+                continue
             if provider == "WSMan":
-                self._wsman_item(sp)
+                self._wsman_item(sp)  # a WinRM setting of the host
                 continue
             env = env_path(sp)
             if env is not None:
@@ -47,6 +58,16 @@ class GetItem(Cmdlet):
                 continue
             self.emit(FileSystemItem.of(self.rt, hp))
 
+
+    def config_item(self, path: str) -> None:
+        """Get-Item on the WSMan: and Cert: drives (tests/lab/pwsh/config_drives.py)."""
+        found: object = wsman_items(self.rt, path, children=False) if drive_of(path) == "wsman" else \
+            certificate(self.rt, path)
+        if not found:
+            self.error(f"Cannot find path '{path}' because it does not exist.", "PathNotFound", target=path)
+            return
+        for entry in found if isinstance(found, list) else [found]:
+            self.emit(entry)
 
     def _wsman_item(self, path: str) -> None:
         """A WSMan:\\localhost\\... leaf: the host's WinRM setting as a WSManConfigLeafElement's properties."""
@@ -71,6 +92,16 @@ class GetItem(Cmdlet):
 class GetChildItem(Cmdlet):
     def process(self, item: object) -> None:
         path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
+        if registry_path(path) is not None:
+            registry_children(self, path)
+            return
+        if drive_of(path) == "wsman":
+            found = wsman_items(self.rt, path, children=not path.rstrip().endswith("*"))
+            if found is None:
+                self.path_not_found(path)
+            for entry in found or []:
+                self.emit(entry)
+            return
         env = env_path(path)
         if env is not None:
             for k, v in sorted(self.rt.host.env.items(), key=lambda kv: kv[0].lower()):
@@ -97,7 +128,7 @@ class GetChildItem(Cmdlet):
 
 
 @cmdlet("New-Item", "ni", positional=("Path",), params=("Name", "ItemType", "Value"), switches=("Force",),
-        aliases={"type": "ItemType"})
+        aliases={"type": "ItemType"}, should_process=True)
 class NewItem(Cmdlet):
     def process(self, item: object) -> None:
         rt = self.rt
@@ -110,16 +141,24 @@ class NewItem(Cmdlet):
                 self.error(f"A variable with name '{var}' already exists.", "EnvironmentVariableAlreadyExists",
                            "ResourceExists", "System.Management.Automation.SessionStateException", var)
                 return
+            if not self.should_process(f"Item: {var} Value: {to_str(self.p.get('Value', ''))}", "New Item"):
+                return
             rt.host.env_set(var, to_str(self.p.get("Value", "")))
             self.emit(env_entry(var, to_str(self.p.get("Value", ""))))
             return
         path = base + "\\" + to_str(name) if name is not None else base
+        if registry_path(path) is not None:
+            registry_new(self, path)
+            return
         hp = resolve_path(rt, path)
         kind = to_str(self.p.get("ItemType", "File")).lower()
         full = rt.host.fs.win_of(hp)
         if hp.exists() and not self.p.get("Force"):
             self.error(f"The file '{full}' already exists.", "NewItemIOError", "WriteError", "System.IO.IOException",
                        full)
+            return
+        if kind in ("directory", "dir", "d", "file", "f") and not self.should_process(
+                f"Destination: {full}", "Create Directory" if kind.startswith("d") else "Create File"):
             return
         if kind in ("directory", "dir", "d"):
             if hp.exists() and hp.is_file():
@@ -145,7 +184,7 @@ class NewItem(Cmdlet):
 
 @cmdlet("Remove-Item", "rm", "del", "ri", "erase", "rd", "rmdir", positional=("Path",),
         params=("LiteralPath", "Include", "Exclude", "Filter"), switches=("Recurse", "Force"),
-        aliases=LITERAL_PATH_ALIASES)
+        aliases=LITERAL_PATH_ALIASES, should_process=True)
 class RemoveItem(Cmdlet):
     def process(self, item: object) -> None:
         rt = self.rt
@@ -154,11 +193,14 @@ class RemoveItem(Cmdlet):
             src = src.FullName
         for path in as_list(src):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            if registry_path(sp) is not None:
+                registry_remove(self, sp)
+                continue
             env = env_path(sp)
             if env is not None:
                 if rt.host.env_get(env) is None:
                     self.path_not_found(sp)
-                else:
+                elif self.should_process(f"Item: {env}", "Remove Item"):
                     rt.host.env_set(env, None)
                 continue
             hp = resolve_path(rt, sp)
@@ -166,6 +208,8 @@ class RemoveItem(Cmdlet):
                 raise self.terminate("The lab engine refuses to remove C:\\.", "LabRefusedRemoveRoot")
             if not hp.exists():
                 self.path_not_found(sp)
+                continue
+            if not self.should_process(rt.host.fs.win_of(hp), "Remove Directory" if hp.is_dir() else "Remove File"):
                 continue
             if hp.is_dir():
                 if any(hp.iterdir()) and not self.p.get("Recurse"):
@@ -178,7 +222,7 @@ class RemoveItem(Cmdlet):
 
 _COPY_MOVE_PARAMETERS: dict[str, Any] = {
     "positional": ("Path", "Destination"), "params": ("LiteralPath",), "switches": ("Force", "Recurse", "PassThru"),
-    "aliases": LITERAL_PATH_ALIASES}
+    "aliases": LITERAL_PATH_ALIASES, "should_process": True}
 
 
 class _CopyMove(Cmdlet):
@@ -206,6 +250,10 @@ class _CopyMove(Cmdlet):
             if not dp.parent.is_dir():
                 self.error(f"Could not find a part of the path '{rt.host.fs.win_of(dp)}'.", "CopyItemIOError" if not self.move
                            else "MoveFileInfoItemIOError", "WriteError", "System.IO.DirectoryNotFoundException", sp)
+                continue
+            kind = "Directory" if hp.is_dir() else "File"
+            if not self.should_process(f"Item: {rt.host.fs.win_of(hp)} Destination: {rt.host.fs.win_of(dp)}",
+                                       f"{'Move' if self.move else 'Copy'} {kind}"):
                 continue
             if self.move:
                 if dp.exists() and dp.is_file():

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
+from tests.lab.pwsh.cmdlets.registry import registry_exists
 from tests.lab.pwsh.files import PathInfo, resolve_path, win_full
 from tests.lab.pwsh.host import PathOutsideRoot
+from tests.lab.pwsh.registry import registry_path
 from tests.lab.pwsh.values import as_list, PSObject, to_str
 
 
-@cmdlet("Get-Location", "pwd", "gl")
+@cmdlet("Get-Location", "pwd", "gl", params=("PSProvider", "PSDrive", "StackName"), switches=("Stack",))
 class GetLocation(Cmdlet):
     def process(self, item: object) -> None:
         self.emit(PathInfo(self.rt.cwd))
@@ -46,6 +48,13 @@ class TestPath(Cmdlet):
                                  "ParameterArgumentValidationErrorNullNotAllowed")
         for path in paths:
             sp = to_str(path)
+            if self.p.get("IsValid"):  # the syntax only: a known drive and no characters NTFS refuses
+                self.emit(not any(c in sp[2:] if len(sp) > 1 and sp[1] == ":" else c in sp for c in '<>"|?*')
+                          and not (len(sp) > 1 and sp[1] == ":" and sp[0].upper() != "C"))
+                continue
+            if registry_path(sp) is not None:
+                self.emit(registry_exists(self.rt, sp))
+                continue
             env = env_path(sp)
             if env is not None:
                 self.emit(env == "" or self.rt.host.env_get(env) is not None)

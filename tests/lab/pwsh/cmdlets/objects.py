@@ -11,7 +11,7 @@ from tests.lab.pwsh.errors import StopUpstream
 from tests.lab.pwsh.members import call_method, get_member
 from tests.lab.pwsh.operators import binary_op, compare
 from tests.lab.pwsh.stages import run_filter_block
-from tests.lab.pwsh.language import check_create, constrained
+from tests.lab.pwsh.language import check_create
 from tests.lab.pwsh.statics import new_object
 from tests.lab.pwsh.values import (
     as_list, canonical_type, enumerate_value, is_number, NO_INPUT, PSObject, ScriptBlock, to_bool, to_str,
@@ -42,19 +42,6 @@ class NewObject(Cmdlet):
         self.emit(obj)
 
 
-@cmdlet("Add-Type", positional=("TypeDefinition",), params=("Name", "Namespace", "MemberDefinition", "Path",
-        "LiteralPath", "AssemblyName", "ReferencedAssemblies", "Language", "UsingNamespace", "OutputAssembly",
-        "OutputType"), switches=("PassThru", "IgnoreWarnings"))
-class AddType(Cmdlet):
-    def end(self) -> None:
-        if constrained(self.rt):
-            raise self.terminate("Cannot add type. Definition of new types is not supported in this language mode.",
-                                 "CannotDefineNewType", category="PermissionDenied",
-                                 exc="System.Management.Automation.PSNotSupportedException")
-        raise self.terminate("The lab engine does not compile or load .NET types (Add-Type).", "LabUnsupportedAddType",
-                             category="NotImplemented", exc="System.NotSupportedException")
-
-
 @cmdlet("Select-Object", "select", positional=("Property",),
         params=("First", "Last", "Skip", "ExpandProperty", "Index", "InputObject"), switches=("Unique",))
 class SelectObject(Cmdlet):
@@ -72,7 +59,21 @@ class SelectObject(Cmdlet):
             props = as_list(self.p["Property"])
             if props == ["*"]:
                 return v
-            return PSObject({to_str(p): get_member(rt, v, to_str(p)) for p in props})
+            out = PSObject()
+            for p in props:
+                if isinstance(p, dict):  # a calculated property: @{ Name|N|Label|L = ...; Expression|E = {...} }
+                    label = next((p[k] for k in ("Name", "N", "Label", "L") if k in p), None)
+                    expr = next((p[k] for k in ("Expression", "E") if k in p), None)
+                    if isinstance(expr, ScriptBlock):
+                        found: list[object] = []
+                        run_filter_block(rt, expr, v, found.append)
+                        value = found[0] if len(found) == 1 else (found or None)
+                    else:
+                        value = get_member(rt, v, to_str(expr))
+                    out.props[to_str(label if label is not None else expr)] = value
+                else:
+                    out.props[to_str(p)] = get_member(rt, v, to_str(p))
+            return out
         return v
 
     def process(self, item: object) -> None:

@@ -10,7 +10,14 @@ from tests.lab.pwsh.operators import wildcard_regex
 from tests.lab.pwsh.parser import parse, ParseError
 from tests.lab.pwsh.scopes import Scope
 from tests.lab.pwsh.stages import CommandInfo, run_stage, ScriptCommand
-from tests.lab.pwsh.values import as_list, PSObject, ScriptBlock, to_str
+from tests.lab.pwsh.values import as_list, NO_INPUT, PSObject, ScriptBlock, to_str
+
+
+def executable_path(base: str) -> str:
+    """Where Windows keeps an executable the lab host has (powershell.exe lives in $PSHome)."""
+    if base == "powershell":
+        return "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+    return f"C:\\Windows\\system32\\{base}.exe"
 
 
 @cmdlet("Get-Command", "gcm", positional=("Name",), params=("CommandType", "Module"), switches=("All", "ListImported"))
@@ -28,8 +35,8 @@ class GetCommand(Cmdlet):
                 self.emit(CommandInfo(canon, "Cmdlet" if canon.lower() == n.lower() else "Alias",
                                       source="Microsoft.PowerShell.Management"))
             elif rt.host.native_command(n) is not None:
-                base = n.lower().removesuffix(".exe")
-                self.emit(CommandInfo(f"{base}.exe", "Application", source=f"C:\\Windows\\system32\\{base}.exe"))
+                base = n.lower().rsplit("\\", 1)[-1].removesuffix(".exe")
+                self.emit(CommandInfo(f"{base}.exe", "Application", source=executable_path(base)))
             else:
                 self.error(CMD_NOT_FOUND.format(n), "CommandNotFoundException", "ObjectNotFound",
                            "System.Management.Automation.CommandNotFoundException", n)
@@ -85,15 +92,38 @@ class GetVariable(Cmdlet):
         self.emit(value if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": value}))
 
 
-@cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope", "Option", "Description"),
-        switches=("PassThru", "Force"))
+@cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope", "Option", "Description", "Visibility"),
+        switches=("PassThru", "Force"), should_process=True)
 class SetVariable(Cmdlet):
+    """Sets the variable when it runs with its -Value, or at the end with the pipeline input it received (so a
+    Set-Variable that gets no input still sets its -Value, as SetVariableCommand.EndProcessing does)."""
+
+    def begin(self) -> None:
+        self.done = False
+        self.received: list[object] = []
+
     def process(self, item: object) -> None:
+        if item is not NO_INPUT and "Value" not in self.p:
+            self.received.append(item)
+            return
+        self._set(self.p.get("Value"))
+
+    def end(self) -> None:
+        if not self.done:
+            self._set(self.p.get("Value") if "Value" in self.p or not self.received else
+                      self.received[0] if len(self.received) == 1 else self.received)
+
+    def _set(self, value: object) -> None:
+        self.done = True
+        name = to_str(self.p.get("Name"))
+        if not self.should_process(f"Name: {name} Value: {to_str(value)}", "Set variable"):
+            return
         scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
-        self.rt.set_var(to_str(self.p.get("Name")), self.p.get("Value"), scope)
+        self.rt.set_var(to_str(self.p.get("Name")), value, scope)
 
 
-@cmdlet("Remove-Variable", "rv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("Force",))
+@cmdlet("Remove-Variable", "rv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("Force",),
+        should_process=True)
 class RemoveVariable(Cmdlet):
     def end(self) -> None:
         only = _scope(self)
@@ -105,11 +135,12 @@ class RemoveVariable(Cmdlet):
                 self.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
                            target=to_str(name))
                 continue
-            del holder.vars[low]
+            if self.should_process(f"Name: {to_str(name)}", "Remove variable"):
+                del holder.vars[low]
 
 
 @cmdlet("Clear-Variable", "clv", positional=("Name",), params=("Scope", "Exclude", "Include"),
-        switches=("Force", "PassThru"))
+        switches=("Force", "PassThru"), should_process=True)
 class ClearVariable(Cmdlet):
     def end(self) -> None:
         only = _scope(self)
@@ -121,4 +152,5 @@ class ClearVariable(Cmdlet):
                 self.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
                            target=to_str(name))
                 continue
-            holder.vars[low] = None
+            if self.should_process(f"Name: {to_str(name)}", "Clear variable"):
+                holder.vars[low] = None

@@ -1,6 +1,7 @@
-"""Session state cmdlets: history, aliases, PS drives and script modules, each kept in the runspace as
+"""Session state cmdlets: history, aliases and PS drives, each kept in the runspace as
 Windows keeps it (tests/lab/pwsh/runspace.py) and scoped as about_Scopes says: an alias or drive made
 without -Scope belongs to the scope the command runs in, so it is gone when a local-scope script ends.
+(Script modules: cmdlets/modules.py.)
 """
 
 from __future__ import annotations
@@ -8,21 +9,18 @@ from __future__ import annotations
 import re
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, CMDLETS
-from tests.lab.pwsh.errors import ErrorRecord, PSError
 from tests.lab.pwsh.files import win_full
 from tests.lab.pwsh.host import PathOutsideRoot
 from tests.lab.pwsh.operators import wildcard_regex
-from tests.lab.pwsh.parser import parse, ParseError
-from tests.lab.pwsh.runspace import Module
-from tests.lab.pwsh.scopes import Scope
-from tests.lab.pwsh.stages import run_stage, ScriptCommand
-from tests.lab.pwsh.values import as_list, PSObject, ScriptBlock, to_str
+from tests.lab.pwsh.values import as_list, PSObject, to_str
 
 # The drives a Windows PowerShell 5.1 session has before it makes any (Get-PSDrive on Server 2019).
 PROVIDER_DRIVES = {
     "alias": "Alias", "c": "FileSystem", "cert": "Certificate", "env": "Environment", "function": "Function",
     "hkcu": "Registry", "hklm": "Registry", "variable": "Variable", "wsman": "WSMan",
 }
+_DRIVE_ROOTS = {"c": "C:\\", "cert": "\\", "hkcu": "HKEY_CURRENT_USER", "hklm": "HKEY_LOCAL_MACHINE"}
+_DRIVE_NAMES = {"c": "C", "hkcu": "HKCU", "hklm": "HKLM", "wsman": "WSMan", "env": "Env", "cert": "Cert"}
 
 
 def _matches(pattern: object, name: str) -> bool:
@@ -57,17 +55,19 @@ def _alias_info(name: str, definition: str) -> PSObject:
 
 
 @cmdlet("Set-Alias", "sal", positional=("Name", "Value"), params=("Scope", "Option", "Description"),
-        switches=("PassThru", "Force"))
+        switches=("PassThru", "Force"), should_process=True)
 class SetAlias(Cmdlet):
     def end(self) -> None:
         name, value = to_str(self.p.get("Name")), to_str(self.p.get("Value"))
+        if not self.should_process(f"Name: {name} Value: {value}", "Set Alias"):
+            return
         self.named_scope(self.p.get("Scope")).aliases[name.lower()] = value
         if self.p.get("PassThru"):
             self.emit(_alias_info(name, value))
 
 
 @cmdlet("New-Alias", "nal", positional=("Name", "Value"), params=("Scope", "Option", "Description"),
-        switches=("PassThru", "Force"))
+        switches=("PassThru", "Force"), should_process=True)
 class NewAlias(Cmdlet):
     def end(self) -> None:
         name, value = to_str(self.p.get("Name")), to_str(self.p.get("Value"))
@@ -76,6 +76,8 @@ class NewAlias(Cmdlet):
             self.error(f"The alias is not allowed, because an alias with the name '{name}' already exists.",
                        "AliasAlreadyExists", category="ResourceExists",
                        exc="System.Management.Automation.SessionStateUnauthorizedAccessException", target=name)
+            return
+        if not self.should_process(f"Name: {name} Value: {value}", "New Alias"):
             return
         scope.aliases[name.lower()] = value
         if self.p.get("PassThru"):
@@ -140,10 +142,13 @@ class NewPSDrive(Cmdlet):
 @cmdlet("Get-PSDrive", "gdr", positional=("Name",), params=("PSProvider", "Scope", "LiteralName"))
 class GetPSDrive(Cmdlet):
     def end(self) -> None:
-        found = {n: ("C:\\" if n == "c" else "", p) for n, p in PROVIDER_DRIVES.items()}
+        found = {n: (_DRIVE_ROOTS.get(n, ""), p) for n, p in PROVIDER_DRIVES.items()}
         for scope in reversed(self.rt.scope.chain()):
             for n, root in scope.drives.items():
                 found[n] = (root, "FileSystem")
+        if "PSProvider" in self.p:  # only that provider's drives (Legacy.psm1 asks for the FileSystem ones)
+            providers = {to_str(x).lower() for x in as_list(self.p["PSProvider"])}
+            found = {n: v for n, v in found.items() if v[1].lower() in providers}
         patterns = as_list(self.p.get("Name", self.p.get("LiteralName", "*")))
         for pattern in patterns:
             hits = sorted(n for n in found if _matches(pattern, n))
@@ -152,7 +157,8 @@ class GetPSDrive(Cmdlet):
                            "GetLocationNoMatchingDrive", category="ObjectNotFound",
                            exc="System.Management.Automation.DriveNotFoundException", target=to_str(pattern))
             for n in hits:
-                self.emit(_drive_info(n if n not in ("c", "hkcu", "hklm") else n.upper(), *found[n]))
+                shown = _DRIVE_NAMES.get(n, n.capitalize() if n in PROVIDER_DRIVES else n)
+                self.emit(_drive_info(shown, *found[n]))
 
 
 @cmdlet("Remove-PSDrive", "rdr", positional=("Name",), params=("PSProvider", "Scope", "LiteralName"),
@@ -169,109 +175,3 @@ class RemovePSDrive(Cmdlet):
                            target=to_str(name))
                 continue
             del holder.drives[low]
-
-
-# ---- script modules ----------------------------------------------------------------------------------
-class ModuleScope(Scope):
-    """The scope a script module's file runs in; Export-ModuleMember narrows what it exports."""
-
-    def __init__(self, parent: Scope) -> None:
-        super().__init__(parent)
-        self.exports: set[str] | None = None
-
-
-def _module_file(cmd: Cmdlet, name: str) -> str | None:
-    """A module name or path as Import-Module finds it: a .psm1/.ps1 path, a folder, or <dir>\\<name>\\<name>.psm1
-    under $env:PSModulePath."""
-    fs, cwd = cmd.rt.host.fs, cmd.rt.cwd
-    candidates: list[str] = []
-    if "\\" in name or "/" in name or name.lower().endswith((".psm1", ".ps1")):
-        full = win_full(cmd.rt, name)
-        leaf = full.rstrip("\\").rsplit("\\", 1)[-1]
-        candidates += [full, f"{full}\\{leaf}.psm1"]
-    else:
-        for folder in (cmd.rt.host.env_get("PSModulePath") or "").split(";"):
-            if folder:
-                candidates.append(f"{folder.rstrip(chr(92))}\\{name}\\{name}.psm1")
-    for path in candidates:
-        try:
-            if fs.host_path(path, cwd).is_file():
-                return path
-        except PathOutsideRoot:
-            continue
-    return None
-
-
-@cmdlet("Import-Module", "ipmo", positional=("Name",), params=("Prefix", "Function", "Scope", "ArgumentList",
-        "MinimumVersion", "RequiredVersion"), switches=("Force", "PassThru", "Global", "DisableNameChecking"))
-class ImportModule(Cmdlet):
-    def process(self, item: object) -> None:
-        rt = self.rt
-        for name in as_list(self.input_or(item, "Name")):
-            text = to_str(name)
-            path = _module_file(self, text)
-            if path is None:
-                self.error(f"The specified module '{text}' was not loaded because no valid module file was found in "
-                           f"any module directory.", "Modules_ModuleNotFound", category="ResourceUnavailable",
-                           exc="System.IO.FileNotFoundException", target=text)
-                continue
-            module_name = path.rsplit("\\", 1)[-1].rsplit(".", 1)[0]
-            key = module_name.lower()
-            if key in rt.runspace.modules and not self.p.get("Force"):
-                if self.p.get("PassThru"):
-                    self.emit(rt.runspace.modules[key])
-                continue
-            src = rt.host.fs.read_text(path, rt.cwd)
-            try:
-                body = parse(src)
-            except ParseError as e:
-                raise self.terminate(f"The module '{module_name}' could not be parsed: {e}", "LabModuleParseError")
-            scope = ModuleScope(rt.global_scope)
-            saved = rt.scope
-            rt.scope = scope
-            try:
-                module_cmd = ScriptCommand(rt, ScriptBlock(body, src, path), path, list(as_list(
-                    self.p.get("ArgumentList", []))), {}, new_scope=False, is_script=True)
-                module_cmd.sink = lambda _v: None
-                run_stage(module_cmd, None)
-            finally:
-                rt.scope = saved
-            exported = {n: fn for n, fn in scope.funcs.items() if scope.exports is None or n in scope.exports}
-            module = Module(module_name, path, exported)
-            rt.runspace.modules[key] = module
-            if self.p.get("PassThru"):
-                self.emit(module)
-
-
-@cmdlet("Export-ModuleMember", positional=("Function",), params=("Cmdlet", "Variable", "Alias"))
-class ExportModuleMember(Cmdlet):
-    def end(self) -> None:
-        scope = next((s for s in self.rt.scope.chain() if isinstance(s, ModuleScope)), None)
-        if scope is None:
-            raise PSError(self.rt.fill(ErrorRecord(
-                "The Export-ModuleMember cmdlet can only be called from inside a module.",
-                category="PermissionDenied", fq_error_id="Modules_CanOnlyExecuteExportModuleMemberInsideAModule,"
-                "Microsoft.PowerShell.Commands.ExportModuleMemberCommand",
-                exception_type="System.InvalidOperationException", command_name=self.name)))
-        scope.exports = (scope.exports or set()) | {to_str(f).lower() for f in as_list(self.p.get("Function", []))}
-
-
-@cmdlet("Get-Module", "gmo", positional=("Name",), switches=("ListAvailable", "All", "Refresh"))
-class GetModule(Cmdlet):
-    def end(self) -> None:
-        patterns = as_list(self.p.get("Name", "*"))
-        for module in self.rt.runspace.modules.values():
-            if any(_matches(p, module.Name) for p in patterns):
-                self.emit(module)
-
-
-@cmdlet("Remove-Module", "rmo", positional=("Name",), switches=("Force",))
-class RemoveModule(Cmdlet):
-    def process(self, item: object) -> None:
-        for name in as_list(self.input_or(item, "Name")):
-            key = name.Name.lower() if isinstance(name, Module) else to_str(name).lower()
-            if self.rt.runspace.modules.pop(key, None) is None:
-                self.error(f"No modules were removed. Verify that the specification of modules to remove is correct "
-                           f"and those modules exist in the runspace.", "Modules_NoModulesRemoved",
-                           category="ResourceUnavailable", exc="System.InvalidOperationException",
-                           target=to_str(name))

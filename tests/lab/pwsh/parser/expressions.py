@@ -187,6 +187,15 @@ class ExpressionParser(Scanner):
                     or (nxt == "-" and self.peek(1).isdigit()):
                 operand = self.parse_unary()
                 return Node("cast", pos, type=tname, operand=operand)
+            if nxt in " \t":  # `[type] $x`: a cast may be separated from its operand by blanks
+                after = self.i
+                while self.peek() in " \t":
+                    self.i += 1
+                c2 = self.peek()
+                if c2 in "$'\"(@[{" or c2.isdigit() or (c2 == "-" and self.peek(1).isdigit()):
+                    operand = self.parse_unary()
+                    return Node("cast", pos, type=tname, operand=operand)
+                self.i = after
             self.i = save
             return self.parse_primary_with_postfix()
         node = self.parse_primary_with_postfix()

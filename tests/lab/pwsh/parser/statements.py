@@ -7,6 +7,9 @@ import re
 from tests.lab.pwsh.parser.scanner import EOF, KEYWORDS_UNSUPPORTED, Node, Scanner, SIMPLE_NAME_RE, VAR_NAME_RE
 
 
+_BLOCK_STATEMENTS = {"if", "foreach", "for", "while", "do", "switch", "try", "function"}
+
+
 class StatementParser(Scanner):
     """Scripts, blocks and statements; pipelines and expressions come from the other parts of `Parser`."""
 
@@ -206,6 +209,8 @@ class StatementParser(Scanner):
             stmts.append(self.parse_statement())
             self.skip_ws()
             c = self.peek()
+            if stmts[-1].k in _BLOCK_STATEMENTS and self.s[self.i - 1:self.i] in ("}", ")"):
+                continue  # `foreach(...){...}$next`: a statement ending in a block needs no separator
             if c != EOF and c not in "\n;}" and not (stop and c in stop):
                 if c == ")":
                     break
