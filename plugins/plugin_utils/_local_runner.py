@@ -6,6 +6,7 @@ LocalRunner runs each operation on an in-process Session that lives for one task
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -44,7 +45,8 @@ class LocalRunner:
             if factory is None:
                 from ._session import Session
 
-                factory = Session
+                # one pool per task, as ansible.builtin.psrp: nothing to isolate from the next task
+                factory = functools.partial(Session, isolate=False)
             self._session = factory(spec, events=lambda kind, detail: self._events.append((kind, detail)))
             self._pin = pin
         self._events = []

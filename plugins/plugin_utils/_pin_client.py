@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_AGE = 3600.0
 DEFAULT_POOL_MAX = 2
+DEFAULT_MAX_TASKS = 100  # ansible_psrp_persist_max_tasks (docs/pinning.md, "Recycling")
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 
@@ -186,6 +187,7 @@ class PinClient:
         connect_timeout: float = 10.0,
         command_timeout: float | None = None,
         pool_max: int = DEFAULT_POOL_MAX,
+        max_tasks: int = DEFAULT_MAX_TASKS,
         autostart: bool = True,
         log_level: str = "INFO",
         profile: str | None = None,
@@ -195,6 +197,7 @@ class PinClient:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.pool_max = pool_max
+        self.max_tasks = max_tasks  # a pinned pool is recycled after this many tasks (0: never for their count)
         self.autostart = autostart
         self.log_level = log_level
         self.daemon_pid: int | None = None
@@ -285,6 +288,7 @@ class PinClient:
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
+            "max_tasks": self.max_tasks,
             "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
             **request,
         }
