@@ -1,4 +1,10 @@
-"""Run ansible-playbook with wall time and peak memory of its process tree and of the pin daemon."""
+"""Run ansible-playbook with wall time, CPU time and peak memory of its process tree and of the pin daemon.
+
+CPU time is what the controller pays, and it is measurable on a loaded machine where wall time is not: the
+kernel's rusage of ansible-playbook counts every worker fork it reaped (wait4 returns the child's own
+usage plus its reaped descendants'), and the pin daemon, which is nobody's child, is read from
+/proc/<pid>/stat (utime + stime of all its threads, in clock ticks) before and after the run.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import threading
 import time
@@ -14,6 +21,18 @@ import typing as t
 from tests.integration._ansible import VENV_BIN, ROOT, base_env
 
 _SAMPLE_S = 0.05
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a live process, all its threads, from /proc/<pid>/stat (None once gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # after the command name: state is field 3, utime 14 and stime 15 (proc(5)), so indexes 11 and 12 here
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -90,6 +109,8 @@ class Run:
     tree_peak_mib: float = 0.0
     daemon_peak_mib: float = 0.0
     total_peak_mib: float = 0.0
+    cpu_s: float = 0.0  # ansible-playbook and every process it reaped (its workers)
+    daemon_cpu_s: float | None = None  # the pin daemon during the run (None: no daemon ran)
 
     def task_results(self) -> list[dict[str, t.Any]]:
         return [{"task": task["task"]["name"], "host": h, **r}
@@ -116,9 +137,17 @@ def daemon_pid(persist_dir: pathlib.Path) -> int | None:
 
 def run_playbook(playbook: pathlib.Path, inventory: pathlib.Path, workdir: pathlib.Path, *,
                  persist_dir: pathlib.Path, env: dict[str, str] | None = None, forks: int = 5,
-                 sample_memory: bool = False, timeout: float = 1800) -> Run:
-    """ansible-playbook, timed from spawn to exit; memory sampled when asked."""
+                 sample_memory: bool = False, timeout: float = 1800, bytecode: bool = True) -> Run:
+    """ansible-playbook, timed from spawn to exit; memory sampled when asked.
+
+    `bytecode`: Python's default, writing and reading bytecode caches (the installed ansible-core and the
+    builtin plugins' libraries have theirs from pip); False runs with PYTHONDONTWRITEBYTECODE=1, which this
+    machine's environment may set for every process.
+    """
     run_env = base_env(workdir, {"ANSIBLE_PSRP_PERSIST_DIR": str(persist_dir), **(env or {})})
+    run_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if not bytecode:
+        run_env["PYTHONDONTWRITEBYTECODE"] = "1"
     cmd = [str(VENV_BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), "-f", str(forks)]
     cached_daemon: list[int | None] = [None]
 
@@ -127,28 +156,55 @@ def run_playbook(playbook: pathlib.Path, inventory: pathlib.Path, workdir: pathl
             cached_daemon[0] = daemon_pid(persist_dir)
         return cached_daemon[0]
 
+    daemon_before = current_daemon()
+    daemon_cpu_before = cpu_s(daemon_before) if daemon_before else None
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
     sampler = MemorySampler(proc.pid, current_daemon) if sample_memory else None
     if sampler:
         sampler.__enter__()
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.append(proc.stdout.read() if proc.stdout else ""),
+                              name="playbook-output", daemon=True)
+    reader.start()
+    reaped = threading.Lock()  # held once wait4 returned: the timeout never signals a reused pid
+
+    def kill() -> None:
+        if reaped.acquire(blocking=False):
+            os.kill(proc.pid, signal.SIGKILL)
+            reaped.release()
+
+    killer = threading.Timer(timeout, kill)
+    killer.start()
     try:
-        stdout, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        stdout, _ = proc.communicate()
+        # wait4, not communicate(): its rusage is the playbook's CPU plus that of every worker it reaped
+        _, status, usage = os.wait4(proc.pid, 0)
+        reaped.acquire()
+        proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
+        killer.cancel()
+        reader.join(60)
+        if proc.stdout:
+            proc.stdout.close()
         if sampler:
             sampler.__exit__()
     wall = time.monotonic() - started
+    stdout = output[0] if output else ""
+    daemon_after = current_daemon()
+    daemon_cpu: float | None = None
+    after = cpu_s(daemon_after) if daemon_after else None
+    if after is not None:
+        # the same daemon: its CPU during the run; one started during the run: all of it
+        same = daemon_after == daemon_before and daemon_cpu_before is not None
+        daemon_cpu = after - (daemon_cpu_before if same else 0.0)
     results_path = pathlib.Path(run_env["PINNED_TEST_RESULTS"])
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
         results_path.unlink()
     except (OSError, ValueError):
         results = {}
-    run = Run(proc.returncode, wall, results, stdout)
+    run = Run(proc.returncode, wall, results, stdout, cpu_s=usage.ru_utime + usage.ru_stime, daemon_cpu_s=daemon_cpu)
     if sampler:
         run.tree_peak_mib = sampler.tree_peak_kib / 1024
         run.daemon_peak_mib = sampler.daemon_peak_kib / 1024

@@ -47,7 +47,10 @@ def versions() -> dict[str, str]:
 
 
 def chart(results: dict[str, t.Any], path: str) -> bool:
-    """Seconds per task against added RTT, one line per plugin (PNG); False without matplotlib."""
+    """Seconds per task against added RTT, one line per plugin, beside the controller's CPU per task (PNG).
+
+    False without matplotlib.
+    """
     try:
         import matplotlib
 
@@ -57,7 +60,12 @@ def chart(results: dict[str, t.Any], path: str) -> bool:
         return False
     raw = results.get("raw_tasks", {})
     rtts = sorted(raw, key=float)
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    cpu = {k: v for k, v in (results.get("controller_cpu") or {}).items() if isinstance(v, dict) and "hosts" in v}
+    if cpu:
+        fig, (ax, cpu_ax) = plt.subplots(1, 2, figsize=(12, 4.2), dpi=110, gridspec_kw={"width_ratios": [7, 5]})
+        _cpu_panel(cpu_ax, cpu)
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for plugin in PLUGIN_LINES:
         xs, ys = [], []
         for rtt in rtts:
@@ -78,6 +86,36 @@ def chart(results: dict[str, t.Any], path: str) -> bool:
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+CPU_PLUGINS = ("pinned", "pinned_no_bytecode", "builtin_psrp", "builtin_winrm")
+
+
+def _cpu_panel(ax: t.Any, cpu: dict[str, t.Any]) -> None:
+    """Controller CPU ms per task above local_floor, a bar per plugin and workload; pinned's daemon share hatched."""
+    names = list(cpu)
+    width = 0.8 / len(CPU_PLUGINS)
+    for i, plugin in enumerate(CPU_PLUGINS):
+        xs, ys, daemon = [], [], []
+        for j, name in enumerate(names):
+            row = cpu[name].get(plugin) or {}
+            if row.get("cpu_ms_per_task") is not None:
+                xs.append(j + (i - (len(CPU_PLUGINS) - 1) / 2) * width)
+                ys.append(row["cpu_ms_per_task"])
+                daemon.append(row.get("daemon_cpu_ms_per_task") or 0.0)
+        if xs:
+            ax.bar(xs, ys, width, label=plugin)
+            if any(daemon):
+                ax.bar(xs, daemon, width, color="none", hatch="///", edgecolor="black", linewidth=0,
+                       label="of which the pin daemon" if i == 0 else None)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels([f"{cpu[n]['hosts']} host{'s' if cpu[n]['hosts'] > 1 else ''} x {cpu[n]['tasks_per_host']}"
+                        f"\nforks {cpu[n]['forks']}" for n in names])
+    ax.set_ylabel("controller CPU ms per task above local_floor")
+    ax.set_title("controller CPU per raw task (direct HTTPS, NTLM)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def _fmt(value: t.Any, digits: int = 3) -> str:
@@ -165,9 +203,11 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
         lines.append("")
     scale = results.get("pinning_scale", {})
     if scale:
-        lines += ["### Scale of pinning (pin daemon RSS)", "", "| sessions | daemon RSS (MiB) |", "|---:|---:|"]
+        opened = scale.get("open_seconds") or {}
+        lines += ["### Scale of pinning (pin daemon RSS)", "", "| sessions | daemon RSS (MiB) | seconds to open them |",
+                  "|---:|---:|---:|"]
         for n, rss in sorted(results.get("pinning_rss_mib", {}).items(), key=lambda kv: int(kv[0])):
-            lines.append(f"| {n} | {_fmt(rss, 1)} |")
+            lines.append(f"| {n} | {_fmt(rss, 1)} | {_fmt(opened.get(n), 1)} |")
         lines += ["", f"Memory per added session: {_fmt(scale.get('mib_per_session'), 3)} MiB "
                   f"({scale.get('method')}).", ""]
     isolation = results.get("isolation", {})
@@ -188,9 +228,10 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
                                      f"{_fmt(row['requests_per_task'], 2)} | {_fmt(row['bytes_up_per_task'], 0)} | "
                                      f"{_fmt(row['bytes_down_per_task'], 0)} |")
         lines.append("")
+    lines += _controller_tables(results)
     targets = results.get("targets", {})
     if targets:
-        lines += ["### Targets (issue 5)", "", "| target | measured | met |", "|---|---|---|"]
+        lines += ["### Targets (issues 5 and 14)", "", "| target | measured | met |", "|---|---|---|"]
         for name, row in targets.items():
             met = {True: "yes", False: "**no**", None: "not measured"}[row.get("met")]
             lines.append(f"| {name} | {row.get('measured')} | {met} |")
@@ -198,6 +239,47 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
     if results.get("errors"):
         lines += ["### Errors during the run", ""] + [f"- `{e[:400]}`" for e in results["errors"][:20]] + [""]
     return "\n".join(lines)
+
+
+def _controller_tables(results: dict[str, t.Any]) -> list[str]:
+    """The controller_cpu and fleet tables."""
+    lines: list[str] = []
+    cpu = {k: v for k, v in (results.get("controller_cpu") or {}).items() if isinstance(v, dict) and "hosts" in v}
+    if cpu:
+        lines += ["### Controller CPU per task (direct HTTPS and NTLM to the host, no added RTT)", "",
+                  "| workload | plugin | CPU ms/task above local_floor | of which pin daemon | total CPU ms/task "
+                  "| wall (s) | runs |", "|---|---|---:|---:|---:|---:|---:|"]
+        for row in cpu.values():
+            label = f"{row['hosts']} host(s) x {row['tasks_per_host']} tasks, forks {row['forks']}"
+            for plugin in (*CPU_PLUGINS, "local_floor"):
+                r = row.get(plugin)
+                if r:
+                    lines.append(f"| {label} | {plugin} | {_fmt(r.get('cpu_ms_per_task'), 1)} | "
+                                 f"{_fmt(r.get('daemon_cpu_ms_per_task'), 1)} | {_fmt(r.get('total_cpu_ms_per_task'), 1)} "
+                                 f"| {_fmt(r.get('wall_s'), 2)} | {r.get('runs')} |")
+        lines += ["", "CPU: user + system time of ansible-playbook and every worker it forked (their rusage), plus the "
+                  "pin daemon's (/proc) for pinned, minus local_floor's run of the same repetition.", ""]
+    fleet = results.get("fleet") or {}
+    setup = results.get("fleet_setup") or {}
+    if fleet:
+        base = (fleet.get("local_floor") or {}).get("wall_s")
+        lines += [f"### Fleet ({setup.get('hosts')} hosts x {setup.get('tasks')} raw tasks, forks {setup.get('forks')}, "
+                  f"{_fmt(setup.get('rtt_ms'))} ms added RTT, direct)", "",
+                  "| plugin | wall (s) | above local_floor (s) | CPU ms/task | runs |", "|---|---:|---:|---:|---:|"]
+        for plugin in PLUGIN_LINES:
+            r = fleet.get(plugin)
+            if isinstance(r, dict):
+                above = r["wall_s"] - base if r.get("wall_s") and base and plugin != "local_floor" else None
+                lines.append(f"| {plugin} | {_fmt(r.get('wall_s'), 2)} | {_fmt(above, 2)} | "
+                             f"{_fmt(r.get('cpu_ms_per_task'), 1)} | {r.get('runs')} |")
+        per = fleet.get("daemon_cpu_ms_per_task") or {}
+        if per:
+            lines += ["", "Pin daemon CPU per task by hosts pinned: " +
+                      ", ".join(f"{n} hosts {_fmt(v, 2)} ms" for n, v in sorted(per.items(), key=lambda kv: int(kv[0])))
+                      + f"; during the warm fleet run the daemon used {_fmt(fleet.get('daemon_core_share'), 2)} of one "
+                      "CPU core."]
+        lines.append("")
+    return lines
 
 
 BEGIN, END = "<!-- results:begin (generated by python -m benchmarks.run) -->", "<!-- results:end -->"

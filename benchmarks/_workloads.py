@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import time
 import typing as t
 
 import yaml
@@ -37,6 +38,9 @@ PROXY = "squid_https"
 # CreatePipeline), one Receive (output and the Completed pipeline state), Signal terminate (releases the
 # command, as PowerShell's own client does).
 FLOOR_REQUESTS_PER_TASK = 3
+# pinning scale: client threads opening sessions, and Windows' default MaxShellsPerUser (per user and host)
+SCALE_THREADS = 8
+SCALE_SHELLS_PER_USER = 30
 
 
 @dataclasses.dataclass
@@ -54,10 +58,23 @@ class Sizes:
     transfer_mib: tuple[float, ...] = (1.0, 256.0)
     transfer_reps: int = 3
     big_transfer_reps: int = 1  # files of 64 MiB and more
-    sessions: tuple[int, ...] = (1, 10, 100)
+    sessions: tuple[int, ...] = (1, 10, 100, 2000)
     module_tasks: int = 10  # of each module, per playbook run
     module_rtts: tuple[float, ...] = (0.0, 50.0)
     module_copy_kib: int = 64
+    # controller cost (benchmarks/_controller.py): CPU per task, and a fleet
+    cpu_reps: int = 5
+    cpu_tasks: int = 20  # raw tasks on one host, forks cpu_forks
+    cpu_forks: int = 5
+    cpu_hosts: int = 20  # hosts x cpu_hosts_tasks raw tasks, forks cpu_hosts_forks
+    cpu_hosts_tasks: int = 5
+    cpu_hosts_forks: int = 10
+    fleet_hosts: int = 200
+    fleet_tasks: int = 5
+    fleet_forks: int = 20
+    fleet_rtt: float = 10.0
+    fleet_reps: int = 2
+    fleet_sweep_tasks: int = 100  # tasks per run of the daemon's CPU sweep (1 host, 20 hosts)
     plugins: tuple[str, ...] = REMOTE
 
 
@@ -94,18 +111,18 @@ class Bench:
 
     def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
              persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
-             label: str) -> Run:
-        """Run `tasks` on `hosts` with `plugin` through the Basic Squid's TLS port; a failed task is recorded as an error."""
+             label: str, proxy: str | None = PROXY, bytecode: bool = True) -> Run:
+        """Run `tasks` on `hosts` with `plugin` through `proxy` (None: direct); a failed task is recorded as an error."""
         self.counter += 1
         run_dir = self.workdir / "runs" / f"{self.counter:04d}-{plugin}"
-        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else PROXY)
+        gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else proxy)
         inventory = write_inventory(run_dir, hosts, gvars)
         playbook = run_dir / "playbook.yml"
         playbook.write_text(yaml.safe_dump([{"name": label, "hosts": "windows", "gather_facts": False,
                                              "tasks": tasks}]))
         run = run_playbook(playbook, inventory, self.workdir, persist_dir=persist_dir or self.persist_dir(),
                            env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, forks=forks,
-                           sample_memory=sample_memory)
+                           sample_memory=sample_memory, bytecode=bytecode)
         if run.rc != 0:
             failures = run.failures() or [run.stdout[-500:]]
             self.errors.append(f"{label} [{plugin}] rc={run.rc}: {failures[0]}")
@@ -367,42 +384,88 @@ def _write_random(path: pathlib.Path, size: int) -> None:
 
 # ---- 5. pinning scale ---------------------------------------------------------------------------------
 def pinning_scale(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
-    """RSS of one daemon as it pins 1, 10, 100 sessions: one session per (lab host, host user) pair."""
+    """RSS of one daemon as it pins 1, 10, 100, 2000 sessions, each a distinct pin key with a raw command run on it.
+
+    The sessions are opened by the plugin's own client (PinClient, as a task's worker does), from
+    SCALE_THREADS threads: thousands of one-task playbooks would measure Ansible's forks, not the daemon. They
+    spread over the lab's hosts and its two host users (HTTPS, NTLM); past one session per (host, user) pair
+    a distinct read timeout gives each its own pin key, as a different setting would in an inventory, staying
+    within Windows' default of 30 shells per user and host (MaxShellsPerUser).
+    """
+    import concurrent.futures
+
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient, SessionOptions
+
     users = ("ansible", "labuser")
-    pairs = [(i, u) for u in users for i in range(len(bench.desc["hosts"]))]
+    hosts = bench.desc["hosts"]
+    pairs = [(i, u) for u in users for i in range(len(hosts))]
+    most = max(sizes.sessions)
+    if -(-most // len(pairs)) > SCALE_SHELLS_PER_USER:
+        bench.errors.append(f"pinning scale: {most} sessions need more than {SCALE_SHELLS_PER_USER} shells per user "
+                            f"on each of the lab's {len(hosts)} hosts")
+        return {"rss_mib": {}, "mib_per_session": None}
+
+    def target(k: int) -> SessionOptions:
+        index, user = pairs[k % len(pairs)]
+        entry = bench.host_entry(index, user=user, via_relay=False)
+        return SessionOptions.from_plugin({
+            "remote_addr": entry["ansible_host"], "port": entry["ansible_port"], "protocol": "https", "auth": "ntlm",
+            "remote_user": entry["ansible_user"], "remote_password": entry["ansible_password"],
+            "ca_cert": bench.desc["ca_cert"], "read_timeout": 60 + k // len(pairs)}, {})
+
     pdir = bench.persist_dir("pc-scale")
     bench.pin_cli(pdir, "stop")
     bench.client.set_rtt(0)
+    client = PinClient(str(pdir), connect_timeout=60, pool_max=1)
+
+    def pin(k: int) -> bool:
+        result, info = client.exec(target(k), "Write-Output pinned", idle_timeout=1800, max_age=3600)
+        return result.rc == 0 and info.get("session") == "opened"
+
     out: dict[str, t.Any] = {}
+    seconds: dict[str, float] = {}
     pinned = 0
     try:
-        for target in sorted(sizes.sessions):
-            if target > len(pairs):
-                bench.errors.append(f"pinning scale: the lab has {len(pairs)} (host, user) pairs, not {target}")
-                break
-            batch = pairs[pinned:target]
-            hosts = {f"{bench.desc['hosts'][i]['name'].lower()}-{u}": bench.host_entry(i, user=u, via_relay=False)
-                     for i, u in batch}
-            run = bench.play("pinned", hosts, [{"name": "pin", "ansible.builtin.raw": "Write-Output pinned"}],
-                             persist_dir=pdir, forks=10, label=f"pin {target}")
-            if run.rc != 0:
-                break
-            pinned = target
-            pid = daemon_pid(pdir)
-            out[str(target)] = round(rss_kib(pid) / 1024, 2) if pid else None
+        with concurrent.futures.ThreadPoolExecutor(SCALE_THREADS) as pool:
+            for count in sorted(sizes.sessions):
+                started = time.monotonic()
+                try:
+                    opened = sum(pool.map(pin, range(pinned, count)))
+                except Exception as exc:  # a refused session ends the workload; what was measured stays
+                    bench.errors.append(f"pinning scale: opening session {pinned + 1}..{count} failed: {exc}")
+                    break
+                seconds[str(count)] = round(time.monotonic() - started, 1)
+                if opened != count - pinned:
+                    bench.errors.append(f"pinning scale: {count - pinned - opened} of {count - pinned} sessions "
+                                        "were not newly opened")
+                    break
+                pinned = count
+                hello = _quiet_hello(client)
+                out[str(count)] = round(rss_kib(int(hello["pid"])) / 1024, 2) if hello else None
     finally:
         bench.pin_cli(pdir, "stop")
     keys = sorted(int(k) for k, v in out.items() if v is not None)
     per_session = None
     if len(keys) >= 2:
         lo, hi = keys[0], keys[-1]
-        per_session = round((out[str(hi)] - out[str(lo)]) / (hi - lo), 3)
-    return {"rss_mib": out, "mib_per_session": per_session,
-            "method": "one daemon; sessions are distinct (host, user) pin keys over the lab's hosts and its "
-                      "two host users; RSS (VmRSS) read after each batch ran a raw task"}
+        per_session = round((out[str(hi)] - out[str(lo)]) / (hi - lo), 4)
+    return {"rss_mib": out, "mib_per_session": per_session, "open_seconds": seconds,
+            "method": f"one daemon; each session a distinct pin key (lab host, host user, read timeout), opened by "
+                      f"PinClient from {SCALE_THREADS} threads with a raw command run on it; RSS (VmRSS) read once "
+                      "the daemon serves no request"}
 
 
-# ---- 5. what isolation costs per task -----------------------------------------------------------------
+def _quiet_hello(client: t.Any, wait: float = 60.0) -> dict[str, t.Any] | None:
+    """The daemon's hello once it serves nothing but the hello itself (a handler still releasing is not growth)."""
+    deadline = time.monotonic() + wait
+    hello = client.hello()
+    while hello and hello.get("serving", 0) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        hello = client.hello()
+    return hello
+
+
+# ---- 6. what isolation costs per task -----------------------------------------------------------------
 # The raw task builtin sends, and one that also leaves state the restore puts back (an environment variable,
 # as the `environment:` keyword's module_wrapper leaves, and a global variable).
 ISOLATION_TASKS = {

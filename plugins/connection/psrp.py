@@ -474,7 +474,7 @@ all:
 #    ansible_psrp_persist: false
 """
 
-import importlib.util
+import json
 import logging
 import os
 import typing as t
@@ -485,6 +485,55 @@ from ansible.module_utils.common.text.converters import to_bytes, to_text
 from ansible.plugins.connection import ConnectionBase
 from ansible.utils.display import Display
 
+# The engine modules a task's worker loads with persistence on, in dependency order. Ansible's collection loader
+# compiles every collection module from source in each process that imports it, and each task's worker is a new
+# process: about 6 ms of compiling per task for these four. Loaded through Python's own file loader instead, as
+# Ansible loads this plugin file itself, they get Python's bytecode cache (__pycache__ beside them, or under
+# PYTHONPYCACHEPREFIX; with PYTHONDONTWRITEBYTECODE only what `python -m compileall` wrote beforehand).
+WORKER_MODULES = ("_errors", "_pin_protocol", "_pin_paths", "_pin_client")
+
+
+def import_worker_modules(names: t.Sequence[str] = WORKER_MODULES) -> None:
+    """Import the engine's worker-side modules with Python's bytecode cache (a module already imported is kept).
+
+    Where the files cannot be loaded that way, the plain imports that follow load them as usual.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    package_name = __name__.rsplit(".", 2)[0] + ".plugin_utils"
+    directory = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "plugin_utils")
+    try:
+        package = importlib.import_module(package_name)
+    except ImportError:
+        return
+    for name in names:
+        full_name = f"{package_name}.{name}"
+        path = os.path.join(directory, f"{name}.py")
+        if full_name in sys.modules or not os.path.isfile(path):
+            continue
+        spec = importlib.util.spec_from_file_location(full_name, path)
+        if spec is None or spec.loader is None:
+            return
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full_name] = module
+        try:
+            spec.loader.exec_module(module)
+        except ImportError:
+            del sys.modules[full_name]
+            return  # the plain import below reports it (HAS_ENGINE)
+        except BaseException:
+            del sys.modules[full_name]
+            raise
+        setattr(package, name, module)
+
+
+import_worker_modules()
+
+# Nothing else of the engine is imported here: the spec module (validation) only where the worker builds the spec
+# (persistence off, -vvv), since with persistence on the pin daemon validates the options before it sends anything;
+# pypsrp and the transport never in a worker that talks to the daemon.
 try:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
         ConfigError,
@@ -498,13 +547,17 @@ try:
         SessionOpenError,
         TransportError,
     )
-    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec, build_spec
 
     HAS_ENGINE = True
     ENGINE_IMPORT_ERROR: Exception | None = None
 except ImportError as _err:  # pragma: no cover - reported from _connect()
     HAS_ENGINE = False
     ENGINE_IMPORT_ERROR = _err
+
+
+if t.TYPE_CHECKING:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
 
 display = Display()
 
@@ -551,11 +604,18 @@ SPEC_OPTIONS = (
 )
 
 
+def spec_options(get_option: t.Callable[[str], t.Any]) -> dict[str, t.Any]:
+    """The option values a SessionSpec is built from (SPEC_OPTIONS), by option name."""
+    return {name: get_option(name) for name in SPEC_OPTIONS}
+
+
 def build_session_spec(
     get_option: t.Callable[[str], t.Any], environ: t.Mapping[str, str], notes: list[tuple[str, str]] | None = None
 ) -> SessionSpec:
     """Map the plugin's options onto a SessionSpec (one table, tested row by row); adjustments go to `notes`."""
-    return build_spec({name: get_option(name) for name in SPEC_OPTIONS}, environ, notes)
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
+
+    return build_spec(spec_options(get_option), environ, notes)
 
 
 def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
@@ -588,13 +648,10 @@ class Connection(ConnectionBase):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._shell_type = "powershell"
-        self._spec: SessionSpec | None = None
+        # what the runner opens a session for: the options (the pin daemon validates them) or a built spec
+        self._spec: SessionSpec | SessionOptions | None = None
         self._runner: t.Any = None
         super().__init__(*args, **kwargs)
-        if not C.DEFAULT_DEBUG:
-            # pyspnego logs raw authentication tokens at DEBUG; pypsrp logs message bodies.
-            for name in ("spnego", "pypsrp", "requests_credssp", "urllib3", "ansible_collections.pinned.winrm"):
-                logging.getLogger(name).setLevel(logging.WARNING)
         if self._shell.SHELL_FAMILY != "powershell":
             display.warning(
                 "The pinned.winrm.psrp connection plugin should have the shell type of powershell and not "
@@ -614,26 +671,34 @@ class Connection(ConnectionBase):
             raise AnsibleError(f"pinned.winrm.psrp could not load its engine: {ENGINE_IMPORT_ERROR}")
         if self._connected:
             return self
-        # find_spec does not import: each task runs in a fresh worker, and pypsrp's import is paid by the daemon once
-        missing = [name for name in ("pypsrp", "spnego", "h11") if importlib.util.find_spec(name) is None]
-        if missing:
-            raise AnsibleError(
-                f"pinned.winrm.psrp needs the Python packages {', '.join(missing)} on the controller: "
-                "pip install -r requirements.txt from the collection (pypsrp, pyspnego, requests-credssp, h11)."
-            )
         super()._connect()
-        spec = self._spec = self._session_spec()
-        described = spec.describe()
-        display.vvv(
-            f"PSRP: ESTABLISH SESSION FOR USER: {spec.username} ON {spec.endpoint} AUTH {spec.auth}"
-            + (f" VIA PROXY {described['proxy']} ({'CONNECT tunnel' if spec.use_tunnel else 'forward'}"
-               f"{', proxy auth ' + str(spec.proxy.auth) if spec.proxy and spec.proxy.auth else ''})"
-               if spec.proxy else " DIRECT"),
-            host=spec.host,
-        )
+        self._spec = self._session_target()
         self._runner = self._build_runner()
         self._connected = True
         return self
+
+    def _session_target(self, announce: bool = True) -> SessionSpec | SessionOptions:
+        """What the runner opens a session for: the option values, validated by the pin daemon (persistence on),
+        or a SessionSpec built and validated here (persistence off, and at -vvv, which shows it before use).
+
+        Either way nothing reaches a host before the spec is valid, and an invalid one fails the task naming the
+        setting: the pin daemon validates with the same build_spec, so the error text is the same.
+        """
+        if self.get_option("persist") and display.verbosity < 3:
+            from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
+
+            return SessionOptions.from_plugin(spec_options(self.get_option), os.environ)
+        spec = self._session_spec()
+        if announce:
+            described = spec.describe()
+            display.vvv(
+                f"PSRP: ESTABLISH SESSION FOR USER: {spec.username} ON {spec.endpoint} AUTH {spec.auth}"
+                + (f" VIA PROXY {described['proxy']} ({'CONNECT tunnel' if spec.use_tunnel else 'forward'}"
+                   f"{', proxy auth ' + str(spec.proxy.auth) if spec.proxy and spec.proxy.auth else ''})"
+                   if spec.proxy else " DIRECT"),
+                host=spec.host,
+            )
+        return spec
 
     def _session_spec(self) -> SessionSpec:
         notes: list[tuple[str, str]] = []
@@ -641,20 +706,24 @@ class Connection(ConnectionBase):
             spec = build_session_spec(self.get_option, os.environ, notes)
         except ConfigError as e:
             raise self._translate(e) from e
-        for level, text in notes:
-            if level == "warning":
-                display.warning(f"pinned.winrm.psrp to {spec.host}: {text}")
-            else:
-                display.vvv(f"PSRP: {text}", host=spec.host)
+        self._show_notes(notes, spec.host)
         return spec
 
-    def _build_runner(self) -> t.Any:
-        from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_client
+    def _show_notes(self, notes: t.Iterable[t.Sequence[str]], host: str) -> None:
+        """What building the spec adjusted (-vvv) or must warn about (every run)."""
+        for level, text in notes:
+            if level == "warning":
+                display.warning(f"pinned.winrm.psrp to {host}: {text}")
+            else:
+                display.vvv(f"PSRP: {text}", host=host)
 
+    def _build_runner(self) -> t.Any:
         command_timeout = int(self.get_option("persist_command_timeout") or 0)
         if command_timeout < 0:
             raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_command_timeout must be 0 (no bound) or more.")
         if self.get_option("persist"):
+            from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
             pool_size = int(self.get_option("persist_pool_size"))
             if pool_size < 1:
                 raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_pool_size must be at least 1.")
@@ -662,14 +731,22 @@ class Connection(ConnectionBase):
             if max_tasks < 0:
                 raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_max_tasks must be 0 (recycle for memory "
                                    "and state only) or more.")
-            return _pin_client.PinClient(
+            return PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
                 command_timeout=float(command_timeout) or None,
                 pool_max=pool_size,
                 max_tasks=max_tasks,
             )
-        return _pin_client.LocalRunner(command_timeout=float(command_timeout) or None)
+        from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
+
+        if not C.DEFAULT_DEBUG:
+            # In-process, pyspnego would log raw authentication tokens at DEBUG and pypsrp message bodies (with
+            # persistence on they run in the pin daemon, whose log is private and redacted). Set here, not for
+            # every connection: each setLevel walks every logger, in every task's worker.
+            for name in ("spnego", "pypsrp", "requests_credssp", "urllib3", "ansible_collections.pinned.winrm"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        return LocalRunner(command_timeout=float(command_timeout) or None)
 
     def _lifetime(self) -> dict[str, float]:
         return {
@@ -680,6 +757,8 @@ class Connection(ConnectionBase):
     def _report(self, info: dict[str, t.Any]) -> None:
         """-vvv: whether this task reused a session or opened one, and why a re-authentication happened."""
         host = self._spec.host if self._spec else None
+        if info.get("notes"):  # what the pin daemon's validation of the options adjusted or warns about
+            self._show_notes(info["notes"], str(host))
         parts = [f"PSRP: session {info.get('session', '?')}"]
         if info.get("session_id"):
             parts.append(f"id {info['session_id']}")
@@ -767,7 +846,7 @@ class Connection(ConnectionBase):
     def reset(self) -> None:
         """`meta: reset_connection`: close this host's pinned session(s)."""
         if self._spec is None:
-            self._spec = self._session_spec()
+            self._spec = self._session_target(announce=False)
         if self._runner is None:
             self._runner = self._build_runner()
         try:
@@ -785,3 +864,262 @@ class Connection(ConnectionBase):
 
     def is_pipelining_enabled(self, wrap_async: bool = False) -> bool:
         return True
+
+
+# -- configuration definitions, parsed once -----------------------------------------------------------------
+# Ansible parses DOCUMENTATION, with its fragments, into the plugin's configuration definitions in every process
+# that loads the plugin, and each task's worker fork is one: about 10 ms of YAML per task, as much as the rest of
+# a warm pinned task costs the controller. _CONFIG_DEFINITIONS is that parse, generated from DOCUMENTATION (python
+# -m tests.unit.plugins.connection._config_definitions --write) and compared with Ansible's own parse by the unit
+# tests. On the ansible-core versions it was compared on, loading the plugin registers it, so Ansible finds the
+# definitions present and skips the parse; any other version parses DOCUMENTATION as usual.
+# The JSON is written as short adjacent string literals, which Python joins when it compiles the file, so every
+# line stays within ansible-test's pep8 line length.
+CONFIG_DEFINITIONS_CHECKED_ON = ("2.20", "2.21")
+
+
+def register_config_definitions(name: str = __name__) -> bool:
+    """Register the pre-parsed option definitions under the plugin's load name; False where Ansible parses them."""
+    from ansible.release import __version__
+
+    if ".".join(__version__.split(".")[:2]) not in CONFIG_DEFINITIONS_CHECKED_ON:
+        return False
+    if C.config.has_configuration_definition("connection", name):
+        return False
+    C.config.initialize_plugin_configuration_definitions("connection", name, json.loads(_CONFIG_DEFINITIONS))
+    return True
+
+
+_CONFIG_DEFINITIONS = (
+    '{\n'
+    '"remote_addr": {"description":["The hostname or IP address of the remote host."],"default":"'
+    'inventory_hostname","type":"str","vars":[{"name":"inventory_hostname"},{"name":"ansible_host"},'
+    '{"name":"ansible_psrp_host"}]},\n'
+    '"remote_user": {"description":["The user to log in as."],"type":"str","vars":[{"name":"ansible'
+    '_user"},{"name":"ansible_psrp_user"}],"keyword":[{"name":"remote_user"}]},\n'
+    '"remote_password": {"description":["Authentication password for the O(remote_user). Can be supplied'
+    ' as CLI option.","Without a password, V(kerberos) and V(negotiate) use the tickets of the run\'s own credenti'
+    'al cache (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME)); '
+    'a pinned session is bound to that cache and its principal, so runs with other tickets get their own."'
+    '],"type":"str","vars":[{"name":"ansible_password"},{"name":"ansible_winrm_pass"},{"name":"ansible_winrm_p'
+    'assword"}],"aliases":["password"]},\n'
+    '"port": {"description":["The port for PSRP to connect on the remote target.","Default is V(5986) if O(protocol) is no'
+    't defined or is V(https), otherwise the port is V(5985)."],"type":"int","vars":[{"name":"ans'
+    'ible_port"},{"name":"ansible_psrp_port"}],"keyword":[{"name":"port"}]},\n'
+    '"protocol": {"description":["One of V(http) or V(https); anything else is refused naming C(a'
+    'nsible_psrp_protocol).","Set the protocol to use for the connection.","Default is V(https) if O(port) is not defin'
+    'ed or O(port) is not V(5985)."],"type":"str","vars":[{"name":"ansible_psrp_protocol"}]},\n'
+    '"path": {"description":["The URI path to connect to."],"type":"str","vars":[{"name":"ansible_p'
+    'srp_path"}],"default":"wsman"},\n'
+    '"auth": {"description":["One of V(basic), V(certificate), V(negotiate), V(kerberos), V(ntlm) '
+    'or V(credssp).","The authentication protocol to use when authenticating the remote user.","The'
+    ' default, V(negotiate), will attempt to use Kerberos (V(kerberos)) if it is available and fall back to NTLM (V(ntlm))'
+    ' if it isn\'t."],"type":"str","vars":[{"name":"ansible_psrp_auth"}],"default":"negotiate"},\n'
+    '"cert_validation": {"description":["One of V(validate) or V(ignore).","Whether to validate the'
+    ' remote server\'s certificate or not.","Set to V(ignore) to not validate any certificates.","O(ca_cert) can be'
+    ' set to the path of a PEM certificate chain to use in the validation.","Through a proxy, V'
+    '(ignore) means the TLS to the host cannot keep the proxy out, so the rules for C(http) apply (R1, R'
+    '3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and O(negotiate_send_cbt=false) '
+    'are refused, and O(message_encryption=auto) encrypts WinRM messages inside the TLS. Unlike a'
+    'nsible.builtin.psrp, which accepts them."],"default":"validate","type":"str","vars":[{"name":"an'
+    'sible_psrp_cert_validation"}]},\n'
+    '"ca_cert": {"description":["The path to a PEM certificate chain to use when validating the ser'
+    'ver\'s certificate.","This value is ignored if O(cert_validation) is set to V(ignore).","When unset, the '
+    'bundle named by the C(REQUESTS_CA_BUNDLE) or C(CURL_CA_BUNDLE) environment variable is used (also for an '
+    'V(https://) proxy without O(proxy_ca_cert)), as ansible.builtin.psrp does, else the system trust '
+    'store."],"type":"path","vars":[{"name":"ansible_psrp_cert_trust_path"},{"name":"ansible_psrp_ca_cert"}'
+    '],"aliases":["cert_trust_path"]},\n'
+    '"connection_timeout": {"description":["The connection timeout for making the request to the remote '
+    'host (and to the proxy).","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psrp_co'
+    'nnection_timeout"}],"default":30},\n'
+    '"read_timeout": {"description":["The read timeout for receiving data from the remote host.","This v'
+    'alue must always be greater than O(operation_timeout). When it is not, it is raised to O(operation_ti'
+    "meout) + 5 (a quiet command's Receive is answered only when the operation timeout runs out),"
+    ' and C(-vvv) says so.","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psr'
+    'p_read_timeout"}],"default":30},\n'
+    '"reconnection_retries": {"description":["The number of retries on connection errors.","Retrie'
+    'd, with O(reconnection_backoff) between attempts, are a refused or timed-out connection to the host or the p'
+    'roxy, a connection reset before the request was fully sent, and HTTP 425, 429 and 503 answers (the host did not proces'
+    's the request; a C(Retry-After) of up to 60 seconds is honoured). A request whose outcome '
+    'on the host is unknown is never resent, so no command runs twice.","Re-authentication after '
+    'a proxy dropped the connection (rule R5) is tried at least once whatever this value, and only where resending is '
+    'safe."],"type":"int","vars":[{"name":"ansible_psrp_reconnection_retries"}],"default":0},\n'
+    '"reconnection_backoff": {"description":["The backoff time to use in between reconnection attempts.'
+    ' (First sleeps X, then sleeps 2*X, then sleeps 4*X, ...)","This is measured in seconds."],'
+    '"type":"int","vars":[{"name":"ansible_psrp_connection_backoff"},{"name":"ansible_psrp_reconne'
+    'ction_backoff"}],"default":2},\n'
+    '"message_encryption": {"description":["One of V(auto), V(always) or V(never).","Controls the mes'
+    'sage encryption settings, this is different from TLS encryption when O(protocol) is V(https).","Only the auth protoco'
+    'ls V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption. The other authentica'
+    'tion protocols only support encryption when V(protocol) is set to V(https).","V(auto) means message encryption is onl'
+    'y used when not using TLS/HTTPS, or through a proxy with O(cert_validation=ignore) (where TLS pr'
+    'oves nothing about who reads the messages).","V(always) is the same as V(auto) but message encryption is '
+    'always used even when running over TLS/HTTPS.","V(never) disables any encryption checks that are in place wh'
+    'en running over HTTP and disables any authentication encryption processes. It is refused when the c'
+    'onnection goes through a proxy over HTTP (rule R3)."],"type":"str","vars":[{"name":"ansible_psrp_messag'
+    'e_encryption"}],"default":"auto"},\n'
+    '"ignore_proxy": {"description":["Never use proxy settings from the environment, even with O(proxy_from_en'
+    'v).","This option is ignored if O(proxy) is set.","Unlike ansible.builtin.psrp, environment proxi'
+    'es are already ignored unless O(proxy_from_env) is set."],"vars":[{"name":"ansible_psrp_ignore_proxy"}'
+    '],"type":"bool","default":false},\n'
+    '"certificate_key_pem": {"description":["The local path to an X509 certificate key to use with certificate auth.","'
+    'If the certificate key is encrypted then O(certificate_key_password) must also be set."],"type":"path","vars":[{"name"'
+    ':"ansible_psrp_certificate_key_pem"}]},\n'
+    '"certificate_pem": {"description":["The local path to an X509 certificate to use with certificat'
+    'e auth."],"type":"path","vars":[{"name":"ansible_psrp_certificate_pem"}]},\n'
+    '"certificate_key_password": {"description":["The password for the O(certificate_key_pem) key file if it is e'
+    'ncrypted."],"type":"str","vars":[{"name":"ansible_psrp_certificate_key_password"}]},\n'
+    '"credssp_auth_mechanism": {"description":["One of V(auto), V(kerberos) or V(ntlm).","The sub authen'
+    'tication mechanism to use with CredSSP auth.","When V(auto), both Kerberos and NTLM is atte'
+    'mpted with kerberos being preferred."],"type":"str","default":"auto","vars":[{"name":"ansible_p'
+    'srp_credssp_auth_mechanism"}]},\n'
+    '"credssp_disable_tlsv1_2": {"description":["Disables the use of TLSv1.2 on the CredSSP authe'
+    'ntication channel.","This should not be set to V(yes) unless dealing with a host that does not have TLSv1.2."],"'
+    'default":false,"type":"bool","vars":[{"name":"ansible_psrp_credssp_disable_tlsv1_2"}]},\n'
+    '"credssp_minimum_version": {"description":["The minimum CredSSP server authentication versio'
+    'n that will be accepted.","Set to V(5) to ensure the server has been patched and is not vulnerable to CVE 2018-088'
+    '6."],"default":2,"type":"int","vars":[{"name":"ansible_psrp_credssp_minimum_version"}]},\n'
+    '"negotiate_delegate": {"description":["Allow the remote user the ability to delegate it\'s credentials to another '
+    'server, i.e. credential delegation.","Only valid when Kerberos was the negotiated auth or was explicitl'
+    'y set as the authentication.","Ignored when NTLM was the negotiated auth."],"type":"bool","vars":[{"name":"a'
+    'nsible_psrp_negotiate_delegate"}]},\n'
+    '"negotiate_hostname_override": {"description":["Override the remote hostname when searching for the host '
+    'in the Kerberos lookup.","This allows Ansible to connect over IP but authenticate with the remote server usi'
+    'ng it\'s DNS name.","Only valid when Kerberos was the negotiated auth or was explicitly set as the a'
+    'uthentication.","Ignored when NTLM was the negotiated auth."],"type":"str","vars":[{"name":"ansible_psr'
+    'p_negotiate_hostname_override"}]},\n'
+    '"negotiate_send_cbt": {"description":["Send the Channel Binding Token (CBT) structure when a'
+    'uthenticating.","CBT is used to provide extra protection against Man in the Middle C(MitM) att'
+    'acks by binding the outer transport channel to the auth channel.","CBT is not used when using just C(HTTP), only C(HT'
+    'TPS)."],"default":true,"type":"bool","vars":[{"name":"ansible_psrp_negotiate_send_cbt"}]},\n'
+    '"negotiate_service": {"description":["Override the service part of the SPN used during Kerberos authentic'
+    'ation.","Only valid when Kerberos was the negotiated auth or was explicitly set as the authentica'
+    'tion.","Ignored when NTLM was the negotiated auth."],"default":"host","type":"str","vars":[{"name":"an'
+    'sible_psrp_negotiate_service"}]},\n'
+    '"operation_timeout": {"description":["Sets the WSMan timeout for each operation.","This is measured in seco'
+    'nds.","This should not exceed the value for O(connection_timeout)."],"type":"int","vars":[{"name":"ansible_psrp'
+    '_operation_timeout"}],"default":20},\n'
+    '"max_envelope_size": {"description":["Sets the maximum size of each WSMan message sent to the remote host.","This is '
+    'measured in bytes.","Defaults to C(150KiB) for compatibility with older hosts."],"type":"int'
+    '","vars":[{"name":"ansible_psrp_max_envelope_size"}],"default":153600},\n'
+    '"configuration_name": {"description":["The name of the PowerShell configuration endpoint to connect to."],"type":"s'
+    'tr","vars":[{"name":"ansible_psrp_configuration_name"}],"default":"Microsoft.PowerShell"},\n'
+    '"no_profile": {"description":["Do not load the user\'s PowerShell profile when connecting."],"t'
+    'ype":"bool","default":false,"vars":[{"name":"ansible_psrp_no_profile"}]},\n'
+    '"max_output_mb": {"description":["The most output (stdout and stderr together, in MiB) one command may return. Past i'
+    't the command is stopped on the host and the task fails naming this option.","Output streams fro'
+    "m the host to the task piece by piece and is held whole only in the task's own process, as Ansible needs "
+    'it there.","V(0) sets no bound, as ansible.builtin.psrp, which keeps all of it in memory several times over '
+    'until the controller runs out."],"type":"int","default":256,"vars":[{"name":"ansible_psrp_max_outpu'
+    't_mb"}],"env":[{"name":"ANSIBLE_PSRP_MAX_OUTPUT_MB"}],"ini":[{"section":"pinned_winrm","key":"max_outp'
+    'ut_mb"}],"version_added":"1.0.0"},\n'
+    '"persist": {"description":["Keep the authenticated session in a local per-user daemon and reuse it for the nex'
+    't tasks and playbook runs against the same host with the same settings and credentials.","V(false) opens and clo'
+    'ses a session for every task, like ansible.builtin.psrp."],"type":"bool","default":true,"vars":[{"name"'
+    ':"ansible_psrp_persist"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST"}],"ini":[{"section":"pinned_winrm","key":"p'
+    'ersist"}],"version_added":"1.0.0"},\n'
+    '"persist_idle_timeout": {"description":["Seconds a pinned session may stay unused before the daemon closes it (a'
+    'nd the daemon exits when it holds none).","When runs with different values share a session, the shorter wins; a la'
+    'ter run never extends it."],"type":"int","default":60,"vars":[{"name":"ansible_psrp_persist_idle_timeout"'
+    '}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_IDLE_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_idle_'
+    'timeout"}],"version_added":"1.0.0"},\n'
+    '"persist_max_age": {"description":["Seconds after which a pinned session is closed and opened anew, even if in u'
+    'se (a bound on how long one authentication is trusted).","When runs with different values share a session, the shor'
+    'ter wins; a later run never extends it."],"type":"int","default":3600,"vars":[{"name":"ansible_psrp_persi'
+    'st_max_age"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_MAX_AGE"}],"ini":[{"section":"pinned_winrm","key":"persist_'
+    'max_age"}],"version_added":"1.0.0"},\n'
+    '"persist_max_tasks": {"description":["How many tasks a pinned session\'s Runspace Pool runs before it is close'
+    'd and a new one opened (a new C(wsmprovhost.exe) process on the host), between two tasks, neve'
+    'r during one. Each exec, put or fetch counts; a module task is usually one.","Bounds what a long-lived host pr'
+    'ocess keeps that no restore can put back (loaded .NET assemblies, static state of compiled'
+    " types). The pool is also recycled, whatever this count, before its process nears the host's C(MaxM"
+    'emoryPerShellMB), and when a task left state it cannot put back.","V(0) recycles only for memory and s'
+    'tate."],"type":"int","default":100,"vars":[{"name":"ansible_psrp_persist_max_tasks"}],"env":['
+    '{"name":"ANSIBLE_PSRP_PERSIST_MAX_TASKS"}],"ini":[{"section":"pinned_winrm","key":"persist_max_ta'
+    'sks"}],"version_added":"1.0.0"},\n'
+    '"persist_pool_size": {"description":["How many sessions the daemon may open to one host with the same s'
+    'ettings when tasks overlap (two playbooks at once, or free strategy). A task waits for a free session whe'
+    'n all are busy."],"type":"int","default":2,"vars":[{"name":"ansible_psrp_persist_pool_size"}],"e'
+    'nv":[{"name":"ANSIBLE_PSRP_PERSIST_POOL_SIZE"}],"ini":[{"section":"pinned_winrm","key":"persist_pool_'
+    'size"}],"version_added":"1.0.0"},\n'
+    '"persist_command_timeout": {"description":["Seconds a task may run on its session before i'
+    't is stopped, its session closed and the host reported unreachable, with and without persistence.","Bound'
+    's the whole task however the host answers (a peer sending a byte at a time included); each single answer is bounded '
+    'by O(read_timeout) anyway.","V(0), the default, sets no bound, like ansible.builtin.psrp. The outcome of a stopped tas'
+    'k on the host is unknown."],"type":"int","default":0,"vars":[{"name":"ansible_psrp_persist_command_timeout"}'
+    '],"env":[{"name":"ANSIBLE_PSRP_PERSIST_COMMAND_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_command'
+    '_timeout"}],"version_added":"1.0.0"},\n'
+    '"persist_dir": {"description":["Directory under which the daemon\'s private socket directory is '
+    'created (mode 0700, one per user).","Defaults to Ansible\'s persistent connection control path dir'
+    'ectory (C(~/.ansible/pc))."],"type":"path","vars":[{"name":"ansible_psrp_persist_dir"}],"'
+    'env":[{"name":"ANSIBLE_PSRP_PERSIST_DIR"}],"ini":[{"section":"pinned_winrm","key":"persist_di'
+    'r"}],"version_added":"1.0.0"},\n'
+    '"pipelining": {"default":false,"description":["Pipelining reduces the number of connection opera'
+    'tions required to execute a module on the remote server, by executing many Ansible modules without actual file '
+    'transfers.","This can result in a very significant performance improvement when enabled.",'
+    '"However this can conflict with privilege escalation (C(become)). For example, when using sudo operat'
+    'ions you must first disable C(requiretty) in the sudoers file for the target hosts, which is why this '
+    'feature is disabled by default."],"env":[{"name":"ANSIBLE_PIPELINING"}],"ini":[{"section":"def'
+    'aults","key":"pipelining"},{"section":"connection","key":"pipelining"}],"type":"boolean","vars":['
+    '{"name":"ansible_pipelining"}]},\n'
+    '"proxy": {"description":["URL of the HTTP proxy between the controller and the Windows host, V(http://proxy:3128) or '
+    'V(https://proxy:3129) (TLS to the proxy). SOCKS proxies are not supported.","HTTPS endpoints go '
+    'through a CONNECT tunnel; HTTP endpoints are forwarded (or tunnelled with O(proxy_tunnel)).","Credentials e'
+    'mbedded in the URL (V(http://user:pass@proxy:3128)) are taken as O(proxy_user) and O(proxy_password) with O(p'
+    'roxy_auth=basic), as ansible.builtin.psrp users write them.","The proxy is used only as configured '
+    'here; environment variables are ignored unless O(proxy_from_env) is set (rule R7)."],"type":"str","vars"'
+    ':[{"name":"ansible_psrp_proxy"}]},\n'
+    '"proxy_auth": {"description":["How to authenticate to the proxy, independently of O(auth) for the host (rule R2'
+    '), one of V(basic), V(digest), V(ntlm), V(negotiate) or V(kerberos).","V(basic) and V(digest) se'
+    'nd O(proxy_user)/O(proxy_password); V(ntlm) runs the NTLM handshake on the CONNECT connection; V(negotiate) and '
+    'V(kerberos) use Kerberos (a ticket for C(HTTP/<proxy host>)) with the given credentials or t'
+    'he caller\'s credential cache.","Default is V(basic) when O(proxy_user) is set, otherwise no proxy auth'
+    'entication.","Proxy authentication needs an HTTPS endpoint (rule R1). V(basic) also needs an V(https://)'
+    ' proxy, since it sends the password itself, unless O(proxy_allow_basic_over_http) accepts that r'
+    'isk."],"type":"str","vars":[{"name":"ansible_psrp_proxy_auth"}],"version_added":"1.0.0","version_ad'
+    'ded_collection":"pinned.winrm"},\n'
+    '"proxy_allow_basic_over_http": {"description":["Accept V(basic) proxy authentication (or '
+    'credentials in the proxy URL) with an V(http://) proxy, which sends the proxy password readable (base64'
+    ') on the network between the controller and the proxy.","For proxies that offer nothing else. The connection to th'
+    "e Windows host must still be HTTPS (rule R1), as PowerShell's own WinRM client requires; the host's credentials and "
+    'messages stay inside TLS.","Every run prints a warning naming the proxy and the proxy user."],"type":"boo'
+    'l","default":false,"vars":[{"name":"ansible_psrp_proxy_allow_basic_over_http"}],"version_added":"1.0.0","versio'
+    'n_added_collection":"pinned.winrm"},\n'
+    '"proxy_user": {"description":["The proxy account\'s user name, never sent to the Windows host (ru'
+    'le R2)."],"type":"str","vars":[{"name":"ansible_psrp_proxy_user"}],"version_added":"1.0.0","version_a'
+    'dded_collection":"pinned.winrm"},\n'
+    '"proxy_password": {"description":["The proxy account\'s password, never sent to the Windows host (rule R2). U'
+    'se Ansible Vault."],"type":"str","vars":[{"name":"ansible_psrp_proxy_password"}],"version_added":"1.0.0","versi'
+    'on_added_collection":"pinned.winrm"},\n'
+    '"proxy_negotiate_hostname_override": {"description":["The proxy\'s host name in its Kerberos service p'
+    'rincipal (C(HTTP/<name>)) for O(proxy_auth=negotiate) or O(proxy_auth=kerberos), when O(proxy) names i'
+    't by IP address or another alias.","Defaults to the host part of O(proxy)."],"type":"str","var'
+    's":[{"name":"ansible_psrp_proxy_negotiate_hostname_override"}],"version_added":"1.0.0","version_ad'
+    'ded_collection":"pinned.winrm"},\n'
+    '"proxy_negotiate_service": {"description":["The service part of the proxy\'s Kerberos service principal."],"ty'
+    'pe":"str","default":"HTTP","vars":[{"name":"ansible_psrp_proxy_negotiate_service"}],"version_added":"1.0.0","versi'
+    'on_added_collection":"pinned.winrm"},\n'
+    '"proxy_ca_cert": {"description":["Path to a PEM CA bundle that verifies the certificate of an V(https:/'
+    '/) proxy.","Only valid with an V(https://) O(proxy); the system trust store is used when unset.'
+    '"],"type":"path","vars":[{"name":"ansible_psrp_proxy_ca_cert"}],"version_added":"1.0.0","version_ad'
+    'ded_collection":"pinned.winrm"},\n'
+    '"proxy_bypass": {"description":["Hosts reached directly, without the proxy. Each entry is a host'
+    ' name (V(win01.corp.example)), a suffix wildcard (V(*.corp.example) or V(.corp.example)), an IP address, '
+    'a CIDR range (V(10.20.0.0/16)), V(<local>) for names without a dot, or V(*) for every host.","Matched agains'
+    't the Windows host\'s address (O(remote_addr)). A comma-separated string is accepted too."],"type":"'
+    'list","elements":"str","vars":[{"name":"ansible_psrp_proxy_bypass"}],"version_added":"1.0.0","version_'
+    'added_collection":"pinned.winrm"},\n'
+    '"proxy_from_env": {"description":["Use C(HTTPS_PROXY)/C(HTTP_PROXY)/C(ALL_PROXY) and C(NO_PROXY) from the co'
+    'ntroller\'s environment when O(proxy) is not set.","Off by default, like the WinRM client of Windows, so that an'
+    ' internet proxy configured for other tools never receives WinRM traffic by surprise (rule R7)."],"type'
+    '":"bool","default":false,"vars":[{"name":"ansible_psrp_proxy_from_env"}],"version_added":"1.0.0","version'
+    '_added_collection":"pinned.winrm"},\n'
+    '"proxy_tunnel": {"description":["Use a CONNECT tunnel through the proxy for V(http://) endpoints too, instead'
+    ' of forwarding each request.","The fix for proxies that do not keep connection affinity (NTLM/Kerberos over HTT'
+    'P then fails there with an error naming the proxy; rule R5). HTTPS endpoints always use a tunnel."],"t'
+    'ype":"bool","default":false,"vars":[{"name":"ansible_psrp_proxy_tunnel"}],"version_added":"1.0.0","versio'
+    'n_added_collection":"pinned.winrm"}\n'
+    '}'
+)  # end of _CONFIG_DEFINITIONS
+
+register_config_definitions()

@@ -1,11 +1,13 @@
-"""What the connection plugin calls: PinClient (persistence on) and LocalRunner (off), one interface.
+"""What the connection plugin calls with persistence on: PinClient, which runs tasks on the pin daemon.
 
 PinClient talks to the per-user pin daemon over its UNIX socket, starting
-the daemon on first use (race-free across forks: flock, re-check, spawn, wait
-bounded). LocalRunner runs the same operations on an in-process Session that
-lives for one task (the plugin calls ``release()`` at the end of each task).
+the daemon on first use (_pin_start: race-free across forks: flock, re-check,
+spawn, wait bounded). Every task's worker, a fresh fork, loads this module:
+it imports nothing a task on a running daemon does not use (no spec module,
+no pypsrp, no daemon start). _local_runner.LocalRunner (persistence off)
+offers the same interface on an in-process Session.
 
-Both offer:
+Both offer (where ``spec`` is a SessionSpec, or for PinClient the SessionOptions the daemon validates):
     exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age,
          max_output=None) -> (ExecResult, info)
     put_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
@@ -17,23 +19,23 @@ where ``info["session"]`` is 'opened', 'reused' or 'reopened: <why>' and
 
 from __future__ import annotations
 
+import collections
 import errno
-import functools
 import hashlib
 import logging
 import os
 import re
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import typing as t
 
 from . import _pin_protocol as proto
 from ._errors import LocalFileError, TransportError
-from ._pin_paths import PROTOCOL_VERSION, TRUST_ENV, DirLock, PinPaths
-from ._spec import SessionSpec
+from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+
+if t.TYPE_CHECKING:  # a task's worker imports this module: the spec module only where a spec is built
+    from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,46 +46,63 @@ DEFAULT_MAX_TASKS = 100  # ansible_psrp_persist_max_tasks (docs/pinning.md, "Rec
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 
-# The daemon's environment is built from this allow-list, never from what the starting run happens to have:
-# the process basics, the trust and identity variables (which also pick the daemon, _pin_paths.TRUST_ENV) and the
-# test suite's own hooks (honoured by the daemon only under pytest). Secrets (SSHPASS, ANSIBLE_BECOME_PASS, ...),
-# proxies (R7: the spec says which proxy), KRB5CCNAME (the spec carries the run's cache) and debugging sinks
-# (SSLKEYLOGFILE, KRB5_TRACE) stay out.
-_PLAIN_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "XDG_RUNTIME_DIR"})
-_PLAIN_ENV_PREFIXES = ("LC_",)
-_TEST_ENV = re.compile(r"^(PYTEST_CURRENT_TEST|PINNED_WINRM_TEST_[A-Z0-9_]+)$")
+# The environment variables build_spec reads (R7's proxies, the CA bundles ansible.builtin.psrp honours, the run's
+# Kerberos cache and client keytab): a task sends these, and only these, with its options to the daemon, whose own
+# environment has none of them.
+_SPEC_ENV = re.compile(r"^(HTTPS?_PROXY|ALL_PROXY|NO_PROXY|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|KRB5CCNAME|"
+                       r"KRB5_CLIENT_KTNAME)$", re.IGNORECASE)
+# Those naming a file, resolved here: the daemon runs in another directory.
+_PATH_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "KRB5CCNAME", "KRB5_CLIENT_KTNAME")
 
 
-class ExecResult(t.NamedTuple):
-    """Same shape as _session.ExecResult (kept here so the client never imports pypsrp)."""
-
-    rc: int
-    stdout: bytes
-    stderr: bytes
-
-
-def daemon_env(base: t.Mapping[str, str], pythonpath: str) -> dict[str, str]:
-    """The daemon's environment from an allow-list of ours, with the collection on PYTHONPATH."""
-    env = {
-        k: v for k, v in base.items()
-        if k in _PLAIN_ENV or k.startswith(_PLAIN_ENV_PREFIXES) or k in TRUST_ENV or _TEST_ENV.match(k)
-    }
-    existing = base.get("PYTHONPATH")
-    env["PYTHONPATH"] = pythonpath + (os.pathsep + existing if existing else "")
-    return env
+def _absolute_env(name: str, value: str) -> str:
+    """A file-naming variable's value with a relative path made absolute (FILE: residuals of Kerberos too)."""
+    if name.upper() not in _PATH_ENV or not value:
+        return value
+    kind, sep, residual = value.partition(":")
+    if sep and kind.upper() != "FILE":
+        return value  # another credential cache or keytab type (DIR:, KEYRING:, KCM:, MEMORY:...)
+    path = residual if sep else value
+    if os.path.isabs(path):
+        return value
+    return f"{kind}:{os.path.abspath(path)}" if sep else os.path.abspath(path)
 
 
-def collection_sys_path_root() -> str:
-    """The directory holding ``ansible_collections`` for this very package (what the daemon needs on sys.path)."""
-    parts = __name__.split(".")
-    root = os.path.abspath(__file__)
-    for _part in parts:
-        root = os.path.dirname(root)
-    return root
+class SessionOptions:
+    """A session named by the plugin's option values and the environment variables build_spec reads.
+
+    With persistence on, a task sends these and the pin daemon builds and validates the SessionSpec (the same
+    build_spec, the same errors naming the setting) before anything reaches a host: the task's worker, a fresh
+    fork per task, then never loads the spec module. (A plain class: a typing.NamedTuple costs each worker
+    more to define than it saves.)
+    """
+
+    __slots__ = ("options", "environ")
+
+    def __init__(self, options: dict[str, t.Any], environ: dict[str, str]) -> None:
+        self.options = options
+        self.environ = environ
+
+    @classmethod
+    def from_plugin(cls, options: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> SessionOptions:
+        return cls(dict(options), {k: _absolute_env(k, v) for k, v in environ.items() if _SPEC_ENV.match(k)})
+
+    @property
+    def host(self) -> str:
+        """The host as configured (a label for messages; the daemon's spec normalises it)."""
+        return str(self.options.get("remote_addr") or "")
 
 
-def daemon_module() -> str:
-    return f"{__package__}._pin_daemon"
+def session_fields(spec: SessionSpec | SessionOptions) -> dict[str, t.Any]:
+    """The request fields that name the session: the options to validate, or a spec built by the caller."""
+    if isinstance(spec, SessionOptions):
+        return {"options": spec.options, "environ": spec.environ}
+    return {"spec": spec.to_wire()}
+
+
+# Same shape as _session.ExecResult, kept here so the client never imports pypsrp (collections.namedtuple:
+# typing.NamedTuple's annotations cost every worker a compile each)
+ExecResult = collections.namedtuple("ExecResult", ("rc", "stdout", "stderr"))
 
 
 class _BeforeReady(Exception):
@@ -112,7 +131,7 @@ def _fetched_mode(out_path: str) -> int:
         return 0o666 & ~_umask()
 
 
-def _write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
+def write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
     """Stream into a temp file beside out_path; rename only when `receive` returns (host hash verified).
 
     `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and, when the bytes
@@ -218,50 +237,16 @@ class PinClient:
         sock = self._try_connect()
         if sock is not None or not start:
             return sock
+        from ._pin_start import start_daemon  # the cold path: only the task that finds no daemon loads it
+
         with DirLock(self.paths.lock, self.connect_timeout):
             sock = self._try_connect()  # another fork may have started it while we waited for the lock
             if sock is None:
-                self._spawn()
+                self.daemon_pid = start_daemon(self.paths, self.connect_timeout, self.log_level)
                 sock = self._try_connect()
         if sock is None:
             raise TransportError(f"the pin daemon started but does not answer on {self.paths.socket}")
         return sock
-
-    def _spawn(self) -> None:
-        """Start the daemon (we hold the lock); it returns once the socket listens, then forks away."""
-        cmd = [
-            sys.executable, "-m", daemon_module(),
-            "--dir", self.paths.root,
-            "--log-level", self.log_level,
-        ]
-        env = daemon_env(os.environ, collection_sys_path_root())
-        log.debug("starting the pin daemon: %s", " ".join(cmd))
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                close_fds=True,
-                start_new_session=True,
-                env=env,
-                cwd=self.paths.dir,
-            )
-        except OSError as exc:
-            raise TransportError(f"cannot start the pin daemon ({sys.executable}): {exc}") from exc
-        try:
-            out, err = proc.communicate(timeout=self.connect_timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise TransportError(
-                f"the pin daemon did not start within {self.connect_timeout:g}s; see {self.paths.log}"
-            ) from None
-        if proc.returncode != 0:
-            detail = err.decode("utf-8", "replace").strip()[-2000:]
-            raise TransportError(f"the pin daemon failed to start (exit {proc.returncode}): {detail}")
-        text = out.decode("ascii", "replace").strip()
-        self.daemon_pid = int(text) if text.isdigit() else None
 
     # -- requests ----------------------------------------------------------------------
 
@@ -339,6 +324,8 @@ class PinClient:
                             on_stream(str(value["stream"]))
                             continue
                         value.setdefault("session", ready.get("session"))
+                        if ready.get("notes"):
+                            value.setdefault("notes", ready["notes"])
                         return value
                 except (proto.PeerClosed, ConnectionError, proto.ProtocolError) as exc:
                     raise TransportError(f"{DAEMON_DIED} ({exc})") from exc
@@ -381,7 +368,7 @@ class PinClient:
         """Run a PowerShell script on the pinned session for `spec`; input lines and output are streamed."""
         request = {
             "op": "exec",
-            "spec": spec.to_wire(),
+            **session_fields(spec),
             "script": script,
             "arguments": list(arguments) if arguments is not None else None,
             "verbose_errors": verbose_errors,
@@ -427,7 +414,7 @@ class PinClient:
             source = open(in_path, "rb")
         except OSError as exc:
             raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
-        request = {"op": "put", "spec": spec.to_wire(), "out_path": out_path, **self._lifetime(idle_timeout, max_age)}
+        request = {"op": "put", **session_fields(spec), "out_path": out_path, **self._lifetime(idle_timeout, max_age)}
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
             while chunk := source.read(proto.DATA_CHUNK):
@@ -454,12 +441,12 @@ class PinClient:
         max_age: float = DEFAULT_MAX_AGE,
     ) -> dict[str, t.Any]:
         """Stream `in_path` from the host into `out_path`, via a temp file renamed once verified."""
-        request = {"op": "fetch", "spec": spec.to_wire(), "in_path": in_path, **self._lifetime(idle_timeout, max_age)}
-        return _write_verified(out_path, lambda write: self._session_request(request, on_data=write))
+        request = {"op": "fetch", **session_fields(spec), "in_path": in_path, **self._lifetime(idle_timeout, max_age)}
+        return write_verified(out_path, lambda write: self._session_request(request, on_data=write))
 
     def reset(self, spec: SessionSpec) -> int:
         """Close the pinned sessions of this spec's pin key (meta: reset_connection); returns how many."""
-        reply = self._simple({"op": "reset", "spec": spec.to_wire()})
+        reply = self._simple({"op": "reset", **session_fields(spec)})
         return int(reply["closed"]) if reply else 0
 
     def list_sessions(self) -> list[dict[str, t.Any]]:
@@ -488,166 +475,3 @@ def running_daemons(persist_dir: str | None, *, connect_timeout: float = 10.0) -
     """A client for every daemon with a socket in the persist directory, whatever its trust profile (CLI, tests)."""
     profiles = PinPaths(persist_dir).profiles()
     return [PinClient(persist_dir, autostart=False, connect_timeout=connect_timeout, profile=p) for p in profiles]
-
-
-class LocalRunner:
-    """The same operations on an in-process Session (persistence off): opened for one task, closed by release()."""
-
-    def __init__(self, *, session_factory: t.Callable[..., t.Any] | None = None,
-                 command_timeout: float | None = None) -> None:
-        self._factory = session_factory
-        self.command_timeout = command_timeout
-        self._session: t.Any = None
-        self._pin: str | None = None
-        self._events: list[tuple[str, str]] = []
-        self._rebuilds_before = 0
-        self._key = os.urandom(32)
-
-    def _take(self, spec: SessionSpec) -> tuple[t.Any, str, dict[str, int]]:
-        pin = spec.pin_key(self._key)
-        if self._session is not None and pin != self._pin:
-            self.release()  # a different spec never rides this session
-        if self._session is None:
-            factory = self._factory
-            if factory is None:
-                from ._session import Session
-
-                # one pool per task, as ansible.builtin.psrp: nothing to isolate from the next task
-                factory = functools.partial(Session, isolate=False)
-            self._session = factory(spec, events=lambda kind, detail: self._events.append((kind, detail)))
-            self._pin = pin
-        self._events = []
-        session = self._session
-        from ._pin_daemon import pool_rebuilds, reauth_reasons
-
-        self._rebuilds_before = pool_rebuilds(session)
-        try:
-            status = str(session.ensure_ready())
-        except BaseException:
-            self.release()
-            raise
-
-        return session, status, reauth_reasons(session)
-
-    def _info(self, status: str, before: dict[str, int]) -> dict[str, t.Any]:
-        from ._pin_daemon import task_report
-
-        return {
-            **task_report(self._session, status, before, self._rebuilds_before),
-            "tasks": (getattr(self._session, "stats", None) or {}).get("tasks", 0),
-            "events": [list(e) for e in self._events],
-            "daemon_pid": None,
-        }
-
-    def _call(self, work: t.Callable[[], t.Any]) -> t.Any:
-        from ._pin_daemon import command_deadline
-
-        try:
-            with command_deadline(self._session, self.command_timeout):
-                return work()
-        except BaseException as exc:
-            from ._pin_daemon import session_unusable
-
-            if session_unusable(exc):
-                self.release()
-            raise
-
-    def exec(
-        self,
-        spec: SessionSpec,
-        script: str,
-        *,
-        arguments: t.Sequence[t.Any] | None = None,
-        input_lines: t.Iterable[str] | None = None,
-        verbose_errors: bool = False,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        max_age: float = DEFAULT_MAX_AGE,
-        max_output: int | None = None,
-    ) -> tuple[ExecResult, dict[str, t.Any]]:
-        """Run a PowerShell script on this task's session."""
-        session, status, before = self._take(spec)
-        result = self._call(
-            lambda: session.run(script, arguments=arguments, input_data=input_lines, verbose_errors=verbose_errors,
-                                max_output=max_output),
-        )
-        return ExecResult(int(result.rc), bytes(result.stdout), bytes(result.stderr)), self._info(status, before)
-
-    def put_file(
-        self,
-        spec: SessionSpec,
-        in_path: str,
-        out_path: str,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
-        """Stream the local file to the host in envelope-sized chunks."""
-        session, status, before = self._take(spec)
-        size = max(1024, int(session.put_chunk_size()))
-        digest = hashlib.sha1()
-
-        def chunks(source: t.BinaryIO) -> t.Iterator[bytes]:
-            while chunk := source.read(size):
-                digest.update(chunk)
-                yield chunk
-
-        try:
-            source = open(in_path, "rb")
-        except OSError as exc:
-            raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
-        with source:
-            sha1 = self._call(lambda: session.put_file(chunks(source), out_path))
-        if sha1 != digest.hexdigest():
-            raise TransportError(f"put_file: the host stored data hashing to {sha1} but {in_path} hashes to {digest.hexdigest()}")
-        return {**self._info(status, before), "sha1": sha1, "size": os.path.getsize(in_path)}
-
-    def fetch_file(
-        self,
-        spec: SessionSpec,
-        in_path: str,
-        out_path: str,
-        *,
-        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-        max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
-        """Stream the host's file into out_path via a temp file renamed once the host hash verified."""
-        session, status, before = self._take(spec)
-
-        def receive(write: t.Callable[[bytes], None]) -> dict[str, t.Any]:
-            # Session.fetch_file verified the host's SHA-1 over these very bytes; hashing them again here
-            # would only compare the stream with itself
-            kind = self._call(lambda: session.fetch_file(in_path, write))
-            return {**self._info(status, before), "kind": kind}
-
-        return _write_verified(out_path, receive)
-
-    def reset(self, spec: SessionSpec) -> int:
-        """Close this task's session if it belongs to `spec`."""
-        if self._session is None or spec.pin_key(self._key) != self._pin:
-            return 0
-        self.release()
-        return 1
-
-    def list_sessions(self) -> list[dict[str, t.Any]]:
-        """Nothing is pinned without persistence."""
-        return []
-
-    def close(self, host: str | None) -> int:
-        """Close this task's session if it goes to `host` (or any host when None)."""
-        if self._session is None or (host is not None and self._session.spec.host.lower() != host.lower()):
-            return 0
-        self.release()
-        return 1
-
-    def release(self) -> None:
-        """End of the task: close the session (connection, authentication and pool go with it)."""
-        session, self._session, self._pin = self._session, None, None
-        if session is not None:
-            try:
-                session.finish_pending()
-            except Exception as exc:
-                log.debug("finishing the last pipeline failed: %s", exc)
-            try:
-                session.close()
-            except Exception as exc:
-                log.debug("closing the session failed: %s", exc)

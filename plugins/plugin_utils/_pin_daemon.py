@@ -44,8 +44,8 @@ from . import _pin_protocol as proto
 from ._errors import ConfigError, HostAuthError, HostError, PinnedError, PoolBusyError, TaskInterrupted, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._pin_process import PrivateLogHandler, in_dir, no_core_dumps, raise_open_files_limit
-from ._redaction import SecretRedactor, spec_secrets, wire_secrets
-from ._spec import SessionSpec
+from ._redaction import SecretRedactor, option_secrets, spec_secrets, wire_secrets
+from ._spec import SessionSpec, build_spec
 
 log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
 
@@ -413,6 +413,17 @@ class SessionTable:
 # -- the server ----------------------------------------------------------------------
 
 
+def request_spec(request: t.Mapping[str, t.Any]) -> tuple[SessionSpec, list[tuple[str, str]]]:
+    """The session a request names, and what validating it noted: the plugin's option values (a task's worker
+    sends them unvalidated, sparing every fork the spec module) are built here, before any host is contacted;
+    a spec the caller built arrives whole. A ConfigError goes back to the task as the first reply."""
+    if "options" in request:
+        notes: list[tuple[str, str]] = []
+        spec = build_spec(dict(request["options"]), dict(request.get("environ") or {}), notes)
+        return spec, notes
+    return SessionSpec.from_wire(request["spec"]), []
+
+
 class ClientGone(TaskInterrupted):
     """The client closed its socket (task timeout, Ctrl-C, a killed worker) while the daemon served its task."""
 
@@ -521,7 +532,7 @@ class PinHandler(socketserver.BaseRequestHandler):
         # already made the table forget its pin's secrets
         owner = f"request:{id(self)}"
         redactor = self.server.table.redactor
-        redactor.register(owner, wire_secrets(request.get("spec")))
+        redactor.register(owner, wire_secrets(request.get("spec")) | option_secrets(request.get("options")))
         try:
             self._serve(sock, request, op, redactor)
         finally:
@@ -582,7 +593,7 @@ class PinHandler(socketserver.BaseRequestHandler):
         proto.send_json(sock, {"ok": True, "closed": count})
 
     def op_reset(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        pin = self.server.table.pin_of(SessionSpec.from_wire(request["spec"]))
+        pin = self.server.table.pin_of(request_spec(request)[0])
         count = self.server.table.close_where(lambda s: s.pin == pin, "reset_connection")
         proto.send_json(sock, {"ok": True, "closed": count})
 
@@ -595,7 +606,7 @@ class PinHandler(socketserver.BaseRequestHandler):
 
     def _session_op(self, sock: socket.socket, request: dict[str, t.Any], work: t.Callable[[Slot], dict]) -> None:
         """Acquire a session, say ready, run `work`, reply, then finish the pipeline and release."""
-        spec = SessionSpec.from_wire(request["spec"])
+        spec, notes = request_spec(request)
         table = self.server.table
         slot, status = table.acquire(
             spec,
@@ -614,6 +625,8 @@ class PinHandler(socketserver.BaseRequestHandler):
         try:
             log.info("%s on %s: session %s %s", request.get("op"), spec.endpoint, slot.id, status)
             ready: dict[str, t.Any] = {"ready": True, "session": status, "session_id": slot.id}
+            if notes:
+                ready["notes"] = notes
             if request.get("op") == "put":
                 ready["chunk_size"] = int(slot.session.put_chunk_size())
             proto.send_json(sock, ready)

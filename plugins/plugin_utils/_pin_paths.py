@@ -27,14 +27,14 @@ from ._errors import ConfigError, TransportError
 log = logging.getLogger(__name__)
 
 # Bumped when the frame format or a request changes: daemons of two versions then use different sockets.
-PROTOCOL_VERSION = 2  # 2: exec output streams in data frames
+PROTOCOL_VERSION = 3  # 2: exec output streams in data frames; 3: a task sends its options, the daemon validates
 
 LOCK_NAME = "daemon.lock"
 # v<protocol>-<trust profile>.sock: short, for the 107 bytes of a UNIX socket path
 SOCKET_GLOB_PREFIX = f"v{PROTOCOL_VERSION}-"
 
 # Environment variables that change whom the daemon trusts or who it authenticates as; they reach the daemon
-# (see _pin_client.daemon_env) and pick which daemon serves a run. KRB5CCNAME is not among them: the run's
+# (see _pin_start.daemon_env) and pick which daemon serves a run. KRB5CCNAME is not among them: the run's
 # credential cache travels in the SessionSpec, so one daemon serves runs with different caches.
 TRUST_ENV = (
     "SSL_CERT_FILE",  # OpenSSL's default CA bundle and directory (the host's TLS when no CA is named)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import typing as t
+import urllib.parse
 
 if t.TYPE_CHECKING:
     from ._spec import SessionSpec
@@ -27,6 +28,21 @@ def wire_secrets(wire: t.Any) -> set[str]:
     proxy = wire.get("proxy") if isinstance(wire.get("proxy"), dict) else {}
     values = (wire.get("password"), wire.get("certificate_key_password"), wire.get("certificate_key_pem"),
               proxy.get("password"))
+    return {v for v in values if isinstance(v, str) and len(v) >= 3}
+
+
+def option_secrets(options: t.Any) -> set[str]:
+    """The secrets among a task's option values (persistence on: the daemon validates them), read without
+    building a spec: the host and proxy passwords, the key's password or PEM text, a password in the proxy URL."""
+    if not isinstance(options, dict):
+        return set()
+    values = [options.get(name) for name in
+              ("remote_password", "certificate_key_password", "certificate_key_pem", "proxy_password")]
+    if isinstance(options.get("proxy"), str):
+        try:
+            values.append(urllib.parse.unquote(urllib.parse.urlsplit(options["proxy"]).password or ""))
+        except ValueError:  # not a URL: build_spec refuses it, naming the setting, and never echoes a password
+            pass
     return {v for v in values if isinstance(v, str) and len(v) >= 3}
 
 

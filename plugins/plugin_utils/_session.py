@@ -69,6 +69,7 @@ _SHELL_GONE_CODES = frozenset(
     }
 )
 
+
 class ExecResult(t.NamedTuple):
     rc: int
     stdout: bytes

@@ -175,7 +175,7 @@ class PutCommand:
         self.final = False
 
     def __iter__(self) -> t.Iterator[str]:
-        for _ in range(self._lines):
+        for _line in range(self._lines):
             chunk = self._chunks.next()
             if chunk is None:
                 break

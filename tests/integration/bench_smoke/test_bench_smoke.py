@@ -1,7 +1,9 @@
 """`make bench` works: the benchmark harness, run with tiny sizes, measures every plugin and writes its outputs.
 
 The full run (python -m benchmarks.run) takes many minutes; this runs the same code end to end with --quick
-(3 raw tasks, 2 win_ping and 2 win_copy tasks, 3 hosts, 256 KiB and 1 MiB files, 1/2/4 sessions) against its own lab.
+(3 raw tasks, 2 win_ping and 2 win_copy tasks, 3 hosts, 256 KiB and 1 MiB files, 1/2/4 sessions, controller CPU
+of 8 tasks on one host and 3 x 3 hosts, a fleet of 4 hosts) against its own lab. Timings are never asserted, only
+relations between plugins.
 """
 
 from __future__ import annotations
@@ -119,6 +121,35 @@ def test_quick_bench_runs_the_modules_through_every_plugin_and_counts_their_wire
             assert copy["kib_per_task"] > ping["kib_per_task"] + copy_kib, (rtt, plugin, copy, ping)
         assert modules["win_ping"]["pinned_cold"]["tcp_connections_total"] >= 1  # counted by the lab host
     assert "| 50 ms | win_copy | builtin_winrm |" in quick_bench["doc"].read_text()
+
+
+def test_quick_bench_measures_the_controller_cpu_of_every_plugin_and_the_pin_daemons_share(quick_bench: dict) -> None:
+    results = quick_bench["results"]
+    cpu = results["controller_cpu"]
+    assert set(cpu) == {"one_host", "many_hosts"}
+    for name, row in cpu.items():
+        for plugin in (*PLUGINS, "pinned_no_bytecode", "local_floor"):
+            assert row[plugin]["failed_runs"] == 0 and row[plugin]["total_cpu_ms_per_task"] > 0, (name, plugin, row)
+        pinned, builtin = row["pinned"], row["builtin_psrp"]
+        # the daemon was found and its CPU counted, and it is a part of pinned's
+        assert 0 < pinned["daemon_cpu_ms_per_task"] <= pinned["total_cpu_ms_per_task"], (name, pinned)
+        assert "daemon_cpu_ms_per_task" not in builtin
+        # a warm pinned task costs the controller less than a builtin psrp task (a handshake and a pool each)
+        assert pinned["cpu_ms_per_task"] < builtin["cpu_ms_per_task"], (name, pinned, builtin)
+    assert any(key.startswith("controller CPU per warm task") and row["met"] is not None
+               for key, row in results["targets"].items())
+
+
+def test_quick_bench_runs_the_fleet_and_the_daemons_cpu_per_task_by_hosts(quick_bench: dict) -> None:
+    results = quick_bench["results"]
+    fleet, hosts = results["fleet"], results["fleet_setup"]["hosts"]
+    for plugin in ("pinned", "pinned_cold", "builtin_psrp", "local_floor"):
+        assert fleet[plugin]["failed_runs"] == 0 and fleet[plugin]["wall_s"] > 0, (plugin, fleet)
+    assert set(fleet["daemon_cpu_ms_per_task"]) == {"1", str(hosts)}
+    assert all(v > 0 for v in fleet["daemon_cpu_ms_per_task"].values())
+    assert any(key.startswith("fleet") and row["met"] is not None for key, row in results["targets"].items())
+    text = quick_bench["doc"].read_text()
+    assert "### Controller CPU per task" in text and "### Fleet" in text
 
 
 def test_quick_bench_draws_the_chart_and_keeps_the_docs_prose(quick_bench: dict) -> None:

@@ -18,7 +18,8 @@ import typing as t
 import pytest
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import OutputLimitError
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import LocalRunner, PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 from tests.integration.e2e.conftest import E2E, delta
 from tests.integration.reliability._helpers import raw, wait_for, write_playbook

@@ -6,7 +6,7 @@ import io
 import typing as t
 
 import pytest
-from ansible.errors import AnsibleError
+from ansible.errors import AnsibleConnectionFailure, AnsibleError
 from ansible.playbook.play_context import PlayContext
 from ansible.plugins.loader import connection_loader
 
@@ -287,13 +287,32 @@ def test_refused_settings_name_the_variable_and_the_fix(variables, words):
 
 
 @pytest.mark.compat
-def test_refusal_surfaces_as_ansible_error_before_any_connection(tmp_path):
+def test_refusal_surfaces_as_ansible_error_before_any_connection_with_persistence_off(tmp_path):
     conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
     conn.set_options(var_options={**BASE, "ansible_psrp_protocol": "http", "ansible_psrp_proxy": "https://u:p@127.0.0.1:9",
-                                  "ansible_psrp_persist_dir": str(tmp_path)})
+                                  "ansible_psrp_persist": False, "ansible_psrp_persist_dir": str(tmp_path)})
     with pytest.raises(AnsibleError, match="R1"):
         conn._connect()
     assert conn._runner is None and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.compat
+def test_with_persistence_on_the_pin_daemon_refuses_the_options_before_opening_a_session(tmp_path):
+    # the worker sends its options unvalidated (it never loads the spec module); the daemon's build_spec refuses
+    # them with the same error, as the task's error, before any session (any byte to the host or the proxy)
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**BASE, "ansible_psrp_protocol": "http", "ansible_psrp_proxy": "https://u:p@127.0.0.1:9",
+                                  "ansible_psrp_persist_dir": str(tmp_path)})
+    try:
+        with pytest.raises(AnsibleError, match="R1") as err:
+            conn.exec_command("Write-Output x")
+        assert not isinstance(err.value, AnsibleConnectionFailure)  # a failed task, not an unreachable host
+        assert "ansible_psrp_protocol=https" in str(err.value) and ":p@" not in str(err.value)
+        assert PinClient(str(tmp_path), autostart=False).list_sessions() == []
+    finally:
+        PinClient(str(tmp_path), autostart=False).shutdown()
 
 
 @pytest.mark.compat

@@ -21,8 +21,13 @@ import time
 import pytest
 
 from _pin_fakes import HERE, REPO, open_gate, pid_alive, pin_env, read_journal, wait_until  # noqa: F401
-from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, PoolBusyError, TransportError
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import DAEMON_DIED, PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
+    ConfigError,
+    HostError,
+    PoolBusyError,
+    TransportError,
+)
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import DAEMON_DIED, PinClient, SessionOptions
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 pytestmark = pytest.mark.timeout(60)
@@ -154,6 +159,60 @@ def test_rc_stdout_stderr_and_arguments_come_back_as_the_session_produced_them(p
     assert result.stderr == "failed on purpose \u00e9".encode("utf-8")
     who, _ = whoami(client, make_spec(), arguments=["a", 1, True])
     assert who["arguments"] == ["a", 1, True]
+
+
+# -- options validated by the daemon (a task's worker never loads the spec module) -------------------
+
+
+def options(user: str = "alice", password: str = PASSWORD, host: str = "win1", environ=None, **extra) -> SessionOptions:
+    return SessionOptions.from_plugin({"remote_addr": host, "remote_user": user, "remote_password": password,
+                                       "auth": "ntlm", **extra}, environ or {})
+
+
+def test_options_and_the_spec_built_from_them_ride_one_session(pin_env):
+    client = PinClient(pin_env.root)
+    first, info1 = whoami(client, options())
+    second, info2 = whoami(client, make_spec())
+    assert (info1["session"], info2["session"]) == ("opened", "reused")
+    assert first["id"] == second["id"]
+    assert len(opens(pin_env.journal)) == 1
+
+
+def test_the_daemon_refuses_invalid_options_naming_the_setting_before_opening_any_session(pin_env):
+    client = PinClient(pin_env.root)
+    with pytest.raises(ConfigError, match="ansible_psrp_auth") as err:
+        run(client, options(auth="bogus"))
+    assert PASSWORD not in str(err.value)
+    with pytest.raises(ConfigError, match="R1"):  # proxy credentials over http:// (the proxy rules hold too)
+        run(client, options(protocol="http", proxy="https://u:p@proxy:3129"))
+    assert opens(pin_env.journal) == []
+    assert client.list_sessions() == []
+
+
+def test_what_validating_the_options_warns_about_comes_back_with_the_task(pin_env):
+    client = PinClient(pin_env.root)
+    _, info = whoami(client, options(proxy="http://u:Proxy-Pw@proxy:3128", proxy_allow_basic_over_http=True))
+    assert [level for level, _ in info["notes"]] == ["warning"]
+    assert "allow_basic_over_http" in info["notes"][0][1] and "Proxy-Pw" not in info["notes"][0][1]
+
+
+def test_only_the_environment_variables_the_spec_reads_travel_with_the_options():
+    sent = options(environ={"HTTPS_PROXY": "http://p:3128", "no_proxy": "x", "REQUESTS_CA_BUNDLE": "/ca.pem",
+                            "ANSIBLE_BECOME_PASS": "Secret-1", "HOME": "/root", "AWS_SECRET_ACCESS_KEY": "k"})
+    assert sent.environ == {"HTTPS_PROXY": "http://p:3128", "no_proxy": "x", "REQUESTS_CA_BUNDLE": "/ca.pem"}
+
+
+@pytest.mark.parametrize("environ", [
+    {"HTTPS_PROXY": "http://p:3128"}, {"https_proxy": "http://p:3128", "NO_PROXY": "win1"},
+    {"ALL_PROXY": "http://p:3128", "no_proxy": "*.corp"}, {"http_proxy": "http://p:3128"},
+    {"REQUESTS_CA_BUNDLE": "/etc/ca.pem"}, {"CURL_CA_BUNDLE": "/etc/ca2.pem"},
+], ids=lambda env: ",".join(env))
+def test_the_daemon_builds_the_same_spec_from_the_options_and_their_environment(environ):
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_daemon import request_spec
+
+    sent = options(environ={**environ, "UNRELATED": "1"}, proxy_from_env=True)
+    built, _ = request_spec({"options": sent.options, "environ": sent.environ})
+    assert built == build_spec(sent.options, environ)  # what the worker's own build_spec would have made
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -610,6 +669,30 @@ def test_secrets_never_reach_the_log_the_daemon_command_line_or_its_environment(
     assert b"ANSIBLE_PSRP_PASSWORD" not in environ and b"HTTPS_PROXY" not in environ
 
 
+def test_secrets_in_a_tasks_option_values_never_reach_the_log(pin_env):
+    # persistence on: the worker sends option values, proxy credentials inside the proxy URL included
+    client = PinClient(pin_env.root, log_level="DEBUG")
+    sent = options(proxy=f"https://puser:{PROXY_PASSWORD}@127.0.0.1:3129")
+    whoami(client, sent)
+    run(client, sent, "log-secret")
+    with pytest.raises(ConfigError):  # refused while validating, before any session holds the secrets
+        run(client, options(auth="bogus", proxy=f"https://puser:{PROXY_PASSWORD}@127.0.0.1:3129"))
+    with open(client.paths.log, "rb") as fh:
+        log = fh.read()
+    assert b"debugging the password ********" in log
+    assert PASSWORD.encode() not in log and PROXY_PASSWORD.encode() not in log
+
+
+def test_file_naming_variables_travel_as_absolute_paths(tmp_path, monkeypatch):
+    # the daemon runs in its own directory: a relative CA bundle or Kerberos cache is resolved where the task runs
+    monkeypatch.chdir(tmp_path)
+    sent = options(environ={"REQUESTS_CA_BUNDLE": "ca.pem", "KRB5CCNAME": "FILE:cc", "KRB5_CLIENT_KTNAME": "/k.tab",
+                            "CURL_CA_BUNDLE": "/etc/ca.pem"})
+    assert sent.environ == {"REQUESTS_CA_BUNDLE": str(tmp_path / "ca.pem"), "KRB5CCNAME": f"FILE:{tmp_path / 'cc'}",
+                            "KRB5_CLIENT_KTNAME": "/k.tab", "CURL_CA_BUNDLE": "/etc/ca.pem"}
+    assert options(environ={"KRB5CCNAME": "KEYRING:persistent:0"}).environ == {"KRB5CCNAME": "KEYRING:persistent:0"}
+
+
 # -- reset, close, list and the command line --------------------------------------------------
 
 
@@ -677,7 +760,7 @@ def test_the_command_line_checks_lists_and_closes_sessions(pin_env):
 
 
 def test_the_daemon_environment_is_built_from_an_allow_list():
-    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import daemon_env
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_start import daemon_env
 
     base = {"PATH": "/usr/bin", "HOME": "/home/u", "LANG": "C.UTF-8", "LC_ALL": "C", "SSL_CERT_FILE": "/ca.pem",
             "KRB5_CONFIG": "/etc/krb5-corp.conf", "NTLM_USER_FILE": "/home/u/.ntlm",

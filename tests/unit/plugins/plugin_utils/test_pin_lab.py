@@ -16,7 +16,8 @@ import typing as t
 import pytest
 
 from _pin_fakes import HERE, pid_alive, wait_until
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import LocalRunner, PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

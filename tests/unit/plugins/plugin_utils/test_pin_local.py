@@ -8,7 +8,8 @@ import pytest
 
 from _pin_fakes import FakeSession, read_journal
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError, TransportError
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import LocalRunner, PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 

@@ -11,7 +11,7 @@ import pytest
 import _pin_fakes  # noqa: F401  (puts the collection on sys.path)
 from ansible_collections.pinned.winrm.plugins.plugin_utils import _errors
 from ansible_collections.pinned.winrm.plugins.plugin_utils import _pin_protocol as proto
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import (
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_start import (
     collection_sys_path_root,
     daemon_env,
 )

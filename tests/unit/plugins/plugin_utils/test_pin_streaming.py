@@ -10,7 +10,8 @@ import pytest
 
 from _pin_fakes import FakeSession, pin_env, read_journal  # noqa: F401
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import LocalRunner, PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
+from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 SIZE = 64 * 1024 * 1024

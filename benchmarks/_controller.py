@@ -1,0 +1,252 @@
+"""What a task costs the controller (issue 14): CPU per task, and wall time across a fleet of hosts.
+
+controller_cpu: the CPU time of `ansible-playbook` with every worker it forked (the kernel's rusage of the
+process and the children it reaped), plus, for pinned, the pin daemon's CPU during the run (it is nobody's
+child: /proc/<pid>/stat before and after), minus the same playbook on `ansible_connection: local`, per task.
+Direct HTTPS with NTLM to the lab host, no proxy and no added RTT, so the figure is the plugins' own work on
+the controller. Pinned is measured warm: a first run pins the sessions, the measured run reuses them. CPU time
+is counted by the kernel per process, so other load on the machine slows a run without adding to its figure
+(a busy machine still adds some: more context switches and colder caches); medians of interleaved runs.
+
+fleet: many hosts through the latency relays at forks 20: wall time of pinned (warm), builtin psrp and the
+local floor, and the pin daemon's CPU per task at 1, 20 and all the hosts (flat: the daemon's work per task
+does not grow with the sessions it holds).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import typing as t
+
+from tests.integration._ansible import ROOT
+
+from ._workloads import Bench, Sizes, median, rotated
+
+log = logging.getLogger(__name__)
+
+# pinned with no bytecode cache for the collection (PYTHONDONTWRITEBYTECODE=1 and no __pycache__): every worker
+# compiles the plugin and its worker-side modules, as from a read-only collection directory never compiled
+NO_BYTECODE = "pinned_no_bytecode"
+
+
+def clear_bytecode() -> None:
+    """Remove the collection's own bytecode caches (plugins/**/__pycache__)."""
+    for cache in (ROOT / "plugins").rglob("__pycache__"):
+        shutil.rmtree(cache, ignore_errors=True)
+
+
+def _raw(n: int, local: bool) -> list[dict[str, t.Any]]:
+    command = "echo task {i}" if local else 'Write-Output "task {i}"'
+    return [{"name": f"task {i}", "ansible.builtin.raw": command.format(i=i), "changed_when": False}
+            for i in range(n)]
+
+
+def _hosts(bench: Bench, count: int, *, via_relay: bool) -> tuple[dict[str, t.Any], dict[str, t.Any]]:
+    """`count` lab hosts, each its own session (and as many local stand-ins for the floor)."""
+    if count > len(bench.desc["hosts"]):
+        raise ValueError(f"the lab runs {len(bench.desc['hosts'])} hosts, not {count}")
+    remote = {bench.desc["hosts"][i]["name"].lower(): bench.host_entry(i, via_relay=via_relay) for i in range(count)}
+    local = {f"local{i}": {"ansible_host": "127.0.0.1"} for i in range(count)}
+    return remote, local
+
+
+def _cpu_sample(run: t.Any, plugin: str) -> dict[str, t.Any]:
+    daemon = run.daemon_cpu_s if plugin == "pinned" and run.daemon_cpu_s is not None else 0.0
+    return {"ok": run.rc == 0, "wall_s": run.wall_s, "playbook_cpu_s": run.cpu_s, "daemon_cpu_s": daemon,
+            "cpu_s": run.cpu_s + daemon}
+
+
+def cpu_workloads(sizes: Sizes) -> list[tuple[str, int, int, int]]:
+    """(name, hosts, tasks per host, forks) of the controller_cpu workloads."""
+    return [("one_host", 1, sizes.cpu_tasks, sizes.cpu_forks),
+            ("many_hosts", sizes.cpu_hosts, sizes.cpu_hosts_tasks, sizes.cpu_hosts_forks)]
+
+
+def controller_cpu(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """Controller CPU per task above the local floor, per workload and plugin (medians of interleaved runs)."""
+    bench.client.set_rtt(0)
+    pdir = bench.persist_dir("pc-cpu")
+    out: dict[str, t.Any] = {}
+    try:
+        for name, host_count, tasks, forks in cpu_workloads(sizes):
+            remote, local = _hosts(bench, host_count, via_relay=False)
+            samples: dict[str, list[dict[str, t.Any]]] = {}
+            variants = [*sizes.plugins, "local_floor"] + ([NO_BYTECODE] if "pinned" in sizes.plugins else [])
+            for rep in range(sizes.cpu_reps):
+                for variant in rotated(variants, rep):
+                    plugin = "pinned" if variant == NO_BYTECODE else variant
+                    is_local = plugin == "local_floor"
+                    play = dict(hosts=local if is_local else remote, tasks=_raw(tasks, is_local), forks=forks,
+                                persist_dir=pdir, proxy=None, label=f"controller cpu {name}")
+                    if plugin == "pinned":
+                        # pins the sessions (or finds them pinned), and writes the bytecode caches: the next run is warm
+                        bench.play(plugin, **play)
+                    if variant == NO_BYTECODE:
+                        clear_bytecode()
+                    run = bench.play(plugin, **play, bytecode=variant != NO_BYTECODE)
+                    samples.setdefault(variant, []).append(_cpu_sample(run, plugin))
+            bench.pin_cli(pdir, "stop")
+            out[name] = {"hosts": host_count, "tasks_per_host": tasks, "forks": forks,
+                         **_summarise_cpu(samples, host_count * tasks)}
+    finally:
+        bench.pin_cli(pdir, "stop")
+    return out
+
+
+def _summarise_cpu(samples: dict[str, list[dict[str, t.Any]]], tasks: int) -> dict[str, t.Any]:
+    """Per plugin: median CPU ms per task above the floor (each run less the floor's run of its repetition)."""
+    floor = samples.get("local_floor", [])
+    out: dict[str, t.Any] = {}
+    for plugin, rows in samples.items():
+        pairs = [(r, f) for r, f in zip(rows, floor) if r["ok"] and f["ok"]]
+        row: dict[str, t.Any] = {"runs": len(rows), "failed_runs": sum(1 for r in rows if not r["ok"])}
+        ok = [r for r in rows if r["ok"]]
+        if ok:
+            row.update({
+                "total_cpu_ms_per_task": round(1000 * median([r["cpu_s"] for r in ok]) / tasks, 2),
+                "wall_s": round(median([r["wall_s"] for r in ok]), 3),
+            })
+        if plugin != "local_floor" and pairs:
+            above = [(r["cpu_s"] - f["cpu_s"]) for r, f in pairs]
+            row["cpu_ms_per_task"] = round(1000 * median(above) / tasks, 2)
+            row["cpu_ms_per_task_samples"] = [round(1000 * a / tasks, 2) for a in above]
+            if plugin.startswith("pinned"):
+                row["daemon_cpu_ms_per_task"] = round(1000 * median([r["daemon_cpu_s"] for r, _ in pairs]) / tasks, 2)
+                row["workers_cpu_ms_per_task"] = round(
+                    1000 * median([r["playbook_cpu_s"] - f["cpu_s"] for r, f in pairs]) / tasks, 2)
+        out[plugin] = row
+    return out
+
+
+def fleet(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """sizes.fleet_hosts hosts x sizes.fleet_tasks raw tasks at forks sizes.fleet_forks and sizes.fleet_rtt ms.
+
+    Wall time of pinned (warm: the run right after one that pinned every session), builtin psrp and the local
+    floor, interleaved; and the pin daemon's CPU per task with 1, 20 and all the hosts at the same forks and RTT.
+    """
+    bench.client.set_rtt(sizes.fleet_rtt)
+    pdir = bench.persist_dir("pc-fleet")
+    plugins = [p for p in sizes.plugins if p in ("pinned", "builtin_psrp")]
+    remote, local = _hosts(bench, sizes.fleet_hosts, via_relay=True)
+    tasks = sizes.fleet_tasks
+    total = sizes.fleet_hosts * tasks
+    walls: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+    daemon_per_task: dict[str, list[float]] = {}
+    daemon_busy: list[float] = []  # the daemon's CPU seconds per second of the fleet run: its share of one core
+
+    def record(name: str, run: t.Any, count: int) -> None:
+        if run.rc != 0:
+            failed[name] = failed.get(name, 0) + 1
+            return
+        walls.setdefault(name, []).append(run.wall_s)
+        daemon = run.daemon_cpu_s if name == "pinned" and run.daemon_cpu_s is not None else 0.0
+        cpu.setdefault(name, []).append(run.cpu_s + daemon)
+        if name == "pinned" and run.daemon_cpu_s is not None:
+            daemon_per_task.setdefault(str(count), []).append(1000 * run.daemon_cpu_s / (count * tasks))
+            daemon_busy.append(run.daemon_cpu_s / max(run.wall_s, 1e-9))
+
+    try:
+        for rep in range(sizes.fleet_reps):
+            for plugin in rotated([*plugins, "local_floor"], rep):
+                is_local = plugin == "local_floor"
+                play = dict(hosts=local if is_local else remote, tasks=_raw(tasks, is_local),
+                            forks=sizes.fleet_forks, persist_dir=pdir, proxy=None, label="fleet")
+                if plugin == "pinned":
+                    bench.pin_cli(pdir, "stop")
+                    cold = bench.play(plugin, **play)
+                    if cold.rc == 0:
+                        walls.setdefault("pinned_cold", []).append(cold.wall_s)
+                record(plugin, bench.play(plugin, **play), sizes.fleet_hosts)
+        if "pinned" in plugins:
+            # the daemon's CPU per task as it holds more sessions, same forks and RTT; at least fleet_sweep_tasks
+            # tasks a run, so the daemon's CPU (read in clock ticks of 10 ms) is measured to a few per cent
+            for count in sorted({1, min(20, sizes.fleet_hosts)}):
+                per_host = max(tasks, -(-sizes.fleet_sweep_tasks // count))
+                few = dict(list(remote.items())[:count])
+                play = dict(hosts=few, tasks=_raw(per_host, False), forks=sizes.fleet_forks, persist_dir=pdir,
+                            proxy=None, label=f"fleet daemon {count} hosts")
+                bench.pin_cli(pdir, "stop")
+                bench.play("pinned", **play)
+                for _ in range(max(1, sizes.fleet_reps)):
+                    run = bench.play("pinned", **play)
+                    if run.rc == 0 and run.daemon_cpu_s is not None:
+                        daemon_per_task.setdefault(str(count), []).append(
+                            1000 * run.daemon_cpu_s / (count * per_host))
+    finally:
+        bench.pin_cli(pdir, "stop")
+        bench.client.set_rtt(0)
+    out: dict[str, t.Any] = {"hosts": sizes.fleet_hosts, "tasks": tasks, "forks": sizes.fleet_forks,
+                             "rtt_ms": sizes.fleet_rtt}
+    for name in sorted(set(walls) | set(failed)):
+        wall = median(walls.get(name, []))
+        row: dict[str, t.Any] = {"wall_s": round(wall, 3) if wall else None, "runs": len(walls.get(name, [])),
+                                 "failed_runs": failed.get(name, 0)}
+        if cpu.get(name):
+            row["cpu_ms_per_task"] = round(1000 * median(cpu[name]) / total, 2)
+        out[name] = row
+    out["daemon_cpu_ms_per_task"] = {k: round(median(v), 2) for k, v in
+                                     sorted(daemon_per_task.items(), key=lambda kv: int(kv[0]))}
+    out["daemon_core_share"] = round(median(daemon_busy), 3) if daemon_busy else None
+    return out
+
+
+# the fleet's pin daemon CPU per task may grow by this much from 1 host to the most: "flat"
+DAEMON_FLAT_RATIO = 1.5
+
+
+def targets(results: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    """Issue 14's targets, each with what was measured and whether it was met (None: not measured)."""
+    out: dict[str, dict[str, t.Any]] = {}
+    for name, row in (results.get("controller_cpu") or {}).items():
+        if not isinstance(row, dict) or "hosts" not in row:
+            continue
+        p = (row.get("pinned") or {}).get("cpu_ms_per_task")
+        b = (row.get("builtin_psrp") or {}).get("cpu_ms_per_task")
+        daemon = (row.get("pinned") or {}).get("daemon_cpu_ms_per_task")
+        ok = None if p is None or b is None else p <= 0.25 * b
+        label = (f"controller CPU per warm task above local_floor, {row['hosts']} host{'s' if row['hosts'] > 1 else ''} "
+                 f"x {row['tasks_per_host']} raw tasks, forks {row['forks']}: pinned <= 1/4 of builtin_psrp")
+        out[label] = {"measured": "n/a" if ok is None else
+                      f"{p} ms vs {b} ms (ratio {p / max(b, 1e-9):.2f}; pin daemon {daemon} ms of pinned's)",
+                      "met": ok}
+    out.update(_module_targets(results))
+    fleet = results.get("fleet") or {}
+    setup = results.get("fleet_setup") or {}
+    if fleet:
+        f, p, b = ((fleet.get(k) or {}).get("wall_s") for k in ("local_floor", "pinned", "builtin_psrp"))
+        ok = None if None in (f, p, b) else (p - f) <= 0.5 * (b - f)
+        out[f"fleet ({setup.get('hosts')} hosts x {setup.get('tasks')} raw tasks, forks {setup.get('forks')}, "
+            f"{setup.get('rtt_ms'):g} ms): pinned above local_floor <= 1/2 of builtin_psrp above it"] = {
+            "measured": "n/a" if ok is None else
+            f"{p - f:.2f} s vs {b - f:.2f} s (ratio {(p - f) / max(b - f, 1e-9):.2f})", "met": ok}
+        per = fleet.get("daemon_cpu_ms_per_task") or {}
+        counts = sorted(per, key=int)
+        if len(counts) >= 2:
+            first, last = per[counts[0]], per[counts[-1]]
+            out[f"pin daemon CPU per task flat from {counts[0]} to {counts[-1]} hosts (at most "
+                f"{DAEMON_FLAT_RATIO:g}x)"] = {
+                "measured": ", ".join(f"{per[c]} ms at {c}" for c in counts),
+                "met": last <= DAEMON_FLAT_RATIO * first}
+    return out
+
+
+def _module_targets(results: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
+    """Issue 14's 50 ms target for module tasks: pinned's time per task above the floor at most a quarter of
+    builtin psrp's. The floor is the raw tasks' local_floor per task at the same RTT (no module runs on `local`):
+    Ansible's own cost of a task, without the module payload it builds for every plugin alike."""
+    out: dict[str, dict[str, t.Any]] = {}
+    modules, raw = results.get("module_tasks") or {}, results.get("raw_tasks") or {}
+    for rtt in sorted(set(modules) & set(raw), key=float):
+        if float(rtt) < 50:
+            continue
+        floor = (raw[rtt].get("local_floor") or {}).get("s_per_task")
+        for module, rows in modules[rtt].items():
+            p, b = ((rows.get(k) or {}).get("s_per_task") for k in ("pinned", "builtin_psrp"))
+            ok = None if None in (floor, p, b) else (p - floor) <= 0.25 * (b - floor)
+            out[f"{rtt} ms, {module} tasks: pinned above local_floor <= 1/4 of builtin_psrp above it"] = {
+                "measured": "n/a" if ok is None else f"{p - floor:.3f} s vs {b - floor:.3f} s per task "
+                f"(ratio {(p - floor) / max(b - floor, 1e-9):.2f})", "met": ok}
+    return out
