@@ -26,13 +26,14 @@ import threading
 import typing as t
 import urllib.parse
 
+from . import _socks
 from ._errors import ConfigError
 from ._kerberos import TICKET_AUTHS, TicketIdentity, resolve_ticket_identity
 
 HOST_AUTHS = ("basic", "certificate", "negotiate", "kerberos", "ntlm", "credssp")
 ENCRYPTING_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp")
 PROXY_AUTHS = ("basic", "digest", "ntlm", "negotiate", "kerberos")
-PROXY_SCHEMES = ("http", "https")
+PROXY_SCHEMES = ("http", "https", *_socks.SOCKS_SCHEMES)
 MESSAGE_ENCRYPTION = ("auto", "always", "never")
 
 
@@ -135,7 +136,8 @@ class SessionSpec:
 
     @property
     def use_tunnel(self) -> bool:
-        return self.proxy is not None and (self.scheme == "https" or self.proxy.tunnel)
+        """One stream to the host through the proxy (CONNECT, or SOCKS, which relays nothing else)."""
+        return self.proxy is not None and (self.scheme == "https" or self.proxy.tunnel or _socks.is_socks(self.proxy))
 
     def describe(self) -> dict[str, t.Any]:
         """A secret-free summary for logs, `-vvv` and the session list."""
@@ -311,7 +313,7 @@ _PROXY_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
     ("scheme", _one_of(*PROXY_SCHEMES)),
     ("host", lambda v: isinstance(v, str) and bool(v)),
     ("port", _number(1, 65535)),
-    ("auth", _one_of(None, *PROXY_AUTHS)),
+    ("auth", _one_of(None, *PROXY_AUTHS, _socks.SOCKS_PASSWORD_AUTH)),
     ("tunnel", _BOOL),
     *((name, _text_or_none) for name in ("username", "password", "ca_cert", "negotiate_hostname")),
 )
@@ -420,14 +422,10 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
             "with an IPv6 address in brackets (http://[2001:db8::1]:3128)."
         ) from None
     scheme = parsed.scheme.lower()
-    if scheme.startswith("socks"):
-        raise ConfigError(
-            f"{setting}: SOCKS proxies are not supported (WinRM proxy authentication and affinity rules are "
-            "HTTP's); use an http:// or https:// proxy URL."
-        )
+    _socks.refuse_unsupported_scheme(scheme, setting)
     if scheme not in PROXY_SCHEMES:
         raise ConfigError(
-            f"{setting}: proxy scheme {parsed.scheme!r} is not supported; use http:// or https://."
+            f"{setting}: proxy scheme {parsed.scheme!r} is not supported; use http://, https://, socks5:// or socks5h://."
         )
     try:
         port = parsed.port
@@ -438,7 +436,7 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise ConfigError(f"{setting}: a proxy URL has no path or query; got {_redact_url(text)!r}.")
     if port is None:
-        port = {"http": 80, "https": 443}[scheme]
+        port = {"http": 80, "https": 443}.get(scheme, _socks.DEFAULT_PORT)
     user = urllib.parse.unquote(parsed.username) if parsed.username else None
     password = urllib.parse.unquote(parsed.password) if parsed.password else None
     return scheme, host, port, user, password
@@ -623,7 +621,9 @@ def _resolve_proxy(
     user = options.get("proxy_user") or url_user
     password = options.get("proxy_password") or url_password
     auth = options.get("proxy_auth")
-    if auth is not None and str(auth).strip():
+    if p_scheme in _socks.SOCKS_SCHEMES:
+        auth = _socks.socks_auth(auth, user, password, _redact_url(str(url)))
+    elif auth is not None and str(auth).strip():
         auth = _choice(auth, "ansible_psrp_proxy_auth", PROXY_AUTHS)
     else:
         auth = "basic" if (user or password) else None
@@ -682,6 +682,7 @@ def _check_rules(spec: SessionSpec) -> None:
     if proxy is None:
         return
     via = f"the proxy {proxy.url}" + (f" (from {proxy.source})" if proxy.source != "inventory" else "")
+    _socks.check_rules(spec, via)
     if spec.scheme == "http" and (proxy.auth or proxy.username or proxy.password):
         raise ConfigError(
             f"R1: {via} needs authentication, which is only allowed when the connection to the Windows host is "
@@ -845,6 +846,9 @@ def build_spec(
         notes.append(("warning", f"ansible_psrp_proxy_allow_basic_over_http: the proxy password of "
                                  f"{proxy.username!r} crosses the network readable to the proxy {proxy.url} "
                                  "(Basic over http://); use the proxy's https:// port or another proxy_auth"))
+    socks_warning = _socks.clear_text_warning(spec)
+    if socks_warning:
+        notes.append(("warning", socks_warning))
     return spec
 
 

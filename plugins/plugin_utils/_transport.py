@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import ssl
 import tempfile
 import time
@@ -41,10 +42,12 @@ from ._connection import (
     Stream,
     start_tls,
 )
+from . import _socks
 from ._errors import (
     AffinityLostError,
     CommandTimeoutError,
     ConfigError,
+    ConnectTimeoutError,
     HostAuthError,
     HostError,
     ProxyAuthError,
@@ -120,11 +123,6 @@ class WinRMTransport:
         self.endpoint: str = spec.endpoint
         self._events = events
         proxy = spec.proxy
-        if proxy is not None and proxy.scheme not in ("http", "https"):
-            raise ConfigError(
-                f"ansible_psrp_proxy: {proxy.scheme}:// proxies are not supported by this transport yet; "
-                "use an http:// or https:// proxy."
-            )
         self._forward = proxy is not None and not spec.use_tunnel
         self._authority = f"{_bracket(spec.host)}:{spec.port}"
         path = "/" + spec.path.lstrip("/")
@@ -376,7 +374,10 @@ class WinRMTransport:
         if spec.proxy is not None and spec.proxy.scheme == "https":
             self._proxy_context()
         stream: Stream
-        if spec.proxy is not None:
+        if _socks.is_socks(spec.proxy):
+            stream = self._open_socks_stream()
+            party = f"Windows host {self._authority} (through proxy {t.cast('ProxySpec', spec.proxy).url})"
+        elif spec.proxy is not None:
             stream = self._open_proxy_stream()
             if spec.use_tunnel:
                 stream = self._open_tunnel(stream)
@@ -410,6 +411,21 @@ class WinRMTransport:
         self._sockets.append(sock)
         self.stats["tcp_connects"] += 1
         return sock
+
+    def _open_socks_stream(self) -> SocketStream:
+        """A TCP stream to the host through the SOCKS5 proxy (the proxy relays it as it is: no CONNECT)."""
+        proxy = t.cast("ProxySpec", self.spec.proxy)
+        try:
+            sock = _socks.connect(proxy, self.spec.host, self.spec.port, self.spec.connection_timeout)
+        except TransportError as e:
+            if type(e) in (TransportError, ConnectTimeoutError):  # the proxy was not reached: nothing was sent
+                raise _NotProcessed(e) from None
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = SocketStream(sock, f"{proxy.host}:{proxy.port}")
+        self._sockets.append(stream)
+        self.stats["tcp_connects"] += 1
+        return stream
 
     def _open_proxy_stream(self) -> Stream:
         proxy = t.cast("ProxySpec", self.spec.proxy)

@@ -51,6 +51,7 @@ class LabOptions:
     squid_auth: tuple[str, ...] = ("basic",)
     squid_https: bool = False          # an extra Basic-auth Squid that also listens with TLS ("squid_https")
     tinyproxy: bool = True
+    socks: bool = True                 # two microsocks SOCKS5 proxies: "socks" (no password), "socks_auth" (RFC 1929)
     mitm: bool = False                 # the inspecting proxy (mitmproxy) that records every byte
     kdc: bool = False                  # a throwaway MIT realm LAB.TEST (forced on by squid "negotiate")
     rtt_ms: float = 0.0                # round-trip time the latency relays add (set_rtt() changes it live)
@@ -402,6 +403,8 @@ class Lab:
             self._on_stop("tinyproxy", tiny.stop, parallel=True)
             tiny.start()
             self.proxies["tinyproxy"] = _ProxyEntry("tinyproxy", tiny)
+        if opts.socks:
+            self._start_socks()
         if opts.mitm:
             try:
                 from tests.lab._mitm import InspectingProxy
@@ -411,6 +414,18 @@ class Lab:
             self._on_stop("mitm", mitm.stop, parallel=True)
             mitm.start()
             self.proxies["mitm"] = _ProxyEntry("mitm", mitm)
+
+    def _start_socks(self) -> None:
+        """A SOCKS5 proxy without a password and one with its own account (R2: not a host account)."""
+        assert self.workdir is not None
+        from tests.lab._socks import MicroSocks
+
+        for key, username in (("socks", None), ("socks_auth", "proxy-socks")):
+            password = _password() if username else None
+            proxy = MicroSocks(self.workdir / key, username=username, password=password)
+            self._on_stop(key, proxy.stop, parallel=True)
+            proxy.start()
+            self.proxies[key] = _ProxyEntry("socks", proxy, "password" if username else None, username, password)
 
     # description ---------------------------------------------------------
     def describe(self) -> dict[str, t.Any]:
