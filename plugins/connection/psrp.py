@@ -12,7 +12,7 @@ description:
 - Runs commands and transfers files on Windows hosts over the PowerShell Remoting Protocol (WinRM), like
   P(ansible.builtin.psrp#connection), with which every C(ansible_psrp_*) variable keeps its meaning.
 - Reaches hosts directly or through HTTP proxies, with proxy authentication (Basic, Digest, NTLM,
-  Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists.
+  Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists; or through SOCKS5 proxies.
 - Keeps one authenticated, encrypted session per host in a local per-user daemon and reuses it for every
   task and the next playbook run (O(persist)), the way OpenSSH ControlPersist does for ssh.
 - A task's C(timeout), Ctrl-C or a killed worker stop the task's command on the host and free its session.
@@ -26,6 +26,7 @@ requirements:
 - pyspnego (Python library; with the C(kerberos) extra for Kerberos)
 - requests-credssp (Python library, for CredSSP)
 - h11 (Python library)
+- python-socks (Python library, for SOCKS5 proxies)
 extends_documentation_fragment:
 - ansible.builtin.connection_pipelining
 - pinned.winrm.proxy

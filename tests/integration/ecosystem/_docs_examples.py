@@ -16,7 +16,8 @@ The placeholder convention (also stated in docs/README.md) maps what a user writ
   paths the lab host's client certificate;
 - a proxy on ``proxy.corp.example`` becomes the lab Squid whose authentication matches
   ``ansible_psrp_proxy_auth`` (none, basic, digest, ntlm, negotiate/kerberos), an ``https://`` proxy the TLS
-  Squid, ``tinyproxy.corp.example`` the lab tinyproxy; the proxy account becomes that proxy's account;
+  Squid, ``tinyproxy.corp.example`` the lab tinyproxy, a ``socks5://``/``socks5h://`` proxy the lab's SOCKS
+  proxy (``socks``, or ``socks_auth`` named by ``proxy=``); the proxy account becomes that proxy's account;
 - bypass entries: CIDR ranges become ``127.0.0.0/8``, IP addresses ``127.0.0.1``, ``*.corp.example`` and
   names ``*.lab.test`` and lab names;
 - ``CORP.EXAMPLE`` (a realm) becomes ``LAB.TEST``, ``*.corp.example`` names the lab's names.
@@ -148,6 +149,8 @@ def _lab_proxy(url: str, proxy_auth: str | None, forced: str | None, desc: dict[
     parsed = urllib.parse.urlsplit(url)
     if forced:
         name = forced
+    elif parsed.scheme.startswith("socks"):
+        name = "socks"
     elif (parsed.hostname or "").startswith("tinyproxy"):
         name = "tinyproxy"
     elif parsed.scheme == "https":
@@ -155,6 +158,8 @@ def _lab_proxy(url: str, proxy_auth: str | None, forced: str | None, desc: dict[
     else:
         name = PROXY_BY_AUTH[proxy_auth]
     proxy = proxies[name]
+    if parsed.scheme.startswith("socks"):  # the lab's SOCKS proxy under the example's scheme (socks5 or socks5h)
+        return name, f"{parsed.scheme}://{urllib.parse.urlsplit(proxy['url']).netloc}"
     return name, proxy["https_url"] if parsed.scheme == "https" else proxy["url"]
 
 
