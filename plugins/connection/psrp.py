@@ -669,6 +669,8 @@ class Connection(ConnectionBase):
         for reason, count in items:
             parts.append(f"re-authenticated {count}x because {reason}")
         display.vvv("; ".join(parts), host=host)
+        if info.get("timing_line"):  # computed where the work happened (daemon or session); printed as is
+            display.vvv(f"PSRP: timing: {info['timing_line']}", host=host)
         for kind, detail in info.get("events") or ():
             display.vvvv(f"PSRP: {kind}: {detail}", host=host)
 

@@ -21,6 +21,7 @@ import typing as t
 from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
 from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
+from ._timing import PhaseClock
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class Session:
         self.psrp_host: t.Any = None
         self._last_pipeline: t.Any = None
         self.negotiated_envelope: int | None = None
+        self.clock = PhaseClock()  # where each task's time went, from ensure_ready() on (_timing.py)
         now = time.time()
         self.stats: dict[str, t.Any] = {
             "opened_at": now,
@@ -220,7 +222,7 @@ class Session:
     def _build_transport(self) -> t.Any:
         from ._transport import WinRMTransport
 
-        return WinRMTransport(self.spec, events=self._events)
+        return WinRMTransport(self.spec, events=self._events, clock=self.clock)
 
     def open(self) -> None:
         """Connect, authenticate and open the Runspace Pool."""
@@ -246,8 +248,9 @@ class Session:
                 kwargs["no_profile"] = True
             pool = RunspacePool(wsman, host=self.psrp_host, **kwargs)
             try:
-                self._negotiate_envelope(wsman)
-                pool.open()
+                with self.clock.phase("pool_open"):  # connect and authentication inside it count as themselves
+                    self._negotiate_envelope(wsman)
+                    pool.open()
             except Exception as exc:
                 raise _open_error_from(exc, spec) from exc
             self.pool = pool
@@ -290,6 +293,7 @@ class Session:
     def ensure_ready(self) -> str:
         """Make the session usable for one more task; returns 'opened', 'reused' or 'reopened: <why>'."""
         with self._lock:
+            self.clock.start_task()
             if self.pool is None:
                 self.open()
                 return "opened"
@@ -416,6 +420,7 @@ class Session:
         should_stop: StopCheck | None = None,
         output: OutputSink | None = None,
         max_output: int | None = None,
+        _phase: str = "command",
     ) -> ExecResult:
         """Run a PowerShell script in the pool; rc/stdout/stderr as ansible.builtin.psrp renders them.
 
@@ -434,8 +439,9 @@ class Session:
             self.stats["tasks"] += 1
             try:
                 # one generator for every attempt: a Command refused for a lost shell consumed no input
-                ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
-                self._wait(ps, should_stop, rendered.output)
+                with self.clock.phase(_phase):  # put_file's script is a transfer, any other a command
+                    ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
+                    self._wait(ps, should_stop, rendered.output)
                 self._last_pipeline = ps
                 rc = rendered.finish(ps, self.psrp_host, verbose_errors)
             finally:
@@ -459,11 +465,13 @@ class Session:
             def lines() -> t.Iterator[str]:
                 for chunk in chunks:
                     if chunk:
+                        self.clock.count(transfer_bytes=len(chunk))
                         digest.update(chunk)
                         yield base64.b64encode(chunk).decode("ascii")
                 yield "#sha1=" + digest.hexdigest()
 
-            result = self.run(PUT_SCRIPT, arguments=[out_path], input_data=lines(), should_stop=should_stop)
+            result = self.run(PUT_SCRIPT, arguments=[out_path], input_data=lines(), should_stop=should_stop,
+                              _phase="transfer")
             if result.rc != 0:
                 raise HostError(f"put_file to {out_path!r} failed on the host: {result.stderr.decode('utf-8', 'replace').strip()}")
             text = result.stdout.decode("utf-8", "replace")
@@ -507,12 +515,14 @@ class Session:
                     seen["sha1"] = item[6:]
                 else:
                     data = base64.b64decode(item)
+                    self.clock.count(transfer_bytes=len(data))
                     digest.update(data)
                     sink(data)
 
             try:
-                ps = self._begin(FETCH_SCRIPT, [in_path, buffer_size], None)
-                self._wait(ps, should_stop, on_output)
+                with self.clock.phase("transfer"):
+                    ps = self._begin(FETCH_SCRIPT, [in_path, buffer_size], None)
+                    self._wait(ps, should_stop, on_output)
             finally:
                 self.stats["last_used"] = time.time()
             self._last_pipeline = ps

@@ -33,6 +33,7 @@ import typing as t
 from pypsrp.encryption import WinRMEncryption
 from pypsrp.exceptions import WinRMTransportError
 
+from . import _socks
 from ._connection import (
     ConnectionLost,
     HTTPConnection,
@@ -42,7 +43,6 @@ from ._connection import (
     Stream,
     start_tls,
 )
-from . import _socks
 from ._errors import (
     AffinityLostError,
     CommandTimeoutError,
@@ -66,6 +66,7 @@ from ._httpauth import (
     parse_challenges,
     proxy_provider,
 )
+from ._timing import PhaseClock
 
 if t.TYPE_CHECKING:
     from ._spec import ProxySpec, SessionSpec
@@ -118,8 +119,9 @@ def _bracket(host: str) -> str:
 class WinRMTransport:
     """WinRM messages over one held connection (R4), with proxy and host authentication (R2) and R5 repair."""
 
-    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None, clock: PhaseClock | None = None) -> None:
         self.spec = spec
+        self.clock = clock or PhaseClock()  # the session's: where each task's time went (-vvv)
         self.endpoint: str = spec.endpoint
         self._events = events
         proxy = spec.proxy
@@ -361,6 +363,7 @@ class WinRMTransport:
             self._drop()
             raise ReadTimeoutError(f"Waiting for the Windows host {self._authority}{self._via()}: {e}") from None
         self.stats["requests"] += 1
+        self.clock.count(requests=1)
         self._account()
         log.debug("%s %s (%d bytes) -> %d (%d bytes)", method, target, len(body), resp.status, len(resp.body))
         return resp
@@ -389,14 +392,15 @@ class WinRMTransport:
         if spec.scheme == "https":
             if host_ctx is None:
                 raise TransportError("internal: no TLS context for an https endpoint")
-            tls = start_tls(
-                stream,
-                host_ctx,
-                spec.host,
-                party=f"Windows host{self._via()}",
-                setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
-                timeout=spec.connection_timeout,
-            )
+            with self.clock.phase("tls"):
+                tls = start_tls(
+                    stream,
+                    host_ctx,
+                    spec.host,
+                    party=f"Windows host{self._via()}",
+                    setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
+                    timeout=spec.connection_timeout,
+                )
             self.stats["tls_handshakes"] += 1
             self._cbt = certificate_binding(tls.peer_certificate())
             stream = tls
@@ -405,18 +409,21 @@ class WinRMTransport:
 
     def _new_socket(self, host: str, port: int, *, party: str, setting: str) -> SocketStream:
         try:
-            sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
+            with self.clock.phase("connect"):
+                sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
         except TransportError as e:  # refused or timed out: nothing was sent
             raise _NotProcessed(e) from None
         self._sockets.append(sock)
         self.stats["tcp_connects"] += 1
+        self.clock.count(tcp_connects=1)
         return sock
 
     def _open_socks_stream(self) -> SocketStream:
         """A TCP stream to the host through the SOCKS5 proxy (the proxy relays it as it is: no CONNECT)."""
         proxy = t.cast("ProxySpec", self.spec.proxy)
         try:
-            sock = _socks.connect(proxy, self.spec.host, self.spec.port, self.spec.connection_timeout)
+            with self.clock.phase("proxy"):  # TCP to the proxy and its SOCKS handshake, one call of python-socks
+                sock = _socks.connect(proxy, self.spec.host, self.spec.port, self.spec.connection_timeout)
         except TransportError as e:
             if type(e) in (TransportError, ConnectTimeoutError):  # the proxy was not reached: nothing was sent
                 raise _NotProcessed(e) from None
@@ -425,25 +432,31 @@ class WinRMTransport:
         stream = SocketStream(sock, f"{proxy.host}:{proxy.port}")
         self._sockets.append(stream)
         self.stats["tcp_connects"] += 1
+        self.clock.count(tcp_connects=1)
         return stream
 
     def _open_proxy_stream(self) -> Stream:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         stream: Stream = self._new_socket(proxy.host, proxy.port, party=f"proxy {proxy.url}", setting="ansible_psrp_proxy")
         if proxy.scheme == "https":
-            stream = start_tls(
-                stream,
-                self._proxy_context(),
-                proxy.host,
-                party=f"proxy {proxy.url}",
-                setting="ansible_psrp_proxy_ca_cert",
-                timeout=self.spec.connection_timeout,
-            )
+            with self.clock.phase("tls"):
+                stream = start_tls(
+                    stream,
+                    self._proxy_context(),
+                    proxy.host,
+                    party=f"proxy {proxy.url}",
+                    setting="ansible_psrp_proxy_ca_cert",
+                    timeout=self.spec.connection_timeout,
+                )
             self.stats["tls_handshakes"] += 1
         return stream
 
     def _open_tunnel(self, stream: Stream) -> Stream:
         """CONNECT host:port, answering 407s on the same connection (all schemes)."""
+        with self.clock.phase("proxy"):
+            return self._connect_through(stream)
+
+    def _connect_through(self, stream: Stream) -> Stream:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         party = f"proxy {proxy.url}"
         conn = HTTPConnection(stream, party=party, max_response=self._max_response)
@@ -461,6 +474,7 @@ class WinRMTransport:
                 conn.close()
                 raise ProxyError(f"The proxy {proxy.url} dropped the connection during CONNECT {self._authority}: {e}.") from None
             self.stats["requests"] += 1
+            self.clock.count(requests=1)
             self._account()
             if 200 <= resp.status < 300:
                 if credential:
@@ -507,6 +521,10 @@ class WinRMTransport:
 
     def _authenticate(self) -> None:
         """Authenticate to the host on the fresh connection (the whole handshake on it, R4)."""
+        with self.clock.phase("auth"):
+            self._host_handshake()
+
+    def _host_handshake(self) -> None:
         spec = self.spec
         provider = host_provider(spec, channel_bindings=self._cbt)
         self._host_auth = provider
@@ -529,6 +547,7 @@ class WinRMTransport:
             if credential:
                 headers.append(("Authorization", credential))
             resp = self._request("POST", self._target, headers, b"", timeout=spec.read_timeout, handshake=True)
+            self.clock.count(auth_legs=1)
             if resp.status == 401:
                 challenges = parse_challenges(resp.header_values("www-authenticate"))
                 sent = credential is not None
@@ -720,6 +739,7 @@ class WinRMTransport:
             seen_in, seen_out = getattr(sock, "_acc", (0, 0))
             self.stats["bytes_in"] += sock.bytes_in - seen_in
             self.stats["bytes_out"] += sock.bytes_out - seen_out
+            self.clock.count(bytes_in=sock.bytes_in - seen_in, bytes_out=sock.bytes_out - seen_out)
             sock._acc = (sock.bytes_in, sock.bytes_out)  # type: ignore[attr-defined]
 
     def _host_context(self) -> ssl.SSLContext:
