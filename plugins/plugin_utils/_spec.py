@@ -108,6 +108,8 @@ class SessionSpec:
     kerberos_ccache: str | None = None
     kerberos_keytab: str | None = None
     kerberos_principal: str | None = None
+    # ansible_psrp_kerberos_config: the krb5.conf the run named (the process reading it is checked against it)
+    kerberos_config: str | None = None
 
     # -- derived ---------------------------------------------------------
 
@@ -196,6 +198,9 @@ class SessionSpec:
             "certificate_pem": self.certificate_pem,
             "certificate_key_pem": self.certificate_key_pem,
             "proxy_ca_cert": self.proxy.ca_cert if self.proxy is not None else None,
+            "kerberos_config": self.kerberos_config,
+            # a keytab rotated in place gets a new session, as a rotated certificate does
+            "kerberos_keytab": _keytab_file(self.kerberos_keytab),
         }
         return {name: value for name, value in named.items() if value and not _is_pem_text(value)}
 
@@ -209,6 +214,15 @@ class SessionSpec:
         files = {name: file_fingerprint(path) for name, path in self.trust_files().items()}
         canonical = json.dumps({"spec": self.to_wire(), "files": files}, sort_keys=True, separators=(",", ":"))
         return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _keytab_file(name: str | None) -> str | None:
+    """The file of a FILE: (or type-less) keytab name; None for other keytab types."""
+    if not name:
+        return None
+    if name.startswith("FILE:"):
+        return name[5:]
+    return None if ":" in name.split("/", 1)[0] else name
 
 
 def _is_pem_text(value: str) -> bool:
@@ -307,7 +321,8 @@ _SPEC_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
                                  "negotiate_send_cbt")),
     *((name, _text_or_none) for name in ("username", "password", "ca_cert", "certificate_pem", "certificate_key_pem",
                                          "certificate_key_password", "negotiate_hostname_override",
-                                         "kerberos_ccache", "kerberos_keytab", "kerberos_principal")),
+                                         "kerberos_ccache", "kerberos_keytab", "kerberos_principal",
+                                         "kerberos_config")),
 )
 _PROXY_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
     ("scheme", _one_of(*PROXY_SCHEMES)),
@@ -836,10 +851,11 @@ def build_spec(
                                   minimum=0, maximum=100),
         reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
         proxy=_resolve_proxy(options, scheme, host, port, environ),
+        kerberos_config=_absolute(options.get("kerberos_config")),
     )
     if spec.proxy is not None and spec.proxy.scheme == "https" and spec.proxy.ca_cert is None and env_bundle:
         spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, ca_cert=_absolute(env_bundle[0])))
-    spec = _with_ticket_identity(spec, environ)
+    spec = _with_ticket_identity(spec, environ, _absolute(options.get("kerberos_keytab")))
     _check_rules(spec)
     proxy = spec.proxy
     if proxy is not None and proxy.auth == "basic" and proxy.scheme == "http":
@@ -852,8 +868,11 @@ def build_spec(
     return spec
 
 
-def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str]) -> SessionSpec:
+def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str], keytab: str | None = None) -> SessionSpec:
     """Pin the run's own Kerberos tickets into the spec when a kerberos/negotiate login has no password.
+
+    ``keytab`` (ansible_psrp_kerberos_keytab) names the client keytab of that login outright: the session logs on
+    from it into a private cache of its own (_private_tickets), whatever the run's cache holds.
 
     The identity (cache or keytab, and principal) becomes part of the pin key, so runs with different
     caches never share a session, and the daemon uses exactly this cache instead of its own default.
@@ -861,9 +880,17 @@ def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str]) -> Se
     host_tickets = spec.auth in TICKET_AUTHS and spec.password is None
     proxy = spec.proxy
     proxy_tickets = proxy is not None and proxy.auth in TICKET_AUTHS and proxy.password is None
+    if keytab and not (host_tickets or proxy_tickets):
+        raise ConfigError(
+            "ansible_psrp_kerberos_keytab is set, but no login can use it: it serves ansible_psrp_auth (or "
+            "ansible_psrp_proxy_auth) kerberos or negotiate without a password. Remove the password to log on "
+            "from the keytab, or remove ansible_psrp_kerberos_keytab."
+        )
     if not (host_tickets or proxy_tickets):
         return spec
     username = spec.username if host_tickets else t.cast(ProxySpec, proxy).username
+    if keytab:
+        return dataclasses.replace(spec, kerberos_ccache=None, kerberos_keytab=keytab, kerberos_principal=username)
     identity = resolve_ticket_identity(username, environ)
     if identity is None:
         return spec

@@ -66,6 +66,7 @@ from ._httpauth import (
     parse_challenges,
     proxy_provider,
 )
+from ._private_tickets import PrivateTickets, check_config
 from ._timing import PhaseClock
 
 if t.TYPE_CHECKING:
@@ -124,6 +125,7 @@ class WinRMTransport:
         self.clock = clock or PhaseClock()  # the session's: where each task's time went (-vvv)
         self.endpoint: str = spec.endpoint
         self._events = events
+        check_config(spec.kerberos_config)  # the krb5.conf the run named is the one this process reads
         proxy = spec.proxy
         self._forward = proxy is not None and not spec.use_tunnel
         self._authority = f"{_bracket(spec.host)}:{spec.port}"
@@ -156,6 +158,7 @@ class WinRMTransport:
         self._command_deadline: float | None = None  # set_command_deadline(): the task's own bound
         self._command_timeout: float | None = None
         self._command_setting = "ansible_psrp_persist_command_timeout"
+        self._tickets: dict[str, PrivateTickets | None] = {}  # per hop: the session's own Kerberos ticket
         log.debug(
             "WinRM transport for %s (auth %s, encrypt %s, proxy %s, %s)",
             self.endpoint,
@@ -270,6 +273,10 @@ class WinRMTransport:
         if self._conn is not None:
             self._drop()
             self._emit("close", f"closed the connection to {self._authority}{self._via()}")
+        for tickets in self._tickets.values():
+            if tickets is not None:
+                tickets.destroy()
+        self._tickets = {}
 
     # -- connection life ----------------------------------------------------
 
@@ -460,7 +467,7 @@ class WinRMTransport:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         party = f"proxy {proxy.url}"
         conn = HTTPConnection(stream, party=party, max_response=self._max_response)
-        provider = proxy_provider(proxy, self.spec)
+        provider = proxy_provider(proxy, self.spec, private=lambda: self._private_credentials("proxy"))
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
         for _ in range(_MAX_LEGS):
@@ -526,7 +533,7 @@ class WinRMTransport:
 
     def _host_handshake(self) -> None:
         spec = self.spec
-        provider = host_provider(spec, channel_bindings=self._cbt)
+        provider = host_provider(spec, channel_bindings=self._cbt, private=lambda: self._private_credentials("host"))
         self._host_auth = provider
         if isinstance(provider, (BasicAuth, CertificateAuth)):
             if spec.encrypt:
@@ -580,6 +587,40 @@ class WinRMTransport:
                 return
             self._raise_host_status(resp, self._decrypt(resp))
         raise HostAuthError(f"The Windows host {self._authority} kept asking for authentication after {_MAX_LEGS} legs.", status=401)
+
+    def _private_credentials(self, hop: str) -> list[t.Any] | None:
+        """The session's own Kerberos ticket for `hop` ("host" or "proxy") as pyspnego credentials, or None.
+
+        A password login (Kerberos; Negotiate with a user@REALM name) or a client keytab gets a ticket into a
+        private MEMORY: cache once per session (_private_tickets); the same cache serves re-authentications.
+        Negotiate whose login fails falls back to what pyspnego does with the password (NTLM), as before.
+        """
+        spec = self.spec
+        if hop == "host":
+            auth, user, password, peer = spec.auth, spec.username, spec.password, f"Windows host {self._authority}"
+        else:
+            proxy = t.cast("ProxySpec", spec.proxy)
+            auth, user, password, peer = proxy.auth, proxy.username, proxy.password, f"proxy {proxy.url}"
+        keytab = spec.kerberos_keytab if password is None else None
+        principal = user or (spec.kerberos_principal if keytab else None)
+        if auth not in ("kerberos", "negotiate") or not principal or (password is None and not keytab):
+            return None
+        if auth == "negotiate" and password is not None and "@" not in principal:
+            return None  # a NetBIOS or local name: Negotiate's choice between Kerberos and NTLM stays pyspnego's
+        if hop not in self._tickets:
+            self._tickets[hop] = PrivateTickets(principal, password=password, keytab=keytab, hop=hop, peer=peer,
+                                                forwardable=hop == "host" and spec.negotiate_delegate)
+        tickets = self._tickets[hop]
+        if tickets is None:
+            return None
+        try:
+            return tickets.credentials(auth)
+        except (HostAuthError, ProxyAuthError) as e:
+            if auth == "negotiate" and password is not None:
+                log.debug("Negotiate: the Kerberos login failed (%s); pyspnego chooses as before", e)
+                self._tickets[hop] = None  # not again for this session
+                return None
+            raise
 
     def _drop(self) -> None:
         self._account()
