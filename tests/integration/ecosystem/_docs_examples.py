@@ -13,7 +13,8 @@ The placeholder convention (also stated in docs/README.md) maps what a user writ
 - ``ansible_user`` with an ``@`` is the lab's domain (Kerberos) account, any other user the local ``ansible``;
   ``ansible_password`` becomes that account's password;
 - CA paths (``ansible_psrp_ca_cert``, ``ansible_psrp_proxy_ca_cert``) become the lab CA; client certificate
-  paths the lab host's client certificate;
+  paths the lab host's client certificate; ``ansible_psrp_kerberos_config`` the realm's krb5.conf and
+  ``ansible_psrp_kerberos_keytab`` the domain account's client keytab;
 - a proxy on ``proxy.corp.example`` becomes the lab Squid whose authentication matches
   ``ansible_psrp_proxy_auth`` (none, basic, digest, ntlm, negotiate/kerberos), an ``https://`` proxy the TLS
   Squid, ``tinyproxy.corp.example`` the lab tinyproxy, a ``socks5://``/``socks5h://`` proxy the lab's SOCKS
@@ -178,6 +179,10 @@ def to_lab(example: DocExample, desc: dict[str, t.Any]) -> tuple[dict[str, t.Any
         if key in ("ansible_psrp_ca_cert", "ansible_psrp_cert_trust_path", "ansible_psrp_proxy_ca_cert",
                    "ansible_winrm_ca_trust_path"):
             return desc["ca_cert"]
+        if key == "ansible_psrp_kerberos_config":
+            return desc["kdc"]["krb5_config"]
+        if key == "ansible_psrp_kerberos_keytab":
+            return account(scope.get("ansible_user"), host)["keytab"]
         if key == "ansible_psrp_certificate_pem":
             return host["client_certs"][0]["cert"]
         if key == "ansible_psrp_certificate_key_pem":
