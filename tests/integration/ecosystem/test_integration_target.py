@@ -1,9 +1,9 @@
 """The real-host integration target, run by ansible-test against the lab, as a user runs it against their hosts.
 
 `tests/integration/targets/connection_pinned_psrp` takes any Windows inventory ansible-test is given. Here the
-inventory is generated from the lab (what docs/validate-your-hosts.md tells a user to write for their own
-hosts, written for ansible.builtin.psrp), and ansible-test runs from the collection installed from its
-tarball: once directly, once through Squid with NTLM proxy login.
+inventory is the one docs/validate-your-hosts.md tells a user to write (for ansible.builtin.psrp), filled in
+with the lab's hosts, accounts, CA and Squid as a user fills it in with theirs, and ansible-test runs from the
+collection installed from its tarball: once directly, once through Squid with NTLM proxy login.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import re
 import shutil
 import sys
 import tempfile
+import textwrap
 import typing as t
 
 import pytest
@@ -21,25 +22,44 @@ import pytest
 from .conftest import Installed, clean_env, run, tool
 
 TARGET = "connection_pinned_psrp"
+DOC = pathlib.Path(__file__).resolve().parents[3] / "docs" / "validate-your-hosts.md"
 # Checks of the target the collection does not pass yet, skipped in the lab run (pinned_it_known_gaps):
 # t1, a pinned pool keeps its runspace between tasks (issue 11; tests/integration/peers/test_task_state.py
 # holds it as a strict xfail). Remove an entry when the collection holds it.
 KNOWN_GAPS = ("t1",)
 
 
-def lab_inventory(desc: dict[str, t.Any], *, proxy: str | None = None) -> str:
-    """An INI inventory.winrm for the lab's hosts: HTTPS, NTLM, the lab CA, optionally through a Squid."""
-    lines = ["[windows]"]
-    for host in desc["hosts"]:
-        account = next(u for u in host["users"] if u["username"] == "ansible")
-        lines.append(f"{host['name'].lower()} ansible_host={host['address']} ansible_port={host['https_port']} "
-                     f"ansible_user={account['username']} ansible_password={account['password']}")
-    lines += ["", "[windows:vars]", "ansible_connection=psrp", "ansible_psrp_protocol=https", "ansible_psrp_auth=ntlm",
-              f"ansible_psrp_ca_cert={desc['ca_cert']}", f"pinned_it_known_gaps={','.join(KNOWN_GAPS)}"]
-    if proxy is not None:
-        squid = desc["proxies"][proxy]
-        lines += [f"ansible_psrp_proxy={squid['url']}", f"ansible_psrp_proxy_auth={squid['auth']}",
-                  f"ansible_psrp_proxy_user={squid['username']}", f"ansible_psrp_proxy_password={squid['password']}"]
+def doc_inventory(route: str) -> str:
+    """The INI block of docs/validate-your-hosts.md marked `# it-test: <route>`."""
+    text = DOC.read_text(encoding="utf-8")
+    for match in re.finditer(r"^\s*```ini\n(?P<body>.*?)^\s*```", text, re.M | re.S):
+        body = textwrap.dedent(match.group("body"))
+        if re.search(rf"^# it-test: {route}$", body, re.M):
+            return body
+    raise AssertionError(f"no `# it-test: {route}` inventory in {DOC}")
+
+
+def lab_inventory(desc: dict[str, t.Any], route: str) -> str:
+    """The documented inventory with the lab's values: its hosts, accounts, CA and Squid, as a user fills it in."""
+    hosts = iter(desc["hosts"])
+    lines = []
+    for line in doc_inventory(route).splitlines():
+        if re.match(r"^win\d+ ", line):
+            host = next(hosts)
+            account = next(u for u in host["users"] if u["username"] == "ansible")
+            line = (f"{host['name'].lower()} ansible_host={host['address']} ansible_port={host['https_port']} "
+                    f"ansible_user={account['username']} ansible_password={account['password']}")
+        elif line.startswith("ansible_psrp_ca_cert="):
+            line = f"ansible_psrp_ca_cert={desc['ca_cert']}"
+        elif line.startswith("ansible_psrp_proxy"):
+            squid = desc["proxies"][route]
+            key = line.split("=", 1)[0]
+            line = f"{key}=" + {"ansible_psrp_proxy": squid["url"], "ansible_psrp_proxy_auth": squid["auth"],
+                                "ansible_psrp_proxy_user": squid["username"],
+                                "ansible_psrp_proxy_password": squid["password"]}[key]
+        lines.append(line)
+        if line == "[windows:vars]":
+            lines.append(f"pinned_it_known_gaps={','.join(KNOWN_GAPS)}")
     return "\n".join(lines) + "\n"
 
 
@@ -56,7 +76,7 @@ def test_ansible_test_runs_the_integration_target_against_the_lab(installed_coll
     inventory = tmp_path / "inventory.winrm"
     fd = os.open(inventory, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # lab passwords: test data, still private
     with os.fdopen(fd, "w") as f:
-        f.write(lab_inventory(desc, proxy=None if route == "direct" else route))
+        f.write(lab_inventory(desc, route))
     # ansible-test passes the plugin no variables of ours: the daemon goes to ~/.ansible/pc, so $HOME is a short
     # private directory of this test (a UNIX socket path has 107 bytes)
     home = pathlib.Path(tempfile.mkdtemp(prefix="pw-it-"))
@@ -73,8 +93,10 @@ def test_ansible_test_runs_the_integration_target_against_the_lab(installed_coll
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-6000:]
     assert f"Running {TARGET} integration test script" in output, output[-3000:]
-    # every host ran both playbooks to the end (with and without persistence), nothing failed or unreachable
-    for host in desc["hosts"]:
+    # every host of the inventory ran both playbooks to the end (with and without persistence), none failed
+    listed = [h for h in desc["hosts"] if re.search(rf"^{h['name'].lower()} ", inventory.read_text(), re.M)]
+    assert listed, inventory.read_text()
+    for host in listed:
         name = host["name"].lower()
         recaps = re.findall(rf"^{name}\s*: ok=(\d+)\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
         assert len(recaps) == 2 and all(u == f == "0" for _ok, u, f in recaps), recaps
