@@ -145,6 +145,38 @@ ENV = {"HTTPS_PROXY": "http://env-proxy:8080", "HTTP_PROXY": "http://env-http:80
 
 
 @pytest.mark.compat
+def test_a_socks_proxy_from_all_proxy_is_used_when_asked_and_no_proxy_bypasses_it():
+    environ = {"ALL_PROXY": "socks5h://bastion:1080", "NO_PROXY": "*.nope.example"}
+    spec = spec_for({"ansible_psrp_proxy_from_env": True}, environ)
+    assert (spec.proxy.scheme, spec.proxy.host, spec.proxy.source, spec.use_tunnel) == ("socks5h", "bastion",
+                                                                                     "ALL_PROXY", True)
+    assert spec_for({"ansible_psrp_proxy_from_env": True, "ansible_host": "h.nope.example"}, environ).proxy is None
+
+
+@pytest.mark.compat
+def test_kerberos_config_and_keytab_reach_the_spec_and_key_it(tmp_path):
+    keytab = tmp_path / "svc.keytab"
+    keytab.write_bytes(b"\x05\x02first")
+    conf = tmp_path / "krb5.conf"
+    conf.write_text("[libdefaults]\n")
+    variables = {"ansible_psrp_auth": "kerberos", "ansible_password": None, "ansible_user": "svc@CORP.EXAMPLE",
+                 "ansible_psrp_kerberos_keytab": str(keytab), "ansible_psrp_kerberos_config": str(conf)}
+    spec = spec_for(variables)
+    assert (spec.kerberos_keytab, spec.kerberos_principal, spec.kerberos_config) == (str(keytab), "svc@CORP.EXAMPLE",
+                                                                                     str(conf))
+    key = b"k" * 32
+    before = spec.pin_key(key)
+    keytab.write_bytes(b"\x05\x02rotated")  # a keytab rotated in place gets its own session
+    assert spec_for(variables).pin_key(key) != before
+
+
+@pytest.mark.compat
+def test_a_keytab_no_login_can_use_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="ansible_psrp_kerberos_keytab"):
+        spec_for({"ansible_psrp_auth": "ntlm", "ansible_psrp_kerberos_keytab": "/k.keytab"})
+
+
+@pytest.mark.compat
 def test_environment_proxies_are_ignored_by_default_r7():
     assert spec_for({}, ENV).proxy is None
 
