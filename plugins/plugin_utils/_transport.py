@@ -2,7 +2,7 @@
 
 pypsrp's ``WSMan`` calls ``transport.send(xml, retries_on_read_timeout=, timeout=)``
 and reads ``transport.endpoint``; this class gives it exactly that, with the
-proxy rules of design.md built in:
+proxy rules of docs/security.md ("The proxy rules") built in:
 
 R2  the proxy's provider only fills ``Proxy-Authorization`` on CONNECT; the host's
     provider only fills ``Authorization`` on requests inside the tunnel (or
@@ -30,9 +30,6 @@ import tempfile
 import time
 import typing as t
 
-from pypsrp.encryption import WinRMEncryption
-from pypsrp.exceptions import WinRMTransportError
-
 from . import _socks
 from ._connection import (
     ConnectionLost,
@@ -54,6 +51,7 @@ from ._errors import (
     ProxyError,
     ReadTimeoutError,
     TransportError,
+    missing_package,
 )
 from ._httpauth import (
     AuthProvider,
@@ -71,6 +69,16 @@ from ._timing import PhaseClock
 
 if t.TYPE_CHECKING:
     from ._spec import ProxySpec, SessionSpec
+
+# Guarded as ansible-core guards its plugins' imports: this module loads without pypsrp, and building a
+# transport names the missing package.
+try:
+    from pypsrp.encryption import WinRMEncryption
+    from pypsrp.exceptions import WinRMTransportError
+except ImportError as import_error:
+    PYPSRP_IMPORT_ERROR: ImportError | None = import_error
+else:
+    PYPSRP_IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +129,8 @@ class WinRMTransport:
     """WinRM messages over one held connection (R4), with proxy and host authentication (R2) and R5 repair."""
 
     def __init__(self, spec: SessionSpec, *, events: EventSink | None = None, clock: PhaseClock | None = None) -> None:
+        if PYPSRP_IMPORT_ERROR is not None:
+            raise missing_package("pypsrp", PYPSRP_IMPORT_ERROR)
         self.spec = spec
         self.clock = clock or PhaseClock()  # the session's: where each task's time went (-vvv)
         self.endpoint: str = spec.endpoint
@@ -189,7 +199,7 @@ class WinRMTransport:
         reopens = 0
         read_timeouts = 0
         not_processed = 0
-        for _ in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
+        for _attempt in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
             limit = self._command_time_left(read_timeout or self.spec.read_timeout)
             try:
                 return self._send_once(message, limit)
@@ -470,7 +480,7 @@ class WinRMTransport:
         provider = proxy_provider(proxy, self.spec, private=lambda: self._private_credentials("proxy"))
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
-        for _ in range(_MAX_LEGS):
+        for _leg in range(_MAX_LEGS):
             headers = base + ([("Proxy-Authorization", credential)] if credential else [])
             try:
                 resp = conn.request(

@@ -23,10 +23,6 @@ from .conftest import Installed, clean_env, run, tool
 
 TARGET = "connection_pinned_psrp"
 DOC = pathlib.Path(__file__).resolve().parents[3] / "docs" / "validate-your-hosts.md"
-# Checks of the target the collection does not pass yet, skipped in the lab run (pinned_it_known_gaps):
-# t1, a pinned pool keeps its runspace between tasks (issue 11; tests/integration/peers/test_task_state.py
-# holds it as a strict xfail). Remove an entry when the collection holds it.
-KNOWN_GAPS = ("t1",)
 
 
 def doc_inventory(route: str) -> str:
@@ -58,8 +54,6 @@ def lab_inventory(desc: dict[str, t.Any], route: str) -> str:
                                 "ansible_psrp_proxy_user": squid["username"],
                                 "ansible_psrp_proxy_password": squid["password"]}[key]
         lines.append(line)
-        if line == "[windows:vars]":
-            lines.append(f"pinned_it_known_gaps={','.join(KNOWN_GAPS)}")
     return "\n".join(lines) + "\n"
 
 
@@ -101,6 +95,13 @@ def test_ansible_test_runs_the_integration_target_against_the_lab(installed_coll
         recaps = re.findall(rf"^{name}\s*: ok=(\d+)\s+changed=\d+\s+unreachable=(\d+)\s+failed=(\d+)", output, re.M)
         assert len(recaps) == 2 and all(u == f == "0" for _ok, u, f in recaps), recaps
         assert lab.host_counters(host["name"]).get("auth_handshakes.ntlm", 0) >= 1
+    # T1 ran on every host (nothing skips it) and the next task saw none of what the previous one left
+    # (serial: 1, so the task's header comes once per host)
+    sections = re.findall(r"^TASK \[T1 - the next task sees the host session as a fresh pool would\].*?(?=^TASK )",
+                          output, re.M | re.S)
+    ran = [name for section in sections
+           for name in re.findall(r"^(?:ok|changed): \[([^\]]+)\]", section, re.M)]  # raw reports changed
+    assert sorted(ran) == sorted(h["name"].lower() for h in listed), sections or output[-3000:]
     if proxy_before is not None:
         assert lab.proxy_counters(route)["requests"] > proxy_before
     assert all(u["password"] not in output for h in desc["hosts"] for u in h["users"])
