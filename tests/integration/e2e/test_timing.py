@@ -100,3 +100,22 @@ def test_every_task_prints_its_timing_line_at_vvv(e2e: E2E, persist: bool) -> No
     assert "auth" in lines[0] and "pool open" in lines[0]
     # pinned: only the first task paid for the login; without persistence every task does
     assert all(("auth" in line) is (not persist) for line in lines[1:]), lines
+
+
+def _shape(line: str) -> str:
+    """A timing line with its figures taken out: which phases and counts it names, in which order."""
+    line = re.sub(r"[\d.]+ (B|KiB|MiB|GiB)\b", "SIZE", line)
+    line = re.sub(r"[\d.]+(ms|s)\b", "TIME", line)
+    return re.sub(r"\b\d+ ", "N ", line)
+
+
+def test_the_documented_timing_lines_are_what_a_run_over_https_prints(e2e: E2E) -> None:
+    """docs/task-timing.md's example (a task that opened the session, then one that rode it) as the plugin prints it."""
+    doc = (pathlib.Path(__file__).resolve().parents[3] / "docs" / "task-timing.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^<win01> PSRP: timing: (.*)$", doc, re.M)
+    assert len(documented) == 2, documented
+    run = e2e.run({"ansible_psrp_protocol": "https", "ansible_psrp_auth": "ntlm"}, extra_args=["-vvv"])
+    run.assert_ok()
+    printed = re.findall(r"PSRP: timing: (.*)", run.stdout)
+    assert len(printed) == 3, run.stdout[-3000:]
+    assert [_shape(line) for line in printed[:2]] == [_shape(line) for line in documented], printed
