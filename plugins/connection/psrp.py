@@ -12,7 +12,7 @@ description:
 - Runs commands and transfers files on Windows hosts over the PowerShell Remoting Protocol (WinRM), like
   P(ansible.builtin.psrp#connection), with which every C(ansible_psrp_*) variable keeps its meaning.
 - Reaches hosts directly or through HTTP proxies, with proxy authentication (Basic, Digest, NTLM,
-  Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists.
+  Negotiate, Kerberos) independent of the host's, CONNECT tunnels, and bypass lists; or through SOCKS5 proxies.
 - Keeps one authenticated, encrypted session per host in a local per-user daemon and reuses it for every
   task and the next playbook run (O(persist)), the way OpenSSH ControlPersist does for ssh.
 - A task's C(timeout), Ctrl-C or a killed worker stop the task's command on the host and free its session.
@@ -26,6 +26,7 @@ requirements:
 - pyspnego (Python library; with the C(kerberos) extra for Kerberos)
 - requests-credssp (Python library, for CredSSP)
 - h11 (Python library)
+- python-socks (Python library, for SOCKS5 proxies)
 extends_documentation_fragment:
 - ansible.builtin.connection_pipelining
 - pinned.winrm.proxy
@@ -51,6 +52,8 @@ options:
   remote_password:
     description:
     - Authentication password for the O(remote_user). Can be supplied as CLI option.
+    - With a password, V(kerberos) (and V(negotiate) with a C(user@REALM) name) get the session's own ticket from
+      the KDC into a private in-memory cache, without C(kinit) and without touching the user's cache.
     - Without a password, V(kerberos) and V(negotiate) use the tickets of the run's own credential cache
       (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME));
       a pinned session is bound to that cache and its principal, so runs with other tickets get their own.
@@ -300,6 +303,27 @@ options:
     default: false
     vars:
     - name: ansible_psrp_no_profile
+  kerberos_config:
+    description:
+    - Path to the C(krb5.conf) (realms, KDCs, encryption types) for this host's Kerberos, V(kerberos) or
+      V(negotiate), to the host and to a proxy. The task's process and its pin daemon read this file, not the
+      controller's C(/etc/krb5.conf) nor C(KRB5_CONFIG); runs naming different files use different daemons.
+    - Unset, the C(KRB5_CONFIG) of the run (else C(/etc/krb5.conf)) is used, as ansible.builtin.psrp does.
+    type: path
+    vars:
+    - name: ansible_psrp_kerberos_config
+    version_added: 1.0.0
+  kerberos_keytab:
+    description:
+    - Path to a client keytab holding the key of O(remote_user) (or of O(proxy_user) for a proxy login without a
+      password). The session gets its own ticket from it, without C(kinit) and without touching any credential
+      cache of the user.
+    - With a password (O(remote_password)) no keytab is needed for that either - V(kerberos) (and V(negotiate) with a
+      C(user@REALM) name) log on to the KDC themselves into a private in-memory cache of the session.
+    type: path
+    vars:
+    - name: ansible_psrp_kerberos_keytab
+    version_added: 1.0.0
   max_output_mb:
     description:
     - The most output (stdout and stderr together, in MiB) one command may return. Past it the command is stopped
@@ -601,6 +625,7 @@ SPEC_OPTIONS = (
     "operation_timeout", "max_envelope_size", "configuration_name", "no_profile", "proxy_auth", "proxy_user",
     "proxy_password", "proxy_ca_cert", "proxy_bypass", "proxy_from_env", "proxy_tunnel",
     "proxy_negotiate_hostname_override", "proxy_negotiate_service", "proxy_allow_basic_over_http",
+    "kerberos_config", "kerberos_keytab",
 )
 
 
@@ -702,6 +727,9 @@ class Connection(ConnectionBase):
 
     def _session_spec(self) -> SessionSpec:
         notes: list[tuple[str, str]] = []
+        if self.get_option("kerberos_config"):
+            # this task's process (a fork of its own) and the pin daemon it picks read the run's krb5.conf
+            os.environ["KRB5_CONFIG"] = os.path.abspath(os.path.expanduser(str(self.get_option("kerberos_config"))))
         try:
             spec = build_session_spec(self.get_option, os.environ, notes)
         except ConfigError as e:
@@ -771,6 +799,8 @@ class Connection(ConnectionBase):
         for reason, count in items:
             parts.append(f"re-authenticated {count}x because {reason}")
         display.vvv("; ".join(parts), host=host)
+        if info.get("timing_line"):  # computed where the work happened (daemon or session); printed as is
+            display.vvv(f"PSRP: timing: {info['timing_line']}", host=host)
         for kind, detail in info.get("events") or ():
             display.vvvv(f"PSRP: {kind}: {detail}", host=host)
 

@@ -9,9 +9,14 @@ class ModuleDocFragment:
 options:
   proxy:
     description:
-    - URL of the HTTP proxy between the controller and the Windows host, V(http://proxy:3128) or
-      V(https://proxy:3129) (TLS to the proxy). SOCKS proxies are not supported.
-    - "HTTPS endpoints go through a CONNECT tunnel; HTTP endpoints are forwarded (or tunnelled with O(proxy_tunnel))."
+    - URL of the proxy between the controller and the Windows host, V(http://proxy:3128),
+      V(https://proxy:3129) (TLS to the proxy), or a SOCKS5 proxy, V(socks5://bastion:1080) (the controller
+      resolves the host's name) or V(socks5h://bastion:1080) (the proxy resolves it).
+    - "HTTPS endpoints go through a CONNECT tunnel; HTTP endpoints are forwarded (or tunnelled with O(proxy_tunnel)).
+      A SOCKS5 proxy relays one stream to the host for either."
+    - A SOCKS5 proxy takes O(proxy_user) and O(proxy_password) (RFC 1929), which need an V(https) endpoint (rule R1)
+      and, since RFC 1929 sends the password in clear, O(proxy_allow_basic_over_http). SOCKS4 is not supported.
+      SOCKS needs the python-socks library.
     - Credentials embedded in the URL (V(http://user:pass@proxy:3128)) are taken as O(proxy_user) and
       O(proxy_password) with O(proxy_auth=basic), as ansible.builtin.psrp users write them.
     - The proxy is used only as configured here; environment variables are ignored unless
@@ -37,6 +42,7 @@ options:
     description:
     - Accept V(basic) proxy authentication (or credentials in the proxy URL) with an V(http://) proxy, which
       sends the proxy password readable (base64) on the network between the controller and the proxy.
+    - Also required for a password to a SOCKS5 proxy (O(proxy) V(socks5://)), which RFC 1929 sends in clear.
     - For proxies that offer nothing else. The connection to the Windows host must still be HTTPS (rule R1),
       as PowerShell's own WinRM client requires; the host's credentials and messages stay inside TLS.
     - Every run prints a warning naming the proxy and the proxy user.

@@ -275,12 +275,16 @@ class SpnegoAuth(AuthProvider):
         channel_bindings: bytes | None = None,
         first_label: str | None = None,
         tickets: list[t.Any] | None = None,
+        private: t.Callable[[], list[t.Any] | None] | None = None,
+        spn_settings: str = "ansible_psrp_negotiate_hostname_override or ansible_psrp_negotiate_service",
     ) -> None:
         super().__init__()
         if SPNEGO_IMPORT_ERROR is not None:
             raise missing_package("pyspnego", SPNEGO_IMPORT_ERROR)
         self._first_label = first_label
         self._tickets = tickets  # pyspnego credentials naming the run's own cache/keytab (no password)
+        self._private = private  # the session's own ticket for this hop (_private_tickets), asked per context
+        self._spn_settings = spn_settings
         self._username = username
         self._password = password
         self._protocol = protocol
@@ -303,9 +307,16 @@ class SpnegoAuth(AuthProvider):
         bindings = None
         if self._cbt:
             bindings = spnego.channel_bindings.GssChannelBindings(application_data=self._cbt)
+        private = self._private() if self._private is not None else None
+        if private:
+            who: t.Any = private
+            password = None
+        else:
+            who = self._tickets if self._tickets and self._password is None else self._username
+            password = self._password
         return spnego.client(
-            self._tickets if self._tickets and self._password is None else self._username,
-            self._password,
+            who,
+            password,
             hostname=self._hostname,
             service=self._service,
             channel_bindings=bindings,
@@ -323,7 +334,7 @@ class SpnegoAuth(AuthProvider):
         try:
             out_token = self._context.step(None)
         except spnego.exceptions.SpnegoError as e:
-            raise AuthRejected(f"{self._protocol}: {getattr(e, 'message', type(e).__name__)}") from e
+            raise AuthRejected(self._explain(str(getattr(e, "message", type(e).__name__)))) from e
         return f"{self.label} {base64.b64encode(out_token).decode()}" if out_token else None
 
     def respond(self, challenges: list[Challenge], method: str, target: str) -> str:
@@ -343,12 +354,21 @@ class SpnegoAuth(AuthProvider):
         try:
             out_token = self._context.step(in_token)
         except spnego.exceptions.SpnegoError as e:
-            raise AuthRejected(f"{self._protocol}: {e.message if hasattr(e, 'message') else type(e).__name__}") from e
+            raise AuthRejected(self._explain(str(e.message if hasattr(e, "message") else type(e).__name__))) from e
         except Exception as e:  # pyspnego raises struct.error/ValueError/... for malformed tokens from the peer
             raise AuthRejected(f"{self._protocol}: the peer sent a malformed token ({type(e).__name__})") from e
         if not out_token:
             raise AuthRejected(self._protocol)
         return f"{self.label} {base64.b64encode(out_token).decode()}"
+
+    def _explain(self, message: str) -> str:
+        """The library's message, with the SPN and the settings that choose it when the KDC knows no such service."""
+        spn = f"{self._service}/{self._hostname}"
+        lowered = message.lower()
+        if "server not found" in lowered or ("server" in lowered and "not found in kerberos database" in lowered):
+            return (f"{self._protocol}: {message}; the KDC knows no service principal {spn}: set {self._spn_settings} "
+                    f"to the name in its SPN, or register it on the service's account (setspn -S {spn} <account>)")
+        return f"{self._protocol}: {message} (SPN {spn})" if self._protocol != "ntlm" else f"{self._protocol}: {message}"
 
     def finish(self, challenges: list[Challenge]) -> None:
         chal = next((c for c in challenges if c.name == self.label.lower()), None)
@@ -442,8 +462,12 @@ _PROXY_LABELS = {
 }
 
 
-def host_provider(spec: t.Any, *, channel_bindings: bytes | None) -> AuthProvider:
-    """The provider for the Windows host, from the host settings of a SessionSpec only (R2)."""
+def host_provider(spec: t.Any, *, channel_bindings: bytes | None,
+                  private: t.Callable[[], list[t.Any] | None] | None = None) -> AuthProvider:
+    """The provider for the Windows host, from the host settings of a SessionSpec only (R2).
+
+    ``private`` gives the session's own Kerberos ticket for the host (a password or keytab login, _private_tickets).
+    """
     auth = spec.auth
     if auth == "basic":
         return BasicAuth(spec.username, spec.password, send_first=True)
@@ -463,6 +487,7 @@ def host_provider(spec: t.Any, *, channel_bindings: bytes | None) -> AuthProvide
             # Windows closes the connection after an offers-only 401, so the first token goes unasked
             first_label="Negotiate",
             tickets=_tickets(spec, spec.username, auth, spec.password),
+            private=private if auth != "ntlm" else None,
         )
     if auth == "credssp":
         return CredSSPAuth(
@@ -483,7 +508,8 @@ def _tickets(spec: t.Any, username: str | None, protocol: str, password: str | N
     return ticket_credentials(spec.ticket_identity, username, protocol)
 
 
-def proxy_provider(proxy: t.Any, spec: t.Any = None) -> AuthProvider | None:
+def proxy_provider(proxy: t.Any, spec: t.Any = None,
+                   private: t.Callable[[], list[t.Any] | None] | None = None) -> AuthProvider | None:
     """The provider for the proxy, from the ProxySpec's own credentials only (R2).
 
     ``spec`` (the session's SessionSpec) only lends the run's own Kerberos tickets to a password-less proxy login.
@@ -504,6 +530,8 @@ def proxy_provider(proxy: t.Any, spec: t.Any = None) -> AuthProvider | None:
             service=proxy.negotiate_service or "HTTP",
             labels=_PROXY_LABELS[auth],
             tickets=_tickets(spec, proxy.username, auth, proxy.password),
+            private=private if auth != "ntlm" else None,
+            spn_settings="ansible_psrp_proxy_negotiate_hostname_override or ansible_psrp_proxy_negotiate_service",
         )
     raise ConfigError(f"ansible_psrp_proxy_auth: {auth!r} is not one of basic, digest, ntlm, negotiate, kerberos.")
 

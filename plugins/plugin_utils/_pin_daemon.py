@@ -143,7 +143,19 @@ def task_report(session: t.Any, status: str, reauths_before: dict[str, int], reb
         "reauths_total": transport_reauths(session),
         "reauth_reasons": this_task,
         "pool_rebuilds": stats.get("pool_rebuilds", 0),
+        **_task_timing(session),
     }
+
+
+def _task_timing(session: t.Any) -> dict[str, t.Any]:
+    """The task's phases and counts, and the -vvv line the plugin prints as is (_timing.py); {} without a clock."""
+    clock = getattr(session, "clock", None)
+    if clock is None:
+        return {}
+    from ._timing import timing_line
+
+    timing = clock.task_timing()
+    return {"timing": timing, "timing_line": timing_line(timing)}
 
 
 @contextlib.contextmanager

@@ -62,12 +62,37 @@ def env_profile(environ: t.Mapping[str, str]) -> str:
 _MAX_SOCKET_PATH = 107
 
 
+def runner_job_root(environ: t.Mapping[str, str]) -> str | None:
+    """The private data directory of the ansible-runner job this process runs in, or None outside one.
+
+    ansible-runner (AWX, Automation Platform, and ``ansible_runner.run()``) sets AWX_ISOLATED_DATA_DIR to the
+    job's artifact directory, ``<private data dir>/artifacts/<ident>``, in process mode and in a container alike.
+    """
+    artifacts = environ.get("AWX_ISOLATED_DATA_DIR")
+    if not artifacts:
+        return None
+    parent = os.path.dirname(os.path.abspath(artifacts))
+    if os.path.basename(parent) != "artifacts":
+        return None
+    return os.path.dirname(parent)
+
+
 def default_persist_root() -> str:
-    """Ansible's persistent control path dir (~/.ansible/pc), else $XDG_RUNTIME_DIR, else ~/.ansible/pc."""
+    """Where the daemon's directory goes when ansible_psrp_persist_dir is unset.
+
+    Ansible's persistent control path dir when set explicitly (ANSIBLE_PERSISTENT_CONTROL_PATH_DIR or
+    ansible.cfg); else, inside an ansible-runner job, the job's private data directory, so the pin daemon and its
+    sessions belong to one job (docs/execution-environments.md); else Ansible's default (~/.ansible/pc), else
+    $XDG_RUNTIME_DIR, else ~/.ansible/pc.
+    """
     try:
         from ansible import constants as C  # the plugin already imported it; the daemon never calls this
 
-        path = getattr(C, "PERSISTENT_CONTROL_PATH_DIR", None)
+        path = getattr(C, "PERSISTENT_CONTROL_PATH_DIR", None)  # rendered ({{ ANSIBLE_HOME ~ "/pc" }})
+        _value, origin = C.config.get_config_value_and_origin("PERSISTENT_CONTROL_PATH_DIR")
+        job = runner_job_root(os.environ)
+        if job is not None and origin == "default":
+            return job
         if path:
             return os.path.expanduser(str(path))
     except Exception:  # ansible missing or its config unreadable: fall back to the same default it uses

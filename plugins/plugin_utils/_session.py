@@ -23,6 +23,7 @@ from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, Ta
 from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
+from ._timing import PhaseClock
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +160,7 @@ class Session:
         self.psrp_host: t.Any = None
         self._last_pipeline: t.Any = None
         self.negotiated_envelope: int | None = None
+        self.clock = PhaseClock()  # where each task's time went, from ensure_ready() on (_timing.py)
         self.isolate = isolate
         self.baseline: Baseline | None = None  # the state of the pool when it opened (isolation)
         self.put_command_quota = _transfers.DEFAULT_COMMAND_INPUT_QUOTA  # lowered to what the host says it takes
@@ -197,7 +199,7 @@ class Session:
     def _build_transport(self) -> t.Any:
         from ._transport import WinRMTransport
 
-        return WinRMTransport(self.spec, events=self._events)
+        return WinRMTransport(self.spec, events=self._events, clock=self.clock)
 
     def open(self) -> None:
         """Connect, authenticate and open the Runspace Pool."""
@@ -223,8 +225,9 @@ class Session:
                 kwargs["no_profile"] = True
             pool = RunspacePool(wsman, host=self.psrp_host, **kwargs)
             try:
-                self._negotiate_envelope(wsman)
-                pool.open()
+                with self.clock.phase("pool_open"):  # connect and authentication inside it count as themselves
+                    self._negotiate_envelope(wsman)
+                    pool.open()
             except Exception as exc:
                 raise _open_error_from(exc, spec) from exc
             self.pool = pool
@@ -276,6 +279,7 @@ class Session:
     def ensure_ready(self) -> str:
         """Make the session usable for one more task; returns 'opened', 'reused' or 'reopened: <why>'."""
         with self._lock:
+            self.clock.start_task()
             if self.pool is None:
                 self.open()
                 return "opened"
@@ -566,6 +570,7 @@ class Session:
         should_stop: StopCheck | None = None,
         output: OutputSink | None = None,
         max_output: int | None = None,
+        _phase: str = "command",
     ) -> ExecResult:
         """Run a PowerShell script in the pool; rc/stdout/stderr as ansible.builtin.psrp renders them.
 
@@ -584,15 +589,17 @@ class Session:
                              max_output)
 
     def _run(self, script: str, arguments: list[t.Any], input_data: t.Iterable[t.Any] | None, verbose_errors: bool,
-             should_stop: StopCheck | None, output: OutputSink | None, max_output: int | None) -> ExecResult:
-        """One pipeline of a task (run(), or one of put_file's commands)."""
+             should_stop: StopCheck | None, output: OutputSink | None, max_output: int | None,
+             phase: str = "command") -> ExecResult:
+        """One pipeline of a task (run(), or one of put_file's commands, timed as a transfer)."""
         collected = Collected() if output is None else None
         rendered = StreamedOutput(output or t.cast(OutputSink, collected), max_output)
         self._finish_last_pipeline()
         try:
             # one generator for every attempt: a Command refused for a lost shell consumed no input
-            ps = self._begin(script, arguments, _input_generator(input_data))
-            self._wait(ps, should_stop, rendered.output)
+            with self.clock.phase(phase):
+                ps = self._begin(script, arguments, _input_generator(input_data))
+                self._wait(ps, should_stop, rendered.output)
             self._last_pipeline = ps
             rc = rendered.finish(ps, self.psrp_host, verbose_errors)
         finally:
@@ -642,7 +649,7 @@ class Session:
         try:
             # offsets as text: pypsrp sends a Python int as Int32, and a file may pass 2 GiB ([long] converts it)
             result = self._run(_transfers.PUT_SCRIPT, [out_path, staged, str(offset)], command, False, should_stop,
-                               None, None)
+                               None, None, phase="transfer")
         except HostError as exc:
             quota = _transfers.refused_quota(str(exc))
             if quota is None or quota >= self.put_command_quota:
@@ -655,6 +662,8 @@ class Session:
                 f"was planned with); the destination was left unchanged, and this session's next put_file sends "
                 f"smaller commands. Run the task again, or raise MaximumReceivedDataSizePerCommandMB "
                 f"(Set-PSSessionConfiguration). ({exc})", status=exc.status) from exc
+        finally:
+            self.clock.count(transfer_bytes=command.size)  # the file's bytes this command sent (-vvv timing)
         if result.rc != 0:
             raise HostError(f"put_file to {out_path!r} failed on the host: "
                             f"{result.stderr.decode('utf-8', 'replace').strip()}")
@@ -721,13 +730,15 @@ class Session:
                 seen["sha1"] = item[6:]
             else:
                 data = base64.b64decode(item)
+                self.clock.count(transfer_bytes=len(data))
                 digest.update(data)
                 seen["got"] += len(data)
                 sink(data)
 
         arguments = [in_path, buffer_size, str(offset), str(_transfers.FETCH_RANGE_BYTES), str(size)]  # [long] on the host
-        ps = self._begin(_transfers.FETCH_SCRIPT, arguments, None)
-        self._wait(ps, should_stop, on_output)
+        with self.clock.phase("transfer"):
+            ps = self._begin(_transfers.FETCH_SCRIPT, arguments, None)
+            self._wait(ps, should_stop, on_output)
         self._last_pipeline = ps
         errors = Collected()
         rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)

@@ -26,13 +26,14 @@ import threading
 import typing as t
 import urllib.parse
 
+from . import _socks
 from ._errors import ConfigError
 from ._kerberos import TICKET_AUTHS, TicketIdentity, resolve_ticket_identity
 
 HOST_AUTHS = ("basic", "certificate", "negotiate", "kerberos", "ntlm", "credssp")
 ENCRYPTING_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp")
 PROXY_AUTHS = ("basic", "digest", "ntlm", "negotiate", "kerberos")
-PROXY_SCHEMES = ("http", "https")
+PROXY_SCHEMES = ("http", "https", *_socks.SOCKS_SCHEMES)
 MESSAGE_ENCRYPTION = ("auto", "always", "never")
 
 
@@ -107,6 +108,8 @@ class SessionSpec:
     kerberos_ccache: str | None = None
     kerberos_keytab: str | None = None
     kerberos_principal: str | None = None
+    # ansible_psrp_kerberos_config: the krb5.conf the run named (the process reading it is checked against it)
+    kerberos_config: str | None = None
 
     # -- derived ---------------------------------------------------------
 
@@ -135,7 +138,8 @@ class SessionSpec:
 
     @property
     def use_tunnel(self) -> bool:
-        return self.proxy is not None and (self.scheme == "https" or self.proxy.tunnel)
+        """One stream to the host through the proxy (CONNECT, or SOCKS, which relays nothing else)."""
+        return self.proxy is not None and (self.scheme == "https" or self.proxy.tunnel or _socks.is_socks(self.proxy))
 
     def describe(self) -> dict[str, t.Any]:
         """A secret-free summary for logs, `-vvv` and the session list."""
@@ -194,6 +198,9 @@ class SessionSpec:
             "certificate_pem": self.certificate_pem,
             "certificate_key_pem": self.certificate_key_pem,
             "proxy_ca_cert": self.proxy.ca_cert if self.proxy is not None else None,
+            "kerberos_config": self.kerberos_config,
+            # a keytab rotated in place gets a new session, as a rotated certificate does
+            "kerberos_keytab": _keytab_file(self.kerberos_keytab),
         }
         return {name: value for name, value in named.items() if value and not _is_pem_text(value)}
 
@@ -207,6 +214,15 @@ class SessionSpec:
         files = {name: file_fingerprint(path) for name, path in self.trust_files().items()}
         canonical = json.dumps({"spec": self.to_wire(), "files": files}, sort_keys=True, separators=(",", ":"))
         return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def _keytab_file(name: str | None) -> str | None:
+    """The file of a FILE: (or type-less) keytab name; None for other keytab types."""
+    if not name:
+        return None
+    if name.startswith("FILE:"):
+        return name[5:]
+    return None if ":" in name.split("/", 1)[0] else name
 
 
 def _is_pem_text(value: str) -> bool:
@@ -305,13 +321,14 @@ _SPEC_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
                                  "negotiate_send_cbt")),
     *((name, _text_or_none) for name in ("username", "password", "ca_cert", "certificate_pem", "certificate_key_pem",
                                          "certificate_key_password", "negotiate_hostname_override",
-                                         "kerberos_ccache", "kerberos_keytab", "kerberos_principal")),
+                                         "kerberos_ccache", "kerberos_keytab", "kerberos_principal",
+                                         "kerberos_config")),
 )
 _PROXY_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
     ("scheme", _one_of(*PROXY_SCHEMES)),
     ("host", lambda v: isinstance(v, str) and bool(v)),
     ("port", _number(1, 65535)),
-    ("auth", _one_of(None, *PROXY_AUTHS)),
+    ("auth", _one_of(None, *PROXY_AUTHS, _socks.SOCKS_PASSWORD_AUTH)),
     ("tunnel", _BOOL),
     *((name, _text_or_none) for name in ("username", "password", "ca_cert", "negotiate_hostname")),
 )
@@ -420,14 +437,10 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
             "with an IPv6 address in brackets (http://[2001:db8::1]:3128)."
         ) from None
     scheme = parsed.scheme.lower()
-    if scheme.startswith("socks"):
-        raise ConfigError(
-            f"{setting}: SOCKS proxies are not supported (WinRM proxy authentication and affinity rules are "
-            "HTTP's); use an http:// or https:// proxy URL."
-        )
+    _socks.refuse_unsupported_scheme(scheme, setting)
     if scheme not in PROXY_SCHEMES:
         raise ConfigError(
-            f"{setting}: proxy scheme {parsed.scheme!r} is not supported; use http:// or https://."
+            f"{setting}: proxy scheme {parsed.scheme!r} is not supported; use http://, https://, socks5:// or socks5h://."
         )
     try:
         port = parsed.port
@@ -438,7 +451,7 @@ def parse_proxy_url(url: str, setting: str = "ansible_psrp_proxy") -> tuple[str,
     if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
         raise ConfigError(f"{setting}: a proxy URL has no path or query; got {_redact_url(text)!r}.")
     if port is None:
-        port = {"http": 80, "https": 443}[scheme]
+        port = {"http": 80, "https": 443}.get(scheme, _socks.DEFAULT_PORT)
     user = urllib.parse.unquote(parsed.username) if parsed.username else None
     password = urllib.parse.unquote(parsed.password) if parsed.password else None
     return scheme, host, port, user, password
@@ -623,7 +636,9 @@ def _resolve_proxy(
     user = options.get("proxy_user") or url_user
     password = options.get("proxy_password") or url_password
     auth = options.get("proxy_auth")
-    if auth is not None and str(auth).strip():
+    if p_scheme in _socks.SOCKS_SCHEMES:
+        auth = _socks.socks_auth(auth, user, password, _redact_url(str(url)))
+    elif auth is not None and str(auth).strip():
         auth = _choice(auth, "ansible_psrp_proxy_auth", PROXY_AUTHS)
     else:
         auth = "basic" if (user or password) else None
@@ -682,6 +697,7 @@ def _check_rules(spec: SessionSpec) -> None:
     if proxy is None:
         return
     via = f"the proxy {proxy.url}" + (f" (from {proxy.source})" if proxy.source != "inventory" else "")
+    _socks.check_rules(spec, via)
     if spec.scheme == "http" and (proxy.auth or proxy.username or proxy.password):
         raise ConfigError(
             f"R1: {via} needs authentication, which is only allowed when the connection to the Windows host is "
@@ -835,21 +851,28 @@ def build_spec(
                                   minimum=0, maximum=100),
         reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
         proxy=_resolve_proxy(options, scheme, host, port, environ),
+        kerberos_config=_absolute(options.get("kerberos_config")),
     )
     if spec.proxy is not None and spec.proxy.scheme == "https" and spec.proxy.ca_cert is None and env_bundle:
         spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, ca_cert=_absolute(env_bundle[0])))
-    spec = _with_ticket_identity(spec, environ)
+    spec = _with_ticket_identity(spec, environ, _absolute(options.get("kerberos_keytab")))
     _check_rules(spec)
     proxy = spec.proxy
     if proxy is not None and proxy.auth == "basic" and proxy.scheme == "http":
         notes.append(("warning", f"ansible_psrp_proxy_allow_basic_over_http: the proxy password of "
                                  f"{proxy.username!r} crosses the network readable to the proxy {proxy.url} "
                                  "(Basic over http://); use the proxy's https:// port or another proxy_auth"))
+    socks_warning = _socks.clear_text_warning(spec)
+    if socks_warning:
+        notes.append(("warning", socks_warning))
     return spec
 
 
-def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str]) -> SessionSpec:
+def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str], keytab: str | None = None) -> SessionSpec:
     """Pin the run's own Kerberos tickets into the spec when a kerberos/negotiate login has no password.
+
+    ``keytab`` (ansible_psrp_kerberos_keytab) names the client keytab of that login outright: the session logs on
+    from it into a private cache of its own (_private_tickets), whatever the run's cache holds.
 
     The identity (cache or keytab, and principal) becomes part of the pin key, so runs with different
     caches never share a session, and the daemon uses exactly this cache instead of its own default.
@@ -857,9 +880,17 @@ def _with_ticket_identity(spec: SessionSpec, environ: t.Mapping[str, str]) -> Se
     host_tickets = spec.auth in TICKET_AUTHS and spec.password is None
     proxy = spec.proxy
     proxy_tickets = proxy is not None and proxy.auth in TICKET_AUTHS and proxy.password is None
+    if keytab and not (host_tickets or proxy_tickets):
+        raise ConfigError(
+            "ansible_psrp_kerberos_keytab is set, but no login can use it: it serves ansible_psrp_auth (or "
+            "ansible_psrp_proxy_auth) kerberos or negotiate without a password. Remove the password to log on "
+            "from the keytab, or remove ansible_psrp_kerberos_keytab."
+        )
     if not (host_tickets or proxy_tickets):
         return spec
     username = spec.username if host_tickets else t.cast(ProxySpec, proxy).username
+    if keytab:
+        return dataclasses.replace(spec, kerberos_ccache=None, kerberos_keytab=keytab, kerberos_principal=username)
     identity = resolve_ticket_identity(username, environ)
     if identity is None:
         return spec

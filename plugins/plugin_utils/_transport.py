@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import ssl
 import tempfile
 import time
 import typing as t
 
+from . import _socks
 from ._connection import (
     ConnectionLost,
     HTTPConnection,
@@ -42,6 +44,7 @@ from ._errors import (
     AffinityLostError,
     CommandTimeoutError,
     ConfigError,
+    ConnectTimeoutError,
     HostAuthError,
     HostError,
     ProxyAuthError,
@@ -61,6 +64,8 @@ from ._httpauth import (
     parse_challenges,
     proxy_provider,
 )
+from ._private_tickets import PrivateTickets, check_config
+from ._timing import PhaseClock
 
 if t.TYPE_CHECKING:
     from ._spec import ProxySpec, SessionSpec
@@ -123,18 +128,15 @@ def _bracket(host: str) -> str:
 class WinRMTransport:
     """WinRM messages over one held connection (R4), with proxy and host authentication (R2) and R5 repair."""
 
-    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None, clock: PhaseClock | None = None) -> None:
         if PYPSRP_IMPORT_ERROR is not None:
             raise missing_package("pypsrp", PYPSRP_IMPORT_ERROR)
         self.spec = spec
+        self.clock = clock or PhaseClock()  # the session's: where each task's time went (-vvv)
         self.endpoint: str = spec.endpoint
         self._events = events
+        check_config(spec.kerberos_config)  # the krb5.conf the run named is the one this process reads
         proxy = spec.proxy
-        if proxy is not None and proxy.scheme not in ("http", "https"):
-            raise ConfigError(
-                f"ansible_psrp_proxy: {proxy.scheme}:// proxies are not supported by this transport yet; "
-                "use an http:// or https:// proxy."
-            )
         self._forward = proxy is not None and not spec.use_tunnel
         self._authority = f"{_bracket(spec.host)}:{spec.port}"
         path = "/" + spec.path.lstrip("/")
@@ -166,6 +168,7 @@ class WinRMTransport:
         self._command_deadline: float | None = None  # set_command_deadline(): the task's own bound
         self._command_timeout: float | None = None
         self._command_setting = "ansible_psrp_persist_command_timeout"
+        self._tickets: dict[str, PrivateTickets | None] = {}  # per hop: the session's own Kerberos ticket
         log.debug(
             "WinRM transport for %s (auth %s, encrypt %s, proxy %s, %s)",
             self.endpoint,
@@ -280,6 +283,10 @@ class WinRMTransport:
         if self._conn is not None:
             self._drop()
             self._emit("close", f"closed the connection to {self._authority}{self._via()}")
+        for tickets in self._tickets.values():
+            if tickets is not None:
+                tickets.destroy()
+        self._tickets = {}
 
     # -- connection life ----------------------------------------------------
 
@@ -373,6 +380,7 @@ class WinRMTransport:
             self._drop()
             raise ReadTimeoutError(f"Waiting for the Windows host {self._authority}{self._via()}: {e}") from None
         self.stats["requests"] += 1
+        self.clock.count(requests=1)
         self._account()
         log.debug("%s %s (%d bytes) -> %d (%d bytes)", method, target, len(body), resp.status, len(resp.body))
         return resp
@@ -386,7 +394,10 @@ class WinRMTransport:
         if spec.proxy is not None and spec.proxy.scheme == "https":
             self._proxy_context()
         stream: Stream
-        if spec.proxy is not None:
+        if _socks.is_socks(spec.proxy):
+            stream = self._open_socks_stream()
+            party = f"Windows host {self._authority} (through proxy {t.cast('ProxySpec', spec.proxy).url})"
+        elif spec.proxy is not None:
             stream = self._open_proxy_stream()
             if spec.use_tunnel:
                 stream = self._open_tunnel(stream)
@@ -398,14 +409,15 @@ class WinRMTransport:
         if spec.scheme == "https":
             if host_ctx is None:
                 raise TransportError("internal: no TLS context for an https endpoint")
-            tls = start_tls(
-                stream,
-                host_ctx,
-                spec.host,
-                party=f"Windows host{self._via()}",
-                setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
-                timeout=spec.connection_timeout,
-            )
+            with self.clock.phase("tls"):
+                tls = start_tls(
+                    stream,
+                    host_ctx,
+                    spec.host,
+                    party=f"Windows host{self._via()}",
+                    setting="ansible_psrp_ca_cert (or ansible_psrp_cert_validation: ignore)",
+                    timeout=spec.connection_timeout,
+                )
             self.stats["tls_handshakes"] += 1
             self._cbt = certificate_binding(tls.peer_certificate())
             stream = tls
@@ -414,34 +426,58 @@ class WinRMTransport:
 
     def _new_socket(self, host: str, port: int, *, party: str, setting: str) -> SocketStream:
         try:
-            sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
+            with self.clock.phase("connect"):
+                sock = SocketStream.connect(host, port, self.spec.connection_timeout, party=party, setting=setting)
         except TransportError as e:  # refused or timed out: nothing was sent
             raise _NotProcessed(e) from None
         self._sockets.append(sock)
         self.stats["tcp_connects"] += 1
+        self.clock.count(tcp_connects=1)
         return sock
+
+    def _open_socks_stream(self) -> SocketStream:
+        """A TCP stream to the host through the SOCKS5 proxy (the proxy relays it as it is: no CONNECT)."""
+        proxy = t.cast("ProxySpec", self.spec.proxy)
+        try:
+            with self.clock.phase("proxy"):  # TCP to the proxy and its SOCKS handshake, one call of python-socks
+                sock = _socks.connect(proxy, self.spec.host, self.spec.port, self.spec.connection_timeout)
+        except TransportError as e:
+            if type(e) in (TransportError, ConnectTimeoutError):  # the proxy was not reached: nothing was sent
+                raise _NotProcessed(e) from None
+            raise
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = SocketStream(sock, f"{proxy.host}:{proxy.port}")
+        self._sockets.append(stream)
+        self.stats["tcp_connects"] += 1
+        self.clock.count(tcp_connects=1)
+        return stream
 
     def _open_proxy_stream(self) -> Stream:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         stream: Stream = self._new_socket(proxy.host, proxy.port, party=f"proxy {proxy.url}", setting="ansible_psrp_proxy")
         if proxy.scheme == "https":
-            stream = start_tls(
-                stream,
-                self._proxy_context(),
-                proxy.host,
-                party=f"proxy {proxy.url}",
-                setting="ansible_psrp_proxy_ca_cert",
-                timeout=self.spec.connection_timeout,
-            )
+            with self.clock.phase("tls"):
+                stream = start_tls(
+                    stream,
+                    self._proxy_context(),
+                    proxy.host,
+                    party=f"proxy {proxy.url}",
+                    setting="ansible_psrp_proxy_ca_cert",
+                    timeout=self.spec.connection_timeout,
+                )
             self.stats["tls_handshakes"] += 1
         return stream
 
     def _open_tunnel(self, stream: Stream) -> Stream:
         """CONNECT host:port, answering 407s on the same connection (all schemes)."""
+        with self.clock.phase("proxy"):
+            return self._connect_through(stream)
+
+    def _connect_through(self, stream: Stream) -> Stream:
         proxy = t.cast("ProxySpec", self.spec.proxy)
         party = f"proxy {proxy.url}"
         conn = HTTPConnection(stream, party=party, max_response=self._max_response)
-        provider = proxy_provider(proxy, self.spec)
+        provider = proxy_provider(proxy, self.spec, private=lambda: self._private_credentials("proxy"))
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
         for _leg in range(_MAX_LEGS):
@@ -455,6 +491,7 @@ class WinRMTransport:
                 conn.close()
                 raise ProxyError(f"The proxy {proxy.url} dropped the connection during CONNECT {self._authority}: {e}.") from None
             self.stats["requests"] += 1
+            self.clock.count(requests=1)
             self._account()
             if 200 <= resp.status < 300:
                 if credential:
@@ -501,8 +538,12 @@ class WinRMTransport:
 
     def _authenticate(self) -> None:
         """Authenticate to the host on the fresh connection (the whole handshake on it, R4)."""
+        with self.clock.phase("auth"):
+            self._host_handshake()
+
+    def _host_handshake(self) -> None:
         spec = self.spec
-        provider = host_provider(spec, channel_bindings=self._cbt)
+        provider = host_provider(spec, channel_bindings=self._cbt, private=lambda: self._private_credentials("host"))
         self._host_auth = provider
         if isinstance(provider, (BasicAuth, CertificateAuth)):
             if spec.encrypt:
@@ -523,6 +564,7 @@ class WinRMTransport:
             if credential:
                 headers.append(("Authorization", credential))
             resp = self._request("POST", self._target, headers, b"", timeout=spec.read_timeout, handshake=True)
+            self.clock.count(auth_legs=1)
             if resp.status == 401:
                 challenges = parse_challenges(resp.header_values("www-authenticate"))
                 sent = credential is not None
@@ -555,6 +597,40 @@ class WinRMTransport:
                 return
             self._raise_host_status(resp, self._decrypt(resp))
         raise HostAuthError(f"The Windows host {self._authority} kept asking for authentication after {_MAX_LEGS} legs.", status=401)
+
+    def _private_credentials(self, hop: str) -> list[t.Any] | None:
+        """The session's own Kerberos ticket for `hop` ("host" or "proxy") as pyspnego credentials, or None.
+
+        A password login (Kerberos; Negotiate with a user@REALM name) or a client keytab gets a ticket into a
+        private MEMORY: cache once per session (_private_tickets); the same cache serves re-authentications.
+        Negotiate whose login fails falls back to what pyspnego does with the password (NTLM), as before.
+        """
+        spec = self.spec
+        if hop == "host":
+            auth, user, password, peer = spec.auth, spec.username, spec.password, f"Windows host {self._authority}"
+        else:
+            proxy = t.cast("ProxySpec", spec.proxy)
+            auth, user, password, peer = proxy.auth, proxy.username, proxy.password, f"proxy {proxy.url}"
+        keytab = spec.kerberos_keytab if password is None else None
+        principal = user or (spec.kerberos_principal if keytab else None)
+        if auth not in ("kerberos", "negotiate") or not principal or (password is None and not keytab):
+            return None
+        if auth == "negotiate" and password is not None and "@" not in principal:
+            return None  # a NetBIOS or local name: Negotiate's choice between Kerberos and NTLM stays pyspnego's
+        if hop not in self._tickets:
+            self._tickets[hop] = PrivateTickets(principal, password=password, keytab=keytab, hop=hop, peer=peer,
+                                                forwardable=hop == "host" and spec.negotiate_delegate)
+        tickets = self._tickets[hop]
+        if tickets is None:
+            return None
+        try:
+            return tickets.credentials(auth)
+        except (HostAuthError, ProxyAuthError) as e:
+            if auth == "negotiate" and password is not None:
+                log.debug("Negotiate: the Kerberos login failed (%s); pyspnego chooses as before", e)
+                self._tickets[hop] = None  # not again for this session
+                return None
+            raise
 
     def _drop(self) -> None:
         self._account()
@@ -714,6 +790,7 @@ class WinRMTransport:
             seen_in, seen_out = getattr(sock, "_acc", (0, 0))
             self.stats["bytes_in"] += sock.bytes_in - seen_in
             self.stats["bytes_out"] += sock.bytes_out - seen_out
+            self.clock.count(bytes_in=sock.bytes_in - seen_in, bytes_out=sock.bytes_out - seen_out)
             sock._acc = (sock.bytes_in, sock.bytes_out)  # type: ignore[attr-defined]
 
     def _host_context(self) -> ssl.SSLContext:

@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default basic; '' for no Squid)")
     up.add_argument("--squid-https", action="store_true", help="also a Basic-auth Squid listening with TLS")
     up.add_argument("--no-tinyproxy", dest="tinyproxy", action="store_false", help="do not start tinyproxy")
+    up.add_argument("--no-socks", dest="socks", action="store_false", help="do not start the SOCKS5 proxies (microsocks)")
     up.add_argument("--mitm", action="store_true", help="start the inspecting proxy (mitmproxy)")
     up.add_argument("--kdc", action="store_true", help="start the Kerberos realm LAB.TEST (implied by negotiate)")
     up.add_argument("--rtt-ms", type=float, default=0.0,
@@ -100,7 +101,7 @@ def _up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         options = LabOptions(hosts=args.hosts, squid_auth=args.squid_auth, squid_https=args.squid_https,
-                             tinyproxy=args.tinyproxy, mitm=args.mitm, kdc=args.kdc, rtt_ms=args.rtt_ms,
+                             tinyproxy=args.tinyproxy, socks=args.socks, mitm=args.mitm, kdc=args.kdc, rtt_ms=args.rtt_ms,
                              relays=args.relays,
                              host_auth=args.host_auth, allow_unencrypted=args.allow_unencrypted,
                              reboot_down_s=args.reboot_down_s,

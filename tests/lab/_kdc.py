@@ -197,6 +197,14 @@ class LabKDC:
         self._services[full] = path
         return path
 
+    def export_keytab(self, name: str, path: str | os.PathLike[str]) -> pathlib.Path:
+        """Write a client keytab with a user's current keys (no new key: the password keeps working)."""
+        principal = self.principal(name)
+        target = pathlib.Path(path)
+        self._kadmin(f"ktadd -norandkey -k {target} {principal}\n")
+        os.chmod(target, 0o600)
+        return target
+
     def kinit(self, name: str, password: str) -> None:
         """Fill the per-lab credential cache with a TGT for name (password via stdin)."""
         principal = self.principal(name)

@@ -51,6 +51,7 @@ class LabOptions:
     squid_auth: tuple[str, ...] = ("basic",)
     squid_https: bool = False          # an extra Basic-auth Squid that also listens with TLS ("squid_https")
     tinyproxy: bool = True
+    socks: bool = True                 # two microsocks SOCKS5 proxies: "socks" (no password), "socks_auth" (RFC 1929)
     mitm: bool = False                 # the inspecting proxy (mitmproxy) that records every byte
     kdc: bool = False                  # a throwaway MIT realm LAB.TEST (forced on by squid "negotiate")
     rtt_ms: float = 0.0                # round-trip time the latency relays add (set_rtt() changes it live)
@@ -254,12 +255,18 @@ class Lab:
     # hosts ---------------------------------------------------------------
     def _configure_hosts(self) -> None:
         assert self.workdir is not None
-        domain_user: tuple[str, str] | None = None
+        domain_users: list[tuple[str, str]] = []
         shared_keytab: pathlib.Path | None = None
         if self.kdc is not None:
-            # A domain account is one identity with one password on every host, as in AD.
-            domain_user = ("labdomain", _password())
-            self.kdc.add_user(domain_user[0], domain_user[1])
+            # A domain account is one identity with one password on every host, as in AD; two of them, so two
+            # users can run at once and each be seen as itself.
+            domain_users = [("labdomain", _password()), ("labdomain2", _password())]
+            client_keytabs: dict[str, str] = {}
+            for account, password in domain_users:
+                self.kdc.add_user(account, password)
+                # a client keytab per domain account (its password keeps working): logins without a password
+                client_keytabs[account] = str(self.kdc.export_keytab(
+                    account, self.kdc.workdir / "keytabs" / f"{account}.client.keytab"))
             shared_keytab = self.kdc.workdir / "keytabs" / "hosts.keytab"
         for index in range(1, self.options.hosts + 1):
             name = f"WIN-LAB{index}"
@@ -279,11 +286,12 @@ class Lab:
             for configuration, limit, value in self.options.limits:
                 _limits.set_limits(config, configuration, **{limit: value})
             entry = _HostEntry(config=config, counters=Counters(), faults=Faults(), user_info=user_info)
-            if self.kdc is not None and domain_user is not None:
-                config.users[domain_user[0]] = domain_user[1]
-                user_info.append({"username": domain_user[0], "password": domain_user[1], "kind": "domain",
-                                  "principal": self.kdc.principal(domain_user[0]),
-                                  "upn": f"{domain_user[0]}@{DOMAIN}"})
+            if self.kdc is not None and domain_users:
+                for account, password in domain_users:
+                    config.users[account] = password
+                    user_info.append({"username": account, "password": password, "kind": "domain",
+                                      "principal": self.kdc.principal(account), "upn": f"{account}@{DOMAIN}",
+                                      "keytab": client_keytabs[account]})
                 config.realm = REALM
                 config.keytab = self.kdc.workdir / "keytabs" / f"{name.lower()}.keytab"
                 short = name.lower()
@@ -402,6 +410,8 @@ class Lab:
             self._on_stop("tinyproxy", tiny.stop, parallel=True)
             tiny.start()
             self.proxies["tinyproxy"] = _ProxyEntry("tinyproxy", tiny)
+        if opts.socks:
+            self._start_socks()
         if opts.mitm:
             try:
                 from tests.lab._mitm import InspectingProxy
@@ -411,6 +421,18 @@ class Lab:
             self._on_stop("mitm", mitm.stop, parallel=True)
             mitm.start()
             self.proxies["mitm"] = _ProxyEntry("mitm", mitm)
+
+    def _start_socks(self) -> None:
+        """A SOCKS5 proxy without a password and one with its own account (R2: not a host account)."""
+        assert self.workdir is not None
+        from tests.lab._socks import MicroSocks
+
+        for key, username in (("socks", None), ("socks_auth", "proxy-socks")):
+            password = _password() if username else None
+            proxy = MicroSocks(self.workdir / key, username=username, password=password)
+            self._on_stop(key, proxy.stop, parallel=True)
+            proxy.start()
+            self.proxies[key] = _ProxyEntry("socks", proxy, "password" if username else None, username, password)
 
     # description ---------------------------------------------------------
     def describe(self) -> dict[str, t.Any]:

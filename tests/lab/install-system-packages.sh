@@ -5,12 +5,13 @@
 #
 #   squid-openssl      Squid with TLS (the lab's https:// proxy port), its basic/digest helpers
 #   tinyproxy          a forward proxy that keeps no connection affinity
+#   microsocks         a SOCKS5 server, with and without RFC 1929 user name and password (test-only: users need none)
 #   krb5-kdc krb5-admin-server krb5-user libkrb5-dev   the lab's MIT KDC, kinit, and headers for gssapi/krb5 wheels
 #   openssl            hashes for Squid's htpasswd file (Python 3.13 has no crypt module)
 #   python3            the system python Squid's unprivileged helper bridge runs under when the lab runs as root
 set -euo pipefail
 
-packages=(squid-openssl tinyproxy krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssl python3)
+packages=(squid-openssl tinyproxy microsocks krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssl python3)
 # services these packages start on install; the lab starts its own instances on free loopback ports
 services=(squid tinyproxy krb5-kdc krb5-admin-server)
 

@@ -16,6 +16,7 @@ What the session lab contains (ini option in pytest.ini, or environment variable
     lab_squid_auth    LAB_SQUID_AUTH     Squid variants, comma-separated (default none,basic,digest,ntlm,negotiate)
     lab_squid_https   LAB_SQUID_HTTPS    a Basic Squid with a TLS port too (default true)
     lab_tinyproxy     LAB_TINYPROXY      tinyproxy (default true)
+    lab_socks         LAB_SOCKS          the SOCKS5 proxies (microsocks), with and without a password (default true)
     lab_mitm          LAB_MITM           the inspecting proxy (default true)
     lab_kdc           LAB_KDC            the Kerberos realm LAB.TEST (default true)
     lab_relays        LAB_RELAYS         latency relays in front of every host port (default true, RTT 0)
@@ -45,6 +46,7 @@ _DEFAULTS: dict[str, str] = {
     "squid_auth": "none,basic,digest,ntlm,negotiate",
     "squid_https": "true",
     "tinyproxy": "true",
+    "socks": "true",
     "mitm": "true",
     "kdc": "true",
     "relays": "true",
@@ -91,6 +93,7 @@ def lab_options_from(config: pytest.Config) -> LabOptions:
         squid_auth=squid_auth,
         squid_https=bool(squid_auth) and wanted("squid_https"),
         tinyproxy=wanted("tinyproxy"),
+        socks=wanted("socks"),
         mitm=wanted("mitm"),
         kdc=_bool(values["kdc"][0]),
         relays=_bool(values["relays"][0]),

@@ -13,10 +13,12 @@ The placeholder convention (also stated in docs/README.md) maps what a user writ
 - ``ansible_user`` with an ``@`` is the lab's domain (Kerberos) account, any other user the local ``ansible``;
   ``ansible_password`` becomes that account's password;
 - CA paths (``ansible_psrp_ca_cert``, ``ansible_psrp_proxy_ca_cert``) become the lab CA; client certificate
-  paths the lab host's client certificate;
+  paths the lab host's client certificate; ``ansible_psrp_kerberos_config`` the realm's krb5.conf and
+  ``ansible_psrp_kerberos_keytab`` the domain account's client keytab;
 - a proxy on ``proxy.corp.example`` becomes the lab Squid whose authentication matches
   ``ansible_psrp_proxy_auth`` (none, basic, digest, ntlm, negotiate/kerberos), an ``https://`` proxy the TLS
-  Squid, ``tinyproxy.corp.example`` the lab tinyproxy; the proxy account becomes that proxy's account;
+  Squid, ``tinyproxy.corp.example`` the lab tinyproxy, a ``socks5://``/``socks5h://`` proxy the lab's SOCKS
+  proxy (``socks``, or ``socks_auth`` named by ``proxy=``); the proxy account becomes that proxy's account;
 - bypass entries: CIDR ranges become ``127.0.0.0/8``, IP addresses ``127.0.0.1``, ``*.corp.example`` and
   names ``*.lab.test`` and lab names;
 - ``CORP.EXAMPLE`` (a realm) becomes ``LAB.TEST``, ``*.corp.example`` names the lab's names.
@@ -148,6 +150,8 @@ def _lab_proxy(url: str, proxy_auth: str | None, forced: str | None, desc: dict[
     parsed = urllib.parse.urlsplit(url)
     if forced:
         name = forced
+    elif parsed.scheme.startswith("socks"):
+        name = "socks"
     elif (parsed.hostname or "").startswith("tinyproxy"):
         name = "tinyproxy"
     elif parsed.scheme == "https":
@@ -155,6 +159,8 @@ def _lab_proxy(url: str, proxy_auth: str | None, forced: str | None, desc: dict[
     else:
         name = PROXY_BY_AUTH[proxy_auth]
     proxy = proxies[name]
+    if parsed.scheme.startswith("socks"):  # the lab's SOCKS proxy under the example's scheme (socks5 or socks5h)
+        return name, f"{parsed.scheme}://{urllib.parse.urlsplit(proxy['url']).netloc}"
     return name, proxy["https_url"] if parsed.scheme == "https" else proxy["url"]
 
 
@@ -173,6 +179,10 @@ def to_lab(example: DocExample, desc: dict[str, t.Any]) -> tuple[dict[str, t.Any
         if key in ("ansible_psrp_ca_cert", "ansible_psrp_cert_trust_path", "ansible_psrp_proxy_ca_cert",
                    "ansible_winrm_ca_trust_path"):
             return desc["ca_cert"]
+        if key == "ansible_psrp_kerberos_config":
+            return desc["kdc"]["krb5_config"]
+        if key == "ansible_psrp_kerberos_keytab":
+            return account(scope.get("ansible_user"), host)["keytab"]
         if key == "ansible_psrp_certificate_pem":
             return host["client_certs"][0]["cert"]
         if key == "ansible_psrp_certificate_key_pem":

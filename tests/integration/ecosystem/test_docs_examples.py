@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 PROBE = pathlib.Path(__file__).parent / "playbooks" / "probe.yml"
 EXAMPLES, UNMARKED = docs.find_examples()
 SQUIDS = ("squid", "squid_noauth", "squid_digest", "squid_ntlm", "squid_negotiate", "squid_https")
+SOCKS = ("socks", "socks_auth")  # counted by microsocks' own log, written before the stream it relays
 
 
 def test_every_inventory_example_in_docs_is_marked_for_the_lab() -> None:
@@ -88,7 +89,7 @@ def test_docs_inventory_example_runs_against_the_lab(example: docs.DocExample, l
     kdc_env = dict((desc.get("kdc") or {}).get("env") or {})
     if kdc_env.get("KRB5CCNAME"):
         kdc_env["KRB5CCNAME"] = f"FILE:{tmp_path / 'ccache'}"  # a private ticket cache per example
-    proxy_before = lab.proxy_counters(proxy_name) if proxy_name in SQUIDS else None
+    proxy_before = lab.proxy_counters(proxy_name) if proxy_name in SQUIDS + SOCKS else None
     try:
         run = run_playbook(PROBE, path, tmp_path, env={**kdc_env, **env})
     finally:

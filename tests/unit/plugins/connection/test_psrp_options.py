@@ -120,6 +120,16 @@ ROWS: list[tuple[dict[str, t.Any], dict[str, t.Any]]] = [
      {"encrypt": True, "unverified_tunnel": True}),
     ({"ansible_psrp_proxy": "https://proxy:3129", "ansible_psrp_auth": "ntlm"}, {"encrypt": False, "unverified_tunnel": False}),
     ({"ansible_psrp_cert_validation": "ignore", "ansible_psrp_auth": "basic"}, {"encrypt": False, "unverified_tunnel": False}),
+    # SOCKS5: one relayed stream to the host (a tunnel by nature); socks5h lets the proxy resolve the name
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm"},
+     {"proxy.scheme": "socks5", "proxy.port": 1080, "proxy.auth": None, "use_tunnel": True, "encrypt": True}),
+    ({"ansible_psrp_proxy": "socks5h://bastion"}, {"proxy.scheme": "socks5h", "proxy.port": 1080, "use_tunnel": True}),
+    ({"ansible_psrp_proxy": "socks5://svc:Proxy-Pw@bastion:1080", "ansible_psrp_proxy_allow_basic_over_http": True},
+     {"proxy.auth": "password", "proxy.username": "svc", "proxy.password": "Proxy-Pw", "password": "Host-Pw1"}),
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_proxy_user": "svc",
+      "ansible_psrp_proxy_password": "Proxy-Pw", "ansible_psrp_proxy_allow_basic_over_http": True},
+     {"proxy.auth": "password", "proxy.url": "socks5://bastion:1080"}),
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_proxy_bypass": ["*.corp.example"]}, {"proxy": None}),
 ]
 
 
@@ -132,6 +142,38 @@ def test_inventory_variables_map_onto_the_session_spec(variables, expected):
 
 
 ENV = {"HTTPS_PROXY": "http://env-proxy:8080", "HTTP_PROXY": "http://env-http:8080", "NO_PROXY": "*.nope.example"}
+
+
+@pytest.mark.compat
+def test_a_socks_proxy_from_all_proxy_is_used_when_asked_and_no_proxy_bypasses_it():
+    environ = {"ALL_PROXY": "socks5h://bastion:1080", "NO_PROXY": "*.nope.example"}
+    spec = spec_for({"ansible_psrp_proxy_from_env": True}, environ)
+    assert (spec.proxy.scheme, spec.proxy.host, spec.proxy.source, spec.use_tunnel) == ("socks5h", "bastion",
+                                                                                     "ALL_PROXY", True)
+    assert spec_for({"ansible_psrp_proxy_from_env": True, "ansible_host": "h.nope.example"}, environ).proxy is None
+
+
+@pytest.mark.compat
+def test_kerberos_config_and_keytab_reach_the_spec_and_key_it(tmp_path):
+    keytab = tmp_path / "svc.keytab"
+    keytab.write_bytes(b"\x05\x02first")
+    conf = tmp_path / "krb5.conf"
+    conf.write_text("[libdefaults]\n")
+    variables = {"ansible_psrp_auth": "kerberos", "ansible_password": None, "ansible_user": "svc@CORP.EXAMPLE",
+                 "ansible_psrp_kerberos_keytab": str(keytab), "ansible_psrp_kerberos_config": str(conf)}
+    spec = spec_for(variables)
+    assert (spec.kerberos_keytab, spec.kerberos_principal, spec.kerberos_config) == (str(keytab), "svc@CORP.EXAMPLE",
+                                                                                     str(conf))
+    key = b"k" * 32
+    before = spec.pin_key(key)
+    keytab.write_bytes(b"\x05\x02rotated")  # a keytab rotated in place gets its own session
+    assert spec_for(variables).pin_key(key) != before
+
+
+@pytest.mark.compat
+def test_a_keytab_no_login_can_use_is_refused_naming_it():
+    with pytest.raises(ConfigError, match="ansible_psrp_kerberos_keytab"):
+        spec_for({"ansible_psrp_auth": "ntlm", "ansible_psrp_kerberos_keytab": "/k.keytab"})
 
 
 @pytest.mark.compat
@@ -244,7 +286,25 @@ REFUSED: list[tuple[dict[str, t.Any], tuple[str, ...]]] = [
     ({"ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"}, ("ansible_psrp_proxy",)),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_auth": "ntlm"},
      ("ansible_psrp_proxy_user", "ansible_psrp_proxy_password")),
-    ({"ansible_psrp_proxy": "socks5://proxy:1080"}, ("ansible_psrp_proxy", "SOCKS")),
+    ({"ansible_psrp_proxy": "socks4://proxy:1080"}, ("ansible_psrp_proxy", "socks4://", "socks5h://")),
+    ({"ansible_psrp_proxy": "socks4a://proxy:1080"}, ("ansible_psrp_proxy", "socks4a://")),
+    # SOCKS5: R1 for its password, the clear-text password needs the opt-in, R3 over http://
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "socks5://u:Proxy-Pw@bastion:1080",
+      "ansible_psrp_proxy_allow_basic_over_http": True}, ("R1", "ansible_psrp_protocol=https")),
+    ({"ansible_psrp_proxy": "socks5://u:Proxy-Pw@bastion:1080"},
+     ("in clear", "RFC 1929", "ansible_psrp_proxy_allow_basic_over_http")),
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_proxy_auth": "ntlm", "ansible_psrp_proxy_user": "u",
+      "ansible_psrp_proxy_password": "Proxy-Pw"}, ("ansible_psrp_proxy_auth=ntlm", "RFC 1929")),
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_proxy_user": "u"},
+     ("ansible_psrp_proxy_password",)),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "socks5h://bastion:1080", "ansible_psrp_auth": "basic"},
+     ("R3", "ansible_psrp_auth=basic")),
+    ({"ansible_psrp_protocol": "http", "ansible_psrp_proxy": "socks5://bastion:1080",
+      "ansible_psrp_message_encryption": "never"}, ("R3", "ansible_psrp_message_encryption")),
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_cert_validation": "ignore",
+      "ansible_psrp_auth": "basic"}, ("R3", "ansible_psrp_cert_validation=ignore")),
+    ({"ansible_psrp_proxy": "socks5://bastion:1080", "ansible_psrp_proxy_ca_cert": "/ca.pem"},
+     ("ansible_psrp_proxy_ca_cert",)),
     ({"ansible_psrp_proxy": "http://u:Proxy-Pw@proxy:3128"},
      ("proxy_auth=basic", "https://", "digest", "ansible_psrp_proxy_allow_basic_over_http")),
     ({"ansible_psrp_proxy": "http://proxy:3128", "ansible_psrp_proxy_user": "u", "ansible_psrp_proxy_password": "p"},

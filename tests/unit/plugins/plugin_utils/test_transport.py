@@ -405,15 +405,6 @@ def test_tunnel_mode_for_http_endpoint_keeps_proxy_auth_out_of_host_bytes(peers:
     assert_no_proxy_secrets(bytes(host.peer.received))
 
 
-def test_socks_proxy_is_refused_as_config_error(peers: list[t.Any]) -> None:
-    host = Host()
-    peers.append(host)
-    spec = SessionSpec(scheme="http", host="127.0.0.1", port=host.peer.port, auth="ntlm", username="u", password="p",
-                       proxy=ProxySpec(url="socks5://127.0.0.1:1080", scheme="socks5", host="127.0.0.1", port=1080))
-    with pytest.raises(_errors.ConfigError, match="socks5"):
-        _transport.WinRMTransport(spec)
-
-
 def test_debug_logs_carry_no_secrets_or_tokens(peers: list[t.Any], caplog: pytest.LogCaptureFixture) -> None:
     host, proxy = Host(), Proxy(auth="ntlm")
     peers += [host, proxy]
