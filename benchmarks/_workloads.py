@@ -8,6 +8,7 @@ rotated each repetition, and medians reported.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -103,11 +104,27 @@ class Bench:
     def persist_dir(self, name: str = "pc") -> pathlib.Path:
         return self.workdir / name
 
-    def pin_cli(self, persist_dir: pathlib.Path, *args: str) -> None:
-        if persist_dir.exists():
-            subprocess.run([sys.executable, "-m", "ansible_collections.pinned.winrm.plugins.plugin_utils._pin_cli",
-                            "--dir", str(persist_dir), *args], cwd=ROOT, capture_output=True, timeout=60,
-                           env={**os.environ, "PYTHONPATH": str(ROOT / "build" / "collections")})
+    def pin_cli(self, persist_dir: pathlib.Path, *args: str) -> str:
+        if not persist_dir.exists():
+            return ""
+        return subprocess.run(
+            [sys.executable, "-m", "ansible_collections.pinned.winrm.plugins.plugin_utils._pin_cli",
+             "--dir", str(persist_dir), *args], cwd=ROOT, capture_output=True, timeout=60, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "build" / "collections")}).stdout
+
+    def wait_settled(self, persist_dir: pathlib.Path) -> None:
+        """Wait until the pin daemon has finished every task it answered.
+
+        After a task's reply the daemon releases the task's pipeline and settles the pool (T1, T4), which can cost
+        the host a request; counters read before that would count it in whichever window it happened to land.
+        A barrier, not a timer: it asks the daemon until no session is busy (bounded).
+        """
+        for _ in range(600):
+            out = self.pin_cli(persist_dir, "--json", "list")
+            if not out or not any(row.get("state") == "busy" for row in json.loads(out).get("sessions", [])):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the pin daemon in {persist_dir} still had a busy session after 600 checks")
 
     def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
              persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
@@ -123,6 +140,8 @@ class Bench:
         run = run_playbook(playbook, inventory, self.workdir, persist_dir=persist_dir or self.persist_dir(),
                            env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, forks=forks,
                            sample_memory=sample_memory, bytecode=bytecode)
+        if plugin.startswith("pinned"):
+            self.wait_settled(persist_dir or self.persist_dir())
         if run.rc != 0:
             failures = run.failures() or [run.stdout[-500:]]
             self.errors.append(f"{label} [{plugin}] rc={run.rc}: {failures[0]}")
