@@ -36,6 +36,7 @@ from ._helpers import (
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
+BIG_MIB = int(os.environ.get("PINNED_BIG_STDOUT_MIB", "50"))
 
 
 def _outputs(run: t.Any) -> list[str]:
@@ -89,10 +90,11 @@ def _finished(thread: threading.Thread, runs: list[t.Any]) -> t.Any:
     return runs[0]
 
 
+@report.row("Faults", "Squid restarted between two tasks of one run (NTLM proxy auth, CONNECT tunnel)",
+            "run succeeds; the next task re-opens the tunnel and re-authenticates once; the pool survives",
+            report.FAULT)
 def test_squid_restarted_between_tasks_of_one_run(e2e: E2E, check) -> None:
-    row = check("Faults", "Squid restarted between two tasks of one run (NTLM proxy auth, CONNECT tunnel)",
-                "run succeeds; the next task re-opens the tunnel and re-authenticates once; the pool survives",
-                report.FAULT)
+    row = check()
     gate = Gate(e2e, "restart")
     playbook = write_playbook(e2e.workdir / "restart.yml",
                               [raw("one", "Write-Output one"), gate.task(), raw("two", "Write-Output two"),
@@ -112,10 +114,11 @@ def test_squid_restarted_between_tasks_of_one_run(e2e: E2E, check) -> None:
     assert delta(after, before, "runspace_pools_created") == 1
 
 
+@report.row("Faults", "Squid restarted while a task waits for its answer (Receive in flight)",
+            "that task fails as unreachable saying its outcome is unknown (not resent); the next run succeeds",
+            report.FAULT)
 def test_squid_restarted_while_a_task_waits_for_its_answer(e2e: E2E, check) -> None:
-    row = check("Faults", "Squid restarted while a task waits for its answer (Receive in flight)",
-                "that task fails as unreachable saying its outcome is unknown (not resent); the next run succeeds",
-                report.FAULT)
+    row = check()
     group = squid_ntlm(e2e)
     name = e2e.host()["name"]
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output warm")]),
@@ -147,9 +150,10 @@ def test_squid_restarted_while_a_task_waits_for_its_answer(e2e: E2E, check) -> N
     assert _outputs(nxt) == ["next"]
 
 
+@report.row("Faults", "proxy closes the idle keep-alive connection between runs (Squid restarted while idle)",
+            "next run succeeds with exactly one new connection and handshake, pool kept", report.FAULT)
 def test_proxy_closing_the_idle_keep_alive_connection_costs_one_reauthentication(e2e: E2E, check) -> None:
-    row = check("Faults", "proxy closes the idle keep-alive connection between runs (Squid restarted while idle)",
-                "next run succeeds with exactly one new connection and handshake, pool kept", report.FAULT)
+    row = check()
     group = squid_ntlm(e2e)
     playbook = write_playbook(e2e.workdir / "two.yml", [raw("a", "Write-Output a"), raw("b", "Write-Output b")])
     e2e.run(group, playbook=playbook, name="warm").assert_ok()
@@ -165,10 +169,11 @@ def test_proxy_closing_the_idle_keep_alive_connection_costs_one_reauthentication
     assert delta(after, before, "runspace_pools_created") == 0
 
 
+@report.row("Faults", "host drops the TCP connection during a Receive",
+            "that task fails as unreachable (outcome unknown, not resent) without hanging; the next run succeeds",
+            report.FAULT)
 def test_host_dropping_the_connection_during_a_receive(e2e: E2E, check) -> None:
-    row = check("Faults", "host drops the TCP connection during a Receive",
-                "that task fails as unreachable (outcome unknown, not resent) without hanging; the next run succeeds",
-                report.FAULT)
+    row = check()
     group = squid_ntlm(e2e)
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
     e2e.run(group, playbook=one, name="warm").assert_ok()
@@ -187,9 +192,10 @@ def test_host_dropping_the_connection_during_a_receive(e2e: E2E, check) -> None:
     assert _outputs(nxt) == ["x"]
 
 
+@report.row("Faults", "host expires the shell between two tasks of one run",
+            "run succeeds; the pool is rebuilt once, no re-authentication", report.FAULT)
 def test_shell_expired_by_the_host_between_tasks_of_one_run(e2e: E2E, check) -> None:
-    row = check("Faults", "host expires the shell between two tasks of one run",
-                "run succeeds; the pool is rebuilt once, no re-authentication", report.FAULT)
+    row = check()
     gate = Gate(e2e, "expire")
     playbook = write_playbook(e2e.workdir / "expire.yml",
                               [raw("one", "Write-Output one"), gate.task(), raw("two", "Write-Output two")])
@@ -208,9 +214,10 @@ def test_shell_expired_by_the_host_between_tasks_of_one_run(e2e: E2E, check) -> 
     assert delta(after, before, "auth_handshakes") == 1
 
 
+@report.row("Faults", "host unreachable (nothing listens on the port)",
+            "status unreachable (not failed), message names the host and ansible_port, quickly", report.FAULT)
 def test_host_unreachable_is_reported_unreachable_not_failed(e2e: E2E, check) -> None:
-    row = check("Faults", "host unreachable (nothing listens on the port)",
-                "status unreachable (not failed), message names the host and ansible_port, quickly", report.FAULT)
+    row = check()
     started = time.monotonic()
     run = e2e.run({"ansible_psrp_auth": "ntlm"}, host_overrides={"ansible_port": closed_port()}, name="closed")
     took = time.monotonic() - started
@@ -220,10 +227,11 @@ def test_host_unreachable_is_reported_unreachable_not_failed(e2e: E2E, check) ->
     assert "ansible_port" in result["msg"] or "ansible_host" in result["msg"], result["msg"]
 
 
+@report.row("Faults", "host holds a Command unanswered (read timeout 3 s, operation timeout 1 s)",
+            "the task fails as unreachable naming ansible_psrp_read_timeout while the host still holds the "
+            "request; the next run succeeds", report.FAULT)
 def test_read_timeout_on_a_stalled_host(e2e: E2E, check) -> None:
-    row = check("Faults", "host holds a Command unanswered (read timeout 3 s, operation timeout 1 s)",
-                "the task fails as unreachable naming ansible_psrp_read_timeout while the host still holds the "
-                "request; the next run succeeds", report.FAULT)
+    row = check()
     group = {**squid_ntlm(e2e), "ansible_psrp_read_timeout": 3, "ansible_psrp_operation_timeout": 1}
     name = e2e.host()["name"]
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
@@ -252,10 +260,11 @@ def test_read_timeout_on_a_stalled_host(e2e: E2E, check) -> None:
     assert wait_for(lambda: e2e.counters().get("wsman.Command", 0) >= 3, 40), e2e.counters()
 
 
+@report.row("Faults", "command runs 4 s with operation timeout 1 s, every answer delayed 0.5 s (read timeout 3 s)",
+            "task succeeds: operation timeouts on Receive are polled again, a slow host below the read "
+            "timeout is not an error", report.FAULT)
 def test_commands_longer_than_the_operation_timeout_and_a_slow_host(e2e: E2E, check) -> None:
-    row = check("Faults", "command runs 4 s with operation timeout 1 s, every answer delayed 0.5 s (read timeout 3 s)",
-                "task succeeds: operation timeouts on Receive are polled again, a slow host below the read "
-                "timeout is not an error", report.FAULT)
+    row = check()
     group = {**squid_ntlm(e2e), "ansible_psrp_read_timeout": 3, "ansible_psrp_operation_timeout": 1}
     e2e.lab.set_faults(e2e.host()["name"], delay_response_s=0.5)
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "long.yml", [
@@ -267,11 +276,13 @@ def test_commands_longer_than_the_operation_timeout_and_a_slow_host(e2e: E2E, ch
     assert _outputs(run) == ["finished"]
 
 
+@report.row("Faults", "pin daemon killed (SIGKILL) between two tasks of one run",
+            "run succeeds: the next task starts a new daemon and a new session", report.FAULT, key="row")
+@report.row("Nothing lost", "daemon killed between tasks: a task appending a line to a host file",
+            "each task's line is in the file exactly once (nothing repeated, nothing lost)", report.FAULT, key="lost")
 def test_daemon_killed_between_tasks_of_one_run(e2e: E2E, check) -> None:
-    row = check("Faults", "pin daemon killed (SIGKILL) between two tasks of one run",
-                "run succeeds: the next task starts a new daemon and a new session", report.FAULT)
-    lost = check("Nothing lost", "daemon killed between tasks: a task appending a line to a host file",
-                 "each task's line is in the file exactly once (nothing repeated, nothing lost)", report.FAULT)
+    row = check("row")
+    lost = check("lost")
     ledger = "C:\\temp\\rel-ledger\\between.txt"
     host_path(e2e, ledger).parent.mkdir(parents=True, exist_ok=True)
     host_path(e2e, ledger).unlink(missing_ok=True)
@@ -300,12 +311,14 @@ def test_daemon_killed_between_tasks_of_one_run(e2e: E2E, check) -> None:
     assert lines == ["line-1", "line-2", "line-3"]
 
 
+@report.row("Faults", "pin daemon killed (SIGKILL) during a task",
+            "that task is unreachable with 'daemon died ... outcome unknown'; the next run succeeds", report.FAULT, key="row")
+@report.row("Nothing lost", "daemon killed during a task that appends to a host file",
+            "the killed task is never re-run (its first line once), the next task's line exactly once",
+            report.FAULT, key="lost")
 def test_daemon_killed_during_a_task(e2e: E2E, check) -> None:
-    row = check("Faults", "pin daemon killed (SIGKILL) during a task",
-                "that task is unreachable with 'daemon died ... outcome unknown'; the next run succeeds", report.FAULT)
-    lost = check("Nothing lost", "daemon killed during a task that appends to a host file",
-                 "the killed task is never re-run (its first line once), the next task's line exactly once",
-                 report.FAULT)
+    row = check("row")
+    lost = check("lost")
     ledger = "C:\\temp\\rel-ledger\\during.txt"
     host_path(e2e, ledger).parent.mkdir(parents=True, exist_ok=True)
     host_path(e2e, ledger).unlink(missing_ok=True)
@@ -346,13 +359,14 @@ def test_daemon_killed_during_a_task(e2e: E2E, check) -> None:
     assert sorted(lines()) == ["killed-end", "killed-start", "next"]
 
 
+@report.row("Faults", "proxy credentials rejected midway (Squid's password changed and Squid restarted under a "
+            "pinned session)",
+            "the next task fails as unreachable naming the proxy, 407 and ansible_psrp_proxy_password, with no "
+            "connection to the host; the new password works at once", report.FAULT)
 def test_proxy_credentials_rejected_after_a_session_was_up(e2e: E2E, check, tmp_path) -> None:
     from tests.lab._squid import SquidProxy
 
-    row = check("Faults", "proxy credentials rejected midway (Squid's password changed and Squid restarted under a "
-                "pinned session)",
-                "the next task fails as unreachable naming the proxy, 407 and ansible_psrp_proxy_password, with no "
-                "connection to the host; the new password works at once", report.FAULT)
+    row = check()
     host = e2e.host()
     old_pw, new_pw = "Rel-Proxy-Old-1", "Rel-Proxy-New-2"
     ports = [host["https_port"]] + ([host["relay"]["https_port"]] if host.get("relay") else [])
@@ -383,11 +397,12 @@ def test_proxy_credentials_rejected_after_a_session_was_up(e2e: E2E, check, tmp_
         squid.stop()
 
 
+@report.row("Load", f"{BIG_MIB} MiB of stdout from one task",
+            f"task succeeds with all {BIG_MIB} MiB; the daemon's RSS high-water mark grows by less than "
+            f"{8 * BIG_MIB} MiB (8x the output) and drops back after the task", report.LOAD)
 def test_fifty_mib_of_stdout_with_bounded_memory(e2e: E2E, check) -> None:
-    mib = int(os.environ.get("PINNED_BIG_STDOUT_MIB", "50"))
-    row = check("Faults", f"{mib} MiB of stdout from one task",
-                f"task succeeds with all {mib} MiB; the daemon's RSS high-water mark grows by less than "
-                f"{8 * mib} MiB (8x the output) and drops back after the task", report.FAULT)
+    mib = BIG_MIB
+    row = check()
     group = squid_ntlm(e2e)
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
     e2e.run(group, playbook=one, name="warm").assert_ok()
@@ -412,12 +427,13 @@ def test_fifty_mib_of_stdout_with_bounded_memory(e2e: E2E, check) -> None:
     assert growth < 8 * mib
 
 
+@report.row("Nothing lost", "Unicode in commands, output and file paths (accents, CJK, emoji, RTL)",
+            "output comes back byte-exact; a file put to and fetched from a Unicode path keeps its SHA-256",
+            report.ROUND_TRIP)
 def test_unicode_in_commands_output_and_paths(e2e: E2E, check, tmp_path) -> None:
     from ._helpers import action_env
 
-    row = check("Faults", "Unicode in commands, output and file paths (accents, CJK, emoji, RTL)",
-                "output comes back byte-exact; a file put to and fetched from a Unicode path keeps its SHA-256",
-                report.FAULT)
+    row = check()
     text = "ünïcödé ✓ 日本語 عربى 🎉"
     folder = "C:\\temp\\rel-ünï 日本"
     dest = f"{folder}\\fïlé ✓ 🎉.txt"
@@ -443,9 +459,10 @@ def test_unicode_in_commands_output_and_paths(e2e: E2E, check, tmp_path) -> None
     assert transfer["src_sha256"] == host_sha == transfer["fetched_sha256"]
 
 
+@report.row("Load", "two playbooks on one host at once (same pinned settings)",
+            "both succeed, each sees only its own outputs, in order", report.LOAD)
 def test_two_playbooks_on_one_host_at_once_keep_their_own_results(e2e: E2E, check) -> None:
-    row = check("Faults", "two playbooks on one host at once (same pinned settings)",
-                "both succeed, each sees only its own outputs, in order", report.FAULT)
+    row = check()
     group = squid_ntlm(e2e)
     runs: dict[str, t.Any] = {}
 

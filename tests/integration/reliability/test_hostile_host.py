@@ -167,10 +167,11 @@ SCRIPTED: list[tuple[str, str, t.Callable[[int, bytes], t.Any]]] = [
 
 
 @pytest.mark.parametrize("name,detail,answer", SCRIPTED, ids=[s[0] for s in SCRIPTED])
+@report.row("Bad input", "host answer: {name} ({detail})",
+            f"a PinnedError naming the host within {HARD_LIMIT_S:g}s (read timeout {READ_TIMEOUT}s), "
+            f"peak memory < {MEMORY_LIMIT // MIB} MiB", report.BAD_INPUT)
 def test_broken_host_answer_fails_cleanly(check, name: str, detail: str, answer: t.Any) -> None:
-    row = check("Bad input", f"host answer: {name} ({detail})",
-                f"a PinnedError naming the host within {HARD_LIMIT_S:g}s (read timeout {READ_TIMEOUT}s), "
-                f"peak memory < {MEMORY_LIMIT // MIB} MiB", report.BAD_INPUT)
+    row = check()
     with ScriptedHost(answer) as peer:
         result = _attempt(_basic_spec(peer.port), peer.close)
         row.see(f"{result.describe()}; peer sent {peer.bytes_sent / MIB:.1f} MiB")
@@ -214,10 +215,11 @@ TAMPERS: list[tuple[str, t.Callable[[int, list[tuple[str, str]], bytes], t.Any]]
 
 
 @pytest.mark.parametrize("name,tamper", TAMPERS, ids=[t_[0] for t_ in TAMPERS])
+@report.row("Bad input", "encrypted framing: {name} (NTLM over http, first WinRM answer)",
+            f"a PinnedError within {HARD_LIMIT_S:g}s, peak memory < {MEMORY_LIMIT // MIB} MiB, "
+            "nothing decrypted is accepted", report.BAD_INPUT)
 def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: str, tamper: t.Any) -> None:
-    row = check("Bad input", f"encrypted framing: {name} (NTLM over http, first WinRM answer)",
-                f"a PinnedError within {HARD_LIMIT_S:g}s, peak memory < {MEMORY_LIMIT // MIB} MiB, "
-                "nothing decrypted is accepted", report.BAD_INPUT)
+    row = check()
     host = lab_description["hosts"][0]
     user = next(u for u in host["users"] if u["username"] == "ansible")
     relay = TamperingRelay(host["address"], host["http_port"],
@@ -244,15 +246,16 @@ TRICKLES = [
 
 
 @pytest.mark.parametrize("mode,detail,bound", TRICKLES, ids=[m[0] for m in TRICKLES])
+@report.row("Bad input", "host trickles {detail} (each byte well within any per-read timeout)",
+            "a PinnedError naming the host when the deadline passes ({bound}), not when the peer stops",
+            report.BAD_INPUT)
 def test_a_peer_trickling_tls_bytes_is_cut_off_at_the_deadline(check, tmp_path, mode: str, detail: str,
                                                                 bound: str) -> None:
     from tests.lab._certs import LabCA
 
     from ._hostile import TricklingTLSHost
 
-    row = check("Bad input", f"host trickles {detail} (each byte well within any per-read timeout)",
-                f"a PinnedError naming the host when the deadline passes ({bound}), not when the peer stops",
-                report.BAD_INPUT)
+    row = check()
     cert, key = LabCA.create(tmp_path / "ca").issue_server("trickle", ["localhost"], ["127.0.0.1"])
     with TricklingTLSHost(str(cert), str(key), mode=mode) as peer:
         spec = build_spec({
@@ -279,13 +282,14 @@ def _forged_shell_not_found() -> bytes:
 
 
 @pytest.mark.parametrize("auth", ["ntlm", "kerberos"])
+@report.row("Hostile proxy", "a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
+            "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
+            "fault", "the answer is refused as unencrypted (R3) before the session acts on it: no pool rebuild, the "
+            "command is not resent (it ran once on the host), the task fails", report.BAD_INPUT)
 def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_description, auth: str) -> None:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import TransportError
 
-    row = check("Hostile proxy", f"a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
-                "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
-                "fault", "the answer is refused as unencrypted (R3) before the session acts on it: no pool rebuild, the "
-                "command is not resent (it ran once on the host), the task fails", report.BAD_INPUT)
+    row = check()
     host = lab_description["hosts"][0]
     if auth == "kerberos":
         if not lab_description.get("kdc"):
@@ -337,6 +341,9 @@ def _strip_final_token(index: int, status: int, headers: list[tuple[str, str]], 
 
 
 @pytest.mark.parametrize("auth", ["kerberos", "negotiate"])
+@report.row("Hostile proxy", "{auth} (Kerberos) over https: a relay terminating TLS drops the host's final token "
+            "from the 200 that ends the handshake", "refused as a failed mutual authentication (the context is not "
+            "complete): nothing runs", report.BAD_INPUT)
 def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, lab_description, tmp_path,
                                                                          auth: str) -> None:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostAuthError
@@ -344,9 +351,7 @@ def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, l
 
     if not lab_description.get("kdc"):
         pytest.skip("the lab runs without its KDC")
-    row = check("Hostile proxy", f"{auth} (Kerberos) over https: a relay terminating TLS drops the host's final token "
-                "from the 200 that ends the handshake", "refused as a failed mutual authentication (the context is not "
-                "complete): nothing runs", report.BAD_INPUT)
+    row = check()
     host = lab_description["hosts"][0]
     user = next(u for u in host["users"] if u.get("kind") == "domain")
     cert, key = LabCA.create(tmp_path / "relay-ca").issue_server("relay", ["localhost"], ["127.0.0.1"])

@@ -24,6 +24,7 @@ from ._helpers import action_env, daemon_pid, host_path, pid_alive, raw, squid_n
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
+SIZES = [0, 1, 4096, 150 * 1024 + 7, 3 * 1024 * 1024 + 1]
 
 
 def _sha(path: pathlib.Path) -> str | None:
@@ -44,11 +45,12 @@ def _leftovers(directory: pathlib.Path, stem: str) -> list[str]:
 
 
 @pytest.mark.parametrize("route", ["squid-https", "direct-http"])
+@report.row("Nothing lost", f"put_file then fetch_file of {len(SIZES)} sizes (0 B to 3 MiB), {{route}}",
+            "local SHA-256 = SHA-256 on the host's disk = SHA-256 of the fetched copy, for every file",
+            report.ROUND_TRIP)
 def test_every_transfer_is_verified_by_hash_both_ways(e2e: E2E, check, tmp_path, route: str) -> None:
-    sizes = [0, 1, 4096, 150 * 1024 + 7, 3 * 1024 * 1024 + 1]
-    row = check("Nothing lost", f"put_file then fetch_file of {len(sizes)} sizes (0 B to 3 MiB), {route}",
-                "local SHA-256 = SHA-256 on the host's disk = SHA-256 of the fetched copy, for every file",
-                report.FAULT)
+    sizes = SIZES
+    row = check()
     group = squid_ntlm(e2e) if route == "squid-https" else {"ansible_psrp_protocol": "http", "ansible_psrp_auth": "ntlm"}
     tasks, files = [], []
     for size in sizes:
@@ -71,11 +73,13 @@ def test_every_transfer_is_verified_by_hash_both_ways(e2e: E2E, check, tmp_path,
     assert ok
 
 
+@report.row("Nothing lost", "put_file of 3 MiB fails mid-transfer (host drops the connection on the 2nd Send)",
+            "task fails; the destination keeps its previous content (no partial file at the path)", report.FAULT, key="row")
+@report.row("Nothing lost", "temporary file of a put_file that failed mid-transfer",
+            "removed from the host once the failed pipeline ends (within 10 s of the next task)", report.FAULT, key="tmp_row")
 def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) -> None:
-    row = check("Nothing lost", "put_file of 3 MiB fails mid-transfer (host drops the connection on the 2nd Send)",
-                "task fails; the destination keeps its previous content (no partial file at the path)", report.FAULT)
-    tmp_row = check("Nothing lost", "temporary file of a put_file that failed mid-transfer",
-                    "removed from the host once the failed pipeline ends (within 10 s of the next task)", report.FAULT)
+    row = check("row")
+    tmp_row = check("tmp_row")
     group = squid_ntlm(e2e)
     folder = "C:\\temp\\rel-put"
     dest = f"{folder}\\target.bin"
@@ -105,9 +109,10 @@ def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) 
     assert not leftovers
 
 
+@report.row("Nothing lost", "pin daemon killed (SIGKILL) during a 4 MiB put_file (the host holds the put's "
+            "3rd Send until the daemon is dead)", "task unreachable; no file at the destination path", report.FAULT)
 def test_daemon_killed_during_a_put_leaves_no_file(e2e: E2E, check, tmp_path) -> None:
-    row = check("Nothing lost", "pin daemon killed (SIGKILL) during a 4 MiB put_file (the host holds the put's "
-                "3rd Send until the daemon is dead)", "task unreachable; no file at the destination path", report.FAULT)
+    row = check()
     group = squid_ntlm(e2e)
     name = e2e.host()["name"]
     folder = "C:\\temp\\rel-put-kill"
@@ -147,9 +152,10 @@ def test_daemon_killed_during_a_put_leaves_no_file(e2e: E2E, check, tmp_path) ->
     assert sends == 3, "a Send after the kill would mean the put went on without its daemon"
 
 
+@report.row("Nothing lost", "fetch_file of 3 MiB fails mid-transfer (host drops the connection on the 3rd Receive)",
+            "task fails; no file (and no temporary file) at the controller's destination", report.FAULT)
 def test_failed_fetch_leaves_no_file_on_the_controller(e2e: E2E, check, tmp_path) -> None:
-    row = check("Nothing lost", "fetch_file of 3 MiB fails mid-transfer (host drops the connection on the 3rd Receive)",
-                "task fails; no file (and no temporary file) at the controller's destination", report.FAULT)
+    row = check()
     group = squid_ntlm(e2e)
     folder = "C:\\temp\\rel-fetch"
     source = f"{folder}\\source.bin"

@@ -28,15 +28,20 @@ from ._helpers import daemon_pid, proc_sample, quiet_sample, raw, squid_ntlm, wa
 pytestmark = [pytest.mark.timeout(900), pytest.mark.soak, pytest.mark.slow]
 
 RSS_NOISE_MIB = 8  # allowed RSS change between the two soak runs (allocator, caches)
+TASKS_TOTAL = int(os.environ.get("PINNED_SOAK_TASKS", "200"))
+HOST_COUNT = int(os.environ.get("PINNED_SOAK_HOSTS", "20"))
+ROUNDS = max(1, TASKS_TOTAL // HOST_COUNT)
+SESSIONS = int(os.environ.get("PINNED_SOAK_SESSIONS", "200"))
+SOAK_LAB_HOSTS = int(os.environ.get("PINNED_SOAK_LAB_HOSTS", "2"))
+PER_USER = -(-SESSIONS // (SOAK_LAB_HOSTS * 2))
 
 
+@report.row("Load", f"soak: {ROUNDS * HOST_COUNT} tasks over {HOST_COUNT} pinned sessions through Squid (NTLM), "
+            "run twice after a warm-up", "every task ok; one handshake per session; the daemon's fds and threads "
+            f"(sampled at rest) unchanged and RSS within {RSS_NOISE_MIB} MiB between the two soak runs", report.LOAD)
 def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, check) -> None:
-    tasks_total = int(os.environ.get("PINNED_SOAK_TASKS", "200"))
-    host_count = int(os.environ.get("PINNED_SOAK_HOSTS", "20"))
-    rounds = max(1, tasks_total // host_count)
-    row = check("Load", f"soak: {rounds * host_count} tasks over {host_count} pinned sessions through Squid (NTLM), "
-                "run twice after a warm-up", "every task ok; one handshake per session; the daemon's fds (sampled at rest) and threads "
-                f"unchanged and RSS within {RSS_NOISE_MIB} MiB between the two soak runs", report.FAULT)
+    host_count, rounds = HOST_COUNT, ROUNDS
+    row = check()
     lab_hosts = e2e.desc["hosts"]
     group = {**squid_ntlm(e2e), "ansible_connection": "pinned.winrm.psrp", "ansible_psrp_ca_cert": e2e.desc["ca_cert"],
              "ansible_psrp_persist_idle_timeout": 300}
@@ -80,6 +85,10 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
     assert abs(second["rss_kib"] - first["rss_kib"]) / 1024 < RSS_NOISE_MIB
 
 
+@report.row("Load", f"soak: {SESSIONS} pinned sessions in one daemon ({SOAK_LAB_HOSTS} lab hosts x 2 users x "
+            f"{PER_USER}), a task on each, then a second task on each", "every task ok; every second task reuses its "
+            "session; the daemon holds a descriptor per session and its descriptors and threads (sampled at rest) do "
+            "not grow in the second pass", report.LOAD)
 def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> None:
     """Review point 10 at full size: PINNED_SOAK_SESSIONS sessions (2,000 for the real soak) in one daemon.
 
@@ -90,20 +99,14 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
     read from /proc after each pass.
     """
     import concurrent.futures
-    import math
 
     from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
     from tests.lab._lab import Lab, LabOptions
 
-    sessions = int(os.environ.get("PINNED_SOAK_SESSIONS", "200"))
-    lab_hosts = int(os.environ.get("PINNED_SOAK_LAB_HOSTS", "2"))
+    sessions, lab_hosts, per_user = SESSIONS, SOAK_LAB_HOSTS, PER_USER
     threads = int(os.environ.get("PINNED_SOAK_THREADS", "8"))
-    per_user = math.ceil(sessions / (lab_hosts * 2))
-    row = check("Load", f"soak: {sessions} pinned sessions in one daemon ({lab_hosts} lab hosts x 2 users x {per_user}), "
-                "a task on each, then a second task on each", "every task ok; every second task reuses its session; the "
-                "daemon holds a descriptor per session and its descriptors and threads do not grow in the second pass",
-                report.FAULT)
+    row = check()
     lab = Lab(LabOptions(hosts=lab_hosts, squid_auth=(), tinyproxy=False, mitm=False, kdc=False, relays=False,
                          control=False,
                          limits=((None, "MaxShellsPerUser", per_user + 5),)))

@@ -76,9 +76,10 @@ def _render(ch: tuple[str, str | None, dict[str, str]]) -> str:
     return scheme + " " + ", ".join(f'{k}="{v}"' for k, v in params.items())
 
 
+@report.row("Bad input", "fuzz: WWW-/Proxy-Authenticate parser on arbitrary header text",
+            "never raises, returns Challenge objects, < 1 s per header", report.BAD_INPUT)
 def test_fuzz_challenge_parser_never_raises_on_arbitrary_headers(check) -> None:
-    row = check("Bad input", "fuzz: WWW-/Proxy-Authenticate parser on arbitrary header text",
-                "never raises, returns Challenge objects, < 1 s per header", report.BAD_INPUT)
+    row = check()
     tally = Tally()
 
     @FUZZ
@@ -94,10 +95,11 @@ def test_fuzz_challenge_parser_never_raises_on_arbitrary_headers(check) -> None:
     row.see(tally.text())
 
 
+@report.row("Bad input", "fuzz: challenge parser round trip (scheme, token68, quoted params)",
+            "every well-formed challenge list parses back to the same schemes, tokens and params",
+            report.BAD_INPUT)
 def test_fuzz_challenge_parser_reads_back_what_a_peer_writes(check) -> None:
-    row = check("Bad input", "fuzz: challenge parser round trip (scheme, token68, quoted params)",
-                "every well-formed challenge list parses back to the same schemes, tokens and params",
-                report.BAD_INPUT)
+    row = check()
     tally = Tally()
 
     @FUZZ
@@ -112,9 +114,10 @@ def test_fuzz_challenge_parser_reads_back_what_a_peer_writes(check) -> None:
     row.see(tally.text())
 
 
+@report.row("Bad input", "fuzz: NTLM provider given arbitrary challenge tokens (host or proxy 401/407)",
+            "AuthRejected (a clean refusal), never another exception", report.BAD_INPUT)
 def test_fuzz_spnego_provider_answers_garbage_tokens_with_auth_rejected(check) -> None:
-    row = check("Bad input", "fuzz: NTLM provider given arbitrary challenge tokens (host or proxy 401/407)",
-                "AuthRejected (a clean refusal), never another exception", report.BAD_INPUT)
+    row = check()
     tally = Tally()
 
     @FUZZ
@@ -190,10 +193,11 @@ def _response_bytes(draw: st.DrawFn) -> list[bytes]:
     return [p for p in parts if p]
 
 
+@report.row("Bad input", "fuzz: HTTP/1.1 response reader (h11) on arbitrary and mangled answers, split anywhere",
+            "a Response or a TransportError (ConnectionLost, invalid HTTP, too large), nothing else",
+            report.BAD_INPUT)
 def test_fuzz_http_response_reader_raises_only_transport_errors(check) -> None:
-    row = check("Bad input", "fuzz: HTTP/1.1 response reader (h11) on arbitrary and mangled answers, split anywhere",
-                "a Response or a TransportError (ConnectionLost, invalid HTTP, too large), nothing else",
-                report.BAD_INPUT)
+    row = check()
     tally = Tally()
 
     @FUZZ
@@ -263,9 +267,10 @@ def _encrypted_body(draw: st.DrawFn) -> tuple[str, bytes]:
     return f'{content_type};protocol="{WinRMEncryption.SPNEGO}";boundary="{boundary}"', body
 
 
+@report.row("Bad input", "fuzz: MS-WSMV encrypted framing (truncated, flipped, inserted, random bytes, boundaries)",
+            "the original plaintext or a TransportError, never another exception", report.BAD_INPUT)
 def test_fuzz_encrypted_framing_is_decrypted_or_refused(check) -> None:
-    row = check("Bad input", "fuzz: MS-WSMV encrypted framing (truncated, flipped, inserted, random bytes, boundaries)",
-                "the original plaintext or a TransportError, never another exception", report.BAD_INPUT)
+    row = check()
     tally = Tally()
     transport = _transport_with_fake_encryption()
 
@@ -342,10 +347,11 @@ _PROXY_ANSWERS = st.one_of(
 
 
 @pytest.mark.parametrize("proxy_auth", ["basic", "digest", "ntlm"])
+@report.row("Bad input", "fuzz: CONNECT handshake with a proxy answering arbitrary bytes ({proxy_auth} proxy auth)",
+            "a PinnedError naming the proxy (or the host behind a 200) in < 5 s, never another exception",
+            report.BAD_INPUT)
 def test_fuzz_proxy_connect_handshake_fails_as_a_proxy_error(check, proxy_auth: str) -> None:
-    row = check("Bad input", f"fuzz: CONNECT handshake with a proxy answering arbitrary bytes ({proxy_auth} proxy auth)",
-                "a PinnedError naming the proxy (or the host behind a 200) in < 5 s, never another exception",
-                report.BAD_INPUT)
+    row = check()
     tally = Tally()
     proxy = _OneShotProxy()
     spec = build_spec({
