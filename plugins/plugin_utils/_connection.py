@@ -20,7 +20,7 @@ import typing as t
 
 import h11
 
-from ._errors import ConnectTimeoutError, ReadTimeoutError, TransportError
+from ._errors import ConnectTimeoutError, MalformedAnswerError, ReadTimeoutError, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ class HTTPConnection:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as e:
-                raise TransportError(f"the {self.party} sent an invalid HTTP response: {e}") from e
+                raise MalformedAnswerError(f"the {self.party} sent an invalid HTTP response: {e}") from e
             if event is h11.NEED_DATA:
                 if deadline is not None and deadline - time.monotonic() <= 0:
                     raise ReadTimeoutError(

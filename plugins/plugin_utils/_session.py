@@ -17,8 +17,18 @@ import logging
 import threading
 import time
 import typing as t
+from xml.etree import ElementTree
 
-from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
+from ._errors import (
+    HostAuthError,
+    HostError,
+    MalformedAnswerError,
+    PinnedError,
+    SessionOpenError,
+    TaskInterrupted,
+    TransportError,
+    UnexpectedError,
+)
 from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
 
@@ -148,7 +158,15 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
         )
     if HAS_PYPSRP and isinstance(exc, WinRMError):
         return HostError(f"the Windows host {spec.host} failed the WinRM exchange: {exc}")
-    return TransportError(f"the WinRM exchange with {spec.host} failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ElementTree.ParseError):  # pypsrp and psrpcore read every answer with ElementTree
+        return MalformedAnswerError(
+            f"the Windows host {spec.host} sent an answer that is not well-formed XML ({exc}); it was refused."
+        )
+    # Not a refusal anyone meant: the caller raises this `from exc`, so the original stays visible.
+    return UnexpectedError(
+        f"unexpected {type(exc).__name__} in the WinRM exchange with {spec.host}: {exc} (a bug in pinned.winrm or a "
+        "library it uses, not a refusal of the host; the task's outcome on the host is unknown)"
+    )
 
 
 def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
