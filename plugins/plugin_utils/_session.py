@@ -285,7 +285,8 @@ class Session:
                 host_size = int(node.text) * 1024 if node is not None and node.text else 0
             except (HostAuthError, TransportError):
                 raise  # refused credentials or a dead path: retrying in pool.open() would cost a second failed logon
-            except Exception as exc:  # access denied, old hosts: keep the configured size
+            except (WinRMError, ValueError) as exc:  # access denied, old hosts, a size that is no number: keep ours
+                # (narrow on purpose: anything else is a bug, and swallowing it here hid it from every caller)
                 log.debug("could not read MaxEnvelopeSizekb: %s", exc)
                 host_size = 0
             self.negotiated_envelope = min(self.spec.max_envelope_size, host_size) if host_size else self.spec.max_envelope_size

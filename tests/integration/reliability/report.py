@@ -29,6 +29,7 @@ BAD_INPUT = "bad_input"  # bad inventory or a hostile/broken answer that must be
 LEAK = "leak"  # a check that a secret, a byte or a session does not leak
 LOAD = "load"  # volume, concurrency and scale: many tasks, sessions, descriptors or bytes at once
 ROUND_TRIP = "round_trip"  # data through the whole path comes back exactly (hashes, Unicode, ledgers)
+MUTATION = "mutation"  # not the product's: a deliberately broken build must make a row's criterion fail
 
 KINDS: dict[str, str] = {
     FAULT: "faults survived",
@@ -36,9 +37,11 @@ KINDS: dict[str, str] = {
     LEAK: "leak checks clean",
     LOAD: "load checks passed",
     ROUND_TRIP: "round trips exact",
+    MUTATION: "mutations caught",
 }
 
-AREAS = ("Faults", "Nothing lost", "Bad input", "Hostile proxy", "No session theft", "Load")
+AREAS = ("Faults", "Nothing lost", "Bad input", "Hostile proxy", "No session theft", "Load",
+         "Criteria that can fail")
 
 # A row's result. "fail": its criterion was not met; "leak": a leak check found one; "error": the test broke
 # elsewhere (set-up, teardown, an unexpected exception, or a leak row that failed for another reason).
