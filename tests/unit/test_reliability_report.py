@@ -138,7 +138,7 @@ def test_every_figure_of_the_summary_has_its_denominator(inner: dict[str, report
     summary = inner["<summary>"].summary  # type: ignore[attr-defined]
     assert summary == (
         "faults survived: 1 of 5; bad inputs rejected cleanly: 3 of 4; leaks found: 1 of 3 checks; "
-        "leak checks clean: 1 of 3; load checks passed: 0 of 1; round trips exact: 0 of 0; rows failed: 2 of 13; "
+        "leak checks clean: 1 of 3; load checks passed: 0 of 1; round trips exact: 0 of 0; mutations caught: 0 of 0; rows failed: 2 of 13; "
         "rows that errored: 4 of 13; rows skipped: 1 of 13; rows not run: 0 of 13"), summary
 
 

@@ -11,35 +11,16 @@ import secrets
 import struct
 
 import pytest
-import spnego
 from spnego.exceptions import SpnegoError
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils._encrypted_framing import unwrap
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import MalformedAnswerError
 from tests.lab import _msgenc
-from tests.lab._hostauth import _NTLM_STORE, _install_ntlm_store_hook
+from tests.unit.spnego_pairs import Store
 
 
 def _pair(tmp_path, protocol: str) -> tuple[object, object]:
-    password = secrets.token_urlsafe(12)
-    store = tmp_path / "users"
-    store.write_text(f":lab:{password}\n")
-    _install_ntlm_store_hook()
-    token = _NTLM_STORE.set(str(store))
-    try:
-        options = spnego.NegotiateOptions.wrapping_winrm if protocol == "ntlm" else spnego.NegotiateOptions.none
-        client = spnego.client("lab", password, protocol=protocol, options=options)
-        server = spnego.server(protocol=protocol, options=options)
-        answer = client.step()
-        while answer is not None:
-            answer = server.step(answer)
-            if answer is None:
-                break
-            answer = client.step(answer)
-        assert client.complete and server.complete
-        return client, server
-    finally:
-        _NTLM_STORE.reset(token)
+    return Store(tmp_path).pair(protocol)
 
 
 @pytest.fixture
