@@ -150,6 +150,22 @@ def quiet_sample(e2e: E2E, pid: int) -> dict[str, int]:
     return proc_sample(pid)
 
 
+def resting_threads(pid: int, samples: int = 10) -> int:
+    """The process's thread count at rest: the least of a few samples (a request's handler thread that is just
+    ending can only add to a sample, never take from it)."""
+    counts = []
+    for _ in range(samples):
+        counts.append(proc_sample(pid)["threads"])
+        time.sleep(0.05)
+    return min(counts)
+
+
+def threads_back_to(pid: int, count: int, timeout: float = 30) -> bool:
+    """Whether the process's threads come back down to `count`; a leaked thread never does (the timeout only
+    keeps a broken run from hanging)."""
+    return wait_for(lambda: proc_sample(pid)["threads"] <= count, timeout)
+
+
 def children_of(pid: int) -> list[int]:
     """Every descendant of pid (from /proc/<pid>/task/*/children)."""
     out: list[int] = []

@@ -23,7 +23,18 @@ from tests.integration._ansible import run_playbook, write_inventory
 from tests.integration.e2e.conftest import E2E
 
 from . import report
-from ._helpers import daemon_pid, proc_sample, quiet_sample, raw, squid_ntlm, wait_for, write_playbook
+from ._helpers import (
+    daemon_pid,
+    proc_sample,
+    quiet_sample,
+    raw,
+    resting_threads,
+    squid_ntlm,
+    threads_back_to,
+    unix_clients,
+    wait_for,
+    write_playbook,
+)
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.soak, pytest.mark.slow]
 
@@ -61,7 +72,9 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
     pid = daemon_pid(e2e)
     assert pid
     samples = [quiet_sample(e2e, pid)]
+    resting = resting_threads(pid)
     durations = []
+    back: list[bool] = []  # after each soak run: the daemon's threads came back to the warm-up's resting count
     results_ok = 0
     for _ in range(2):
         started = time.monotonic()
@@ -70,18 +83,19 @@ def test_soak_many_tasks_over_many_pinned_sessions_without_growth(e2e: E2E, chec
         run.assert_ok()
         results_ok += sum(1 for r in run.task_results() if r["status"] == "ok")
         samples.append(quiet_sample(e2e, pid))
+        back.append(threads_back_to(pid, resting))
     after = {h["name"]: e2e.lab.host_counters(h["name"]) for h in lab_hosts}
     handshakes = sum(int(after[n].get("auth_handshakes", 0)) - int(before[n].get("auth_handshakes", 0)) for n in after)
     warm_s, first, second = samples
     row.see(f"{results_ok}/{2 * rounds * host_count} tasks ok in {durations[0]:.0f}s + {durations[1]:.0f}s; "
             f"{handshakes} host handshakes for {host_count} sessions; daemon after warm-up / soak 1 / soak 2: "
             f"fds {warm_s['fds']}/{first['fds']}/{second['fds']}, threads {warm_s['threads']}/{first['threads']}/"
-            f"{second['threads']}, RSS {warm_s['rss_kib'] / 1024:.1f}/{first['rss_kib'] / 1024:.1f}/"
-            f"{second['rss_kib'] / 1024:.1f} MiB")
+            f"{second['threads']} (at rest {resting}; back to it after each run: {back}), RSS "
+            f"{warm_s['rss_kib'] / 1024:.1f}/{first['rss_kib'] / 1024:.1f}/{second['rss_kib'] / 1024:.1f} MiB")
     assert results_ok == 2 * rounds * host_count
     assert handshakes == host_count
     assert second["fds"] == first["fds"] == warm_s["fds"]
-    assert second["threads"] <= first["threads"] + 1
+    assert back == [True, True], "the daemon's threads grew and stayed grown"
     assert abs(second["rss_kib"] - first["rss_kib"]) / 1024 < RSS_NOISE_MIB
 
 
@@ -138,16 +152,19 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
 
         pid = client._simple({"op": "hello"}, start=True)["pid"]
         baseline = proc_sample(pid)
+
         def quiet_sample() -> dict[str, int]:
-            # sampled once the daemon serves nothing but the hello asking: a task's handler that is still
-            # releasing its session must not count as growth (only the hello's own may linger: one socket, one thread)
+            # sampled once the daemon serves nothing and no client connection is open: a task's handler that is
+            # still releasing its session must not count as growth
             assert wait_for(lambda: client.hello()["serving"] == 0, 60)
-            return proc_sample(pid)
+            assert wait_for(lambda: unix_clients(pid, client.paths.socket) == 0, 60)
+            return {**proc_sample(pid), "threads": resting_threads(pid)}
 
         first, first_s = run_all()
         after_first = quiet_sample()
         second, second_s = run_all()
         after_second = quiet_sample()
+        threads_back = threads_back_to(pid, after_first["threads"])
         held = len(client.list_sessions())
     finally:
         try:
@@ -165,5 +182,5 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
             f"daemon's {baseline['rss_kib'] / 1024:.0f} MiB ({baseline['fds']} fds, {baseline['threads']} threads)")
     assert held == sessions and opened == sessions and reused == sessions
     assert sessions <= after_first["fds"] <= sessions + baseline["fds"] + 8
-    assert after_second["fds"] <= after_first["fds"] + 1
-    assert after_second["threads"] <= after_first["threads"] + 1
+    assert after_second["fds"] == after_first["fds"]
+    assert threads_back and after_second["threads"] <= after_first["threads"]
