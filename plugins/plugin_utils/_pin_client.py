@@ -30,7 +30,7 @@ import time
 import typing as t
 
 from . import _pin_protocol as proto
-from ._errors import LocalFileError, PinnedError, TransportError
+from ._errors import LocalFileError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, TRUST_ENV, DirLock, PinPaths
 from ._spec import SessionSpec
 

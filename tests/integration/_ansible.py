@@ -60,7 +60,10 @@ def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, t.Any]],
 
 def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """An environment for ansible-playbook: this checkout's collection, no stray proxies, private dirs."""
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")}
+    # no stray proxies, and no CA bundle the machine happens to export: the plugin trusts REQUESTS_CA_BUNDLE and
+    # CURL_CA_BUNDLE as ansible.builtin.psrp does, so a test that wants them sets them itself
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle")}
     env.update(
         {
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
