@@ -22,14 +22,15 @@ MARKER_WAIT_S = 60.0  # a bound for a broken proxy, not a timing assumption
 
 
 def send_marker(proxy_url: str) -> str:
-    """Send one plain GET for a unique URL through the proxy and read its answer to the end; returns the URL.
+    """Send one plain GET for a unique host through the proxy and read its answer to the end; returns the host
+    name, which the proxy's log (Squid: the URL) or record (the inspecting proxy: the Host header) shows.
 
-    The URL's host is under .invalid (RFC 6761): no proxy can reach it, each answers with an error page and logs
-    the request (Squid: 403 or 407 with the URL; the inspecting proxy records the request head as it reads it).
+    The host is under .invalid (RFC 6761): no proxy can reach it, each answers with an error page and logs the
+    request (Squid: 403 or 407 with the URL; the inspecting proxy records the request as it reads it).
     """
     parts = urllib.parse.urlsplit(proxy_url)
-    url = f"http://marker-{secrets.token_hex(8)}.invalid/lab-marker"
-    request = (f"GET {url} HTTP/1.1\r\nHost: {urllib.parse.urlsplit(url).netloc}\r\nConnection: close\r\n\r\n").encode()
+    marker = f"lab-marker-{secrets.token_hex(8)}.invalid"
+    request = f"GET http://{marker}/ HTTP/1.1\r\nHost: {marker}\r\nConnection: close\r\n\r\n".encode()
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(request)
         deadline = time.monotonic() + 30
@@ -39,7 +40,7 @@ def send_marker(proxy_url: str) -> str:
                     break
             except TimeoutError:
                 break
-    return url
+    return marker
 
 
 def _wait(read: t.Callable[[], t.Any], found: t.Callable[[t.Any], bool], what: str) -> t.Any:
@@ -55,10 +56,10 @@ def _wait(read: t.Callable[[], t.Any], found: t.Callable[[t.Any], bool], what: s
 
 def access_lines_before_marker(lab: t.Any, proxy: str, before: int) -> list[str]:
     """The Squid access-log lines written after the first `before` ones and before this call's marker request."""
-    url = send_marker(lab.describe()["proxies"][proxy]["url"])
-    text = _wait(lambda: lab.proxy_access_log(proxy), lambda text: url in text, f"{proxy}'s access log")
+    marker = send_marker(lab.describe()["proxies"][proxy]["url"])
+    text = _wait(lambda: lab.proxy_access_log(proxy), lambda text: marker in text, f"{proxy}'s access log")
     lines = [line for line in text.splitlines() if line.strip()]
-    cut = next(i for i, line in enumerate(lines) if url in line)
+    cut = next(i for i, line in enumerate(lines) if marker in line)
     return lines[before:cut]
 
 
@@ -69,29 +70,33 @@ def access_line_count(lab: t.Any, proxy: str) -> int:
 
 def recorded_before_marker(lab: t.Any, proxy: str, before: int) -> bytes:
     """The bytes the inspecting proxy recorded after the first `before` ones and before this call's marker request."""
-    url = send_marker(lab.describe()["proxies"][proxy]["url"]).encode()
-    recorded = _wait(lambda: lab.proxy_recorded(proxy), lambda blob: url in blob, f"{proxy}'s byte record")
-    return recorded[before:max(before, recorded.index(b"GET " + url))]
+    marker = send_marker(lab.describe()["proxies"][proxy]["url"]).encode()
+    recorded = _wait(lambda: lab.proxy_recorded(proxy), lambda blob: marker in blob, f"{proxy}'s byte record")
+    # it records the request as it forwards it (origin-form): "GET / HTTP/1.1 ... Host: <marker>"
+    return recorded[before:max(before, recorded.rfind(b"GET ", 0, recorded.index(marker)))]
 
 
-def host_connections_before_marker(lab: t.Any, host: dict[str, t.Any], before: int, *, port: str = "https_port") -> int:
-    """Connections the lab host accepted on its `port` listener after its counter read `before`, not counting
-    this call's marker: a GET for a unique path, on a connection of its own, read to its 404.
+def host_connections_before_marker(lab: t.Any, host: dict[str, t.Any], before: int,
+                                   ports: t.Sequence[str] = ("http_port", "https_port")) -> int:
+    """Connections the lab host accepted on its listeners after its tcp_connections counter read `before`, not
+    counting this call's markers: on each listener, a GET for a unique path on a connection of its own, read to
+    its 404.
 
-    The listener's queue is first in, first out: once the marker's request is in the host's log, every
-    connection made to that listener before it has been counted.
+    Each listener's queue is first in, first out: once a marker's request is in the host's log, every connection
+    made to that listener before it has been counted.
     """
-    path = f"/lab-marker-{secrets.token_hex(8)}"
-    with socket.create_connection((host["address"], host[port]), timeout=30) as raw_sock:
-        sock: socket.socket = raw_sock
-        if port == "https_port":
-            ctx = ssl.create_default_context()
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # only the marker's path matters
-            sock = ctx.wrap_socket(raw_sock, server_hostname=host["address"])
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host['address']}\r\nConnection: close\r\n\r\n".encode())
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sock.recv(65536):
-            pass
-    _wait(lambda: lab.host_log(host["name"]), lambda log: any(e.get("path") == path for e in log),
-          f"{host['name']}'s request log")
-    return int(lab.host_counters(host["name"]).get("tcp_connections", 0)) - before - 1
+    for port in ports:
+        path = f"/lab-marker-{secrets.token_hex(8)}"
+        with socket.create_connection((host["address"], host[port]), timeout=30) as raw_sock:
+            sock: socket.socket = raw_sock
+            if port == "https_port":
+                ctx = ssl.create_default_context()
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # only the marker's path matters
+                sock = ctx.wrap_socket(raw_sock, server_hostname=host["address"])
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host['address']}\r\nConnection: close\r\n\r\n".encode())
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and sock.recv(65536):
+                pass
+        _wait(lambda: lab.host_log(host["name"]), lambda log: any(e.get("path") == path for e in log),
+              f"{host['name']}'s request log")
+    return int(lab.host_counters(host["name"]).get("tcp_connections", 0)) - before - len(ports)

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import typing as t
 
-from tests.lab import _limits
+from tests.lab import _internal, _limits
 from tests.lab._config import HostConfig
 from tests.lab._control import ControlServer
 from tests.lab._counters import Counters
@@ -83,7 +83,7 @@ class LabOptions:
             self.relays = True
         if "negotiate" in self.squid_auth:
             self.kdc = True  # Negotiate proxy auth needs the realm
-        from tests.lab import _limits
+        from tests.lab import _internal, _limits
 
         if self.language_mode not in ("FullLanguage", "ConstrainedLanguage"):
             raise LabError(f"language_mode must be FullLanguage or ConstrainedLanguage, not {self.language_mode!r}")
@@ -515,6 +515,10 @@ class Lab:
     def host_log(self, host: str) -> list[dict[str, t.Any]]:
         """The host's request log, oldest first."""
         return self._host(host).counters.log()
+
+    def internal_errors(self, since: int = 0) -> list[dict[str, t.Any]]:
+        """The lab's own exceptions (this process's labs) after the first `since` (tests/lab/_internal.py)."""
+        return _internal.internal_errors(since)
 
     def reset_host(self, host: str) -> None:
         """Zero the host's counters and clear its request log."""

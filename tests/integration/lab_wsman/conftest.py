@@ -125,8 +125,10 @@ class StandInEngine:
                 time.sleep(float(rest))
             elif verb == "gate":
                 gate(rest).wait(GATE_TIMEOUT_S)
-            elif verb == "fail":
-                raise RuntimeError(rest)
+            elif verb == "fail":  # a terminating error, as the real engine reports one (not an exception of the lab's)
+                streams.terminating_error(SimpleNamespace(message=rest, category="NotSpecified", fq_error_id="Lab.Fail",
+                                                          target=None, command_name="fail", position=None))
+                return
             elif verb == "object":
                 streams.output({"Name": rest, "Length": len(rest)})
             elif verb == "count-input":

@@ -184,6 +184,21 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
+def log_mark(e2e: E2E, index: int = 0) -> int:
+    """Where the host's request log ends now (what script_runs() counts from)."""
+    return len(e2e.lab.host_log(e2e.host(index)["name"]))
+
+
+def script_runs(e2e: E2E, script: str, since: int, index: int = 0) -> int:
+    """How many PSRP pipelines running `script` the host started after log entry `since` (the lab logs each
+    pipeline's script by its SHA-256): what "never run twice" counts for one script among a task's others."""
+    import hashlib
+
+    digest = hashlib.sha256(script.encode("utf-8")).hexdigest()
+    return sum(1 for e in e2e.lab.host_log(e2e.host(index)["name"])[since:]
+               if e.get("kind") == "pipeline" and e.get("script_sha256") == digest)
+
+
 def host_path(e2e: E2E, windows_path: str, index: int = 0) -> pathlib.Path:
     """Where the lab keeps a host's C:\\ path on this machine's disk."""
     root = pathlib.Path(e2e.host(index)["root"])

@@ -18,10 +18,22 @@ import typing as t
 
 import pytest
 
+from ansible_collections.pinned.winrm.plugins.plugin_utils._session import FETCH_SCRIPT, PUT_SCRIPT
 from tests.integration.e2e.conftest import E2E, delta
 
 from . import report
-from ._helpers import action_env, daemon_pid, host_path, pid_alive, raw, squid_ntlm, wait_for, write_playbook
+from ._helpers import (
+    action_env,
+    daemon_pid,
+    host_path,
+    log_mark,
+    pid_alive,
+    raw,
+    script_runs,
+    squid_ntlm,
+    wait_for,
+    write_playbook,
+)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
@@ -96,17 +108,17 @@ def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) 
     src.write_bytes(os.urandom(3 * 1024 * 1024))
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
     e2e.lab.set_faults(e2e.host()["name"], drop_on_action_nth={"Send": 2})
-    before = e2e.counters()
+    before, mark = e2e.counters(), log_mark(e2e)
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
                   env=action_env(), name="put")
     result = run.task_results(HOST)[0]
-    after = e2e.counters()
+    after, runs = e2e.counters(), script_runs(e2e, PUT_SCRIPT, mark)
     content = host_path(e2e, dest).read_bytes()
     e2e.lab.clear_faults(e2e.host()["name"])
     e2e.run(group, playbook=write_playbook(e2e.workdir / "after.yml", [raw("a", "Write-Output after")]), name="after")
     removed = wait_for(lambda: not _leftovers(host_path(e2e, folder), "target.bin"), 60)
     leftovers = _leftovers(host_path(e2e, folder), "target.bin")
-    runs, sends = delta(after, before, "pipelines_started"), delta(after, before, "wsman.Send")
+    sends = delta(after, before, "wsman.Send")
     row.see(f"task {result['status']}: {str(result.get('msg', ''))[-160:]}; the host started the put {runs} time(s) "
             f"and got {sends} Send(s); destination "
             f"{'unchanged' if content == b'PREVIOUS CONTENT' else f'CHANGED ({len(content)} bytes)'}")
@@ -178,10 +190,10 @@ def test_failed_fetch_leaves_no_file_on_the_controller(e2e: E2E, check, tmp_path
     target = local_dir / "copy.bin"
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
     e2e.lab.set_faults(e2e.host()["name"], drop_on_action_nth={"Receive": 3})
-    before = e2e.counters()
+    mark = log_mark(e2e)
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "fetch.yml", [_transfer("fetch", None, source, target)]),
                   env=action_env(), name="fetch")
-    runs = delta(e2e.counters(), before, "pipelines_started")
+    runs = script_runs(e2e, FETCH_SCRIPT, mark)
     result = run.task_results(HOST)[0]
     left = sorted(p.name for p in local_dir.iterdir())
     row.see(f"task {result['status']}: {str(result.get('msg', ''))[-140:]}; the host started the fetch {runs} "
