@@ -131,3 +131,15 @@ def test_malformed_inventory_values_fail_with_the_variable_named(e2e: E2E, check
         rows[label].observed += f" (run: {took:.1f}s for all {len(CASES)}; host connections during the run: {sent})"
     assert not failures, "\n".join(failures)
     assert sent == 0, f"{sent} connection(s) reached the host"
+
+
+@report.row("Criteria that can fail", "mutation: an error message that names ansible_psrp_proxy_auth where the "
+            "row expects ansible_psrp_proxy (the variable the user got wrong is not named)",
+            "the inventory rows' naming criterion fails (the substring match it replaced passed)", report.MUTATION)
+def test_the_naming_criterion_fails_on_a_longer_variable_name(check) -> None:
+    row = check()
+    msg = "ansible_psrp_proxy_auth: must be one of basic, digest, ntlm, negotiate or kerberos, got 'x'."
+    substring = "ansible_psrp_proxy" in msg
+    row.see(f"whole-name match: {_names(msg, 'ansible_psrp_proxy')}; the old substring match: {substring}")
+    assert substring and not _names(msg, "ansible_psrp_proxy")
+    assert _names(msg, "ansible_psrp_proxy_auth")

@@ -7,6 +7,7 @@ the lab host's disk, never through the plugin.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -34,6 +35,7 @@ from ._helpers import (
     wait_for,
     write_playbook,
 )
+from ._mutant_sessions import mutant_env
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
@@ -97,8 +99,32 @@ def test_every_transfer_is_verified_by_hash_both_ways(e2e: E2E, check, tmp_path,
             "removed from the host once the failed pipeline ends (polled with a generous bound of 60 s)",
             report.FAULT, key="tmp_row")
 def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) -> None:
-    row = check("row")
-    tmp_row = check("tmp_row")
+    row, tmp_row = check("row"), check("tmp_row")
+    seen = _failed_put(e2e, tmp_path)
+    row.see(seen.describe())
+    tmp_row.see(f"leftover temporary files: {seen.leftovers or 'none'}")
+    _failed_put_verdict(seen)
+    assert seen.removed, seen.leftovers
+
+
+@dataclasses.dataclass
+class FailedPut:
+    """What a put that lost its connection on its 2nd Send left behind."""
+
+    result: dict[str, t.Any]
+    runs: int  # how often the host started the put's script
+    sends: int  # Sends the host handled
+    content: bytes  # the destination afterwards
+    removed: bool  # the temporary file went away once the pipeline ended
+    leftovers: list[str]
+
+    def describe(self) -> str:
+        return (f"task {self.result['status']}: {str(self.result.get('msg', ''))[-160:]}; the host started the put "
+                f"{self.runs} time(s) and got {self.sends} Send(s); destination "
+                f"{'unchanged' if self.content == b'PREVIOUS CONTENT' else f'CHANGED ({len(self.content)} bytes)'}")
+
+
+def _failed_put(e2e: E2E, tmp_path: pathlib.Path, env: dict[str, str] | None = None) -> FailedPut:
     group = squid_ntlm(e2e)
     folder = "C:\\temp\\rel-put"
     dest = f"{folder}\\target.bin"
@@ -106,28 +132,41 @@ def test_failed_put_leaves_the_destination_untouched(e2e: E2E, check, tmp_path) 
     host_path(e2e, dest).write_bytes(b"PREVIOUS CONTENT")
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(3 * 1024 * 1024))
-    e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), env=env,
+            name="warm").assert_ok()
     e2e.lab.set_faults(e2e.host()["name"], drop_on_action_nth={"Send": 2})
     before, mark = e2e.counters(), log_mark(e2e)
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
-                  env=action_env(), name="put")
+                  env=action_env(env), name="put")
     result = run.task_results(HOST)[0]
     after, runs = e2e.counters(), script_runs(e2e, PUT_SCRIPT, mark)
     content = host_path(e2e, dest).read_bytes()
     e2e.lab.clear_faults(e2e.host()["name"])
-    e2e.run(group, playbook=write_playbook(e2e.workdir / "after.yml", [raw("a", "Write-Output after")]), name="after")
+    e2e.run(group, playbook=write_playbook(e2e.workdir / "after.yml", [raw("a", "Write-Output after")]), env=env,
+            name="after")
     removed = wait_for(lambda: not _leftovers(host_path(e2e, folder), "target.bin"), 60)
-    leftovers = _leftovers(host_path(e2e, folder), "target.bin")
-    sends = delta(after, before, "wsman.Send")
-    row.see(f"task {result['status']}: {str(result.get('msg', ''))[-160:]}; the host started the put {runs} time(s) "
-            f"and got {sends} Send(s); destination "
-            f"{'unchanged' if content == b'PREVIOUS CONTENT' else f'CHANGED ({len(content)} bytes)'}")
-    tmp_row.see(f"leftover temporary files: {leftovers or 'none'}")
-    assert result["status"] == "unreachable", result
-    assert re.search(LOST_NOT_RESENT, result["msg"]), result["msg"]
-    assert runs == 1 and sends == 1, "the put went on, or was sent again, after its connection was lost"
-    assert content == b"PREVIOUS CONTENT"
-    assert removed, leftovers
+    return FailedPut(result, runs, delta(after, before, "wsman.Send"), content, removed,
+                     _leftovers(host_path(e2e, folder), "target.bin"))
+
+
+def _failed_put_verdict(seen: FailedPut) -> None:
+    assert seen.result["status"] == "unreachable", seen.result
+    assert re.search(LOST_NOT_RESENT, seen.result["msg"]), seen.result["msg"]
+    assert seen.runs == 1 and seen.sends == 1, "the put went on, or was sent again, after its connection was lost"
+    assert seen.content == b"PREVIOUS CONTENT"
+
+
+@report.row("Criteria that can fail", "mutation: the session resends a put whose outcome is unknown (a real pin "
+            "daemon serving a Session that runs the script again after the connection was lost)",
+            "the 'put_file of 3 MiB fails mid-transfer' row fails: the host started the put's script twice",
+            report.MUTATION)
+def test_the_failed_put_criterion_fails_on_a_resend(e2e: E2E, check, tmp_path) -> None:
+    row = check()
+    seen = _failed_put(e2e, tmp_path, env=mutant_env("ResendingSession"))
+    with pytest.raises(AssertionError) as caught:
+        _failed_put_verdict(seen)
+    row.see(f"{seen.describe()}; the row's criterion failed: {str(caught.value).splitlines()[0][:160]}")
+    assert seen.runs == 2
 
 
 @report.row("Nothing lost", "pin daemon killed (SIGKILL) during a 4 MiB put_file (the host holds the put's "
