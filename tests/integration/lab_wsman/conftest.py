@@ -10,6 +10,7 @@ import pathlib
 import threading
 import time
 import typing as t
+from types import SimpleNamespace
 
 import pytest
 from pypsrp.exceptions import WinRMTransportError
@@ -105,8 +106,6 @@ class StandInEngine:
             if verb == "out":
                 streams.output(rest)
             elif verb == "err":
-                from types import SimpleNamespace
-
                 streams.error(SimpleNamespace(message=rest, category="InvalidOperation", fq_error_id="Lab.Err", target=None, command_name="err", position=None))
             elif verb == "warn":
                 streams.warning(rest)
