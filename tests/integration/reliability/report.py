@@ -182,6 +182,8 @@ class Report:
             "`pinned.winrm.psrp`, what the suite expected and what it observed (figures measured in that run).",
             "A row fails when its criterion is not met; it is an error when its test broke elsewhere (set-up,",
             "teardown, an unexpected exception); a leak check is a leak only when its own criterion found one.",
+            "The last area, *Criteria that can fail*, is about the suite itself: each row is a deliberately broken",
+            "build (a mutation, kept as a test) on which the criterion of the row it names must fail.",
             "Regenerate with `make reliability-report` (only a complete, unfiltered run writes this file;",
             "`make test` checks that it lists exactly the rows the suite declares). Do not edit by hand.",
             "",
