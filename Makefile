@@ -89,5 +89,12 @@ bench: system-deps venv
 sanity: venv
 	@bash tests/sanity/run.sh
 
+# ansible-lint's production profile on the example playbooks, as tests/integration/ecosystem/test_tools.py runs it:
+# on a copy, since ansible-lint writes its .ansible/ cache into the project it checks.
+lint: venv
+	@rm -rf build/lint && mkdir -p build/lint && cp -R examples .ansible-lint build/lint/
+	@cd build/lint && env -u HTTP_PROXY -u HTTPS_PROXY -u ALL_PROXY -u NO_PROXY -u http_proxy -u https_proxy \
+	  -u all_proxy -u no_proxy PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/ansible-lint --offline --nocolor
+
 clean:
 	rm -rf build .pytest_cache tests/output

@@ -170,6 +170,24 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
             lines.append(f"| {n} | {_fmt(rss, 1)} |")
         lines += ["", f"Memory per added session: {_fmt(scale.get('mib_per_session'), 3)} MiB "
                   f"({scale.get('method')}).", ""]
+    isolation = results.get("isolation", {})
+    if isolation:
+        lines += ["### What isolation costs a warm pinned task (one Session through Squid and the relay)", "",
+                  "A restore statement after the task's, in the same pipeline (docs/pinning.md, T1), against the "
+                  "same Session without it; the time after the reply is the Signal and, when due, a memory reading.",
+                  "", "| RTT (ms) | task | isolated | ms per task | ms after the reply | controller CPU ms | "
+                  "WinRM requests | bytes up | bytes down |", "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+        for rtt in sorted(isolation, key=float):
+            for kind, rows in isolation[rtt].items():
+                for mode in ("isolated", "not_isolated", "cost"):
+                    row = rows.get(mode)
+                    if row:
+                        label = {"isolated": "yes", "not_isolated": "no", "cost": "**cost**"}[mode]
+                        lines.append(f"| {rtt} | {kind} | {label} | {_fmt(row['ms_per_task'], 1)} | "
+                                     f"{_fmt(row['after_reply_ms_per_task'], 1)} | {_fmt(row['cpu_ms_per_task'], 1)} | "
+                                     f"{_fmt(row['requests_per_task'], 2)} | {_fmt(row['bytes_up_per_task'], 0)} | "
+                                     f"{_fmt(row['bytes_down_per_task'], 0)} |")
+        lines.append("")
     targets = results.get("targets", {})
     if targets:
         lines += ["### Targets (issue 5)", "", "| target | measured | met |", "|---|---|---|"]

@@ -400,3 +400,92 @@ def pinning_scale(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
     return {"rss_mib": out, "mib_per_session": per_session,
             "method": "one daemon; sessions are distinct (host, user) pin keys over the lab's hosts and its "
                       "two host users; RSS (VmRSS) read after each batch ran a raw task"}
+
+
+# ---- 5. what isolation costs per task -----------------------------------------------------------------
+# The raw task builtin sends, and one that also leaves state the restore puts back (an environment variable,
+# as the `environment:` keyword's module_wrapper leaves, and a global variable).
+ISOLATION_TASKS = {
+    "leaves nothing": 'Write-Output "task {i}"\nexit $LASTEXITCODE',
+    "leaves state": '$env:BENCH_ENV = "{i}"; $global:bench{i} = {i}; Write-Output "task {i}"\nexit $LASTEXITCODE',
+}
+
+
+def isolation(bench: Bench, sizes: Sizes) -> dict[str, t.Any]:
+    """Warm raw tasks on one Session through Squid and the latency relay, run as the pin daemon runs them (the task,
+    then finish_pending() once its reply is out), with a pinned pool's isolation and without it, per RTT: the task's
+    time (its critical path), the time after its reply, the controller's CPU, WinRM requests and bytes per task."""
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
+
+    spec = _pinned_spec(bench)
+    out: dict[str, t.Any] = {}
+    try:
+        for rtt in sizes.rtts:
+            bench.client.set_rtt(rtt)
+            rows: dict[str, dict[str, list[dict[str, float]]]] = {}
+            for rep in range(sizes.reps):
+                for mode in rotated(["isolated", "not_isolated"], rep):
+                    for kind, script in ISOLATION_TASKS.items():
+                        session = Session(spec, isolate=mode == "isolated")
+                        try:
+                            sample = _isolation_sample(bench, session, script, sizes.raw_tasks)
+                        except Exception as exc:  # a failed measurement is an error of the run, not a crash
+                            bench.errors.append(f"isolation rtt={rtt} [{mode}, {kind}]: {type(exc).__name__}: {exc}")
+                            continue
+                        finally:
+                            session.close()
+                        rows.setdefault(kind, {}).setdefault(mode, []).append(sample)
+            out[_key(rtt)] = {kind: _isolation_summary(by_mode) for kind, by_mode in rows.items()}
+    finally:
+        bench.client.set_rtt(0)
+    return out
+
+
+def _pinned_spec(bench: Bench) -> t.Any:
+    """The SessionSpec the pinned runs of the other workloads use (host 0 through the relay and Squid)."""
+    import io
+
+    from ansible.playbook.play_context import PlayContext
+    from ansible.plugins.loader import connection_loader
+
+    from ansible_collections.pinned.winrm.plugins.connection.psrp import build_session_spec
+
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**group_vars("pinned", bench.desc, proxy=PROXY), **bench.host_entry(0)})
+    return build_session_spec(conn.get_option, {})
+
+
+def _isolation_sample(bench: Bench, session: t.Any, script: str, n: int) -> dict[str, float]:
+    import time
+
+    session.ensure_ready()
+    session.run(script.format(i="warm"))
+    session.finish_pending()
+    before, cpu = bench.counters([0]), time.process_time()
+    task_s, after_s = 0.0, 0.0
+    for i in range(n):
+        started = time.perf_counter()
+        session.ensure_ready()
+        result = session.run(script.format(i=i))
+        replied = time.perf_counter()
+        session.finish_pending()
+        task_s += replied - started
+        after_s += time.perf_counter() - replied
+        if result.rc != 0 or result.stdout != f"task {i}".encode():
+            raise RuntimeError(f"task {i} answered rc {result.rc}: {result.stdout[:200]!r} {result.stderr[:300]!r}")
+    delta = _delta(bench.counters([0]), before)
+    return {"ms_per_task": 1000 * task_s / n, "after_reply_ms_per_task": 1000 * after_s / n,
+            "cpu_ms_per_task": 1000 * (time.process_time() - cpu) / n,
+            "requests_per_task": _wsman_requests(delta) / n, "bytes_up_per_task": delta.get("bytes_in", 0) / n,
+            "bytes_down_per_task": delta.get("bytes_out", 0) / n}
+
+
+def _isolation_summary(by_mode: dict[str, list[dict[str, float]]]) -> dict[str, t.Any]:
+    summary: dict[str, t.Any] = {}
+    for mode, samples in by_mode.items():
+        summary[mode] = {k: round(median([s[k] for s in samples]) or 0.0, 2) for k in samples[0]}
+        summary[mode]["runs"] = len(samples)
+    if "isolated" in summary and "not_isolated" in summary:
+        summary["cost"] = {k: round(summary["isolated"][k] - summary["not_isolated"][k], 2)
+                           for k in summary["isolated"] if k != "runs"}
+    return summary

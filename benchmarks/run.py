@@ -26,7 +26,7 @@ from ._lab import BenchLab
 log = logging.getLogger("benchmarks")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKLOADS = ("raw_tasks", "module_tasks", "many_hosts", "transfer", "pinning_scale")
+WORKLOADS = ("raw_tasks", "module_tasks", "many_hosts", "transfer", "pinning_scale", "isolation")
 
 
 def _sizes(args: argparse.Namespace) -> _workloads.Sizes:
@@ -92,6 +92,14 @@ def targets(results: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
             out["pinned peak RSS does not grow with file size"] = {
                 "measured": f"{lo} MiB at {sizes[0]} MiB, {hi} MiB at {sizes[-1]} MiB (+{growth:.1f})",
                 "met": growth <= max(allowed, 8.0)}
+    isolation = results.get("isolation", {})
+    if isolation:
+        costs = [rows["cost"]["requests_per_task"] for by_kind in isolation.values() for rows in by_kind.values()
+                 if "cost" in rows]
+        # a memory reading after at most every 32nd task's reply is all isolation may add
+        out["isolation adds no WinRM request to a warm task"] = {
+            "measured": ", ".join(f"{c:+.2f}" for c in costs) or "n/a",
+            "met": all(c <= 1 / 32 + 0.005 for c in costs) if costs else None}
     per = (results.get("pinning_scale") or {}).get("mib_per_session")
     if per is not None or "pinning_scale" in results:
         out["at most 3 MiB per added pinned session"] = {"measured": f"{per} MiB", "met": None if per is None else per <= 3}

@@ -121,8 +121,8 @@ def main() -> int:
         say(f"\nFetched back {len(copied_back)} copies of the file; byte for byte the same: {same}")
         isolated = bool(env_next) and all(line == "DEMO_SETTING=" for line in env_next)
         say("The next task did not see the environment variable." if isolated else
-            f"The next task saw the environment variable ({env_next[0] if env_next else 'no result'}): a pinned "
-            f"session's process keeps what environment: set until the plugin isolates tasks (rule T1).")
+            f"The next task saw the environment variable ({env_next[0] if env_next else 'no result'}): task "
+            f"isolation (rule T1) is broken.")
 
         counters = [client.host_counters(h["name"]) for h in lab["hosts"]]
         squid_counters = client.proxy_counters("squid_ntlm")
@@ -151,7 +151,7 @@ def main() -> int:
             f"connection and after reset_connection)."
         )
         print(json.dumps(summary), flush=True)
-        return 0 if failed == 0 and tasks > 0 and summary["fetched_same"] else 1
+        return 0 if failed == 0 and tasks > 0 and summary["fetched_same"] and isolated else 1
     finally:
         subprocess.run([sys.executable, "-m", "ansible_collections.pinned.winrm.plugins.plugin_utils._pin_cli",
                         "--dir", str(workdir / "pc"), "close", "--all"],

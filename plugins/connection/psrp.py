@@ -363,6 +363,25 @@ options:
     - section: pinned_winrm
       key: persist_max_age
     version_added: 1.0.0
+  persist_max_tasks:
+    description:
+    - How many tasks a pinned session's Runspace Pool runs before it is closed and a new one opened (a new
+      C(wsmprovhost.exe) process on the host), between two tasks, never during one. Each exec, put or fetch
+      counts; a module task is usually one.
+    - Bounds what a long-lived host process keeps that no restore can put back (loaded .NET assemblies, static
+      state of compiled types). The pool is also recycled, whatever this count, before its process nears the
+      host's C(MaxMemoryPerShellMB), and when a task left state it cannot put back.
+    - V(0) recycles only for memory and state.
+    type: int
+    default: 100
+    vars:
+    - name: ansible_psrp_persist_max_tasks
+    env:
+    - name: ANSIBLE_PSRP_PERSIST_MAX_TASKS
+    ini:
+    - section: pinned_winrm
+      key: persist_max_tasks
+    version_added: 1.0.0
   persist_pool_size:
     description:
     - How many sessions the daemon may open to one host with the same settings when tasks overlap (two
@@ -641,11 +660,16 @@ class Connection(ConnectionBase):
             pool_size = int(self.get_option("persist_pool_size"))
             if pool_size < 1:
                 raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_pool_size must be at least 1.")
+            max_tasks = int(self.get_option("persist_max_tasks"))
+            if max_tasks < 0:
+                raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_max_tasks must be 0 (recycle for memory "
+                                   "and state only) or more.")
             return _pin_client.PinClient(
                 self.get_option("persist_dir"),
                 connect_timeout=float(self.get_option("connection_timeout")),
                 command_timeout=float(command_timeout) or None,
                 pool_max=pool_size,
+                max_tasks=max_tasks,
             )
         return _pin_client.LocalRunner(command_timeout=float(command_timeout) or None)
 

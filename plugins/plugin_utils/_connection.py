@@ -18,9 +18,16 @@ import ssl
 import time
 import typing as t
 
-import h11
+from ._errors import ConnectTimeoutError, MalformedAnswerError, ReadTimeoutError, TransportError, missing_package
 
-from ._errors import ConnectTimeoutError, MalformedAnswerError, ReadTimeoutError, TransportError
+# Guarded as ansible-core guards its plugins' imports: this module loads without h11, and building a connection
+# names the missing package.
+try:
+    import h11
+except ImportError as import_error:
+    H11_IMPORT_ERROR: ImportError | None = import_error
+else:
+    H11_IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +171,7 @@ class TLSStream:
 
     def handshake(self) -> None:
         """Run the TLS handshake; ssl.SSLError and socket errors propagate to the caller."""
-        for _ in range(1000):  # bounded: a handshake is a handful of flights
+        for _flight in range(1000):  # bounded: a handshake is a handful of flights
             try:
                 self._obj.do_handshake()
                 self._flush()
@@ -216,7 +223,7 @@ class TLSStream:
         """Without blocking: None if no application data is waiting, b"" on EOF/close_notify."""
         if self._pushback:
             return self._pushback
-        for _ in range(1000):  # bounded: each turn consumes buffered bytes
+        for _turn in range(1000):  # bounded: each turn consumes buffered bytes
             try:
                 data = self._obj.read(_RECV_SIZE)
             except ssl.SSLWantReadError:
@@ -264,6 +271,8 @@ class HTTPConnection:
     """HTTP/1.1 (h11) over one Stream, one request at a time, keep-alive."""
 
     def __init__(self, stream: Stream, *, party: str, max_response: int = DEFAULT_MAX_RESPONSE) -> None:
+        if H11_IMPORT_ERROR is not None:
+            raise missing_package("h11", H11_IMPORT_ERROR)
         self.stream = stream
         self.party = party
         # a peer that sends more than this (oversized or endless answers) is cut off, not buffered
@@ -333,7 +342,7 @@ class HTTPConnection:
         body = bytearray()
         started = False
         deadline = time.monotonic() + timeout if timeout else None
-        for _ in range(1_000_000):  # bounded by max_response and the deadline as well
+        for _event_number in range(1_000_000):  # bounded by max_response and the deadline as well
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as e:
@@ -456,7 +465,7 @@ class PrefixedStream:
 
 def socket_of(stream: Stream) -> SocketStream:
     """The TCP layer under any stack of streams."""
-    for _ in range(8):
+    for _layer in range(8):
         if isinstance(stream, SocketStream):
             return stream
         stream = t.cast(t.Any, stream).inner

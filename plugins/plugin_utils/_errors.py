@@ -108,3 +108,11 @@ class SessionOpenError(HostError):
 
 class HostAuthError(HostError):
     """The Windows host rejected the host credentials (401). Never retried: avoids account lockout."""
+
+
+def missing_package(package: str, error: ImportError) -> PinnedError:
+    """The error for a required package that did not import (its import is guarded so the module still loads)."""
+    return PinnedError(
+        f"pinned.winrm needs the Python package {package} on the controller ({error}): "
+        "pip install -r requirements.txt from the collection"
+    )

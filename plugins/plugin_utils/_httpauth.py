@@ -20,13 +20,25 @@ import logging
 import ssl
 import typing as t
 
-import spnego
-import spnego.channel_bindings
-import spnego.tls
-from requests.auth import HTTPDigestAuth
-
-from ._errors import ConfigError
+from ._errors import ConfigError, missing_package
 from ._kerberos import TICKET_AUTHS, ticket_credentials
+
+# Guarded as ansible-core guards its plugins' imports: this module loads without them, and the provider that
+# needs one names it when it is built.
+try:
+    import spnego
+    import spnego.channel_bindings
+    import spnego.tls
+except ImportError as import_error:
+    SPNEGO_IMPORT_ERROR: ImportError | None = import_error
+else:
+    SPNEGO_IMPORT_ERROR = None
+try:
+    from requests.auth import HTTPDigestAuth
+except ImportError as import_error:
+    REQUESTS_IMPORT_ERROR: ImportError | None = import_error
+else:
+    REQUESTS_IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +105,7 @@ def _parse_one(value: str) -> list[Challenge]:
         pos += 1
         return "".join(out)
 
-    for _ in range(len(value) + 1):  # bounded: every turn consumes input
+    for _turn in range(len(value) + 1):  # bounded: every turn consumes input
         skip(" \t,")
         if pos >= end:
             break
@@ -115,7 +127,7 @@ def _parse_one(value: str) -> list[Challenge]:
             continue
         pos = start
         # auth-params: name=value pairs until the next bare token (next scheme)
-        for _ in range(len(value) + 1):
+        for _turn in range(len(value) + 1):
             skip(" \t,")
             mark = pos
             name = token()
@@ -202,6 +214,8 @@ class DigestAuth(AuthProvider):
 
     def __init__(self, username: str | None, password: str | None) -> None:
         super().__init__()
+        if REQUESTS_IMPORT_ERROR is not None:
+            raise missing_package("requests", REQUESTS_IMPORT_ERROR)
         if not username or password is None:
             raise ConfigError("digest authentication needs a user name and a password.")
         self.label = "Digest"
@@ -263,6 +277,8 @@ class SpnegoAuth(AuthProvider):
         tickets: list[t.Any] | None = None,
     ) -> None:
         super().__init__()
+        if SPNEGO_IMPORT_ERROR is not None:
+            raise missing_package("pyspnego", SPNEGO_IMPORT_ERROR)
         self._first_label = first_label
         self._tickets = tickets  # pyspnego credentials naming the run's own cache/keytab (no password)
         self._username = username

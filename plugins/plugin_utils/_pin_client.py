@@ -18,6 +18,7 @@ where ``info["session"]`` is 'opened', 'reused' or 'reopened: <why>' and
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import os
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_AGE = 3600.0
 DEFAULT_POOL_MAX = 2
+DEFAULT_MAX_TASKS = 100  # ansible_psrp_persist_max_tasks (docs/pinning.md, "Recycling")
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 
@@ -75,7 +77,7 @@ def collection_sys_path_root() -> str:
     """The directory holding ``ansible_collections`` for this very package (what the daemon needs on sys.path)."""
     parts = __name__.split(".")
     root = os.path.abspath(__file__)
-    for _ in parts:
+    for _part in parts:
         root = os.path.dirname(root)
     return root
 
@@ -166,6 +168,7 @@ class PinClient:
         connect_timeout: float = 10.0,
         command_timeout: float | None = None,
         pool_max: int = DEFAULT_POOL_MAX,
+        max_tasks: int = DEFAULT_MAX_TASKS,
         autostart: bool = True,
         log_level: str = "INFO",
         profile: str | None = None,
@@ -175,6 +178,7 @@ class PinClient:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.pool_max = pool_max
+        self.max_tasks = max_tasks  # a pinned pool is recycled after this many tasks (0: never for their count)
         self.autostart = autostart
         self.log_level = log_level
         self.daemon_pid: int | None = None
@@ -299,6 +303,7 @@ class PinClient:
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
+            "max_tasks": self.max_tasks,
             "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
             **request,
         }
@@ -507,7 +512,8 @@ class LocalRunner:
             if factory is None:
                 from ._session import Session
 
-                factory = Session
+                # one pool per task, as ansible.builtin.psrp: nothing to isolate from the next task
+                factory = functools.partial(Session, isolate=False)
             self._session = factory(spec, events=lambda kind, detail: self._events.append((kind, detail)))
             self._pin = pin
         self._events = []

@@ -400,6 +400,10 @@ class SessionTable:
                             "pool_opens": stats.get("pool_opens", 0),
                             "pool_rebuilds": stats.get("pool_rebuilds", 0),
                             "rebuild_reasons": list(stats.get("rebuild_reasons", []))[-5:],
+                            "pool_recycles": stats.get("pool_recycles", 0),
+                            "recycle_reasons": list(stats.get("recycle_reasons", []))[-5:],
+                            "restores": stats.get("restores", 0),
+                            "memory_used_mb": stats.get("memory_used_mb"),
                             "last_used_at": wall - (now - slot.last_used),
                         }
                     )
@@ -601,6 +605,9 @@ class PinHandler(socketserver.BaseRequestHandler):
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
             abandoned=self.client_went_away,
         )
+        if hasattr(slot.session, "max_pool_tasks"):
+            max_tasks = int(request.get("max_tasks") or 0)
+            slot.session.max_pool_tasks = max_tasks if max_tasks > 0 else None  # read when the task ends
         reauths_before = reauth_reasons(slot.session)
         rebuilds_before = pool_rebuilds(slot.session)
         broken, reason = False, ""
@@ -711,7 +718,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                 )
             finally:
                 if frames is not None and not self.client_gone:
-                    for _ in frames:  # drain what the session did not read so the client is not left blocked
+                    for _unread in frames:  # drain what the session did not read so the client is not left blocked
                         pass
             return {"rc": int(result.rc)}
 
@@ -740,7 +747,7 @@ class PinHandler(socketserver.BaseRequestHandler):
                 sha1 = slot.session.put_file(chunks(), str(request["out_path"]), should_stop=self.client_went_away)
             finally:
                 if not self.client_gone:
-                    for _ in frames:
+                    for _unread in frames:
                         pass
             return {"sha1": sha1, "size": received["bytes"]}
 
@@ -775,7 +782,7 @@ def load_factory() -> SessionFactory:
     """The Session class, or a test stand-in named by an env var when (and only when) running under pytest."""
     target = os.environ.get(TEST_FACTORY_ENV)
     if target and os.environ.get("PYTEST_CURRENT_TEST"):
-        module, _, name = target.partition(":")
+        module, _colon, name = target.partition(":")
         log.warning("using the test session factory %s", target)
         return t.cast(SessionFactory, getattr(importlib.import_module(module), name))
     from ._session import Session
@@ -894,8 +901,8 @@ def main(argv: t.Sequence[str] | None = None) -> int:
 
     table = SessionTable(load_factory(), redactor)
     server = PinServer(listener, table, paths)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop_requested.set())
-    signal.signal(signal.SIGINT, lambda *_: server.stop_requested.set())
+    signal.signal(signal.SIGTERM, lambda *_signal: server.stop_requested.set())
+    signal.signal(signal.SIGINT, lambda *_signal: server.stop_requested.set())
     log.info("pin daemon %d serving %s (protocol %d)", os.getpid(), paths.socket, PROTOCOL_VERSION)
     serving = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="accept", daemon=True)
     serving.start()

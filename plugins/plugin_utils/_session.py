@@ -19,6 +19,7 @@ import time
 import typing as t
 from xml.etree import ElementTree
 
+from . import _transfers
 from ._errors import (
     HostAuthError,
     HostError,
@@ -29,6 +30,7 @@ from ._errors import (
     TransportError,
     UnexpectedError,
 )
+from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 try:
     from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
     from pypsrp.exceptions import AuthenticationError, WinRMError, WinRMTransportError, WSManFaultError
+    from pypsrp._utils import version_equal_or_newer
     from pypsrp.host import PSHost, PSHostUserInterface
     from pypsrp.powershell import PowerShell, RunspacePool
     from pypsrp.wsman import NAMESPACES as _WSMAN_NAMESPACES
@@ -56,6 +59,16 @@ StopCheck = t.Callable[[], bool]
 # interrupted task's pipeline is stopped within about this bound plus one round trip (T2).
 STOP_CHECK_S = 5
 
+# A pinned process is recycled once it keeps more than this share of the headroom a new one has (the host's
+# MaxMemoryPerShellMB minus what its process used after the pool opened): every task starts with at least 90%
+# of the memory it would have in a fresh process, as ansible.builtin.psrp gives it (docs/pinning.md).
+RECYCLE_MEMORY_SHARE = 0.10
+# The most tasks between two readings of a pool's memory (each a WS-Management Get, after a task's reply).
+MEMORY_CHECK_MAX_INTERVAL = 32
+# Windows' MaxMemoryPerShellMB default, assumed when winrm/config cannot be read (reading it needs admin rights).
+DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
+UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
+
 # WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id): a Command refused
 # with one never ran, so it may be sent again on a rebuilt pool (T5). Not 0x80338029 (the operation timed
 # out): that says nothing about the shell, and a Command that timed out may have started.
@@ -65,75 +78,6 @@ _SHELL_GONE_CODES = frozenset(
         0x803381A6,  # ERROR_WSMAN_SHELL_NOT_FOUND? (reported by some hosts for deleted shells)
     }
 )
-
-# Our own transfer scripts (plain PowerShell, no reflection). Both stage data so a
-# failed transfer never leaves a partial file where the full one should be.
-PUT_SCRIPT = r"""param([string]$Path)
-$ErrorActionPreference = 'Stop'
-if (Test-Path -LiteralPath $Path -PathType Container) {
-    throw "put_file: the destination '$Path' is a directory"
-}
-$parent = Split-Path -Parent $Path
-if ($parent -and -not (Test-Path -LiteralPath $parent -PathType Container)) {
-    throw "put_file: the destination directory '$parent' does not exist"
-}
-$tmp = "$Path.pinned-$([Guid]::NewGuid().ToString('N')).tmp"
-$sha1 = [Security.Cryptography.SHA1]::Create()
-$expected = $null
-$fs = [IO.File]::Create($tmp)
-$done = $false
-try {
-    foreach ($line in $input) {
-        if ($line.StartsWith('#sha1=')) { $expected = $line.Substring(6); continue }
-        if ($line.Length -gt 0) {
-            $bytes = [Convert]::FromBase64String($line)
-            $null = $sha1.TransformBlock($bytes, 0, $bytes.Length, $bytes, 0)
-            $fs.Write($bytes, 0, $bytes.Length)
-        }
-    }
-    $null = $sha1.TransformFinalBlock([byte[]]::new(0), 0, 0)
-    $fs.Dispose()
-    $hash = [BitConverter]::ToString($sha1.Hash).Replace('-', '').ToLowerInvariant()
-    if ($expected -ne $hash) {
-        throw "put_file: the data received hashes to $hash but the controller sent $expected; '$Path' was left unchanged"
-    }
-    Move-Item -LiteralPath $tmp -Destination $Path -Force
-    $done = $true
-    "{`"sha1`":`"$hash`"}"
-}
-finally {
-    $fs.Dispose()
-    if (-not $done) { Remove-Item -LiteralPath $tmp -Force -ErrorAction SilentlyContinue }
-}
-"""
-
-FETCH_SCRIPT = r"""param([string]$Path, [int]$BufferSize)
-$ErrorActionPreference = 'Stop'
-if (Test-Path -LiteralPath $Path -PathType Container) {
-    "[DIR]"
-}
-elseif (Test-Path -LiteralPath $Path -PathType Leaf) {
-    "[FILE]"
-    $sha1 = [Security.Cryptography.SHA1]::Create()
-    $fs = [IO.File]::OpenRead($Path)
-    try {
-        $buffer = [byte[]]::new($BufferSize)
-        while (($read = $fs.Read($buffer, 0, $buffer.Length)) -gt 0) {
-            $null = $sha1.TransformBlock($buffer, 0, $read, $buffer, 0)
-            [Convert]::ToBase64String($buffer, 0, $read)
-        }
-    }
-    finally {
-        $fs.Dispose()
-    }
-    $null = $sha1.TransformFinalBlock([byte[]]::new(0), 0, 0)
-    "#sha1=" + [BitConverter]::ToString($sha1.Hash).Replace('-', '').ToLowerInvariant()
-}
-else {
-    throw "fetch_file: '$Path' does not exist on the host"
-}
-"""
-
 
 class ExecResult(t.NamedTuple):
     rc: int
@@ -147,6 +91,9 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
         return exc
     if HAS_PYPSRP and isinstance(exc, WSManFaultError):
         reason = (exc.reason or str(exc)).strip()
+        provider_fault = str(getattr(exc, "provider_fault", None) or "").strip()
+        if provider_fault and provider_fault not in reason:
+            reason = f"{reason} {provider_fault}"  # e.g. the quota a command's input passed, and its maximum
         err = HostError(f"the Windows host {spec.host} answered with WS-Management fault {exc.code:#x}: {reason}")
         err.code = exc.code  # type: ignore[attr-defined]
         return err
@@ -194,6 +141,16 @@ def _stop_running(ps: t.Any) -> bool:
     return True
 
 
+def _release(ps: t.Any) -> None:
+    """Free the host operation a finished pipeline still holds (MaxConcurrentOperationsPerUser)."""
+    try:
+        # pypsrp only stops RUNNING pipelines; a finished one still holds a host operation slot.
+        ps.state = PSInvocationState.RUNNING
+        ps.stop()
+    except Exception as exc:
+        log.debug("releasing a finished pipeline failed: %s", exc)
+
+
 def _fault_code(exc: BaseException) -> int | None:
     return getattr(exc, "code", None) if isinstance(exc, (HostError,)) else None
 
@@ -205,7 +162,10 @@ class Session:
     # Below it, a lost shell is still detected by the first request's fault and rebuilt before anything ran.
     ALIVE_CHECK_AFTER_S = 30.0
 
-    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+    def __init__(self, spec: SessionSpec, *, events: EventSink | None = None, isolate: bool = True) -> None:
+        """`isolate`: the pool outlives its task (the pin daemon's), so every pipeline puts the runspace and process
+        back as the pool opened them and the pool is recycled when it cannot, or grows old (T1, T4). A session
+        that lives for one task only (persistence off) runs its pipelines as ansible.builtin.psrp does."""
         if not HAS_PYPSRP:
             raise PinnedError(f"pypsrp or its dependencies are not installed: {PYPSRP_IMPORT_ERROR}")
         self.spec = spec
@@ -216,6 +176,17 @@ class Session:
         self.psrp_host: t.Any = None
         self._last_pipeline: t.Any = None
         self.negotiated_envelope: int | None = None
+        self.isolate = isolate
+        self.baseline: Baseline | None = None  # the state of the pool when it opened (isolation)
+        self.put_command_quota = _transfers.DEFAULT_COMMAND_INPUT_QUOTA  # lowered to what the host says it takes
+        self._put_quota_known = False  # a put command reported the host's quota (or that it cannot be read)
+        self.max_pool_tasks: int | None = None  # recycle the pool after this many tasks (ansible_psrp_persist_max_tasks)
+        self.memory_limit_mb: int | None = None  # the host's MaxMemoryPerShellMB (None: no limit)
+        self._fresh_memory_mb: int | None = None  # what the pool's process used when it opened
+        self._memory_due_at = 1  # the pool's task count at which its memory is read next
+        self._dirty: str | None = None  # why the runspace may not be as the pool opened it
+        self._unsettled = False  # a task ran since the last check of state, memory and task count
+        self._verdict: t.Any = None  # the last restore statement's Verdict
         now = time.time()
         self.stats: dict[str, t.Any] = {
             "opened_at": now,
@@ -224,6 +195,11 @@ class Session:
             "pool_opens": 0,
             "pool_rebuilds": 0,
             "rebuild_reasons": [],
+            "pool_tasks": 0,
+            "pool_recycles": 0,
+            "recycle_reasons": [],
+            "restores": 0,
+            "memory_used_mb": None,
         }
 
     # -- life cycle ------------------------------------------------------
@@ -271,7 +247,11 @@ class Session:
             self.pool = pool
             self._last_pipeline = None
             self.stats["pool_opens"] += 1
+            self.stats["pool_tasks"] = 0
             self._event("pool_open", f"opened Runspace Pool {pool.id} ({spec.configuration_name}) on {spec.endpoint}")
+            if self.isolate:
+                self._capture_baseline()
+                self._read_fresh_memory()
 
     def _negotiate_envelope(self, wsman: t.Any) -> None:
         """Size messages (and so put/fetch chunks) from the host's MaxEnvelopeSizekb, capped by our setting.
@@ -279,16 +259,21 @@ class Session:
         Reading winrm/config needs rights some users lack; then the configured size stands.
         """
         if self.negotiated_envelope is None:
+            memory_mb = DEFAULT_MAX_MEMORY_PER_SHELL_MB
             try:
                 config = wsman.get_server_config()
                 node = config.find("cfg:Config/cfg:MaxEnvelopeSizekb", namespaces=_WSMAN_NAMESPACES)
                 host_size = int(node.text) * 1024 if node is not None and node.text else 0
+                node = config.find("cfg:Config/cfg:Winrs/cfg:MaxMemoryPerShellMB", namespaces=_WSMAN_NAMESPACES)
+                if node is not None and node.text and node.text.strip().isdigit():
+                    memory_mb = int(node.text)
             except (HostAuthError, TransportError):
                 raise  # refused credentials or a dead path: retrying in pool.open() would cost a second failed logon
             except (WinRMError, ValueError) as exc:  # access denied, old hosts, a size that is no number: keep ours
                 # (narrow on purpose: anything else is a bug, and swallowing it here hid it from every caller)
                 log.debug("could not read MaxEnvelopeSizekb: %s", exc)
                 host_size = 0
+            self.memory_limit_mb = None if memory_mb >= UNLIMITED_MB else memory_mb
             self.negotiated_envelope = min(self.spec.max_envelope_size, host_size) if host_size else self.spec.max_envelope_size
             self._event("envelope", f"max envelope size {self.negotiated_envelope} bytes "
                         f"(host {host_size or 'unknown'}, configured {self.spec.max_envelope_size})")
@@ -323,6 +308,11 @@ class Session:
                     reason = f"the Runspace Pool did not answer after {idle:.0f}s idle (shell expired or connection lost)"
                     self._rebuild(reason)
                     return f"reopened: {reason}"
+            if self._unsettled:
+                # finish_pending() did not run after the last task (it failed): settle on this task's path
+                recycled = self._settle()
+                if recycled:
+                    return f"recycled: {recycled}"
             return "reused"
 
     def close(self) -> None:
@@ -350,20 +340,150 @@ class Session:
     def _finish_last_pipeline(self) -> None:
         """Stop the previous task's pipeline so the host's operation count does not grow (MaxConcurrentOperationsPerUser)."""
         last, self._last_pipeline = self._last_pipeline, None
-        if last is None:
-            return
-        try:
-            # pypsrp only stops RUNNING pipelines; a finished one still holds a host operation slot.
-            last.state = PSInvocationState.RUNNING
-            last.stop()
-        except Exception as exc:
-            log.debug("stopping the previous pipeline failed: %s", exc)
+        if last is not None:
+            _release(last)
 
     def finish_pending(self) -> None:
-        """Release the host operation held by the last pipeline (run off the task's critical path)."""
+        """After a task's reply, off its critical path: release the host operation its last pipeline holds, then
+        make the pool fit for the next task (T1 state put back, T4 recycled when old or near its memory limit)."""
         with self._lock:
             if self.pool is not None:
                 self._finish_last_pipeline()
+                if self._unsettled:
+                    self._settle()
+
+    # -- isolation and recycling (T1, T4) -----------------------------------
+
+    def _capture_baseline(self) -> None:
+        """The state of the new pool, which every restore puts back (_isolation.BASELINE_SCRIPT)."""
+        self.baseline = None
+        self._dirty = None
+        self._unsettled = False  # a new pool: nothing to put back
+        if not version_equal_or_newer(self.pool.protocol_version or "", "2.2"):
+            self._event("isolation", f"the host speaks PSRP {self.pool.protocol_version}, without multi-statement "
+                        "pipelines: its pool is recycled after every task")
+            return
+        ps = PowerShell(self.pool)
+        ps.add_script(BASELINE_SCRIPT, use_local_scope=True)
+        output: list[t.Any] = []
+        try:
+            ps.begin_invoke()
+        except Exception as exc:  # the host refused the Command: it refuses the task's too, so the task fails (T3)
+            raise _host_error_from(exc, self.spec) from exc
+        try:
+            self._wait(ps, None, output.append)
+        finally:
+            _release(ps)
+        try:
+            self.baseline = Baseline(str(output[-1]) if output else "")
+        except ValueError as exc:
+            errors = "; ".join(str(e) for e in ps.streams.error)[:300]
+            self._event("isolation", f"the host would not describe its new pool's state ({errors or exc}): "
+                        "the pool is recycled after every task")
+
+    def _restore_alone(self) -> t.Any:
+        """The restore as a pipeline of its own (the task's pipeline ended before its restore); its verdict."""
+        ps = PowerShell(self.pool)
+        ps.add_script(RESTORE_SCRIPT, use_local_scope=True)
+        for arg in t.cast(Baseline, self.baseline).restore_arguments():
+            ps.add_argument(arg)
+        self._verdict = None
+        try:
+            ps.begin_invoke()
+        except Exception as exc:
+            raise _host_error_from(exc, self.spec) from exc
+        try:
+            self._wait(ps, None, lambda value: None)
+        finally:
+            _release(ps)
+        return self._verdict
+
+    def _settle(self) -> str | None:
+        """Put the runspace back if the last task left it unrestored; recycle the pool when that fails, after
+        max_pool_tasks tasks, or when its process nears MaxMemoryPerShellMB. Returns why it recycled, or None.
+        Until it has run to its end (a failure here raises), the next task settles first."""
+        reason = None
+        if self._dirty is not None:
+            verdict = self._restore_alone() if self.baseline is not None else None
+            if verdict is not None and verdict.clean:
+                self._dirty = None
+            else:
+                reason = (verdict.why if verdict is not None else self._dirty)
+                reason = f"its runspace could not be put back as it opened ({reason})"
+        if reason is None and self.max_pool_tasks and self.stats["pool_tasks"] >= self.max_pool_tasks:
+            reason = f"it ran {self.stats['pool_tasks']} tasks (ansible_psrp_persist_max_tasks {self.max_pool_tasks})"
+        if reason is None:
+            reason = self._memory_reason()
+        if reason is not None:
+            self._recycle(reason)
+        self._unsettled = False
+        return reason
+
+    def _memory_reason(self) -> str | None:
+        """Why the pool's process should be recycled for its memory (rsp:MemoryUsed against MaxMemoryPerShellMB),
+        read when due: after every task once the process kept half its allowance, else at an interval that keeps
+        the growth seen so far within the allowance left (at most MEMORY_CHECK_MAX_INTERVAL tasks)."""
+        limit = self.memory_limit_mb
+        if limit is None or self._fresh_memory_mb is None or self.stats["pool_tasks"] < self._memory_due_at:
+            return None
+        used = self._memory_used_mb()
+        if used is None:
+            self._memory_due_at = self.stats["pool_tasks"] + MEMORY_CHECK_MAX_INTERVAL
+            return None
+        fresh = self._fresh_memory_mb
+        allowance = RECYCLE_MEMORY_SHARE * (limit - fresh)
+        grown = used - fresh
+        if grown >= allowance:
+            return (f"its process uses {used} MB of the host's MaxMemoryPerShellMB {limit} MB (it used {fresh} MB "
+                    f"when the pool opened; recycled past {fresh + allowance:.0f} MB)")
+        tasks = max(1, self.stats["pool_tasks"])
+        rate = max(1.0, grown / tasks)  # MB a task kept, on average (1 MB assumed at least)
+        interval = 1 if grown >= allowance / 2 else int((allowance - grown) / (2 * rate))
+        self._memory_due_at = self.stats["pool_tasks"] + max(1, min(MEMORY_CHECK_MAX_INTERVAL, interval))
+        return None
+
+    def _read_fresh_memory(self) -> None:
+        """What a new pool's process uses: the base its growth is measured from."""
+        self._fresh_memory_mb = None
+        self._memory_due_at = 1
+        if self.memory_limit_mb is None:
+            return
+        used = self._memory_used_mb()
+        if used is not None:
+            self._fresh_memory_mb = min(used, self.memory_limit_mb // 2)
+
+    def _memory_used_mb(self) -> int | None:
+        """What the shell's process uses, as WinRM reports it (rsp:MemoryUsed of a WS-Management Get on the shell)."""
+        try:
+            # pypsrp has no public reader of the shell's properties; is_alive() reads them the same way
+            state = self.pool.shell._get_shell(timeout=max(1, min(10, self.spec.operation_timeout)))
+        except (TransportError, HostAuthError):
+            raise
+        except Exception as exc:
+            log.debug("reading the shell's MemoryUsed failed: %s", exc)
+            return None
+        text = str(state.get("MemoryUsed") or "").strip().upper().removesuffix("MB")
+        used = int(text) if text.isdigit() else None
+        self.stats["memory_used_mb"] = used
+        return used
+
+    def _recycle(self, reason: str) -> None:
+        """Close the pool (its process ends) and open a new one, between tasks."""
+        self.stats["pool_recycles"] += 1
+        self.stats["recycle_reasons"].append(reason)
+        del self.stats["recycle_reasons"][:-20]
+        self._event("recycle", f"recycling the Runspace Pool: {reason}")
+        pool = self.pool
+        self._drop_pool()
+        self._dirty = None
+        try:
+            if pool is not None and pool.state == RunspacePoolState.OPENED:
+                pool.close()
+        except (TransportError, HostAuthError):
+            raise
+        except Exception as exc:
+            log.debug("closing the recycled Runspace Pool failed: %s", exc)
+        self.open()
 
     def _begin(self, script: str, arguments: t.Sequence[t.Any], pipeline_input: t.Iterator[t.Any] | None) -> t.Any:
         """Start a pipeline; if the host refused the Command itself because the shell is gone, rebuild once and
@@ -379,6 +499,18 @@ class Session:
             ps.add_script(script, use_local_scope=True)
             for arg in arguments:
                 ps.add_argument(arg)
+            if self.isolate:
+                self._unsettled = True
+                # until the restore's verdict says otherwise (a task that fails or is stopped never reaches it)
+                self._dirty = ("the task's pipeline ended before its restore statement ran" if self.baseline else
+                               "the pool's state could not be captured when it opened, so no second task may use it")
+                if self.baseline is not None:
+                    # T1: the restore is the pipeline's second statement; the task's is the first, with the input
+                    ps.add_statement()
+                    ps.add_script(RESTORE_SCRIPT, use_local_scope=True)
+                    for arg in self.baseline.restore_arguments():
+                        ps.add_argument(arg)
+                    self._verdict = None
             try:
                 ps.begin_invoke(pipeline_input)
                 return ps
@@ -416,7 +548,9 @@ class Session:
             while True:
                 if on_output is not None:
                     while ps.output:
-                        on_output(ps.output.pop(0))
+                        value = ps.output.pop(0)
+                        if not self._took_verdict(value):
+                            on_output(value)
                 if ps.state != PSInvocationState.RUNNING:
                     return
                 if should_stop is not None and should_stop():
@@ -424,6 +558,21 @@ class Session:
                 ps.poll_invoke(timeout=poll)
         except BaseException as exc:
             self._fail(ps, exc)
+
+    def _took_verdict(self, value: t.Any) -> bool:
+        """Whether an output object is the restore statement's verdict (then it is not the task's output)."""
+        verdict = self.baseline.verdict_of(value) if self.baseline is not None else None
+        if verdict is None:
+            return False
+        self._verdict = verdict
+        if verdict.clean:
+            self._dirty = None
+            if verdict.restored:
+                self.stats["restores"] += 1
+                self._event("restore", f"put back what the task changed: {', '.join(verdict.restored)}")
+        else:
+            self._dirty = verdict.why
+        return True
 
     def run(
         self,
@@ -444,60 +593,103 @@ class Session:
         daemon's "has the client gone?") is asked between Receives: when it answers True the pipeline is
         stopped on the host and TaskInterrupted raised, the session staying usable.
         """
-        collected = Collected() if output is None else None
-        rendered = StreamedOutput(output or t.cast(OutputSink, collected), max_output)
         with self._lock:
             if self.pool is None:
                 self.open()
-            self._finish_last_pipeline()
             self.stats["tasks"] += 1
-            try:
-                # one generator for every attempt: a Command refused for a lost shell consumed no input
-                ps = self._begin(script, list(arguments or ()), _input_generator(input_data))
-                self._wait(ps, should_stop, rendered.output)
-                self._last_pipeline = ps
-                rc = rendered.finish(ps, self.psrp_host, verbose_errors)
-            finally:
-                self.stats["last_used"] = time.time()
+            self.stats["pool_tasks"] += 1
+            return self._run(script, list(arguments or ()), input_data, verbose_errors, should_stop, output,
+                             max_output)
+
+    def _run(self, script: str, arguments: list[t.Any], input_data: t.Iterable[t.Any] | None, verbose_errors: bool,
+             should_stop: StopCheck | None, output: OutputSink | None, max_output: int | None) -> ExecResult:
+        """One pipeline of a task (run(), or one of put_file's commands)."""
+        collected = Collected() if output is None else None
+        rendered = StreamedOutput(output or t.cast(OutputSink, collected), max_output)
+        self._finish_last_pipeline()
+        try:
+            # one generator for every attempt: a Command refused for a lost shell consumed no input
+            ps = self._begin(script, arguments, _input_generator(input_data))
+            self._wait(ps, should_stop, rendered.output)
+            self._last_pipeline = ps
+            rc = rendered.finish(ps, self.psrp_host, verbose_errors)
+        finally:
+            self.stats["last_used"] = time.time()
         if collected is None:
             return ExecResult(rc, b"", b"")
         return ExecResult(rc, bytes(collected.stdout), bytes(collected.stderr))
 
     def put_file(self, chunks: t.Iterable[bytes], out_path: str, *, should_stop: StopCheck | None = None) -> str:
-        """Stream `chunks` into `out_path` on the host; returns the verified SHA-1.
+        """Stream `chunks` into `out_path` on the host; returns the SHA-1 of what was written.
 
-        The host writes a temporary file beside the destination and moves it
-        into place only when the hash it computed matches ours.
+        The file goes up in as many commands as the host's per-command input quota needs, appending to a staged
+        file beside the destination; each command checks its part's SHA-1, the last moves the staged file into
+        place (_transfers.py). A failed command fails the transfer and removes the staged file.
         """
         with self._lock:
             if self.pool is None:
                 self.open()
             self._finish_last_pipeline()
-            digest = hashlib.sha1()
+            self.stats["tasks"] += 1
+            self.stats["pool_tasks"] += 1
+            pending = _transfers.Lookahead(chunks)
+            whole = hashlib.sha1()
+            staged, offset = "", 0
+            while True:
+                lines = self._put_lines_per_command()
+                if not self._put_quota_known:
+                    lines = min(lines, max(1, _transfers.FIRST_PUT_COMMAND_BYTES // self.put_chunk_size()))
+                command = _transfers.PutCommand(pending, lines, whole)
+                result = self._put_command(command, out_path, staged, offset, should_stop)
+                reply = _transfers.put_reply(result.stdout.decode("utf-8", "replace"))
+                if reply is not None:
+                    self._learn_put_quota(reply.get("quota"))  # absent: reflection refused, Windows' default stands
+                if reply is None or reply.get("sha1") != command.digest.hexdigest() or \
+                        reply.get("size") != offset + command.size:
+                    raise HostError(
+                        f"put_file to {out_path!r}: the host answered {result.stdout.decode('utf-8', 'replace')[:300]!r}"
+                        f" for {command.size} bytes with SHA-1 {command.digest.hexdigest()} at offset {offset}; the "
+                        f"destination was left unchanged")
+                staged, offset = str(reply.get("staged") or ""), offset + command.size
+                if command.final:
+                    return whole.hexdigest()
 
-            def lines() -> t.Iterator[str]:
-                for chunk in chunks:
-                    if chunk:
-                        digest.update(chunk)
-                        yield base64.b64encode(chunk).decode("ascii")
-                yield "#sha1=" + digest.hexdigest()
+    def _put_command(self, command: t.Any, out_path: str, staged: str, offset: int,
+                     should_stop: StopCheck | None) -> ExecResult:
+        """One put command; a refusal of its input names the host's quota, which later puts then plan with."""
+        try:
+            # offsets as text: pypsrp sends a Python int as Int32, and a file may pass 2 GiB ([long] converts it)
+            result = self._run(_transfers.PUT_SCRIPT, [out_path, staged, str(offset)], command, False, should_stop,
+                               None, None)
+        except HostError as exc:
+            quota = _transfers.refused_quota(str(exc))
+            if quota is None or quota >= self.put_command_quota:
+                raise
+            self.put_command_quota = quota
+            self._put_quota_known = True
+            raise HostError(
+                f"put_file to {out_path!r}: the host accepts only {quota} bytes of input per command (its session "
+                f"configuration's MaximumReceivedDataSizePerCommandMB, below Windows' default of 50 MB the transfer "
+                f"was planned with); the destination was left unchanged, and this session's next put_file sends "
+                f"smaller commands. Run the task again, or raise MaximumReceivedDataSizePerCommandMB "
+                f"(Set-PSSessionConfiguration). ({exc})", status=exc.status) from exc
+        if result.rc != 0:
+            raise HostError(f"put_file to {out_path!r} failed on the host: "
+                            f"{result.stderr.decode('utf-8', 'replace').strip()}")
+        return result
 
-            result = self.run(PUT_SCRIPT, arguments=[out_path], input_data=lines(), should_stop=should_stop)
-            if result.rc != 0:
-                raise HostError(f"put_file to {out_path!r} failed on the host: {result.stderr.decode('utf-8', 'replace').strip()}")
-            text = result.stdout.decode("utf-8", "replace")
-            remote = _json_sha1(text)
-            if remote is None:
-                raise HostError(
-                    f"put_file to {out_path!r}: the host returned no hash (stdout {text.strip()[:200]!r}, stderr "
-                    f"{result.stderr.decode('utf-8', 'replace').strip()[:300]!r}); the destination may be unchanged"
-                )
-            if remote != digest.hexdigest():
-                raise HostError(
-                    f"put_file to {out_path!r}: the host reported SHA-1 {remote} but the controller sent "
-                    f"{digest.hexdigest()}; the destination was left unchanged"
-                )
-            return remote
+    def _learn_put_quota(self, quota: t.Any) -> None:
+        """The host's MaximumReceivedDataSizePerCommandMB as a put command read it (None: no limit or not read)."""
+        self._put_quota_known = True
+        if isinstance(quota, int) and 0 < quota < self.put_command_quota:
+            self.put_command_quota = quota
+            self._event("put_quota", f"the host takes {quota} bytes of input per command; puts are sized by it")
+
+    def _put_lines_per_command(self) -> int:
+        """Input lines per put command so that its data stays under the host's per-command quota."""
+        create_pipeline = len(_transfers.PUT_SCRIPT) + (
+            len(RESTORE_SCRIPT) + len(self.baseline.text) if self.baseline is not None else 0)
+        return _transfers.put_lines_per_command(self.put_chunk_size(), self.put_command_quota, 2 * create_pipeline)
 
     def put_chunk_size(self) -> int:
         """Raw bytes per pipeline input so that one base64 line fits the negotiated envelope."""
@@ -505,48 +697,68 @@ class Session:
         return max(1024, int((self.max_payload_size - 82) / 4 * 3))
 
     def fetch_file(self, in_path: str, sink: t.Callable[[bytes], None], *, should_stop: StopCheck | None = None) -> str:
-        """Stream `in_path` from the host into `sink`; returns 'file' or 'dir'. Verifies the host's SHA-1."""
+        """Stream `in_path` from the host into `sink`; returns 'file' or 'dir'.
+
+        A file comes in ranges of FETCH_RANGE_BYTES, one command each; the controller checks each range's SHA-1.
+        """
         with self._lock:
             if self.pool is None:
                 self.open()
             self._finish_last_pipeline()
             self.stats["tasks"] += 1
+            self.stats["pool_tasks"] += 1
             max_b64 = int(self.max_payload_size - (self.max_payload_size / 4 * 3))
             buffer_size = max(1024, max_b64 - (max_b64 % 1024))
-            digest = hashlib.sha1()
-            seen: dict[str, str | None] = {"kind": None, "sha1": None}
-
-            def on_output(value: t.Any) -> None:
-                item = str(value)
-                if seen["kind"] is None:
-                    seen["kind"] = {"[FILE]": "file", "[DIR]": "dir"}.get(item)
-                    if seen["kind"] is None:
-                        raise HostError(f"fetch_file {in_path!r}: unexpected first line from the host: {item[:80]!r}")
-                elif item.startswith("#sha1="):
-                    seen["sha1"] = item[6:]
-                else:
-                    data = base64.b64decode(item)
-                    digest.update(data)
-                    sink(data)
-
+            offset, size = 0, 0
             try:
-                ps = self._begin(FETCH_SCRIPT, [in_path, buffer_size], None)
-                self._wait(ps, should_stop, on_output)
+                while True:
+                    kind, size, got = self._fetch_range(in_path, buffer_size, offset, size, sink, should_stop)
+                    offset += got
+                    if kind == "dir" or offset >= size:
+                        return kind
+                    if got == 0:
+                        raise HostError(f"fetch_file {in_path!r}: the host sent no data at offset {offset} of {size}")
             finally:
                 self.stats["last_used"] = time.time()
-            self._last_pipeline = ps
-            errors = Collected()
-            rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)
-            stderr = bytes(errors.stderr)
-            kind = seen["kind"]
-            if rc != 0 or kind is None:
-                raise HostError(f"fetch_file {in_path!r} failed on the host: {stderr.decode('utf-8', 'replace').strip()}")
-            if kind == "file" and seen["sha1"] != digest.hexdigest():
-                raise HostError(
-                    f"fetch_file {in_path!r}: received data hashes to {digest.hexdigest()} but the host computed "
-                    f"{seen['sha1']}; the transfer was corrupted"
-                )
-            return kind
+
+    def _fetch_range(self, in_path: str, buffer_size: int, offset: int, size: int, sink: t.Callable[[bytes], None],
+                     should_stop: StopCheck | None) -> tuple[str, int, int]:
+        """One fetch command: (kind, the file's size, bytes received) for the range at `offset`."""
+        digest = hashlib.sha1()
+        seen: dict[str, t.Any] = {"kind": "file" if offset else None, "sha1": None, "size": size, "got": 0}
+
+        def on_output(value: t.Any) -> None:
+            item = str(value)
+            if seen["kind"] is None:
+                seen["kind"] = {"[FILE]": "file", "[DIR]": "dir"}.get(item)
+                if seen["kind"] is None:
+                    raise HostError(f"fetch_file {in_path!r}: unexpected first line from the host: {item[:80]!r}")
+            elif item.startswith("#size="):
+                seen["size"] = int(item[6:])
+            elif item.startswith("#sha1="):
+                seen["sha1"] = item[6:]
+            else:
+                data = base64.b64decode(item)
+                digest.update(data)
+                seen["got"] += len(data)
+                sink(data)
+
+        arguments = [in_path, buffer_size, str(offset), str(_transfers.FETCH_RANGE_BYTES), str(size)]  # [long] on the host
+        ps = self._begin(_transfers.FETCH_SCRIPT, arguments, None)
+        self._wait(ps, should_stop, on_output)
+        self._last_pipeline = ps
+        errors = Collected()
+        rc = StreamedOutput(errors).finish(ps, self.psrp_host, False)
+        stderr = bytes(errors.stderr)
+        kind = seen["kind"]
+        if rc != 0 or kind is None:
+            raise HostError(f"fetch_file {in_path!r} failed on the host: {stderr.decode('utf-8', 'replace').strip()}")
+        if kind == "file" and seen["sha1"] != digest.hexdigest():
+            raise HostError(
+                f"fetch_file {in_path!r}: received data hashes to {digest.hexdigest()} but the host computed "
+                f"{seen['sha1']}; the transfer was corrupted"
+            )
+        return kind, int(seen["size"]), int(seen["got"])
 
 
 def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None:
@@ -564,17 +776,3 @@ def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None
         yield from iterator
 
     return gen()
-
-
-def _json_sha1(text: str) -> str | None:
-    import json
-
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                value = json.loads(line).get("sha1")
-            except (ValueError, AttributeError):
-                continue
-            return str(value) if value else None
-    return None

@@ -2,7 +2,7 @@
 
 pypsrp's ``WSMan`` calls ``transport.send(xml, retries_on_read_timeout=, timeout=)``
 and reads ``transport.endpoint``; this class gives it exactly that, with the
-proxy rules of design.md built in:
+proxy rules of docs/security.md ("The proxy rules") built in:
 
 R2  the proxy's provider only fills ``Proxy-Authorization`` on CONNECT; the host's
     provider only fills ``Authorization`` on requests inside the tunnel (or
@@ -28,9 +28,6 @@ import tempfile
 import time
 import typing as t
 
-from pypsrp.encryption import WinRMEncryption
-from pypsrp.exceptions import WinRMTransportError
-
 from ._connection import (
     ConnectionLost,
     HTTPConnection,
@@ -52,6 +49,7 @@ from ._errors import (
     ProxyError,
     ReadTimeoutError,
     TransportError,
+    missing_package,
 )
 from ._httpauth import (
     AuthProvider,
@@ -67,6 +65,16 @@ from ._httpauth import (
 
 if t.TYPE_CHECKING:
     from ._spec import ProxySpec, SessionSpec
+
+# Guarded as ansible-core guards its plugins' imports: this module loads without pypsrp, and building a
+# transport names the missing package.
+try:
+    from pypsrp.encryption import WinRMEncryption
+    from pypsrp.exceptions import WinRMTransportError
+except ImportError as import_error:
+    PYPSRP_IMPORT_ERROR: ImportError | None = import_error
+else:
+    PYPSRP_IMPORT_ERROR = None
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +124,8 @@ class WinRMTransport:
     """WinRM messages over one held connection (R4), with proxy and host authentication (R2) and R5 repair."""
 
     def __init__(self, spec: SessionSpec, *, events: EventSink | None = None) -> None:
+        if PYPSRP_IMPORT_ERROR is not None:
+            raise missing_package("pypsrp", PYPSRP_IMPORT_ERROR)
         self.spec = spec
         self.endpoint: str = spec.endpoint
         self._events = events
@@ -186,7 +196,7 @@ class WinRMTransport:
         reopens = 0
         read_timeouts = 0
         not_processed = 0
-        for _ in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
+        for _attempt in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
             limit = self._command_time_left(read_timeout or self.spec.read_timeout)
             try:
                 return self._send_once(message, limit)
@@ -434,7 +444,7 @@ class WinRMTransport:
         provider = proxy_provider(proxy, self.spec)
         base = [("Host", self._authority), ("User-Agent", USER_AGENT)]
         credential: str | None = None
-        for _ in range(_MAX_LEGS):
+        for _leg in range(_MAX_LEGS):
             headers = base + ([("Proxy-Authorization", credential)] if credential else [])
             try:
                 resp = conn.request(

@@ -1,4 +1,4 @@
-"""cmd.exe's subset as the lab host runs it (docs/lab-engine.md, "cmd subset"), and CommandLineToArgvW.
+"""cmd.exe's subset as the lab host runs it (docs/lab-engine.md, "cmd subset").
 
 A CmdShell runs on a process of the host (the Engine that made it): its environment, file system, native
 commands and powershell.exe. It sees that process through `CmdProcess`, what it needs of an Engine.
@@ -12,6 +12,7 @@ import typing as t
 from collections.abc import Callable, Iterable
 
 from tests.lab import pwsh
+from tests.lab.pwsh.command_line import split_tail
 
 
 class CmdProcess(t.Protocol):
@@ -29,53 +30,10 @@ class CmdProcess(t.Protocol):
                            stderr: Callable[[bytes], None], cwd: str | None = None) -> int: ...
 
 
-def split_command_line(line: str) -> list[str]:
-    """CommandLineToArgvW's rules, enough for the command lines clients build."""
-    args: list[str] = []
-    cur: list[str] = []
-    in_quotes = False
-    have = False
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if c == "\\":
-            j = i
-            while j < len(line) and line[j] == "\\":
-                j += 1
-            n = j - i
-            if j < len(line) and line[j] == '"':
-                cur.append("\\" * (n // 2))
-                if n % 2:
-                    cur.append('"')
-                    i = j + 1
-                else:
-                    i = j
-                have = True
-                continue
-            cur.append("\\" * n)
-            i = j
-            have = True
-            continue
-        if c == '"':
-            in_quotes = not in_quotes
-            have = True
-        elif c in " \t" and not in_quotes:
-            if have:
-                args.append("".join(cur))
-                cur, have = [], False
-        else:
-            cur.append(c)
-            have = True
-        i += 1
-    if have:
-        args.append("".join(cur))
-    return args
-
-
-
 # ---- cmd.exe subset ------------------------------------------------------------------------------
 
 _NOT_RECOGNIZED = "'{0}' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n"
+_PATH_NOT_FOUND = b"The system cannot find the path specified.\r\n"
 
 
 class CmdShell:
@@ -168,13 +126,9 @@ class CmdShell:
             elif target.lower() == "nul":
                 dest = lambda b: None  # noqa: E731
             else:
-                try:
-                    hp = pwsh.FileSystem(self.engine.root).host_path(target, self.cwd)
-                except pwsh.PathOutsideRoot:
-                    self.stderr(b"The system cannot find the path specified.\r\n")
-                    return 1
-                if not hp.parent.is_dir():
-                    self.stderr(b"The system cannot find the path specified.\r\n")
+                hp = self.host_path(target)
+                if hp is None or not hp.parent.is_dir():
+                    self.stderr(_PATH_NOT_FOUND)
                     return 1
                 if kind == ">":
                     hp.write_bytes(b"")
@@ -209,11 +163,9 @@ class CmdShell:
             w(rest[1:] + "\r\n" if rest.startswith(" ") else rest + "\r\n")
             return 0
         if low in ("type",):
-            path = args.strip('"')
-            try:
-                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except pwsh.PathOutsideRoot:
-                err(b"The system cannot find the path specified.\r\n")
+            hp = self.host_path(args.strip('"'))
+            if hp is None:
+                err(_PATH_NOT_FOUND)
                 return 1
             if not hp.is_file():
                 # cmd tells a missing directory on the way from a missing file
@@ -231,13 +183,9 @@ class CmdShell:
             w(self.cwd + "\r\n")
             return 0
         if low in ("cd", "chdir"):
-            path = args.strip('"').removeprefix("/d ").strip()
-            try:
-                hp = pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
-            except pwsh.PathOutsideRoot:
-                hp = None
+            hp = self.host_path(args.strip('"').removeprefix("/d ").strip())
             if hp is None or not hp.is_dir():
-                err(b"The system cannot find the path specified.\r\n")
+                err(_PATH_NOT_FOUND)
                 return 1
             self.cwd = pwsh.FileSystem(self.engine.root).win_of(hp)
             return 0
@@ -290,10 +238,10 @@ class CmdShell:
         if base in ("cmd", "cmd.exe"):
             return self.cmd_exe(rest, out, err)
         if base in ("powershell", "powershell.exe", "pwsh", "pwsh.exe"):
-            return self.engine.run_powershell_exe(split_command_line(rest), self.stdin, out, err, cwd=self.cwd)
+            return self.engine.run_powershell_exe(split_tail(rest), self.stdin, out, err, cwd=self.cwd)
         native = self.engine.host_context().native_command(name)
         if native is not None:  # the host's other executables (shutdown.exe)
-            rc, lines, errors = native(self.engine.host_context(), self.cwd, split_command_line(args))
+            rc, lines, errors = native(self.engine.host_context(), self.cwd, split_tail(args))
             for line in lines:
                 w(line + "\r\n")
             for line in errors:
@@ -301,6 +249,13 @@ class CmdShell:
             return rc
         err(_NOT_RECOGNIZED.format(name).encode(enc, errors="replace"))
         return 9009
+
+    def host_path(self, path: str) -> pathlib.Path | None:
+        """The lab file behind a cmd path (relative to the current directory); None when it leaves the host's C:."""
+        try:
+            return pwsh.FileSystem(self.engine.root).host_path(path, self.cwd)
+        except pwsh.PathOutsideRoot:
+            return None
 
     def cmd_exe(self, rest: str, out: Callable[[bytes], None], err: Callable[[bytes], None]) -> int:
         """cmd.exe started with the arguments `rest`: `/c line` (or `/k`) runs the line in a new cmd."""
@@ -320,11 +275,9 @@ class CmdShell:
         import datetime as dt
         fs = pwsh.FileSystem(self.engine.root)
         bare = "/b" in args.lower().split()
-        path = " ".join(a for a in args.split() if not a.startswith("/")).strip('"') or "."
-        try:
-            hp = fs.host_path(path, self.cwd)
-        except pwsh.PathOutsideRoot:
-            err(b"The system cannot find the path specified.\r\n")
+        hp = self.host_path(" ".join(a for a in args.split() if not a.startswith("/")).strip('"') or ".")
+        if hp is None:
+            err(_PATH_NOT_FOUND)
             return 1
         if not hp.exists():
             w(" Volume in drive C has no label.\r\n Volume Serial Number is 4C4B-1D2E\r\n\r\n")

@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from tests.lab import _internal, _transfer, pwsh
-from tests.lab._cmd import CmdShell, split_command_line
+from tests.lab._cmd import CmdShell
 from tests.lab.pwsh import ErrorInfo, Streams
+from tests.lab.pwsh.command_line import split_program, split_tail
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +272,8 @@ class Engine:
         (AddScript's useLocalScope; PSRP's default is the global scope).
         """
         host = self.host_context()
+        if runspace is not None and runspace.language_mode:
+            host.language_mode = runspace.language_mode  # a script locked this runspace down
         if not is_command and host.language_mode == "NoLanguage":
             # Command.CreateCommandProcessor refuses a script in a no-language runspace (recorded from a JEA
             # endpoint: test_psrp_with_jea_configuration)
@@ -428,16 +431,15 @@ class Engine:
         """A child process with streamed standard handles (async_wrapper's CreateAsyncProcess), run to its exit.
 
         It shares this process's handle table, as a child inherits handles with their values."""
-        argv = split_command_line(command_line)
-        exe = application or (argv[0] if argv else "")
+        program, tail = split_program(command_line.lstrip())
+        exe = application or program
         base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
         child = self.child()
         child.process.handles = getattr(self.process, "handles", None)
         if base != "powershell":
             raise FileNotFoundError(2, "The lab starts only powershell.exe with streamed handles.", exe)
         try:
-            return child.run_powershell_exe(split_command_line(_command_line_tail(command_line)), stdin, stdout,
-                                            stderr, cwd=child.process_cwd)
+            return child.run_powershell_exe(split_tail(tail), stdin, stdout, stderr, cwd=child.process_cwd)
         except Exception as e:  # powershell.exe reports its own failures as its exit code: this is the lab's bug
             _internal.lab_bug("a child powershell.exe with streamed handles", e)
             return 1
@@ -451,10 +453,9 @@ class Engine:
         the lab host has cmd.exe, powershell.exe, whoami.exe, hostname.exe and shutdown.exe in System32.
         Anything else fails as CreateProcess does: FileNotFoundError (ERROR_FILE_NOT_FOUND, 2).
         """
-        argv = split_command_line(command_line)
-        exe = application or (argv[0] if argv else "")
+        program, tail = split_program(command_line.lstrip())
+        exe = application or program
         base = re.split(r"[\\/]", exe)[-1].lower().removesuffix(".exe")
-        tail = _command_line_tail(command_line)
         child = self.child(env, user)
         if cwd:
             child.process_cwd = cwd
@@ -464,13 +465,13 @@ class Engine:
             shell.cwd = child.process_cwd
             return shell.cmd_exe(tail, out.extend, err.extend), bytes(out), bytes(err)
         if base == "powershell":
-            rc = child.run_powershell_exe(split_command_line(tail), [stdin] if stdin else [], out.extend, err.extend,
+            rc = child.run_powershell_exe(split_tail(tail), [stdin] if stdin else [], out.extend, err.extend,
                                           cwd=child.process_cwd)
             return rc, bytes(out), bytes(err)
         native = child.host_context().native_command(base)
         if native is None or base in ("cmd", "powershell"):
             raise FileNotFoundError(2, "The system cannot find the file specified.", exe)
-        rc, lines, errors = native(child.host_context(), child.process_cwd, split_command_line(tail))
+        rc, lines, errors = native(child.host_context(), child.process_cwd, split_tail(tail))
         return (rc, "".join(line + "\r\n" for line in lines).encode("utf-8"),
                 "".join(line + "\r\n" for line in errors).encode("utf-8"))
 
@@ -494,16 +495,6 @@ class Engine:
             streams.error(e.record.to_info())
             state["failed"] = True
         state["last_failed"] = not rt.last_ok
-
-
-def _command_line_tail(line: str) -> str:
-    """A command line without its first argument (the executable), as the child sees its arguments."""
-    text = line.lstrip()
-    if text.startswith('"'):
-        end = text.find('"', 1)
-        return text[end + 1:].lstrip() if end > 0 else ""
-    parts = re.split(r"[ \t]", text, maxsplit=1)
-    return parts[1].lstrip() if len(parts) > 1 else ""
 
 
 class _peekable(Iterator[object]):

@@ -5,7 +5,7 @@ prefixes are process-global (``register_namespace``) and pypsrp, running in the 
 process, registers different ones. Windows answers with the prefixes s, a, x, w, rsp, p.
 
 Fault codes, subcodes and texts come from the recorded exchanges in
-shared/windows-transcripts, MS-WSMV 3.1.4.5.2.1 (QuotaLimit) and the messages real
+tests/integration/lab_wsman/transcripts, MS-WSMV 3.1.4.5.2.1 (QuotaLimit) and the messages real
 Windows hosts print for the MaxShellsPerUser / MaxConcurrentOperationsPerUser quotas.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing as t
 import uuid
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
@@ -213,19 +214,14 @@ class WSManFault(Exception):
         message = self.message if self.message is not None else self.reason
         f_ns = 'xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault"'
         code_attrs = f'Code="{self.wsman_code}" Machine={quoteattr(machine)}'
-        if self.provider and self.nested:
-            inner_fault = f"<f:WSManFault {f_ns} {code_attrs}><f:Message>{escape(message)}</f:Message></f:WSManFault>"
+        msg = escape(message)
+        if self.provider:
+            if self.nested:
+                msg = f"<f:WSManFault {f_ns} {code_attrs}><f:Message>{msg}</f:Message></f:WSManFault>"
             msg = (
                 f"<f:ProviderFault provider={quoteattr(self.provider[0])} path={quoteattr(self.provider[1])}>"
-                f"{inner_fault}</f:ProviderFault>"
+                f"{msg}</f:ProviderFault>"
             )
-        elif self.provider:
-            msg = (
-                f"<f:ProviderFault provider={quoteattr(self.provider[0])} path={quoteattr(self.provider[1])}>"
-                f"{escape(message)}</f:ProviderFault>"
-            )
-        else:
-            msg = escape(message)
         detail = f"<w:FaultDetail>{escape(self.fault_detail)}</w:FaultDetail>" if self.fault_detail else ""
         body = (
             f"<s:Fault><s:Code><s:Value>{self.code}</s:Value><s:Subcode><s:Value>{self.subcode}</s:Value>"
@@ -251,35 +247,24 @@ def timed_out() -> WSManFault:
     return WSManFault("s:Receiver", "w:TimedOut", text, 0x80338029, kind="operation_timeout")
 
 
+def _invalid_selectors(kind: str, **message: t.Any) -> WSManFault:
+    """A selector naming nothing the host has (ERROR_WSMAN_INVALID_SELECTORS); the faults differ in their f:Message."""
+    return WSManFault("s:Sender", "w:InvalidSelectors", _INVALID_SELECTORS, 0x8033805B,
+                      fault_detail=_UNEXPECTED_SELECTORS, kind=kind, **message)
+
+
 def shell_not_found(shell_id: str | None = None) -> WSManFault:
     """Unknown, deleted or expired ShellId (transcript: test_psrp_is_alive_invalid_selectors)."""
-    return WSManFault(
-        "s:Sender",
-        "w:InvalidSelectors",
-        _INVALID_SELECTORS,
-        0x8033805B,
-        fault_detail=_UNEXPECTED_SELECTORS,
-        provider=_SHELL_PROVIDER,
-        nested=True,
-        kind="shell_not_found",
-    )
+    return _invalid_selectors("shell_not_found", provider=_SHELL_PROVIDER, nested=True)
 
 
 def command_not_found() -> WSManFault:
     """Unknown CommandId (transcript: test_winrs_bad_cmd_id)."""
-    return WSManFault(
-        "s:Sender",
-        "w:InvalidSelectors",
-        _INVALID_SELECTORS,
-        0x8033805B,
-        message=(
-            "The Windows Remote Shell received a request to perform an operation on a command identifier that "
-            "does not exist. Either the command has completed execution or the client specified an invalid "
-            "command identifier. "
-        ),
-        fault_detail=_UNEXPECTED_SELECTORS,
-        kind="command_not_found",
-    )
+    return _invalid_selectors("command_not_found", message=(
+        "The Windows Remote Shell received a request to perform an operation on a command identifier that "
+        "does not exist. Either the command has completed execution or the client specified an invalid "
+        "command identifier. "
+    ))
 
 
 def invalid_parameter() -> WSManFault:
@@ -322,23 +307,26 @@ def invalid_timeout_header(value: str) -> WSManFault:
     )
 
 
-def quota_shells(limit: int) -> WSManFault:
-    """MaxShellsPerUser exceeded (ERROR_WSMAN_QUOTA_MAX_SHELLS, wsman:QuotaLimit per MS-WSMV 3.1.4.5.2.1)."""
+def _quota_limit(code: int, limit: int, what: str, advice: str, kind: str) -> WSManFault:
+    """A per-user quota exceeded (wsman:QuotaLimit per MS-WSMV 3.1.4.5.2.1); the quotas differ in noun and advice."""
     text = (
         f"The WS-Management service cannot process the request. This user is allowed a maximum number of {limit} "
-        "concurrent shells, which has been exceeded. Close existing shells or raise the quota for this user. "
+        f"concurrent {what}, which has been exceeded. {advice} "
     )
-    return WSManFault("s:Receiver", "w:QuotaLimit", text, 0x803381A5, kind="quota_shells")
+    return WSManFault("s:Receiver", "w:QuotaLimit", text, code, kind=kind)
+
+
+def quota_shells(limit: int) -> WSManFault:
+    """MaxShellsPerUser exceeded (ERROR_WSMAN_QUOTA_MAX_SHELLS)."""
+    return _quota_limit(0x803381A5, limit, "shells", "Close existing shells or raise the quota for this user.",
+                        "quota_shells")
 
 
 def quota_operations(limit: int) -> WSManFault:
     """MaxConcurrentOperationsPerUser exceeded (ERROR_WSMAN_QUOTA_MAX_OPERATIONS)."""
-    text = (
-        f"The WS-Management service cannot process the request. This user is allowed a maximum number of {limit} "
-        "concurrent operations, which has been exceeded. Close existing operations for this user, or raise the "
-        "quota for this user. "
-    )
-    return WSManFault("s:Receiver", "w:QuotaLimit", text, 0x803381A6, kind="quota_operations")
+    return _quota_limit(0x803381A6, limit, "operations",
+                        "Close existing operations for this user, or raise the quota for this user.",
+                        "quota_operations")
 
 
 # The Microsoft.PowerShell plugin reports a managed exception as WSManPluginErrorCodes.ManagedException

@@ -14,8 +14,8 @@
 #
 # What is copied: what `ansible-galaxy collection build` ships (plugins, meta, docs, changelogs,
 # examples, galaxy.yml, requirements) plus tests/sanity (the ignore files). The test suite's own code
-# (tests/lab, tests/unit, tests/integration) is not collection content and is left out: it is not
-# loaded by Ansible and is checked by pytest instead.
+# (tests/lab, tests/unit, tests/integration, tests/_loopback.py) is not collection content and is left
+# out: it is not loaded by Ansible and is checked by pytest instead.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -35,7 +35,7 @@ mkdir -p "$DEST"
 tar -C "$ROOT" -cf - \
   --exclude=./.git --exclude='./.venv*' --exclude=./build --exclude=./.lab --exclude=./.ci \
   --exclude=./benchmarks --exclude='./tests/lab' --exclude='./tests/unit' --exclude='./tests/integration' \
-  --exclude='./tests/output' --exclude='./tests/demo.py' --exclude='./tests/conftest.py' \
+  --exclude='./tests/output' --exclude='./tests/demo.py' --exclude='./tests/conftest.py' --exclude='./tests/_loopback.py' \
   --exclude='./tests/__init__.py' --exclude='./tests/requirements.txt' --exclude=./bin \
   --exclude='__pycache__' --exclude='*.pyc' --exclude=.pytest_cache --exclude=.mypy_cache \
   --exclude='*.tar.gz' --exclude=./Makefile --exclude=./pytest.ini --exclude=./ansible.cfg \

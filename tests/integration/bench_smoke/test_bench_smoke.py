@@ -94,6 +94,10 @@ def test_quick_bench_writes_the_issue_json_shape(quick_bench: dict) -> None:
         for plugin in ("builtin_psrp", "builtin_winrm"):  # no daemon: nothing but the playbook's own processes
             assert rows[plugin]["daemon_peak_rss_mib"] == 0
             assert rows[plugin]["peak_rss_mib"] == rows[plugin]["playbook_peak_rss_mib"]
+    for rtt, by_kind in results["isolation"].items():
+        for kind, rows in by_kind.items():
+            assert {"isolated", "not_isolated", "cost"} <= set(rows), (rtt, kind, rows)
+            assert rows["isolated"]["ms_per_task"] > 0 and rows["isolated"]["requests_per_task"] > 0
     rss = results["pinning_rss_mib"]
     assert set(rss) == {"1", "2", "4"} and all(v > 0 for v in rss.values())
     assert results["pinning_scale"]["mib_per_session"] == round((rss["4"] - rss["1"]) / 3, 3)

@@ -24,8 +24,8 @@ from .conftest import Installed, run, tool
 # What must never ship: virtual environments, build and test output, caches, the lab's scratch space, VCS.
 FORBIDDEN_PARTS = {".venv", ".venv-min", "build", ".pytest_cache", "__pycache__", ".mypy_cache", ".ruff_cache",
                    ".git", ".lab", ".ansible"}
-REQUIRED_FILES = {"MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.md", "requirements.txt", "bindep.txt",
-                  "meta/runtime.yml", "meta/execution-environment.yml", "plugins/connection/psrp.py",
+REQUIRED_FILES = {"MANIFEST.json", "FILES.json", "README.md", "COPYING", "CHANGELOG.md", "requirements.txt",
+                  "bindep.txt", "meta/runtime.yml", "meta/execution-environment.yml", "plugins/connection/psrp.py",
                   "plugins/doc_fragments/proxy.py", "changelogs/changelog.yaml", "docs/README.md",
                   "docs/quickstart.md", "docs/proxies.md"}
 
@@ -38,6 +38,17 @@ def test_tarball_ships_the_collection_and_no_local_state(collection_tarball: pat
     leaked = sorted(n for n in names if FORBIDDEN_PARTS & set(n.split("/")) or n.endswith((".pyc", ".tar.gz"))
                     or n.startswith("tests/output"))
     assert not leaked, f"local state in the tarball (add it to build_ignore in galaxy.yml): {leaked[:20]}"
+
+
+def test_license_file_galaxy_metadata_and_file_headers_name_the_same_license() -> None:
+    root = pathlib.Path(__file__).resolve().parents[3]
+    assert yaml.safe_load((root / "galaxy.yml").read_text(encoding="utf-8"))["license"] == ["GPL-3.0-or-later"]
+    copying = (root / "COPYING").read_text(encoding="utf-8")
+    assert "GNU GENERAL PUBLIC LICENSE" in copying and "Version 3, 29 June 2007" in copying
+    headers = [p for p in root.glob("plugins/**/*.py") if "COPYING" in p.read_text(encoding="utf-8")]
+    assert headers, "no file header cites COPYING"
+    for path in headers:
+        assert "GNU General Public License v3.0+ (see COPYING" in path.read_text(encoding="utf-8"), path
 
 
 def test_installed_collection_reports_its_version_from_the_fresh_path(installed_collection: Installed) -> None:

@@ -77,9 +77,12 @@ def test_ansible_test_sanity_passes() -> None:
     assert proc.returncode == 0, "\n".join(errors) or out[-4000:]
 
 
-def test_sanity_ignore_entries_each_give_a_reason_and_name_a_real_file() -> None:
+def test_sanity_ignore_files_hold_at_most_one_entry_each_with_a_reason_and_a_real_file() -> None:
     for name in ("ignore-2.20.txt", "ignore-2.21.txt"):
-        for number, line in enumerate((ROOT / "tests" / "sanity" / name).read_text(encoding="utf-8").splitlines(), 1):
+        lines = (ROOT / "tests" / "sanity" / name).read_text(encoding="utf-8").splitlines()
+        # ansible.windows lives with one; fix the code (guard an import, rename a variable) rather than add a line
+        assert len(lines) <= 1, f"{name}: {len(lines)} entries"
+        for number, line in enumerate(lines, 1):
             entry, _, reason = line.partition(" # ")
             assert len(reason.split()) >= 5, f"{name}:{number}: no reason given: {line!r}"
             path = entry.split()[0]

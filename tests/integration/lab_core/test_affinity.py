@@ -34,10 +34,16 @@ def test_ntlm_over_http_through_tinyproxy_is_refused_by_the_host(lab, lab_descri
     with pytest.raises(Exception):
         _run(host, lab_description["proxies"]["tinyproxy"]["url"])
     counters = lab.host_counters(host["name"])
-    # every request arrived on a fresh upstream connection: the host never completed a handshake
-    assert counters.get("tcp_connections", 0) >= 2
+    # tinyproxy closes its client connection after each answer. Whether the client's next leg finds
+    # that close before sending (and goes on a new proxy connection to the host, which refuses it: the
+    # held version of that is lab_host's test_an_ntlm_leg_on_another_connection_than_its_challenge_is_refused)
+    # or reuses the closing connection and fails at the proxy depends on timing; what holds either way is
+    # that every request reached the host on its own connection and none authenticated.
+    requests = counters.get("http_requests", 0)
+    assert requests >= 1
+    assert counters.get("tcp_connections", 0) == requests
+    assert counters.get("http_status.401", 0) == requests
     assert counters.get("auth_handshakes", 0) == 0
-    assert counters.get("http_status.401", 0) >= 2
 
 
 def test_ntlm_over_http_through_squid_with_pinning_works(lab, lab_description) -> None:

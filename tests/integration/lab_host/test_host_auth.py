@@ -151,6 +151,25 @@ def test_a_new_tcp_connection_must_authenticate_again(lab) -> None:
     assert lab.counters.get("reauth_on_connection") == 0
 
 
+def test_an_ntlm_leg_on_another_connection_than_its_challenge_is_refused(lab) -> None:
+    # What a proxy without connection affinity (tinyproxy) does to an NTLM handshake, held
+    # deterministically: the NEGOTIATE leg goes on one connection, the AUTHENTICATE leg on another.
+    context = spnego.client("alice", lab.password("alice"), protocol="ntlm")
+    first = lab.raw(tls=False)
+    response, _ = first.post(b"", {"Authorization": f"Negotiate {base64.b64encode(context.step()).decode()}"})
+    assert response.status == 401
+    challenge = (response.getheader("WWW-Authenticate") or "").split(" ", 1)
+    assert challenge[0] == "Negotiate" and len(challenge) == 2
+    authenticate = context.step(base64.b64decode(challenge[1]))
+    second = lab.raw(tls=False)
+    response, _ = second.post(b"", {"Authorization": f"Negotiate {base64.b64encode(authenticate).decode()}"})
+    assert response.status == 401
+    assert _offers(response) == WINDOWS_OFFERS
+    assert lab.counters.get("auth_handshakes") == 0
+    assert lab.counters.get("tcp_connections") == 2
+    assert lab.service.received == []
+
+
 def test_a_second_handshake_on_an_authenticated_connection_counts_as_reauth(lab) -> None:
     raw = lab.raw(tls=False)
     for _ in range(2):

@@ -233,7 +233,7 @@ def connect_with_auth(proxy_port: int, target_port: int, *, scheme: str | None =
     """CONNECT 127.0.0.1:target_port through the proxy, answering 407 challenges with context on ONE connection.
 
     scheme is the Proxy-Authorization scheme word ("NTLM" or "Negotiate"). Written with h11 rather than
-    requests because requests cannot answer a 407 to CONNECT (the reason design.md gives for R2).
+    requests because requests cannot answer a 407 to CONNECT on the connection that got it (docs/transport.md).
     """
     raw = socket.create_connection((proxy_host, proxy_port), timeout=10)
     local_port = raw.getsockname()[1]  # wrap_socket detaches raw

@@ -26,18 +26,20 @@ from tests.lab._config import SessionConfiguration
 from tests.lab._soap import NS
 
 REPOSITORY = pathlib.Path(__file__).resolve().parents[3]
-# The recordings live next to the repository (../shared/windows-transcripts); LAB_WINDOWS_TRANSCRIPTS names
-# another directory, or "skip" to skip the replay on purpose (a missing directory otherwise fails).
+# The recordings are committed beside this module (transcripts/, MIT-licensed, see its README);
+# LAB_WINDOWS_TRANSCRIPTS names another directory of recordings to replay instead.
 TRANSCRIPTS_ENV = "LAB_WINDOWS_TRANSCRIPTS"
-DEFAULT_TRANSCRIPTS = REPOSITORY.parent / "shared" / "windows-transcripts"
+COMMITTED_TRANSCRIPTS = pathlib.Path(__file__).resolve().parent / "transcripts"
+# Where the same recordings are kept next to the repository; the committed copy must not drift from them.
+SHARED_TRANSCRIPTS = REPOSITORY.parent / "shared" / "windows-transcripts"
 
 
-def transcripts_dir() -> pathlib.Path | None:
-    """Where the recordings are: the override, else ../shared/windows-transcripts; None when skipped on purpose."""
+def transcripts_dir() -> pathlib.Path:
+    """Where the recordings to replay are: the override, else the committed copy."""
     override = os.environ.get(TRANSCRIPTS_ENV, "").strip()
-    if override.lower() == "skip":
-        return None
-    return pathlib.Path(override).expanduser() if override else DEFAULT_TRANSCRIPTS
+    return pathlib.Path(override).expanduser() if override else COMMITTED_TRANSCRIPTS
+
+
 _ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 RECEIVE_TIMEOUT = "PT1S"
 MAX_EXTRA_RECEIVES = 6

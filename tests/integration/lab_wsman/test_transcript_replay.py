@@ -35,15 +35,12 @@ def _engine_factory():
 
 
 def _transcripts() -> pathlib.Path:
-    """The recordings' directory; a missing one fails (CI must replay them) unless skipped on purpose."""
+    """The recordings' directory; a missing or empty one fails (a replay of nothing proves nothing)."""
     where = _replay.transcripts_dir()
-    if where is None:
-        pytest.skip(f"{_replay.TRANSCRIPTS_ENV}=skip: transcript replay skipped on purpose")
     if not where.is_dir() or not any(where.glob("*.yml")):
         pytest.fail(
-            f"no recorded Windows transcripts in {where}: check out the shared recordings next to the repository "
-            f"(../shared/windows-transcripts), set {_replay.TRANSCRIPTS_ENV} to their directory, or set "
-            f"{_replay.TRANSCRIPTS_ENV}=skip to skip this test on purpose"
+            f"no recorded Windows transcripts in {where}: unset {_replay.TRANSCRIPTS_ENV} to replay the committed "
+            f"copy ({_replay.COMMITTED_TRANSCRIPTS}) or set it to a directory of *.yml recordings"
         )
     return where
 
@@ -139,18 +136,39 @@ def test_recorded_windows_exchanges_replay_with_the_same_structure(tmp_path):
     assert len(matched) >= MATCH_FLOOR, f"only {len(matched)} transcripts match, floor is {MATCH_FLOOR}"
 
 
-def test_transcripts_are_found_next_to_the_repository_unless_overridden(monkeypatch, tmp_path):
+def test_the_committed_recordings_are_replayed_unless_overridden(monkeypatch, tmp_path):
     monkeypatch.delenv(_replay.TRANSCRIPTS_ENV, raising=False)
-    repository = pathlib.Path(__file__).resolve().parents[3]
-    assert _replay.transcripts_dir() == repository.parent / "shared" / "windows-transcripts"
+    committed = pathlib.Path(__file__).resolve().parent / "transcripts"
+    assert _replay.transcripts_dir() == committed
+    assert len(list(committed.glob("test_*.yml"))) == 51
     monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path))
     assert _replay.transcripts_dir() == tmp_path
 
 
-def test_a_missing_transcript_directory_fails_rather_than_skipping(monkeypatch, tmp_path):
+def test_a_missing_or_empty_transcript_directory_fails_rather_than_skipping(monkeypatch, tmp_path):
     monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path / "absent"))
-    with pytest.raises(pytest.fail.Exception, match=f"{_replay.TRANSCRIPTS_ENV}=skip"):
+    with pytest.raises(pytest.fail.Exception, match=f"unset {_replay.TRANSCRIPTS_ENV}"):
         _transcripts()
-    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, "skip")
-    with pytest.raises(pytest.skip.Exception):
+    monkeypatch.setenv(_replay.TRANSCRIPTS_ENV, str(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="no recorded Windows transcripts"):
         _transcripts()
+
+
+def test_the_committed_recordings_carry_their_origin_and_license():
+    committed = _replay.COMMITTED_TRANSCRIPTS
+    readme = (committed / "README.md").read_text(encoding="utf-8")
+    for origin in ("pypsrp", "tests/tests_pypsrp/responses", "MIT License", "Copyright (c) 2018 Jordan Borean, Red Hat"):
+        assert origin in readme, origin
+    license_text = (committed / "LICENSE").read_text(encoding="utf-8")
+    assert license_text.startswith("MIT License") and "Copyright (c) 2018 Jordan Borean, Red Hat" in license_text
+
+
+def test_the_committed_recordings_are_the_shared_ones_unchanged():
+    shared = _replay.SHARED_TRANSCRIPTS
+    if not shared.is_dir():
+        pytest.skip(f"no shared recordings at {shared} to compare the committed copy with")
+    committed = {p.name: p.read_bytes() for p in _replay.COMMITTED_TRANSCRIPTS.glob("*.yml")}
+    kept = {p.name: p.read_bytes() for p in shared.glob("*.yml")}
+    assert sorted(committed) == sorted(kept), "the committed recordings and ../shared/windows-transcripts list different files"
+    changed = sorted(name for name in kept if committed[name] != kept[name])
+    assert not changed, f"committed recordings differ from ../shared/windows-transcripts: {changed}"

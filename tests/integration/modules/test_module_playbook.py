@@ -29,9 +29,8 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 PLAYBOOKS = pathlib.Path(__file__).parent / "playbooks"
 PROXY = "squid_https"  # Basic is all the builtins can do; pinned refuses a Basic password to an http:// proxy
-# Issue 11 point 1: a pinned session keeps its process, and module_wrapper.ps1 sets `environment:` variables in
-# the process without restoring them (builtin throws the process away after the task).
-ENV_LEAK = "issue 11 point 1: a pinned session's process keeps what environment: set for the previous task"
+# module_wrapper.ps1 sets `environment:` variables in the process and never restores them (builtin throws the
+# process away after the task); a pinned session keeps its process, so rule T1's restore must put them back.
 
 # (row id, plugin, how the pinned session is used, routes)
 VARIANTS = (
@@ -173,8 +172,7 @@ def test_win_reboot_completes_and_the_next_task_runs_on_the_rebooted_host(module
 
 
 ENVIRONMENT_VARIANTS = (
-    pytest.param("pinned", "cold", id="pinned",
-                 marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=ENV_LEAK)),
+    pytest.param("pinned", "cold", id="pinned"),
     pytest.param("pinned", "off", id="pinned-persist-off"),
     pytest.param("builtin_psrp", "", id="builtin-psrp"),
     pytest.param("builtin_winrm", "", id="builtin-winrm"),

@@ -109,9 +109,6 @@ def test_builtin_winrm_put_file_is_not_bound_by_a_powershell_quota(peers: Peers)
     assert on_host.read_bytes() == src.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="pinned.winrm.psrp's put_file streams a file as one command's input without "
-                                       "lifting MaximumReceivedDataSizePerCommandMB, so Windows refuses files above "
-                                       "the quota (issue 11 point 6)")
 def test_pinned_put_file_copies_more_than_the_command_input_quota(peers: Peers) -> None:
     peers.lab.set_limits(peers.host["name"], **{QUOTA: 1})
     src = _payload(peers, 3)

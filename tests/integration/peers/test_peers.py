@@ -48,7 +48,7 @@ class Peers:
     def counters(self) -> dict[str, int]:
         return self.lab.host_counters(self.host["name"])
 
-    def run(self, plugin: str, route: str, tasks: list[dict[str, t.Any]], name: str) -> PlaybookRun:
+    def run(self, plugin: str, route: str, tasks: list[dict[str, t.Any]], name: str, timeout: float = 180) -> PlaybookRun:
         run_dir = self.workdir / name
         inventory = write_inventory(run_dir, {self.host["name"].lower(): host_vars(self.desc)},
                                     group_vars(plugin, self.desc, proxy=PROXY if route == "squid" else None))
@@ -56,7 +56,7 @@ class Peers:
         playbook.write_text(yaml.safe_dump([{"name": name, "hosts": "windows", "gather_facts": False,
                                              "tasks": tasks}]))
         return run_playbook(playbook, inventory, self.workdir,
-                            env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, timeout=180)
+                            env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, timeout=timeout)
 
     def close_pinned_sessions(self) -> None:
         pc = self.workdir / "pc"

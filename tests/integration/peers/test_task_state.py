@@ -1,27 +1,73 @@
-"""What one task leaves on the host, as the next task of the same play sees it.
+"""What one task leaves on the host, as the next task of the same play (and of the next play) sees it.
 
 ansible.builtin.psrp opens a Runspace Pool per task and closes it after (a new wsmprovhost.exe process each
-time), so nothing survives a task: not the process environment, not a global variable or function, not the
-location or $LASTEXITCODE. The lab keeps all of those in a pool's runspace and process as Windows does
-(docs/lab-engine.md, "Runspace and process state"), so this is the host's behaviour, not the test's.
+time), so nothing survives a task: not the process environment, not a global variable, function, alias, drive
+or module, not the location, a preference variable, $LASTEXITCODE or $Error. The lab keeps all of those in a
+pool's runspace and process as Windows does (docs/lab-engine.md, "Runspace and process state"), so this is the
+host's behaviour, not the test's. A pinned session keeps its pool and puts all of it back after every task
+(T1, docs/pinning.md): its tasks see what builtin's see, on a session opened by the play (cold) and on one a
+previous play left (warm), after a task that succeeded, failed, or was stopped by its timeout.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import pathlib
+import subprocess
+import sys
 import typing as t
 
 import pytest
 
+from tests.integration._ansible import ROOT
+
 from .test_peers import Peers
 
-pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
-LEAVE = ("$env:LEFT_ENV = 'env'; $global:leftvar = 'var'; function global:Get-Left { 'function' }; "
-         "Set-Location C:\\Windows; cmd.exe /c exit 7")
-READ = ("\"env=[$env:LEFT_ENV] var=[$global:leftvar] function=[$([bool](Get-Command Get-Left -ErrorAction "
-        "SilentlyContinue))] location=[$((Get-Location).Path)] lastexitcode=[$LASTEXITCODE]\"")
-FRESH = "env=[] var=[] function=[False] location=[C:\\Users\\ansible\\Documents] lastexitcode=[]"
+# Every kind of state a task can leave: the process environment (set, changed, removed), a global variable, a
+# preference variable, $PSDefaultParameterValues, a function (one named like a cmdlet too), an alias, a PS
+# drive, a module, the location, $LASTEXITCODE and $Error.
+LEAVE = "; ".join([
+    "$env:LEFT_ENV = 'env'", "$env:TEMP = 'C:\\changed'", "Remove-Item Env:PUBLIC",
+    "$global:leftvar = 'var'", "$global:ErrorActionPreference = 'Stop'",
+    "$global:PSDefaultParameterValues = @{ 'Get-ChildItem:Force' = $true }",
+    "function global:Get-Left { 'function' }", "function global:Get-Location { 'shadowed' }",
+    "Set-Alias -Name Get-LeftAlias -Value Get-Date -Scope Global",
+    "$null = New-PSDrive -Name LEFT -PSProvider FileSystem -Root C:\\Windows -Scope Global",
+    "Set-Content -Path C:\\Users\\ansible\\LeftModule.psm1 -Value 'function Get-LeftModule { 1 }'",
+    "Import-Module C:\\Users\\ansible\\LeftModule.psm1",
+    "Set-Location C:\\Windows",
+    "Write-Error 'a left error' -ErrorAction SilentlyContinue",
+    "cmd.exe /c exit 7",
+])
+# $Error is read first: the read's own look-ups add to it
+READ = ("$errors = $Error.Count; "
+        "$has = { param($drive, $name) @(Get-ChildItem $drive | Where-Object { $_.Name -eq $name }).Count }; "
+        "\"env=[$env:LEFT_ENV] temp=[$env:TEMP] public=[$env:PUBLIC] var=[$global:leftvar] "
+        "eap=[$ErrorActionPreference] defaults=[$(if ($PSDefaultParameterValues) { $PSDefaultParameterValues.Count } else { 0 })] "
+        "function=[$(& $has Function: Get-Left)] shadow=[$(& $has Function: Get-Location)] "
+        "alias=[$(& $has Alias: Get-LeftAlias)] drive=[$(@(Get-PSDrive | Where-Object { $_.Name -eq 'LEFT' }).Count)] "
+        "module=[$(@(Get-Module LeftModule).Count)] location=[$((Microsoft.PowerShell.Management\\Get-Location).Path)] "
+        "errors=[$errors] lastexitcode=[$LASTEXITCODE]\"")
+FRESH = ("env=[] temp=[C:\\Users\\ansible\\AppData\\Local\\Temp] public=[C:\\Users\\Public] var=[] eap=[Continue] "
+         "defaults=[0] function=[0] shadow=[0] alias=[0] drive=[0] module=[0] location=[C:\\Users\\ansible\\Documents] "
+         "errors=[0] lastexitcode=[]")
+
+TASKS: list[dict[str, t.Any]] = [
+    {"name": "read first", "ansible.builtin.raw": READ, "changed_when": False},
+    {"name": "leave", "ansible.builtin.raw": LEAVE + "; " + READ, "changed_when": False, "failed_when": False},
+    {"name": "read after a task that succeeded", "ansible.builtin.raw": READ, "changed_when": False},
+    {"name": "leave and fail", "ansible.builtin.raw": LEAVE + "; throw 'failed after leaving state'",
+     "changed_when": False, "ignore_errors": True},
+    {"name": "read after a task that failed", "ansible.builtin.raw": READ, "changed_when": False},
+    {"name": "leave and time out", "ansible.builtin.raw": LEAVE + "; Start-Sleep -Seconds 60", "timeout": 3,
+     "changed_when": False, "ignore_errors": True},
+    {"name": "read after a task that timed out", "ansible.builtin.raw": READ, "changed_when": False},
+    {"name": "leave for the next play", "ansible.builtin.raw": LEAVE, "changed_when": False, "failed_when": False},
+]
+READS = [0, 2, 4, 6]
 
 
 @pytest.fixture
@@ -32,20 +78,39 @@ def peers(lab: t.Any, tmp_path: pathlib.Path) -> t.Iterator[Peers]:
     env.close_pinned_sessions()
 
 
-def _second_task_sees(peers: Peers, plugin: str) -> str:
-    run = peers.run(plugin, "direct", [
-        {"name": "leave", "ansible.builtin.raw": LEAVE, "failed_when": False, "changed_when": False},
-        {"name": "read", "ansible.builtin.raw": READ, "changed_when": False},
-    ], f"state-{plugin}")
-    run.assert_ok()
-    return run.task_results(peers.host["name"].lower())[1]["stdout"].strip()
+def _reads(peers: Peers, plugin: str, name: str) -> list[str]:
+    run = peers.run(plugin, "direct", TASKS, name)
+    results = run.task_results(peers.host["name"].lower())
+    assert [r["task"] for r in results] == [task["name"] for task in TASKS], results
+    assert FRESH not in results[1]["stdout"], "the leaving task did not change the state it is meant to"
+    return [results[i]["stdout"].strip() for i in READS]
 
 
-def test_builtin_psrp_tasks_each_start_in_a_fresh_process(peers: Peers) -> None:
-    assert _second_task_sees(peers, "builtin_psrp") == FRESH
+def _pinned_sessions(peers: Peers) -> list[dict[str, t.Any]]:
+    """The daemon's sessions (pinned-winrm-sessions --json list)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "ansible_collections.pinned.winrm.plugins.plugin_utils._pin_cli",
+         "--dir", str(peers.workdir / "pc"), "--json", "list"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT / "build" / "collections")},
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    return list(json.loads(proc.stdout)["sessions"])
 
 
-@pytest.mark.xfail(strict=True, reason="a pinned pool keeps its runspace and process between tasks: the next task "
-                                       "sees the last one's environment, location and $LASTEXITCODE (issue 11 point 1)")
-def test_pinned_tasks_each_see_the_host_as_a_fresh_pool(peers: Peers) -> None:
-    assert _second_task_sees(peers, "pinned") == FRESH
+def test_each_task_sees_the_host_as_a_fresh_pool_with_builtin_psrp_and_pinned_cold_and_warm(peers: Peers) -> None:
+    before = peers.counters().get("runspace_pools_created", 0)
+    builtin = _reads(peers, "builtin_psrp", "state-builtin")
+    assert builtin == [FRESH] * len(READS)
+    assert peers.counters().get("runspace_pools_created", 0) - before == len(TASKS)  # builtin: a pool per task
+    cold = _reads(peers, "pinned", "state-pinned-cold")  # the play opens the pinned session
+    opened = {s["id"] for s in _pinned_sessions(peers)}
+    warm = _reads(peers, "pinned", "state-pinned-warm")  # the next play rides it, after the last task's leftovers
+    sessions = _pinned_sessions(peers)
+    # warm: the second play rode the sessions of the first (the task after a timeout may find its session still
+    # stopping the timed-out command, and open a second one, as pool_size 2 allows: T2)
+    assert opened <= {s["id"] for s in sessions}
+    # everything was put back in place: no pool had to be recycled, and restores happened
+    assert [s["pool_recycles"] for s in sessions] == [0] * len(sessions)
+    assert sum(s["restores"] for s in sessions) >= 4
+    assert cold == builtin
+    assert warm == builtin

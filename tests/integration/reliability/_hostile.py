@@ -22,10 +22,11 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import threading
 import typing as t
 
 import h11
+
+from tests._loopback import LoopbackServer, read_request
 
 Answer = t.Union[bytes, t.Iterable[bytes]]
 
@@ -38,81 +39,22 @@ def http_response(status: int, headers: list[tuple[str, str]], body: bytes, *, r
     return (head + f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
 
 
-class _Server:
+class _Server(LoopbackServer):
+    """A hostile peer: started by `with`, counting the requests it read and the bytes it wrote."""
+
     def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._conns: list[socket.socket] = []
+        super().__init__(client_timeout=30, name="hostile")
         self.requests = 0
         self.bytes_sent = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True, name=f"hostile:{self.port}")
 
     def __enter__(self) -> t.Self:
-        self._thread.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self) -> None:
-        self._stop.set()
-        try:
-            self.listener.close()
-        except OSError:
-            pass
-        with self._lock:
-            for conn in self._conns:
-                try:
-                    conn.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                conn.close()
-        self._thread.join(timeout=5)
-
-    def _accept(self) -> None:
-        self.listener.settimeout(0.2)
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except (TimeoutError, OSError):
-                continue
-            with self._lock:
-                self._conns.append(conn)
-            threading.Thread(target=self._serve_guarded, args=(conn,), daemon=True).start()
-
-    def _serve_guarded(self, conn: socket.socket) -> None:
-        try:
-            self._serve(conn)
-        except (OSError, h11.ProtocolError):
-            pass
-        finally:
-            conn.close()
-
-    def _read_request(self, conn: socket.socket, parser: h11.Connection) -> tuple[h11.Request, bytes] | None:
-        request: h11.Request | None = None
-        body = bytearray()
-        for _ in range(100_000):
-            event = parser.next_event()
-            if event is h11.NEED_DATA:
-                conn.settimeout(30)
-                data = conn.recv(65536)
-                if not data:
-                    return None
-                parser.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert request is not None
-                return request, bytes(body)
-            else:
-                return None
-        return None
+    def serve(self, sock: socket.socket, number: int) -> None:
+        self._serve(sock)
 
     def _write(self, conn: socket.socket, answer: Answer) -> bool:
         """Write an answer; True when the connection may carry another request."""
@@ -121,7 +63,7 @@ class _Server:
             self.bytes_sent += len(answer)
             return True
         for chunk in answer:
-            if self._stop.is_set():
+            if self.stopping.is_set():
                 break
             conn.sendall(chunk)
             self.bytes_sent += len(chunk)
@@ -145,10 +87,10 @@ class ScriptedHost(_Server):
     def _serve(self, conn: socket.socket) -> None:
         parser = h11.Connection(our_role=h11.SERVER)
         for _ in range(10_000):
-            got = self._read_request(conn, parser)
+            got = read_request(conn, parser)
             if got is None:
                 return
-            with self._lock:
+            with self.lock:
                 index = self.requests
                 self.requests += 1
             if not self._write(conn, self._answer(index, got[1])):
@@ -195,7 +137,7 @@ class TamperingRelay(_Server):
         try:
             parser = h11.Connection(our_role=h11.SERVER)
             for _ in range(10_000):
-                got = self._read_request(conn, parser)
+                got = read_request(conn, parser)
                 if got is None:
                     return
                 request, body = got
@@ -206,7 +148,7 @@ class TamperingRelay(_Server):
                 resp_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP]
                 answer: Answer | None = None
                 if self._offered(body):
-                    with self._lock:
+                    with self.lock:
                         index = self.messages
                         self.messages += 1
                     answer = self._tamper(index, resp.status, resp_headers, payload)
@@ -240,7 +182,7 @@ class TricklingTLSHost(_Server):
 
     def _trickle(self, conn: socket.socket, data: bytes) -> None:
         for byte in data[: self.limit]:
-            if self._stop.wait(self.interval):
+            if self.stopping.wait(self.interval):
                 return
             conn.sendall(bytes([byte]))
             self.trickled += 1

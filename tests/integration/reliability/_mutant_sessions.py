@@ -27,13 +27,16 @@ class ResendingSession(Session):
     """Runs a task again when its outcome is unknown (the connection was lost after the request): the very
     defect rule T5 forbids, since the first run may have happened on the host."""
 
-    def run(self, script: str, **kwargs: t.Any) -> t.Any:
+    # At _run, the one pipeline of a task or of a put_file command: both must never be resent.
+    def _run(self, *args: t.Any) -> t.Any:
         try:
-            return super().run(script, **kwargs)
+            return super()._run(*args)
         except TransportError as exc:
             if "not resent" not in str(exc):
                 raise
-            return super().run(script, **kwargs)
+            if self.pool is None:
+                self.open()
+            return super()._run(*args)
 
 
 class CrashingErrorPathSession(Session):

@@ -417,6 +417,18 @@ def _forged_shell_not_found() -> bytes:
                          reason="Internal Server Error")
 
 
+def _once_it_ran(counter: pathlib.Path, deadline_s: float = 20.0) -> bytes:  # under the read_timeout (30 s)
+    """The forged fault, held until the Command's script has written its run to `counter` on the host.
+
+    The host answers a Command before its pipeline runs, so without the hold the test could read the counter
+    before the one run it expects had happened."""
+    ran = threading.Event()
+    end = time.monotonic() + deadline_s
+    while not counter.exists() and time.monotonic() < end:
+        ran.wait(0.02)
+    return _forged_shell_not_found()
+
+
 @pytest.mark.parametrize("auth", ["ntlm", "kerberos"])
 @report.row("Hostile proxy", "a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
             "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
@@ -441,7 +453,7 @@ def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_d
     padding = "#" + "p" * 40_000  # makes the Command request the only big one: the relay forges only its answer
     script = f"Add-Content -Path 'C:\\temp\\forged-fault\\runs-{auth}.txt' -Value 'ran'\n{padding}\n"
     relay = TamperingRelay(host["address"], host["http_port"],
-                           lambda index, status, headers, body: _forged_shell_not_found() if index == 0 else None,
+                           lambda index, status, headers, body: _once_it_ran(counter) if index == 0 else None,
                            request_filter=lambda body: len(body) > 30_000)
     with relay:
         session = Session(build_spec({

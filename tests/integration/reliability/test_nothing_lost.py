@@ -19,7 +19,7 @@ import typing as t
 
 import pytest
 
-from ansible_collections.pinned.winrm.plugins.plugin_utils._session import FETCH_SCRIPT, PUT_SCRIPT
+from ansible_collections.pinned.winrm.plugins.plugin_utils._transfers import FETCH_SCRIPT, PUT_SCRIPT
 from tests.integration.e2e.conftest import E2E, delta
 
 from . import report

@@ -3,6 +3,7 @@
 Its rooms, each importing only rooms listed before it (tests/unit/lab/test_lab_imports.py):
 
     limits          the bounds a script meets (read as limits.NAME so tests can lower them)
+    command_line    Windows command lines split as CommandLineToArgvW splits them
     parser/         source text -> AST: scanner, statements, pipelines, expressions
     values          PowerShell values, to_str/to_bool
     streams         Streams (where a run writes), ErrorInfo (an error as it leaves)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from tests.lab.pwsh.dotnet_objects import GuidValue, InternalMember
-from tests.lab.pwsh.errors import no_method
+from tests.lab.pwsh.errors import no_method, runtime_error
 from tests.lab.pwsh.files import PathInfo, win_full
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.parser import Parser
@@ -159,8 +159,27 @@ class SessionStateObject:
 
     def __init__(self, rt: Interpreter) -> None:
         self.rt = rt
-        self.LanguageMode = rt.host.language_mode
         self.Path = PathIntrinsics(rt)
+
+    @property
+    def LanguageMode(self) -> str:
+        return self.rt.host.language_mode
+
+    @LanguageMode.setter
+    def LanguageMode(self, value: object) -> None:
+        """A script may lock its runspace down (never back up: setting it is refused once constrained, since
+        SessionState is no core type); the runspace keeps the mode for its later pipelines, as its
+        ExecutionContext.LanguageMode (SessionState.LanguageMode's setter)."""
+        modes = ("FullLanguage", "ConstrainedLanguage", "RestrictedLanguage", "NoLanguage")
+        mode = next((m for m in modes if m.lower() == to_str(value).lower()), None)
+        if mode is None:
+            raise runtime_error(f'Cannot convert value "{to_str(value)}" to type '
+                                f'"System.Management.Automation.PSLanguageMode". Error: "Unable to match the '
+                                f'identifier name {to_str(value)} to a valid enumerator name. Specify one of the '
+                                f'following enumerator names and try again:{chr(10)}{", ".join(modes)}"',
+                                "RuntimeException")
+        self.rt.host.language_mode = mode
+        self.rt.runspace.language_mode = mode
 
 
 class PathIntrinsics:

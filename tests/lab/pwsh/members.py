@@ -7,11 +7,12 @@ objects answer through their own `ps_get`/`ps_call`; [Type]::Static members go t
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 
 from tests.lab.pwsh.conversions import format_date, format_one
 from tests.lab.pwsh.dotnet_objects import CategoryInfoObj, ExceptionObj, TimeSpanValue, TypeObject
-from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, runtime_error, type_name_of
+from tests.lab.pwsh.errors import ErrorRecord, method_exception, no_method, PSError, runtime_error, type_name_of
 from tests.lab.pwsh.interpreter import Interpreter
 from tests.lab.pwsh.language import check_method, check_property_set
 from tests.lab.pwsh.net.collections import NOT_HANDLED
@@ -408,6 +409,11 @@ def call_method(rt: Interpreter, obj: object, name: str, args: list[object]) -> 
         return obj.message
     caller = getattr(obj, "ps_call", None)
     if caller is not None:
+        if low == "tostring" and not args:
+            try:
+                return caller(name, args)
+            except PSError:
+                return to_str(obj)  # Object.ToString(): every .NET object has one (its type's name by default)
         return caller(name, args)
     if isinstance(obj, (int, float)):
         if low == "tostring":
@@ -472,6 +478,9 @@ def string_method(rt: Interpreter, s: str, name: str, args: list[object]) -> obj
         return list(s)
     if low == "tostring":
         return s
+    if low == "gethashcode":
+        # .NET's value differs, but like it this is stable within one process, which is all it promises
+        return int.from_bytes(hashlib.blake2b(s.encode("utf-16-le"), digest_size=4).digest(), "little", signed=True)
     if low == "insert":
         i = rt.to_int(a[0])
         return s[:i] + to_str(a[1]) + s[i:]

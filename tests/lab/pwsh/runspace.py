@@ -126,6 +126,7 @@ class Runspace:
         self.cwd = start_location
         self.history: list[HistoryEntry] = []
         self.modules: dict[str, Module] = {}  # lower-case name -> module
+        self.language_mode: str | None = None  # set by a script ($ExecutionContext.SessionState.LanguageMode)
         self.busy = False  # a pipeline runs in it (a nested pipeline may join)
         self.running: list[t.Any] = []  # the interpreters running in it: their local scopes are held too
         self._init_variables()

@@ -200,6 +200,8 @@ def to_str(v: object) -> str:
     tostr = getattr(v, "ps_tostring", None)
     if tostr is not None:
         return tostr()
+    if type(v).__str__ is object.__str__ and isinstance(getattr(v, "ps_type", None), str):
+        return str(getattr(v, "ps_type"))  # Object.ToString(): the full name of the object's type
     return str(v)
 
 

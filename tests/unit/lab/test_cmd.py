@@ -28,6 +28,15 @@ def test_redirection_writes_files_that_type_reads_back(cmd, root: pathlib.Path):
     assert cmd("type C:\\nope.txt") == (1, b"", b"The system cannot find the file specified.\r\n")
 
 
+def test_paths_that_lead_nowhere_fail_as_cmd_reports_them(cmd):
+    missing = b"The system cannot find the path specified.\r\n"
+    for line in ("type C:\\nope\\f.txt", "type D:\\f.txt", "cd C:\\nope", "echo a > C:\\nope\\f.txt",
+                 "echo a > D:\\f.txt", "dir D:\\"):  # a missing directory, or a drive the host does not have
+        assert cmd(line) == (1, b"", missing), line
+    rc, out, err = cmd("dir C:\\nope")
+    assert (rc, err) == (1, b"File Not Found\r\n") and out.startswith(b" Volume in drive C has no label.")
+
+
 def test_set_assigns_and_percent_variables_expand(cmd):
     assert cmd("set LABVAR=x ü&& echo %LABVAR%-%COMPUTERNAME%")[1] == "x ü-WIN-LAB1\r\n".encode("cp437")
 
@@ -57,3 +66,22 @@ def test_winrs_arguments_are_appended_verbatim_not_quoted(cmd) -> None:
     assert (rc, out, err) == (0, b"verbatim\r\n", b"")
     rc, out, _ = cmd("echo", "a  b", '"quoted"')
     assert (rc, out) == (0, b'a  b "quoted"\r\n')
+
+
+def test_command_lines_split_by_microsofts_documented_examples():
+    # "Parsing C++ command-line arguments" (Microsoft C++ documentation): its table of example results
+    from tests.lab.pwsh.command_line import command_line_to_argv, split_tail
+    assert split_tail('"a b c" d e') == ["a b c", "d", "e"]
+    assert split_tail(r'"ab\"c" "\\" d') == ['ab"c', "\\", "d"]
+    assert split_tail(r'a\\\b d"e f"g h') == [r"a\\\b", "de fg", "h"]
+    assert split_tail(r'a\\\"b c d') == [r'a\"b', "c", "d"]
+    assert split_tail(r'a\\\\"b c" d e') == [r"a\\b c", "d", "e"]
+    assert split_tail('a"b"" c d') == ['ab" c d']
+    assert split_tail('"" x') == ["", "x"]  # a quoted empty argument is an argument
+    # the program name has no escapes: it ends at its closing quote, or at a blank
+    assert command_line_to_argv(r'"C:\Program Files\x\" a') == [r"C:\Program Files\x" + "\\", "a"]
+    assert command_line_to_argv(r'C:\Windows\cmd.exe /c "echo a"') == [r"C:\Windows\cmd.exe", "/c", "echo a"]
+
+
+def test_powershell_exe_gets_its_arguments_split_as_windows_splits_them(cmd):
+    assert cmd('powershell.exe -Command "Write-Output ""a b"""') == (0, b"a b\r\n", b"")

@@ -336,6 +336,27 @@ def test_whatif_changes_nothing_and_says_what_it_would_have_done(ps, root):
                              True, False)]
 
 
+def test_remove_and_clear_variable_touch_only_variables_they_find_and_only_when_allowed(ps):
+    streams = ps("""
+$a = 1; $b = 2; $c = 3
+Remove-Variable a
+Clear-Variable b
+Remove-Variable c -WhatIf
+Clear-Variable nope
+function inner { Remove-Variable c -Scope Local }
+inner
+$null -eq (Get-Variable -Name a -ErrorAction SilentlyContinue)
+$null -eq $b
+$c
+""")
+    assert streams.out == [True, True, 3]
+    assert [(e.message, e.fq_error_id) for e in streams.all_errors] == [
+        ("Cannot find a variable with the name 'nope'.", "VariableNotFound,Microsoft.PowerShell.Commands.ClearVariableCommand"),
+        ("Cannot find a variable with the name 'c'.", "VariableNotFound,Microsoft.PowerShell.Commands.RemoveVariableCommand"),
+    ]  # -Scope Local looks in the function's own scope only
+    assert streams.host == [('What if: Performing the operation "Remove variable" on target "Name: c".', True, False)]
+
+
 def test_an_advanced_function_called_with_whatif_passes_it_to_shouldprocess_and_the_cmdlets_it_calls(ps, root):
     (root / "keep.txt").write_text("x")
     streams = ps("""
@@ -369,3 +390,48 @@ def test_get_service_of_an_unknown_name_is_windows_error(ps):
     (err,) = ps("Get-Service -Name nosuchservice").errors
     assert err.message == "Cannot find any service with service name 'nosuchservice'."
     assert err.fq_error_id == "NoServiceFoundForGivenName,Microsoft.PowerShell.Commands.GetServiceCommand"
+
+
+def test_registry_property_cmdlets_act_on_the_values_a_key_has_and_name_each_missing_one(ps):
+    streams = ps(r"""
+New-Item -Path HKCU:\Software\LabTest | Out-Null
+New-ItemProperty -Path HKCU:\Software\LabTest -Name One -Value 1 -PropertyType DWord | Out-Null
+Set-ItemProperty -Path HKCU:\Software\LabTest -Name Two -Value x
+Get-ItemPropertyValue -Path HKCU:\Software\LabTest -Name one, nope
+(Get-ItemProperty -Path HKCU:\Software\LabTest -Name two, nope).Two
+Remove-ItemProperty -Path HKCU:\Software\LabTest -Name One, Nope
+Remove-ItemProperty -Path HKCU:\Software\LabTest -Name Two -WhatIf
+(Get-Item HKCU:\Software\LabTest).Property
+Get-ItemPropertyValue -Path HKCU:\Software\Missing -Name x
+""")
+    assert streams.out == [1, "x", "Two"]
+    missing = "Property {} does not exist at path HKEY_CURRENT_USER\\Software\\LabTest."
+    assert [(e.message, e.fq_error_id.split(",")[-1]) for e in streams.all_errors] == [
+        (missing.format("nope"), "Microsoft.PowerShell.Commands.GetItemPropertyValueCommand"),
+        (missing.format("nope"), "Microsoft.PowerShell.Commands.GetItemPropertyCommand"),
+        (missing.format("Nope"), "Microsoft.PowerShell.Commands.RemoveItemPropertyCommand"),
+        ("Cannot find path 'HKCU:\\Software\\Missing' because it does not exist.",
+         "Microsoft.PowerShell.Commands.GetItemPropertyValueCommand"),
+    ]
+    assert streams.host == [('What if: Performing the operation "Remove Property" on target '
+                             '"Item: HKEY_CURRENT_USER\\Software\\LabTest Property: Two".', True, False)]
+
+
+def test_sids_and_account_names_translate_into_each_other_and_compare_ignoring_case(ps):
+    streams = ps(r"""
+$sid = New-Object System.Security.Principal.SecurityIdentifier 'S-1-5-32-544'
+$account = New-Object System.Security.Principal.NTAccount 'BUILTIN\Administrators'
+$sid.Translate([System.Security.Principal.NTAccount]).Value
+$account.Translate([System.Security.Principal.SecurityIdentifier]).Value
+$sid.Translate([System.Security.Principal.SecurityIdentifier]).Equals($sid)
+$account.Equals((New-Object System.Security.Principal.NTAccount 'builtin\administrators'))
+$sid.Equals($account)
+"$sid|$account"
+(New-Object System.Security.Principal.NTAccount 'nobody').Translate([System.Security.Principal.SecurityIdentifier])
+""")
+    # .NET's NTAccount and SecurityIdentifier equality is OrdinalIgnoreCase on the value, and only within one type
+    assert streams.out == ["BUILTIN\\Administrators", "S-1-5-32-544", True, True, False,
+                           "S-1-5-32-544|BUILTIN\\Administrators"]
+    [error] = streams.all_errors
+    assert error.fq_error_id == "IdentityNotMappedException"
+    assert error.message.endswith('"Some or all identity references could not be translated."')

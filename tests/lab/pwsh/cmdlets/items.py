@@ -1,4 +1,5 @@
-"""Item cmdlets on the FileSystem and Env: drives (and the Registry provider's keys, cmdlets/registry.py).
+"""Item cmdlets on the FileSystem and Env: drives (and the Registry provider's keys, cmdlets/registry.py; the
+Function: and Alias: drives, cmdlets/session_drives.py).
 
 Get-Item, Get-ChildItem, New-Item, Remove-Item, Copy-Item, Move-Item and Get-FileHash.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_entry, env_path
 from tests.lab.pwsh.cmdlets.registry import registry_children, registry_item, registry_new, registry_remove
+from tests.lab.pwsh.cmdlets.session_drives import list_items, remove_item, session_drive
 from tests.lab.pwsh.config_drives import certificate, drive_of, wsman_items
 from tests.lab.pwsh.registry import registry_path
 from tests.lab.pwsh.files import FileSystemItem, resolve_path, win_full
@@ -92,6 +94,9 @@ class GetItem(Cmdlet):
 class GetChildItem(Cmdlet):
     def process(self, item: object) -> None:
         path = to_str(self.input_or(item, "Path") or self.p.get("LiteralPath") or ".")
+        if (drive := session_drive(path)) is not None:
+            list_items(self, *drive)
+            return
         if registry_path(path) is not None:
             registry_children(self, path)
             return
@@ -193,6 +198,9 @@ class RemoveItem(Cmdlet):
             src = src.FullName
         for path in as_list(src):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
+            if (drive := session_drive(sp)) is not None:
+                remove_item(self, *drive)
+                continue
             if registry_path(sp) is not None:
                 registry_remove(self, sp)
                 continue

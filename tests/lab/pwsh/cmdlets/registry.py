@@ -5,6 +5,7 @@ New-Item, Remove-Item and Test-Path give for HKLM:/HKCU: paths (the item cmdlets
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
@@ -116,6 +117,25 @@ def _values(cmd: Cmdlet, name: str) -> dict[str, tuple[str, object]]:
     return registry_of(cmd.rt).get(cmd.rt, name).values  # type: ignore[no-any-return]
 
 
+def _existing_keys(cmd: Cmdlet, item: object) -> Iterator[tuple[str, dict[str, tuple[str, object]]]]:
+    """(full key name, its values) of each path argument naming a key that exists; else the provider's error."""
+    for path in cmd.path_args(item):
+        name = key_or_error(cmd, to_str(path))
+        if name is not None:
+            yield name, _values(cmd, name)
+
+
+def _named_values(cmd: Cmdlet, name: str, values: dict[str, tuple[str, object]], wanted: list[str]) -> Iterator[str]:
+    """Each wanted value name as the key spells it (names are case-insensitive); a missing one is an error."""
+    for w in wanted:
+        found = next((k for k in values if k.lower() == w.lower()), None)
+        if found is None:
+            cmd.error(f"Property {w} does not exist at path {name}.", "System.Management.Automation."
+                      "PSArgumentException", "InvalidArgument", "System.Management.Automation.PSArgumentException", w)
+        else:
+            yield found
+
+
 _PROPERTY_PARAMETERS: dict[str, Any] = {"params": ("LiteralPath",), "aliases": LITERAL_PATH_ALIASES}
 
 
@@ -133,13 +153,7 @@ class GetItemProperty(Cmdlet):
             values = _values(self, name)
             wanted = [to_str(n) for n in as_list(self.p.get("Name"))]
             out = PSObject()
-            for w in wanted or list(values):
-                found = next((k for k in values if k.lower() == w.lower()), None)
-                if found is None:
-                    self.error(f"Property {w} does not exist at path {name}.", "System.Management.Automation."
-                               "PSArgumentException", "InvalidArgument",
-                               "System.Management.Automation.PSArgumentException", w)
-                    continue
+            for found in _named_values(self, name, values, wanted or list(values)):
                 out.props[found] = values[found][1]
             if wanted and not out.props:
                 continue
@@ -153,30 +167,16 @@ class GetItemProperty(Cmdlet):
 @cmdlet("Get-ItemPropertyValue", "gpv", positional=("Path", "Name"), **_PROPERTY_PARAMETERS)
 class GetItemPropertyValue(Cmdlet):
     def process(self, item: object) -> None:
-        for path in self.path_args(item):
-            name = key_or_error(self, to_str(path))
-            if name is None:
-                continue
-            values = _values(self, name)
-            for w in as_list(self.p.get("Name")):
-                found = next((k for k in values if k.lower() == to_str(w).lower()), None)
-                if found is None:
-                    self.error(f"Property {to_str(w)} does not exist at path {name}.", "System.Management.Automation."
-                               "PSArgumentException", "InvalidArgument",
-                               "System.Management.Automation.PSArgumentException", to_str(w))
-                else:
-                    self.emit(values[found][1])
+        for name, values in _existing_keys(self, item):
+            for found in _named_values(self, name, values, [to_str(w) for w in as_list(self.p.get("Name"))]):
+                self.emit(values[found][1])
 
 
 class _SetProperty(Cmdlet):
     create = False
 
     def process(self, item: object) -> None:
-        for path in self.path_args(item):
-            name = key_or_error(self, to_str(path))
-            if name is None:
-                continue
-            values = _values(self, name)
+        for name, values in _existing_keys(self, item):
             prop = to_str(self.p.get("Name"))
             existing = next((k for k in values if k.lower() == prop.lower()), None)
             if self.create and existing is not None and not self.p.get("Force"):
@@ -209,16 +209,7 @@ class NewItemProperty(_SetProperty):
         aliases=LITERAL_PATH_ALIASES, should_process=True)
 class RemoveItemProperty(Cmdlet):
     def process(self, item: object) -> None:
-        for path in self.path_args(item):
-            name = key_or_error(self, to_str(path))
-            if name is None:
-                continue
-            values = _values(self, name)
-            for w in as_list(self.p.get("Name")):
-                found = next((k for k in values if k.lower() == to_str(w).lower()), None)
-                if found is None:
-                    self.error(f"Property {to_str(w)} does not exist at path {name}.", "System.Management.Automation."
-                               "PSArgumentException", "InvalidArgument",
-                               "System.Management.Automation.PSArgumentException", to_str(w))
-                elif self.should_process(f"Item: {name} Property: {found}", "Remove Property"):
+        for name, values in _existing_keys(self, item):
+            for found in _named_values(self, name, values, [to_str(w) for w in as_list(self.p.get("Name"))]):
+                if self.should_process(f"Item: {name} Property: {found}", "Remove Property"):
                     del values[found]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, lookup_cmdlet
 from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError
@@ -71,6 +72,20 @@ def _visible(cmd: Cmdlet) -> dict[str, object]:
     return found
 
 
+def _named_variables(cmd: Cmdlet, action: str) -> Iterator[tuple[Scope, str]]:
+    """(scope holding it, lower-case name) of each -Name variable the user lets `action` touch; a missing one
+    is a VariableNotFound error (in -Scope only, or searched from the current scope)."""
+    only = _scope(cmd)
+    for name in as_list(cmd.p.get("Name")):
+        low = to_str(name).lower()
+        holder = only if only is not None and low in only.vars else (cmd.rt.scope.find(low) if only is None else None)
+        if holder is None:
+            cmd.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
+                      target=to_str(name))
+        elif cmd.should_process(f"Name: {to_str(name)}", action):
+            yield holder, low
+
+
 @cmdlet("Get-Variable", "gv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("ValueOnly",))
 class GetVariable(Cmdlet):
     def end(self) -> None:
@@ -126,31 +141,13 @@ class SetVariable(Cmdlet):
         should_process=True)
 class RemoveVariable(Cmdlet):
     def end(self) -> None:
-        only = _scope(self)
-        for name in as_list(self.p.get("Name")):
-            low = to_str(name).lower()
-            holder = only if only is not None and low in only.vars else (
-                self.rt.scope.find(low) if only is None else None)
-            if holder is None:
-                self.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
-                           target=to_str(name))
-                continue
-            if self.should_process(f"Name: {to_str(name)}", "Remove variable"):
-                del holder.vars[low]
+        for holder, name in _named_variables(self, "Remove variable"):
+            del holder.vars[name]
 
 
 @cmdlet("Clear-Variable", "clv", positional=("Name",), params=("Scope", "Exclude", "Include"),
         switches=("Force", "PassThru"), should_process=True)
 class ClearVariable(Cmdlet):
     def end(self) -> None:
-        only = _scope(self)
-        for name in as_list(self.p.get("Name")):
-            low = to_str(name).lower()
-            holder = only if only is not None and low in only.vars else (
-                self.rt.scope.find(low) if only is None else None)
-            if holder is None:
-                self.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
-                           target=to_str(name))
-                continue
-            if self.should_process(f"Name: {to_str(name)}", "Clear variable"):
-                holder.vars[low] = None
+        for holder, name in _named_variables(self, "Clear variable"):
+            holder.vars[name] = None

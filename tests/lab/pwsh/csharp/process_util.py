@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.lab.pwsh import command_line
 from tests.lab.pwsh.csharp.registry import emulates
 from tests.lab.pwsh.dotnet_types import DotNetType, MemberNotFound, SimpleType
 from tests.lab.pwsh.net.automation import method_failed, win32_exception
@@ -25,66 +26,11 @@ _CODECS = {"utf-8": "utf-8", "utf8": "utf-8", "unicode": "utf-16-le", "utf-16": 
 
 
 def command_line_to_argv(line: str) -> list[str]:
-    """CommandLineToArgvW: the first argument ends at a blank (or its closing quote), with no escapes; the rest
-    follow the C runtime's rules (2n backslashes + quote: n backslashes and a quote toggle; 2n+1: a literal
-    quote; `""` inside quotes: a literal quote)."""
+    """ProcessUtil.CommandLineToArgv: CommandLineToArgvW's split (pwsh/command_line.py); for an empty line
+    CommandLineToArgvW names the running program, here powershell.exe."""
     if not line:
         return ["C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"]
-    i, n = 0, len(line)
-    if line[0] == '"':
-        end = line.find('"', 1)
-        first = line[1:end] if end >= 0 else line[1:]
-        i = end + 1 if end >= 0 else n
-    else:
-        while i < n and line[i] not in " \t":
-            i += 1
-        first = line[:i]
-    args = [first]
-    while i < n and line[i] in " \t":
-        i += 1
-    cur: list[str] = []
-    in_quotes = False
-    have = False
-    while i < n:
-        c = line[i]
-        if c == "\\":
-            j = i
-            while j < n and line[j] == "\\":
-                j += 1
-            count = j - i
-            if j < n and line[j] == '"':
-                cur.append("\\" * (count // 2))
-                if count % 2:
-                    cur.append('"')
-                    i = j + 1
-                else:
-                    i = j
-            else:
-                cur.append("\\" * count)
-                i = j
-            have = True
-            continue
-        if c == '"':
-            if in_quotes and i + 1 < n and line[i + 1] == '"':
-                cur.append('"')
-                i += 2
-                continue
-            in_quotes = not in_quotes
-            have = True
-            i += 1
-            continue
-        if c in " \t" and not in_quotes:
-            if have:
-                args.append("".join(cur))
-                cur, have = [], False
-            i += 1
-            continue
-        cur.append(c)
-        have = True
-        i += 1
-    if have:
-        args.append("".join(cur))
-    return args
+    return command_line.command_line_to_argv(line)
 
 
 class ResultObj:

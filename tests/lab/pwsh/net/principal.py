@@ -67,48 +67,12 @@ def name_of(rt: Any, sid: str) -> str | None:
     return None
 
 
-class SecurityIdentifierObj:
-    ps_type = "System.Security.Principal.SecurityIdentifier"
-    ps_bases = ("System.Security.Principal.IdentityReference",)
+class _IdentityReference:
+    """System.Security.Principal.IdentityReference: a SID or an account name, each translating into the other.
 
-    def __init__(self, rt: Any, sid: str) -> None:
-        self.rt = rt
-        self.Value = sid
-        parts = sid.split("-")
-        self.AccountDomainSid = None
-        self.BinaryLength = 8 + 4 * (len(parts) - 3)
+    Equal when of the same type and equal ignoring case (the types' operator== compares with OrdinalIgnoreCase);
+    PowerShell's Equals() and -eq reach that through __eq__."""
 
-    def ps_tostring(self) -> str:
-        return self.Value
-
-    def ps_call(self, name: str, args: list[object]) -> object:
-        low = name.lower()
-        if low == "translate":
-            target = args[0].canon.lower() if isinstance(args[0], TypeRef) else to_str(args[0]).lower()
-            if target.endswith("securityidentifier"):
-                return self
-            found = name_of(self.rt, self.Value)
-            if found is None:
-                raise _not_mapped(name)
-            return NTAccountObj(self.rt, found)
-        if low == "equals":
-            other = args[0]
-            return isinstance(other, SecurityIdentifierObj) and other.Value.upper() == self.Value.upper()
-        if low == "tostring":
-            return self.Value
-        if low == "iswellknown":
-            return self.Value in WELL_KNOWN
-        raise no_method(self, name)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SecurityIdentifierObj) and other.Value.upper() == self.Value.upper()
-
-    def __hash__(self) -> int:
-        return hash(self.Value.upper())
-
-
-class NTAccountObj:
-    ps_type = "System.Security.Principal.NTAccount"
     ps_bases = ("System.Security.Principal.IdentityReference",)
 
     def __init__(self, rt: Any, value: str) -> None:
@@ -118,21 +82,60 @@ class NTAccountObj:
     def ps_tostring(self) -> str:
         return self.Value
 
+    def _translated(self) -> _IdentityReference | None:
+        """The other form of this identity on the lab host, or None when it maps to nothing."""
+        raise NotImplementedError
+
     def ps_call(self, name: str, args: list[object]) -> object:
         low = name.lower()
         if low == "translate":
             target = args[0].canon.lower() if isinstance(args[0], TypeRef) else to_str(args[0]).lower()
-            if target.endswith("ntaccount"):
+            if target.endswith(self.ps_type.rsplit(".", 1)[-1].lower()):
                 return self
-            sid = sid_of(self.rt, self.Value)
-            if sid is None:
+            other = self._translated()
+            if other is None:
                 raise _not_mapped(name)
-            return SecurityIdentifierObj(self.rt, sid)
-        if low == "equals":
-            return isinstance(args[0], NTAccountObj) and args[0].Value.lower() == self.Value.lower()
+            return other
         if low == "tostring":
             return self.Value
+        return self._call(low, name, args)
+
+    def _call(self, low: str, name: str, args: list[object]) -> object:
         raise no_method(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _IdentityReference) or type(other) is not type(self):
+            return False
+        return other.Value.lower() == self.Value.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.Value.lower())
+
+
+class SecurityIdentifierObj(_IdentityReference):
+    ps_type = "System.Security.Principal.SecurityIdentifier"
+
+    def __init__(self, rt: Any, sid: str) -> None:
+        super().__init__(rt, sid)
+        self.AccountDomainSid = None
+        self.BinaryLength = 8 + 4 * (len(sid.split("-")) - 3)
+
+    def _translated(self) -> _IdentityReference | None:
+        found = name_of(self.rt, self.Value)
+        return None if found is None else NTAccountObj(self.rt, found)
+
+    def _call(self, low: str, name: str, args: list[object]) -> object:
+        if low == "iswellknown":
+            return self.Value in WELL_KNOWN
+        raise no_method(self, name)
+
+
+class NTAccountObj(_IdentityReference):
+    ps_type = "System.Security.Principal.NTAccount"
+
+    def _translated(self) -> _IdentityReference | None:
+        sid = sid_of(self.rt, self.Value)
+        return None if sid is None else SecurityIdentifierObj(self.rt, sid)
 
 
 def _new_sid(rt: Any, args: list[object]) -> SecurityIdentifierObj:

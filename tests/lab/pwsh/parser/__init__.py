@@ -23,9 +23,25 @@ class Parser(StatementParser, PipelineParser, ExpressionParser):
     """Recursive-descent parser over the raw source string."""
 
 
+# PowerShell keeps the script blocks it compiled from a text (ScriptBlock.Create -> TryGetCachedScriptBlock,
+# CompiledScriptBlock.cs: up to 1024, then cleared): a script sent again is not parsed again. The lab's trees
+# are never changed once parsed, so it keeps them the same way.
+_CACHE: dict[str, Node] = {}
+_CACHE_MAX = 1024
+_CACHE_MIN_LENGTH = 512  # short texts parse faster than they hash into a big table
+
+
 def parse(src: str) -> Node:
     """Parses a whole script; raises ParseError."""
-    return Parser(src).parse_script()
+    if len(src) < _CACHE_MIN_LENGTH:
+        return Parser(src).parse_script()
+    tree = _CACHE.get(src)
+    if tree is None:
+        tree = Parser(src).parse_script()
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[src] = tree
+    return tree
 
 
 def position_message(src: str, start: int, end: int | None = None) -> str:

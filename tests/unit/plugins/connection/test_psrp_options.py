@@ -404,3 +404,19 @@ def test_file_settings_reach_the_daemon_as_absolute_paths(tmp_path, monkeypatch)
     spec = build_spec({"remote_addr": "win01", "ca_cert": "ca.pem", "proxy": "https://proxy:3129",
                        "proxy_ca_cert": "proxy-ca.pem"})
     assert spec.ca_cert == str(tmp_path / "ca.pem") and spec.proxy.ca_cert == str(tmp_path / "proxy-ca.pem")
+
+
+@pytest.mark.parametrize(("variables", "expected"), [
+    ({}, 100), ({"ansible_psrp_persist_max_tasks": 7}, 7), ({"ansible_psrp_persist_max_tasks": 0}, 0)])
+def test_persist_max_tasks_reaches_the_pin_client_that_sends_it_with_every_task(tmp_path, variables, expected):
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**BASE, "ansible_psrp_persist_dir": str(tmp_path), **variables})
+    assert conn._build_runner().max_tasks == expected
+
+
+def test_a_negative_persist_max_tasks_is_refused_naming_the_variable(tmp_path):
+    conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+    conn.set_options(var_options={**BASE, "ansible_psrp_persist_dir": str(tmp_path),
+                                  "ansible_psrp_persist_max_tasks": -1})
+    with pytest.raises(AnsibleError, match="ansible_psrp_persist_max_tasks must be 0"):
+        conn._build_runner()

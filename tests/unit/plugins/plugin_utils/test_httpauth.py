@@ -15,7 +15,7 @@ from requests.utils import parse_dict_header
 try:
     from ansible_collections.pinned.winrm.plugins.plugin_utils import _httpauth
 except ImportError:  # running from a checkout: expose it as ansible_collections.pinned.winrm
-    _root = pathlib.Path(__file__).resolve().parents[3]
+    _root = pathlib.Path(__file__).resolve().parents[4]
     _tree = pathlib.Path(tempfile.mkdtemp(prefix="pinned-coll-"))
     (_tree / "ansible_collections" / "pinned").mkdir(parents=True)
     (_tree / "ansible_collections" / "pinned" / "winrm").symlink_to(_root)
