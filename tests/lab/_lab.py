@@ -83,7 +83,7 @@ class LabOptions:
             self.relays = True
         if "negotiate" in self.squid_auth:
             self.kdc = True  # Negotiate proxy auth needs the realm
-        from tests.lab import _internal, _limits
+        from tests.lab import _limits
 
         if self.language_mode not in ("FullLanguage", "ConstrainedLanguage"):
             raise LabError(f"language_mode must be FullLanguage or ConstrainedLanguage, not {self.language_mode!r}")
