@@ -160,6 +160,16 @@ def resting_threads(pid: int, samples: int = 10) -> int:
     return min(counts)
 
 
+def resting_fds(pid: int, samples: int = 10) -> int:
+    """The process's descriptor count at rest: the least of a few samples (a client connection that its handler
+    is just closing can only add to a sample, never take from it; a leaked descriptor stays in every one)."""
+    counts = []
+    for _ in range(samples):
+        counts.append(proc_sample(pid)["fds"])
+        time.sleep(0.05)
+    return min(counts)
+
+
 def threads_back_to(pid: int, count: int, timeout: float = 30) -> bool:
     """Whether the process's threads come back down to `count`; a leaked thread never does (the timeout only
     keeps a broken run from hanging)."""

@@ -11,7 +11,9 @@ descriptors compare exactly: one per pinned session's connection plus the daemon
 
 from __future__ import annotations
 
+import collections
 import os
+import pathlib
 import shutil
 import tempfile
 import time
@@ -28,6 +30,7 @@ from ._helpers import (
     proc_sample,
     quiet_sample,
     raw,
+    resting_fds,
     resting_threads,
     squid_ntlm,
     threads_back_to,
@@ -158,7 +161,8 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
             # still releasing its session must not count as growth
             assert wait_for(lambda: client.hello()["serving"] == 0, 60)
             assert wait_for(lambda: unix_clients(pid, client.paths.socket) == 0, 60)
-            return {**proc_sample(pid), "threads": resting_threads(pid)}
+            return {**proc_sample(pid), "fds": resting_fds(pid), "threads": resting_threads(pid),
+                    "fd_kinds": _fd_kinds(pid)}
 
         first, first_s = run_all()
         after_first = quiet_sample()
@@ -182,5 +186,31 @@ def test_soak_thousands_of_pinned_sessions_in_one_daemon(check, tmp_path) -> Non
             f"daemon's {baseline['rss_kib'] / 1024:.0f} MiB ({baseline['fds']} fds, {baseline['threads']} threads)")
     assert held == sessions and opened == sessions and reused == sessions
     assert sessions <= after_first["fds"] <= sessions + baseline["fds"] + 8
-    assert after_second["fds"] == after_first["fds"]
+    assert after_second["fds"] == after_first["fds"], (
+        f"descriptors grew in pass 2: {after_second['fd_kinds'] - after_first['fd_kinds']} more, "
+        f"{after_first['fd_kinds'] - after_second['fd_kinds']} fewer")
     assert threads_back and after_second["threads"] <= after_first["threads"]
+
+
+def _fd_kinds(pid: int) -> collections.Counter[str]:
+    """What a process's descriptors point at (a socket by its kind, a file by its path): names a growth."""
+    inodes = {}
+    for table in ("tcp", "tcp6", "udp", "unix"):
+        try:
+            lines = pathlib.Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            inode = fields[6] if table == "unix" else fields[9]
+            inodes[inode] = table
+    kinds: collections.Counter[str] = collections.Counter()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            link = f"socket ({inodes.get(link[8:-1], 'other')})"
+        kinds[link] += 1
+    return kinds
