@@ -22,5 +22,5 @@ from ansible.plugins.loader import init_plugin_loader  # noqa: E402
 
 init_plugin_loader([str(COLLECTIONS)])
 
-if (ROOT / "tests" / "lab" / "pytest_plugin.py").exists():
-    pytest_plugins = ["tests.lab.pytest_plugin"]
+# the session lab's fixtures, and the reliability report's rows (declared by tests, written at the end)
+pytest_plugins = ["tests.lab.pytest_plugin", "tests.integration.reliability.report_plugin"]

@@ -570,6 +570,7 @@ try:
         ReadTimeoutError,
         SessionOpenError,
         TransportError,
+        UnexpectedError,
     )
 
     HAS_ENGINE = True
@@ -590,6 +591,7 @@ display = Display()
 # ignore_errors, rescue and failed_when act on, as with ansible.builtin.psrp.
 FAILURE_CLASSES: tuple[tuple[type[BaseException], type[AnsibleError]], ...] = (
     (ConfigError, AnsibleError),  # bad settings: nothing was sent
+    (UnexpectedError, AnsibleError),  # a bug (here or in a library), not the network: fail and show it
     (HostAuthError, AnsibleAuthenticationFailure),  # rejected credentials: never retried (account lockout)
     (SessionOpenError, AnsibleConnectionFailure),  # no Runspace Pool could be opened (builtin: unreachable)
     (HostError, AnsibleError),  # the host refused a command, put or fetch, or faulted while it ran

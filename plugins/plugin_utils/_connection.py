@@ -18,7 +18,7 @@ import ssl
 import time
 import typing as t
 
-from ._errors import ConnectTimeoutError, ReadTimeoutError, TransportError, missing_package
+from ._errors import ConnectTimeoutError, MalformedAnswerError, ReadTimeoutError, TransportError, missing_package
 
 # Guarded as ansible-core guards its plugins' imports: this module loads without h11, and building a connection
 # names the missing package.
@@ -346,7 +346,7 @@ class HTTPConnection:
             try:
                 event = self._h11.next_event()
             except h11.RemoteProtocolError as e:
-                raise TransportError(f"the {self.party} sent an invalid HTTP response: {e}") from e
+                raise MalformedAnswerError(f"the {self.party} sent an invalid HTTP response: {e}") from e
             if event is h11.NEED_DATA:
                 if deadline is not None and deadline - time.monotonic() <= 0:
                     raise ReadTimeoutError(

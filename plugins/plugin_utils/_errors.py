@@ -10,7 +10,13 @@ one table (``FAILURE_CLASSES`` in plugins/connection/psrp.py, rule T3):
 - what the host or the local file system refused during a task (HostError,
   LocalFileError), a session pool that stayed busy (PoolBusyError) and bad
   settings (ConfigError): AnsibleError, the task fails and ``ignore_errors``,
-  ``rescue`` and ``failed_when`` apply, as with ansible.builtin.psrp.
+  ``rescue`` and ``failed_when`` apply, as with ansible.builtin.psrp;
+- an exception nobody expected (UnexpectedError: a bug, here or in a library):
+  AnsibleError, the task fails naming the original type, rather than passing
+  for the network and making the host unreachable.
+
+A wrapper keeps what it wraps as ``__cause__`` (``raise ... from exc``), so a
+caller (and the test suite) can tell a refusal made on purpose from a bug.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ class ConfigError(PinnedError):
 
 class TransportError(PinnedError):
     """The TCP/TLS/HTTP path failed (refused, reset, timed out, closed early)."""
+
+
+class MalformedAnswerError(TransportError):
+    """The peer's answer broke HTTP, XML or the MS-WSMV encryption framing, or did not verify: refused on purpose,
+    the connection closed; the outcome of the request on the host is unknown."""
 
 
 class ConnectTimeoutError(TransportError):
@@ -74,6 +85,12 @@ class TaskInterrupted(PinnedError):
 
 class OutputLimitError(PinnedError):
     """A task's output passed ansible_psrp_max_output_mb; its command was stopped on the host."""
+
+
+class UnexpectedError(PinnedError):
+    """An exception the engine did not expect (a bug in pinned.winrm or in a library it uses), not a refusal of
+    the host, the proxy or the network. The task fails, naming the original type, which stays visible as
+    ``__cause__`` in-process (and by name through the pin daemon), so a caller can tell it from a clean refusal."""
 
 
 class HostError(PinnedError):

@@ -128,11 +128,14 @@ def send_data(sock: socket.socket, data: bytes) -> None:
 def error_to_wire(exc: BaseException) -> dict[str, t.Any]:
     """{class, classes, message, status}: the class names let the client re-raise the same class."""
     classes = [c.__name__ for c in type(exc).__mro__ if isinstance(c, type) and issubclass(c, _errors.PinnedError)]
-    wire: dict[str, t.Any] = {
-        "class": type(exc).__name__ if classes else "PinnedError",
-        "classes": classes or ["PinnedError"],
-        "message": str(exc) if classes else f"the pin daemon failed: {type(exc).__name__}: {exc}",
-    }
+    if classes:
+        wire: dict[str, t.Any] = {"class": type(exc).__name__, "classes": classes, "message": str(exc)}
+    elif isinstance(exc, OSError):  # a socket error nobody wrapped is still the network's (as in psrp.py)
+        wire = {"class": "TransportError", "classes": ["TransportError", "PinnedError"],
+                "message": f"{type(exc).__name__}: {exc}"}
+    else:  # an exception of no engine class is a bug: the task fails, it is not unreachable
+        wire = {"class": "UnexpectedError", "classes": ["UnexpectedError", "PinnedError"],
+                "message": f"the pin daemon failed: unexpected {type(exc).__name__}: {exc}"}
     status = getattr(exc, "status", None)
     if isinstance(status, int):
         wire["status"] = status

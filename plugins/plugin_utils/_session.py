@@ -17,9 +17,19 @@ import logging
 import threading
 import time
 import typing as t
+from xml.etree import ElementTree
 
 from . import _transfers
-from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
+from ._errors import (
+    HostAuthError,
+    HostError,
+    MalformedAnswerError,
+    PinnedError,
+    SessionOpenError,
+    TaskInterrupted,
+    TransportError,
+    UnexpectedError,
+)
 from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
 from ._spec import SessionSpec
@@ -97,7 +107,15 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
         )
     if HAS_PYPSRP and isinstance(exc, WinRMError):
         return HostError(f"the Windows host {spec.host} failed the WinRM exchange: {exc}")
-    return TransportError(f"the WinRM exchange with {spec.host} failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, ElementTree.ParseError):  # pypsrp and psrpcore read every answer with ElementTree
+        return MalformedAnswerError(
+            f"the Windows host {spec.host} sent an answer that is not well-formed XML ({exc}); it was refused."
+        )
+    # Not a refusal anyone meant: the caller raises this `from exc`, so the original stays visible.
+    return UnexpectedError(
+        f"unexpected {type(exc).__name__} in the WinRM exchange with {spec.host}: {exc} (a bug in pinned.winrm or a "
+        "library it uses, not a refusal of the host; the task's outcome on the host is unknown)"
+    )
 
 
 def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
@@ -255,7 +273,8 @@ class Session:
                     memory_mb = int(node.text)
             except (HostAuthError, TransportError):
                 raise  # refused credentials or a dead path: retrying in pool.open() would cost a second failed logon
-            except Exception as exc:  # access denied, old hosts: keep the configured size
+            except (WinRMError, ValueError) as exc:  # access denied, old hosts, a size that is no number: keep ours
+                # (narrow on purpose: anything else is a bug, and swallowing it here hid it from every caller)
                 log.debug("could not read MaxEnvelopeSizekb: %s", exc)
                 host_size = 0
             self.memory_limit_mb = None if memory_mb >= UNLIMITED_MB else memory_mb

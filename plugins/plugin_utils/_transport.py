@@ -40,6 +40,7 @@ from ._connection import (
     Stream,
     start_tls,
 )
+from ._encrypted_framing import unwrap
 from ._errors import (
     AffinityLostError,
     CommandTimeoutError,
@@ -47,6 +48,7 @@ from ._errors import (
     ConnectTimeoutError,
     HostAuthError,
     HostError,
+    MalformedAnswerError,
     ProxyAuthError,
     ProxyError,
     ReadTimeoutError,
@@ -84,7 +86,6 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "pinned.winrm (pypsrp)"
 _SOAP = "application/soap+xml;charset=UTF-8"
-_BOUNDARY = re.compile(r'boundary=["\']?([^"\';]+)["\']?')
 _MAX_LEGS = 10  # no HTTP auth scheme needs more legs; bounds a misbehaving peer
 _MIN_MAX_RESPONSE = 4 * 1024 * 1024
 
@@ -727,16 +728,17 @@ class WinRMTransport:
         content_type = resp.header("content-type") or ""
         if not self._was_encrypted(resp):
             return resp.body
-        match = _BOUNDARY.search(content_type)
-        if self._encryption is None or match is None:
-            raise TransportError(f"The Windows host {self._authority} sent an encrypted answer this session cannot decrypt.")
+        if self._encryption is None:
+            raise MalformedAnswerError(
+                f"The Windows host {self._authority} sent an encrypted answer on a connection that has no encryption "
+                "context; it was refused."
+            )
         try:
-            return self._encryption.unwrap_message(resp.body, match.group(1))
-        except Exception as e:  # pypsrp/pyspnego raise many kinds for broken framing or a bad signature
-            raise TransportError(
-                f"The encrypted answer from {self._authority}{self._via()} could not be decrypted "
-                f"({type(e).__name__}: {str(e)[:200]}); it was refused and the connection closed."
-            ) from None
+            return unwrap(self._encryption.context, self._encryption.protocol, content_type, resp.body,
+                          party=f"{self._authority}{self._via()}")
+        except BaseException:
+            self._drop()  # the context's sequence (NTLM's RC4 stream too) no longer matches the host's
+            raise
 
     @staticmethod
     def _was_encrypted(resp: Response) -> bool:

@@ -30,6 +30,8 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     POST /proxies/<proxy>/restart      restart the proxy process
     GET  /proxies/<proxy>/recorded     {"length": int, "base64": str}  (the inspecting proxy's bytes)
     GET  /proxies/<proxy>/access_log   {"text": str}
+    GET  /internal_errors?since=N      {"errors": [{seq, host, where, error, time, traceback}, ...]} (the lab's own
+                                       exceptions after the first N, tests/lab/_internal.py)
 
 Errors answer {"error": message} with 404 (unknown host/proxy/route), 400 (bad
 request or unknown fault setting), 409 (the lab cannot do it) or 500.
@@ -97,6 +99,7 @@ class LabAPI(t.Protocol):
     def restart_proxy(self, proxy: str) -> None: ...
     def proxy_recorded(self, proxy: str) -> bytes: ...
     def proxy_access_log(self, proxy: str) -> str: ...
+    def internal_errors(self, since: int = 0) -> list[dict[str, t.Any]]: ...
 
 
 def encode_recorded(data: bytes) -> dict[str, t.Any]:
@@ -116,6 +119,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
+
+    def _query(self) -> dict[str, str]:
+        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
 
     def _dispatch(self, method: str) -> None:
         try:
@@ -147,6 +153,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match method, parts:
             case "GET", ["describe"]:
                 return lab.describe()
+            case "GET", ["internal_errors"]:
+                return {"errors": lab.internal_errors(int(self._query().get("since", "0")))}
             case "GET", ["hosts", host, "counters"]:
                 return {"counters": lab.host_counters(host)}
             case "GET", ["hosts", host, "log"]:
@@ -287,6 +295,9 @@ class LabClient:
 
     def host_log(self, host: str) -> list[dict[str, t.Any]]:
         return t.cast(list[dict[str, t.Any]], self._call("GET", f"/hosts/{self._q(host)}/log")["log"])
+
+    def internal_errors(self, since: int = 0) -> list[dict[str, t.Any]]:
+        return t.cast(list[dict[str, t.Any]], self._call("GET", f"/internal_errors?since={int(since)}")["errors"])
 
     def reset_host(self, host: str) -> None:
         self._call("POST", f"/hosts/{self._q(host)}/reset")

@@ -14,7 +14,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from tests.lab import _transfer, pwsh
+from tests.lab import _internal, _transfer, pwsh
 from tests.lab._cmd import CmdShell
 from tests.lab.pwsh import ErrorInfo, Streams
 from tests.lab.pwsh.command_line import split_program, split_tail
@@ -438,7 +438,11 @@ class Engine:
         child.process.handles = getattr(self.process, "handles", None)
         if base != "powershell":
             raise FileNotFoundError(2, "The lab starts only powershell.exe with streamed handles.", exe)
-        return child.run_powershell_exe(split_tail(tail), stdin, stdout, stderr, cwd=child.process_cwd)
+        try:
+            return child.run_powershell_exe(split_tail(tail), stdin, stdout, stderr, cwd=child.process_cwd)
+        except Exception as e:  # powershell.exe reports its own failures as its exit code: this is the lab's bug
+            _internal.lab_bug("a child powershell.exe with streamed handles", e)
+            return 1
 
     def create_process(self, application: str | None, command_line: str, cwd: str | None,
                        env: dict[str, str] | None, stdin: bytes = b"", user: str | None = None

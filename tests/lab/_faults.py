@@ -37,6 +37,9 @@ class FaultSettings:
     # Drop the TCP connection without answering the next N requests of this WS-Man action
     # ("Receive", "Command", ...): {"Receive": 1}.
     drop_on_action_next: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Drop the TCP connection without answering the N-th next request of this WS-Man action, once
+    # ({"Send": 2}: the second Send from now, mid-transfer; the first is handled as usual).
+    drop_on_action_nth: dict[str, int] = dataclasses.field(default_factory=dict)
     # Hold every PSRP pipeline whose script contains this text as a command that runs until stopped would:
     # state Running, no output, until the client stops it (Signal) or the shell closes. Tests wait for the
     # pipelines_held counter instead of sleeping; the engine's Start-Sleep (a real sleep) is not needed.
@@ -98,12 +101,17 @@ class Faults:
         return bool(marker) and marker in script
 
     def take_action_drop(self, action: str) -> bool:
+        """Count one request with this action; True when it is to be dropped (drop_on_action_next/_nth)."""
         with self._lock:
             left = self.settings.drop_on_action_next.get(action, 0)
-            if left <= 0:
+            if left > 0:
+                self.settings.drop_on_action_next[action] = left - 1
+                return True
+            nth = self.settings.drop_on_action_nth.get(action, 0)
+            if nth <= 0:
                 return False
-            self.settings.drop_on_action_next[action] = left - 1
-            return True
+            self.settings.drop_on_action_nth[action] = nth - 1
+            return nth == 1
 
     def take_action_hold(self, action: str) -> bool:
         """Count one request with this action; True when it is the one hold_on_action_nth names."""

@@ -21,7 +21,7 @@ import tempfile
 import threading
 import typing as t
 
-from tests.lab import _limits
+from tests.lab import _internal, _limits
 from tests.lab._config import HostConfig
 from tests.lab._control import ControlServer
 from tests.lab._counters import Counters
@@ -537,6 +537,10 @@ class Lab:
     def host_log(self, host: str) -> list[dict[str, t.Any]]:
         """The host's request log, oldest first."""
         return self._host(host).counters.log()
+
+    def internal_errors(self, since: int = 0) -> list[dict[str, t.Any]]:
+        """The lab's own exceptions (this process's labs) after the first `since` (tests/lab/_internal.py)."""
+        return _internal.internal_errors(since)
 
     def reset_host(self, host: str) -> None:
         """Zero the host's counters and clear its request log."""

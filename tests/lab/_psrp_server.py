@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import logging
 import queue
 import struct
@@ -30,7 +31,7 @@ from psrpcore.types import (
     RunspacePoolState,
 )
 
-from tests.lab import _soap
+from tests.lab import _internal, _soap
 from tests.lab._psrp_streams import PipelineFailed, PipelineStopped, PipelineStreams, _from_ps, merged_streams
 from tests.lab._soap import NS, el
 from tests.lab._winrs import (
@@ -597,6 +598,10 @@ class PSRPPool(Shell):
         if metadata.no_input:
             pipe.input.put(_END)
         self._count("pipelines_started")  # the host runs the script: what "never run twice" counts
+        if self.counters is not None:  # which script: a test counts the runs of one (its SHA-256, never its text)
+            first = str(metadata.commands[0].command_text) if metadata.commands else ""
+            self.counters.record(kind="pipeline", command=command_id,
+                                 script_sha256=hashlib.sha256(first.encode("utf-8")).hexdigest())
         if self.holds is not None and any(self.holds(str(cmd.command_text)) for cmd in metadata.commands):
             pipe.held = True
             self._count("pipelines_held")
@@ -738,8 +743,9 @@ class PSRPPool(Shell):
         except PipelineFailed as e:
             failure = e.record
             status = "Failed"
-        except Exception as e:  # a terminating error: the pipeline fails as PowerShell's would
-            log.debug("pipeline %s failed: %s", pipe.command_id, e)
+        except Exception as e:  # the lab's own bug (PowerShell's errors are PSError, handled by the engine): counted,
+            # and the pipeline fails as PowerShell's would on an internal error
+            _internal.lab_bug(f"pipeline {pipe.command_id}", e, host=self.computer_name, counters=self.counters)
             status = "Failed"
             failure = ErrorRecord(
                 Exception=NETException(Message=str(e)),

@@ -15,7 +15,7 @@ import time
 import typing as t
 import xml.etree.ElementTree as ET
 
-from tests.lab import _soap
+from tests.lab import _internal, _soap
 from tests.lab._soap import NS, el, q
 
 log = logging.getLogger(__name__)
@@ -219,8 +219,8 @@ class WinRSShell(Shell):
 
         try:
             code = self.engine.run_cmd(executable, arguments, cmd.stdin, writer("stdout"), writer("stderr"))
-        except Exception as e:  # the engine failing is the lab's bug: report it on stderr, exit 1
-            log.exception("engine.run_cmd failed")
+        except Exception as e:  # the engine failing is the lab's bug: counted, reported on stderr, exit 1
+            _internal.lab_bug(f"cmd command {cmd.id}", e)
             writer("stderr")(f"lab engine error: {type(e).__name__}: {e}\r\n".encode())
             code = 1
         with self.cond:

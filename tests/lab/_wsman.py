@@ -15,7 +15,7 @@ import threading
 import time
 import typing as t
 
-from tests.lab import _limits, _soap
+from tests.lab import _internal, _limits, _soap
 from tests.lab._config import HostConfig
 from tests.lab._counters import Counters
 from tests.lab._faults import Faults
@@ -143,8 +143,8 @@ class WSManService:
             action, answer = self._dispatch(user, req, client_address)
         except _soap.WSManFault as fault:
             return self._fault(fault, req.message_id, user, req.action_name)
-        except Exception as e:  # the lab's own bug: answer as Windows does for provider failures
-            log.exception("WS-Management %s failed", req.action_name)
+        except Exception as e:  # the lab's own bug: answer as Windows does for provider failures, and count it
+            _internal.lab_bug(f"WS-Management {req.action_name}", e, host=self.config.name, counters=self.counters)
             return self._fault(_soap.internal_error(f"{type(e).__name__}: {e} "), req.message_id, user, req.action_name)
         finally:
             with self._lock:

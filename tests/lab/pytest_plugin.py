@@ -9,6 +9,12 @@ Loaded by tests/conftest.py (``pytest_plugins``). Fixtures:
 - ``lab_description`` (session): ``lab.describe()``.
 - ``lab_host`` (function): the description of the first host, counters reset and faults
   cleared before the test.
+- ``lab_internal_errors_fail_the_test`` (autouse, every test): a test during which a lab of
+  this process (or the external lab the test uses) had an internal error fails, with the
+  error's traceback, unless it is marked ``@pytest.mark.lab_internal_error`` because it
+  provokes one on purpose. The lab turns its own exceptions into what Windows would show (a
+  dropped connection, an InternalError fault, a failed pipeline): without this, a test that
+  only needs "it failed" would pass on a bug of the lab (tests/lab/_internal.py).
 
 What the session lab contains (ini option in pytest.ini, or environment variable, which wins):
 
@@ -36,6 +42,7 @@ import typing as t
 
 import pytest
 
+from tests.lab import _internal
 from tests.lab._control import LabClient
 from tests.lab._lab import Lab, LabOptions
 
@@ -58,6 +65,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for name, default in _DEFAULTS.items():
         parser.addini(f"lab_{name}", f"session lab: {name} (env LAB_{name.upper()}; default {default})",
                       default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "lab_internal_error: the test provokes an internal error of the lab on "
+                                       "purpose (otherwise any makes it fail)")
+
+
+@pytest.fixture(autouse=True)
+def lab_internal_errors_fail_the_test(request: pytest.FixtureRequest) -> t.Iterator[None]:
+    """Fail the test if a lab had an internal error while it ran (set-up and teardown of its fixtures included)."""
+    external = os.environ.get("LAB_CONTROL_URL") if "lab" in request.fixturenames else None
+    client = LabClient(external) if external else None
+    start = _internal.total()
+    start_external = max((e["seq"] for e in client.internal_errors()), default=0) if client else 0
+    yield
+    found = _internal.internal_errors(start) + (client.internal_errors(start_external) if client else [])
+    if found and request.node.get_closest_marker("lab_internal_error") is None:
+        shown = "\n\n".join(f"{e['host'] or 'the lab'} ({e['where']}): {e['error']}\n{e['traceback']}" for e in found[:3])
+        pytest.fail(f"the lab had {len(found)} internal error(s) during this test; a bug of the lab is not a fault "
+                    f"it injected, fix it in tests/lab:\n{shown}", pytrace=False)
 
 
 def _setting(config: pytest.Config, name: str) -> tuple[str, bool]:

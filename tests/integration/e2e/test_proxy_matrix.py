@@ -12,6 +12,12 @@ import typing as t
 
 import pytest
 
+from tests.integration.positive_marker import (
+    access_line_count,
+    access_lines_before_marker,
+    host_connections_before_marker,
+)
+
 from .conftest import E2E, delta
 
 pytestmark = pytest.mark.timeout(240)
@@ -258,12 +264,14 @@ REFUSED = [
 @pytest.mark.compat
 @pytest.mark.parametrize("name, group, rule", REFUSED, ids=[r[0] for r in REFUSED])
 def test_refused_configurations_send_nothing(e2e: E2E, name: str, group, rule: str) -> None:
-    before = e2e.counters()
-    proxies_before = {p: e2e.proxy_counters(p)["requests"] for p in ("squid", "squid_noauth")}
+    before = e2e.counters().get("tcp_connections", 0)
+    proxies = ("squid", "squid_noauth")
+    lines_before = {p: access_line_count(e2e.lab, p) for p in proxies}
     run = e2e.run(group(e2e))
     assert run.rc != 0
     result = run.task_results("win-lab1")[0]
     assert result["status"] == "failed", result
     assert rule in result["msg"], result["msg"]
-    assert e2e.counters().get("tcp_connections", 0) == before.get("tcp_connections", 0)
-    assert {p: e2e.proxy_counters(p)["requests"] for p in proxies_before} == proxies_before
+    # nothing logged by either proxy, nor accepted by the host, up to a marker sent after the run
+    assert {p: access_lines_before_marker(e2e.lab, p, lines_before[p]) for p in proxies} == {p: [] for p in proxies}
+    assert host_connections_before_marker(e2e.lab, e2e.host(), before) == 0

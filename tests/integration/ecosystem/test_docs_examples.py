@@ -19,6 +19,11 @@ import pytest
 import yaml
 
 from tests.integration._ansible import ROOT, run_playbook
+from tests.integration.positive_marker import (
+    access_line_count,
+    access_lines_before_marker,
+    host_connections_before_marker,
+)
 
 from . import _docs_examples as docs
 
@@ -90,6 +95,7 @@ def test_docs_inventory_example_runs_against_the_lab(example: docs.DocExample, l
     if kdc_env.get("KRB5CCNAME"):
         kdc_env["KRB5CCNAME"] = f"FILE:{tmp_path / 'ccache'}"  # a private ticket cache per example
     proxy_before = lab.proxy_counters(proxy_name) if proxy_name in SQUIDS + SOCKS else None
+    lines_before = access_line_count(lab, proxy_name) if proxy_name in SQUIDS else 0
     try:
         run = run_playbook(PROBE, path, tmp_path, env={**kdc_env, **env})
     finally:
@@ -103,8 +109,12 @@ def test_docs_inventory_example_runs_against_the_lab(example: docs.DocExample, l
         assert run.rc != 0
         assert results[0]["status"] == "failed", results[0]
         assert rule in results[0]["msg"], results[0]["msg"]
-        assert lab.host_counters(first).get("tcp_connections", 0) == 0, "a refused example reached the host"
-        if proxy_before is not None:
+        host = next(h for h in desc["hosts"] if h["name"].lower() == first.lower())
+        # counted up to marker requests sent after the run (Squid logs a request when it ends)
+        assert host_connections_before_marker(lab, host, 0) == 0, "a refused example reached the host"
+        if proxy_name in SQUIDS:
+            assert access_lines_before_marker(lab, proxy_name, lines_before) == []
+        elif proxy_before is not None:  # SOCKS: microsocks logs a connection when it is made
             assert lab.proxy_counters(proxy_name)["requests"] == proxy_before["requests"]
         return
 
@@ -120,8 +130,11 @@ def test_docs_inventory_example_runs_against_the_lab(example: docs.DocExample, l
         assert counters.get("auth_handshakes", 0) >= 1, counters
     if proxy_before is not None:
         used = lambda: lab.proxy_counters(proxy_name)["requests"] > proxy_before["requests"]  # noqa: E731
-        if example.expect == "direct":
-            time.sleep(1)  # give Squid's access log the time it needs to show a request that should not be there
+        if example.expect == "direct" and proxy_name in SQUIDS:
+            # nothing in the proxy's log up to a marker request sent through it after the run
+            logged = access_lines_before_marker(lab, proxy_name, lines_before)
+            assert not logged, f"{example.id}: the bypassed host went through {proxy_name}: {logged}"
+        elif example.expect == "direct":  # SOCKS: microsocks logs a connection when it is made
             assert not used(), f"{example.id}: the bypassed host went through {proxy_name}"
         else:
             assert _poll(used), f"{example.id}: {proxy_name} saw no request: {lab.proxy_counters(proxy_name)}"

@@ -10,6 +10,7 @@ import pathlib
 import threading
 import time
 import typing as t
+from types import SimpleNamespace
 
 import pytest
 from pypsrp.exceptions import WinRMTransportError
@@ -105,8 +106,6 @@ class StandInEngine:
             if verb == "out":
                 streams.output(rest)
             elif verb == "err":
-                from types import SimpleNamespace
-
                 streams.error(SimpleNamespace(message=rest, category="InvalidOperation", fq_error_id="Lab.Err", target=None, command_name="err", position=None))
             elif verb == "warn":
                 streams.warning(rest)
@@ -125,8 +124,10 @@ class StandInEngine:
                 time.sleep(float(rest))
             elif verb == "gate":
                 gate(rest).wait(GATE_TIMEOUT_S)
-            elif verb == "fail":
-                raise RuntimeError(rest)
+            elif verb == "fail":  # a terminating error, as the real engine reports one (not an exception of the lab's)
+                streams.terminating_error(SimpleNamespace(message=rest, category="NotSpecified", fq_error_id="Lab.Fail",
+                                                          target=None, command_name="fail", position=None))
+                return
             elif verb == "object":
                 streams.output({"Name": rest, "Length": len(rest)})
             elif verb == "count-input":

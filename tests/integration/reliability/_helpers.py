@@ -150,6 +150,32 @@ def quiet_sample(e2e: E2E, pid: int) -> dict[str, int]:
     return proc_sample(pid)
 
 
+def resting_threads(pid: int, samples: int = 10) -> int:
+    """The process's thread count at rest: the least of a few samples (a request's handler thread that is just
+    ending can only add to a sample, never take from it)."""
+    counts = []
+    for _ in range(samples):
+        counts.append(proc_sample(pid)["threads"])
+        time.sleep(0.05)
+    return min(counts)
+
+
+def resting_fds(pid: int, samples: int = 10) -> int:
+    """The process's descriptor count at rest: the least of a few samples (a client connection that its handler
+    is just closing can only add to a sample, never take from it; a leaked descriptor stays in every one)."""
+    counts = []
+    for _ in range(samples):
+        counts.append(proc_sample(pid)["fds"])
+        time.sleep(0.05)
+    return min(counts)
+
+
+def threads_back_to(pid: int, count: int, timeout: float = 30) -> bool:
+    """Whether the process's threads come back down to `count`; a leaked thread never does (the timeout only
+    keeps a broken run from hanging)."""
+    return wait_for(lambda: proc_sample(pid)["threads"] <= count, timeout)
+
+
 def children_of(pid: int) -> list[int]:
     """Every descendant of pid (from /proc/<pid>/task/*/children)."""
     out: list[int] = []
@@ -166,6 +192,21 @@ def children_of(pid: int) -> list[int]:
             out.extend(kids)
             todo.extend(kids)
     return out
+
+
+def log_mark(e2e: E2E, index: int = 0) -> int:
+    """Where the host's request log ends now (what script_runs() counts from)."""
+    return len(e2e.lab.host_log(e2e.host(index)["name"]))
+
+
+def script_runs(e2e: E2E, script: str, since: int, index: int = 0) -> int:
+    """How many PSRP pipelines running `script` the host started after log entry `since` (the lab logs each
+    pipeline's script by its SHA-256): what "never run twice" counts for one script among a task's others."""
+    import hashlib
+
+    digest = hashlib.sha256(script.encode("utf-8")).hexdigest()
+    return sum(1 for e in e2e.lab.host_log(e2e.host(index)["name"])[since:]
+               if e.get("kind") == "pipeline" and e.get("script_sha256") == digest)
 
 
 def host_path(e2e: E2E, windows_path: str, index: int = 0) -> pathlib.Path:

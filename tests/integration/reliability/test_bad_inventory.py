@@ -8,13 +8,15 @@ not move for the run.
 
 from __future__ import annotations
 
+import re
 import time
 import typing as t
 
 import pytest
 
 from tests.integration._ansible import run_playbook, write_inventory
-from tests.integration.e2e.conftest import E2E, delta
+from tests.integration.e2e.conftest import E2E
+from tests.integration.positive_marker import host_connections_before_marker
 
 from . import report
 from ._helpers import raw, write_playbook
@@ -85,35 +87,45 @@ CHECKED_BY_ANSIBLE = {"port not a number", "proxy auth scheme unknown", "message
                       "auth value unknown"}
 
 
+def _row_name(label: str, over: dict[str, t.Any]) -> str:
+    shown = ", ".join(f"{k}={v!r}" for k, v in over.items() if k != "ansible_port" or label.startswith("port"))
+    return f"inventory: {label} ({shown})".replace(SECRET, "<password>")
+
+
+def _names(msg: str, variable: str) -> bool:
+    """The message names the variable itself: ansible_psrp_proxy_auth does not name ansible_psrp_proxy."""
+    return re.search(rf"(?<![\w]){re.escape(variable)}(?![\w])", msg) is not None
+
+
+@report.rows(report.row("Bad input", _row_name(label, over), "status failed (not unreachable), message names "
+                        + " or ".join(words) + " (the whole name), no password in it, nothing sent (the host's "
+                        "listener counted up to a marker connection made after the run)", report.BAD_INPUT, key=label)
+             for label, over, words in CASES)
 def test_malformed_inventory_values_fail_with_the_variable_named(e2e: E2E, check) -> None:
-    rows = {label: check("Bad input", f"inventory: {label} ({', '.join(f'{k}={v!r}' for k, v in over.items() if k != 'ansible_port' or label.startswith('port'))})".replace(SECRET, "<password>"),
-                         "status failed (not unreachable), message names " + " or ".join(words)
-                         + ", no password in it, nothing sent",
-                         report.BAD_INPUT)
-            for label, over, words in CASES}
+    rows = {label: check(label) for label, _, _ in CASES}
     base = e2e.host_vars(0)
     hosts = {f"bad-{i:02d}": {**base, "ansible_psrp_auth": "ntlm", **over} for i, (_, over, _) in enumerate(CASES)}
     inventory = write_inventory(e2e.workdir / "bad-inv", hosts, {
         "ansible_connection": "pinned.winrm.psrp", "ansible_psrp_ca_cert": e2e.desc["ca_cert"]})
     playbook = write_playbook(e2e.workdir / "bad.yml", [raw("probe", "Write-Output should-not-run")], hosts="windows")
-    before = e2e.counters()
+    before = e2e.counters().get("tcp_connections", 0)
     started = time.monotonic()
     run = run_playbook(playbook, inventory, e2e.workdir, extra_args=["-f", "8"])
     took = time.monotonic() - started
-    sent = delta(e2e.counters(), before, "tcp_connections")
+    sent = host_connections_before_marker(e2e.lab, e2e.host(0), before)
     failures = []
     for i, (label, _, words) in enumerate(CASES):
         results = run.task_results(f"bad-{i:02d}")
         result = results[0] if results else {"status": "missing", "msg": ""}
         msg = str(result.get("msg", ""))
-        named = any(w in msg for w in words)
+        named = any(_names(msg, w) for w in words)
         short = msg.split("pinned.winrm.psrp: ", 1)[-1]
         rows[label].see(f"{result['status']}: {short[:230]}")
         if SECRET in msg:
-            rows[label].passed = False
+            rows[label].fail()
             failures.append(f"{label}: the message shows the password: {msg[:300]}")
         if result["status"] != "failed" or not named:
-            rows[label].passed = False
+            rows[label].fail()
             if result["status"] != "failed" or label not in CHECKED_BY_ANSIBLE:
                 failures.append(f"{label}: {result['status']} {msg[:300]}")
             else:
@@ -122,3 +134,15 @@ def test_malformed_inventory_values_fail_with_the_variable_named(e2e: E2E, check
         rows[label].observed += f" (run: {took:.1f}s for all {len(CASES)}; host connections during the run: {sent})"
     assert not failures, "\n".join(failures)
     assert sent == 0, f"{sent} connection(s) reached the host"
+
+
+@report.row("Criteria that can fail", "mutation: an error message that names ansible_psrp_proxy_auth where the "
+            "row expects ansible_psrp_proxy (the variable the user got wrong is not named)",
+            "the inventory rows' naming criterion fails (the substring match it replaced passed)", report.MUTATION)
+def test_the_naming_criterion_fails_on_a_longer_variable_name(check) -> None:
+    row = check()
+    msg = "ansible_psrp_proxy_auth: must be one of basic, digest, ntlm, negotiate or kerberos, got 'x'."
+    substring = "ansible_psrp_proxy" in msg
+    row.see(f"whole-name match: {_names(msg, 'ansible_psrp_proxy')}; the old substring match: {substring}")
+    assert substring and not _names(msg, "ansible_psrp_proxy")
+    assert _names(msg, "ansible_psrp_proxy_auth")

@@ -35,6 +35,8 @@ from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_daemon import Pi
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_paths import PROTOCOL_VERSION, PinPaths
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
+from tests.integration.positive_marker import recorded_before_marker
+
 from . import report
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,11 +62,12 @@ class HangingCloseSession:
             self.release.wait(30)
 
 
+@report.row("Faults", "an expired session whose host never answers the close, and another host's session "
+            "expiring at the same time", "the reaper returns at once; both closes run on closing workers (never "
+            "the daemon's main thread); the other host's session is closed while the first close still hangs",
+            report.FAULT)
 def test_a_host_that_never_answers_the_close_stalls_no_expiry(check) -> None:
-    row = check("Faults", "an expired session whose host never answers the close, and another host's session "
-                "expiring at the same time", "the reaper returns at once; both closes run on closing workers (never "
-                "the daemon's main thread); the other host's session is closed while the first close still hangs",
-                report.FAULT)
+    row = check()
     table = SessionTable(HangingCloseSession, SecretRedactor())
     slots = []
     for host in ("hangs.example", "other.example"):
@@ -103,10 +106,11 @@ def _connect(path: str) -> socket.socket:
     return sock
 
 
+@report.row("Bad input", "a client holds 2 connections open without a request, on a daemon bounded to 2 "
+            "requests at once; a third connection asks hello", "the third gets an error naming the bound (no "
+            "thread started for it); once the two close, hello is answered again", report.BAD_INPUT)
 def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: PinPaths) -> None:
-    row = check("Bad input", "a client holds 2 connections open without a request, on a daemon bounded to 2 "
-                "requests at once; a third connection asks hello", "the third gets an error naming the bound (no "
-                "thread started for it); once the two close, hello is answered again", report.BAD_INPUT)
+    row = check()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(daemon_dir.socket)
     listener.listen(16)
@@ -156,9 +160,10 @@ def _frame_after_close(header: bytes, payload: bytes) -> BaseException:
     raise AssertionError("recv_frame returned a frame")
 
 
+@report.row("Bad input", "a frame header claiming a 64 MiB JSON frame, followed by 10 bytes and EOF",
+            "a protocol error (peer closed inside a frame); peak allocation well under 1 MiB", report.BAD_INPUT)
 def test_a_frame_header_claiming_64_mib_allocates_nothing_before_the_bytes(check) -> None:
-    row = check("Bad input", "a frame header claiming a 64 MiB JSON frame, followed by 10 bytes and EOF",
-                "a protocol error (peer closed inside a frame); peak allocation well under 1 MiB", report.BAD_INPUT)
+    row = check()
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -171,19 +176,21 @@ def test_a_frame_header_claiming_64_mib_allocates_nothing_before_the_bytes(check
     assert peak < MIB
 
 
+@report.row("Bad input", "a JSON frame of 100,000 nested arrays", "a protocol error (the handler logs and drops "
+            "it), never a RecursionError", report.BAD_INPUT)
 def test_deeply_nested_json_is_a_protocol_error(check) -> None:
-    row = check("Bad input", "a JSON frame of 100,000 nested arrays", "a protocol error (the handler logs and drops "
-                "it), never a RecursionError", report.BAD_INPUT)
+    row = check()
     payload = b"[" * 100_000 + b"]" * 100_000
     error = _frame_after_close(struct.pack("!cI", proto.KIND_JSON, len(payload)), payload)
     row.see(f"{type(error).__name__}: {str(error)[:80]}")
     assert isinstance(error, proto.ProtocolError)
 
 
+@report.row("Hostile proxy", "a spec built by hand to break R3 (basic auth, no message encryption, http:// through "
+            "the inspecting proxy), sent to the real daemon over its socket", "refused by the daemon naming R3; "
+            "zero bytes reach the proxy (up to a marker sent through it afterwards)", report.LEAK)
 def test_the_daemon_refuses_a_spec_that_breaks_r3_sent_over_its_socket(check, lab_description, lab) -> None:
-    row = check("Hostile proxy", "a spec built by hand to break R3 (basic auth, no message encryption, http:// through "
-                "the inspecting proxy), sent to the real daemon over its socket", "refused by the daemon naming R3; "
-                "zero bytes reach the proxy", report.LEAK)
+    row = check()
     mitm = lab_description["proxies"]["mitm"]
     host = lab_description["hosts"][0]
     user = next(u for u in host["users"] if u["username"] == "ansible")
@@ -203,10 +210,10 @@ def test_the_daemon_refuses_a_spec_that_breaks_r3_sent_over_its_socket(check, la
             client.shutdown()
         finally:
             shutil.rmtree(root, ignore_errors=True)
-    sent = len(lab.proxy_recorded("mitm")) - before
-    row.see(f"{type(outcome).__name__}: {str(outcome)[:160]}; {sent} bytes reached the proxy")
+    sent = recorded_before_marker(lab, "mitm", before)
+    row.see(f"{type(outcome).__name__}: {str(outcome)[:160]}; {len(sent)} bytes reached the proxy")
+    assert not row.leak_verdict(sent), sent[:200]
     assert isinstance(outcome, ConfigError) and "R3" in str(outcome)
-    assert sent == 0
     assert os.environ.get("PINNED_WINRM_TEST_SESSION_FACTORY") is None  # the real Session served (or would have)
 
 
@@ -237,14 +244,15 @@ def fds_past_1024() -> t.Iterator[int]:
 
 
 @pytest.mark.parametrize("path", ["direct", "forward proxy"])
+@report.row("Load", "the process already holds more than 1,024 descriptors (dummies up to fd 1,024), then "
+            "opens a session to the lab host ({path}) and runs two tasks on it",
+            "the session authenticates once and both tasks succeed (its sockets are numbered above 1,024)",
+            report.LOAD)
 def test_sessions_open_and_serve_tasks_past_1024_open_descriptors(check, lab_description, fds_past_1024: int,
                                                                   path: str) -> None:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
 
-    row = check("Load", f"the process already holds more than 1,024 descriptors ({fds_past_1024} dummies), then "
-                f"opens a session to the lab host ({path}) and runs two tasks on it",
-                "the session authenticates once and both tasks succeed (its sockets are numbered above 1,024)",
-                report.FAULT)
+    row = check()
     host = lab_description["hosts"][0]
     user = next(u for u in host["users"] if u["username"] == "ansible")
     options = {"remote_addr": host["address"], "remote_user": user["username"], "remote_password": user["password"],
@@ -272,9 +280,10 @@ def test_sessions_open_and_serve_tasks_past_1024_open_descriptors(check, lab_des
     assert socket_fd > 1024 and handshakes == 1
 
 
+@report.row("Load", "the daemon is started by a process whose soft open-files limit is 1024",
+            "the daemon's soft limit equals its hard limit (room for thousands of sessions)", report.LOAD)
 def test_the_daemon_lifts_its_soft_open_files_limit(check) -> None:
-    row = check("Load", "the daemon is started by a process whose soft open-files limit is 1024",
-                "the daemon's soft limit equals its hard limit (room for thousands of sessions)", report.FAULT)
+    row = check()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard <= 1024:
         pytest.skip(f"the hard open-files limit is {hard}: nothing to lift")
@@ -297,16 +306,17 @@ def test_the_daemon_lifts_its_soft_open_files_limit(check) -> None:
     assert daemon_soft == daemon_hard != "1024"
 
 
-@pytest.mark.parametrize("persist", [True, False], ids=["pinned", "persistence off"])
-def test_a_task_past_the_command_timeout_is_stopped_and_reported(e2e, check, persist: bool) -> None:
+@pytest.mark.parametrize("persist, session", [(True, "pinned session"), (False, "persistence off")],
+                         ids=["pinned", "persistence off"])
+@report.row("Faults", "a task that would run 10 s, with ansible_psrp_persist_command_timeout 3 ({session})", "the task is unreachable, naming the "
+            "setting and saying its outcome is unknown; its pipeline is stopped (a Signal reaches the host); the "
+            "next task runs on a new session", report.FAULT)
+def test_a_task_past_the_command_timeout_is_stopped_and_reported(e2e, check, persist: bool, session: str) -> None:
     from tests.integration.e2e.conftest import delta
 
     from ._helpers import raw, write_playbook
 
-    row = check("Faults", f"a task that would run 10 s, with ansible_psrp_persist_command_timeout 3 "
-                f"({'pinned session' if persist else 'persistence off'})", "the task is unreachable, naming the "
-                "setting and saying its outcome is unknown; its pipeline is stopped (a Signal reaches the host); the "
-                "next task runs on a new session", report.FAULT)
+    row = check()
     group = {"ansible_psrp_auth": "ntlm", "ansible_psrp_persist": persist, "ansible_psrp_persist_command_timeout": 3}
     playbook = write_playbook(e2e.workdir / "slow.yml", [
         # short: the lab's Start-Sleep runs on after the stop, and must not hold the host into later tests

@@ -17,16 +17,26 @@ import struct
 import threading
 import time
 import tracemalloc
+import types
 import typing as t
 
 import pytest
 
-from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import PinnedError
+from ansible_collections.pinned.winrm.plugins.plugin_utils import _session
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
+    ConnectTimeoutError,
+    MalformedAnswerError,
+    PinnedError,
+    ReadTimeoutError,
+    TransportError,
+    UnexpectedError,
+)
 from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 from . import report
 from ._hostile import ScriptedHost, TamperingRelay, http_response
+from ._verdict import Refusal, assert_refused
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -91,10 +101,12 @@ class Attempt(t.NamedTuple):
         what = "no error" if self.error is None else f"{type(self.error).__name__}: {str(self.error)[:220]}"
         return f"{what}; after {self.seconds:.1f}s; peak Python memory {self.peak / MIB:.1f} MiB"
 
-    @property
-    def clean(self) -> bool:
-        return (not self.hung and isinstance(self.error, PinnedError) and self.peak < MEMORY_LIMIT
-                and self.seconds < HARD_LIMIT_S)
+    def assert_refused(self, refusal: Refusal) -> None:
+        """The row's criterion: a refusal on purpose (class, reason, nothing unexpected under it), in bounded time
+        and memory."""
+        assert not self.hung and self.seconds < HARD_LIMIT_S, self.describe()
+        assert self.peak < MEMORY_LIMIT, self.describe()
+        assert_refused(self.error, refusal)
 
 
 def _attempt(spec: t.Any, on_hang: t.Callable[[], None]) -> Attempt:
@@ -137,45 +149,73 @@ def _basic_spec(port: int) -> t.Any:
     })
 
 
-SCRIPTED: list[tuple[str, str, t.Callable[[int, bytes], t.Any]]] = [
+# The refusal each row expects: its class (exactly), what its message says, and how the report says it.
+NOT_XML = Refusal(MalformedAnswerError, r"Windows host 127\.0\.0\.1 sent an answer that is not well-formed XML",
+                  "the host's answer is not well-formed XML")
+TOO_LARGE = Refusal(TransportError, r"Windows host 127\.0\.0\.1:\d+ sent an answer larger than \d+ bytes",
+                    "the answer is larger than the bound")
+NOT_HTTP = Refusal(MalformedAnswerError, r"Windows host 127\.0\.0\.1:\d+ sent an invalid HTTP response",
+                   "the host sent an invalid HTTP response")
+NO_ANSWER = Refusal(ReadTimeoutError, r"Windows host 127\.0\.0\.1:\d+.*within 4s \(ansible_psrp_read_timeout\)",
+                    "no (whole) answer within the read timeout, naming ansible_psrp_read_timeout")
+NOT_WSMAN = Refusal(TransportError, r"answer from 127\.0\.0\.1:\d+ is not a WS-Management message",
+                    "the answer is not a WS-Management message")
+LOST = Refusal(TransportError, r"connection to 127\.0\.0\.1:\d+ was lost after the request was sent.*not resent",
+               "the connection was lost after the request, not resent")
+FRAMING = Refusal(MalformedAnswerError, r"encrypted answer from 127\.0\.0\.1:\d+ is not well-formed MS-WSMV framing",
+                  "the framing is not MS-WSMV's")
+NOT_VERIFIED = Refusal(MalformedAnswerError, r"encrypted answer from 127\.0\.0\.1:\d+ did not verify",
+                       "the sealed answer did not verify")
+NOT_ENCRYPTED = Refusal(TransportError, r"answer from 127\.0\.0\.1:\d+ \(HTTP 200\) was not encrypted",
+                        "the answer was not encrypted (R3)")
+
+SCRIPTED: list[tuple[str, str, t.Callable[[int, bytes], t.Any], Refusal]] = [
     ("truncated XML", "half of a CreateResponse envelope",
-     lambda i, b: http_response(200, SOAP, _ENVELOPE[: len(_ENVELOPE) // 2])),
+     lambda i, b: http_response(200, SOAP, _ENVELOPE[: len(_ENVELOPE) // 2]), NOT_XML),
     ("XML entity expansion (billion laughs)", "nine nested entities, 10^9 expansions",
-     lambda i, b: http_response(200, SOAP, _LAUGHS)),
+     lambda i, b: http_response(200, SOAP, _LAUGHS), NOT_XML),
     ("oversized envelope", "a 256 MiB body with an honest Content-Length",
-     lambda i, b: _oversized(256 * MIB)),
+     lambda i, b: _oversized(256 * MIB), TOO_LARGE),
     ("endless stream (fast)", "chunked body of 1 MiB chunks that never ends",
-     lambda i, b: _endless_chunked()),
+     lambda i, b: _endless_chunked(), TOO_LARGE),
     ("endless stream (trickle)", "chunked body, 16 bytes every 0.2 s, never ends",
-     lambda i, b: _endless_chunked(0.2, b"<s:Envelope>....")),
+     lambda i, b: _endless_chunked(0.2, b"<s:Envelope>...."), NO_ANSWER),
     ("wrong content type", "200 with text/html (a captive portal page)",
-     lambda i, b: http_response(200, [("Content-Type", "text/html")], b"<html><body>Please log in</body></html>")),
+     lambda i, b: http_response(200, [("Content-Type", "text/html")], b"<html><body>Please log in</body></html>"),
+     NOT_WSMAN),
     ("empty 200", "200 with no body at all",
-     lambda i, b: http_response(200, SOAP, b"")),
+     lambda i, b: http_response(200, SOAP, b""), NOT_XML),
     ("not HTTP", "an SSH banner instead of an HTTP answer",
-     lambda i, b: iter([b"SSH-2.0-OpenSSH_9.6\r\n"] + [b"x" * 4096] * 4)),
+     lambda i, b: iter([b"SSH-2.0-OpenSSH_9.6\r\n"] + [b"x" * 4096] * 4), NOT_HTTP),
     ("header bomb", "an endless header section",
-     lambda i, b: iter([b"HTTP/1.1 200 OK\r\n"] + [b"X-Filler: " + b"y" * 1000 + b"\r\n"] * 100_000)),
+     lambda i, b: iter([b"HTTP/1.1 200 OK\r\n"] + [b"X-Filler: " + b"y" * 1000 + b"\r\n"] * 100_000), NOT_HTTP),
     ("lying Content-Length", "Content-Length 1 MiB, 100 bytes sent, connection held open",
      lambda i, b: iter([b"HTTP/1.1 200 OK\r\nContent-Type: application/soap+xml\r\nContent-Length: 1048576\r\n\r\n"
-                        + b"<" * 100, *_silence(READ_TIMEOUT * 3)])),
+                        + b"<" * 100, *_silence(READ_TIMEOUT * 3)]), NO_ANSWER),
     ("no answer", "the request is read, nothing is ever sent",
-     lambda i, b: _silence(READ_TIMEOUT * 3)),
+     lambda i, b: _silence(READ_TIMEOUT * 3), NO_ANSWER),
     ("closed without answer", "the request is read and the connection closed",
-     lambda i, b: iter([b""])),
+     lambda i, b: iter([b""]), LOST),
 ]
 
 
-@pytest.mark.parametrize("name,detail,answer", SCRIPTED, ids=[s[0] for s in SCRIPTED])
-def test_broken_host_answer_fails_cleanly(check, name: str, detail: str, answer: t.Any) -> None:
-    row = check("Bad input", f"host answer: {name} ({detail})",
-                f"a PinnedError naming the host within {HARD_LIMIT_S:g}s (read timeout {READ_TIMEOUT}s), "
-                f"peak memory < {MEMORY_LIMIT // MIB} MiB", report.BAD_INPUT)
+def _scripted_attempt(answer: t.Callable[[int, bytes], t.Any]) -> tuple[Attempt, float]:
+    """What a Session opening against the scripted peer ends with, and the MiB the peer sent."""
     with ScriptedHost(answer) as peer:
         result = _attempt(_basic_spec(peer.port), peer.close)
-        row.see(f"{result.describe()}; peer sent {peer.bytes_sent / MIB:.1f} MiB")
-    assert result.clean, result.describe()
-    assert "127.0.0.1" in str(result.error)
+        return result, peer.bytes_sent / MIB
+
+
+@pytest.mark.parametrize("name, detail, answer, refusal", SCRIPTED, ids=[s[0] for s in SCRIPTED])
+@report.row("Bad input", "host answer: {name} ({detail})",
+            "refused on purpose: {refusal}, nothing unexpected under it (its cause chain); within "
+            f"{HARD_LIMIT_S:g}s (read timeout {READ_TIMEOUT}s), peak memory < {MEMORY_LIMIT // MIB} MiB",
+            report.BAD_INPUT)
+def test_broken_host_answer_fails_cleanly(check, name: str, detail: str, answer: t.Any, refusal: Refusal) -> None:
+    row = check()
+    result, sent = _scripted_attempt(answer)
+    row.see(f"{result.describe()}; peer sent {sent:.1f} MiB")
+    result.assert_refused(refusal)
 
 
 # -- the encrypted framing, through a tampering relay in front of a real lab host ------------------------
@@ -196,28 +236,29 @@ def _replace_header(headers: list[tuple[str, str]], name: str, value: str) -> li
     return [(k, value if k.lower() == name.lower() else v) for k, v in headers]
 
 
-TAMPERS: list[tuple[str, t.Callable[[int, list[tuple[str, str]], bytes], t.Any]]] = [
-    ("encrypted body truncated", lambda s, h, b: http_response(s, h, b[: len(b) // 2])),
+TAMPERS: list[tuple[str, t.Callable[[int, list[tuple[str, str]], bytes], t.Any], Refusal]] = [
+    ("encrypted body truncated", lambda s, h, b: http_response(s, h, b[: len(b) // 2]), FRAMING),
     ("signature length 0xFFFFFFFF", lambda s, h, b: http_response(
-        s, h, (lambda p: p[0] + struct.pack("<I", 0xFFFFFFFF) + p[2])(_framing_parts(b)))),
+        s, h, (lambda p: p[0] + struct.pack("<I", 0xFFFFFFFF) + p[2])(_framing_parts(b))), FRAMING),
     ("signature length 0", lambda s, h, b: http_response(
-        s, h, (lambda p: p[0] + struct.pack("<I", 0) + p[2])(_framing_parts(b)))),
+        s, h, (lambda p: p[0] + struct.pack("<I", 0) + p[2])(_framing_parts(b))), FRAMING),
     ("ciphertext bytes flipped", lambda s, h, b: http_response(
-        s, h, (lambda p: p[0] + p[1] + p[2][:40] + bytes(x ^ 0x5A for x in p[2][40:80]) + p[2][80:])(_framing_parts(b)))),
+        s, h, (lambda p: p[0] + p[1] + p[2][:40] + bytes(x ^ 0x5A for x in p[2][40:80]) + p[2][80:])(_framing_parts(b))),
+     NOT_VERIFIED),
     ("boundary mismatch", lambda s, h, b: http_response(
-        s, _replace_header(h, "content-type", _content_type(h).replace("Encrypted Boundary", "Other Boundary")), b)),
+        s, _replace_header(h, "content-type", _content_type(h).replace("Encrypted Boundary", "Other Boundary")), b),
+     FRAMING),
     ("original length header lies", lambda s, h, b: http_response(
-        s, h, b.replace(b"Length=", b"Length=9", 1))),
-    ("plaintext answer while encryption is on", lambda s, h, b: http_response(s, SOAP, _ENVELOPE)),
-    ("encrypted answer replaced by an endless stream", lambda s, h, b: _endless_chunked()),
+        s, h, b.replace(b"Length=", b"Length=9", 1)), FRAMING),
+    ("plaintext answer while encryption is on", lambda s, h, b: http_response(s, SOAP, _ENVELOPE), NOT_ENCRYPTED),
+    ("encrypted answer replaced by an endless stream", lambda s, h, b: _endless_chunked(), TOO_LARGE),
 ]
+_TAMPER = {name: (tamper, refusal) for name, tamper, refusal in TAMPERS}
 
 
-@pytest.mark.parametrize("name,tamper", TAMPERS, ids=[t_[0] for t_ in TAMPERS])
-def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: str, tamper: t.Any) -> None:
-    row = check("Bad input", f"encrypted framing: {name} (NTLM over http, first WinRM answer)",
-                f"a PinnedError within {HARD_LIMIT_S:g}s, peak memory < {MEMORY_LIMIT // MIB} MiB, "
-                "nothing decrypted is accepted", report.BAD_INPUT)
+def _framing_attempt(lab_description: dict[str, t.Any], tamper: t.Any) -> tuple[Attempt, int]:
+    """A Session opening through a relay that applies `tamper` to the first WinRM answer of a real lab host;
+    returns what it ended with and how many answers the relay tampered with."""
     host = lab_description["hosts"][0]
     user = next(u for u in host["users"] if u["username"] == "ansible")
     relay = TamperingRelay(host["address"], host["http_port"],
@@ -228,31 +269,130 @@ def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: s
             "remote_user": user["username"], "remote_password": user["password"],
             "read_timeout": READ_TIMEOUT, "operation_timeout": 2, "connection_timeout": 5,
         })
-        result = _attempt(spec, relay.close)
-        row.see(f"{result.describe()}; answers tampered: {relay.tampered}")
-    assert relay.tampered == 1, "the relay never saw the first WinRM answer"
-    assert result.clean, result.describe()
+        return _attempt(spec, relay.close), relay.tampered
+
+
+def _framing_verdict(result: Attempt, tampered: int, refusal: Refusal) -> None:
+    assert tampered == 1, "the relay never saw the first WinRM answer"
+    result.assert_refused(refusal)
+
+
+@pytest.mark.parametrize("name, tamper, refusal", TAMPERS, ids=[t_[0] for t_ in TAMPERS])
+@report.row("Bad input", "encrypted framing: {name} (NTLM over http, first WinRM answer)",
+            "refused on purpose: {refusal}, nothing unexpected under it (nothing decrypted is accepted); within "
+            f"{HARD_LIMIT_S:g}s, peak memory < {MEMORY_LIMIT // MIB} MiB", report.BAD_INPUT)
+def test_broken_encryption_framing_fails_cleanly(check, lab_description, name: str, tamper: t.Any,
+                                                 refusal: Refusal) -> None:
+    row = check()
+    result, tampered = _framing_attempt(lab_description, tamper)
+    row.see(f"{result.describe()}; answers tampered: {tampered}")
+    _framing_verdict(result, tampered, refusal)
+
+
+def _pypsrp_blind_unwrap(context: t.Any, protocol: str, content_type: str, body: bytes, *, party: str) -> bytes:
+    """The reader as it was: pypsrp's parser, fed the boundary the answer names, every exception wrapped."""
+    import re
+
+    from pypsrp.encryption import WinRMEncryption
+
+    boundary = re.search(r'boundary="([^"]+)"', content_type)
+    try:
+        return WinRMEncryption(context, protocol).unwrap_message(body, boundary.group(1) if boundary else "")
+    except Exception as e:
+        raise TransportError(f"The encrypted answer from {party} could not be decrypted ({type(e).__name__}: {e}); "
+                             "it was refused and the connection closed.") from None
+
+
+@report.row("Criteria that can fail", "mutation: the encrypted answer read by pypsrp's blind parser, every "
+            "exception wrapped into a TransportError naming the host (the reader before this suite's fix)",
+            "the 'encrypted framing: boundary mismatch' row fails: an IndexError sits under the TransportError",
+            report.MUTATION)
+def test_the_framing_criterion_fails_on_an_index_error_wrapped_as_a_refusal(check, lab_description,
+                                                                           monkeypatch) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils import _transport
+
+    row = check()
+    monkeypatch.setattr(_transport, "unwrap", _pypsrp_blind_unwrap)
+    tamper, refusal = _TAMPER["boundary mismatch"]
+    result, tampered = _framing_attempt(lab_description, tamper)
+    with pytest.raises(AssertionError) as caught:
+        _framing_verdict(result, tampered, refusal)
+    row.see(f"the row's criterion failed: {str(caught.value).splitlines()[0][:220]}")
+    assert "IndexError" in str(caught.value)
+
+
+@report.row("Criteria that can fail", "mutation: an IndexError raised inside the MS-WSMV framing reader",
+            "the 'encrypted framing: signature length 0' row fails: the IndexError becomes an UnexpectedError, not "
+            "a refusal", report.MUTATION)
+def test_the_framing_criterion_fails_on_an_index_error_inside_the_reader(check, lab_description,
+                                                                         monkeypatch) -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils import _encrypted_framing
+
+    row = check()
+
+    def broken_unpack(fmt: str, buffer: bytes, offset: int = 0) -> tuple[int, ...]:
+        raise IndexError("tuple index out of range")  # what a blind parser raises
+
+    # the reader's own name for struct, not the struct module every thread shares
+    monkeypatch.setattr(_encrypted_framing, "struct", types.SimpleNamespace(unpack_from=broken_unpack))
+    tamper, refusal = _TAMPER["signature length 0"]
+    result, tampered = _framing_attempt(lab_description, tamper)
+    with pytest.raises(AssertionError) as caught:
+        _framing_verdict(result, tampered, refusal)
+    row.see(f"the row's criterion failed: {str(caught.value).splitlines()[0][:220]}")
+    assert "UnexpectedError" in str(caught.value) and "IndexError" in str(caught.value)
+
+
+_HOST_ERROR_FROM = _session._host_error_from
+
+
+def _old_host_error_from(exc: Exception, spec: t.Any) -> PinnedError:
+    """The session's error mapping as it was: anything it did not know became a TransportError naming the host."""
+    mapped = _HOST_ERROR_FROM(exc, spec)
+    if not isinstance(exc, PinnedError) and isinstance(mapped, (MalformedAnswerError, UnexpectedError)):
+        return TransportError(f"the WinRM exchange with {spec.host} failed: {type(exc).__name__}: {exc}")
+    return mapped
+
+
+@report.row("Criteria that can fail", "mutation: the session maps an exception it does not know (XML that does not "
+            "parse) to a TransportError naming the host (the mapping before this suite's fix)",
+            "the 'host answer: truncated XML' row fails: a TransportError is not the MalformedAnswerError it "
+            "expects", report.MUTATION)
+def test_the_host_answer_criterion_fails_when_any_exception_passes_for_a_transport_error(check, monkeypatch) -> None:
+    row = check()
+    monkeypatch.setattr(_session, "_host_error_from", _old_host_error_from)
+    name, detail, answer, refusal = next(s for s in SCRIPTED if s[0] == "truncated XML")
+    result, _ = _scripted_attempt(answer)
+    with pytest.raises(AssertionError) as caught:
+        result.assert_refused(refusal)
+    row.see(f"the row's criterion failed: {str(caught.value).splitlines()[0][:220]}")
 
 
 # -- a peer that trickles bytes: one deadline for the whole handshake and the whole answer ----------------------
 
 
+TLS_TIMEOUT = Refusal(ConnectTimeoutError, r"TLS handshake with the Windows host 127\.0\.0\.1 timed out after 2s "
+                      r"\(ansible_psrp_connection_timeout\)", "the TLS handshake timed out, naming "
+                      "ansible_psrp_connection_timeout")
 TRICKLES = [
-    ("handshake", "the TLS handshake flight, one byte every 0.25 s", "ansible_psrp_connection_timeout 2 s"),
-    ("answer", "after a normal handshake, one TLS record of the answer, one byte every 0.25 s", "read timeout 4 s"),
+    ("handshake", "the TLS handshake flight, one byte every 0.25 s", "ansible_psrp_connection_timeout 2 s",
+     TLS_TIMEOUT),
+    ("answer", "after a normal handshake, one TLS record of the answer, one byte every 0.25 s", "read timeout 4 s",
+     NO_ANSWER),
 ]
 
 
-@pytest.mark.parametrize("mode,detail,bound", TRICKLES, ids=[m[0] for m in TRICKLES])
+@pytest.mark.parametrize("mode, detail, bound, refusal", TRICKLES, ids=[m[0] for m in TRICKLES])
+@report.row("Bad input", "host trickles {detail} (each byte well within any per-read timeout)",
+            "refused on purpose when the deadline passes ({bound}), not when the peer stops: {refusal}",
+            report.BAD_INPUT)
 def test_a_peer_trickling_tls_bytes_is_cut_off_at_the_deadline(check, tmp_path, mode: str, detail: str,
-                                                                bound: str) -> None:
+                                                                bound: str, refusal: Refusal) -> None:
     from tests.lab._certs import LabCA
 
     from ._hostile import TricklingTLSHost
 
-    row = check("Bad input", f"host trickles {detail} (each byte well within any per-read timeout)",
-                f"a PinnedError naming the host when the deadline passes ({bound}), not when the peer stops",
-                report.BAD_INPUT)
+    row = check()
     cert, key = LabCA.create(tmp_path / "ca").issue_server("trickle", ["localhost"], ["127.0.0.1"])
     with TricklingTLSHost(str(cert), str(key), mode=mode) as peer:
         spec = build_spec({
@@ -262,8 +402,7 @@ def test_a_peer_trickling_tls_bytes_is_cut_off_at_the_deadline(check, tmp_path, 
         })
         result = _attempt(spec, peer.close)
         row.see(f"{result.describe()}; the peer had trickled {peer.trickled} bytes")
-    assert result.clean, result.describe()  # within HARD_LIMIT_S: the peer would trickle for 100 s
-    assert "127.0.0.1" in str(result.error)
+    result.assert_refused(refusal)  # within HARD_LIMIT_S: the peer would trickle for 100 s
 
 
 # -- an unencrypted error on an encrypted session (review point 7) ------------------------------------------------
@@ -291,13 +430,13 @@ def _once_it_ran(counter: pathlib.Path, deadline_s: float = 20.0) -> bytes:  # u
 
 
 @pytest.mark.parametrize("auth", ["ntlm", "kerberos"])
+@report.row("Hostile proxy", "a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
+            "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
+            "fault", "the answer is refused as unencrypted (R3) before the session acts on it: no pool rebuild, the "
+            "command is not resent (it ran once on the host), the task fails", report.BAD_INPUT)
 def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_description, auth: str) -> None:
-    from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import TransportError
 
-    row = check("Hostile proxy", f"a forward proxy (a tampering relay before the lab host, {auth} over http) passes a "
-                "Command to the host, then replaces its encrypted answer with an unencrypted 500 'shell not found' "
-                "fault", "the answer is refused as unencrypted (R3) before the session acts on it: no pool rebuild, the "
-                "command is not resent (it ran once on the host), the task fails", report.BAD_INPUT)
+    row = check()
     host = lab_description["hosts"][0]
     if auth == "kerberos":
         if not lab_description.get("kdc"):
@@ -333,7 +472,8 @@ def test_a_forged_unencrypted_fault_never_makes_a_command_run_twice(check, lab_d
     row.see(f"{type(error).__name__}: {str(error)[:170]}; answers forged: {relay.tampered}; pool rebuilds: {rebuilds}; "
             f"the command ran {len(runs)} time(s) on the host")
     assert relay.tampered == 1, "the relay never saw the Command's answer"
-    assert isinstance(error, TransportError) and "not encrypted" in str(error)
+    assert_refused(error, Refusal(TransportError, r"answer from 127\.0\.0\.1:\d+ \(HTTP 500\) was not encrypted",
+                                  "not encrypted"))
     assert rebuilds == 0 and runs == ["ran"]
 
 
@@ -349,6 +489,9 @@ def _strip_final_token(index: int, status: int, headers: list[tuple[str, str]], 
 
 
 @pytest.mark.parametrize("auth", ["kerberos", "negotiate"])
+@report.row("Hostile proxy", "{auth} (Kerberos) over https: a relay terminating TLS drops the host's final token "
+            "from the 200 that ends the handshake", "refused as a failed mutual authentication (the context is not "
+            "complete): nothing runs", report.BAD_INPUT)
 def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, lab_description, tmp_path,
                                                                          auth: str) -> None:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostAuthError
@@ -356,9 +499,7 @@ def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, l
 
     if not lab_description.get("kdc"):
         pytest.skip("the lab runs without its KDC")
-    row = check("Hostile proxy", f"{auth} (Kerberos) over https: a relay terminating TLS drops the host's final token "
-                "from the 200 that ends the handshake", "refused as a failed mutual authentication (the context is not "
-                "complete): nothing runs", report.BAD_INPUT)
+    row = check()
     host = lab_description["hosts"][0]
     user = next(u for u in host["users"] if u.get("kind") == "domain")
     cert, key = LabCA.create(tmp_path / "relay-ca").issue_server("relay", ["localhost"], ["127.0.0.1"])
@@ -380,5 +521,6 @@ def test_a_final_200_without_the_mutual_authentication_token_is_refused(check, l
             session.close()
     row.see(f"{type(error).__name__}: {str(error)[:200]}; output {output!r}; final tokens dropped: {relay.tampered}")
     assert relay.tampered == 1
-    assert isinstance(error, HostAuthError) and "mutual authentication" in str(error), error
+    assert_refused(error, Refusal(HostAuthError, r"final authentication token did not verify.*mutual authentication",
+                                  "mutual authentication failed"))
     assert output == ""

@@ -20,6 +20,7 @@ import secrets
 import pytest
 
 from tests.integration.e2e.conftest import E2E
+from tests.integration.positive_marker import recorded_before_marker
 
 from . import report
 from ._helpers import action_env, host_password, host_path, leaks, raw, write_playbook
@@ -28,9 +29,10 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 HOST = "win-lab1"
 
 
+@report.row("Hostile proxy", "control: the leak detector finds a marker raw, in UTF-16, base64 and base64 of base64",
+            "found at every alignment (so a clean capture means clean)", report.LEAK)
 def test_leak_detector_finds_markers_in_every_encoding(check) -> None:
-    row = check("Hostile proxy", "control: the leak detector finds a marker raw, in UTF-16, base64 and base64 of base64",
-                "found at every alignment (so a clean capture means clean)", report.LEAK)
+    row = check()
     marker = "MARK-" + secrets.token_hex(8)
     hits = 0
     for prefix in ("", "a", "ab", "abc"):
@@ -53,9 +55,10 @@ MODES = {
 
 
 @pytest.mark.parametrize("mode", list(MODES))
+@report.row("Hostile proxy", "inspecting proxy, {mode}: recorded bytes vs host password, proxy password, script, "
+            "output, file content", "none of them in any encoding; the run succeeds through the proxy", report.LEAK)
 def test_inspecting_proxy_reads_nothing_in_every_allowed_mode(e2e: E2E, check, tmp_path, mode: str) -> None:
-    row = check("Hostile proxy", f"inspecting proxy, {mode}: recorded bytes vs host password, proxy password, script, "
-                "output, file content", "none of them in any encoding; the run succeeds through the proxy", report.LEAK)
+    row = check()
     tag = secrets.token_hex(6)
     marks = {
         "script": f"SCRIPT-{tag}-MARK",
@@ -88,10 +91,10 @@ def test_inspecting_proxy_reads_nothing_in_every_allowed_mode(e2e: E2E, check, t
     row.see(f"rc {run.rc}; {len(recorded)} bytes recorded; output came back {'intact' if marks['output'] in outputs else 'WRONG'}; "
             f"file round trip {'intact' if back.exists() and back.read_text() == src.read_text() else 'BROKEN'}; "
             f"found: {found or 'nothing'}")
+    assert not row.leak_verdict(found), found
     run.assert_ok()
     assert len(recorded) > 1000, "the proxy relayed nothing: the run did not go through it"
     assert marks["output"] in outputs
-    assert not found
 
 
 REFUSED = {
@@ -104,36 +107,47 @@ REFUSED = {
 }
 
 
-def test_refused_modes_send_nothing_to_the_proxy(e2e: E2E, check) -> None:
-    rows = {name: check("Hostile proxy", f"refused mode through the inspecting proxy: {name}",
-                        "task failed naming the rule; zero bytes reach the proxy", report.LEAK) for name in REFUSED}
+@pytest.mark.parametrize("name", list(REFUSED))
+@report.row("Hostile proxy", "refused mode through the inspecting proxy: {name}",
+            "task failed naming the rule; zero bytes reach the proxy (a marker sent after the run shows the "
+            "proxy's record is up to date)", report.LEAK)
+def test_refused_modes_send_nothing_to_the_proxy(e2e: E2E, check, name: str) -> None:
+    row = check()
     mitm = e2e.proxy("mitm")
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output refused")])
-    failures = []
-    for name, group in REFUSED.items():
-        before = len(e2e.lab.proxy_recorded("mitm"))
-        run = e2e.run({**group, "ansible_psrp_proxy": mitm["url"]}, playbook=one, name=name[:2] + str(len(failures)))
-        sent = len(e2e.lab.proxy_recorded("mitm")) - before
-        result = run.task_results(HOST)[0]
-        rows[name].see(f"{result['status']}; {sent} bytes reached the proxy; {str(result.get('msg', '')).split(': ', 2)[-1][:120]}")
-        if result["status"] != "failed" or sent != 0 or name[:2] not in result.get("msg", ""):
-            rows[name].passed = False
-            failures.append(name)
-    assert not failures, failures
+    before = len(e2e.lab.proxy_recorded("mitm"))
+    run = e2e.run({**REFUSED[name], "ansible_psrp_proxy": mitm["url"]}, playbook=one, name="refused")
+    sent = recorded_before_marker(e2e.lab, "mitm", before)
+    result = run.task_results(HOST)[0]
+    row.see(f"{result['status']}; {len(sent)} bytes reached the proxy; "
+            f"{str(result.get('msg', '')).split(': ', 2)[-1][:120]}")
+    assert not row.leak_verdict(sent), sent[:200]
+    assert result["status"] == "failed", result
+    assert name[:2] in result.get("msg", ""), result["msg"]
 
 
-@pytest.mark.parametrize("variant", ["squid_digest", "squid_ntlm", "squid", "squid_https"])
-def test_network_observer_before_an_authenticating_proxy(e2e: E2E, check, tmp_path, variant: str) -> None:
+# (lab proxy, its proxy auth scheme, where the observer sits, what it must see)
+OBSERVED = [
+    ("squid_digest", "digest", "an http:// proxy", "neither password visible"),
+    ("squid_ntlm", "ntlm", "an http:// proxy", "neither password visible"),
+    ("squid", "basic", "an http:// proxy",
+     "refused before sending (Basic would show the proxy password): zero bytes observed"),
+    ("squid_https", "basic", "an https:// proxy (inside TLS)", "neither password visible"),
+]
+
+
+@pytest.mark.parametrize("variant, scheme, where, expectation", OBSERVED, ids=[o[0] for o in OBSERVED])
+@report.row("Hostile proxy", "observer on the wire between controller and Squid ({scheme} proxy auth to {where}): "
+            "proxy and host passwords", "{expectation}", report.LEAK)
+def test_network_observer_before_an_authenticating_proxy(e2e: E2E, check, tmp_path, variant: str, scheme: str,
+                                                        where: str, expectation: str) -> None:
     from tests.lab._mitm import InspectingProxy
 
+    row = check()
     proxy = e2e.proxy(variant)
-    scheme = proxy["auth"]
+    assert proxy["auth"] == scheme, f"the lab's {variant} authenticates with {proxy['auth']}, not {scheme}"
     tls = variant == "squid_https"
     basic = scheme == "basic" and not tls
-    row = check("Hostile proxy", f"observer on the wire between controller and Squid ({scheme} proxy auth to an "
-                f"{'https:// proxy (inside TLS)' if tls else 'http:// proxy'}): proxy and host passwords",
-                "refused before sending (Basic would show the proxy password): zero bytes observed" if basic else
-                "neither password visible", report.LEAK)
     port = int((proxy["https_url"] if tls else proxy["url"]).rsplit(":", 1)[1])
     observer = InspectingProxy(tmp_path / "observer", mode=f"reverse:tcp://127.0.0.1:{port}")
     observer.start()
@@ -154,13 +168,12 @@ def test_network_observer_before_an_authenticating_proxy(e2e: E2E, check, tmp_pa
         # Basic to a plain-http proxy would put the password on the wire: the plugin refuses it up front
         result = run.task_results(HOST)[0]
         row.see(f"{result['status']}; {len(recorded)} bytes observed; {str(result.get('msg', ''))[-160:]}")
+        assert not row.leak_verdict(recorded != b"" or found), (len(recorded), found)
         assert result["status"] == "failed" and "proxy_auth=basic" in result["msg"], result
-        assert recorded == b"" and not found
         return
     row.see(f"rc {run.rc}; {len(recorded)} bytes observed; "
             f"{'CONNECT with Proxy-Authorization seen' if b'Proxy-Authorization' in recorded else 'no readable Proxy-Authorization'}; "
             f"found: {found or 'nothing'}")
+    assert not row.leak_verdict(found), found
     run.assert_ok()
     assert (b"Proxy-Authorization" in recorded) != tls  # inside TLS the observer cannot even see the header
-    assert "host password" not in found
-    assert "proxy password" not in found

@@ -16,6 +16,7 @@ import secrets
 import pytest
 
 from tests.integration.e2e.conftest import E2E, delta
+from tests.integration.positive_marker import recorded_before_marker
 
 from . import report
 from ._helpers import closed_port, host_password, leaks, raw, write_playbook
@@ -28,10 +29,12 @@ def _recorded(e2e: E2E) -> int:
     return len(e2e.lab.proxy_recorded("mitm"))
 
 
+@report.row("Hostile proxy", "proxy_from_env with HTTPS_PROXY = the inspecting proxy and NO_PROXY = "
+            "'<host>:<https port>' (a host:port entry, as curl and urllib read it)",
+            "the task runs directly: zero bytes reach the proxy (up to a marker sent through it after the run)",
+            report.LEAK)
 def test_no_proxy_host_port_entry_keeps_winrm_away_from_the_environment_proxy(e2e: E2E, check) -> None:
-    row = check("Hostile proxy", "proxy_from_env with HTTPS_PROXY = the inspecting proxy and NO_PROXY = "
-                "'<host>:<https port>' (a host:port entry, as curl and urllib read it)",
-                "the task runs directly: zero bytes reach the proxy", report.LEAK)
+    row = check()
     host = e2e.host()
     env = {"HTTPS_PROXY": e2e.proxy("mitm")["url"], "NO_PROXY": f"other.example,{host['address']}:{host['https_port']}"}
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output bypassed")])
@@ -39,16 +42,17 @@ def test_no_proxy_host_port_entry_keeps_winrm_away_from_the_environment_proxy(e2
     run = e2e.run({"ansible_psrp_auth": "ntlm", "ansible_psrp_proxy_from_env": True}, playbook=one, env=env,
                   name="no-proxy-port")
     e2e.close_sessions()
-    relayed = _recorded(e2e) - before
-    row.see(f"rc {run.rc}; {relayed} bytes reached the proxy")
+    relayed = recorded_before_marker(e2e.lab, "mitm", before)
+    row.see(f"rc {run.rc}; {len(relayed)} bytes reached the proxy")
+    assert not row.leak_verdict(relayed), relayed[:200]
     run.assert_ok()
-    assert relayed == 0
 
 
+@report.row("Hostile proxy", "proxy_from_env with https_proxy = the inspecting proxy and HTTPS_PROXY = a dead "
+            "port (both set, as curl and urllib read them the lowercase one wins)",
+            "the task runs through the inspecting proxy, not towards the other one", report.LEAK)
 def test_lowercase_https_proxy_wins_over_uppercase(e2e: E2E, check) -> None:
-    row = check("Hostile proxy", "proxy_from_env with https_proxy = the inspecting proxy and HTTPS_PROXY = a dead "
-                "port (both set, as curl and urllib read them the lowercase one wins)",
-                "the task runs through the inspecting proxy", report.FAULT)
+    row = check()
     env = {"https_proxy": e2e.proxy("mitm")["url"], "HTTPS_PROXY": f"http://127.0.0.1:{closed_port()}"}
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output lowercase")])
     before = _recorded(e2e)
@@ -57,28 +61,32 @@ def test_lowercase_https_proxy_wins_over_uppercase(e2e: E2E, check) -> None:
     e2e.close_sessions()
     relayed = _recorded(e2e) - before
     row.see(f"rc {run.rc}; {relayed} bytes through the inspecting proxy")
+    # nothing through the named proxy means the run went towards the other one (it fails on the dead port)
+    assert not row.leak_verdict(relayed == 0), "the run did not go through the lowercase variable's proxy"
     run.assert_ok()
-    assert relayed > 0
 
 
-# (label, host settings, what happens without the rule)
-UNVERIFIED: list[tuple[str, dict[str, object]]] = [
-    ("basic", {"ansible_psrp_auth": "basic"}),
-    ("ntlm without channel binding", {"ansible_psrp_auth": "ntlm", "ansible_psrp_negotiate_send_cbt": False}),
-    ("ntlm with channel binding (allowed)", {"ansible_psrp_auth": "ntlm"}),
+_REFUSED_UP_FRONT = "refused before sending (R1/R3 apply as over http://): zero bytes reach the proxy"
+# (label, host settings, what must happen)
+UNVERIFIED: list[tuple[str, dict[str, object], str]] = [
+    ("basic", {"ansible_psrp_auth": "basic"}, _REFUSED_UP_FRONT),
+    ("ntlm without channel binding", {"ansible_psrp_auth": "ntlm", "ansible_psrp_negotiate_send_cbt": False},
+     _REFUSED_UP_FRONT),
+    ("ntlm with channel binding (allowed)", {"ansible_psrp_auth": "ntlm"},
+     "relayed: refused by the host (channel binding does not match), nothing readable"),
 ]
 
 
-@pytest.mark.parametrize("label, settings", UNVERIFIED, ids=[u[0] for u in UNVERIFIED])
+@pytest.mark.parametrize("label, settings, expectation", UNVERIFIED, ids=[u[0] for u in UNVERIFIED])
+@report.row("Hostile proxy", "cert_validation ignore through a TLS-intercepting proxy (mitmproxy with its own CA), "
+            "auth {label}: recorded bytes vs host password and script", "{expectation}", report.LEAK)
 def test_a_tls_intercepting_proxy_reads_nothing_with_cert_validation_ignore(e2e: E2E, check, tmp_path, label: str,
-                                                                           settings: dict[str, object]) -> None:
+                                                                           settings: dict[str, object],
+                                                                           expectation: str) -> None:
     from tests.lab._mitm import InspectingProxy
 
     allowed = "allowed" in label
-    row = check("Hostile proxy", f"cert_validation ignore through a TLS-intercepting proxy (mitmproxy with its own CA), "
-                f"auth {label}: recorded bytes vs host password and script",
-                "relayed: refused by the host (channel binding does not match), nothing readable" if allowed else
-                "refused before sending (R1/R3 apply as over http://): zero bytes reach the proxy", report.LEAK)
+    row = check()
     marks = {"host password": host_password(e2e), "script": f"SCRIPT-{secrets.token_hex(6)}-MARK"}
     interceptor = InspectingProxy(tmp_path / "interceptor", tls_passthrough=False)
     interceptor.start()
@@ -97,21 +105,22 @@ def test_a_tls_intercepting_proxy_reads_nothing_with_cert_validation_ignore(e2e:
     row.see(f"{result['status']}; {len(recorded)} bytes recorded by the interceptor; host: "
             f"+{delta(after, before, 'auth_failures')} failed handshake(s), +{delta(after, before, 'wsman.Command')} "
             f"commands; found: {found or 'nothing'}; {str(result.get('msg', ''))[-150:]}")
-    assert not found
+    # the interceptor was stopped before its record was read: everything it relayed is in it
+    assert not row.leak_verdict(found or (not allowed and recorded)), (found, recorded[:200])
     if allowed:
         # the host sees the interceptor's certificate in the binding and refuses: the relay gets nowhere
         assert result["status"] == "unreachable", result
         assert delta(after, before, "wsman.Command") == 0
     else:
         assert result["status"] == "failed" and "cert_validation=ignore" in result["msg"], result
-        assert recorded == b""
 
 
+@report.row("Hostile proxy", "cert_validation ignore through a CONNECT proxy (Squid, no proxy login), ntlm, "
+            "message_encryption auto",
+            "the task runs; every WinRM message the host receives and sends is WinRM-encrypted inside the TLS "
+            "(auto encrypts as over http://)", report.LEAK)
 def test_cert_validation_ignore_through_a_proxy_encrypts_winrm_messages_inside_tls(e2e: E2E, check) -> None:
-    row = check("Hostile proxy", "cert_validation ignore through a CONNECT proxy (Squid, no proxy login), ntlm, "
-                "message_encryption auto",
-                "the task runs; every WinRM message the host receives and sends is WinRM-encrypted inside the TLS "
-                "(auto encrypts as over http://)", report.LEAK)
+    row = check()
     proxy = e2e.proxy("squid_noauth")
     start = len(e2e.lab.host_log(e2e.host()["name"]))
     run = e2e.run({"ansible_psrp_auth": "ntlm", "ansible_psrp_proxy": proxy["url"],
@@ -120,5 +129,6 @@ def test_cert_validation_ignore_through_a_proxy_encrypts_winrm_messages_inside_t
     posts = [e for e in e2e.lab.host_log(e2e.host()["name"])[start:] if e.get("request_bytes")]
     sealed = [e for e in posts if "multipart/encrypted" in (e.get("request_type") or "")]
     row.see(f"rc {run.rc}; {len(sealed)}/{len(posts)} WinRM requests encrypted")
+    assert not row.leak_verdict(len(sealed) != len(posts)), posts
     run.assert_ok()
-    assert posts and len(sealed) == len(posts)
+    assert posts

@@ -1,42 +1,62 @@
-"""Hypothesis fuzzers of everything that parses what a host or a proxy sends back.
+"""Hypothesis fuzzers of everything that parses what a host or a proxy sends back, each with an oracle.
 
-Targets (plugins/plugin_utils): _httpauth.parse_challenges (WWW-/Proxy-Authenticate), the SPNEGO
-provider's handling of challenge tokens, _connection.HTTPConnection's response reader (h11 under it),
-the transport's MS-WSMV decryption step (pypsrp.encryption's framing parser under it), and the CONNECT
-handshake with a proxy answering arbitrary bytes. The property everywhere: only the engine's own errors
-(PinnedError, or AuthRejected inside the auth providers) come out, in bounded time and memory.
-Examples per fuzzer: PINNED_FUZZ_EXAMPLES (default 200; the socket-based one uses a quarter).
+Targets (plugins/plugin_utils): _httpauth.parse_challenges (WWW-/Proxy-Authenticate), the SPNEGO provider's
+handling of challenge tokens, _connection.HTTPConnection's response reader (h11 under it), the transport's
+reading of MS-WSMV encrypted answers (_encrypted_framing under it), and the CONNECT handshake with a proxy
+answering arbitrary bytes.
+
+Every fuzzer checks an oracle on the inputs whose right answer is known (a challenge list parses back to what
+was written; a real NTLM challenge is answered with a token the acceptor accepts; a well-formed response reads
+back as written; decrypt(encrypt(x)) == x with real NTLM sealing from pyspnego, and any accepted body
+decrypts to exactly x) and, on everything else, that only the expected classes come out, refused on purpose
+(tests/integration/reliability/_verdict.py: nothing unexpected in the cause chain).
+
+Each fuzzer runs twice: a fixed corpus (derandomized; PINNED_FUZZ_EXAMPLES examples, default 200, the socket
+one a quarter), then a randomised run of PINNED_FUZZ_RANDOM_EXAMPLES (default 100) seeded with
+PINNED_FUZZ_SEED (default: a fresh random seed). The seed is printed and shown in the report row; a failure
+of the randomised run says how to replay it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import base64
+import dataclasses
 import os
+import random
 import socket
 import threading
 import time
+import types
 import typing as t
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from ansible_collections.pinned.winrm.plugins.plugin_utils import _connection, _httpauth, _transport
-from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import PinnedError
+from ansible_collections.pinned.winrm.plugins.plugin_utils import _connection, _encrypted_framing, _httpauth, _transport
+from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (
+    MalformedAnswerError,
+    PinnedError,
+    TransportError,
+)
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 from tests.integration.reliability import report
+from tests.integration.reliability._verdict import unexpected_in
+from tests.lab import _msgenc
+from tests.unit.spnego_pairs import USER, Store
 
 EXAMPLES = int(os.environ.get("PINNED_FUZZ_EXAMPLES", "200"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+RANDOM_EXAMPLES = int(os.environ.get("PINNED_FUZZ_RANDOM_EXAMPLES", "100"))
+SEED = int(os.environ.get("PINNED_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+FIXED = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                        HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(600)
 
 
 class Tally:
-    """Counts examples and the error kinds seen, for the report row."""
+    """Counts examples and the outcome classes seen, for the report row."""
 
     def __init__(self) -> None:
         self.examples = 0
@@ -49,6 +69,32 @@ class Tally:
     def text(self) -> str:
         kinds = ", ".join(f"{k} x{v}" for k, v in sorted(self.kinds.items(), key=lambda kv: -kv[1])[:6])
         return f"{self.examples} examples; outcomes: {kinds}"
+
+
+def explore(strategies: t.Sequence[st.SearchStrategy[t.Any]], body: t.Callable[..., None], *,
+            examples: int = EXAMPLES, random_examples: int = RANDOM_EXAMPLES, randomised: bool = True,
+            every_bug: bool = True) -> str:
+    """Run `body` on the fixed corpus, then (unless told not to) on a randomised run seeded with SEED."""
+    settings(FIXED, max_examples=examples, report_multiple_bugs=every_bug)(given(*strategies)(body))()
+    if not randomised or random_examples <= 0:
+        return "fixed corpus only"
+    print(f"randomised fuzz run: seed {SEED} (replay with PINNED_FUZZ_SEED={SEED})")
+    run = seed(SEED)(settings(FIXED, max_examples=random_examples, derandomize=False)(given(*strategies)(body)))
+    try:
+        run()
+    except BaseException as e:
+        e.add_note(f"the randomised fuzz run failed: replay it with PINNED_FUZZ_SEED={SEED}")
+        raise
+    return f"fixed corpus + {random_examples} random with seed {SEED}"
+
+
+def refused(exc: BaseException, allowed: tuple[type[BaseException], ...]) -> str:
+    """The outcome class of an exception a fuzzer caught; AssertionError unless it is an allowed refusal with
+    nothing unexpected under it."""
+    assert isinstance(exc, allowed), f"{type(exc).__name__} is not one of {[a.__name__ for a in allowed]}: {exc}"
+    bugs = unexpected_in(exc)
+    assert not bugs, f"{type(exc).__name__} has an unexpected {type(bugs[0]).__name__} under it: {bugs[0]!r}"
+    return type(exc).__name__
 
 
 # -- WWW-Authenticate / Proxy-Authenticate ------------------------------------------------------------
@@ -76,13 +122,13 @@ def _render(ch: tuple[str, str | None, dict[str, str]]) -> str:
     return scheme + " " + ", ".join(f'{k}="{v}"' for k, v in params.items())
 
 
+@report.row("Bad input", "fuzz: WWW-/Proxy-Authenticate parser on arbitrary header text",
+            "never raises, returns Challenge objects, < 1 s per header; fixed corpus and a seeded random run",
+            report.BAD_INPUT)
 def test_fuzz_challenge_parser_never_raises_on_arbitrary_headers(check) -> None:
-    row = check("Bad input", "fuzz: WWW-/Proxy-Authenticate parser on arbitrary header text",
-                "never raises, returns Challenge objects, < 1 s per header", report.BAD_INPUT)
+    row = check()
     tally = Tally()
 
-    @FUZZ
-    @given(st.lists(st.text(max_size=400), min_size=0, max_size=4))
     def fuzz(values: list[str]) -> None:
         started = time.monotonic()
         result = _httpauth.parse_challenges(values)
@@ -90,48 +136,93 @@ def test_fuzz_challenge_parser_never_raises_on_arbitrary_headers(check) -> None:
         assert time.monotonic() - started < 1.0
         tally.saw(f"{min(len(result), 3)}+ challenges" if len(result) >= 3 else f"{len(result)} challenges")
 
-    fuzz()
-    row.see(tally.text())
+    runs = explore([st.lists(st.text(max_size=400), min_size=0, max_size=4)], fuzz)
+    row.see(f"{tally.text()} ({runs})")
 
 
+@report.row("Bad input", "fuzz: challenge parser round trip (scheme, token68, quoted params)",
+            "every well-formed challenge list parses back to the same schemes, tokens and params (the oracle)",
+            report.BAD_INPUT)
 def test_fuzz_challenge_parser_reads_back_what_a_peer_writes(check) -> None:
-    row = check("Bad input", "fuzz: challenge parser round trip (scheme, token68, quoted params)",
-                "every well-formed challenge list parses back to the same schemes, tokens and params",
-                report.BAD_INPUT)
+    row = check()
     tally = Tally()
 
-    @FUZZ
-    @given(st.lists(_challenge(), min_size=1, max_size=4))
     def fuzz(challenges: list[tuple[str, str | None, dict[str, str]]]) -> None:
         header = ", ".join(_render(c) for c in challenges)
         parsed = _httpauth.parse_challenges([header])
         assert [(c.scheme, c.token, c.params) for c in parsed] == [(s, tk, p) for s, tk, p in challenges], header
         tally.saw("round trip")
 
-    fuzz()
-    row.see(tally.text())
+    runs = explore([st.lists(_challenge(), min_size=1, max_size=4)], fuzz)
+    row.see(f"{tally.text()} ({runs})")
 
 
-def test_fuzz_spnego_provider_answers_garbage_tokens_with_auth_rejected(check) -> None:
-    row = check("Bad input", "fuzz: NTLM provider given arbitrary challenge tokens (host or proxy 401/407)",
-                "AuthRejected (a clean refusal), never another exception", report.BAD_INPUT)
-    tally = Tally()
+# -- the SPNEGO provider on challenge tokens ---------------------------------------------------------------
 
-    @FUZZ
-    @given(st.sampled_from(["NTLM", "Negotiate"]), st.one_of(st.text(max_size=200), _b64))
-    def fuzz(label: str, token: str) -> None:
-        provider = _httpauth.SpnegoAuth("user", "Fuzz-Pw-1", protocol="ntlm", hostname="host", service="HTTP",
-                                        labels=("Negotiate", "NTLM"), first_label="Negotiate")
-        provider.initial()
-        challenges = _httpauth.parse_challenges([f"{label} {token}"])
+def _mutate(draw: st.DrawFn, data: bytes, mutation: str) -> bytes:
+    if mutation == "truncate":
+        return data[: draw(st.integers(0, max(0, len(data) - 1)))]
+    if mutation == "flip" and data:
+        at = draw(st.integers(0, len(data) - 1))
+        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+    if mutation == "insert":
+        at = draw(st.integers(0, len(data)))
+        return data[:at] + draw(st.binary(min_size=1, max_size=40)) + data[at:]
+    if mutation == "random":
+        return draw(st.binary(max_size=400))
+    return data
+
+
+def _provider(password: str, label: str) -> _httpauth.SpnegoAuth:
+    return _httpauth.SpnegoAuth(USER, password, protocol="ntlm", hostname="host", service="HTTP",
+                                labels=("Negotiate", "NTLM"), first_label=label)
+
+
+def _spnego_fuzz(store: Store, tally: Tally) -> t.Callable[..., None]:
+    def fuzz(garbage: str | None, label: str, mutation: str, data: st.DataObject) -> None:
+        provider = _provider(store.password, label)
+        first = provider.initial()
+        assert first is not None and first.startswith(f"{label} ")
+        acceptor = None
+        if garbage is None:  # a real acceptor's challenge to this very negotiate message, maybe mutated
+            acceptor = store.acceptor()
+            challenge = acceptor.step(base64.b64decode(first.split(" ", 1)[1]))
+            token = base64.b64encode(_mutate(data.draw, challenge, mutation)).decode()
+        else:
+            token, mutation = garbage, "garbage"
         try:
-            provider.respond(challenges, "POST", "/wsman")
+            answer = provider.respond(_httpauth.parse_challenges([f"{label} {token}"]), "POST", "/wsman")
+        except _httpauth.AuthRejected as e:
+            assert mutation != "none", f"a real challenge was refused: {e}"
+            tally.saw(refused(e, (_httpauth.AuthRejected,)))
+            return
+        kind, _, b64 = answer.partition(" ")
+        assert kind == label and base64.b64decode(b64, validate=True), answer
+        if mutation == "none":  # the oracle: the acceptor takes the answer and the context completes
+            assert acceptor is not None
+            acceptor.step(base64.b64decode(b64))
+            assert acceptor.complete, "the acceptor did not complete on the provider's answer"
+            tally.saw("real challenge answered and accepted")
+        else:
             tally.saw("answered")
-        except _httpauth.AuthRejected:
-            tally.saw("AuthRejected")
 
-    fuzz()
-    row.see(tally.text())
+    return fuzz
+
+
+# None: a real acceptor's challenge (half the examples), untouched in a third of those
+_SPNEGO = [st.one_of(st.none(), st.none(), st.text(max_size=200), _b64), st.sampled_from(["NTLM", "Negotiate"]),
+           st.sampled_from(["none", "none", "truncate", "flip", "insert", "random"]), st.data()]
+
+
+@report.row("Bad input", "fuzz: NTLM provider given challenge tokens: a real acceptor's (unchanged or mutated) "
+            "and arbitrary text (host or proxy 401/407)", "a real challenge is answered and the acceptor completes "
+            "(the oracle); anything else is answered or refused with AuthRejected on purpose (only pyspnego's own "
+            "parser errors under it), never another exception", report.BAD_INPUT)
+def test_fuzz_spnego_provider_answers_real_challenges_and_refuses_garbage(check, tmp_path) -> None:
+    row = check()
+    tally = Tally()
+    runs = explore(_SPNEGO, _spnego_fuzz(Store(tmp_path), tally))
+    row.see(f"{tally.text()} ({runs})")
 
 
 # -- the HTTP response reader -----------------------------------------------------------------------
@@ -148,7 +239,12 @@ class _ScriptedStream:
         self.sent += data
 
     def recv(self, size: int) -> bytes:
-        return self.parts.pop(0)[:size] if self.parts else b""
+        if not self.parts:
+            return b""
+        head, self.parts[0] = self.parts[0][:size], self.parts[0][size:]
+        if not self.parts[0]:
+            self.parts.pop(0)
+        return head
 
     def probe(self) -> bytes | None:
         return None
@@ -171,16 +267,17 @@ _HEADERS = st.lists(st.sampled_from([
     b"Connection: close\r\n", b"Content-Type: application/soap+xml\r\n", b"WWW-Authenticate: Negotiate\r\n",
     b"X: \x00\xff\r\n", b" folded\r\n", b"NoColon\r\n",
 ]), max_size=5)
+_MAX_RESPONSE = 64 * 1024
 
 
-@st.composite
-def _response_bytes(draw: st.DrawFn) -> list[bytes]:
-    if draw(st.booleans()):
-        blob = draw(st.binary(max_size=600))
-    else:
-        blob = draw(_STATUS_LINES) + b"".join(draw(_HEADERS)) + b"\r\n" + draw(st.binary(max_size=200))
-        if draw(st.booleans()):
-            blob += draw(st.sampled_from([b"5\r\nhello\r\n0\r\n\r\n", b"ffffffffff\r\n", b"zz\r\n", b"0\r\n\r\n"]))
+@dataclasses.dataclass
+class _Answer:
+    parts: list[bytes]
+    status: int | None = None  # set for a well-formed answer: the oracle
+    body: bytes = b""
+
+
+def _split(draw: st.DrawFn, blob: bytes) -> list[bytes]:
     cuts = sorted(draw(st.lists(st.integers(0, max(0, len(blob))), max_size=4)))
     parts, last = [], 0
     for cut in cuts:
@@ -190,98 +287,118 @@ def _response_bytes(draw: st.DrawFn) -> list[bytes]:
     return [p for p in parts if p]
 
 
-def test_fuzz_http_response_reader_raises_only_transport_errors(check) -> None:
-    row = check("Bad input", "fuzz: HTTP/1.1 response reader (h11) on arbitrary and mangled answers, split anywhere",
-                "a Response or a TransportError (ConnectionLost, invalid HTTP, too large), nothing else",
-                report.BAD_INPUT)
-    tally = Tally()
-
-    @FUZZ
-    @given(_response_bytes(), st.sampled_from(["POST", "CONNECT"]))
-    def fuzz(parts: list[bytes], method: str) -> None:
-        conn = _ReaderUnderTest(_ScriptedStream(parts), party="Windows host fuzz:5985", max_response=64 * 1024)
-        try:
-            resp = conn.request(method, "/wsman" if method == "POST" else "host:5986", [("Host", "fuzz")], b"x",
-                                timeout=5)
-            assert len(resp.body) <= 64 * 1024
-            tally.saw("response")
-        except PinnedError as e:
-            tally.saw(type(e).__name__)
-
-    fuzz()
-    row.see(tally.text())
-
-
-# -- MS-WSMV encrypted framing --------------------------------------------------------------------------
-
-
-class _XorContext:
-    """A stand-in security context (the framing parser is the target, not NTLM): 16-byte header, xor body."""
-
-    def wrap_winrm(self, data: bytes) -> t.Any:
-        class Wrapped(t.NamedTuple):
-            header: bytes
-            data: bytes
-            padding_length: int
-
-        return Wrapped(b"S" * 16, bytes(b ^ 0x33 for b in data), 0)
-
-    def unwrap_winrm(self, header: bytes, data: bytes) -> bytes:
-        if header != b"S" * 16:
-            raise ValueError("bad signature")
-        return bytes(b ^ 0x33 for b in data)
-
-
-def _transport_with_fake_encryption() -> _transport.WinRMTransport:
-    from pypsrp.encryption import WinRMEncryption
-
-    spec = build_spec({"remote_addr": "fuzz.example", "protocol": "http", "auth": "ntlm", "remote_user": "u",
-                       "remote_password": "Fuzz-Pw-1"})
-    transport = _transport.WinRMTransport(spec)
-    transport._encryption = WinRMEncryption(_XorContext(), WinRMEncryption.SPNEGO)
-    return transport
-
-
 @st.composite
-def _encrypted_body(draw: st.DrawFn) -> tuple[str, bytes]:
-    from pypsrp.encryption import WinRMEncryption
+def _response_bytes(draw: st.DrawFn) -> _Answer:
+    shape = draw(st.sampled_from(["valid", "random", "mangled"]))
+    if shape == "valid":  # a well-formed answer: it must read back exactly
+        status = draw(st.sampled_from([200, 401, 500]))
+        body = draw(st.binary(max_size=300))
+        head = f"HTTP/1.1 {status} X\r\nContent-Type: application/soap+xml\r\n".encode()
+        if draw(st.booleans()):
+            blob = head + f"Content-Length: {len(body)}\r\n\r\n".encode() + body
+        else:
+            sizes = draw(st.lists(st.integers(1, 64), max_size=8))
+            chunks, at = [], 0
+            for size in sizes:
+                if at >= len(body):
+                    break
+                chunks.append(body[at:at + size])
+                at += size
+            if at < len(body):
+                chunks.append(body[at:])
+            blob = head + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(
+                f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in chunks) + b"0\r\n\r\n"
+        return _Answer(_split(draw, blob), status, body)
+    if shape == "random":
+        blob = draw(st.binary(max_size=600))
+    else:
+        blob = draw(_STATUS_LINES) + b"".join(draw(_HEADERS)) + b"\r\n" + draw(st.binary(max_size=200))
+        if draw(st.booleans()):
+            blob += draw(st.sampled_from([b"5\r\nhello\r\n0\r\n\r\n", b"ffffffffff\r\n", b"zz\r\n", b"0\r\n\r\n"]))
+    return _Answer(_split(draw, blob))
 
-    content_type, body = WinRMEncryption(_XorContext(), WinRMEncryption.SPNEGO).wrap_message(
-        draw(st.binary(min_size=0, max_size=300)))
-    mutation = draw(st.sampled_from(["none", "truncate", "flip", "insert", "random"]))
-    if mutation == "truncate":
-        body = body[: draw(st.integers(0, len(body)))]
-    elif mutation == "flip" and body:
-        at = draw(st.integers(0, len(body) - 1))
-        body = body[:at] + bytes([body[at] ^ draw(st.integers(1, 255))]) + body[at + 1:]
-    elif mutation == "insert":
-        at = draw(st.integers(0, len(body)))
-        body = body[:at] + draw(st.binary(max_size=40)) + body[at:]
-    elif mutation == "random":
-        body = draw(st.binary(max_size=400))
-    boundary = draw(st.sampled_from(["Encrypted Boundary", "Other", ""]))
-    return f'{content_type};protocol="{WinRMEncryption.SPNEGO}";boundary="{boundary}"', body
+
+def _reader_fuzz(tally: Tally) -> t.Callable[..., None]:
+    def fuzz(answer: _Answer, method: str) -> None:
+        conn = _ReaderUnderTest(_ScriptedStream(answer.parts), party="Windows host fuzz:5985", max_response=_MAX_RESPONSE)
+        target = "/wsman" if method == "POST" else "host:5986"
+        try:
+            resp = conn.request(method, target, [("Host", "fuzz")], b"x", timeout=5)
+        except PinnedError as e:
+            assert answer.status is None, f"a well-formed answer was refused: {e!r}"
+            tally.saw(refused(e, (MalformedAnswerError, _connection.ConnectionLost, TransportError)))
+            return
+        except Exception as e:
+            raise AssertionError(f"the reader raised {type(e).__name__}, not a TransportError: {e}") from e
+        assert len(resp.body) <= _MAX_RESPONSE
+        if answer.status is not None and method == "POST":  # the oracle
+            assert (resp.status, resp.body) == (answer.status, answer.body)
+            tally.saw("well-formed answer read back exactly")
+        else:
+            tally.saw("response")
+
+    return fuzz
 
 
-def test_fuzz_encrypted_framing_is_decrypted_or_refused(check) -> None:
-    row = check("Bad input", "fuzz: MS-WSMV encrypted framing (truncated, flipped, inserted, random bytes, boundaries)",
-                "the original plaintext or a TransportError, never another exception", report.BAD_INPUT)
+@report.row("Bad input", "fuzz: HTTP/1.1 response reader (h11) on well-formed, arbitrary and mangled answers, split "
+            "anywhere", "a well-formed answer reads back exactly (the oracle); anything else is a Response or a "
+            "refusal on purpose (MalformedAnswerError, ConnectionLost, too large) with nothing unexpected under it",
+            report.BAD_INPUT)
+def test_fuzz_http_response_reader_raises_only_transport_errors(check) -> None:
+    row = check()
     tally = Tally()
-    transport = _transport_with_fake_encryption()
+    runs = explore([_response_bytes(), st.sampled_from(["POST", "CONNECT"])], _reader_fuzz(tally))
+    row.see(f"{tally.text()} ({runs})")
 
-    @FUZZ
-    @given(_encrypted_body())
-    def fuzz(encrypted: tuple[str, bytes]) -> None:
-        content_type, body = encrypted
+
+# -- MS-WSMV encrypted answers, sealed for real -----------------------------------------------------------
+
+
+_ENCRYPTED = [st.binary(min_size=0, max_size=300),
+              st.sampled_from(["none", "none", "truncate", "flip", "insert", "random"]),
+              st.sampled_from(["Encrypted Boundary"] * 4 + ["Other", ""]), st.booleans(), st.data()]
+
+
+def _framing_fuzz(store: Store, tally: Tally) -> t.Callable[..., None]:
+    spec = build_spec({"remote_addr": "fuzz.example", "protocol": "http", "auth": "ntlm", "remote_user": USER,
+                       "remote_password": store.password})
+
+    def fuzz(plaintext: bytes, mutation: str, boundary: str, space: bool, data: st.DataObject) -> None:
+        from pypsrp.encryption import WinRMEncryption
+
+        client, server = store.pair()  # fresh contexts: sealing is sequenced (NTLM's RC4 stream too)
+        content_type, body = _msgenc.encrypt(server, _msgenc.SPNEGO, plaintext)
+        body = _mutate(data.draw, body, mutation)
+        if space:  # Exchange's "-- Encrypted Boundary", which Windows clients accept
+            body = body.replace(b"--Encrypted Boundary", b"-- Encrypted Boundary")
+        content_type = content_type.replace('boundary="Encrypted Boundary"', f'boundary="{boundary}"')
+        transport = _transport.WinRMTransport(spec)
+        transport._encryption = WinRMEncryption(client, WinRMEncryption.SPNEGO)
         resp = _connection.Response(200, "OK", [("content-type", content_type)], body, False)
         try:
-            transport._decrypt(resp)
-            tally.saw("decrypted")
+            got = transport._decrypt(resp)
         except PinnedError as e:
-            tally.saw(type(e).__name__)
+            assert (mutation, boundary) != ("none", "Encrypted Boundary"), f"an untouched answer was refused: {e!r}"
+            tally.saw(refused(e, (MalformedAnswerError,)))
+            return
+        except Exception as e:
+            raise AssertionError(f"decrypting raised {type(e).__name__}, not a MalformedAnswerError: {e}") from e
+        # the oracle: whatever is accepted decrypts to exactly what the host sealed
+        assert got == plaintext, f"{mutation}: decrypted {len(got)} bytes that are not the {len(plaintext)} sealed"
+        tally.saw("decrypted exactly" if mutation == "none" else f"decrypted exactly despite {mutation}")
 
-    fuzz()
-    row.see(tally.text())
+    return fuzz
+
+
+@report.row("Bad input", "fuzz: MS-WSMV encrypted answers sealed for real (pyspnego NTLM), untouched or truncated, "
+            "flipped, inserted, random, other boundaries", "decrypt(encrypt(x)) == x for every untouched answer and "
+            "every answer accepted (the oracle); the rest refused on purpose (MalformedAnswerError, only pyspnego's "
+            "integrity error under it)", report.BAD_INPUT)
+def test_fuzz_encrypted_framing_is_decrypted_exactly_or_refused(check, tmp_path) -> None:
+    row = check()
+    tally = Tally()
+    runs = explore(_ENCRYPTED, _framing_fuzz(Store(tmp_path), tally))
+    row.see(f"{tally.text()} ({runs})")
 
 
 # -- the CONNECT handshake with a proxy answering arbitrary bytes -----------------------------------------
@@ -342,10 +459,11 @@ _PROXY_ANSWERS = st.one_of(
 
 
 @pytest.mark.parametrize("proxy_auth", ["basic", "digest", "ntlm"])
+@report.row("Bad input", "fuzz: CONNECT handshake with a proxy answering arbitrary bytes ({proxy_auth} proxy auth)",
+            "a refusal on purpose naming the proxy (or the host behind a 200) in < 5 s, nothing unexpected under "
+            "it, never another exception; fixed corpus and a seeded random run", report.BAD_INPUT)
 def test_fuzz_proxy_connect_handshake_fails_as_a_proxy_error(check, proxy_auth: str) -> None:
-    row = check("Bad input", f"fuzz: CONNECT handshake with a proxy answering arbitrary bytes ({proxy_auth} proxy auth)",
-                "a PinnedError naming the proxy (or the host behind a 200) in < 5 s, never another exception",
-                report.BAD_INPUT)
+    row = check()
     tally = Tally()
     proxy = _OneShotProxy()
     spec = build_spec({
@@ -357,10 +475,7 @@ def test_fuzz_proxy_connect_handshake_fails_as_a_proxy_error(check, proxy_auth: 
     if proxy_auth == "basic":
         # the spec refuses Basic to an http:// proxy; the transport's Basic leg parser is still fuzzed here
         spec = dataclasses.replace(spec, proxy=dataclasses.replace(spec.proxy, auth="basic"))
-    fuzz_settings = settings(FUZZ, max_examples=max(10, EXAMPLES // 4))
 
-    @fuzz_settings
-    @given(_PROXY_ANSWERS)
     def fuzz(answer: bytes) -> None:
         proxy.answer = answer
         transport = _transport.WinRMTransport(spec)
@@ -371,12 +486,79 @@ def test_fuzz_proxy_connect_handshake_fails_as_a_proxy_error(check, proxy_auth: 
         except PinnedError as e:
             assert time.monotonic() - started < 5
             assert "proxy" in str(e).lower() or "127.0.0.1:9" in str(e), str(e)
-            tally.saw(type(e).__name__)
+            tally.saw(refused(e, (TransportError,)))
         finally:
             transport.close()
 
     try:
-        fuzz()
+        runs = explore([_PROXY_ANSWERS], fuzz, examples=max(10, EXAMPLES // 4),
+                       random_examples=max(5, RANDOM_EXAMPLES // 4))
     finally:
         proxy.close()
-    row.see(tally.text())
+    row.see(f"{tally.text()} ({runs})")
+
+
+# -- the fuzzers' criteria fail on a broken build ------------------------------------------------------------
+
+_MUTANT_EXAMPLES = 40
+
+
+def _fails(fuzz: t.Callable[..., None], strategies: list[t.Any]) -> str:
+    """Run a fuzzer's fixed corpus on a mutated product; its first line of failure (AssertionError if it passed)."""
+    with pytest.raises(BaseException) as caught:
+        explore(strategies, fuzz, examples=_MUTANT_EXAMPLES, randomised=False, every_bug=False)
+    assert not isinstance(caught.value, (KeyboardInterrupt, SystemExit))
+    return f"{type(caught.value).__name__}: {str(caught.value).splitlines()[0][:200]}"
+
+
+@report.row("Criteria that can fail", "mutation: the encrypted-answer reader returns the body it was given, "
+            "unverified and undecrypted", "the encrypted-answers fuzzer fails on its oracle: an untouched answer "
+            "does not decrypt to what was sealed", report.MUTATION)
+def test_the_framing_fuzzer_fails_when_answers_are_not_decrypted(check, tmp_path, monkeypatch) -> None:
+    row = check()
+    monkeypatch.setattr(_transport, "unwrap", lambda context, protocol, content_type, body, *, party: body)
+    failure = _fails(_framing_fuzz(Store(tmp_path), Tally()), _ENCRYPTED)
+    row.see(f"the fuzzer failed: {failure}")
+    assert "not the" in failure and "sealed" in failure
+
+
+@report.row("Criteria that can fail", "mutation: an IndexError raised inside the MS-WSMV framing reader",
+            "the encrypted-answers fuzzer fails: an IndexError is not a MalformedAnswerError", report.MUTATION)
+def test_the_framing_fuzzer_fails_on_an_index_error_inside_the_reader(check, tmp_path, monkeypatch) -> None:
+    row = check()
+
+    def broken_unpack(fmt: str, buffer: bytes, offset: int = 0) -> tuple[int, ...]:
+        raise IndexError("tuple index out of range")
+
+    monkeypatch.setattr(_encrypted_framing, "struct", types.SimpleNamespace(unpack_from=broken_unpack))
+    failure = _fails(_framing_fuzz(Store(tmp_path), Tally()), _ENCRYPTED)
+    row.see(f"the fuzzer failed: {failure}")
+    assert "IndexError" in failure
+
+
+@report.row("Criteria that can fail", "mutation: the response reader's refusal of invalid HTTP crashes in its error "
+            "path (a bare ValueError instead of MalformedAnswerError)", "the response-reader fuzzer fails: a "
+            "ValueError is not a TransportError", report.MUTATION)
+def test_the_reader_fuzzer_fails_on_a_crash_in_the_error_path(check, monkeypatch) -> None:
+    row = check()
+    monkeypatch.setattr(_connection, "MalformedAnswerError", ValueError)
+    failure = _fails(_reader_fuzz(Tally()), [_response_bytes(), st.sampled_from(["POST", "CONNECT"])])
+    row.see(f"the fuzzer failed: {failure}")
+    assert "ValueError" in failure
+
+
+@report.row("Criteria that can fail", "mutation: the NTLM provider answers a challenge with its token cut by one "
+            "byte", "the provider fuzzer fails on its oracle: the acceptor does not complete on the answer to a real "
+            "challenge", report.MUTATION)
+def test_the_provider_fuzzer_fails_when_answers_are_corrupted(check, tmp_path, monkeypatch) -> None:
+    row = check()
+    respond = _httpauth.SpnegoAuth.respond
+
+    def corrupted(self: _httpauth.SpnegoAuth, *args: t.Any, **kwargs: t.Any) -> str:
+        label, _, token = respond(self, *args, **kwargs).partition(" ")
+        return f"{label} {base64.b64encode(base64.b64decode(token)[:-1]).decode()}"
+
+    monkeypatch.setattr(_httpauth.SpnegoAuth, "respond", corrupted)
+    failure = _fails(_spnego_fuzz(Store(tmp_path), Tally()), _SPNEGO)
+    row.see(f"the fuzzer failed: {failure}")
+

@@ -2,7 +2,9 @@
 """Test-only action: put_file and/or fetch_file through the connection plugin, reporting SHA-256 hashes.
 
 Args: ``src`` (local file to put), ``dest`` (path on the host), ``fetch_to`` (local path to fetch
-``dest`` into). Either or both of put (src+dest) and fetch (dest+fetch_to) run, in that order.
+``dest`` into). Either or both of put (src+dest) and fetch (dest+fetch_to) run, in that order, and nothing
+else: no remote temporary directory is made (TRANSFERS_FILES is off), so every request the host sees for the
+task belongs to the transfer, and a fault switch counting Sends or Receives hits the transfer itself.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def _sha256(path: str) -> str:
 
 
 class ActionModule(ActionBase):
-    TRANSFERS_FILES = True
+    TRANSFERS_FILES = False  # the connection's own put_file/fetch_file need no remote temporary directory
     _VALID_ARGS = frozenset(("src", "dest", "fetch_to"))
 
     def run(self, tmp: t.Any = None, task_vars: dict[str, t.Any] | None = None) -> dict[str, t.Any]:

@@ -46,6 +46,10 @@ ROWS: list[tuple[BaseException, str, tuple[str, ...]]] = [
      ("proxy credentials",)),
     (E.AffinityLostError("The forward proxy lost the connection"), UNREACHABLE, ("forward proxy",)),
     (ConnectionResetError(104, "Connection reset by peer"), UNREACHABLE, ("reset",)),
+    (E.MalformedAnswerError("The encrypted answer from w1:5985 is not well-formed MS-WSMV framing"), UNREACHABLE,
+     ("MS-WSMV framing",)),
+    (E.UnexpectedError("unexpected IndexError in the WinRM exchange with w1: list index out of range"), FAILED,
+     ("unexpected IndexError",)),
     (RuntimeError("a bug in the engine"), FAILED, ("unexpected RuntimeError", "a bug in the engine")),
 ]
 
@@ -55,8 +59,9 @@ def _expected_class(outcome: str) -> type[AnsibleError]:
 
 
 def _over_the_wire(exc: BaseException) -> BaseException:
-    """What the client re-raises after the daemon sent `exc` (persistence on)."""
-    return proto.error_from_wire(proto.error_to_wire(exc)) if isinstance(exc, E.PinnedError) else exc
+    """What the client re-raises after the daemon sent `exc` (persistence on): an exception of no engine class
+    comes back as an UnexpectedError naming it."""
+    return proto.error_from_wire(proto.error_to_wire(exc))
 
 
 class _Runner:

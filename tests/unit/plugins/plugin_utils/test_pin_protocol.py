@@ -103,10 +103,11 @@ def test_an_error_subclass_unknown_to_the_client_becomes_its_nearest_known_base(
     assert str(back) == "peer closed"
 
 
-def test_an_unexpected_daemon_exception_becomes_a_pinned_error_naming_it():
+def test_an_unexpected_daemon_exception_comes_back_as_an_unexpected_error_naming_it():
+    """A bug in the daemon fails the task (UnexpectedError), it does not pass for the network (unreachable)."""
     back = proto.error_from_wire(proto.error_to_wire(KeyError("spec")))
-    assert type(back) is _errors.PinnedError
-    assert "KeyError" in str(back)
+    assert type(back) is _errors.UnexpectedError
+    assert "unexpected KeyError" in str(back)
 
 
 def test_the_daemon_environment_drops_secrets_and_proxy_variables_and_finds_the_collection():
