@@ -28,15 +28,15 @@ class ResendingSession(Session):
     defect rule T5 forbids, since the first run may have happened on the host."""
 
     # At _run, the one pipeline of a task or of a put_file command: both must never be resent.
-    def _run(self, *args: t.Any) -> t.Any:
+    def _run(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
-            return super()._run(*args)
+            return super()._run(*args, **kwargs)
         except TransportError as exc:
             if "not resent" not in str(exc):
                 raise
             if self.pool is None:
                 self.open()
-            return super()._run(*args)
+            return super()._run(*args, **kwargs)
 
 
 class CrashingErrorPathSession(Session):
