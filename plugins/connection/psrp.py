@@ -711,6 +711,7 @@ class Connection(ConnectionBase):
         Either way nothing reaches a host before the spec is valid, and an invalid one fails the task naming the
         setting: the pin daemon validates with the same build_spec, so the error text is the same.
         """
+        self._use_kerberos_config()
         if self.get_option("persist") and display.verbosity < 3:
             from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
 
@@ -727,11 +728,14 @@ class Connection(ConnectionBase):
             )
         return spec
 
-    def _session_spec(self) -> SessionSpec:
-        notes: list[tuple[str, str]] = []
+    def _use_kerberos_config(self) -> None:
         if self.get_option("kerberos_config"):
             # this task's process (a fork of its own) and the pin daemon it picks read the run's krb5.conf
             os.environ["KRB5_CONFIG"] = os.path.abspath(os.path.expanduser(str(self.get_option("kerberos_config"))))
+
+    def _session_spec(self) -> SessionSpec:
+        notes: list[tuple[str, str]] = []
+        self._use_kerberos_config()
         try:
             spec = build_session_spec(self.get_option, os.environ, notes)
         except ConfigError as e:
