@@ -511,10 +511,10 @@ from ansible.utils.display import Display
 
 # The engine modules a task's worker loads with persistence on, in dependency order. Ansible's collection loader
 # compiles every collection module from source in each process that imports it, and each task's worker is a new
-# process: about 6 ms of compiling per task for these four. Loaded through Python's own file loader instead, as
+# process: about 6 ms of compiling per task for these. Loaded through Python's own file loader instead, as
 # Ansible loads this plugin file itself, they get Python's bytecode cache (__pycache__ beside them, or under
 # PYTHONPYCACHEPREFIX; with PYTHONDONTWRITEBYTECODE only what `python -m compileall` wrote beforehand).
-WORKER_MODULES = ("_errors", "_pin_protocol", "_pin_paths", "_pin_client")
+WORKER_MODULES = ("_errors", "_pin_protocol", "_pin_paths", "_runner", "_pin_client")
 
 
 def import_worker_modules(names: t.Sequence[str] = WORKER_MODULES) -> None:
@@ -581,6 +581,7 @@ except ImportError as _err:  # pragma: no cover - reported from _connect()
 
 if t.TYPE_CHECKING:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._runner import Runner, TaskReport
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
 
 display = Display()
@@ -648,9 +649,10 @@ def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
     try:
         from ansible._internal._powershell._script import parse_encoded_cmdline as _parse
     except ImportError:  # ansible-core without the helper
-        _parse = None
-    if _parse is not None:
-        return _parse(cmd)
+        pass
+    else:
+        parsed: tuple[str, list[str]] | None = _parse(cmd)
+        return parsed
     import base64
     import shlex
 
@@ -670,12 +672,13 @@ class Connection(ConnectionBase):
     module_implementation_preferences = (".ps1", ".exe", "")
     allow_executable = False
     has_pipelining = True
+    _connected: bool  # ConnectionBase's (untyped here: ansible-core ships no type information)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._shell_type = "powershell"
         # what the runner opens a session for: the options (the pin daemon validates them) or a built spec
         self._spec: SessionSpec | SessionOptions | None = None
-        self._runner: t.Any = None
+        self._runner: Runner | None = None
         super().__init__(*args, **kwargs)
         if self._shell.SHELL_FAMILY != "powershell":
             display.warning(
@@ -745,7 +748,7 @@ class Connection(ConnectionBase):
             else:
                 display.vvv(f"PSRP: {text}", host=host)
 
-    def _build_runner(self) -> t.Any:
+    def _build_runner(self) -> Runner:
         command_timeout = int(self.get_option("persist_command_timeout") or 0)
         if command_timeout < 0:
             raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_command_timeout must be 0 (no bound) or more.")
@@ -782,7 +785,7 @@ class Connection(ConnectionBase):
             "max_age": float(self.get_option("persist_max_age")),
         }
 
-    def _report(self, info: dict[str, t.Any]) -> None:
+    def _report(self, info: TaskReport) -> None:
         """-vvv: whether this task reused a session or opened one, and why a re-authentication happened."""
         host = self._spec.host if self._spec else None
         if info.get("notes"):  # what the pin daemon's validation of the options adjusted or warns about
@@ -809,9 +812,16 @@ class Connection(ConnectionBase):
 
     # -- operations ----------------------------------------------------------
 
+    def _open(self) -> tuple[SessionSpec | SessionOptions, Runner]:
+        """Connect (once per task) and return what the operations run on: the session target and the runner."""
+        self._connect()
+        if self._spec is None or self._runner is None:  # _connect sets both or raises
+            raise AnsibleError("pinned.winrm.psrp: the connection has no session target after connecting.")
+        return self._spec, self._runner
+
     def exec_command(self, cmd: str, in_data: bytes | None = None, sudoable: bool = True) -> tuple[int, bytes, bytes]:
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
-        self._connect()
+        target, runner = self._open()
         input_lines: list[str] | None
         if enc := parse_encoded_cmdline(cmd):
             script, arguments = enc
@@ -822,13 +832,13 @@ class Connection(ConnectionBase):
             script = f"{cmd}\nexit $LASTEXITCODE"
             arguments = []
             input_lines = to_text(in_data).splitlines() if in_data else None
-            display.vvv(f"PSRP: EXEC {script}", host=self._spec.host)
+            display.vvv(f"PSRP: EXEC {script}", host=target.host)
         max_output_mb = int(self.get_option("max_output_mb"))
         if max_output_mb < 0:
             raise AnsibleError("pinned.winrm.psrp: ansible_psrp_max_output_mb must be 0 (no bound) or more.")
         try:
-            result, info = self._runner.exec(
-                self._spec,
+            result, info = runner.exec(
+                target,
                 script,
                 arguments=arguments,
                 input_lines=input_lines,
@@ -842,31 +852,31 @@ class Connection(ConnectionBase):
                                   if isinstance(e, ReadTimeoutError) else "") from e
         self._report(info)
         if self._play_context.no_log:
-            display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=self._spec.host)
+            display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=target.host)
         else:
-            display.vvvvv(f"PSRP RC: {result.rc}", host=self._spec.host)
-            display.vvvvv(f"PSRP STDOUT: {to_text(result.stdout)}", host=self._spec.host)
-            display.vvvvv(f"PSRP STDERR: {to_text(result.stderr)}", host=self._spec.host)
+            display.vvvvv(f"PSRP RC: {result.rc}", host=target.host)
+            display.vvvvv(f"PSRP STDOUT: {to_text(result.stdout)}", host=target.host)
+            display.vvvvv(f"PSRP STDERR: {to_text(result.stderr)}", host=target.host)
         return result.rc, result.stdout, result.stderr
 
     def put_file(self, in_path: str, out_path: str) -> None:
         super().put_file(in_path, out_path)
-        self._connect()
-        display.vvv(f"PUT {in_path} TO {out_path}", host=self._spec.host)
+        target, runner = self._open()
+        display.vvv(f"PUT {in_path} TO {out_path}", host=target.host)
         if not os.path.exists(to_bytes(in_path, errors="surrogate_or_strict")):
             raise AnsibleFileNotFound(f'file or module does not exist: "{in_path}"')
         try:
-            info = self._runner.put_file(self._spec, in_path, out_path, **self._lifetime())
+            info = runner.put_file(target, in_path, out_path, **self._lifetime())
         except Exception as e:
             raise self._translate(e) from e
         self._report(info)
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
         super().fetch_file(in_path, out_path)
-        self._connect()
-        display.vvv(f"FETCH {in_path} TO {out_path}", host=self._spec.host)
+        target, runner = self._open()
+        display.vvv(f"FETCH {in_path} TO {out_path}", host=target.host)
         try:
-            info = self._runner.fetch_file(self._spec, in_path, out_path.replace("\\", "/"), **self._lifetime())
+            info = runner.fetch_file(target, in_path, out_path.replace("\\", "/"), **self._lifetime())
         except Exception as e:
             # ansible.builtin.psrp's text for what the host or the controller's disk refused leads ours
             failed = isinstance(e, (HostError, LocalFileError)) and not isinstance(e, SessionOpenError)

@@ -542,4 +542,5 @@ def certificate_binding(der: bytes | None) -> bytes | None:
         return None
     from pypsrp.negotiate import HTTPNegotiateAuth  # reuse pypsrp's hash choice (SHA-256 for MD5/SHA-1 certs)
 
-    return b"tls-server-end-point:" + HTTPNegotiateAuth._get_certificate_hash(der)
+    certificate_hash: t.Callable[[bytes], bytes] = HTTPNegotiateAuth._get_certificate_hash  # unannotated upstream
+    return b"tls-server-end-point:" + certificate_hash(der)

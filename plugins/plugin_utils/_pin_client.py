@@ -7,19 +7,12 @@ it imports nothing a task on a running daemon does not use (no spec module,
 no pypsrp, no daemon start). _local_runner.LocalRunner (persistence off)
 offers the same interface on an in-process Session.
 
-Both offer (where ``spec`` is a SessionSpec, or for PinClient the SessionOptions the daemon validates):
-    exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age,
-         max_output=None) -> (ExecResult, info)
-    put_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
-    fetch_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
-    reset(spec) -> int;  list_sessions() -> list[dict];  close(host) -> int;  release() -> None
-where ``info["session"]`` is 'opened', 'reused' or 'reopened: <why>' and
-``info["reauths"]`` counts the transport's re-authentications during the call.
+Both satisfy ``_runner.Runner`` (exec, put_file, fetch_file, reset, list_sessions, close, release), returning
+``_runner.ExecResult`` and ``_runner.TaskReport``.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import hashlib
 import logging
@@ -33,6 +26,7 @@ import typing as t
 from . import _pin_protocol as proto
 from ._errors import LocalFileError, TransportError
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+from ._runner import ExecResult, TaskReport
 
 if t.TYPE_CHECKING:  # a task's worker imports this module: the spec module only where a spec is built
     from ._spec import SessionSpec
@@ -100,11 +94,6 @@ def session_fields(spec: SessionSpec | SessionOptions) -> dict[str, t.Any]:
     return {"spec": spec.to_wire()}
 
 
-# Same shape as _session.ExecResult, kept here so the client never imports pypsrp (collections.namedtuple:
-# typing.NamedTuple's annotations cost every worker a compile each)
-ExecResult = collections.namedtuple("ExecResult", ("rc", "stdout", "stderr"))
-
-
 class _BeforeReady(Exception):
     """The daemon went away before it said "ready": nothing of the task ran; retrying is safe."""
 
@@ -131,7 +120,7 @@ def _fetched_mode(out_path: str) -> int:
         return 0o666 & ~_umask()
 
 
-def write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
+def write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], TaskReport]) -> TaskReport:
     """Stream into a temp file beside out_path; rename only when `receive` returns (host hash verified).
 
     `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and, when the bytes
@@ -279,7 +268,7 @@ class PinClient:
         stream: t.Callable[[socket.socket, dict[str, t.Any]], None] | None = None,
         on_data: t.Callable[[bytes], None] | None = None,
         on_stream: t.Callable[[str], None] | None = None,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """exec/put/fetch: connect (starting the daemon), wait for "ready", stream, read the final reply.
 
         Data frames go to `on_data`; a {"stream": name} frame (exec output) to `on_stream`.
@@ -326,7 +315,8 @@ class PinClient:
                         value.setdefault("session", ready.get("session"))
                         if ready.get("notes"):
                             value.setdefault("notes", ready["notes"])
-                        return value
+                        reply: TaskReport = value  # recv_frame: a JSON frame is a dict, here the task's report
+                        return reply
                 except (proto.PeerClosed, ConnectionError, proto.ProtocolError) as exc:
                     raise TransportError(f"{DAEMON_DIED} ({exc})") from exc
                 except TimeoutError as exc:
@@ -355,7 +345,7 @@ class PinClient:
 
     def exec(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         script: str,
         *,
         arguments: t.Sequence[t.Any] | None = None,
@@ -364,7 +354,7 @@ class PinClient:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
         max_output: int | None = None,
-    ) -> tuple[ExecResult, dict[str, t.Any]]:
+    ) -> tuple[ExecResult, TaskReport]:
         """Run a PowerShell script on the pinned session for `spec`; input lines and output are streamed."""
         request = {
             "op": "exec",
@@ -401,13 +391,13 @@ class PinClient:
 
     def put_file(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         in_path: str,
         out_path: str,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """Stream the local file `in_path` to `out_path` on the host; verified by SHA-1 end to end."""
         digest = hashlib.sha1()
         try:
@@ -433,18 +423,18 @@ class PinClient:
 
     def fetch_file(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         in_path: str,
         out_path: str,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """Stream `in_path` from the host into `out_path`, via a temp file renamed once verified."""
         request = {"op": "fetch", **session_fields(spec), "in_path": in_path, **self._lifetime(idle_timeout, max_age)}
         return write_verified(out_path, lambda write: self._session_request(request, on_data=write))
 
-    def reset(self, spec: SessionSpec) -> int:
+    def reset(self, spec: SessionSpec | SessionOptions) -> int:
         """Close the pinned sessions of this spec's pin key (meta: reset_connection); returns how many."""
         reply = self._simple({"op": "reset", **session_fields(spec)})
         return int(reply["closed"]) if reply else 0

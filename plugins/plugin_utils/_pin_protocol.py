@@ -44,7 +44,8 @@ _RECV_STEP = 256 * 1024
 def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a UNIX socket (SO_PEERCRED: pid, uid, gid)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid
 
 
 class PeerClosed(Exception):
@@ -96,10 +97,10 @@ def recv_json(sock: socket.socket) -> dict[str, t.Any]:
     kind, value = recv_frame(sock)
     if kind != KIND_JSON:
         raise ProtocolError("expected a JSON frame, got data")
-    return t.cast(dict, value)
+    return t.cast("dict[str, t.Any]", value)
 
 
-def _send(sock: socket.socket, data: bytes) -> None:
+def _send(sock: socket.socket, data: bytes | memoryview) -> None:
     try:
         sock.sendall(data)
     except (BrokenPipeError, ConnectionResetError) as exc:

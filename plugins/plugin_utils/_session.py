@@ -22,6 +22,7 @@ from . import _transfers
 from ._errors import HostAuthError, HostError, PinnedError, SessionOpenError, TaskInterrupted, TransportError
 from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
+from ._runner import ExecResult
 from ._spec import SessionSpec
 from ._timing import PhaseClock
 
@@ -69,12 +70,6 @@ _SHELL_GONE_CODES = frozenset(
         0x803381A6,  # ERROR_WSMAN_SHELL_NOT_FOUND? (reported by some hosts for deleted shells)
     }
 )
-
-
-class ExecResult(t.NamedTuple):
-    rc: int
-    stdout: bytes
-    stderr: bytes
 
 
 def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
@@ -219,7 +214,8 @@ class Session:
                 connection_timeout=int(spec.connection_timeout),
             )
             wsman.transport = self.transport
-            self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(), None)
+            self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(),
+                                    None)  # type: ignore[arg-type]  # pypsrp's annotation is narrower than its code
             kwargs: dict[str, t.Any] = {"configuration_name": spec.configuration_name}
             if spec.no_profile:
                 kwargs["no_profile"] = True

@@ -606,6 +606,7 @@ class WinRMTransport:
         Negotiate whose login fails falls back to what pyspnego does with the password (NTLM), as before.
         """
         spec = self.spec
+        auth: str | None  # the proxy's is optional (no proxy authentication)
         if hop == "host":
             auth, user, password, peer = spec.auth, spec.username, spec.password, f"Windows host {self._authority}"
         else:
