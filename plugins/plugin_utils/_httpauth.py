@@ -156,12 +156,14 @@ class AuthProvider:
 
     #: a provider whose state survives a new TCP connection (Basic, Digest)
     resumable = False
-    #: WinRM message encryption protocol once complete, None if the scheme cannot encrypt
-    encryption_protocol: str | None = None
-
     def __init__(self) -> None:
         self.complete = False
         self.label = ""
+
+    @property
+    def encryption_protocol(self) -> str | None:
+        """WinRM message encryption protocol once complete, None if the scheme cannot encrypt."""
+        return None
 
     def preemptive(self) -> str | None:
         """A header value to send on every request before any challenge, or None."""
@@ -388,7 +390,7 @@ class SpnegoAuth(AuthProvider):
         self.complete = True
 
     @property
-    def encryption_protocol(self) -> str | None:  # type: ignore[override]
+    def encryption_protocol(self) -> str | None:
         return ENC_KERBEROS if self.label.lower() == "kerberos" else ENC_SPNEGO
 
 
@@ -447,7 +449,7 @@ class CredSSPAuth(SpnegoAuth):
         self.complete = True
 
     @property
-    def encryption_protocol(self) -> str | None:  # type: ignore[override]
+    def encryption_protocol(self) -> str | None:
         return ENC_CREDSSP
 
 

@@ -81,9 +81,8 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
         provider_fault = str(getattr(exc, "provider_fault", None) or "").strip()
         if provider_fault and provider_fault not in reason:
             reason = f"{reason} {provider_fault}"  # e.g. the quota a command's input passed, and its maximum
-        err = HostError(f"the Windows host {spec.host} answered with WS-Management fault {exc.code:#x}: {reason}")
-        err.code = exc.code  # type: ignore[attr-defined]
-        return err
+        return HostError(f"the Windows host {spec.host} answered with WS-Management fault {exc.code:#x}: {reason}",
+                         code=exc.code)
     if HAS_PYPSRP and isinstance(exc, AuthenticationError):
         return HostAuthError(f"the Windows host {spec.host} rejected the credentials: {exc}", status=401)
     if HAS_PYPSRP and isinstance(exc, WinRMTransportError):
@@ -99,9 +98,8 @@ def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     """A host refusal while opening the Runspace Pool is a SessionOpenError: the host cannot be had (T3)."""
     err = _host_error_from(exc, spec)
     if isinstance(err, HostError) and not isinstance(err, (HostAuthError, SessionOpenError)):
-        opened = SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body)
-        opened.code = getattr(err, "code", None)  # type: ignore[attr-defined]
-        return opened
+        return SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body,
+                                code=err.code)
     return err
 
 
@@ -131,7 +129,7 @@ def _release(ps: t.Any) -> None:
 
 
 def _fault_code(exc: BaseException) -> int | None:
-    return getattr(exc, "code", None) if isinstance(exc, (HostError,)) else None
+    return exc.code if isinstance(exc, HostError) else None
 
 
 class Session:

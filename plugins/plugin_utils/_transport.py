@@ -788,11 +788,11 @@ class WinRMTransport:
 
     def _account(self) -> None:
         for sock in self._sockets:
-            seen_in, seen_out = getattr(sock, "_acc", (0, 0))
+            seen_in, seen_out = sock.bytes_accounted
             self.stats["bytes_in"] += sock.bytes_in - seen_in
             self.stats["bytes_out"] += sock.bytes_out - seen_out
             self.clock.count(bytes_in=sock.bytes_in - seen_in, bytes_out=sock.bytes_out - seen_out)
-            sock._acc = (sock.bytes_in, sock.bytes_out)  # type: ignore[attr-defined]
+            sock.bytes_accounted = (sock.bytes_in, sock.bytes_out)
 
     def _host_context(self) -> ssl.SSLContext:
         if self._host_ctx is None:
