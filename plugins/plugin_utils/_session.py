@@ -25,6 +25,7 @@ from ._output import Collected, OutputSink, StreamedOutput
 from ._runner import ExecResult
 from ._spec import SessionSpec
 from ._timing import PhaseClock
+from ._wsman_faults import SHELL_REBUILD_FAULTS
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +62,6 @@ MEMORY_CHECK_MAX_INTERVAL = 32
 DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
 UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
 
-# WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id): a Command refused
-# with one never ran, so it may be sent again on a rebuilt pool (T5). Not 0x80338029 (the operation timed
-# out): that says nothing about the shell, and a Command that timed out may have started.
-_SHELL_GONE_CODES = frozenset(
-    {
-        0x8033805B,  # ERROR_WSMAN_UNEXPECTED_SELECTORS (shell id unknown)
-        0x803381A6,  # ERROR_WSMAN_SHELL_NOT_FOUND? (reported by some hosts for deleted shells)
-    }
-)
 
 
 def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
@@ -501,7 +493,7 @@ class Session:
                     raise
                 err = _host_error_from(exc, self.spec)
                 code = _fault_code(err)
-                if not rebuilt and code in _SHELL_GONE_CODES:
+                if not rebuilt and code in SHELL_REBUILD_FAULTS:
                     self._rebuild(f"the host no longer knows the shell (fault {code:#x})")
                     rebuilt = True
                     continue
