@@ -87,11 +87,12 @@ class SessionOptions:
         return str(self.options.get("remote_addr") or "")
 
 
-def session_fields(spec: SessionSpec | SessionOptions) -> dict[str, t.Any]:
-    """The request fields that name the session: the options to validate, or a spec built by the caller."""
+def address_session(request: proto.SessionRequest, spec: SessionSpec | SessionOptions) -> None:
+    """Add the fields that name the session: the options to validate, or a spec built by the caller."""
     if isinstance(spec, SessionOptions):
-        return {"options": spec.options, "environ": spec.environ}
-    return {"spec": spec.to_wire()}
+        request["options"], request["environ"] = spec.options, spec.environ
+    else:
+        request["spec"] = spec.to_wire()
 
 
 class _BeforeReady(Exception):
@@ -239,9 +240,9 @@ class PinClient:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _simple(self, request: dict[str, t.Any], *, start: bool = False) -> dict[str, t.Any] | None:
+    def _simple(self, request: proto.Request, *, start: bool = False) -> dict[str, t.Any] | None:
         """One request, one reply; None when no daemon runs (and start is False)."""
-        request = {"v": PROTOCOL_VERSION, **request}
+        request = {**request, "v": PROTOCOL_VERSION}
         for attempt in range(2):
             sock = self._connect(start)
             if sock is None:
@@ -264,7 +265,7 @@ class PinClient:
 
     def _session_request(
         self,
-        request: dict[str, t.Any],
+        request: proto.SessionRequest,
         stream: t.Callable[[socket.socket, dict[str, t.Any]], None] | None = None,
         on_data: t.Callable[[bytes], None] | None = None,
         on_stream: t.Callable[[str], None] | None = None,
@@ -273,14 +274,14 @@ class PinClient:
 
         Data frames go to `on_data`; a {"stream": name} frame (exec output) to `on_stream`.
         """
-        request = {
+        envelope: proto.SessionRequest = {
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
             "max_tasks": self.max_tasks,
             "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
-            **request,
         }
+        request = {**envelope, **request}
         for attempt in range(3):
             sock = self._connect(self.autostart)
             if sock is None:
@@ -338,8 +339,11 @@ class PinClient:
         raise TransportError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _lifetime(idle_timeout: float, max_age: float) -> dict[str, float]:
-        return {"idle_timeout": float(idle_timeout), "max_age": float(max_age)}
+    def _address(request: proto.SessionRequest, spec: SessionSpec | SessionOptions, idle_timeout: float,
+                 max_age: float) -> None:
+        """The session `request` runs on, and how long it may live idle and in all."""
+        address_session(request, spec)
+        request["idle_timeout"], request["max_age"] = float(idle_timeout), float(max_age)
 
     # -- the plugin's operations --------------------------------------------------------
 
@@ -356,16 +360,15 @@ class PinClient:
         max_output: int | None = None,
     ) -> tuple[ExecResult, TaskReport]:
         """Run a PowerShell script on the pinned session for `spec`; input lines and output are streamed."""
-        request = {
+        request: proto.ExecRequest = {
             "op": "exec",
-            **session_fields(spec),
             "script": script,
             "arguments": list(arguments) if arguments is not None else None,
             "verbose_errors": verbose_errors,
             "input": input_lines is not None,
             "max_output": max_output,
-            **self._lifetime(idle_timeout, max_age),
         }
+        self._address(request, spec, idle_timeout, max_age)
         output = {"stdout": bytearray(), "stderr": bytearray()}
         current = {"stream": "stdout"}
 
@@ -404,7 +407,8 @@ class PinClient:
             source = open(in_path, "rb")
         except OSError as exc:
             raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
-        request = {"op": "put", **session_fields(spec), "out_path": out_path, **self._lifetime(idle_timeout, max_age)}
+        request: proto.PutRequest = {"op": "put", "out_path": out_path}
+        self._address(request, spec, idle_timeout, max_age)
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
             while chunk := source.read(proto.DATA_CHUNK):
@@ -431,12 +435,15 @@ class PinClient:
         max_age: float = DEFAULT_MAX_AGE,
     ) -> TaskReport:
         """Stream `in_path` from the host into `out_path`, via a temp file renamed once verified."""
-        request = {"op": "fetch", **session_fields(spec), "in_path": in_path, **self._lifetime(idle_timeout, max_age)}
+        request: proto.FetchRequest = {"op": "fetch", "in_path": in_path}
+        self._address(request, spec, idle_timeout, max_age)
         return write_verified(out_path, lambda write: self._session_request(request, on_data=write))
 
     def reset(self, spec: SessionSpec | SessionOptions) -> int:
         """Close the pinned sessions of this spec's pin key (meta: reset_connection); returns how many."""
-        reply = self._simple({"op": "reset", **session_fields(spec)})
+        request: proto.SessionRequest = {"op": "reset"}
+        address_session(request, spec)
+        reply = self._simple(request)
         return int(reply["closed"]) if reply else 0
 
     def list_sessions(self) -> list[dict[str, t.Any]]:
@@ -446,16 +453,17 @@ class PinClient:
 
     def close(self, host: str | None) -> int:
         """Close the pinned sessions to `host` (all when None); returns how many."""
-        reply = self._simple({"op": "close", "host": host})
+        request: proto.CloseRequest = {"op": "close", "host": host}
+        reply = self._simple(request)
         return int(reply["closed"]) if reply else 0
 
-    def hello(self) -> dict[str, t.Any] | None:
+    def hello(self) -> proto.HelloReply | None:
         """The running daemon's identity (pid, version, sessions), or None when none runs."""
-        return self._simple({"op": "hello"})
+        return t.cast("proto.HelloReply | None", self._simple({"op": "hello"}))  # the daemon's op_hello answer
 
-    def shutdown(self) -> dict[str, t.Any] | None:
+    def shutdown(self) -> proto.ClosedReply | None:
         """Close every session and stop the daemon."""
-        return self._simple({"op": "shutdown"})
+        return t.cast("proto.ClosedReply | None", self._simple({"op": "shutdown"}))  # op_shutdown's answer
 
     def release(self) -> None:
         """End of a task: the pinned session stays with the daemon, nothing to do."""

@@ -48,6 +48,9 @@ from ._session_report import (command_deadline, pool_rebuilds, reauth_reasons, s
                               transport_reauths)
 from ._spec import SessionSpec, build_spec
 
+if t.TYPE_CHECKING:
+    from ._runner import TaskReport
+
 log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
 
 DEFAULT_POOL_MAX = 2
@@ -452,7 +455,8 @@ class PinHandler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.settimeout(CLIENT_IO_TIMEOUT)
         try:
-            request = proto.recv_json(sock)
+            # a client's message, read as untrusted: each field is converted and checked where it is used
+            request = t.cast("proto.Request", proto.recv_json(sock))
         except (proto.PeerClosed, proto.ProtocolError, OSError) as exc:
             log.info("dropped a connection before its request: %s", exc)
             return
@@ -467,7 +471,7 @@ class PinHandler(socketserver.BaseRequestHandler):
         finally:
             redactor.forget(owner)
 
-    def _serve(self, sock: socket.socket, request: dict[str, t.Any], op: str, redactor: SecretRedactor) -> None:
+    def _serve(self, sock: socket.socket, request: proto.Request, op: str, redactor: SecretRedactor) -> None:
         try:
             if request.get("v") != PROTOCOL_VERSION:
                 raise ConfigError(
@@ -493,10 +497,10 @@ class PinHandler(socketserver.BaseRequestHandler):
 
     # -- simple requests -----------------------------------------------------
 
-    def op_hello(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_hello(self, sock: socket.socket, request: proto.Request) -> None:
         proto.send_json(sock, self._hello())
 
-    def _hello(self) -> dict[str, t.Any]:
+    def _hello(self) -> proto.HelloReply:
         return {
             "ok": True,
             "version": PROTOCOL_VERSION,
@@ -509,10 +513,10 @@ class PinHandler(socketserver.BaseRequestHandler):
             "dir": self.server.paths.dir,
         }
 
-    def op_list(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_list(self, sock: socket.socket, request: proto.Request) -> None:
         proto.send_json(sock, {"ok": True, "sessions": self.server.table.listing(), "daemon": self._hello()})
 
-    def op_close(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_close(self, sock: socket.socket, request: proto.CloseRequest) -> None:
         host = request.get("host")
         if host is None:
             count = self.server.table.close_where(lambda s: True, "closed on request (all)")
@@ -521,19 +525,19 @@ class PinHandler(socketserver.BaseRequestHandler):
             count = self.server.table.close_where(lambda s: s.host.lower() == wanted, f"closed on request ({host})")
         proto.send_json(sock, {"ok": True, "closed": count})
 
-    def op_reset(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_reset(self, sock: socket.socket, request: proto.SessionRequest) -> None:
         pin = self.server.table.pin_of(request_spec(request)[0])
         count = self.server.table.close_where(lambda s: s.pin == pin, "reset_connection")
         proto.send_json(sock, {"ok": True, "closed": count})
 
-    def op_shutdown(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_shutdown(self, sock: socket.socket, request: proto.Request) -> None:
         count = self.server.table.close_where(lambda s: True, "daemon shutdown")
         proto.send_json(sock, {"ok": True, "closed": count, "pid": os.getpid()})
         self.server.stop_requested.set()
 
     # -- session requests ----------------------------------------------------
 
-    def _session_op(self, sock: socket.socket, request: dict[str, t.Any], work: t.Callable[[Slot], dict[str, t.Any]]) -> None:
+    def _session_op(self, sock: socket.socket, request: proto.SessionRequest, work: t.Callable[[Slot], TaskReport]) -> None:
         """Acquire a session, say ready, run `work`, reply, then finish the pipeline and release."""
         spec, notes = request_spec(request)
         table = self.server.table
@@ -553,9 +557,9 @@ class PinHandler(socketserver.BaseRequestHandler):
         broken, reason = False, ""
         try:
             log.info("%s on %s: session %s %s", request.get("op"), spec.endpoint, slot.id, status)
-            ready: dict[str, t.Any] = {"ready": True, "session": status, "session_id": slot.id}
+            ready: proto.ReadyReply = {"ready": True, "session": status, "session_id": slot.id}
             if notes:
-                ready["notes"] = notes
+                ready["notes"] = [list(n) for n in notes]
             if request.get("op") == "put":
                 ready["chunk_size"] = int(slot.session.put_chunk_size())
             proto.send_json(sock, ready)
@@ -597,14 +601,11 @@ class PinHandler(socketserver.BaseRequestHandler):
 
     def _session_info(
         self, slot: Slot, status: str, reauths_before: dict[str, int], rebuilds_before: int
-    ) -> dict[str, t.Any]:
-        return {
-            **task_report(slot.session, status, reauths_before, rebuilds_before),
-            "session_id": slot.id,
-            "tasks": slot.tasks,
-            "events": [list(e) for e in slot.events],
-            "daemon_pid": os.getpid(),
-        }
+    ) -> TaskReport:
+        info = task_report(slot.session, status, reauths_before, rebuilds_before)
+        info["session_id"], info["tasks"], info["daemon_pid"] = slot.id, slot.tasks, os.getpid()
+        info["events"] = [list(e) for e in slot.events]
+        return info
 
     def client_went_away(self) -> bool:
         """The session's stop check (T2): has the client closed its socket? Asked between Receives."""
@@ -624,8 +625,8 @@ class PinHandler(socketserver.BaseRequestHandler):
                 return
             yield kind, value
 
-    def op_exec(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        def work(slot: Slot) -> dict[str, t.Any]:
+    def op_exec(self, sock: socket.socket, request: proto.ExecRequest) -> None:
+        def work(slot: Slot) -> TaskReport:
             frames = self._client_frames(sock) if request.get("input") else None
 
             def lines() -> t.Iterator[str]:
@@ -666,8 +667,8 @@ class PinHandler(socketserver.BaseRequestHandler):
 
         self._session_op(sock, request, work)
 
-    def op_put(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        def work(slot: Slot) -> dict[str, t.Any]:
+    def op_put(self, sock: socket.socket, request: proto.PutRequest) -> None:
+        def work(slot: Slot) -> TaskReport:
             size = max(1024, int(slot.session.put_chunk_size()))
             frames = self._client_frames(sock)
             received = {"bytes": 0}
@@ -695,8 +696,8 @@ class PinHandler(socketserver.BaseRequestHandler):
 
         self._session_op(sock, request, work)
 
-    def op_fetch(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        def work(slot: Slot) -> dict[str, t.Any]:
+    def op_fetch(self, sock: socket.socket, request: proto.FetchRequest) -> None:
+        def work(slot: Slot) -> TaskReport:
             digest = hashlib.sha1()
             sent = {"bytes": 0}
 
