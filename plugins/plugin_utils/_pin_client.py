@@ -25,6 +25,7 @@ import typing as t
 
 from . import _pin_protocol as proto
 from ._errors import LocalFileError, TransportError
+from ._option_definitions import default
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._runner import ExecResult, TaskReport
 
@@ -33,10 +34,11 @@ if t.TYPE_CHECKING:  # a task's worker imports this module: the spec module only
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IDLE_TIMEOUT = 60.0
-DEFAULT_MAX_AGE = 3600.0
-DEFAULT_POOL_MAX = 2
-DEFAULT_MAX_TASKS = 100  # ansible_psrp_persist_max_tasks (docs/pinning.md, "Recycling")
+# the documented defaults of ansible_psrp_persist_* (for callers that name none: the CLI, tests)
+DEFAULT_IDLE_TIMEOUT = float(default("persist_idle_timeout"))
+DEFAULT_MAX_AGE = float(default("persist_max_age"))
+DEFAULT_POOL_MAX = int(default("persist_pool_size"))
+DEFAULT_MAX_TASKS = int(default("persist_max_tasks"))  # docs/pinning.md, "Recycling"
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 

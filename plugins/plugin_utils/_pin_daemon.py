@@ -41,6 +41,7 @@ import uuid
 
 from . import _pin_protocol as proto
 from ._errors import ConfigError, PinnedError, PoolBusyError, TaskInterrupted, TransportError
+from ._option_definitions import default
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._pin_process import PrivateLogHandler, in_dir, no_core_dumps, raise_open_files_limit
 from ._redaction import SecretRedactor, option_secrets, spec_secrets, wire_secrets
@@ -53,7 +54,6 @@ if t.TYPE_CHECKING:
 
 log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
 
-DEFAULT_POOL_MAX = 2
 DEFAULT_POOL_WAIT = 300.0
 DEFAULT_EXIT_GRACE = 2.0
 # How long the daemon waits for a stalled client (mid-stream) before giving the session back.
@@ -543,9 +543,10 @@ class PinHandler(socketserver.BaseRequestHandler):
         table = self.server.table
         slot, status = table.acquire(
             spec,
-            idle_timeout=float(request.get("idle_timeout", 60.0)),
-            max_age=float(request.get("max_age", 3600.0)),
-            pool_max=int(request.get("pool_max", DEFAULT_POOL_MAX)),
+            # a request names these; the documented defaults stand in for one that does not
+            idle_timeout=float(request.get("idle_timeout", default("persist_idle_timeout"))),
+            max_age=float(request.get("max_age", default("persist_max_age"))),
+            pool_max=int(request.get("pool_max", default("persist_pool_size"))),
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
             abandoned=self.client_went_away,
         )
