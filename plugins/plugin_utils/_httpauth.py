@@ -156,6 +156,7 @@ class AuthProvider:
 
     #: a provider whose state survives a new TCP connection (Basic, Digest)
     resumable = False
+
     def __init__(self) -> None:
         self.complete = False
         self.label = ""

@@ -48,16 +48,13 @@ if t.TYPE_CHECKING:
     class CloseRequest(Request, total=False):
         host: str | None  # None: every host
 
-    class SessionFields(t.TypedDict, total=False):
-        """What names the session: the plugin's options and environment to validate, or a built spec."""
+    class SessionRequest(Request, total=False):
+        """reset, and the envelope of exec/put/fetch: the session, the task's bounds on the pool and its time."""
 
+        # what names the session: the plugin's options and environment to validate, or a built spec
         options: dict[str, t.Any]
         environ: dict[str, str]
         spec: dict[str, t.Any]  # SessionSpec.to_wire()
-
-    class SessionRequest(Request, SessionFields, total=False):
-        """reset, and the envelope of exec/put/fetch: the task's bounds on the pool and its time."""
-
         idle_timeout: float
         max_age: float
         pool_max: int

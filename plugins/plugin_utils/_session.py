@@ -63,7 +63,6 @@ DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
 UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
 
 
-
 def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     """Turn pypsrp's errors into the engine's, naming the host as the party that refused."""
     if isinstance(exc, PinnedError):
