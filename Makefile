@@ -1,6 +1,6 @@
 # pinned.winrm: set-up, demo, tests and benchmarks from a fresh clone.
 #   make demo   creates .venv, installs what is needed, starts the lab with a real proxy and runs examples/
-#   make test   the whole test suite (what CI runs)
+#   make test   the whole test suite (what CI runs), strict mypy on plugins/ included
 #   make test-loaded  make test LOADED_RUNS times in a row (default 3) with a busy loop on every CPU core
 #   make bench  the benchmarks against ansible.builtin.psrp and ansible.builtin.winrm
 #   make reliability-report  a complete run of the reliability suite, which rewrites docs/reliability.md
@@ -22,7 +22,7 @@ PYTHON_MIN ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/pytho
 ANSIBLE_MIN ?= ansible-core>=2.20,<2.21
 PYTEST_ARGS ?=
 
-.PHONY: help system-deps venv venv-min collection-link demo test test-loaded test-min unit integration bench soak sanity lint clean reliability-report
+.PHONY: help system-deps venv venv-min collection-link demo test test-loaded test-min unit integration typecheck bench soak sanity lint clean reliability-report
 
 help:
 	@sed -n '1,8p' Makefile
@@ -60,6 +60,11 @@ demo: system-deps venv
 
 unit: venv
 	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+# mypy --strict on plugins/ (mypy.ini), as tests/unit/test_types.py runs it inside make test.
+typecheck: venv
+	@cd build/collections && $(PY) -m mypy --config-file $(ROOT)/mypy.ini --cache-dir $(ROOT)/build/mypy_cache \
+	  -p ansible_collections.pinned.winrm.plugins
 
 integration: system-deps venv
 	@$(PY) -m pytest tests/integration -q $(PYTEST_ARGS)

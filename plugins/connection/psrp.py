@@ -76,10 +76,12 @@ options:
     - name: port
   protocol:
     description:
-    - One of V(http) or V(https); anything else is refused naming C(ansible_psrp_protocol).
     - Set the protocol to use for the connection.
     - Default is V(https) if O(port) is not defined or O(port) is not V(5985).
     type: str
+    choices:
+    - http
+    - https
     vars:
     - name: ansible_psrp_protocol
   path:
@@ -91,17 +93,22 @@ options:
     default: 'wsman'
   auth:
     description:
-    - One of V(basic), V(certificate), V(negotiate), V(kerberos), V(ntlm) or V(credssp).
     - The authentication protocol to use when authenticating the remote user.
     - The default, V(negotiate), will attempt to use Kerberos (V(kerberos)) if it is available and fall back
       to NTLM (V(ntlm)) if it isn't.
     type: str
     vars:
     - name: ansible_psrp_auth
+    choices:
+    - basic
+    - certificate
+    - negotiate
+    - kerberos
+    - ntlm
+    - credssp
     default: negotiate
   cert_validation:
     description:
-    - One of V(validate) or V(ignore).
     - Whether to validate the remote server's certificate or not.
     - Set to V(ignore) to not validate any certificates.
     - O(ca_cert) can be set to the path of a PEM certificate chain to use in the validation.
@@ -109,6 +116,9 @@ options:
       apply (R1, R3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and
       O(negotiate_send_cbt=false) are refused, and O(message_encryption=auto) encrypts WinRM messages inside
       the TLS. Unlike ansible.builtin.psrp, which accepts them.
+    choices:
+    - validate
+    - ignore
     default: validate
     type: str
     vars:
@@ -168,7 +178,6 @@ options:
     default: 2
   message_encryption:
     description:
-    - One of V(auto), V(always) or V(never).
     - Controls the message encryption settings, this is different from TLS encryption when O(protocol) is V(https).
     - Only the auth protocols V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption.
       The other authentication protocols only support encryption when V(protocol) is set to V(https).
@@ -181,6 +190,10 @@ options:
     type: str
     vars:
     - name: ansible_psrp_message_encryption
+    choices:
+    - auto
+    - always
+    - never
     default: auto
   ignore_proxy:
     description:
@@ -212,10 +225,13 @@ options:
     - name: ansible_psrp_certificate_key_password
   credssp_auth_mechanism:
     description:
-    - One of V(auto), V(kerberos) or V(ntlm).
     - The sub authentication mechanism to use with CredSSP auth.
     - When V(auto), both Kerberos and NTLM is attempted with kerberos being preferred.
     type: str
+    choices:
+    - auto
+    - kerberos
+    - ntlm
     default: auto
     vars:
     - name: ansible_psrp_credssp_auth_mechanism
@@ -498,7 +514,6 @@ all:
 #    ansible_psrp_persist: false
 """
 
-import json
 import logging
 import os
 import typing as t
@@ -511,10 +526,10 @@ from ansible.utils.display import Display
 
 # The engine modules a task's worker loads with persistence on, in dependency order. Ansible's collection loader
 # compiles every collection module from source in each process that imports it, and each task's worker is a new
-# process: about 6 ms of compiling per task for these four. Loaded through Python's own file loader instead, as
+# process: about 6 ms of compiling per task for these. Loaded through Python's own file loader instead, as
 # Ansible loads this plugin file itself, they get Python's bytecode cache (__pycache__ beside them, or under
 # PYTHONPYCACHEPREFIX; with PYTHONDONTWRITEBYTECODE only what `python -m compileall` wrote beforehand).
-WORKER_MODULES = ("_errors", "_pin_protocol", "_pin_paths", "_pin_client")
+WORKER_MODULES = ("_option_definitions", "_errors", "_pin_protocol", "_pin_paths", "_runner", "_pin_client")
 
 
 def import_worker_modules(names: t.Sequence[str] = WORKER_MODULES) -> None:
@@ -582,6 +597,7 @@ except ImportError as _err:  # pragma: no cover - reported from _connect()
 
 if t.TYPE_CHECKING:
     from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import SessionOptions
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._runner import Runner, TaskReport
     from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import SessionSpec
 
 display = Display()
@@ -650,9 +666,10 @@ def parse_encoded_cmdline(cmd: str) -> tuple[str, list[str]] | None:
     try:
         from ansible._internal._powershell._script import parse_encoded_cmdline as _parse
     except ImportError:  # ansible-core without the helper
-        _parse = None
-    if _parse is not None:
-        return _parse(cmd)
+        pass
+    else:
+        parsed: tuple[str, list[str]] | None = _parse(cmd)
+        return parsed
     import base64
     import shlex
 
@@ -672,12 +689,13 @@ class Connection(ConnectionBase):
     module_implementation_preferences = (".ps1", ".exe", "")
     allow_executable = False
     has_pipelining = True
+    _connected: bool  # ConnectionBase's (untyped here: ansible-core ships no type information)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self._shell_type = "powershell"
         # what the runner opens a session for: the options (the pin daemon validates them) or a built spec
         self._spec: SessionSpec | SessionOptions | None = None
-        self._runner: t.Any = None
+        self._runner: Runner | None = None
         super().__init__(*args, **kwargs)
         if self._shell.SHELL_FAMILY != "powershell":
             display.warning(
@@ -751,7 +769,7 @@ class Connection(ConnectionBase):
             else:
                 display.vvv(f"PSRP: {text}", host=host)
 
-    def _build_runner(self) -> t.Any:
+    def _build_runner(self) -> Runner:
         command_timeout = int(self.get_option("persist_command_timeout") or 0)
         if command_timeout < 0:
             raise AnsibleError("pinned.winrm.psrp: ansible_psrp_persist_command_timeout must be 0 (no bound) or more.")
@@ -788,7 +806,7 @@ class Connection(ConnectionBase):
             "max_age": float(self.get_option("persist_max_age")),
         }
 
-    def _report(self, info: dict[str, t.Any]) -> None:
+    def _report(self, info: TaskReport) -> None:
         """-vvv: whether this task reused a session or opened one, and why a re-authentication happened."""
         host = self._spec.host if self._spec else None
         if info.get("notes"):  # what the pin daemon's validation of the options adjusted or warns about
@@ -815,9 +833,16 @@ class Connection(ConnectionBase):
 
     # -- operations ----------------------------------------------------------
 
+    def _open(self) -> tuple[SessionSpec | SessionOptions, Runner]:
+        """Connect (once per task) and return what the operations run on: the session target and the runner."""
+        self._connect()
+        if self._spec is None or self._runner is None:  # _connect sets both or raises
+            raise AnsibleError("pinned.winrm.psrp: the connection has no session target after connecting.")
+        return self._spec, self._runner
+
     def exec_command(self, cmd: str, in_data: bytes | None = None, sudoable: bool = True) -> tuple[int, bytes, bytes]:
         super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
-        self._connect()
+        target, runner = self._open()
         input_lines: list[str] | None
         if enc := parse_encoded_cmdline(cmd):
             script, arguments = enc
@@ -828,13 +853,13 @@ class Connection(ConnectionBase):
             script = f"{cmd}\nexit $LASTEXITCODE"
             arguments = []
             input_lines = to_text(in_data).splitlines() if in_data else None
-            display.vvv(f"PSRP: EXEC {script}", host=self._spec.host)
+            display.vvv(f"PSRP: EXEC {script}", host=target.host)
         max_output_mb = int(self.get_option("max_output_mb"))
         if max_output_mb < 0:
             raise AnsibleError("pinned.winrm.psrp: ansible_psrp_max_output_mb must be 0 (no bound) or more.")
         try:
-            result, info = self._runner.exec(
-                self._spec,
+            result, info = runner.exec(
+                target,
                 script,
                 arguments=arguments,
                 input_lines=input_lines,
@@ -848,31 +873,31 @@ class Connection(ConnectionBase):
                                   if isinstance(e, ReadTimeoutError) else "") from e
         self._report(info)
         if self._play_context.no_log:
-            display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=self._spec.host)
+            display.vvvvv("PSRP RC/STDOUT/STDERR: <censored due to no log>", host=target.host)
         else:
-            display.vvvvv(f"PSRP RC: {result.rc}", host=self._spec.host)
-            display.vvvvv(f"PSRP STDOUT: {to_text(result.stdout)}", host=self._spec.host)
-            display.vvvvv(f"PSRP STDERR: {to_text(result.stderr)}", host=self._spec.host)
+            display.vvvvv(f"PSRP RC: {result.rc}", host=target.host)
+            display.vvvvv(f"PSRP STDOUT: {to_text(result.stdout)}", host=target.host)
+            display.vvvvv(f"PSRP STDERR: {to_text(result.stderr)}", host=target.host)
         return result.rc, result.stdout, result.stderr
 
     def put_file(self, in_path: str, out_path: str) -> None:
         super().put_file(in_path, out_path)
-        self._connect()
-        display.vvv(f"PUT {in_path} TO {out_path}", host=self._spec.host)
+        target, runner = self._open()
+        display.vvv(f"PUT {in_path} TO {out_path}", host=target.host)
         if not os.path.exists(to_bytes(in_path, errors="surrogate_or_strict")):
             raise AnsibleFileNotFound(f'file or module does not exist: "{in_path}"')
         try:
-            info = self._runner.put_file(self._spec, in_path, out_path, **self._lifetime())
+            info = runner.put_file(target, in_path, out_path, **self._lifetime())
         except Exception as e:
             raise self._translate(e) from e
         self._report(info)
 
     def fetch_file(self, in_path: str, out_path: str) -> None:
         super().fetch_file(in_path, out_path)
-        self._connect()
-        display.vvv(f"FETCH {in_path} TO {out_path}", host=self._spec.host)
+        target, runner = self._open()
+        display.vvv(f"FETCH {in_path} TO {out_path}", host=target.host)
         try:
-            info = self._runner.fetch_file(self._spec, in_path, out_path.replace("\\", "/"), **self._lifetime())
+            info = runner.fetch_file(target, in_path, out_path.replace("\\", "/"), **self._lifetime())
         except Exception as e:
             # ansible.builtin.psrp's text for what the host or the controller's disk refused leads ours
             failed = isinstance(e, (HostError, LocalFileError)) and not isinstance(e, SessionOpenError)
@@ -905,12 +930,11 @@ class Connection(ConnectionBase):
 # -- configuration definitions, parsed once -----------------------------------------------------------------
 # Ansible parses DOCUMENTATION, with its fragments, into the plugin's configuration definitions in every process
 # that loads the plugin, and each task's worker fork is one: about 10 ms of YAML per task, as much as the rest of
-# a warm pinned task costs the controller. _CONFIG_DEFINITIONS is that parse, generated from DOCUMENTATION (python
-# -m tests.unit.plugins.connection._config_definitions --write) and compared with Ansible's own parse by the unit
-# tests. On the ansible-core versions it was compared on, loading the plugin registers it, so Ansible finds the
-# definitions present and skips the parse; any other version parses DOCUMENTATION as usual.
-# The JSON is written as short adjacent string literals, which Python joins when it compiles the file, so every
-# line stays within ansible-test's pep8 line length.
+# a warm pinned task costs the controller. plugin_utils/_option_definitions.py carries that parse, generated from
+# DOCUMENTATION (python -m tests.unit.plugins.connection._config_definitions --write) and compared with Ansible's own
+# parse by the unit tests. On the ansible-core versions it was compared on, loading the plugin registers it (less
+# `choices:`, which the spec checks with its own messages), so Ansible finds the definitions present and skips the
+# parse; any other version parses DOCUMENTATION as usual, and then checks the choices itself.
 CONFIG_DEFINITIONS_CHECKED_ON = ("2.20", "2.21")
 
 
@@ -922,259 +946,10 @@ def register_config_definitions(name: str = __name__) -> bool:
         return False
     if C.config.has_configuration_definition("connection", name):
         return False
-    C.config.initialize_plugin_configuration_definitions("connection", name, json.loads(_CONFIG_DEFINITIONS))
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._option_definitions import for_ansible
+
+    C.config.initialize_plugin_configuration_definitions("connection", name, for_ansible())
     return True
 
-
-_CONFIG_DEFINITIONS = (
-    '{\n'
-    '"remote_addr": {"description":["The hostname or IP address of the remote host."],"default":"'
-    'inventory_hostname","type":"str","vars":[{"name":"inventory_hostname"},{"name":"ansible_host"},'
-    '{"name":"ansible_psrp_host"}]},\n'
-    '"remote_user": {"description":["The user to log in as."],"type":"str","vars":[{"name":"ansible'
-    '_user"},{"name":"ansible_psrp_user"}],"keyword":[{"name":"remote_user"}]},\n'
-    '"remote_password": {"description":["Authentication password for the O(remote_user). Can be supplied a'
-    's CLI option.","With a password, V(kerberos) (and V(negotiate) with a C(user@REALM) name) get the session\'s own ticke'
-    "t from the KDC into a private in-memory cache, without C(kinit) and without touching the user's "
-    'cache.","Without a password, V(kerberos) and V(negotiate) use the tickets of the run\'s own credential cach'
-    'e (C(KRB5CCNAME), else the default cache of its C(krb5.conf)) or client keytab (C(KRB5_CLIENT_KTNAME)); a pi'
-    'nned session is bound to that cache and its principal, so runs with other tickets get their own."],'
-    '"type":"str","vars":[{"name":"ansible_password"},{"name":"ansible_winrm_pass"},{"name":"ansible_winrm_pa'
-    'ssword"}],"aliases":["password"]},\n'
-    '"port": {"description":["The port for PSRP to connect on the remote target.","Default is V(5986) if O(protocol) is no'
-    't defined or is V(https), otherwise the port is V(5985)."],"type":"int","vars":[{"name":"ans'
-    'ible_port"},{"name":"ansible_psrp_port"}],"keyword":[{"name":"port"}]},\n'
-    '"protocol": {"description":["One of V(http) or V(https); anything else is refused naming C(a'
-    'nsible_psrp_protocol).","Set the protocol to use for the connection.","Default is V(https) if O(port) is not defin'
-    'ed or O(port) is not V(5985)."],"type":"str","vars":[{"name":"ansible_psrp_protocol"}]},\n'
-    '"path": {"description":["The URI path to connect to."],"type":"str","vars":[{"name":"ansible_p'
-    'srp_path"}],"default":"wsman"},\n'
-    '"auth": {"description":["One of V(basic), V(certificate), V(negotiate), V(kerberos), V(ntlm) '
-    'or V(credssp).","The authentication protocol to use when authenticating the remote user.","The'
-    ' default, V(negotiate), will attempt to use Kerberos (V(kerberos)) if it is available and fall back to NTLM (V(ntlm))'
-    ' if it isn\'t."],"type":"str","vars":[{"name":"ansible_psrp_auth"}],"default":"negotiate"},\n'
-    '"cert_validation": {"description":["One of V(validate) or V(ignore).","Whether to validate the'
-    ' remote server\'s certificate or not.","Set to V(ignore) to not validate any certificates.","O(ca_cert) can be'
-    ' set to the path of a PEM certificate chain to use in the validation.","Through a proxy, V'
-    '(ignore) means the TLS to the host cannot keep the proxy out, so the rules for C(http) apply (R1, R'
-    '3) - O(auth=basic), O(auth=certificate), O(message_encryption=never) and O(negotiate_send_cbt=false) '
-    'are refused, and O(message_encryption=auto) encrypts WinRM messages inside the TLS. Unlike a'
-    'nsible.builtin.psrp, which accepts them."],"default":"validate","type":"str","vars":[{"name":"an'
-    'sible_psrp_cert_validation"}]},\n'
-    '"ca_cert": {"description":["The path to a PEM certificate chain to use when validating the ser'
-    'ver\'s certificate.","This value is ignored if O(cert_validation) is set to V(ignore).","When unset, the '
-    'bundle named by the C(REQUESTS_CA_BUNDLE) or C(CURL_CA_BUNDLE) environment variable is used (also for an '
-    'V(https://) proxy without O(proxy_ca_cert)), as ansible.builtin.psrp does, else the system trust '
-    'store."],"type":"path","vars":[{"name":"ansible_psrp_cert_trust_path"},{"name":"ansible_psrp_ca_cert"}'
-    '],"aliases":["cert_trust_path"]},\n'
-    '"connection_timeout": {"description":["The connection timeout for making the request to the remote '
-    'host (and to the proxy).","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psrp_co'
-    'nnection_timeout"}],"default":30},\n'
-    '"read_timeout": {"description":["The read timeout for receiving data from the remote host.","This v'
-    'alue must always be greater than O(operation_timeout). When it is not, it is raised to O(operation_ti'
-    "meout) + 5 (a quiet command's Receive is answered only when the operation timeout runs out),"
-    ' and C(-vvv) says so.","This is measured in seconds."],"type":"int","vars":[{"name":"ansible_psr'
-    'p_read_timeout"}],"default":30},\n'
-    '"reconnection_retries": {"description":["The number of retries on connection errors.","Retrie'
-    'd, with O(reconnection_backoff) between attempts, are a refused or timed-out connection to the host or the p'
-    'roxy, a connection reset before the request was fully sent, and HTTP 425, 429 and 503 answers (the host did not proces'
-    's the request; a C(Retry-After) of up to 60 seconds is honoured). A request whose outcome '
-    'on the host is unknown is never resent, so no command runs twice.","Re-authentication after '
-    'a proxy dropped the connection (rule R5) is tried at least once whatever this value, and only where resending is '
-    'safe."],"type":"int","vars":[{"name":"ansible_psrp_reconnection_retries"}],"default":0},\n'
-    '"reconnection_backoff": {"description":["The backoff time to use in between reconnection attempts.'
-    ' (First sleeps X, then sleeps 2*X, then sleeps 4*X, ...)","This is measured in seconds."],'
-    '"type":"int","vars":[{"name":"ansible_psrp_connection_backoff"},{"name":"ansible_psrp_reconne'
-    'ction_backoff"}],"default":2},\n'
-    '"message_encryption": {"description":["One of V(auto), V(always) or V(never).","Controls the mes'
-    'sage encryption settings, this is different from TLS encryption when O(protocol) is V(https).","Only the auth protoco'
-    'ls V(negotiate), V(kerberos), V(ntlm), and V(credssp) can do message encryption. The other authentica'
-    'tion protocols only support encryption when V(protocol) is set to V(https).","V(auto) means message encryption is onl'
-    'y used when not using TLS/HTTPS, or through a proxy with O(cert_validation=ignore) (where TLS pr'
-    'oves nothing about who reads the messages).","V(always) is the same as V(auto) but message encryption is '
-    'always used even when running over TLS/HTTPS.","V(never) disables any encryption checks that are in place wh'
-    'en running over HTTP and disables any authentication encryption processes. It is refused when the c'
-    'onnection goes through a proxy over HTTP (rule R3)."],"type":"str","vars":[{"name":"ansible_psrp_messag'
-    'e_encryption"}],"default":"auto"},\n'
-    '"ignore_proxy": {"description":["Never use proxy settings from the environment, even with O(proxy_from_en'
-    'v).","This option is ignored if O(proxy) is set.","Unlike ansible.builtin.psrp, environment proxi'
-    'es are already ignored unless O(proxy_from_env) is set."],"vars":[{"name":"ansible_psrp_ignore_proxy"}'
-    '],"type":"bool","default":false},\n'
-    '"certificate_key_pem": {"description":["The local path to an X509 certificate key to use with certificate auth.","'
-    'If the certificate key is encrypted then O(certificate_key_password) must also be set."],"type":"path","vars":[{"name"'
-    ':"ansible_psrp_certificate_key_pem"}]},\n'
-    '"certificate_pem": {"description":["The local path to an X509 certificate to use with certificat'
-    'e auth."],"type":"path","vars":[{"name":"ansible_psrp_certificate_pem"}]},\n'
-    '"certificate_key_password": {"description":["The password for the O(certificate_key_pem) key file if it is e'
-    'ncrypted."],"type":"str","vars":[{"name":"ansible_psrp_certificate_key_password"}]},\n'
-    '"credssp_auth_mechanism": {"description":["One of V(auto), V(kerberos) or V(ntlm).","The sub authen'
-    'tication mechanism to use with CredSSP auth.","When V(auto), both Kerberos and NTLM is atte'
-    'mpted with kerberos being preferred."],"type":"str","default":"auto","vars":[{"name":"ansible_p'
-    'srp_credssp_auth_mechanism"}]},\n'
-    '"credssp_disable_tlsv1_2": {"description":["Disables the use of TLSv1.2 on the CredSSP authe'
-    'ntication channel.","This should not be set to V(yes) unless dealing with a host that does not have TLSv1.2."],"'
-    'default":false,"type":"bool","vars":[{"name":"ansible_psrp_credssp_disable_tlsv1_2"}]},\n'
-    '"credssp_minimum_version": {"description":["The minimum CredSSP server authentication versio'
-    'n that will be accepted.","Set to V(5) to ensure the server has been patched and is not vulnerable to CVE 2018-088'
-    '6."],"default":2,"type":"int","vars":[{"name":"ansible_psrp_credssp_minimum_version"}]},\n'
-    '"negotiate_delegate": {"description":["Allow the remote user the ability to delegate it\'s credentials to another '
-    'server, i.e. credential delegation.","Only valid when Kerberos was the negotiated auth or was explicitl'
-    'y set as the authentication.","Ignored when NTLM was the negotiated auth."],"type":"bool","vars":[{"name":"a'
-    'nsible_psrp_negotiate_delegate"}]},\n'
-    '"negotiate_hostname_override": {"description":["Override the remote hostname when searching for the host '
-    'in the Kerberos lookup.","This allows Ansible to connect over IP but authenticate with the remote server usi'
-    'ng it\'s DNS name.","Only valid when Kerberos was the negotiated auth or was explicitly set as the a'
-    'uthentication.","Ignored when NTLM was the negotiated auth."],"type":"str","vars":[{"name":"ansible_psr'
-    'p_negotiate_hostname_override"}]},\n'
-    '"negotiate_send_cbt": {"description":["Send the Channel Binding Token (CBT) structure when a'
-    'uthenticating.","CBT is used to provide extra protection against Man in the Middle C(MitM) att'
-    'acks by binding the outer transport channel to the auth channel.","CBT is not used when using just C(HTTP), only C(HT'
-    'TPS)."],"default":true,"type":"bool","vars":[{"name":"ansible_psrp_negotiate_send_cbt"}]},\n'
-    '"negotiate_service": {"description":["Override the service part of the SPN used during Kerberos authentic'
-    'ation.","Only valid when Kerberos was the negotiated auth or was explicitly set as the authentica'
-    'tion.","Ignored when NTLM was the negotiated auth."],"default":"host","type":"str","vars":[{"name":"an'
-    'sible_psrp_negotiate_service"}]},\n'
-    '"operation_timeout": {"description":["Sets the WSMan timeout for each operation.","This is measured in seco'
-    'nds.","This should not exceed the value for O(connection_timeout)."],"type":"int","vars":[{"name":"ansible_psrp'
-    '_operation_timeout"}],"default":20},\n'
-    '"max_envelope_size": {"description":["Sets the maximum size of each WSMan message sent to the remote host.","This is '
-    'measured in bytes.","Defaults to C(150KiB) for compatibility with older hosts."],"type":"int'
-    '","vars":[{"name":"ansible_psrp_max_envelope_size"}],"default":153600},\n'
-    '"configuration_name": {"description":["The name of the PowerShell configuration endpoint to connect to."],"type":"s'
-    'tr","vars":[{"name":"ansible_psrp_configuration_name"}],"default":"Microsoft.PowerShell"},\n'
-    '"no_profile": {"description":["Do not load the user\'s PowerShell profile when connecting."],"t'
-    'ype":"bool","default":false,"vars":[{"name":"ansible_psrp_no_profile"}]},\n'
-    '"kerberos_config": {"description":["Path to the C(krb5.conf) (realms, KDCs, encryption types) '
-    "for this host's Kerberos, V(kerberos) or V(negotiate), to the host and to a proxy. The task's process a"
-    "nd its pin daemon read this file, not the controller's C(/etc/krb5.conf) nor C(KRB5_CONFIG); runs naming "
-    'different files use different daemons.","Unset, the C(KRB5_CONFIG) of the run (else C(/etc/krb5.c'
-    'onf)) is used, as ansible.builtin.psrp does."],"type":"path","vars":[{"name":"ansible_psrp_kerberos_co'
-    'nfig"}],"version_added":"1.0.0"},\n'
-    '"kerberos_keytab": {"description":["Path to a client keytab holding the key of O(remote_user) (or of'
-    ' O(proxy_user) for a proxy login without a password). The session gets its own ticket from it, without C(kinit'
-    ') and without touching any credential cache of the user.","With a password (O(remote_password)) no keytab is nee'
-    'ded for that either - V(kerberos) (and V(negotiate) with a C(user@REALM) name) log on to the KDC themse'
-    'lves into a private in-memory cache of the session."],"type":"path","vars":[{"name":"ansible_psrp_kerberos_'
-    'keytab"}],"version_added":"1.0.0"},\n'
-    '"max_output_mb": {"description":["The most output (stdout and stderr together, in MiB) one command may return. Past i'
-    't the command is stopped on the host and the task fails naming this option.","Output streams fro'
-    "m the host to the task piece by piece and is held whole only in the task's own process, as Ansible needs "
-    'it there.","V(0) sets no bound, as ansible.builtin.psrp, which keeps all of it in memory several times over '
-    'until the controller runs out."],"type":"int","default":256,"vars":[{"name":"ansible_psrp_max_outpu'
-    't_mb"}],"env":[{"name":"ANSIBLE_PSRP_MAX_OUTPUT_MB"}],"ini":[{"section":"pinned_winrm","key":"max_outp'
-    'ut_mb"}],"version_added":"1.0.0"},\n'
-    '"persist": {"description":["Keep the authenticated session in a local per-user daemon and reuse it for the nex'
-    't tasks and playbook runs against the same host with the same settings and credentials.","V(false) opens and clo'
-    'ses a session for every task, like ansible.builtin.psrp."],"type":"bool","default":true,"vars":[{"name"'
-    ':"ansible_psrp_persist"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST"}],"ini":[{"section":"pinned_winrm","key":"p'
-    'ersist"}],"version_added":"1.0.0"},\n'
-    '"persist_idle_timeout": {"description":["Seconds a pinned session may stay unused before the daemon closes it (a'
-    'nd the daemon exits when it holds none).","When runs with different values share a session, the shorter wins; a la'
-    'ter run never extends it."],"type":"int","default":60,"vars":[{"name":"ansible_psrp_persist_idle_timeout"'
-    '}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_IDLE_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_idle_'
-    'timeout"}],"version_added":"1.0.0"},\n'
-    '"persist_max_age": {"description":["Seconds after which a pinned session is closed and opened anew, even if in u'
-    'se (a bound on how long one authentication is trusted).","When runs with different values share a session, the shor'
-    'ter wins; a later run never extends it."],"type":"int","default":3600,"vars":[{"name":"ansible_psrp_persi'
-    'st_max_age"}],"env":[{"name":"ANSIBLE_PSRP_PERSIST_MAX_AGE"}],"ini":[{"section":"pinned_winrm","key":"persist_'
-    'max_age"}],"version_added":"1.0.0"},\n'
-    '"persist_max_tasks": {"description":["How many tasks a pinned session\'s Runspace Pool runs before it is close'
-    'd and a new one opened (a new C(wsmprovhost.exe) process on the host), between two tasks, neve'
-    'r during one. Each exec, put or fetch counts; a module task is usually one.","Bounds what a long-lived host pr'
-    'ocess keeps that no restore can put back (loaded .NET assemblies, static state of compiled'
-    " types). The pool is also recycled, whatever this count, before its process nears the host's C(MaxM"
-    'emoryPerShellMB), and when a task left state it cannot put back.","V(0) recycles only for memory and s'
-    'tate."],"type":"int","default":100,"vars":[{"name":"ansible_psrp_persist_max_tasks"}],"env":['
-    '{"name":"ANSIBLE_PSRP_PERSIST_MAX_TASKS"}],"ini":[{"section":"pinned_winrm","key":"persist_max_ta'
-    'sks"}],"version_added":"1.0.0"},\n'
-    '"persist_pool_size": {"description":["How many sessions the daemon may open to one host with the same s'
-    'ettings when tasks overlap (two playbooks at once, or free strategy). A task waits for a free session whe'
-    'n all are busy."],"type":"int","default":2,"vars":[{"name":"ansible_psrp_persist_pool_size"}],"e'
-    'nv":[{"name":"ANSIBLE_PSRP_PERSIST_POOL_SIZE"}],"ini":[{"section":"pinned_winrm","key":"persist_pool_'
-    'size"}],"version_added":"1.0.0"},\n'
-    '"persist_command_timeout": {"description":["Seconds a task may run on its session before i'
-    't is stopped, its session closed and the host reported unreachable, with and without persistence.","Bound'
-    's the whole task however the host answers (a peer sending a byte at a time included); each single answer is bounded '
-    'by O(read_timeout) anyway.","V(0), the default, sets no bound, like ansible.builtin.psrp. The outcome of a stopped tas'
-    'k on the host is unknown."],"type":"int","default":0,"vars":[{"name":"ansible_psrp_persist_command_timeout"}'
-    '],"env":[{"name":"ANSIBLE_PSRP_PERSIST_COMMAND_TIMEOUT"}],"ini":[{"section":"pinned_winrm","key":"persist_command'
-    '_timeout"}],"version_added":"1.0.0"},\n'
-    '"persist_dir": {"description":["Directory under which the daemon\'s private socket directory is '
-    'created (mode 0700, one per user).","Defaults to Ansible\'s persistent connection control path dir'
-    'ectory (C(~/.ansible/pc))."],"type":"path","vars":[{"name":"ansible_psrp_persist_dir"}],"'
-    'env":[{"name":"ANSIBLE_PSRP_PERSIST_DIR"}],"ini":[{"section":"pinned_winrm","key":"persist_di'
-    'r"}],"version_added":"1.0.0"},\n'
-    '"pipelining": {"default":false,"description":["Pipelining reduces the number of connection opera'
-    'tions required to execute a module on the remote server, by executing many Ansible modules without actual file '
-    'transfers.","This can result in a very significant performance improvement when enabled.",'
-    '"However this can conflict with privilege escalation (C(become)). For example, when using sudo operat'
-    'ions you must first disable C(requiretty) in the sudoers file for the target hosts, which is why this '
-    'feature is disabled by default."],"env":[{"name":"ANSIBLE_PIPELINING"}],"ini":[{"section":"def'
-    'aults","key":"pipelining"},{"section":"connection","key":"pipelining"}],"type":"boolean","vars":['
-    '{"name":"ansible_pipelining"}]},\n'
-    '"proxy": {"description":["URL of the proxy between the controller and the Windows host, V(http://proxy:3128'
-    '), V(https://proxy:3129) (TLS to the proxy), or a SOCKS5 proxy, V(socks5://bastion:1080) (the co'
-    'ntroller resolves the host\'s name) or V(socks5h://bastion:1080) (the proxy resolves it).","HTTPS endpoints go throug'
-    'h a CONNECT tunnel; HTTP endpoints are forwarded (or tunnelled with O(proxy_tunnel)). A SOCKS5 proxy '
-    'relays one stream to the host for either.","A SOCKS5 proxy takes O(proxy_user) and O(proxy_password) (RFC 1929), whic'
-    'h need an V(https) endpoint (rule R1) and, since RFC 1929 sends the password in clear, O(proxy_a'
-    'llow_basic_over_http). SOCKS4 is not supported. SOCKS needs the python-socks library.","Credentials embed'
-    'ded in the URL (V(http://user:pass@proxy:3128)) are taken as O(proxy_user) and O(proxy_password) with O(prox'
-    'y_auth=basic), as ansible.builtin.psrp users write them.","The proxy is used only as configured her'
-    'e; environment variables are ignored unless O(proxy_from_env) is set (rule R7)."],"type":"str","vars":'
-    '[{"name":"ansible_psrp_proxy"}]},\n'
-    '"proxy_auth": {"description":["How to authenticate to the proxy, independently of O(auth) for the host (rule R2'
-    '), one of V(basic), V(digest), V(ntlm), V(negotiate) or V(kerberos).","V(basic) and V(digest) se'
-    'nd O(proxy_user)/O(proxy_password); V(ntlm) runs the NTLM handshake on the CONNECT connection; V(negotiate) and '
-    'V(kerberos) use Kerberos (a ticket for C(HTTP/<proxy host>)) with the given credentials or t'
-    'he caller\'s credential cache.","Default is V(basic) when O(proxy_user) is set, otherwise no proxy auth'
-    'entication.","Proxy authentication needs an HTTPS endpoint (rule R1). V(basic) also needs an V(https://)'
-    ' proxy, since it sends the password itself, unless O(proxy_allow_basic_over_http) accepts that r'
-    'isk."],"type":"str","vars":[{"name":"ansible_psrp_proxy_auth"}],"version_added":"1.0.0","version_ad'
-    'ded_collection":"pinned.winrm"},\n'
-    '"proxy_allow_basic_over_http": {"description":["Accept V(basic) proxy authentication (or credentials in'
-    ' the proxy URL) with an V(http://) proxy, which sends the proxy password readable (base64'
-    ') on the network between the controller and the proxy.","Also required for a password to a SOCKS5 proxy'
-    ' (O(proxy) V(socks5://)), which RFC 1929 sends in clear.","For proxies that offer nothing else. The connection to '
-    "the Windows host must still be HTTPS (rule R1), as PowerShell's own WinRM client requires; the host's credentials and"
-    ' messages stay inside TLS.","Every run prints a warning naming the proxy and the proxy user."],"type":"boo'
-    'l","default":false,"vars":[{"name":"ansible_psrp_proxy_allow_basic_over_http"}],"version_added":"1.0.0","versio'
-    'n_added_collection":"pinned.winrm"},\n'
-    '"proxy_user": {"description":["The proxy account\'s user name, never sent to the Windows host (ru'
-    'le R2)."],"type":"str","vars":[{"name":"ansible_psrp_proxy_user"}],"version_added":"1.0.0","version_a'
-    'dded_collection":"pinned.winrm"},\n'
-    '"proxy_password": {"description":["The proxy account\'s password, never sent to the Windows host (rule R2). U'
-    'se Ansible Vault."],"type":"str","vars":[{"name":"ansible_psrp_proxy_password"}],"version_added":"1.0.0","versi'
-    'on_added_collection":"pinned.winrm"},\n'
-    '"proxy_negotiate_hostname_override": {"description":["The proxy\'s host name in its Kerberos service p'
-    'rincipal (C(HTTP/<name>)) for O(proxy_auth=negotiate) or O(proxy_auth=kerberos), when O(proxy) names i'
-    't by IP address or another alias.","Defaults to the host part of O(proxy)."],"type":"str","var'
-    's":[{"name":"ansible_psrp_proxy_negotiate_hostname_override"}],"version_added":"1.0.0","version_ad'
-    'ded_collection":"pinned.winrm"},\n'
-    '"proxy_negotiate_service": {"description":["The service part of the proxy\'s Kerberos service principal."],"ty'
-    'pe":"str","default":"HTTP","vars":[{"name":"ansible_psrp_proxy_negotiate_service"}],"version_added":"1.0.0","versi'
-    'on_added_collection":"pinned.winrm"},\n'
-    '"proxy_ca_cert": {"description":["Path to a PEM CA bundle that verifies the certificate of an V(https:/'
-    '/) proxy.","Only valid with an V(https://) O(proxy); the system trust store is used when unset.'
-    '"],"type":"path","vars":[{"name":"ansible_psrp_proxy_ca_cert"}],"version_added":"1.0.0","version_ad'
-    'ded_collection":"pinned.winrm"},\n'
-    '"proxy_bypass": {"description":["Hosts reached directly, without the proxy. Each entry is a host'
-    ' name (V(win01.corp.example)), a suffix wildcard (V(*.corp.example) or V(.corp.example)), an IP address, '
-    'a CIDR range (V(10.20.0.0/16)), V(<local>) for names without a dot, or V(*) for every host.","Matched agains'
-    't the Windows host\'s address (O(remote_addr)). A comma-separated string is accepted too."],"type":"'
-    'list","elements":"str","vars":[{"name":"ansible_psrp_proxy_bypass"}],"version_added":"1.0.0","version_'
-    'added_collection":"pinned.winrm"},\n'
-    '"proxy_from_env": {"description":["Use C(HTTPS_PROXY)/C(HTTP_PROXY)/C(ALL_PROXY) and C(NO_PROXY) from the co'
-    'ntroller\'s environment when O(proxy) is not set.","Off by default, like the WinRM client of Windows, so that an'
-    ' internet proxy configured for other tools never receives WinRM traffic by surprise (rule R7)."],"type'
-    '":"bool","default":false,"vars":[{"name":"ansible_psrp_proxy_from_env"}],"version_added":"1.0.0","version'
-    '_added_collection":"pinned.winrm"},\n'
-    '"proxy_tunnel": {"description":["Use a CONNECT tunnel through the proxy for V(http://) endpoints too, instead'
-    ' of forwarding each request.","The fix for proxies that do not keep connection affinity (NTLM/Kerberos over HTT'
-    'P then fails there with an error naming the proxy; rule R5). HTTPS endpoints always use a tunnel."],"t'
-    'ype":"bool","default":false,"vars":[{"name":"ansible_psrp_proxy_tunnel"}],"version_added":"1.0.0","versio'
-    'n_added_collection":"pinned.winrm"}\n'
-    '}'
-)  # end of _CONFIG_DEFINITIONS
 
 register_config_definitions()

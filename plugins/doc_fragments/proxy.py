@@ -26,8 +26,7 @@ options:
     - name: ansible_psrp_proxy
   proxy_auth:
     description:
-    - How to authenticate to the proxy, independently of O(auth) for the host (rule R2), one of V(basic),
-      V(digest), V(ntlm), V(negotiate) or V(kerberos).
+    - How to authenticate to the proxy, independently of O(auth) for the host (rule R2).
     - V(basic) and V(digest) send O(proxy_user)/O(proxy_password); V(ntlm) runs the NTLM handshake on the
       CONNECT connection; V(negotiate) and V(kerberos) use Kerberos (a ticket for C(HTTP/<proxy host>)) with
       the given credentials or the caller's credential cache.
@@ -35,6 +34,12 @@ options:
     - Proxy authentication needs an HTTPS endpoint (rule R1). V(basic) also needs an V(https://) proxy, since it
       sends the password itself, unless O(proxy_allow_basic_over_http) accepts that risk.
     type: str
+    choices:
+    - basic
+    - digest
+    - ntlm
+    - negotiate
+    - kerberos
     vars:
     - name: ansible_psrp_proxy_auth
     version_added: 1.0.0

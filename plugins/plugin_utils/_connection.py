@@ -75,6 +75,7 @@ class SocketStream:
         self.peer = peer
         self.bytes_in = 0
         self.bytes_out = 0
+        self.bytes_accounted = (0, 0)  # (in, out) the transport's stats already counted
         self._pushback = b""
         self.deadline: float | None = None
 

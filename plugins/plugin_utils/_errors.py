@@ -96,10 +96,11 @@ class UnexpectedError(PinnedError):
 class HostError(PinnedError):
     """The Windows host answered a task's request with an HTTP error or a WS-Management fault."""
 
-    def __init__(self, message: str, status: int | None = None, body: bytes = b"") -> None:
+    def __init__(self, message: str, status: int | None = None, body: bytes = b"", code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.code = code  # the WS-Management fault code (_wsman_faults.WSManFault), when the host sent a fault
 
 
 class SessionOpenError(HostError):

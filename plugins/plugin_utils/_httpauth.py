@@ -156,12 +156,15 @@ class AuthProvider:
 
     #: a provider whose state survives a new TCP connection (Basic, Digest)
     resumable = False
-    #: WinRM message encryption protocol once complete, None if the scheme cannot encrypt
-    encryption_protocol: str | None = None
 
     def __init__(self) -> None:
         self.complete = False
         self.label = ""
+
+    @property
+    def encryption_protocol(self) -> str | None:
+        """WinRM message encryption protocol once complete, None if the scheme cannot encrypt."""
+        return None
 
     def preemptive(self) -> str | None:
         """A header value to send on every request before any challenge, or None."""
@@ -388,7 +391,7 @@ class SpnegoAuth(AuthProvider):
         self.complete = True
 
     @property
-    def encryption_protocol(self) -> str | None:  # type: ignore[override]
+    def encryption_protocol(self) -> str | None:
         return ENC_KERBEROS if self.label.lower() == "kerberos" else ENC_SPNEGO
 
 
@@ -447,7 +450,7 @@ class CredSSPAuth(SpnegoAuth):
         self.complete = True
 
     @property
-    def encryption_protocol(self) -> str | None:  # type: ignore[override]
+    def encryption_protocol(self) -> str | None:
         return ENC_CREDSSP
 
 
@@ -542,4 +545,5 @@ def certificate_binding(der: bytes | None) -> bytes | None:
         return None
     from pypsrp.negotiate import HTTPNegotiateAuth  # reuse pypsrp's hash choice (SHA-256 for MD5/SHA-1 certs)
 
-    return b"tls-server-end-point:" + HTTPNegotiateAuth._get_certificate_hash(der)
+    certificate_hash: t.Callable[[bytes], bytes] = HTTPNegotiateAuth._get_certificate_hash  # unannotated upstream
+    return b"tls-server-end-point:" + certificate_hash(der)

@@ -13,8 +13,10 @@ import os
 import typing as t
 
 from ._errors import LocalFileError, TransportError
-from ._pin_client import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AGE, ExecResult, write_verified
+from ._pin_client import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AGE, SessionOptions, write_verified
 from ._pin_start import check_packages
+from ._runner import ExecResult, TaskReport
+from ._session_report import command_deadline, pool_rebuilds, reauth_reasons, session_unusable, task_report
 
 if t.TYPE_CHECKING:
     from ._spec import SessionSpec
@@ -34,9 +36,20 @@ class LocalRunner:
         self._events: list[tuple[str, str]] = []
         self._rebuilds_before = 0
         self._key = os.urandom(32)
+        self._notes: list[tuple[str, str]] = []
 
-    def _take(self, spec: SessionSpec) -> tuple[t.Any, str, dict[str, int]]:
+    def _spec(self, target: SessionSpec | SessionOptions) -> SessionSpec:
+        """The spec to open: the plugin builds it (persistence off); options are validated here as the daemon does."""
+        if not isinstance(target, SessionOptions):
+            return target
+        from ._spec import build_spec
+
+        self._notes = []
+        return build_spec(dict(target.options), dict(target.environ), self._notes)
+
+    def _take(self, target: SessionSpec | SessionOptions) -> tuple[t.Any, str, dict[str, int]]:
         check_packages()
+        spec = self._spec(target)
         pin = spec.pin_key(self._key)
         if self._session is not None and pin != self._pin:
             self.release()  # a different spec never rides this session
@@ -51,8 +64,6 @@ class LocalRunner:
             self._pin = pin
         self._events = []
         session = self._session
-        from ._pin_daemon import pool_rebuilds, reauth_reasons
-
         self._rebuilds_before = pool_rebuilds(session)
         try:
             status = str(session.ensure_ready())
@@ -62,32 +73,27 @@ class LocalRunner:
 
         return session, status, reauth_reasons(session)
 
-    def _info(self, status: str, before: dict[str, int]) -> dict[str, t.Any]:
-        from ._pin_daemon import task_report
-
-        return {
-            **task_report(self._session, status, before, self._rebuilds_before),
-            "tasks": (getattr(self._session, "stats", None) or {}).get("tasks", 0),
-            "events": [list(e) for e in self._events],
-            "daemon_pid": None,
-        }
+    def _info(self, status: str, before: dict[str, int]) -> TaskReport:
+        info = task_report(self._session, status, before, self._rebuilds_before)
+        info["tasks"] = int((getattr(self._session, "stats", None) or {}).get("tasks", 0))
+        info["events"] = [list(e) for e in self._events]
+        info["daemon_pid"] = None
+        if self._notes:
+            info["notes"] = [list(n) for n in self._notes]
+        return info
 
     def _call(self, work: t.Callable[[], t.Any]) -> t.Any:
-        from ._pin_daemon import command_deadline
-
         try:
             with command_deadline(self._session, self.command_timeout):
                 return work()
         except BaseException as exc:
-            from ._pin_daemon import session_unusable
-
             if session_unusable(exc):
                 self.release()
             raise
 
     def exec(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         script: str,
         *,
         arguments: t.Sequence[t.Any] | None = None,
@@ -96,7 +102,7 @@ class LocalRunner:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
         max_output: int | None = None,
-    ) -> tuple[ExecResult, dict[str, t.Any]]:
+    ) -> tuple[ExecResult, TaskReport]:
         """Run a PowerShell script on this task's session."""
         session, status, before = self._take(spec)
         result = self._call(
@@ -107,13 +113,13 @@ class LocalRunner:
 
     def put_file(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         in_path: str,
         out_path: str,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """Stream the local file to the host in envelope-sized chunks."""
         session, status, before = self._take(spec)
         size = max(1024, int(session.put_chunk_size()))
@@ -132,31 +138,35 @@ class LocalRunner:
             sha1 = self._call(lambda: session.put_file(chunks(source), out_path))
         if sha1 != digest.hexdigest():
             raise TransportError(f"put_file: the host stored data hashing to {sha1} but {in_path} hashes to {digest.hexdigest()}")
-        return {**self._info(status, before), "sha1": sha1, "size": os.path.getsize(in_path)}
+        info = self._info(status, before)
+        info["sha1"], info["size"] = str(sha1), os.path.getsize(in_path)
+        return info
 
     def fetch_file(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         in_path: str,
         out_path: str,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """Stream the host's file into out_path via a temp file renamed once the host hash verified."""
         session, status, before = self._take(spec)
 
-        def receive(write: t.Callable[[bytes], None]) -> dict[str, t.Any]:
+        def receive(write: t.Callable[[bytes], None]) -> TaskReport:
             # Session.fetch_file verified the host's SHA-1 over these very bytes; hashing them again here
             # would only compare the stream with itself
             kind = self._call(lambda: session.fetch_file(in_path, write))
-            return {**self._info(status, before), "kind": kind}
+            info = self._info(status, before)
+            info["kind"] = kind
+            return info
 
         return write_verified(out_path, receive)
 
-    def reset(self, spec: SessionSpec) -> int:
+    def reset(self, spec: SessionSpec | SessionOptions) -> int:
         """Close this task's session if it belongs to `spec`."""
-        if self._session is None or spec.pin_key(self._key) != self._pin:
+        if self._session is None or self._spec(spec).pin_key(self._key) != self._pin:
             return 0
         self.release()
         return 1

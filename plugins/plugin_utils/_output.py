@@ -29,12 +29,16 @@ def render_object(output: t.Any) -> str:
     try:
         from pypsrp.complex_objects import GenericComplexObject
     except ImportError:  # pragma: no cover - the session needs pypsrp anyway
-        GenericComplexObject = ()  # type: ignore[assignment,misc]
+        return _render_plain(output)
     if isinstance(output, GenericComplexObject) and output.to_string is None:
         lines = list(output.property_sets)
         lines += [f"{k}: {v}" for k, v in output.adapted_properties.items()]
         lines += [f"{k}: {v}" for k, v in output.extended_properties.items()]
         return "\n".join(lines)
+    return _render_plain(output)
+
+
+def _render_plain(output: t.Any) -> str:
     if isinstance(output, bytes):
         return output.decode("utf-8", "replace")
     return "" if output is None else str(output)

@@ -7,19 +7,12 @@ it imports nothing a task on a running daemon does not use (no spec module,
 no pypsrp, no daemon start). _local_runner.LocalRunner (persistence off)
 offers the same interface on an in-process Session.
 
-Both offer (where ``spec`` is a SessionSpec, or for PinClient the SessionOptions the daemon validates):
-    exec(spec, script, *, arguments=None, input_lines=None, verbose_errors=False, idle_timeout, max_age,
-         max_output=None) -> (ExecResult, info)
-    put_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
-    fetch_file(spec, in_path, out_path, *, idle_timeout, max_age) -> info
-    reset(spec) -> int;  list_sessions() -> list[dict];  close(host) -> int;  release() -> None
-where ``info["session"]`` is 'opened', 'reused' or 'reopened: <why>' and
-``info["reauths"]`` counts the transport's re-authentications during the call.
+Both satisfy ``_runner.Runner`` (exec, put_file, fetch_file, reset, list_sessions, close, release), returning
+``_runner.ExecResult`` and ``_runner.TaskReport``.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import hashlib
 import logging
@@ -32,17 +25,20 @@ import typing as t
 
 from . import _pin_protocol as proto
 from ._errors import LocalFileError, TransportError
+from ._option_definitions import default
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
+from ._runner import ExecResult, TaskReport
 
 if t.TYPE_CHECKING:  # a task's worker imports this module: the spec module only where a spec is built
     from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)
 
-DEFAULT_IDLE_TIMEOUT = 60.0
-DEFAULT_MAX_AGE = 3600.0
-DEFAULT_POOL_MAX = 2
-DEFAULT_MAX_TASKS = 100  # ansible_psrp_persist_max_tasks (docs/pinning.md, "Recycling")
+# the documented defaults of ansible_psrp_persist_* (for callers that name none: the CLI, tests)
+DEFAULT_IDLE_TIMEOUT = float(default("persist_idle_timeout"))
+DEFAULT_MAX_AGE = float(default("persist_max_age"))
+DEFAULT_POOL_MAX = int(default("persist_pool_size"))
+DEFAULT_MAX_TASKS = int(default("persist_max_tasks"))  # docs/pinning.md, "Recycling"
 
 DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the host is unknown"
 
@@ -93,16 +89,12 @@ class SessionOptions:
         return str(self.options.get("remote_addr") or "")
 
 
-def session_fields(spec: SessionSpec | SessionOptions) -> dict[str, t.Any]:
-    """The request fields that name the session: the options to validate, or a spec built by the caller."""
+def address_session(request: proto.SessionRequest, spec: SessionSpec | SessionOptions) -> None:
+    """Add the fields that name the session: the options to validate, or a spec built by the caller."""
     if isinstance(spec, SessionOptions):
-        return {"options": spec.options, "environ": spec.environ}
-    return {"spec": spec.to_wire()}
-
-
-# Same shape as _session.ExecResult, kept here so the client never imports pypsrp (collections.namedtuple:
-# typing.NamedTuple's annotations cost every worker a compile each)
-ExecResult = collections.namedtuple("ExecResult", ("rc", "stdout", "stderr"))
+        request["options"], request["environ"] = spec.options, spec.environ
+    else:
+        request["spec"] = spec.to_wire()
 
 
 class _BeforeReady(Exception):
@@ -131,7 +123,7 @@ def _fetched_mode(out_path: str) -> int:
         return 0o666 & ~_umask()
 
 
-def write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], dict[str, t.Any]]) -> dict[str, t.Any]:
+def write_verified(out_path: str, receive: t.Callable[[t.Callable[[bytes], None]], TaskReport]) -> TaskReport:
     """Stream into a temp file beside out_path; rename only when `receive` returns (host hash verified).
 
     `receive(write)` calls write(chunk) per chunk and returns an info dict with "kind" and, when the bytes
@@ -250,9 +242,9 @@ class PinClient:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _simple(self, request: dict[str, t.Any], *, start: bool = False) -> dict[str, t.Any] | None:
+    def _simple(self, request: proto.Request, *, start: bool = False) -> dict[str, t.Any] | None:
         """One request, one reply; None when no daemon runs (and start is False)."""
-        request = {"v": PROTOCOL_VERSION, **request}
+        request = {**request, "v": PROTOCOL_VERSION}
         for attempt in range(2):
             sock = self._connect(start)
             if sock is None:
@@ -275,23 +267,23 @@ class PinClient:
 
     def _session_request(
         self,
-        request: dict[str, t.Any],
+        request: proto.SessionRequest,
         stream: t.Callable[[socket.socket, dict[str, t.Any]], None] | None = None,
         on_data: t.Callable[[bytes], None] | None = None,
         on_stream: t.Callable[[str], None] | None = None,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """exec/put/fetch: connect (starting the daemon), wait for "ready", stream, read the final reply.
 
         Data frames go to `on_data`; a {"stream": name} frame (exec output) to `on_stream`.
         """
-        request = {
+        envelope: proto.SessionRequest = {
             "v": PROTOCOL_VERSION,
             "pool_max": self.pool_max,
             "pool_wait": self.command_timeout,
             "max_tasks": self.max_tasks,
             "deadline_s": self.command_timeout,  # the daemon stops the task at it and answers why
-            **request,
         }
+        request = {**envelope, **request}
         for attempt in range(3):
             sock = self._connect(self.autostart)
             if sock is None:
@@ -326,7 +318,8 @@ class PinClient:
                         value.setdefault("session", ready.get("session"))
                         if ready.get("notes"):
                             value.setdefault("notes", ready["notes"])
-                        return value
+                        reply: TaskReport = value  # recv_frame: a JSON frame is a dict, here the task's report
+                        return reply
                 except (proto.PeerClosed, ConnectionError, proto.ProtocolError) as exc:
                     raise TransportError(f"{DAEMON_DIED} ({exc})") from exc
                 except TimeoutError as exc:
@@ -348,14 +341,17 @@ class PinClient:
         raise TransportError("unreachable")  # pragma: no cover
 
     @staticmethod
-    def _lifetime(idle_timeout: float, max_age: float) -> dict[str, float]:
-        return {"idle_timeout": float(idle_timeout), "max_age": float(max_age)}
+    def _address(request: proto.SessionRequest, spec: SessionSpec | SessionOptions, idle_timeout: float,
+                 max_age: float) -> None:
+        """The session `request` runs on, and how long it may live idle and in all."""
+        address_session(request, spec)
+        request["idle_timeout"], request["max_age"] = float(idle_timeout), float(max_age)
 
     # -- the plugin's operations --------------------------------------------------------
 
     def exec(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         script: str,
         *,
         arguments: t.Sequence[t.Any] | None = None,
@@ -364,18 +360,17 @@ class PinClient:
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
         max_output: int | None = None,
-    ) -> tuple[ExecResult, dict[str, t.Any]]:
+    ) -> tuple[ExecResult, TaskReport]:
         """Run a PowerShell script on the pinned session for `spec`; input lines and output are streamed."""
-        request = {
+        request: proto.ExecRequest = {
             "op": "exec",
-            **session_fields(spec),
             "script": script,
             "arguments": list(arguments) if arguments is not None else None,
             "verbose_errors": verbose_errors,
             "input": input_lines is not None,
             "max_output": max_output,
-            **self._lifetime(idle_timeout, max_age),
         }
+        self._address(request, spec, idle_timeout, max_age)
         output = {"stdout": bytearray(), "stderr": bytearray()}
         current = {"stream": "stdout"}
 
@@ -401,20 +396,21 @@ class PinClient:
 
     def put_file(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         in_path: str,
         out_path: str,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """Stream the local file `in_path` to `out_path` on the host; verified by SHA-1 end to end."""
         digest = hashlib.sha1()
         try:
             source = open(in_path, "rb")
         except OSError as exc:
             raise LocalFileError(f"put_file: cannot read {in_path} on the controller: {exc}") from exc
-        request = {"op": "put", **session_fields(spec), "out_path": out_path, **self._lifetime(idle_timeout, max_age)}
+        request: proto.PutRequest = {"op": "put", "out_path": out_path}
+        self._address(request, spec, idle_timeout, max_age)
 
         def stream(sock: socket.socket, ready: dict[str, t.Any]) -> None:
             while chunk := source.read(proto.DATA_CHUNK):
@@ -433,20 +429,23 @@ class PinClient:
 
     def fetch_file(
         self,
-        spec: SessionSpec,
+        spec: SessionSpec | SessionOptions,
         in_path: str,
         out_path: str,
         *,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_age: float = DEFAULT_MAX_AGE,
-    ) -> dict[str, t.Any]:
+    ) -> TaskReport:
         """Stream `in_path` from the host into `out_path`, via a temp file renamed once verified."""
-        request = {"op": "fetch", **session_fields(spec), "in_path": in_path, **self._lifetime(idle_timeout, max_age)}
+        request: proto.FetchRequest = {"op": "fetch", "in_path": in_path}
+        self._address(request, spec, idle_timeout, max_age)
         return write_verified(out_path, lambda write: self._session_request(request, on_data=write))
 
-    def reset(self, spec: SessionSpec) -> int:
+    def reset(self, spec: SessionSpec | SessionOptions) -> int:
         """Close the pinned sessions of this spec's pin key (meta: reset_connection); returns how many."""
-        reply = self._simple({"op": "reset", **session_fields(spec)})
+        request: proto.SessionRequest = {"op": "reset"}
+        address_session(request, spec)
+        reply = self._simple(request)
         return int(reply["closed"]) if reply else 0
 
     def list_sessions(self) -> list[dict[str, t.Any]]:
@@ -456,16 +455,17 @@ class PinClient:
 
     def close(self, host: str | None) -> int:
         """Close the pinned sessions to `host` (all when None); returns how many."""
-        reply = self._simple({"op": "close", "host": host})
+        request: proto.CloseRequest = {"op": "close", "host": host}
+        reply = self._simple(request)
         return int(reply["closed"]) if reply else 0
 
-    def hello(self) -> dict[str, t.Any] | None:
+    def hello(self) -> proto.HelloReply | None:
         """The running daemon's identity (pid, version, sessions), or None when none runs."""
-        return self._simple({"op": "hello"})
+        return t.cast("proto.HelloReply | None", self._simple({"op": "hello"}))  # the daemon's op_hello answer
 
-    def shutdown(self) -> dict[str, t.Any] | None:
+    def shutdown(self) -> proto.ClosedReply | None:
         """Close every session and stop the daemon."""
-        return self._simple({"op": "shutdown"})
+        return t.cast("proto.ClosedReply | None", self._simple({"op": "shutdown"}))  # op_shutdown's answer
 
     def release(self) -> None:
         """End of a task: the pinned session stays with the daemon, nothing to do."""

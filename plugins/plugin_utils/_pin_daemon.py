@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import dataclasses
 import hashlib
 import importlib
@@ -41,15 +40,20 @@ import typing as t
 import uuid
 
 from . import _pin_protocol as proto
-from ._errors import ConfigError, HostAuthError, HostError, PinnedError, PoolBusyError, TaskInterrupted, TransportError
+from ._errors import ConfigError, PinnedError, PoolBusyError, TaskInterrupted, TransportError
+from ._option_definitions import default
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
 from ._pin_process import PrivateLogHandler, in_dir, no_core_dumps, raise_open_files_limit
 from ._redaction import SecretRedactor, option_secrets, spec_secrets, wire_secrets
+from ._session_report import (command_deadline, pool_rebuilds, reauth_reasons, session_unusable, task_report,
+                              transport_reauths)
 from ._spec import SessionSpec, build_spec
+
+if t.TYPE_CHECKING:
+    from ._runner import TaskReport
 
 log = logging.getLogger("pinned.winrm.pin_daemon" if __name__ == "__main__" else __name__)
 
-DEFAULT_POOL_MAX = 2
 DEFAULT_POOL_WAIT = 300.0
 DEFAULT_EXIT_GRACE = 2.0
 # How long the daemon waits for a stalled client (mid-stream) before giving the session back.
@@ -103,90 +107,6 @@ class Slot:
         if now - self.last_used >= self.idle_timeout:
             return f"idle for {self.idle_timeout:g}s"
         return None
-
-
-def transport_reauths(session: t.Any) -> int:
-    """How many times the transport re-authenticated (its stats["reauths"]: {reason: count}); 0 before it exists."""
-    return sum(reauth_reasons(session).values())
-
-
-def reauth_reasons(session: t.Any) -> dict[str, int]:
-    """The transport's re-authentications by reason."""
-    stats = getattr(getattr(session, "transport", None), "stats", None) or {}
-    value = stats.get("reauths", 0) if isinstance(stats, dict) else 0
-    if isinstance(value, dict):
-        return {str(k): int(v) for k, v in value.items()}
-    return {"unspecified": int(value)} if isinstance(value, int) and value else {}
-
-
-def reauths_since(session: t.Any, before: dict[str, int]) -> dict[str, int]:
-    """Re-authentications by reason since `before` (a reauth_reasons() snapshot)."""
-    return {k: v - before.get(k, 0) for k, v in reauth_reasons(session).items() if v > before.get(k, 0)}
-
-
-def pool_rebuilds(session: t.Any) -> int:
-    """How many times the session rebuilt its Runspace Pool (a snapshot for task_report)."""
-    return int((getattr(session, "stats", None) or {}).get("pool_rebuilds", 0))
-
-
-def task_report(session: t.Any, status: str, reauths_before: dict[str, int], rebuilds_before: int) -> dict[str, t.Any]:
-    """What one task did to its session (the reply the plugin shows at -vvv), daemon and in-process alike."""
-    stats = getattr(session, "stats", None) or {}
-    this_task = reauths_since(session, reauths_before)
-    reasons = list(stats.get("rebuild_reasons", []))
-    if status == "reused" and int(stats.get("pool_rebuilds", 0)) > rebuilds_before and reasons:
-        status = f"reopened: {reasons[-1]}"  # the pool was rebuilt during the task (shell gone), not before it
-    return {
-        "ok": True,
-        "session": status,
-        "reauths": sum(this_task.values()),
-        "reauths_total": transport_reauths(session),
-        "reauth_reasons": this_task,
-        "pool_rebuilds": stats.get("pool_rebuilds", 0),
-        **_task_timing(session),
-    }
-
-
-def _task_timing(session: t.Any) -> dict[str, t.Any]:
-    """The task's phases and counts, and the -vvv line the plugin prints as is (_timing.py); {} without a clock."""
-    clock = getattr(session, "clock", None)
-    if clock is None:
-        return {}
-    from ._timing import timing_line
-
-    timing = clock.task_timing()
-    return {"timing": timing, "timing_line": timing_line(timing)}
-
-
-@contextlib.contextmanager
-def command_deadline(session: t.Any, seconds: t.Any) -> t.Iterator[None]:
-    """Bound one task by the plugin's ansible_psrp_persist_command_timeout (seconds; None or 0: no bound).
-
-    The session's transport refuses to wait past it (CommandTimeoutError), daemon and in-process alike.
-    """
-    setter = getattr(getattr(session, "transport", None), "set_command_deadline", None)
-    bound = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds > 0 else None
-    if setter is None or bound is None:
-        yield
-        return
-    setter(bound)
-    try:
-        yield
-    finally:
-        setter(None)
-
-
-def session_unusable(exc: BaseException) -> bool:
-    """Whether an error leaves the session unfit for the next task (then it is closed and dropped).
-
-    Transport failures and HTTP-level host errors (status set) may have left the connection or the
-    pool in an unknown state; a WS-Management fault or a failed transfer script leaves both intact.
-    """
-    if isinstance(exc, (TransportError, HostAuthError)):
-        return True
-    if isinstance(exc, HostError):
-        return exc.status is not None
-    return not isinstance(exc, PinnedError)
 
 
 class SessionTable:
@@ -535,7 +455,8 @@ class PinHandler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.settimeout(CLIENT_IO_TIMEOUT)
         try:
-            request = proto.recv_json(sock)
+            # a client's message, read as untrusted: each field is converted and checked where it is used
+            request = t.cast("proto.Request", proto.recv_json(sock))
         except (proto.PeerClosed, proto.ProtocolError, OSError) as exc:
             log.info("dropped a connection before its request: %s", exc)
             return
@@ -550,7 +471,7 @@ class PinHandler(socketserver.BaseRequestHandler):
         finally:
             redactor.forget(owner)
 
-    def _serve(self, sock: socket.socket, request: dict[str, t.Any], op: str, redactor: SecretRedactor) -> None:
+    def _serve(self, sock: socket.socket, request: proto.Request, op: str, redactor: SecretRedactor) -> None:
         try:
             if request.get("v") != PROTOCOL_VERSION:
                 raise ConfigError(
@@ -576,10 +497,10 @@ class PinHandler(socketserver.BaseRequestHandler):
 
     # -- simple requests -----------------------------------------------------
 
-    def op_hello(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_hello(self, sock: socket.socket, request: proto.Request) -> None:
         proto.send_json(sock, self._hello())
 
-    def _hello(self) -> dict[str, t.Any]:
+    def _hello(self) -> proto.HelloReply:
         return {
             "ok": True,
             "version": PROTOCOL_VERSION,
@@ -592,10 +513,10 @@ class PinHandler(socketserver.BaseRequestHandler):
             "dir": self.server.paths.dir,
         }
 
-    def op_list(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_list(self, sock: socket.socket, request: proto.Request) -> None:
         proto.send_json(sock, {"ok": True, "sessions": self.server.table.listing(), "daemon": self._hello()})
 
-    def op_close(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_close(self, sock: socket.socket, request: proto.CloseRequest) -> None:
         host = request.get("host")
         if host is None:
             count = self.server.table.close_where(lambda s: True, "closed on request (all)")
@@ -604,27 +525,28 @@ class PinHandler(socketserver.BaseRequestHandler):
             count = self.server.table.close_where(lambda s: s.host.lower() == wanted, f"closed on request ({host})")
         proto.send_json(sock, {"ok": True, "closed": count})
 
-    def op_reset(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_reset(self, sock: socket.socket, request: proto.SessionRequest) -> None:
         pin = self.server.table.pin_of(request_spec(request)[0])
         count = self.server.table.close_where(lambda s: s.pin == pin, "reset_connection")
         proto.send_json(sock, {"ok": True, "closed": count})
 
-    def op_shutdown(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
+    def op_shutdown(self, sock: socket.socket, request: proto.Request) -> None:
         count = self.server.table.close_where(lambda s: True, "daemon shutdown")
         proto.send_json(sock, {"ok": True, "closed": count, "pid": os.getpid()})
         self.server.stop_requested.set()
 
     # -- session requests ----------------------------------------------------
 
-    def _session_op(self, sock: socket.socket, request: dict[str, t.Any], work: t.Callable[[Slot], dict]) -> None:
+    def _session_op(self, sock: socket.socket, request: proto.SessionRequest, work: t.Callable[[Slot], TaskReport]) -> None:
         """Acquire a session, say ready, run `work`, reply, then finish the pipeline and release."""
         spec, notes = request_spec(request)
         table = self.server.table
         slot, status = table.acquire(
             spec,
-            idle_timeout=float(request.get("idle_timeout", 60.0)),
-            max_age=float(request.get("max_age", 3600.0)),
-            pool_max=int(request.get("pool_max", DEFAULT_POOL_MAX)),
+            # a request names these; the documented defaults stand in for one that does not
+            idle_timeout=float(request.get("idle_timeout", default("persist_idle_timeout"))),
+            max_age=float(request.get("max_age", default("persist_max_age"))),
+            pool_max=int(request.get("pool_max", default("persist_pool_size"))),
             wait=float(request.get("pool_wait") or DEFAULT_POOL_WAIT),
             abandoned=self.client_went_away,
         )
@@ -636,9 +558,9 @@ class PinHandler(socketserver.BaseRequestHandler):
         broken, reason = False, ""
         try:
             log.info("%s on %s: session %s %s", request.get("op"), spec.endpoint, slot.id, status)
-            ready: dict[str, t.Any] = {"ready": True, "session": status, "session_id": slot.id}
+            ready: proto.ReadyReply = {"ready": True, "session": status, "session_id": slot.id}
             if notes:
-                ready["notes"] = notes
+                ready["notes"] = [list(n) for n in notes]
             if request.get("op") == "put":
                 ready["chunk_size"] = int(slot.session.put_chunk_size())
             proto.send_json(sock, ready)
@@ -680,14 +602,11 @@ class PinHandler(socketserver.BaseRequestHandler):
 
     def _session_info(
         self, slot: Slot, status: str, reauths_before: dict[str, int], rebuilds_before: int
-    ) -> dict[str, t.Any]:
-        return {
-            **task_report(slot.session, status, reauths_before, rebuilds_before),
-            "session_id": slot.id,
-            "tasks": slot.tasks,
-            "events": [list(e) for e in slot.events],
-            "daemon_pid": os.getpid(),
-        }
+    ) -> TaskReport:
+        info = task_report(slot.session, status, reauths_before, rebuilds_before)
+        info["session_id"], info["tasks"], info["daemon_pid"] = slot.id, slot.tasks, os.getpid()
+        info["events"] = [list(e) for e in slot.events]
+        return info
 
     def client_went_away(self) -> bool:
         """The session's stop check (T2): has the client closed its socket? Asked between Receives."""
@@ -707,8 +626,8 @@ class PinHandler(socketserver.BaseRequestHandler):
                 return
             yield kind, value
 
-    def op_exec(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        def work(slot: Slot) -> dict[str, t.Any]:
+    def op_exec(self, sock: socket.socket, request: proto.ExecRequest) -> None:
+        def work(slot: Slot) -> TaskReport:
             frames = self._client_frames(sock) if request.get("input") else None
 
             def lines() -> t.Iterator[str]:
@@ -749,8 +668,8 @@ class PinHandler(socketserver.BaseRequestHandler):
 
         self._session_op(sock, request, work)
 
-    def op_put(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        def work(slot: Slot) -> dict[str, t.Any]:
+    def op_put(self, sock: socket.socket, request: proto.PutRequest) -> None:
+        def work(slot: Slot) -> TaskReport:
             size = max(1024, int(slot.session.put_chunk_size()))
             frames = self._client_frames(sock)
             received = {"bytes": 0}
@@ -778,8 +697,8 @@ class PinHandler(socketserver.BaseRequestHandler):
 
         self._session_op(sock, request, work)
 
-    def op_fetch(self, sock: socket.socket, request: dict[str, t.Any]) -> None:
-        def work(slot: Slot) -> dict[str, t.Any]:
+    def op_fetch(self, sock: socket.socket, request: proto.FetchRequest) -> None:
+        def work(slot: Slot) -> TaskReport:
             digest = hashlib.sha1()
             sent = {"bytes": 0}
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 _PR_SET_DUMPABLE = 4  # <linux/prctl.h>
 
 
-class PrivateLogHandler(logging.StreamHandler):
+class PrivateLogHandler(logging.StreamHandler[t.TextIO]):
     """The daemon's log: opened relative to its verified directory, never through a link; rotated by rename.
 
     logging's file handlers open by path and follow links: a link planted as the log would let the daemon

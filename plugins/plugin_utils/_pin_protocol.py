@@ -28,6 +28,97 @@ import typing as t
 
 from . import _errors
 
+# -- the messages (JSON frames), typed ------------------------------------------------------------------------
+# For the type checker only: every task's worker loads this module, and a TypedDict built at run time would
+# compile its (postponed) annotations there each time. The daemon reads what a client sent as untrusted: each
+# field is converted and checked where it is used, so these say what a well-formed message holds.
+if t.TYPE_CHECKING:
+    from ._runner import TaskReport
+
+    # error_to_wire(): enough to re-raise the daemon's error as the same class on the client
+    ErrorWire = t.TypedDict("ErrorWire", {"class": str, "classes": list[str], "message": str, "status": int},
+                            total=False)
+
+    class Request(t.TypedDict, total=False):
+        """Every request: the protocol version and the operation (op_<op> in the daemon)."""
+
+        v: int
+        op: str  # hello, list, close, reset, shutdown, exec, put, fetch
+
+    class CloseRequest(Request, total=False):
+        host: str | None  # None: every host
+
+    class SessionRequest(Request, total=False):
+        """reset, and the envelope of exec/put/fetch: the session, the task's bounds on the pool and its time."""
+
+        # what names the session: the plugin's options and environment to validate, or a built spec
+        options: dict[str, t.Any]
+        environ: dict[str, str]
+        spec: dict[str, t.Any]  # SessionSpec.to_wire()
+        idle_timeout: float
+        max_age: float
+        pool_max: int
+        pool_wait: float | None
+        max_tasks: int
+        deadline_s: float | None  # ansible_psrp_persist_command_timeout
+
+    class ExecRequest(SessionRequest, total=False):
+        script: str
+        arguments: list[t.Any] | None
+        verbose_errors: bool
+        input: bool  # input lines follow as {"in": line} frames, then {"end": true}
+        max_output: int | None
+
+    class PutRequest(SessionRequest, total=False):
+        out_path: str  # data frames follow, then {"end": true}
+
+    class FetchRequest(SessionRequest, total=False):
+        in_path: str
+
+    class ReadyReply(t.TypedDict, total=False):
+        """A session request's first answer: the session is the task's; nothing ran on the host before it."""
+
+        ready: bool
+        session: str
+        session_id: str
+        notes: list[list[str]]
+        chunk_size: int  # put: bytes per chunk the host takes
+
+    class ErrorReply(t.TypedDict):
+        error: ErrorWire
+
+    class HelloReply(t.TypedDict, total=False):
+        ok: bool
+        version: int
+        pid: int
+        uid: int
+        started: float
+        sessions: int
+        clients: int
+        serving: int
+        dir: str
+
+    class ListReply(t.TypedDict, total=False):
+        ok: bool
+        sessions: list[dict[str, t.Any]]  # SessionTable.listing(): secret-free rows
+        daemon: HelloReply
+
+    class ClosedReply(t.TypedDict, total=False):
+        ok: bool
+        closed: int
+        pid: int  # shutdown
+
+    # frames inside a session request
+    InputFrame = t.TypedDict("InputFrame", {"in": str})  # exec: one input line
+
+    class EndFrame(t.TypedDict):
+        end: bool
+
+    class StreamFrame(t.TypedDict):
+        stream: str  # exec: the data frames that follow are this stream's (stdout, stderr)
+
+    Reply = t.Union[ReadyReply, ErrorReply, HelloReply, ListReply, ClosedReply, TaskReport]
+
 _HEADER = struct.Struct("!cI")
 KIND_JSON = b"J"
 KIND_DATA = b"D"
@@ -44,7 +135,8 @@ _RECV_STEP = 256 * 1024
 def peer_uid(sock: socket.socket) -> int:
     """The uid of the process at the other end of a UNIX socket (SO_PEERCRED: pid, uid, gid)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
+    uid: int = struct.unpack("3i", creds)[1]
+    return uid
 
 
 class PeerClosed(Exception):
@@ -96,10 +188,10 @@ def recv_json(sock: socket.socket) -> dict[str, t.Any]:
     kind, value = recv_frame(sock)
     if kind != KIND_JSON:
         raise ProtocolError("expected a JSON frame, got data")
-    return t.cast(dict, value)
+    return t.cast("dict[str, t.Any]", value)
 
 
-def _send(sock: socket.socket, data: bytes) -> None:
+def _send(sock: socket.socket, data: bytes | memoryview) -> None:
     try:
         sock.sendall(data)
     except (BrokenPipeError, ConnectionResetError) as exc:
@@ -125,11 +217,11 @@ def send_data(sock: socket.socket, data: bytes) -> None:
 # -- errors over the socket ----------------------------------------------------
 
 
-def error_to_wire(exc: BaseException) -> dict[str, t.Any]:
+def error_to_wire(exc: BaseException) -> ErrorWire:
     """{class, classes, message, status}: the class names let the client re-raise the same class."""
     classes = [c.__name__ for c in type(exc).__mro__ if isinstance(c, type) and issubclass(c, _errors.PinnedError)]
     if classes:
-        wire: dict[str, t.Any] = {"class": type(exc).__name__, "classes": classes, "message": str(exc)}
+        wire: ErrorWire = {"class": type(exc).__name__, "classes": classes, "message": str(exc)}
     elif isinstance(exc, OSError):  # a socket error nobody wrapped is still the network's (as in psrp.py)
         wire = {"class": "TransportError", "classes": ["TransportError", "PinnedError"],
                 "message": f"{type(exc).__name__}: {exc}"}

@@ -162,9 +162,8 @@ class PrivateTickets:
                   self.peer, time.strftime("%H:%M:%S", time.localtime(self._endtime)))
 
     def _error(self, exc: Exception) -> HostAuthError | ProxyAuthError:
-        text = str(getattr(exc, "message", b"") or exc)
-        if isinstance(text, bytes):
-            text = text.decode("utf-8", "replace")
+        raw = getattr(exc, "message", None) or exc
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         realm = self.principal.rpartition("@")[2] if "@" in self.principal else _default_realm()
         conf = krb5_conf_path()
         kdcs = kdcs_of(realm, conf) if realm else []

@@ -25,7 +25,9 @@ def wire_secrets(wire: t.Any) -> set[str]:
     """The secrets of a spec's wire form, read without building the spec (a request's may not even be valid)."""
     if not isinstance(wire, dict):
         return set()
-    proxy = wire.get("proxy") if isinstance(wire.get("proxy"), dict) else {}
+    proxy = wire.get("proxy")
+    if not isinstance(proxy, dict):
+        proxy = {}
     values = (wire.get("password"), wire.get("certificate_key_password"), wire.get("certificate_key_pem"),
               proxy.get("password"))
     return {v for v in values if isinstance(v, str) and len(v) >= 3}

@@ -32,8 +32,10 @@ from ._errors import (
 )
 from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
 from ._output import Collected, OutputSink, StreamedOutput
+from ._runner import ExecResult
 from ._spec import SessionSpec
 from ._timing import PhaseClock
+from ._wsman_faults import SHELL_REBUILD_FAULTS
 
 log = logging.getLogger(__name__)
 
@@ -70,22 +72,6 @@ MEMORY_CHECK_MAX_INTERVAL = 32
 DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
 UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
 
-# WS-Management fault codes that mean "this shell is gone" (expired, deleted, unknown id): a Command refused
-# with one never ran, so it may be sent again on a rebuilt pool (T5). Not 0x80338029 (the operation timed
-# out): that says nothing about the shell, and a Command that timed out may have started.
-_SHELL_GONE_CODES = frozenset(
-    {
-        0x8033805B,  # ERROR_WSMAN_UNEXPECTED_SELECTORS (shell id unknown)
-        0x803381A6,  # ERROR_WSMAN_SHELL_NOT_FOUND? (reported by some hosts for deleted shells)
-    }
-)
-
-
-class ExecResult(t.NamedTuple):
-    rc: int
-    stdout: bytes
-    stderr: bytes
-
 
 def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     """Turn pypsrp's errors into the engine's, naming the host as the party that refused."""
@@ -96,9 +82,8 @@ def _host_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
         provider_fault = str(getattr(exc, "provider_fault", None) or "").strip()
         if provider_fault and provider_fault not in reason:
             reason = f"{reason} {provider_fault}"  # e.g. the quota a command's input passed, and its maximum
-        err = HostError(f"the Windows host {spec.host} answered with WS-Management fault {exc.code:#x}: {reason}")
-        err.code = exc.code  # type: ignore[attr-defined]
-        return err
+        return HostError(f"the Windows host {spec.host} answered with WS-Management fault {exc.code:#x}: {reason}",
+                         code=exc.code)
     if HAS_PYPSRP and isinstance(exc, AuthenticationError):
         return HostAuthError(f"the Windows host {spec.host} rejected the credentials: {exc}", status=401)
     if HAS_PYPSRP and isinstance(exc, WinRMTransportError):
@@ -122,9 +107,8 @@ def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     """A host refusal while opening the Runspace Pool is a SessionOpenError: the host cannot be had (T3)."""
     err = _host_error_from(exc, spec)
     if isinstance(err, HostError) and not isinstance(err, (HostAuthError, SessionOpenError)):
-        opened = SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body)
-        opened.code = getattr(err, "code", None)  # type: ignore[attr-defined]
-        return opened
+        return SessionOpenError(f"{err} (while opening the Runspace Pool)", status=err.status, body=err.body,
+                                code=err.code)
     return err
 
 
@@ -154,7 +138,7 @@ def _release(ps: t.Any) -> None:
 
 
 def _fault_code(exc: BaseException) -> int | None:
-    return getattr(exc, "code", None) if isinstance(exc, (HostError,)) else None
+    return exc.code if isinstance(exc, HostError) else None
 
 
 class Session:
@@ -237,7 +221,8 @@ class Session:
                 connection_timeout=int(spec.connection_timeout),
             )
             wsman.transport = self.transport
-            self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(), None)
+            self.psrp_host = PSHost(None, None, False, "Ansible PSRP Host", None, PSHostUserInterface(),
+                                    None)  # type: ignore[arg-type]  # pypsrp's annotation is narrower than its code
             kwargs: dict[str, t.Any] = {"configuration_name": spec.configuration_name}
             if spec.no_profile:
                 kwargs["no_profile"] = True
@@ -526,7 +511,7 @@ class Session:
                     raise
                 err = _host_error_from(exc, self.spec)
                 code = _fault_code(err)
-                if not rebuilt and code in _SHELL_GONE_CODES:
+                if not rebuilt and code in SHELL_REBUILD_FAULTS:
                     self._rebuild(f"the host no longer knows the shell (fault {code:#x})")
                     rebuilt = True
                     continue

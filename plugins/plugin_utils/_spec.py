@@ -10,6 +10,11 @@ R3  no unencrypted WinRM message through a proxy;
 R7  environment proxy variables only when asked for; bypass lists honoured.
 
 The spec also yields the pin key that identifies a pinned session.
+
+Each option's default and valid values are the plugin's DOCUMENTATION, read from its parsed copy
+(_option_definitions): this module keeps only the rules that span options (R1, R3, R7, the timeouts) and the
+messages that name the inventory variable and the fix. It checks the documented choices itself, since Ansible's
+check is case-sensitive and names only the option (see _option_definitions.for_ansible).
 """
 
 from __future__ import annotations
@@ -29,12 +34,14 @@ import urllib.parse
 from . import _socks
 from ._errors import ConfigError
 from ._kerberos import TICKET_AUTHS, TicketIdentity, resolve_ticket_identity
+from ._option_definitions import choices, default
 
-HOST_AUTHS = ("basic", "certificate", "negotiate", "kerberos", "ntlm", "credssp")
+HOST_AUTHS = choices("auth")
+# the host auths that can encrypt WinRM messages themselves (R3): a rule, not an option's values
 ENCRYPTING_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp")
-PROXY_AUTHS = ("basic", "digest", "ntlm", "negotiate", "kerberos")
+PROXY_AUTHS = choices("proxy_auth")
 PROXY_SCHEMES = ("http", "https", *_socks.SOCKS_SCHEMES)
-MESSAGE_ENCRYPTION = ("auto", "always", "never")
+MESSAGE_ENCRYPTION = choices("message_encryption")
 
 
 def _secret_repr(value: str | None) -> str:
@@ -53,11 +60,11 @@ class ProxySpec:
     username: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
     ca_cert: str | None = None
-    tunnel: bool = False
-    negotiate_service: str = "HTTP"
+    tunnel: bool = default("proxy_tunnel")
+    negotiate_service: str = default("proxy_negotiate_service")
     negotiate_hostname: str | None = None
     source: str = "inventory"  # "inventory" or the environment variable it came from
-    allow_basic_over_http: bool = False  # ansible_psrp_proxy_allow_basic_over_http: the user's explicit opt-in
+    allow_basic_over_http: bool = default("proxy_allow_basic_over_http")  # the user's explicit opt-in
 
     def __repr__(self) -> str:
         return (
@@ -72,36 +79,39 @@ class ProxySpec:
 
 @dataclasses.dataclass(frozen=True)
 class SessionSpec:
-    """Everything needed to open one authenticated WinRM session (immutable)."""
+    """Everything needed to open one authenticated WinRM session (immutable).
+
+    Field defaults are the documented option defaults (for specs built directly, as the tests build them).
+    """
 
     scheme: str
     host: str
     port: int
-    path: str = "wsman"
-    configuration_name: str = "Microsoft.PowerShell"
-    no_profile: bool = False
-    auth: str = "negotiate"
+    path: str = default("path")
+    configuration_name: str = default("configuration_name")
+    no_profile: bool = default("no_profile")
+    auth: str = default("auth")
     username: str | None = None
     password: str | None = dataclasses.field(default=None, repr=False)
-    message_encryption: str = "auto"
-    cert_validation: bool = True
+    message_encryption: str = default("message_encryption")
+    cert_validation: bool = default("cert_validation") == "validate"
     ca_cert: str | None = None
     certificate_pem: str | None = None
     certificate_key_pem: str | None = None
     certificate_key_password: str | None = dataclasses.field(default=None, repr=False)
-    credssp_auth_mechanism: str = "auto"
-    credssp_disable_tlsv1_2: bool = False
-    credssp_minimum_version: int = 2
-    negotiate_delegate: bool = False
+    credssp_auth_mechanism: str = default("credssp_auth_mechanism")
+    credssp_disable_tlsv1_2: bool = default("credssp_disable_tlsv1_2")
+    credssp_minimum_version: int = default("credssp_minimum_version")
+    negotiate_delegate: bool = bool(default("negotiate_delegate"))
     negotiate_hostname_override: str | None = None
-    negotiate_service: str = "host"
-    negotiate_send_cbt: bool = True
-    connection_timeout: float = 30.0
-    read_timeout: float = 30.0
-    operation_timeout: int = 20
-    max_envelope_size: int = 153600
-    reconnection_retries: int = 0
-    reconnection_backoff: float = 2.0
+    negotiate_service: str = default("negotiate_service")
+    negotiate_send_cbt: bool = default("negotiate_send_cbt")
+    connection_timeout: float = float(default("connection_timeout"))
+    read_timeout: float = float(default("read_timeout"))
+    operation_timeout: int = default("operation_timeout")
+    max_envelope_size: int = default("max_envelope_size")
+    reconnection_retries: int = default("reconnection_retries")
+    reconnection_backoff: float = float(default("reconnection_backoff"))
     proxy: ProxySpec | None = None
     # The run's own Kerberos tickets, for a kerberos/negotiate login (host or proxy) without a password: the
     # credential cache or client keytab and its principal, resolved by the run, used as is by the daemon.
@@ -303,13 +313,13 @@ def _one_of(*values: t.Any) -> t.Callable[[t.Any], bool]:
 _BOOL = _one_of(True, False)
 # (field, check) of a spec from the wire: the ranges build_spec enforces on inventory values
 _SPEC_WIRE_RULES: tuple[tuple[str, t.Callable[[t.Any], bool]], ...] = (
-    ("scheme", _one_of("http", "https")),
+    ("scheme", _one_of(*choices("protocol"))),
     ("host", lambda v: isinstance(v, str) and bool(v) and not any(c in v for c in "/ @?#")),
     ("port", _number(1, 65535)),
     ("path", lambda v: isinstance(v, str) and not any(c in v for c in " ?#")),
     ("auth", _one_of(*HOST_AUTHS)),
     ("message_encryption", _one_of(*MESSAGE_ENCRYPTION)),
-    ("credssp_auth_mechanism", _one_of("auto", "kerberos", "ntlm")),
+    ("credssp_auth_mechanism", _one_of(*choices("credssp_auth_mechanism"))),
     ("credssp_minimum_version", _number(1, 6)),
     ("connection_timeout", _number(0.001)),
     ("read_timeout", _number(0.001)),
@@ -405,7 +415,7 @@ def _endpoint(options: t.Mapping[str, t.Any]) -> tuple[str, str, int]:
     protocol = options.get("protocol")
     port = options.get("port")
     if protocol is not None:
-        protocol = _choice(protocol, "ansible_psrp_protocol", ("http", "https"))
+        protocol = _choice(protocol, "ansible_psrp_protocol", choices("protocol"))
     if port is not None:
         port = _int(port, "ansible_port (ansible_psrp_port)", minimum=1, maximum=65535)
     if protocol is None and port is None:
@@ -610,8 +620,8 @@ def _resolve_proxy(
     options: t.Mapping[str, t.Any], scheme: str, host: str, port: int, environ: t.Mapping[str, str]
 ) -> ProxySpec | None:
     """Apply R7: the inventory's proxy, else the environment's only when asked; bypass lists win."""
-    from_env = _bool(options.get("proxy_from_env", False), "ansible_psrp_proxy_from_env")
-    ignore_proxy = _bool(options.get("ignore_proxy", False), "ansible_psrp_ignore_proxy")
+    from_env = _bool(options.get("proxy_from_env", default("proxy_from_env")), "ansible_psrp_proxy_from_env")
+    ignore_proxy = _bool(options.get("ignore_proxy", default("ignore_proxy")), "ansible_psrp_ignore_proxy")
     bypass = parse_bypass(options.get("proxy_bypass"))
     url = options.get("proxy")
     source = "inventory"
@@ -665,11 +675,11 @@ def _resolve_proxy(
         username=user or None,
         password=password or None,
         ca_cert=_absolute(ca_cert),
-        tunnel=_bool(options.get("proxy_tunnel", False), "ansible_psrp_proxy_tunnel"),
-        negotiate_service=str(options.get("proxy_negotiate_service") or "HTTP"),
+        tunnel=_bool(options.get("proxy_tunnel", default("proxy_tunnel")), "ansible_psrp_proxy_tunnel"),
+        negotiate_service=str(options.get("proxy_negotiate_service") or default("proxy_negotiate_service")),
         negotiate_hostname=options.get("proxy_negotiate_hostname_override") or None,
         source=source,
-        allow_basic_over_http=_bool(options.get("proxy_allow_basic_over_http", False),
+        allow_basic_over_http=_bool(options.get("proxy_allow_basic_over_http", default("proxy_allow_basic_over_http")),
                                     "ansible_psrp_proxy_allow_basic_over_http"),
     )
 
@@ -792,17 +802,19 @@ def build_spec(
     notes = [] if notes is None else notes
     scheme, host, port = _endpoint(options)
 
-    cert_validation = _choice(options.get("cert_validation", "validate") or "validate",
-                              "ansible_psrp_cert_validation", ("validate", "ignore"))
-    auth = _choice(options.get("auth") or "negotiate", "ansible_psrp_auth", HOST_AUTHS)
-    encryption = _choice(options.get("message_encryption") or "auto", "ansible_psrp_message_encryption",
-                         MESSAGE_ENCRYPTION)
-    path = str(options.get("path") or "wsman").strip()
+    cert_validation = _choice(options.get("cert_validation") or default("cert_validation"),
+                              "ansible_psrp_cert_validation", choices("cert_validation"))
+    auth = _choice(options.get("auth") or default("auth"), "ansible_psrp_auth", HOST_AUTHS)
+    encryption = _choice(options.get("message_encryption") or default("message_encryption"),
+                         "ansible_psrp_message_encryption", MESSAGE_ENCRYPTION)
+    path = str(options.get("path") or default("path")).strip()
     if any(c in path for c in " ?#") or "://" in path:
         raise ConfigError(f"ansible_psrp_path: {path!r} is not a URL path (default: wsman).")
 
-    read_timeout = _float(options.get("read_timeout", 30), "ansible_psrp_read_timeout", minimum=0.001)
-    operation_timeout = _int(options.get("operation_timeout", 20), "ansible_psrp_operation_timeout", minimum=1)
+    read_timeout = _float(options.get("read_timeout", default("read_timeout")), "ansible_psrp_read_timeout",
+                          minimum=0.001)
+    operation_timeout = _int(options.get("operation_timeout", default("operation_timeout")),
+                             "ansible_psrp_operation_timeout", minimum=1)
     if read_timeout <= operation_timeout:
         # accepted as ansible.builtin.psrp accepts it, made to work: a quiet command's Receive must not time out
         adjusted = float(operation_timeout + READ_AFTER_OPERATION_S)
@@ -819,9 +831,9 @@ def build_spec(
         scheme=scheme,
         host=host,
         port=port,
-        path=path.strip("/") or "wsman",
-        configuration_name=str(options.get("configuration_name") or "Microsoft.PowerShell"),
-        no_profile=_bool(options.get("no_profile", False), "ansible_psrp_no_profile"),
+        path=path.strip("/") or default("path"),
+        configuration_name=str(options.get("configuration_name") or default("configuration_name")),
+        no_profile=_bool(options.get("no_profile", default("no_profile")), "ansible_psrp_no_profile"),
         auth=auth,
         username=options.get("remote_user") or None,
         password=options.get("remote_password"),
@@ -831,25 +843,28 @@ def build_spec(
         certificate_pem=_absolute(options.get("certificate_pem")),
         certificate_key_pem=_absolute(options.get("certificate_key_pem")),
         certificate_key_password=options.get("certificate_key_password") or None,
-        credssp_auth_mechanism=_choice(options.get("credssp_auth_mechanism") or "auto",
-                                       "ansible_psrp_credssp_auth_mechanism", ("auto", "kerberos", "ntlm")),
-        credssp_disable_tlsv1_2=_bool(options.get("credssp_disable_tlsv1_2", False),
+        credssp_auth_mechanism=_choice(options.get("credssp_auth_mechanism") or default("credssp_auth_mechanism"),
+                                       "ansible_psrp_credssp_auth_mechanism", choices("credssp_auth_mechanism")),
+        credssp_disable_tlsv1_2=_bool(options.get("credssp_disable_tlsv1_2", default("credssp_disable_tlsv1_2")),
                                       "ansible_psrp_credssp_disable_tlsv1_2"),
-        credssp_minimum_version=_int(options.get("credssp_minimum_version", 2),
+        credssp_minimum_version=_int(options.get("credssp_minimum_version", default("credssp_minimum_version")),
                                      "ansible_psrp_credssp_minimum_version", minimum=1, maximum=6),
-        negotiate_delegate=_bool(options.get("negotiate_delegate", False), "ansible_psrp_negotiate_delegate"),
+        negotiate_delegate=_bool(options.get("negotiate_delegate", default("negotiate_delegate")),
+                                 "ansible_psrp_negotiate_delegate"),
         negotiate_hostname_override=options.get("negotiate_hostname_override") or None,
-        negotiate_service=str(options.get("negotiate_service") or "host"),
-        negotiate_send_cbt=_bool(options.get("negotiate_send_cbt", True), "ansible_psrp_negotiate_send_cbt"),
-        connection_timeout=_float(options.get("connection_timeout", 30), "ansible_psrp_connection_timeout",
-                                  minimum=0.001),
+        negotiate_service=str(options.get("negotiate_service") or default("negotiate_service")),
+        negotiate_send_cbt=_bool(options.get("negotiate_send_cbt", default("negotiate_send_cbt")),
+                                 "ansible_psrp_negotiate_send_cbt"),
+        connection_timeout=_float(options.get("connection_timeout", default("connection_timeout")),
+                                  "ansible_psrp_connection_timeout", minimum=0.001),
         read_timeout=read_timeout,
         operation_timeout=operation_timeout,
-        max_envelope_size=_int(options.get("max_envelope_size", 153600), "ansible_psrp_max_envelope_size",
-                               minimum=8192, maximum=16 * 1024 * 1024),
-        reconnection_retries=_int(options.get("reconnection_retries", 0), "ansible_psrp_reconnection_retries",
-                                  minimum=0, maximum=100),
-        reconnection_backoff=_float(options.get("reconnection_backoff", 2), "ansible_psrp_reconnection_backoff"),
+        max_envelope_size=_int(options.get("max_envelope_size", default("max_envelope_size")),
+                               "ansible_psrp_max_envelope_size", minimum=8192, maximum=16 * 1024 * 1024),
+        reconnection_retries=_int(options.get("reconnection_retries", default("reconnection_retries")),
+                                  "ansible_psrp_reconnection_retries", minimum=0, maximum=100),
+        reconnection_backoff=_float(options.get("reconnection_backoff", default("reconnection_backoff")),
+                                    "ansible_psrp_reconnection_backoff"),
         proxy=_resolve_proxy(options, scheme, host, port, environ),
         kerberos_config=_absolute(options.get("kerberos_config")),
     )

@@ -1,7 +1,7 @@
 """Where one task's time went: connect, proxy, TLS, authentication, pool open, the command, transfers.
 
 The session and its transport time their phases on one ``PhaseClock``; ``Session.ensure_ready()`` marks
-the start of a task and the task report (``_pin_daemon.task_report``) carries ``clock.task_timing()``, the
+the start of a task and the task report (``_session_report.task_report``) carries ``clock.task_timing()``, the
 phases and counts since that mark, to the plugin, which prints ``timing_line()`` at ``-vvv``. Everything
 is measured where the work happens (the daemon, or the task's own process without persistence), so the
 worker only prints.

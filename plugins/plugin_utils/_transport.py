@@ -607,6 +607,7 @@ class WinRMTransport:
         Negotiate whose login fails falls back to what pyspnego does with the password (NTLM), as before.
         """
         spec = self.spec
+        auth: str | None  # the proxy's is optional (no proxy authentication)
         if hop == "host":
             auth, user, password, peer = spec.auth, spec.username, spec.password, f"Windows host {self._authority}"
         else:
@@ -789,11 +790,11 @@ class WinRMTransport:
 
     def _account(self) -> None:
         for sock in self._sockets:
-            seen_in, seen_out = getattr(sock, "_acc", (0, 0))
+            seen_in, seen_out = sock.bytes_accounted
             self.stats["bytes_in"] += sock.bytes_in - seen_in
             self.stats["bytes_out"] += sock.bytes_out - seen_out
             self.clock.count(bytes_in=sock.bytes_in - seen_in, bytes_out=sock.bytes_out - seen_out)
-            sock._acc = (sock.bytes_in, sock.bytes_out)  # type: ignore[attr-defined]
+            sock.bytes_accounted = (sock.bytes_in, sock.bytes_out)
 
     def _host_context(self) -> ssl.SSLContext:
         if self._host_ctx is None:

@@ -1,12 +1,13 @@
-"""The connection plugin's configuration definitions as Ansible parses them, and the copy psrp.py carries.
+"""The connection plugin's configuration definitions as Ansible parses them, and the copy the collection carries.
 
 Ansible parses a plugin's DOCUMENTATION (YAML, with its doc fragments) into configuration definitions in every
-process that loads the plugin, and every task's worker is such a process. psrp.py carries that result,
-generated here from its own DOCUMENTATION, and hands it to Ansible's config manager when it is loaded, so the
-worker skips the parse (issue 14). test_psrp_config_definitions.py checks the copy against Ansible's parse.
+process that loads the plugin, and every task's worker is such a process. plugin_utils/_option_definitions.py
+carries that result, generated here from psrp.py's DOCUMENTATION: the plugin hands it to Ansible's config manager
+when it is loaded, so the worker skips the parse (issue 14), and the spec reads defaults and choices from it.
+test_psrp_worker_cost.py and test_psrp_documented_options.py check the copy against Ansible's parse.
 
     python -m tests.unit.plugins.connection._config_definitions          # exit 1 if the copy is stale
-    python -m tests.unit.plugins.connection._config_definitions --write  # regenerate it in psrp.py
+    python -m tests.unit.plugins.connection._config_definitions --write  # regenerate it
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import sys
 import typing as t
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
-PLUGIN = ROOT / "plugins" / "connection" / "psrp.py"
-BEGIN = "_CONFIG_DEFINITIONS = ("
-END = ")  # end of _CONFIG_DEFINITIONS"
+PLUGIN = ROOT / "plugins" / "plugin_utils" / "_option_definitions.py"  # where the copy lives
+BEGIN = "CONFIG_DEFINITIONS = ("
+END = ")  # end of CONFIG_DEFINITIONS"
 LINE = 120  # each piece's literal stays well inside ansible-test's pep8 line length (160)
 
 
@@ -40,7 +41,7 @@ def parsed_by_ansible() -> dict[str, t.Any]:
 
 
 def render(options: dict[str, t.Any]) -> str:
-    """The JSON text psrp.py carries: one option per line, in DOCUMENTATION's order."""
+    """The JSON text the collection carries: one option per line, in DOCUMENTATION's order."""
     lines = [f"{json.dumps(name)}: {json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
              for name, value in options.items()]
     return "{\n" + ",\n".join(lines) + "\n}"
@@ -60,7 +61,7 @@ def as_source(text: str) -> str:
 
 
 def carried(text: str | None = None) -> str:
-    """The JSON text psrp.py carries between the markers."""
+    """The JSON text the collection carries between the markers."""
     text = PLUGIN.read_text(encoding="utf-8") if text is None else text
     match = re.search(re.escape(BEGIN) + r"\n(.*?)\n" + re.escape(END), text, re.DOTALL)
     if match is None:
