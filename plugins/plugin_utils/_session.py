@@ -487,7 +487,8 @@ class Session:
             if self.isolate:
                 self._unsettled = True
                 # until the restore's verdict says otherwise (a task that fails or is stopped never reaches it)
-                self._dirty = ("the task's pipeline ended before its restore statement ran" if self.baseline else
+                self._dirty = ("the pipeline gave no restore verdict: the task ended it before its restore statement, "
+                               "or removed or redefined the pool's restore function" if self.baseline else
                                "the pool's state could not be captured when it opened, so no second task may use it")
                 if self.baseline is not None:
                     # T1: the restore is the pipeline's second statement; the task's is the first, with the input
