@@ -13,7 +13,7 @@ import typing as t
 
 import pytest
 
-from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import LocalRunner
+from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 from .conftest import E2E, delta
