@@ -132,7 +132,8 @@ if ($Capture) {
     foreach ($category in $pinnedCategories) { $digests[$category] = & $pinnedDigest $state[$category] }
     $state['digests'] = $digests
     Microsoft.PowerShell.Utility\Set-Variable -Name '__DATA__' -Value $state -Scope Global -Force
-    Microsoft.PowerShell.Utility\ConvertTo-Json -Compress -InputObject @{ 'seal' = (& $pinnedSealOf $state); 'functions' = $state['functions'].Count; 'vars' = $state['vars'].Count }
+    $answer = @{ 'seal' = (& $pinnedSealOf $state); 'functions' = $state['functions'].Count; 'vars' = $state['vars'].Count }
+    Microsoft.PowerShell.Utility\ConvertTo-Json -Compress -InputObject $answer
 }
 else {
 $pinnedWhy = @()
