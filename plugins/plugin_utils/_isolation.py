@@ -2,9 +2,11 @@
 
 ansible.builtin.psrp runs each task in a fresh Runspace Pool (a fresh wsmprovhost.exe); a pinned pool lives
 on, and PowerShell keeps a runspace's session state and its process' environment from one pipeline to the
-next. So the Session captures the state of a new pool once (BASELINE_SCRIPT, its own pipeline when the pool
-opens) and ends every pipeline it runs with a second statement, RESTORE_SCRIPT, that puts back what the
-first statement (the task) changed:
+next. So when a pool opens, the Session runs baseline_script() once (a pipeline of its own): it defines, in the
+pool's global scope, a restore function and a data variable under names no task guesses (a random suffix per
+pool), and the function captures the new pool's state into that variable and answers with its seal (a digest of
+what it captured). Every pipeline then ends with a short second statement, Baseline.restore_statement(), that
+calls the function with the seal; the function puts back what the first statement (the task) changed:
 
 - process environment variables (what the `environment:` keyword's module_wrapper set, `$env:X = ...`);
 - global variables: new ones removed, changed built-in ones (preference variables, `$PSDefaultParameterValues`)
@@ -18,20 +20,23 @@ task's statement is the first, so it gets its input and runs exactly as alone; t
 
 What the restore cannot put back safely it reports instead of hiding: a changed language mode, strict mode
 set in the global scope, a changed or removed built-in function, alias or drive, a module that refuses removal,
-a constant variable, `$Error` under Constrained Language (no method can clear it there). Its verdict is the
-pipeline's last output object, `"<nonce> clean ..."` or `"<nonce> recycle: <why>"`, under a nonce the task
-never saw; the Session takes it out of the task's output and recycles the pool before the next task when the
-verdict is not clean or never came (a task that failed or was stopped ends its pipeline before the restore).
+a constant variable, `$Error` under Constrained Language (no method can clear it there), and its own function
+or data removed or changed by the task (the call fails, or the data no longer has the seal the Session keeps).
+Its verdict is the pipeline's last output object, `"<nonce> clean ..."` or `"<nonce> recycle: <why>"`, under a
+nonce the task never saw (it is in the call, never stored on the host); the Session takes it out of the task's
+output and recycles the pool before the next task when the verdict is not clean or never came (a task that
+failed or was stopped ends its pipeline before the restore; a task that redefined the function gets none).
 
-Both scripts use cmdlets by their module-qualified names (a task's function or alias named like one does not
-shadow them), set their own preference variables, and touch only core .NET types, so they also run in
-Constrained Language Mode.
+The function uses cmdlets by their module-qualified names (a task's function or alias named like one does not
+shadow them), sets its own preference variables, and touches only core .NET types, so it also runs in
+Constrained Language Mode. Its own function and variable are left out of what it compares.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import secrets
 import typing as t
 
@@ -41,9 +46,25 @@ _VOLATILE_VARIABLES = (
     "PSCommandPath", "PSScriptRoot", "Error", "StackTrace", "Matches", "foreach", "switch", "this",
 )
 
-# What both scripts share: the snapshot of the state a task can leave, as plain data.
-_SNAPSHOT = r"""
-$pinnedVolatile = @('__VOLATILE__')
+# The restore function's body: with -Capture it snapshots the new pool into its data variable and answers with the
+# seal (a digest of the snapshot's digests, location and language mode); else it puts the runspace back as that
+# snapshot says, after checking the data still carries the seal the Session passes, and answers with its verdict.
+# __FUNCTION__ and __DATA__ are the pool's names, __VOLATILE__ the variables that are not state.
+_RESTORE_FUNCTION = r"""
+function global:__FUNCTION__ {
+param([string]$PinnedNonce, [string]$PinnedSeal, [switch]$Capture)
+$ErrorActionPreference = 'Stop'
+$WarningPreference = 'SilentlyContinue'
+$VerbosePreference = 'SilentlyContinue'
+$DebugPreference = 'SilentlyContinue'
+$InformationPreference = 'SilentlyContinue'
+$ProgressPreference = 'SilentlyContinue'
+$ConfirmPreference = 'None'
+$WhatIfPreference = $false
+$PSDefaultParameterValues = @{}
+# not state: PowerShell's per-scope variables, and this pool's own function and data (never "left by a task")
+$pinnedSkip = @('__VOLATILE__', '__DATA__')
+$pinnedOwn = '__FUNCTION__'
 $pinnedSnapshot = {
     $state = @{}
     $environment = @{}
@@ -52,7 +73,7 @@ $pinnedSnapshot = {
     $vars = @{}
     foreach ($item in Microsoft.PowerShell.Utility\Get-Variable -Scope Global) {
         $name = [string]$item.Name
-        if ($pinnedVolatile -contains $name) { continue }
+        if ($pinnedSkip -contains $name) { continue }
         $value = $item.Value
         if ($null -eq $value) { $vars[$name] = @('null', '', 'null'); continue }
         $type = [string]$value.PSObject.TypeNames[0]
@@ -68,7 +89,10 @@ $pinnedSnapshot = {
     }
     $state['vars'] = $vars
     $functions = @{}
-    foreach ($item in Microsoft.PowerShell.Management\Get-ChildItem -LiteralPath 'Function:') { $functions[[string]$item.Name] = [string]$item.Definition }
+    foreach ($item in Microsoft.PowerShell.Management\Get-ChildItem -LiteralPath 'Function:') {
+        $name = [string]$item.Name
+        if ($name -ne $pinnedOwn) { $functions[$name] = [string]$item.Definition }
+    }
     $state['functions'] = $functions
     $aliases = @{}
     foreach ($item in Microsoft.PowerShell.Management\Get-ChildItem -LiteralPath 'Alias:') { $aliases[[string]$item.Name] = [string]$item.Definition }
@@ -84,7 +108,7 @@ $pinnedSnapshot = {
     $state
 }
 # A table's digest: its entries sorted, joined and hashed (String.GetHashCode is stable within one process,
-# and the baseline and every restore run in the same process).
+# and the capture and every restore run in the same process).
 $pinnedDigest = {
     param($table)
     $lines = foreach ($key in @($table.Keys | Microsoft.PowerShell.Utility\Sort-Object)) {
@@ -95,54 +119,38 @@ $pinnedDigest = {
     "$($text.Length):$($text.GetHashCode())"
 }
 $pinnedCategories = @('env', 'vars', 'functions', 'aliases', 'drives', 'modules')
-"""
-
-BASELINE_SCRIPT = (
-    r"""
-$ErrorActionPreference = 'Stop'
-"""
-    + _SNAPSHOT
-    + r"""
-$pinnedState = & $pinnedSnapshot
-$pinnedDigests = @{}
-foreach ($category in $pinnedCategories) { $pinnedDigests[$category] = & $pinnedDigest $pinnedState[$category] }
-$pinnedState['digests'] = $pinnedDigests
-Microsoft.PowerShell.Utility\ConvertTo-Json -InputObject $pinnedState -Compress -Depth 4
-"""
-)
-
-RESTORE_SCRIPT = (
-    r"""param([string]$PinnedNonce, [string]$PinnedBaseline)
-$ErrorActionPreference = 'Stop'
-$WarningPreference = 'SilentlyContinue'
-$VerbosePreference = 'SilentlyContinue'
-$DebugPreference = 'SilentlyContinue'
-$InformationPreference = 'SilentlyContinue'
-$ProgressPreference = 'SilentlyContinue'
-$ConfirmPreference = 'None'
-$WhatIfPreference = $false
-$PSDefaultParameterValues = @{}
+# The seal: what the snapshot says, in one digest; the Session keeps it, so data a task changed is found out.
+$pinnedSealOf = {
+    param($state)
+    $parts = @{ 'location' = $state['location']; 'language' = $state['language'] }
+    foreach ($category in $pinnedCategories) { $parts[$category] = $state['digests'][$category] }
+    & $pinnedDigest $parts
+}
+if ($Capture) {
+    $state = & $pinnedSnapshot
+    $digests = @{}
+    foreach ($category in $pinnedCategories) { $digests[$category] = & $pinnedDigest $state[$category] }
+    $state['digests'] = $digests
+    Microsoft.PowerShell.Utility\Set-Variable -Name '__DATA__' -Value $state -Scope Global -Force
+    $answer = @{ 'seal' = (& $pinnedSealOf $state); 'functions' = $state['functions'].Count; 'vars' = $state['vars'].Count }
+    Microsoft.PowerShell.Utility\ConvertTo-Json -Compress -InputObject $answer
+}
+else {
 $pinnedWhy = @()
 $pinnedDone = @()
 # Strict mode set in the global scope cannot be turned off from here (Set-StrictMode has no -Scope); this script
 # reads no unset variable, so it runs under strict mode too, and says so.
 try { $null = $pinnedNeverSet } catch { $pinnedWhy += 'strict mode is set in the global scope' }
-"""
-    + _SNAPSHOT
-    + r"""
 try {
-    $base = Microsoft.PowerShell.Utility\ConvertFrom-Json -InputObject $PinnedBaseline
+    $base = Microsoft.PowerShell.Utility\Get-Variable -Name '__DATA__' -Scope Global -ValueOnly -ErrorAction Ignore
+    if ($base -isnot [hashtable] -or $base['digests'] -isnot [hashtable]) { throw "the pool's baseline variable `$__DATA__ is gone" }
+    if ((& $pinnedSealOf $base) -cne $PinnedSeal) { throw "the pool's baseline variable `$__DATA__ was changed" }
     $now = & $pinnedSnapshot
-    if ($now['language'] -ne $base.language) { $pinnedWhy += "the language mode is $($now['language'])" }
+    if ($now['language'] -ne $base['language']) { $pinnedWhy += "the language mode is $($now['language'])" }
     $changed = @(foreach ($category in $pinnedCategories) {
-        if ((& $pinnedDigest $now[$category]) -ne $base.digests.$category) { $category }
+        if ((& $pinnedDigest $now[$category]) -ne $base['digests'][$category]) { $category }
     })
-    $was = @{}
-    foreach ($category in $changed) {
-        $table = @{}
-        foreach ($p in $base.$category.PSObject.Properties) { $table[$p.Name] = $p.Value }
-        $was[$category] = $table
-    }
+    $was = $base
     if ($changed -contains 'modules') {
         foreach ($module in @(Microsoft.PowerShell.Core\Get-Module)) {
             if (-not $was['modules'].ContainsKey([string]$module.Name)) {
@@ -150,11 +158,8 @@ try {
             }
         }
         $now['functions'] = (& $pinnedSnapshot)['functions']
-        if ((& $pinnedDigest $now['functions']) -ne $base.digests.functions -and $changed -notcontains 'functions') {
+        if ((& $pinnedDigest $now['functions']) -ne $base['digests']['functions'] -and $changed -notcontains 'functions') {
             $changed += 'functions'
-            $table = @{}
-            foreach ($p in $base.functions.PSObject.Properties) { $table[$p.Name] = $p.Value }
-            $was['functions'] = $table
         }
         $pinnedDone += 'modules'
     }
@@ -213,16 +218,16 @@ try {
         }
         $pinnedDone += 'drives'
     }
-    if ($now['location'] -cne $base.location) {
-        Microsoft.PowerShell.Management\Set-Location -LiteralPath $base.location
+    if ($now['location'] -cne $base['location']) {
+        Microsoft.PowerShell.Management\Set-Location -LiteralPath $base['location']
         $pinnedDone += 'location'
     }
     if ($pinnedDone.Count -gt 0) {
         $after = & $pinnedSnapshot
         foreach ($category in $pinnedCategories) {
-            if ((& $pinnedDigest $after[$category]) -ne $base.digests.$category) { $pinnedWhy += "$category differ after the restore" }
+            if ((& $pinnedDigest $after[$category]) -ne $base['digests'][$category]) { $pinnedWhy += "$category differ after the restore" }
         }
-        if ($after['location'] -cne $base.location) { $pinnedWhy += 'the location could not be restored' }
+        if ($after['location'] -cne $base['location']) { $pinnedWhy += 'the location could not be restored' }
     }
 }
 catch {
@@ -234,16 +239,33 @@ if ($global:Error.Count -gt 0) {
 }
 if ($pinnedWhy.Count -gt 0) { "$PinnedNonce recycle: $($pinnedWhy -join '; ')" }
 else { "$PinnedNonce clean $($pinnedDone -join ',')" }
+}
+}
 """
-)
+
+# A name no task guesses: the function and its data live in the pool's global scope (docs/pinning.md says what a
+# task can see of them).
+_NAME = re.compile(r"^[0-9a-f]{32}$")
+_SEAL = re.compile(r"^[0-9]+:-?[0-9]+$")
 
 
-def _with_volatile(script: str) -> str:
-    return script.replace("'__VOLATILE__'", ", ".join(f"'{name}'" for name in _VOLATILE_VARIABLES))
+def baseline_script(pool_key: str) -> str:
+    """The pool's first pipeline: define its restore function and capture its state; answers with the seal."""
+    if not _NAME.match(pool_key):
+        raise ValueError(f"not a pool key: {pool_key!r}")
+    function, data = _names(pool_key)
+    body = (_RESTORE_FUNCTION.replace("__FUNCTION__", function).replace("__DATA__", data)
+            .replace("'__VOLATILE__'", ", ".join(f"'{name}'" for name in _VOLATILE_VARIABLES)))
+    return "$ErrorActionPreference = 'Stop'\n" + body + f"{function} -Capture\n"
 
 
-BASELINE_SCRIPT = _with_volatile(BASELINE_SCRIPT)
-RESTORE_SCRIPT = _with_volatile(RESTORE_SCRIPT)
+def _names(pool_key: str) -> tuple[str, str]:
+    return f"PinnedRestore_{pool_key}", f"PinnedBaseline_{pool_key}"
+
+
+def new_pool_key() -> str:
+    """A fresh unguessable suffix for one pool's restore function and data."""
+    return secrets.token_hex(16)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,21 +278,26 @@ class Verdict:
 
 
 class Baseline:
-    """The state of a new pool (BASELINE_SCRIPT's JSON), and the nonce its restore verdicts carry."""
+    """A pool's captured state, as the Session knows it: its restore function's name, the seal of the data that
+    function reads, and the nonce its verdicts carry; the state itself stays in the pool's runspace."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, pool_key: str) -> None:
         try:
             data = json.loads(text)
         except ValueError as exc:
             raise ValueError(f"the host's state snapshot is not JSON: {text[:200]!r}") from exc
-        if not isinstance(data, dict) or "digests" not in data:
-            raise ValueError(f"the host's state snapshot lacks its digests: {text[:200]!r}")
-        self.text = text
-        self.data = data
-        self.nonce = secrets.token_hex(16)  # one per pool: a task's output cannot fake a verdict it never saw
+        seal = data.get("seal") if isinstance(data, dict) else None
+        if not isinstance(seal, str) or not _SEAL.match(seal):
+            raise ValueError(f"the host's state snapshot lacks its seal: {text[:200]!r}")
+        self.function, _ = _names(pool_key)
+        self.seal = seal
+        self.nonce = secrets.token_hex(16)  # one per pool, never stored on the host: a task cannot fake a verdict
 
-    def restore_arguments(self) -> list[str]:
-        return [self.nonce, self.text]
+    def restore_statement(self) -> str:
+        """The statement that ends every pipeline: a call of the pool's restore function; when a task removed or
+        broke it, a verdict that recycles the pool (no verdict at all recycles it too)."""
+        return (f"try {{ {self.function} '{self.nonce}' '{self.seal}' }} catch {{ "
+                f"'{self.nonce} recycle: the restore function failed or is gone: ' + $_.Exception.Message }}")
 
     def verdict_of(self, value: t.Any) -> Verdict | None:
         """The verdict when `value` (an output object) is the restore's, else None (it is the task's output)."""

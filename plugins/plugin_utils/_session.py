@@ -30,7 +30,7 @@ from ._errors import (
     TransportError,
     UnexpectedError,
 )
-from ._isolation import BASELINE_SCRIPT, RESTORE_SCRIPT, Baseline
+from ._isolation import Baseline, baseline_script, new_pool_key
 from ._output import Collected, OutputSink, StreamedOutput
 from ._runner import ExecResult
 from ._spec import SessionSpec
@@ -345,7 +345,7 @@ class Session:
     # -- isolation and recycling (T1, T4) -----------------------------------
 
     def _capture_baseline(self) -> None:
-        """The state of the new pool, which every restore puts back (_isolation.BASELINE_SCRIPT)."""
+        """Capture the new pool's state and define its restore function there, once (_isolation.baseline_script)."""
         self.baseline = None
         self._dirty = None
         self._unsettled = False  # a new pool: nothing to put back
@@ -353,8 +353,9 @@ class Session:
             self._event("isolation", f"the host speaks PSRP {self.pool.protocol_version}, without multi-statement "
                         "pipelines: its pool is recycled after every task")
             return
+        pool_key = new_pool_key()
         ps = PowerShell(self.pool)
-        ps.add_script(BASELINE_SCRIPT, use_local_scope=True)
+        ps.add_script(baseline_script(pool_key), use_local_scope=True)
         output: list[t.Any] = []
         try:
             ps.begin_invoke()
@@ -365,7 +366,7 @@ class Session:
         finally:
             _release(ps)
         try:
-            self.baseline = Baseline(str(output[-1]) if output else "")
+            self.baseline = Baseline(str(output[-1]) if output else "", pool_key)
         except ValueError as exc:
             errors = "; ".join(str(e) for e in ps.streams.error)[:300]
             self._event("isolation", f"the host would not describe its new pool's state ({errors or exc}): "
@@ -374,9 +375,7 @@ class Session:
     def _restore_alone(self) -> t.Any:
         """The restore as a pipeline of its own (the task's pipeline ended before its restore); its verdict."""
         ps = PowerShell(self.pool)
-        ps.add_script(RESTORE_SCRIPT, use_local_scope=True)
-        for arg in t.cast(Baseline, self.baseline).restore_arguments():
-            ps.add_argument(arg)
+        ps.add_script(t.cast(Baseline, self.baseline).restore_statement(), use_local_scope=True)
         self._verdict = None
         try:
             ps.begin_invoke()
@@ -492,14 +491,13 @@ class Session:
             if self.isolate:
                 self._unsettled = True
                 # until the restore's verdict says otherwise (a task that fails or is stopped never reaches it)
-                self._dirty = ("the task's pipeline ended before its restore statement ran" if self.baseline else
+                self._dirty = ("the pipeline gave no restore verdict: the task ended it before its restore statement, "
+                               "or removed or redefined the pool's restore function" if self.baseline else
                                "the pool's state could not be captured when it opened, so no second task may use it")
                 if self.baseline is not None:
                     # T1: the restore is the pipeline's second statement; the task's is the first, with the input
                     ps.add_statement()
-                    ps.add_script(RESTORE_SCRIPT, use_local_scope=True)
-                    for arg in self.baseline.restore_arguments():
-                        ps.add_argument(arg)
+                    ps.add_script(self.baseline.restore_statement(), use_local_scope=True)
                     self._verdict = None
             try:
                 ps.begin_invoke(pipeline_input)
@@ -683,7 +681,7 @@ class Session:
     def _put_lines_per_command(self) -> int:
         """Input lines per put command so that its data stays under the host's per-command quota."""
         create_pipeline = len(_transfers.PUT_SCRIPT) + (
-            len(RESTORE_SCRIPT) + len(self.baseline.text) if self.baseline is not None else 0)
+            len(self.baseline.restore_statement()) if self.baseline is not None else 0)
         return _transfers.put_lines_per_command(self.put_chunk_size(), self.put_command_quota, 2 * create_pipeline)
 
     def put_chunk_size(self) -> int:

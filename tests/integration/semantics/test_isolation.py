@@ -95,6 +95,41 @@ def test_a_task_that_constrains_its_runspace_gets_the_pool_recycled_before_the_n
     assert "language mode is ConstrainedLanguage" in session.stats["recycle_reasons"][-1]
 
 
+# A task that, besides leaving state, breaks the pool's own restore function or its data (both in the global
+# scope under a per-pool name, docs/pinning.md): the restore cannot be trusted, so the pool is recycled.
+OWN_FUNCTION = "Get-ChildItem Function: | Where-Object { $_.Name -like 'PinnedRestore_*' }"
+OWN_DATA = "Get-Variable -Scope Global | Where-Object { $_.Name -like 'PinnedBaseline_*' }"
+BREAK_RESTORE = {
+    "removes every function": ("Remove-Item Function:*", "the restore function failed or is gone"),
+    "redefines the restore function": (
+        f"{OWN_FUNCTION} | ForEach-Object {{ Invoke-Expression \"function global:$($_.Name) {{ 'redefined' }}\" }}",
+        "removed or redefined the pool's restore function"),
+    "removes its data": (f"{OWN_DATA} | ForEach-Object {{ Remove-Variable -Name $_.Name -Scope Global -Force }}",
+                         "is gone"),
+    "changes its data": (f"({OWN_DATA}).Value['location'] = 'C:\\Windows'", "was changed"),
+}
+
+
+@pytest.mark.parametrize("breaking", list(BREAK_RESTORE), ids=lambda name: name.replace(" ", "-"))
+def test_a_task_that_breaks_the_restore_function_or_its_data_gets_the_pool_recycled(session, breaking) -> None:
+    _, pid = read(session)
+    script, why = BREAK_RESTORE[breaking]
+    task(session, LEAVE + "; " + script)
+    text, new_pid = read(session)
+    assert new_pid != pid and text == fresh(new_pid)  # never a silent pool without isolation
+    assert session.stats["pool_recycles"] == 1
+    assert why in session.stats["recycle_reasons"][-1]
+    assert read(session) == (fresh(new_pid), new_pid)  # the new pool has its own restore function, working
+
+
+def test_the_restore_function_and_its_data_are_not_state_a_task_left(session) -> None:
+    _, pid = read(session)
+    names = task(session, f"@({OWN_FUNCTION}).Count; @({OWN_DATA}).Count").stdout.decode().split()
+    assert names == ["1", "1"]  # what a task can see of them (docs/pinning.md)
+    assert read(session) == (fresh(pid), pid)
+    assert session.stats["pool_recycles"] == 0 and session.stats["restores"] == 0
+
+
 def test_the_pool_is_recycled_after_its_number_of_tasks_between_two_tasks(session) -> None:
     session.max_pool_tasks = 3
     pids = [read(session)[1] for _ in range(7)]

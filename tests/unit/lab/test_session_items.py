@@ -29,6 +29,16 @@ def test_function_drive_lists_global_functions_with_their_definition_and_remove_
     assert session("[bool](Get-Command Get-Left -ErrorAction SilentlyContinue)").out == [False]
 
 
+def test_remove_item_with_a_wildcard_path_removes_every_function_it_matches_and_a_literal_path_none(session):
+    session("function global:Get-LeftA { 1 }; function global:Get-LeftB { 2 }; function global:Keep-Me { 3 }")
+    session("Remove-Item -LiteralPath 'Function:\\Get-Left*' -ErrorAction SilentlyContinue")
+    assert session("@(Get-ChildItem Function: | Where-Object { $_.Name -like 'Get-Left*' }).Count").out == [2]
+    assert session("Remove-Item Function:\\Get-Left*; Remove-Item Function:\\NoSuch*; "
+                   "@(Get-ChildItem Function:).Name -join ','").out[0].lower() == "keep-me"
+    session("Remove-Item Function:*")  # from a task's own scope, the global ones go too
+    assert session("@(Get-ChildItem Function:).Count").out == [0]
+
+
 def test_alias_drive_lists_built_in_and_session_aliases_and_remove_item_deletes_a_session_one(session):
     session("Set-Alias -Name lefta -Value Get-Date -Scope Global")
     out = session("(Get-ChildItem Alias: | Where-Object { $_.Name -in 'lefta','gci' } | Sort-Object Name).Definition").out

@@ -15,7 +15,7 @@ from typing import Any
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, LITERAL_PATH_ALIASES
 from tests.lab.pwsh.cmdlets.location import env_entry, env_path
 from tests.lab.pwsh.cmdlets.registry import registry_children, registry_item, registry_new, registry_remove
-from tests.lab.pwsh.cmdlets.session_drives import list_items, remove_item, session_drive
+from tests.lab.pwsh.cmdlets.session_drives import list_items, remove_items, session_drive
 from tests.lab.pwsh.config_drives import certificate, drive_of, wsman_items
 from tests.lab.pwsh.registry import registry_path
 from tests.lab.pwsh.files import FileSystemItem, resolve_path, win_full
@@ -199,7 +199,7 @@ class RemoveItem(Cmdlet):
         for path in as_list(src):
             sp = to_str(path.FullName if isinstance(path, FileSystemItem) else path)
             if (drive := session_drive(sp)) is not None:
-                remove_item(self, *drive)
+                remove_items(self, *drive, literal="LiteralPath" in self.p)
                 continue
             if registry_path(sp) is not None:
                 registry_remove(self, sp)

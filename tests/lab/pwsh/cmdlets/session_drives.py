@@ -1,8 +1,9 @@
 """The Function: and Alias: drives: a session's functions and aliases as items, as PowerShell's FunctionProvider
 and AliasProvider show them (both SessionStateProviderBase): Get-ChildItem lists what the current scope can see
 (inner scopes hide outer ones; an imported module's functions are in the session's function table), and
-Remove-Item removes the one the name finds. Built-in aliases (the cmdlets' own) are listed; removing one is
-outside the lab's subset.
+Remove-Item removes the one the name finds; a -Path with wildcards removes every item the listing matches
+(globbing, as for any provider; -LiteralPath takes the name as written). Built-in aliases (the cmdlets' own)
+are listed; removing one is outside the lab's subset.
 """
 
 from __future__ import annotations
@@ -60,6 +61,32 @@ def list_items(cmd: Cmdlet, kind: str, pattern: str) -> None:
         if not pattern or _matches(pattern, name):
             cmd.emit(PSObject({"Name": name, "Definition": definition, "CommandType": "Alias",
                                "DisplayName": f"{name} -> {definition}"}))
+
+
+def _has_wildcards(pattern: str) -> bool:
+    """Whether a path has an unescaped *, ? or [ (WildcardPattern.ContainsWildcardCharacters)."""
+    escaped = False
+    for c in pattern:
+        if escaped:
+            escaped = False
+        elif c == "`":
+            escaped = True
+        elif c in "*?[":
+            return True
+    return False
+
+
+def remove_items(cmd: Cmdlet, kind: str, name: str, literal: bool) -> None:
+    """Remove-Item Function:\\pattern / Alias:\\pattern: with wildcards (and -Path), every item the current scope
+    sees whose name matches (none matching is no error, as globbing gives); else the one the name finds."""
+    from tests.lab.pwsh.cmdlets.state import _matches
+
+    if literal or not _has_wildcards(name):
+        remove_item(cmd, kind, name)
+        return
+    names = functions(cmd.rt) if kind == "function" else aliases(cmd.rt)
+    for match in sorted(n for n in names if _matches(name, n)):
+        remove_item(cmd, kind, match)
 
 
 def remove_item(cmd: Cmdlet, kind: str, name: str) -> None:
