@@ -289,7 +289,7 @@ class Baseline:
         seal = data.get("seal") if isinstance(data, dict) else None
         if not isinstance(seal, str) or not _SEAL.match(seal):
             raise ValueError(f"the host's state snapshot lacks its seal: {text[:200]!r}")
-        self.function, _ = _names(pool_key)
+        self.function = _names(pool_key)[0]
         self.seal = seal
         self.nonce = secrets.token_hex(16)  # one per pool, never stored on the host: a task cannot fake a verdict
 

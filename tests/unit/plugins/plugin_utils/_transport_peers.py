@@ -353,8 +353,10 @@ def make_spec(host: Host, *, scheme: str = "http", auth: str = "ntlm", proxy: Pr
             auth=proxy_auth, username=PROXY_USER if proxy_auth else None, password=proxy_password if proxy_auth else None,
             ca_cert=ca, tunnel=tunnel,
         )
-    kw.setdefault("read_timeout", 5.0)
-    kw.setdefault("connection_timeout", 5.0)
+    # Generous: these peers are threads in the test's process, and a loaded machine (make test-loaded) can stall a
+    # nested TLS handshake for seconds; a test about a timeout sets its own.
+    kw.setdefault("read_timeout", 30.0)
+    kw.setdefault("connection_timeout", 30.0)
     kw.setdefault("reconnection_backoff", 0.0)
     return SessionSpec(
         scheme=scheme, host="127.0.0.1", port=host.peer.port, path="wsman", auth=auth, username=HOST_USER,
