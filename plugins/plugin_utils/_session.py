@@ -327,6 +327,14 @@ class Session:
 
     # -- running -----------------------------------------------------------
 
+    def _begin_transfer(self) -> None:
+        """A put or fetch is a task of its own (under self._lock): a pool to run on, the last pipeline released."""
+        if self.pool is None:
+            self.open()
+        self._finish_last_pipeline()
+        self.stats["tasks"] += 1
+        self.stats["pool_tasks"] += 1
+
     def _finish_last_pipeline(self) -> None:
         """Stop the previous task's pipeline so the host's operation count does not grow (MaxConcurrentOperationsPerUser)."""
         last, self._last_pipeline = self._last_pipeline, None
@@ -618,11 +626,7 @@ class Session:
         place (_transfers.py). A failed command fails the transfer and removes the staged file.
         """
         with self._lock:
-            if self.pool is None:
-                self.open()
-            self._finish_last_pipeline()
-            self.stats["tasks"] += 1
-            self.stats["pool_tasks"] += 1
+            self._begin_transfer()
             pending = _transfers.Lookahead(chunks)
             whole = hashlib.sha1()
             staged, offset = "", 0
@@ -695,11 +699,7 @@ class Session:
         A file comes in ranges of FETCH_RANGE_BYTES, one command each; the controller checks each range's SHA-1.
         """
         with self._lock:
-            if self.pool is None:
-                self.open()
-            self._finish_last_pipeline()
-            self.stats["tasks"] += 1
-            self.stats["pool_tasks"] += 1
+            self._begin_transfer()
             max_b64 = int(self.max_payload_size - (self.max_payload_size / 4 * 3))
             buffer_size = max(1024, max_b64 - (max_b64 % 1024))
             offset, size = 0, 0

@@ -512,13 +512,29 @@ def parse_bypass(entries: t.Any, setting: str = "ansible_psrp_proxy_bypass") -> 
     return tuple(items)
 
 
-def bypassed(host: str, entries: t.Iterable[str]) -> bool:
-    """Whether `host` matches the bypass list (names, *.suffix / .suffix, IPs, CIDR, '*', '<local>')."""
+_Address = t.Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+
+
+def _host_and_address(host: str) -> tuple[str, _Address | None]:
+    """A host as bypass lists compare it: lower case, no brackets or trailing dot, and its IP address if it is one."""
     name = host.strip("[]").lower().rstrip(".")
     try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
+        return name, ipaddress.ip_address(name)
     except ValueError:
-        address = None
+        return name, None
+
+
+def _is_address(address: _Address, item: str) -> bool:
+    """Whether a list entry is this very IP address (an entry that is no address is not)."""
+    try:
+        return address == ipaddress.ip_address(item)
+    except ValueError:
+        return False
+
+
+def bypassed(host: str, entries: t.Iterable[str]) -> bool:
+    """Whether `host` matches the bypass list (names, *.suffix / .suffix, IPs, CIDR, '*', '<local>')."""
+    name, address = _host_and_address(host)
     for entry in entries:
         item = entry.strip().lower()
         if item == "*":
@@ -532,11 +548,8 @@ def bypassed(host: str, entries: t.Iterable[str]) -> bool:
                 return True
             continue
         if address is not None:
-            try:
-                if address == ipaddress.ip_address(item):
-                    return True
-            except ValueError:
-                pass
+            if _is_address(address, item):
+                return True
             continue
         if item.startswith("*."):
             suffix = item[1:]
@@ -587,11 +600,7 @@ def no_proxy_bypassed(host: str, port: int, entries: t.Iterable[str]) -> bool:
     ``win1.corp.example``, never ``badcorp.example``); ``host:port`` covers that port only; ``*`` covers
     everything; IP addresses and CIDR ranges match addresses.
     """
-    name = host.strip("[]").lower().rstrip(".")
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(name)
-    except ValueError:
-        address = None
+    name, address = _host_and_address(host)
     for entry in entries:
         item, entry_port = _split_port(entry.strip().lower())
         if item == "*":
@@ -603,11 +612,8 @@ def no_proxy_bypassed(host: str, port: int, entries: t.Iterable[str]) -> bool:
                 return True
             continue
         if address is not None:
-            try:
-                if address == ipaddress.ip_address(item):
-                    return True
-            except ValueError:
-                pass
+            if _is_address(address, item):
+                return True
             continue
         suffix = item[2:] if item.startswith("*.") else item.lstrip(".")
         suffix = suffix.rstrip(".")
