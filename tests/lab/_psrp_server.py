@@ -51,6 +51,9 @@ _END = object()
 # progress before answering anyway, as it must for a script that reads its input late or never.
 _INPUT_BACKLOG_BYTES = 64 << 20
 _INPUT_PROGRESS_S = 5.0
+# ... and before its script has read anything: this interpreter can take seconds to reach the line that reads
+# (ansible-core's exec_wrapper runs first), where .NET takes milliseconds.
+_INPUT_FIRST_READ_S = 30.0
 _START_FRAGMENT = 0x1  # PSRP fragment header flags (MS-PSRP 2.2.4)
 _END_FRAGMENT = 0x2
 
@@ -201,6 +204,7 @@ class _Pipeline:
         self.finished = False  # final PIPELINE_STATE queued
         self.held = False  # a fault switch holds it Running until stopped or the shell closes
         self.unpaced = False  # its script stopped reading for _INPUT_PROGRESS_S: its Sends no longer wait
+        self.read_any = False  # its script has read input (the pacing's first wait is longer until then)
         self.host_null = True
         self.thread: threading.Thread | None = None
         # The fault that closed this command (an input quota): Windows answers every later Send and
@@ -213,6 +217,7 @@ class _Pipeline:
             if item is _END:
                 return
             data, size = t.cast(tuple[object, int], item)
+            self.read_any = True
             self.consumed(size)
             yield _from_ps(data)
 
@@ -472,11 +477,12 @@ class PSRPPool(Shell):
         This interpreter reads far slower, and slower still on a loaded machine: without this wait, whether a
         large upload outgrows MaxMemoryPerShellMB would depend on the lab machine's load, not on what was sent.
         Timing only: nothing is refused, reordered or dropped, and a script that stops reading gets its input
-        buffered (and weighed) as on Windows once no progress was made for _INPUT_PROGRESS_S.
+        buffered (and weighed) as on Windows once no progress was made for _INPUT_PROGRESS_S (_INPUT_FIRST_READ_S
+        before it read anything).
         """
         self.input_peak = max(self.input_peak, self.input_bytes)
         last = self.input_bytes
-        deadline = time.monotonic() + _INPUT_PROGRESS_S
+        deadline = time.monotonic() + (_INPUT_PROGRESS_S if pipe.read_any else _INPUT_FIRST_READ_S)
         while (self.input_bytes > _INPUT_BACKLOG_BYTES and not pipe.unpaced and not pipe.finished
                and self.killed_by is None):
             if self.input_bytes < last:
@@ -641,8 +647,8 @@ class PSRPPool(Shell):
         limit = self.memory_limit()
         if limit is None or self.memory_bytes() <= limit:
             return
-        log.info("pool %s holds %d MiB, over MaxMemoryPerShellMB: its process ends", self.id,
-                 self.memory_bytes() >> 20)
+        log.info("pool %s holds %d MiB (unread input %d MiB, unreceived output %d MiB), over MaxMemoryPerShellMB: "
+                 "its process ends", self.id, self.memory_bytes() >> 20, self.input_bytes >> 20, self.out_bytes >> 20)
         self.killed_by = _soap.provider_host_died()
         for pipe in self.pipelines.values():
             pipe.stopped = True
