@@ -6,10 +6,13 @@ Each row copies a file up and back byte for byte in a real ansible-playbook run 
 action) and checks that the host never ended a process for its memory. The durations are printed (`-s`);
 throughput targets live in `make bench`. Slow: behind the soak marker; sizes from PINNED_LARGE_FILE_MIB.
 
-ansible.builtin.psrp sends a whole file as one command's input (base64 text, held by the host as UTF-16 strings
-until its script reads them); the lab keeps its script reading at the pace a Windows host would (docs/lab-engine.md),
-so its row does not depend on the machine's load. It runs up to 256 MiB, the size the comparison needs;
-larger rows are pinned's alone, to keep the soak bounded. `make test` runs 256 MiB (PINNED_LARGE_FILE_MIB's default); `make soak` adds 2 GiB.
+ansible.builtin.psrp's row runs at BUILTIN_MIB. Its put and fetch share one process (one task), and in the lab
+that process still holds its put's input afterwards (8/3 of the file: base64 as UTF-16 strings) while its fetch
+writes the file as output faster than the client receives it; at 256 MiB the two pass MaxMemoryPerShellMB or
+not depending on how fast the client drains the output (WSManFault 1726 in one full run of the suite) - a race,
+not a test. At 128 MiB both together stay near 730 MB whatever the timing. Its throughput at 256 MiB is
+measured by `make bench`. `make test` runs pinned at 256 MiB (PINNED_LARGE_FILE_MIB's default); `make soak`
+adds 2 GiB.
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ def _payload(path: pathlib.Path, mib: int) -> str:
     return digest.hexdigest()
 
 
-CASES = [("pinned", mib) for mib in SIZES_MIB] + [("builtin_psrp", mib) for mib in SIZES_MIB if mib <= 256]
+BUILTIN_MIB = 128
+CASES = [("pinned", mib) for mib in SIZES_MIB] + [("builtin_psrp", BUILTIN_MIB)]
 
 
 @pytest.mark.parametrize(("plugin", "mib"), CASES)
