@@ -10,14 +10,11 @@ mid-task (shells_killed.memory), as Windows' job object does. The daemon puts th
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import tempfile
-import time
 import typing as t
 
 import pytest
 
+from tests._pin_daemons import private_pin_client
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import DEFAULT_MAX_TASKS, PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
@@ -30,22 +27,8 @@ TASKS = int(os.environ.get("PINNED_LONG_LIFE_TASKS", "1000"))
 def client(monkeypatch) -> t.Iterator[PinClient]:
     """A daemon of its own with the real Session."""
     monkeypatch.delenv("PINNED_WINRM_TEST_SESSION_FACTORY", raising=False)
-    root = tempfile.mkdtemp(prefix="pinlife", dir="/tmp")
-    pinned = PinClient(root)
-    yield pinned
-    hello = pinned.hello()
-    pinned.shutdown()
-    if hello:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(hello["pid"], 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(hello["pid"], signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
+    with private_pin_client("pinlife") as pinned:
+        yield pinned
 
 
 def test_a_thousand_tasks_leave_the_host_process_within_its_memory_limit(lab, lab_description, lab_host, client):

@@ -8,21 +8,18 @@ from /proc: its high-water mark, reset before the task, must stay far below the 
 from __future__ import annotations
 
 import hashlib
-import os
 import pathlib
-import shutil
-import signal
-import tempfile
 import typing as t
 
 import pytest
 
+from tests._pin_daemons import private_pin_client
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import OutputLimitError
 from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 from tests.integration.e2e.conftest import E2E, delta
-from tests.integration.reliability._helpers import raw, wait_for, write_playbook
+from tests.integration.reliability._helpers import raw, write_playbook
 
 from ._plays import HOST, run_with, statuses
 
@@ -45,14 +42,8 @@ def spec(lab_description, lab_host) -> t.Any:
 def daemon(monkeypatch) -> t.Iterator[PinClient]:
     """A pin daemon of its own with the real Session."""
     monkeypatch.delenv("PINNED_WINRM_TEST_SESSION_FACTORY", raising=False)
-    root = tempfile.mkdtemp(prefix="pino", dir="/tmp")
-    client = PinClient(root)
-    yield client
-    hello = client.hello()
-    client.shutdown()
-    if hello and not wait_for(lambda: not pathlib.Path(f"/proc/{hello['pid']}").exists(), 10):
-        os.kill(hello["pid"], signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
+    with private_pin_client("pino") as client:
+        yield client
 
 
 def _peak_kib(pid: int) -> int:

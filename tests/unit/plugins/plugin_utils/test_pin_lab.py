@@ -5,17 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 import typing as t
 
 import pytest
 
 from _pin_fakes import HERE, pid_alive, wait_until
+from tests._pin_daemons import private_pin_client
 from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
@@ -48,14 +47,8 @@ def lab_spec(lab_description, lab_host):
 def real_client(monkeypatch) -> t.Iterator[PinClient]:
     """A daemon of its own with the real Session (the test session factory is switched off)."""
     monkeypatch.delenv("PINNED_WINRM_TEST_SESSION_FACTORY", raising=False)
-    root = tempfile.mkdtemp(prefix="pinl", dir="/tmp")
-    client = PinClient(root)
-    yield client
-    hello = client.hello()
-    client.shutdown()
-    if hello and not wait_until(lambda: not pid_alive(hello["pid"]), 10):
-        os.kill(hello["pid"], signal.SIGKILL)
-    shutil.rmtree(root, ignore_errors=True)
+    with private_pin_client("pinl") as client:
+        yield client
 
 
 def counts(lab, host) -> dict[str, int]:
