@@ -170,25 +170,40 @@ def test_concurrent_operations_quota_counts_a_pending_receive(connect, host_conf
     assert not isinstance(result[0], Exception)
 
 
-def test_long_poll_receive_times_out_without_blocking_other_requests(connect, service, counters):
-    # 3 s: far longer than bob's whole exchange below takes even on a loaded machine (milliseconds in process).
-    slow = WinRS(connect("alice", operation_timeout=3))
+def test_a_waiting_receive_does_not_block_other_requests(connect, service, gates):
+    # alice's Receive waits on a gate the test opens, not on a timer: bob's whole exchange is served while it
+    # is still in flight, however slow the machine.
+    slow = WinRS(connect("alice", operation_timeout=60))
     slow.open()
-    proc = Process(slow, "gate", ["long-poll"])  # produces nothing while the test runs
+    proc = Process(slow, "gate", ["long-poll"])  # produces nothing until the gate opens
     proc.begin_invoke()
     thread, result = run_in_thread(lambda: slow.receive("stdout stderr", command_id=proc.id))
-    assert wait_until(lambda: service.operations_in_flight("alice") == 1)  # alice's Receive is waiting
-    with WinRS(connect("bob")) as fast:  # served while alice's Receive waits
-        quick = Process(fast, "cmd.exe", ["/c", "echo", "ok"])
-        quick.invoke()
+    try:
+        assert wait_until(lambda: service.operations_in_flight("alice") == 1)  # alice's Receive is waiting
+        with WinRS(connect("bob")) as fast:
+            quick = Process(fast, "cmd.exe", ["/c", "echo", "ok"])
+            quick.invoke()
+        still_waiting = service.operations_in_flight("alice") == 1 and thread.is_alive()
+    finally:
+        gates("long-poll").set()
     thread.join(20)
     assert quick.stdout == b"ok\r\n"
-    assert isinstance(result[0], WSManFaultError) and result[0].code == TIMED_OUT
-    # The service logs each request when it ends: every one of bob's ended before alice's Receive timed out.
-    log = [e for e in counters.log() if e.get("kind") == "wsman"]
-    timed_out = [i for i, e in enumerate(log) if e["user"] == "alice" and e["action"] == "Receive" and e.get("fault")]
-    bobs = [i for i, e in enumerate(log) if e["user"] == "bob"]
-    assert len(timed_out) == 1 and bobs and max(bobs) < timed_out[0]
+    assert still_waiting, "bob was served only after alice's Receive ended"
+    assert not isinstance(result[0], Exception), result
+
+
+def test_a_receive_with_nothing_to_return_times_out_after_its_operation_timeout(connect, service, counters):
+    slow = WinRS(connect("alice", operation_timeout=1))
+    slow.open()
+    proc = Process(slow, "gate", ["never"])  # produces nothing while the test runs
+    proc.begin_invoke()
+    started = time.monotonic()
+    with pytest.raises(WSManFaultError) as err:
+        slow.receive("stdout stderr", command_id=proc.id)
+    assert err.value.code == TIMED_OUT
+    assert time.monotonic() - started >= 1  # a lower bound: the host waited out the OperationTimeout
+    log = [e for e in counters.log() if e.get("kind") == "wsman" and e["action"] == "Receive"]
+    assert [bool(e.get("fault")) for e in log] == [True]
 
 
 def test_unknown_configuration_is_refused_and_extra_configuration_works(connect, host_config):
