@@ -102,7 +102,13 @@ def test_quick_bench_writes_the_issue_json_shape(quick_bench: dict) -> None:
     for rtt, by_kind in results["isolation"].items():
         for kind, rows in by_kind.items():
             assert {"isolated", "not_isolated", "cost"} <= set(rows), (rtt, kind, rows)
-            assert rows["isolated"]["ms_per_task"] > 0 and rows["isolated"]["requests_per_task"] > 0
+            iso, plain, cost = rows["isolated"], rows["not_isolated"], rows["cost"]
+            assert iso["ms_per_task"] > 0 and iso["requests_per_task"] >= results["floor"]["requests_per_task"]
+            # Counted by the lab host: every isolated task also sends the call to the restore function, so it
+            # uploads more than the same task without isolation, and the cost row is the difference of the two.
+            assert iso["bytes_up_per_task"] > plain["bytes_up_per_task"], (rtt, kind, rows)
+            assert cost["bytes_up_per_task"] == pytest.approx(
+                iso["bytes_up_per_task"] - plain["bytes_up_per_task"], abs=0.02), (rtt, kind, rows)
     rss = results["pinning_rss_mib"]
     assert set(rss) == {"1", "2", "4"} and all(v > 0 for v in rss.values())
     # from the unrounded RSS figures: within their rounding (0.01 MiB each) of the rounded ones' slope
