@@ -35,7 +35,7 @@ from ._output import Collected, OutputSink, StreamedOutput
 from ._runner import ExecResult
 from ._spec import SessionSpec
 from ._timing import PhaseClock
-from ._wsman_faults import SHELL_REBUILD_FAULTS
+from ._wsman_faults import REBUILD_REASONS, SHELL_REBUILD_FAULTS, WSManFault
 
 log = logging.getLogger(__name__)
 
@@ -518,7 +518,7 @@ class Session:
                 err = _host_error_from(exc, self.spec)
                 code = _fault_code(err)
                 if not rebuilt and code in SHELL_REBUILD_FAULTS:
-                    self._rebuild(f"the host no longer knows the shell (fault {code:#x})")
+                    self._rebuild(f"{REBUILD_REASONS[WSManFault(code)]} (fault {code:#x})")
                     rebuilt = True
                     continue
                 raise err from exc

@@ -28,3 +28,10 @@ class WSManFault(enum.IntEnum):
 # A Command refused with one of these never ran, so the session may rebuild its pool and send it again (T5):
 # the shell is gone, or the old pool's operations hold the user's quota (rebuilding closes them).
 SHELL_REBUILD_FAULTS = frozenset({WSManFault.INVALID_SELECTORS, WSManFault.QUOTA_MAX_OPERATIONS})
+
+# Why the session rebuilds its pool for each of them: the reason -vvv shows and the session report keeps.
+REBUILD_REASONS = {
+    WSManFault.INVALID_SELECTORS: "the host no longer knows the shell",
+    WSManFault.QUOTA_MAX_OPERATIONS: "the host refused the Command for the user's MaxConcurrentOperationsPerUser; "
+                                     "rebuilding closes the old pool's operations",
+}

@@ -91,3 +91,25 @@ def test_a_command_refused_for_a_lost_shell_is_sent_again_on_a_rebuilt_pool(lab,
         "pipelines_started": 2, "pipelines_stopped": 0, "runspace_pools_created": 1, "wsman.Command": 3,
     }
     assert session.stats["pool_rebuilds"] == 1
+
+
+def test_a_command_refused_for_the_users_operations_quota_is_sent_again_on_a_rebuilt_pool(lab, lab_host,
+                                                                                           session) -> None:
+    # 0x803381A6: the host refused the Command itself (MaxConcurrentOperationsPerUser), so nothing of it ran;
+    # rebuilding the pool closes the old pool's operations, which is what held the quota
+    before = _counts(lab, lab_host)
+    lab.set_faults(lab_host["name"], wsman_fault_on_action_next={"Command": ["quota_operations"]})
+    result = session.run("'sent once'")
+    assert result.stdout == b"sent once"
+    assert _delta(_counts(lab, lab_host), before) == {
+        "pipelines_started": 2, "pipelines_stopped": 0, "runspace_pools_created": 1, "wsman.Command": 3,
+    }
+    assert session.stats["pool_rebuilds"] == 1
+    assert session.stats["rebuild_reasons"][-1].startswith(
+        "the host refused the Command for the user's MaxConcurrentOperationsPerUser"), session.stats["rebuild_reasons"]
+
+
+def test_a_rebuild_for_a_lost_shell_says_so(lab, lab_host, session) -> None:
+    lab.set_faults(lab_host["name"], wsman_fault_on_action_next={"Command": ["shell_not_found"]})
+    assert session.run("'again'").stdout == b"again"
+    assert session.stats["rebuild_reasons"][-1] == "the host no longer knows the shell (fault 0x8033805b)"

@@ -17,3 +17,10 @@ def test_an_operation_timeout_never_rebuilds_the_pool_and_resends_t5() -> None:
     # a Command that timed out may have started; resending it could run it twice
     assert WSManFault.OPERATION_TIMED_OUT not in SHELL_REBUILD_FAULTS
     assert SHELL_REBUILD_FAULTS == {WSManFault.INVALID_SELECTORS, WSManFault.QUOTA_MAX_OPERATIONS}
+
+
+def test_every_rebuild_fault_has_its_own_reason() -> None:
+    from ansible_collections.pinned.winrm.plugins.plugin_utils._wsman_faults import REBUILD_REASONS
+
+    assert set(REBUILD_REASONS) == SHELL_REBUILD_FAULTS
+    assert len(set(REBUILD_REASONS.values())) == len(REBUILD_REASONS)
