@@ -237,7 +237,7 @@ def markdown_tables(results: dict[str, t.Any]) -> str:
             lines.append(f"| {name} | {row.get('measured')} | {met} |")
         lines.append("")
     if results.get("errors"):
-        lines += ["### Errors during the run", ""] + [f"- `{e[:400]}`" for e in results["errors"][:20]] + [""]
+        lines += ["### Errors during the run", ""] + [f"- `{' '.join(e.split())[:400].replace('`', chr(39))}`" for e in results["errors"][:20]] + [""]
     return "\n".join(lines)
 
 
