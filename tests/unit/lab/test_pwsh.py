@@ -414,8 +414,11 @@ Remove-Variable testb, other -Include o*
 
 
 def test_an_option_outside_the_subset_is_refused_not_ignored(ps):
-    streams = ps("try { Set-Variable -Name p -Value 1 -Option Private } catch { $_.FullyQualifiedErrorId }")
-    assert streams.out == ["LabUnsupportedVariableOption,Microsoft.PowerShell.Commands.SetVariableCommand"]
+    streams = ps("try { Set-Variable -Name p -Value 1 -Option Private } catch { $_.FullyQualifiedErrorId }; "
+                 "try { Set-Variable -Name v -Value 1 -Visibility Private } catch { $_.FullyQualifiedErrorId }; "
+                 "Set-Variable -Name shown -Value 1 -Visibility Public; $shown")
+    assert streams.out == ["LabUnsupportedVariableOption,Microsoft.PowerShell.Commands.SetVariableCommand",
+                           "LabUnsupportedVariableVisibility,Microsoft.PowerShell.Commands.SetVariableCommand", 1]
 
 
 def test_reset_runspace_state_forgets_variable_options(engine):

@@ -77,10 +77,10 @@ def _matches(patterns: object, name: str) -> bool:
 
 
 def _named_variables(cmd: Cmdlet, action: str) -> Iterator[tuple[Scope, str, str]]:
-    """(scope holding it, lower-case name, name as given) of each -Name variable the user lets `action` touch, as the variable
-    cmdlets find them (VariableCommandBase.GetMatchingVariables): a name with wildcards matches the variables
-    -Scope holds (or that the current scope sees, inner ones hiding outer ones) and may match none; a name
-    without is a VariableNotFound error when missing. -Include and -Exclude filter both (wildcards allowed)."""
+    """(scope holding it, lower-case name, name as given) of each -Name variable the user lets `action` touch,
+    as the variable cmdlets find them (VariableCommandBase.GetMatchingVariables): a name with wildcards matches
+    the variables -Scope holds (or that the current scope sees, inner ones hiding outer ones) and may match
+    none; a name without is a VariableNotFound error when missing. -Include and -Exclude filter both."""
     only = _scope(cmd)
     for name in as_list(cmd.p.get("Name")):
         text = to_str(name)
@@ -195,6 +195,9 @@ class SetVariable(Cmdlet):
         if not self.should_process(f"Name: {name} Value: {to_str(value)}", "Set variable"):
             return
         set_option, option = _options(self)
+        if to_str(self.p.get("Visibility", "Public")).lower() != "public":
+            raise self.terminate("A Private variable is outside the lab engine's subset (its visibility is not "
+                                 "modelled).", "LabUnsupportedVariableVisibility", "NotImplemented")
         holder = self.named_scope(self.p["Scope"]) if "Scope" in self.p else self.rt.scope
         low = name.lower()
         if low in holder.vars:
