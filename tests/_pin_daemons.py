@@ -7,21 +7,13 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 import typing as t
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
 
+from tests._procfs import pid_alive, wait_until
+
 STOP_WAIT_S = 10.0  # a bound for a daemon that does not exit on shutdown, not a timing assumption
-
-
-def _alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @contextlib.contextmanager
@@ -39,9 +31,6 @@ def private_pin_client(prefix: str) -> t.Iterator[PinClient]:
         hello = client.hello()
         client.shutdown()
         if hello:
-            deadline = time.monotonic() + STOP_WAIT_S
-            while _alive(hello["pid"]) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if _alive(hello["pid"]):
+            if not wait_until(lambda: not pid_alive(hello["pid"]), STOP_WAIT_S):
                 os.kill(hello["pid"], signal.SIGKILL)
         shutil.rmtree(root, ignore_errors=True)

@@ -75,7 +75,9 @@ $pinnedSnapshot = {
         $name = [string]$item.Name
         if ($pinnedSkip -contains $name) { continue }
         $value = $item.Value
-        if ($null -eq $value) { $vars[$name] = @('null', '', 'null'); continue }
+        # its options too: a task that makes a variable ReadOnly leaves it unwritable for the next task
+        $options = [string]$item.Options
+        if ($null -eq $value) { $vars[$name] = @('null', '', "null|$options"); continue }
         $type = [string]$value.PSObject.TypeNames[0]
         $kind = 'o'
         if ($value -is [string]) { $kind = 's' }
@@ -85,7 +87,7 @@ $pinnedSnapshot = {
         elseif ($value -is [double]) { $kind = 'd' }
         elseif ($value -is [hashtable]) { $kind = 'h' }
         $text = if ($kind -eq 'h') { [string]$value.Count } else { $value.ToString() }
-        $vars[$name] = @($kind, $text, "$type|$text")
+        $vars[$name] = @($kind, $text, "$type|$text|$options")
     }
     $state['vars'] = $vars
     $functions = @{}

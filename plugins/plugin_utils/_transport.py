@@ -192,12 +192,12 @@ class WinRMTransport:
         Opens and authenticates the connection on first use. Re-opens it (R5)
         only where resending is safe; raises a PinnedError naming the party that
         failed, or pypsrp's WinRMTransportError for a host error answer with a body
-        (so WSMan can parse the WSManFault).
+        (so WSMan can parse the WSManFault). A read timeout is final: nothing is sent
+        again after one, whatever ``retries_on_read_timeout`` asks (see below).
         """
         read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
         budget = max(1, self.spec.reconnection_retries + 1)
         reopens = 0
-        read_timeouts = 0
         not_processed = 0
         for _attempt in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
             limit = self._command_time_left(read_timeout or self.spec.read_timeout)
@@ -237,16 +237,24 @@ class WinRMTransport:
                 self._count_reauth(e.reason)
                 kind = "affinity_lost" if e.reason in _AFFINITY_REASONS else "reauth"
                 self._emit(kind, f"{e.reason}; re-opening{self._via()} and re-authenticating (attempt {reopens}/{budget})")
-            except ReadTimeoutError:
+            except ReadTimeoutError as e:
                 self._drop()
                 if self._command_deadline is not None and time.monotonic() >= self._command_deadline:
                     self._command_time_left(0.0)  # raises CommandTimeoutError, once
-                if read_timeouts >= retries_on_read_timeout:
+                if not retries_on_read_timeout:
                     raise
-                read_timeouts += 1
-                self._count_reauth("read timeout")
-                self._emit("reconnect", f"read timeout, retry {read_timeouts}/{retries_on_read_timeout} on a new connection")
-                time.sleep(self.spec.reconnection_backoff * (2 ** (read_timeouts - 1)))
+                # pypsrp asks for a Receive to be sent again (retries_on_read_timeout=5), trusting the host to answer
+                # the same data again. Windows keeps a copy of an answer only for a request that carries a
+                # wsmv:OperationID (robust connections, MS-WSMV 3.1.4.1.39), which pypsrp never sends: the answer the
+                # host may have sent, with the task's output and its final state, is gone. Asking again returns
+                # output with a hole in it, or, when the lost answer held the final state, Receives that time out
+                # for ever (seen in the fleet benchmark). So it is never asked again.
+                self._emit("read_timeout", "a Receive got no answer within the read timeout; not sent again")
+                raise ReadTimeoutError(
+                    f"{e} The Receive is not sent again: the host keeps no copy of an answer it may have sent (the "
+                    "task's output and its end), so the task's outcome is unknown; check the host before running it "
+                    "again."
+                ) from None
             except BaseException:
                 if self._conn is not None and not self._conn.reusable:
                     self._drop()

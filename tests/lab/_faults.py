@@ -50,6 +50,11 @@ class FaultSettings:
     # and decrypted, then neither handled nor answered until release() (POST .../held/release), clear(), or
     # the host stops. Then it is handled and answered as usual (to whoever still listens).
     hold_on_action_nth: dict[str, int] = dataclasses.field(default_factory=dict)
+    # Handle the N-th next request with this WS-Man action as usual, then hold its answer (not sent) until
+    # release(), clear() or the host stops; then send it to whoever still listens. An answer that leaves the
+    # host late or never reaches the client (a stalled host, a lost response): what the request did on the host
+    # (a Receive took the output it answers with) is done either way.
+    hold_answer_on_action_nth: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 # A held request never outlives this, so a test that forgot to release cannot wedge a lab thread for ever.
@@ -120,6 +125,16 @@ class Faults:
             if left <= 0:
                 return False
             self.settings.hold_on_action_nth[action] = left - 1
+            return left == 1
+
+    def take_answer_hold(self, action: str) -> bool:
+        """Count one handled request with this action; True when its answer is the one hold_answer_on_action_nth
+        names."""
+        with self._lock:
+            left = self.settings.hold_answer_on_action_nth.get(action, 0)
+            if left <= 0:
+                return False
+            self.settings.hold_answer_on_action_nth[action] = left - 1
             return left == 1
 
     def hold(self, info: dict[str, t.Any], stopping: threading.Event) -> bool:

@@ -408,6 +408,12 @@ class WinRMHost:
                 log_event.update(status=None, reason=log_event.get("reason") or "dropped")
                 self._record(conn, log_event, started)
                 raise
+            action = log_event.get("action")
+            if action and self.faults.take_answer_hold(action):
+                log_event["answer_held"] = True
+                self.counters.incr(f"faults.answer_held.{action}")
+                if not self.faults.hold({"action": action, "conn": conn.id, "answer": True}, self._stopping):
+                    return
             delay = float(self.faults.get("delay_response_s") or 0.0)
             if delay > 0:
                 log_event["delay_s"] = delay  # the log says which answers the switch delayed

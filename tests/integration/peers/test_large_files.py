@@ -6,12 +6,15 @@ Each row copies a file up and back byte for byte in a real ansible-playbook run 
 action) and checks that the host never ended a process for its memory. The durations are printed (`-s`);
 throughput targets live in `make bench`. Slow: behind the soak marker; sizes from PINNED_LARGE_FILE_MIB.
 
-ansible.builtin.psrp's row runs at BUILTIN_MIB. Its put and fetch share one process (one task), and in the lab
-that process still holds its put's input afterwards (8/3 of the file: base64 as UTF-16 strings) while its fetch
-writes the file as output faster than the client receives it; at 256 MiB the two pass MaxMemoryPerShellMB or
-not depending on how fast the client drains the output (WSManFault 1726 in one full run of the suite) - a race,
-not a test. At 128 MiB both together stay near 730 MB whatever the timing. Its throughput at 256 MiB is
-measured by `make bench`. `make test` runs pinned at 256 MiB (PINNED_LARGE_FILE_MIB's default); `make soak`
+ansible.builtin.psrp's row runs at BUILTIN_MIB. Its fetch runs psrp_fetch_file.ps1 inside exec_wrapper's
+steppable pipeline, and SteppablePipeline.End() answers the pipeline's whole output as one array (`$out`): the
+host process holds the entire file as base64 UTF-16 strings (8/3 of its size) while it also queues that output
+for a client that receives it more slowly. At 256 MiB the two pass MaxMemoryPerShellMB (1024) or not depending
+on how fast the client drains the output (WSManFault 1726 in one full run of the suite) - a race, not a test;
+at 128 MiB both together stay near 730 MB whatever the timing. (Measured in the lab by sampling the pool's
+memory during each call: the put holds nothing after it ends; the peak is the fetch's `$out`.) Its throughput
+at 256 MiB is measured by `make bench`, which reports a run the host ended for its memory as failed.
+`make test` runs pinned at 256 MiB (PINNED_LARGE_FILE_MIB's default); `make soak`
 adds 2 GiB.
 """
 

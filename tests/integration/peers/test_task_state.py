@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 LEAVE = "; ".join([
     "$env:LEFT_ENV = 'env'", "$env:TEMP = 'C:\\changed'", "Remove-Item Env:PUBLIC",
     "$global:leftvar = 'var'", "$global:ErrorActionPreference = 'Stop'",
+    "Set-Variable -Name leftro -Value 'ro' -Option ReadOnly -Scope Global",
     "$global:PSDefaultParameterValues = @{ 'Get-ChildItem:Force' = $true }",
     "function global:Get-Left { 'function' }", "function global:Get-Location { 'shadowed' }",
     "Set-Alias -Name Get-LeftAlias -Value Get-Date -Scope Global",
@@ -45,13 +46,13 @@ LEAVE = "; ".join([
 # $Error is read first: the read's own look-ups add to it
 READ = ("$errors = $Error.Count; "
         "$has = { param($drive, $name) @(Get-ChildItem $drive | Where-Object { $_.Name -eq $name }).Count }; "
-        "\"env=[$env:LEFT_ENV] temp=[$env:TEMP] public=[$env:PUBLIC] var=[$global:leftvar] "
+        "\"env=[$env:LEFT_ENV] temp=[$env:TEMP] public=[$env:PUBLIC] var=[$global:leftvar] ro=[$global:leftro] "
         "eap=[$ErrorActionPreference] defaults=[$(if ($PSDefaultParameterValues) { $PSDefaultParameterValues.Count } else { 0 })] "
         "function=[$(& $has Function: Get-Left)] shadow=[$(& $has Function: Get-Location)] "
         "alias=[$(& $has Alias: Get-LeftAlias)] drive=[$(@(Get-PSDrive | Where-Object { $_.Name -eq 'LEFT' }).Count)] "
         "module=[$(@(Get-Module LeftModule).Count)] location=[$((Microsoft.PowerShell.Management\\Get-Location).Path)] "
         "errors=[$errors] lastexitcode=[$LASTEXITCODE]\"")
-FRESH = ("env=[] temp=[C:\\Users\\ansible\\AppData\\Local\\Temp] public=[C:\\Users\\Public] var=[] eap=[Continue] "
+FRESH = ("env=[] temp=[C:\\Users\\ansible\\AppData\\Local\\Temp] public=[C:\\Users\\Public] var=[] ro=[] eap=[Continue] "
          "defaults=[0] function=[0] shadow=[0] alias=[0] drive=[0] module=[0] location=[C:\\Users\\ansible\\Documents] "
          "errors=[0] lastexitcode=[]")
 
@@ -114,3 +115,31 @@ def test_each_task_sees_the_host_as_a_fresh_pool_with_builtin_psrp_and_pinned_co
     assert sum(s["restores"] for s in sessions) >= 4
     assert cold == builtin
     assert warm == builtin
+
+
+# State the restore cannot put back on Windows: a new Constant variable (not even Remove-Variable -Force removes
+# it) and a built-in variable made ReadOnly (Set-Variable -Force keeps its options). The pool must be recycled.
+READ_KEPT = {"name": "read", "changed_when": False,
+             "ansible.builtin.raw": "\"const=[$global:leftconst] wp=[$((Get-Variable WarningPreference -Scope Global).Options)]\"; "
+                                    "$global:WarningPreference = 'Continue'; $global:leftconst = 'assigned'; $global:leftconst"}
+KEEP = [
+    {"name": "make a built-in variable ReadOnly", "changed_when": False,
+     "ansible.builtin.raw": "Set-Variable -Name WarningPreference -Option ReadOnly -Scope Global -Force; 'left'"},
+    READ_KEPT,
+    {"name": "leave a Constant variable", "changed_when": False,
+     "ansible.builtin.raw": "Set-Variable -Name leftconst -Value 'c' -Option Constant -Scope Global; 'left'"},
+    READ_KEPT,
+]
+
+
+def test_a_variable_the_restore_cannot_put_back_gets_the_pool_recycled(peers: Peers) -> None:
+    def reads(plugin: str, name: str) -> list[str]:
+        results = peers.run(plugin, "direct", KEEP, name).task_results(peers.host["name"].lower())
+        assert [r["status"] for r in results] == ["ok"] * len(KEEP), results
+        return [str(results[i]["stdout"]).strip() for i in (1, 3)]
+
+    builtin = reads("builtin_psrp", "keep-builtin")
+    assert [r.splitlines() for r in builtin] == [["const=[] wp=[None]", "assigned"]] * 2
+    reads("pinned", "keep-pinned-open")  # opens the session, which the next play rides warm
+    assert reads("pinned", "keep-pinned-warm") == builtin
+    assert sum(s["pool_recycles"] for s in _pinned_sessions(peers)) >= 4  # one per leaving task

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 import socket
@@ -10,7 +11,10 @@ import typing as t
 
 import yaml
 
+from tests._procfs import fd_links, pid_alive, socket_inode, wait_until
 from tests.integration.e2e.conftest import E2E
+
+wait_for = wait_until  # the reliability suite's name for it (pid_alive is imported from here too)
 
 ACTION_PLUGINS = pathlib.Path(__file__).parent / "action_plugins"
 
@@ -118,14 +122,7 @@ def proc_sample(pid: int) -> dict[str, int]:
 
 def unix_clients(pid: int, socket_path: str) -> int:
     """How many connected UNIX sockets on socket_path the process holds: the pin daemon's client connections."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            link = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:  # closed meanwhile
-            continue
-        if link.startswith("socket:["):
-            inodes.add(link[len("socket:["):-1])
+    inodes = {inode for inode in map(socket_inode, fd_links(pid)) if inode is not None}
     count = 0
     # /proc/net/unix: Num RefCount Protocol Flags Type St Inode Path; St 03 is connected (the listener is 01).
     for line in pathlib.Path("/proc/net/unix").read_text().splitlines()[1:]:
@@ -168,6 +165,35 @@ def resting_fds(pid: int, samples: int = 10) -> int:
         counts.append(proc_sample(pid)["fds"])
         time.sleep(0.05)
     return min(counts)
+
+
+def fd_kinds(pid: int) -> collections.Counter[str]:
+    """What a process's descriptors point at (a socket by its kind, a file by its path): names a growth."""
+    inodes = {}
+    for table in ("tcp", "tcp6", "udp", "unix"):
+        try:
+            lines = pathlib.Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            inodes[fields[6] if table == "unix" else fields[9]] = table
+    kinds: collections.Counter[str] = collections.Counter()
+    for link in fd_links(pid):
+        inode = socket_inode(link)
+        kinds[link if inode is None else f"socket ({inodes.get(inode, 'other')})"] += 1
+    return kinds
+
+
+def settled_fd_kinds(pid: int, sessions: int, timeout: float = 30) -> collections.Counter[str]:
+    """The pin daemon's descriptors by kind once none is closing: one UNIX socket (its listener) and at most one
+    TCP connection per session. A client connection or a host connection being replaced is seen closing for as
+    long as the machine takes to run its handler; the timeout only ends the wait for a leak, which stays."""
+    def settled() -> bool:
+        kinds = fd_kinds(pid)
+        return kinds["socket (unix)"] <= 1 and kinds["socket (tcp)"] + kinds["socket (tcp6)"] <= sessions
+    wait_for(settled, timeout)
+    return fd_kinds(pid)
 
 
 def threads_back_to(pid: int, count: int, timeout: float = 30) -> bool:
@@ -222,25 +248,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_for(predicate: t.Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    """Poll for a state something else reaches by itself; the timeout only keeps a broken run from hanging."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def _b64_aligned(data: bytes) -> list[bytes]:

@@ -332,6 +332,50 @@ def test_read_timeout_on_a_stalled_host(e2e: E2E, check) -> None:
     assert wait_for(lambda: e2e.counters().get("wsman.Command", 0) >= 3, 40), e2e.counters()
 
 
+@report.row("Faults", "host handles a Receive but its answer (the task's output and end) comes after the client's "
+            "read timeout (read timeout 3 s, operation timeout 1 s)",
+            "pinned: the task fails as unreachable naming ansible_psrp_read_timeout and an unknown outcome, without "
+            "sending the Receive again; the next run succeeds. builtin psrp (pypsrp sends the Receive again) never "
+            "gets the lost answer's end and only the task's timeout stops it", report.FAULT)
+def test_a_receive_answered_too_late_is_not_sent_again(e2e: E2E, check) -> None:
+    row = check()
+    name = e2e.host()["name"]
+    timeouts = {"ansible_psrp_auth": "ntlm", "ansible_psrp_read_timeout": 3, "ansible_psrp_operation_timeout": 1}
+    one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x", timeout=30)])
+
+    def lost_answer(group: dict[str, t.Any], run_name: str, nth: int) -> tuple[t.Any, int]:
+        """The run, and the Receives the host got from the nth on, while the answer to the nth was held."""
+        before = e2e.counters().get("wsman.Receive", 0)
+        # Handled at once (the Receive takes the output it answers with), answered only once the run has ended.
+        e2e.lab.set_faults(name, hold_answer_on_action_nth={"Receive": nth})
+        thread, runs = _run_in_background(e2e, group, one, run_name)
+        try:
+            e2e.lab.wait_held(name, 120)
+            thread.join(240)
+            receives = e2e.counters().get("wsman.Receive", 0) - before - (nth - 1)
+        finally:
+            e2e.lab.clear_faults(name)  # the held answer goes to a connection its client gave up
+        return _finished(thread, runs), receives
+
+    pinned_group = {**timeouts}
+    e2e.run(pinned_group, playbook=one, name="warm").assert_ok()
+    pinned, pinned_receives = lost_answer(pinned_group, "lost-pinned", 1)  # warm: the task's first Receive
+    result = pinned.task_results(HOST)[0]
+    nxt = e2e.run(pinned_group, playbook=one, name="next")
+    # builtin opens a pool first: its first Receive is the pool's, the second the task's
+    builtin, builtin_receives = lost_answer({**timeouts, "ansible_connection": "ansible.builtin.psrp"}, "lost-builtin",
+                                            2)
+    peer = builtin.task_results(HOST)[0]
+    row.see(f"pinned: {result['status']}, {pinned_receives} Receive(s): {_msg(result)}; next run rc {nxt.rc}; "
+            f"builtin psrp: {peer['status']} after {builtin_receives} Receives: {_msg(peer, 120)}")
+    assert result["status"] == "unreachable", result
+    assert "ansible_psrp_read_timeout" in result["msg"] and "outcome is unknown" in result["msg"], result["msg"]
+    assert pinned_receives == 1, "the Receive whose answer was lost was sent again"
+    nxt.assert_ok()
+    # builtin asked again and again for an answer the host no longer had, until the task's timeout ended it
+    assert builtin_receives > 1 and "Timed out after 30 second" in str(peer.get("msg", "")), peer
+
+
 @report.row("Faults", "command runs 4 s with operation timeout 1 s, every answer delayed 0.5 s (read timeout 3 s)",
             "task succeeds: the host answers Receive with operation-timeout faults (at least one) and each is "
             "polled again (a Receive after every fault); a slow host below the read timeout is not an error",

@@ -96,6 +96,15 @@ def runtime_error(message: str, fq: str, category: str = "InvalidOperation",
     return PSError(ErrorRecord(message, category=category, fq_error_id=fq, exception_type=exc, target=target))
 
 
+UNAUTHORIZED = "System.Management.Automation.SessionStateUnauthorizedAccessException"
+
+
+def variable_not_writable(name: str) -> PSError:
+    """An assignment to a ReadOnly or Constant variable (PowerShell's SessionStateStrings.VariableNotWritable)."""
+    return runtime_error(f"Cannot overwrite variable {name} because it is read-only or constant.", "VariableNotWritable",
+                         "WriteError", UNAUTHORIZED, target=name)
+
+
 def method_exception(method: str, nargs: int, inner: str, exc: str = "MethodInvocationException",
                      inner_type: str = "System.Exception") -> PSError:
     """A .NET method that threw: "Exception calling "M" with "N" argument(s): ...", the exception it threw (its type

@@ -150,6 +150,7 @@ class Runspace:
     def _init_variables(self) -> None:
         g = self.global_scope.vars
         g.clear()
+        self.global_scope.options.clear()
         g.update(BUILTIN_VARIABLES)
         self.errors = []
         g["error"] = self.errors

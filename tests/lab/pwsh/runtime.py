@@ -19,7 +19,7 @@ from tests.lab.pwsh.dotnet_objects import ExceptionObj
 from tests.lab.pwsh.dotnet_types import type_ref
 from tests.lab.pwsh.errors import (
     BreakSignal, ContinueSignal, ErrorRecord, ExitScript, PSError, ReturnSignal, runtime_error,
-    StopUpstream, type_name_of,
+    StopUpstream, type_name_of, variable_not_writable,
 )
 from tests.lab.pwsh.files import PathInfo
 from tests.lab.pwsh.host import HostContext
@@ -169,7 +169,8 @@ class Runtime:
     def has_var(self, name: str) -> bool:
         return self.scope.find(name.lower()) is not None
 
-    def set_var(self, name: str, value: object, scope: str | None = None, local: bool = True) -> None:
+    def set_var(self, name: str, value: object, scope: str | None = None, local: bool = True,
+                force: bool = False) -> None:
         low = name.lower()
         if scope == "function":  # ${function:Name} = {...} defines a function in the current scope
             self.scope.funcs[low] = value if isinstance(value, ScriptBlock) else ScriptBlock(
@@ -181,11 +182,13 @@ class Runtime:
         if low in ("true", "false", "null") and scope is None:
             if low == "null":
                 return
-            raise runtime_error(f"Cannot overwrite variable {name} because it is read-only or constant.",
-                                "VariableNotWritable", "WriteError", "System.Management.Automation.SessionStateUnauthorizedAccessException")
+            raise variable_not_writable(name)
         if isinstance(value, str) and len(value) > limits.MAX_STRING_CHARS:
             raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
         target = {"script": self.script_scope, "global": self.global_scope}.get(scope or "", self.scope)
+        option = target.options.get(low)
+        if option == "Constant" or (option == "ReadOnly" and not force):  # only Set-Variable -Force passes ReadOnly
+            raise variable_not_writable(name)
         target.vars[low] = value
         if isinstance(value, (str, bytes, bytearray, list)) and len(value) >= _LARGE_VALUE:
             self._large_since_check += len(value)

@@ -9,6 +9,8 @@ class Scope:
     def __init__(self, parent: "Scope | None") -> None:
         self.parent = parent
         self.vars: dict[str, object] = {}
+        # a variable's ScopedItemOptions other than None, "ReadOnly" or "Constant" (Set-Variable -Option)
+        self.options: dict[str, str] = {}
         self.funcs: dict[str, object] = {}
         self.aliases: dict[str, str] = {}  # alias -> the command name it stands for
         self.drives: dict[str, str] = {}  # drive name -> its root, a C:\ path (FileSystem drives only)

@@ -357,6 +357,86 @@ $c
     assert streams.host == [('What if: Performing the operation "Remove variable" on target "Name: c".', True, False)]
 
 
+_UNAUTHORIZED = "System.Management.Automation.SessionStateUnauthorizedAccessException"
+
+
+def test_readonly_and_constant_variables_refuse_what_powershell_refuses(ps):
+    # Set-Variable -Option and Remove-Variable -Force as Microsoft's cmdlet reference describes them: ReadOnly
+    # yields to -Force, Constant never, and only a new variable can be made Constant
+    streams = ps("""
+Set-Variable -Name ro -Value 1 -Option ReadOnly
+Set-Variable -Name co -Value 2 -Option Constant
+Set-Variable -Name plain -Value 3
+try { $ro = 10 } catch { "assign ro: $($_.FullyQualifiedErrorId)" }
+try { $co = 20 } catch { "assign co: $($_.FullyQualifiedErrorId)" }
+Set-Variable -Name ro -Value 11
+Set-Variable -Name ro -Value 12 -Force
+Set-Variable -Name co -Value 21 -Force
+Set-Variable -Name plain -Value 4 -Option Constant
+Set-Variable -Name ro -Option ReadOnly
+Remove-Variable ro
+Remove-Variable co -Force
+Clear-Variable ro
+"$ro $co $plain"
+(Get-Variable ro).Options
+Remove-Variable ro -Force
+$null -eq (Get-Variable ro -ErrorAction SilentlyContinue)
+$ro = 'writable again'
+$ro
+""")
+    assert streams.out == ["assign ro: VariableNotWritable", "assign co: VariableNotWritable", "12 2 3", "ReadOnly",
+                           True, "writable again"]
+    assert [(e.message, e.fq_error_id.split(",")[0], e.exception_type) for e in streams.all_errors] == [
+        ("Cannot overwrite variable ro because it is read-only or constant.", "VariableNotWritable", _UNAUTHORIZED),
+        ("Cannot overwrite variable co because it is read-only or constant.", "VariableNotWritable", _UNAUTHORIZED),
+        ("Existing variable plain cannot be made constant. Variables can be made constant only at creation time.",
+         "VariableCannotBeMadeConstant", _UNAUTHORIZED),
+        # changing a ReadOnly variable's options is changing it too
+        ("Cannot overwrite variable ro because it is read-only or constant.", "VariableNotWritable", _UNAUTHORIZED),
+        ("Cannot remove variable ro because it is constant or read-only. If the variable is read-only, try the "
+         "operation again specifying the Force option.", "VariableNotRemovable", _UNAUTHORIZED),
+        ("Cannot remove variable co because it is constant or read-only. If the variable is read-only, try the "
+         "operation again specifying the Force option.", "VariableNotRemovable", _UNAUTHORIZED),
+        ("Cannot overwrite variable ro because it is read-only or constant.", "VariableNotWritable", _UNAUTHORIZED),
+    ]
+
+
+def test_remove_variable_takes_wildcards_include_and_exclude(ps):
+    streams = ps("""
+$testaa = 1; $testab = 2; $testb = 3; $other = 4
+Remove-Variable testa* -Exclude testab
+Remove-Variable nothing*
+Remove-Variable testb, other -Include o*
+"$testaa|$testab|$testb|$other"
+""")
+    assert streams.out == ["|2|3|"]
+    assert streams.all_errors == []  # a wildcard that matches nothing is no error
+
+
+def test_an_option_outside_the_subset_is_refused_not_ignored(ps):
+    streams = ps("try { Set-Variable -Name p -Value 1 -Option Private } catch { $_.FullyQualifiedErrorId }; "
+                 "try { Set-Variable -Name v -Value 1 -Visibility Private } catch { $_.FullyQualifiedErrorId }; "
+                 "Set-Variable -Name shown -Value 1 -Visibility Public; $shown")
+    assert streams.out == ["LabUnsupportedVariableOption,Microsoft.PowerShell.Commands.SetVariableCommand",
+                           "LabUnsupportedVariableVisibility,Microsoft.PowerShell.Commands.SetVariableCommand", 1]
+
+
+def test_reset_runspace_state_forgets_variable_options(engine):
+    # ResetRunspaceState gives the runspace a new runspace's variables: a Constant one a script left is gone
+    from tests.lab import pwsh
+    from tests.unit.lab.conftest import RecordingStreams
+    runspace = pwsh.Runspace("C:\\Users\\vagrant\\Documents", 4242)
+    engine.run_powershell("Set-Variable -Name kept -Value 1 -Option Constant -Scope Global", [], iter([]),
+                          RecordingStreams(), runspace=runspace)
+    streams = RecordingStreams()
+    engine.run_powershell("$global:kept = 'new'", [], iter([]), streams, runspace=runspace)
+    assert [e.fq_error_id for e in streams.all_errors] == ["VariableNotWritable"]
+    runspace.reset()
+    streams = RecordingStreams()
+    engine.run_powershell("$global:kept = 'new'; $global:kept", [], iter([]), streams, runspace=runspace)
+    assert streams.out == ["new"] and streams.all_errors == []
+
+
 def test_an_advanced_function_called_with_whatif_passes_it_to_shouldprocess_and_the_cmdlets_it_calls(ps, root):
     (root / "keep.txt").write_text("x")
     streams = ps("""

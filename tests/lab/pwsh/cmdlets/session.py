@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, lookup_cmdlet
-from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError
+from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError, UNAUTHORIZED
 from tests.lab.pwsh.operators import wildcard_regex
 from tests.lab.pwsh.parser import parse, ParseError
 from tests.lab.pwsh.scopes import Scope
@@ -72,18 +72,70 @@ def _visible(cmd: Cmdlet) -> dict[str, object]:
     return found
 
 
-def _named_variables(cmd: Cmdlet, action: str) -> Iterator[tuple[Scope, str]]:
-    """(scope holding it, lower-case name) of each -Name variable the user lets `action` touch; a missing one
-    is a VariableNotFound error (in -Scope only, or searched from the current scope)."""
+def _matches(patterns: object, name: str) -> bool:
+    return any(re.fullmatch(wildcard_regex(to_str(p)), name, re.IGNORECASE) for p in as_list(patterns))
+
+
+def _named_variables(cmd: Cmdlet, action: str) -> Iterator[tuple[Scope, str, str]]:
+    """(scope holding it, lower-case name, name as given) of each -Name variable the user lets `action` touch,
+    as the variable cmdlets find them (VariableCommandBase.GetMatchingVariables): a name with wildcards matches
+    the variables -Scope holds (or that the current scope sees, inner ones hiding outer ones) and may match
+    none; a name without is a VariableNotFound error when missing. -Include and -Exclude filter both."""
     only = _scope(cmd)
     for name in as_list(cmd.p.get("Name")):
-        low = to_str(name).lower()
-        holder = only if only is not None and low in only.vars else (cmd.rt.scope.find(low) if only is None else None)
-        if holder is None:
-            cmd.error(f"Cannot find a variable with the name '{to_str(name)}'.", "VariableNotFound",
-                      target=to_str(name))
-        elif cmd.should_process(f"Name: {to_str(name)}", action):
-            yield holder, low
+        text = to_str(name)
+        if any(ch in text for ch in "*?["):
+            visible = only.vars if only is not None else _visible(cmd)
+            found = [(only if only is not None else cmd.rt.scope.find(n), n, n) for n in sorted(visible)
+                     if _matches(text, n)]
+        else:
+            low = text.lower()
+            holder = only if only is not None and low in only.vars else (cmd.rt.scope.find(low) if only is None else None)
+            if holder is None:
+                cmd.error(f"Cannot find a variable with the name '{text}'.", "VariableNotFound", target=text)
+                continue
+            found = [(holder, low, text)]
+        for holder, low, shown in found:
+            if holder is None or ("Include" in cmd.p and not _matches(cmd.p["Include"], low)):
+                continue
+            if "Exclude" in cmd.p and _matches(cmd.p["Exclude"], low):
+                continue
+            if cmd.should_process(f"Name: {shown}", action):
+                yield holder, low, shown
+
+
+def _protected(cmd: Cmdlet, holder: Scope, low: str, name: str, verb: str) -> bool:
+    """A Constant variable, or a ReadOnly one without -Force: the cmdlet's error, and True (Remove-Variable and
+    Clear-Variable's -Force: "Even using the Force parameter, the cmdlet cannot remove a constant")."""
+    option = holder.options.get(low)
+    if option is None or (option == "ReadOnly" and cmd.p.get("Force")):
+        return False
+    if verb == "remove":
+        cmd.error(f"Cannot remove variable {name} because it is constant or read-only. If the variable is read-only, "
+                  "try the operation again specifying the Force option.", "VariableNotRemovable", "WriteError",
+                  UNAUTHORIZED, target=name)
+    else:
+        cmd.error(f"Cannot overwrite variable {name} because it is read-only or constant.", "VariableNotWritable",
+                  "WriteError", UNAUTHORIZED, target=name)
+    return True
+
+
+# ScopedItemOptions the lab models (Set-Variable -Option); Private and AllScope change name resolution and are
+# outside its subset
+_OPTIONS = {"none": None, "readonly": "ReadOnly", "constant": "Constant"}
+
+
+def _options(cmd: Cmdlet) -> tuple[bool, str | None]:
+    """(-Option given, the option it sets: None, "ReadOnly" or "Constant")."""
+    if "Option" not in cmd.p:
+        return False, None
+    words = [w.strip().lower() for item in as_list(cmd.p["Option"]) for w in to_str(item).split(",") if w.strip()]
+    unknown = [w for w in words if w not in _OPTIONS]
+    if unknown:
+        raise cmd.terminate(f"The variable option '{unknown[0]}' is outside the lab engine's subset (it models None, "
+                            "ReadOnly and Constant).", "LabUnsupportedVariableOption", "NotImplemented")
+    chosen = {_OPTIONS[w] for w in words} - {None}
+    return True, "Constant" if "Constant" in chosen else "ReadOnly" if chosen else None
 
 
 @cmdlet("Get-Variable", "gv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("ValueOnly",))
@@ -104,7 +156,12 @@ class GetVariable(Cmdlet):
                 self._emit(name, found[name])
 
     def _emit(self, name: str, value: object) -> None:
-        self.emit(value if self.p.get("ValueOnly") else PSObject({"Name": name, "Value": value}))
+        if self.p.get("ValueOnly"):
+            self.emit(value)
+            return
+        holder = _scope(self) or self.rt.scope.find(name.lower())
+        option = holder.options.get(name.lower()) if holder is not None else None
+        self.emit(PSObject({"Name": name, "Value": value, "Options": option or "None"}))
 
 
 @cmdlet("Set-Variable", "sv", positional=("Name", "Value"), params=("Scope", "Option", "Description", "Visibility"),
@@ -116,10 +173,12 @@ class SetVariable(Cmdlet):
     def begin(self) -> None:
         self.done = False
         self.received: list[object] = []
+        self.given = "Value" in self.p  # a Set-Variable with no value keeps an existing variable's
 
     def process(self, item: object) -> None:
         if item is not NO_INPUT and "Value" not in self.p:
             self.received.append(item)
+            self.given = True
             return
         self._set(self.p.get("Value"))
 
@@ -129,25 +188,54 @@ class SetVariable(Cmdlet):
                       self.received[0] if len(self.received) == 1 else self.received)
 
     def _set(self, value: object) -> None:
+        """SetVariableCommand: a Constant variable is never written, a ReadOnly one only with -Force, and an
+        existing variable cannot be made Constant; -Option changes an existing variable's options."""
         self.done = True
         name = to_str(self.p.get("Name"))
         if not self.should_process(f"Name: {name} Value: {to_str(value)}", "Set variable"):
             return
-        scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
-        self.rt.set_var(to_str(self.p.get("Name")), value, scope)
+        set_option, option = _options(self)
+        if to_str(self.p.get("Visibility", "Public")).lower() != "public":
+            raise self.terminate("A Private variable is outside the lab engine's subset (its visibility is not "
+                                 "modelled).", "LabUnsupportedVariableVisibility", "NotImplemented")
+        holder = self.named_scope(self.p["Scope"]) if "Scope" in self.p else self.rt.scope
+        low = name.lower()
+        if low in holder.vars:
+            if _protected(self, holder, low, name, "set"):
+                return
+            if option == "Constant":
+                self.error(f"Existing variable {name} cannot be made constant. Variables can be made constant only "
+                           "at creation time.", "VariableCannotBeMadeConstant", "WriteError", UNAUTHORIZED, target=name)
+                return
+        if self.given or low not in holder.vars:
+            scope = to_str(self.p["Scope"]).lower() if "Scope" in self.p else None
+            if scope in ("global", "script"):
+                self.rt.set_var(name, value, scope, force=True)
+            elif holder is self.rt.scope:
+                self.rt.set_var(name, value, force=True)
+            else:  # a numbered scope
+                holder.vars[low] = value
+        if set_option:
+            if option is None:
+                holder.options.pop(low, None)
+            else:
+                holder.options[low] = option
 
 
 @cmdlet("Remove-Variable", "rv", positional=("Name",), params=("Scope", "Exclude", "Include"), switches=("Force",),
         should_process=True)
 class RemoveVariable(Cmdlet):
     def end(self) -> None:
-        for holder, name in _named_variables(self, "Remove variable"):
-            del holder.vars[name]
+        for holder, low, name in _named_variables(self, "Remove variable"):
+            if not _protected(self, holder, low, name, "remove"):
+                del holder.vars[low]
+                holder.options.pop(low, None)
 
 
 @cmdlet("Clear-Variable", "clv", positional=("Name",), params=("Scope", "Exclude", "Include"),
         switches=("Force", "PassThru"), should_process=True)
 class ClearVariable(Cmdlet):
     def end(self) -> None:
-        for holder, name in _named_variables(self, "Clear variable"):
-            holder.vars[name] = None
+        for holder, low, name in _named_variables(self, "Clear variable"):
+            if not _protected(self, holder, low, name, "set"):
+                holder.vars[low] = None

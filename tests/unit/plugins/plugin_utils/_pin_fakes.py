@@ -30,6 +30,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 COLLECTIONS = os.path.join(REPO, "build", "collections")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
+if REPO not in sys.path:  # this module is also loaded inside the daemon, whose path has only HERE
+    sys.path.append(REPO)
+
+from tests._procfs import pid_alive, wait_until  # noqa: E402,F401  (re-exported for the daemon tests)
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import (  # noqa: E402
     HostError,
@@ -205,24 +209,6 @@ def read_journal(path: str) -> list[dict[str, t.Any]]:
             return [json.loads(line) for line in fh if line.strip()]
     except FileNotFoundError:
         return []
-
-
-def pid_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def wait_until(predicate: t.Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
 
 
 class PinEnv(t.NamedTuple):
