@@ -47,7 +47,7 @@ class Gate:
         return {"name": f"gate {self.path.name}", "rel_gate": {"path": str(self.path)}}
 
     def wait(self, timeout: float = 240) -> bool:
-        return wait_for(lambda: pathlib.Path(f"{self.path}.ready").exists(), timeout, interval=0.02)
+        return wait_for(lambda: pathlib.Path(f"{self.path}.ready").exists(), timeout, step=0.02)
 
     def open(self) -> None:
         pathlib.Path(f"{self.path}.go").touch()
