@@ -199,7 +199,7 @@ class WinRMTransport:
         budget = max(1, self.spec.reconnection_retries + 1)
         reopens = 0
         not_processed = 0
-        for _attempt in range(budget + retries_on_read_timeout + self.spec.reconnection_retries + 1):
+        for _attempt in range(budget + self.spec.reconnection_retries + 1):
             limit = self._command_time_left(read_timeout or self.spec.read_timeout)
             try:
                 return self._send_once(message, limit)

@@ -97,12 +97,14 @@ def runtime_error(message: str, fq: str, category: str = "InvalidOperation",
 
 
 UNAUTHORIZED = "System.Management.Automation.SessionStateUnauthorizedAccessException"
+# PowerShell's SessionStateStrings.VariableNotWritable: an assignment, Set-Variable or Clear-Variable refused
+VARIABLE_NOT_WRITABLE = "Cannot overwrite variable {} because it is read-only or constant."
 
 
 def variable_not_writable(name: str) -> PSError:
-    """An assignment to a ReadOnly or Constant variable (PowerShell's SessionStateStrings.VariableNotWritable)."""
-    return runtime_error(f"Cannot overwrite variable {name} because it is read-only or constant.", "VariableNotWritable",
-                         "WriteError", UNAUTHORIZED, target=name)
+    """An assignment to a ReadOnly or Constant variable, as the terminating error the language raises."""
+    return runtime_error(VARIABLE_NOT_WRITABLE.format(name), "VariableNotWritable", "WriteError", UNAUTHORIZED,
+                         target=name)
 
 
 def method_exception(method: str, nargs: int, inner: str, exc: str = "MethodInvocationException",

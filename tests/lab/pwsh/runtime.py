@@ -186,8 +186,7 @@ class Runtime:
         if isinstance(value, str) and len(value) > limits.MAX_STRING_CHARS:
             raise runtime_error("The string is longer than the lab engine allows.", "LabStringTooLong")
         target = {"script": self.script_scope, "global": self.global_scope}.get(scope or "", self.scope)
-        option = target.options.get(low)
-        if option == "Constant" or (option == "ReadOnly" and not force):  # only Set-Variable -Force passes ReadOnly
+        if target.protected(low, force):  # only Set-Variable -Force passes ReadOnly
             raise variable_not_writable(name)
         target.vars[low] = value
         if isinstance(value, (str, bytes, bytearray, list)) and len(value) >= _LARGE_VALUE:

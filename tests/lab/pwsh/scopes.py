@@ -16,6 +16,11 @@ class Scope:
         self.drives: dict[str, str] = {}  # drive name -> its root, a C:\ path (FileSystem drives only)
         self.strict_version: int | None = None  # Set-StrictMode -Version in this scope (0: -Off)
 
+    def protected(self, name: str, force: bool) -> bool:
+        """Whether a variable's options refuse a change: Constant always, ReadOnly unless forced (-Force)."""
+        option = self.options.get(name)
+        return option == "Constant" or (option == "ReadOnly" and not force)
+
     def chain(self) -> "list[Scope]":
         """This scope and its parents, innermost first."""
         out: list[Scope] = []

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterator
 
 from tests.lab.pwsh.cmdlets.base import Cmdlet, cmdlet, lookup_cmdlet
-from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError, UNAUTHORIZED
+from tests.lab.pwsh.errors import CMD_NOT_FOUND, parse_error_record, PSError, UNAUTHORIZED, VARIABLE_NOT_WRITABLE
 from tests.lab.pwsh.operators import wildcard_regex
 from tests.lab.pwsh.parser import parse, ParseError
 from tests.lab.pwsh.scopes import Scope
@@ -107,16 +107,14 @@ def _named_variables(cmd: Cmdlet, action: str) -> Iterator[tuple[Scope, str, str
 def _protected(cmd: Cmdlet, holder: Scope, low: str, name: str, verb: str) -> bool:
     """A Constant variable, or a ReadOnly one without -Force: the cmdlet's error, and True (Remove-Variable and
     Clear-Variable's -Force: "Even using the Force parameter, the cmdlet cannot remove a constant")."""
-    option = holder.options.get(low)
-    if option is None or (option == "ReadOnly" and cmd.p.get("Force")):
+    if not holder.protected(low, bool(cmd.p.get("Force"))):
         return False
     if verb == "remove":
         cmd.error(f"Cannot remove variable {name} because it is constant or read-only. If the variable is read-only, "
                   "try the operation again specifying the Force option.", "VariableNotRemovable", "WriteError",
                   UNAUTHORIZED, target=name)
     else:
-        cmd.error(f"Cannot overwrite variable {name} because it is read-only or constant.", "VariableNotWritable",
-                  "WriteError", UNAUTHORIZED, target=name)
+        cmd.error(VARIABLE_NOT_WRITABLE.format(name), "VariableNotWritable", "WriteError", UNAUTHORIZED, target=name)
     return True
 
 
