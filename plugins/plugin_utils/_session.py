@@ -48,6 +48,8 @@ try:
     from pypsrp.wsman import NAMESPACES as _WSMAN_NAMESPACES
     from pypsrp.wsman import WSMan
 
+    from ._pipeline_template import install as use_pipeline_templates
+
     HAS_PYPSRP = True
     PYPSRP_IMPORT_ERROR: Exception | None = None
 except ImportError as _err:  # pragma: no cover - reported by the plugin's _connect()
@@ -227,6 +229,7 @@ class Session:
             if spec.no_profile:
                 kwargs["no_profile"] = True
             pool = RunspacePool(wsman, host=self.psrp_host, **kwargs)
+            use_pipeline_templates(pool)  # a task's CreatePipeline without pypsrp's per-message cost
             try:
                 with self.clock.phase("pool_open"):  # connect and authentication inside it count as themselves
                     self._negotiate_envelope(wsman)
