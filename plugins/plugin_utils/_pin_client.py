@@ -17,7 +17,6 @@ import errno
 import hashlib
 import logging
 import os
-import re
 import socket
 import tempfile
 import time
@@ -45,8 +44,8 @@ DAEMON_DIED = "the pin daemon died during the task; the task's outcome on the ho
 # The environment variables build_spec reads (R7's proxies, the CA bundles ansible.builtin.psrp honours, the run's
 # Kerberos cache and client keytab): a task sends these, and only these, with its options to the daemon, whose own
 # environment has none of them.
-_SPEC_ENV = re.compile(r"^(HTTPS?_PROXY|ALL_PROXY|NO_PROXY|REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|KRB5CCNAME|"
-                       r"KRB5_CLIENT_KTNAME)$", re.IGNORECASE)
+_SPEC_ENV = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+                       "KRB5CCNAME", "KRB5_CLIENT_KTNAME"})  # matched in any case, as requests reads the proxies
 # Those naming a file, resolved here: the daemon runs in another directory.
 _PATH_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "KRB5CCNAME", "KRB5_CLIENT_KTNAME")
 
@@ -81,7 +80,7 @@ class SessionOptions:
 
     @classmethod
     def from_plugin(cls, options: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> SessionOptions:
-        return cls(dict(options), {k: _absolute_env(k, v) for k, v in environ.items() if _SPEC_ENV.match(k)})
+        return cls(dict(options), {k: _absolute_env(k, v) for k, v in environ.items() if k.upper() in _SPEC_ENV})
 
     @property
     def host(self) -> str:
