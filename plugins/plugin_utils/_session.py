@@ -72,6 +72,8 @@ RECYCLE_MEMORY_SHARE = 0.10
 MEMORY_CHECK_MAX_INTERVAL = 32
 # Windows' MaxMemoryPerShellMB default, assumed when winrm/config cannot be read (reading it needs admin rights).
 DEFAULT_MAX_MEMORY_PER_SHELL_MB = 1024
+# A pipeline input item's bytes in its message beside its own (PSRP message header, CLIXML tags, fragment header)
+_INPUT_ITEM_OVERHEAD = 96
 UNLIMITED_MB = 2147483647  # what winrm/config shows for a quota it does not enforce
 
 
@@ -611,7 +613,7 @@ class Session:
         try:
             # one generator for every attempt: a Command refused for a lost shell consumed no input
             with self.clock.phase(phase):
-                ps = self._begin(script, arguments, _input_generator(input_data))
+                ps = self._begin(script, arguments, _input_generator(input_data, self.max_payload_size))
                 self._wait(ps, should_stop, rendered.output)
             self._last_pipeline = ps
             rc = rendered.finish(ps, self.psrp_host, verbose_errors)
@@ -759,8 +761,14 @@ class Session:
         return kind, int(seen["size"]), int(seen["got"])
 
 
-def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None:
-    """pypsrp wants a generator; None means no input (the pipeline does not wait for any)."""
+def _input_generator(data: t.Iterable[t.Any] | None, budget: int) -> t.Iterator[list[t.Any]] | None:
+    """The input as pypsrp takes it: a generator of lists, each sent in as few Sends as its size needs.
+
+    pypsrp sends every item its generator yields in Sends of its own, so a module's input of three lines cost
+    three round trips where ansible.builtin.psrp, which hands pypsrp one list, spends one. Items are grouped up
+    to about `budget` bytes (one message's payload), read lazily, so a streamed input (put_file's lines, each a
+    payload's worth) is never held whole. None means no input (the pipeline does not wait for any).
+    """
     if data is None:
         return None
     iterator = iter(data)
@@ -769,8 +777,15 @@ def _input_generator(data: t.Iterable[t.Any] | None) -> t.Iterator[t.Any] | None
     except StopIteration:
         return None
 
-    def gen() -> t.Iterator[t.Any]:
-        yield first
-        yield from iterator
+    def gen() -> t.Iterator[list[t.Any]]:
+        group, size = [first], _INPUT_ITEM_OVERHEAD + len(first)
+        for item in iterator:
+            cost = _INPUT_ITEM_OVERHEAD + len(item)
+            if size + cost > budget:
+                yield group
+                group, size = [], 0
+            group.append(item)
+            size += cost
+        yield group
 
     return gen()

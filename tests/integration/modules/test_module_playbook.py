@@ -187,3 +187,16 @@ def test_an_environment_variable_set_for_one_task_is_gone_in_the_next(modules: M
     run.assert_ok()
     seen = [r.get("stdout", "").strip() for r in run.task_results(modules.host["name"].lower())]
     assert seen == [f"seen=only-{run_id}", "seen="], seen
+
+
+def test_a_module_tasks_input_goes_up_in_as_few_sends_as_builtin_psrps(modules: ModuleRuns) -> None:
+    # a module's input is the exec wrapper's payload in a few lines; one Send per line cost pinned two round trips
+    # a task more than builtin psrp, which hands pypsrp all the lines at once
+    modules.run("pinned", "direct", "ping.yml", "warm-up").assert_ok()  # pins the session
+    sends: dict[str, int] = {}
+    for plugin in ("pinned", "builtin_psrp"):
+        before = modules.counters()
+        modules.run(plugin, "direct", "ping.yml", plugin).assert_ok()
+        sends[plugin] = _delta(modules.counters(), before, "wsman.Send")
+    assert sends["builtin_psrp"] >= 3, sends  # three tasks, each with input
+    assert sends["pinned"] == sends["builtin_psrp"], sends
