@@ -196,6 +196,11 @@ class WinRMTransport:
         again after one, whatever ``retries_on_read_timeout`` asks (see below).
         """
         read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
+        if read_timeout:
+            # pypsrp wants a Receive answered within its OperationTimeout + 2 s. The host answers by then unless it or
+            # the network stalls, and for that the user has ansible_psrp_read_timeout (above the operation timeout,
+            # _spec), which the error names: the longer of the two is waited for.
+            read_timeout = max(read_timeout, self.spec.read_timeout)
         budget = max(1, self.spec.reconnection_retries + 1)
         reopens = 0
         not_processed = 0

@@ -13,6 +13,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import time
 import typing as t
 
 import pytest
@@ -170,6 +171,19 @@ def test_a_read_timeout_is_final_even_when_pypsrp_asks_to_send_a_receive_again(p
     with pytest.raises(_errors.ReadTimeoutError, match="not sent again.*outcome is unknown"):
         tr.send(b"<m/>", retries_on_read_timeout=5)
     assert host.peer.connections == 1 and tr.stats["reauths"] == {}
+
+
+def test_a_receive_waits_for_the_read_timeout_when_pypsrps_own_deadline_is_shorter(peers: list[t.Any]) -> None:
+    # pypsrp hands a Receive OperationTimeout + 2 s; the error names ansible_psrp_read_timeout, so raising it must
+    # lengthen the wait (the host answers within the operation timeout unless it or the network stalls)
+    host = Host()
+    host.delay_messages = 60.0  # held until the test ends: only the client's timeout can end the wait
+    peers.append(host)
+    tr = _transport.WinRMTransport(make_spec(host, read_timeout=1.5))
+    started = time.monotonic()
+    with pytest.raises(_errors.ReadTimeoutError, match=r"within 1\.5s \(ansible_psrp_read_timeout\)"):
+        tr.send(b"<m/>", retries_on_read_timeout=5, timeout=0.2)
+    assert time.monotonic() - started >= 1.5
 
 
 def test_connect_refused_names_the_host(peers: list[t.Any]) -> None:
