@@ -43,7 +43,8 @@ _ATOMS = (bool, int, float, str, bytes, type(None))
 _MAX_SHAPES = 64  # a daemon sees a handful (raw, module, restore, transfers); a bound keeps a bad client harmless
 # A ComplexObject's property descriptions, built by its class's __init__ from constants: their names are their shape.
 _DESCRIPTIONS = frozenset({"_extended_properties", "_adapted_properties", "_property_sets"})
-_MARKER = uuid.uuid4().hex  # letters and digits only: neither pypsrp nor ElementTree escapes any of them
+_MARKER = uuid.uuid4().hex
+_UNKNOWN: t.Any = object()  # a shape not met yet (None is a shape no template can serve)  # letters and digits only: neither pypsrp nor ElementTree escapes any of them
 
 
 class _Unshaped(Exception):
@@ -130,9 +131,8 @@ class TemplatedSerializer:
     def _from_template(self, message: CreatePipeline) -> bytes | None:
         slots: list[tuple[t.Any, str, str]] = []
         shape = _shape(message, slots, {})
-        if shape in self._templates:
-            template = self._templates[shape]
-        else:
+        template = self._templates.get(shape, _UNKNOWN)  # one look-up: another session's thread may clear the cache
+        if template is _UNKNOWN:
             template = self._build(message, slots)
             with self._lock:
                 if len(self._templates) >= _MAX_SHAPES:
