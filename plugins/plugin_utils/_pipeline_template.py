@@ -43,8 +43,8 @@ _ATOMS = (bool, int, float, str, bytes, type(None))
 _MAX_SHAPES = 64  # a daemon sees a handful (raw, module, restore, transfers); a bound keeps a bad client harmless
 # A ComplexObject's property descriptions, built by its class's __init__ from constants: their names are their shape.
 _DESCRIPTIONS = frozenset({"_extended_properties", "_adapted_properties", "_property_sets"})
-_MARKER = uuid.uuid4().hex
-_UNKNOWN: t.Any = object()  # a shape not met yet (None is a shape no template can serve)  # letters and digits only: neither pypsrp nor ElementTree escapes any of them
+_MARKER = uuid.uuid4().hex  # letters and digits only: neither pypsrp nor ElementTree escapes any of them
+_UNKNOWN: t.Any = object()  # a shape not met yet (None is a shape no template can serve)
 
 
 class _Unshaped(Exception):
