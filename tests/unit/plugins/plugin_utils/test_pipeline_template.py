@@ -7,9 +7,9 @@ differently would fail here before a host saw a wrong byte.
 from __future__ import annotations
 
 import random
+import typing as t
 import uuid
 import xml.etree.ElementTree as ET
-import typing as t
 
 import pytest
 from pypsrp.complex_objects import (
