@@ -81,7 +81,7 @@ def _shape(value: t.Any, slots: list[tuple[t.Any, str, str]], seen: dict[int, in
         items: list[t.Hashable] = [t.cast(t.Hashable, type(value))]
         for name, attr in vars(value).items():
             if name == slot_attr:
-                if type(attr) is not str or not attr:  # "" is written as an empty element, not as text
+                if not isinstance(attr, str) or not attr:  # "" is written as an empty element, not as text
                     raise _Unshaped(f"{type(value).__name__}.{name} is not a non-empty str")
                 slots.append((value, name, attr))
                 items.append((name, "slot"))
@@ -118,7 +118,7 @@ class TemplatedSerializer:
         return getattr(self._inner, name)  # cipher, deserialize, ...: pypsrp's
 
     def serialize(self, value: t.Any, metadata: t.Any = None, parent: t.Any = None, clear: bool = True) -> t.Any:
-        if type(value) is CreatePipeline and metadata is None and parent is None and clear:
+        if isinstance(value, CreatePipeline) and metadata is None and parent is None and clear:
             try:
                 written = self._from_template(value)
             except _Unshaped:

@@ -110,7 +110,7 @@ def test_one_shape_is_serialized_by_pypsrp_once_then_filled_in() -> None:
     real = serializer._inner.serialize
 
     def counting(value: t.Any, *args: t.Any) -> t.Any:
-        if type(value) is CreatePipeline:
+        if isinstance(value, CreatePipeline):
             inner_calls.append(value)
         return real(value, *args)
 
