@@ -144,9 +144,17 @@ def test_quick_bench_measures_the_controller_cpu_of_every_plugin_and_the_pin_dae
         # the daemon was found and its CPU counted, and it is a part of pinned's
         assert 0 < pinned["daemon_cpu_ms_per_task"] <= pinned["total_cpu_ms_per_task"], (name, pinned)
         assert "daemon_cpu_ms_per_task" not in builtin
-        # Whether a warm pinned task costs the controller less than a builtin psrp task is the full bench's
-        # target, from medians of enough tasks: three tasks on a shared machine cannot decide it (it flipped once).
-        assert builtin["cpu_ms_per_task"] > 0, (name, builtin)
+        # Whether a warm pinned task costs the controller less than a builtin psrp task, or even more than the
+        # local floor, is the full bench's question, from medians of enough tasks: a few tasks on a shared machine
+        # cannot decide it (Ansible's start-up alone varies by more; builtin came out below the floor once). What
+        # the quick run does decide: each figure above the floor is its run less the floor's run of the same
+        # repetition (one repetition here, so the medians are those runs).
+        floor = row["local_floor"]["total_cpu_ms_per_task"]
+        for plugin in (*PLUGINS, "pinned_no_bytecode"):
+            measured = row[plugin]
+            assert len(measured["cpu_ms_per_task_samples"]) == measured["runs"] == 1, (name, plugin, measured)
+            assert abs(measured["cpu_ms_per_task"] - (measured["total_cpu_ms_per_task"] - floor)) <= 0.02, (
+                name, plugin, measured, floor)
     assert any(key.startswith("controller CPU per warm task") and row["met"] is not None
                for key, row in results["targets"].items())
 
