@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import logging
 import threading
 import time
@@ -778,10 +779,11 @@ def _input_generator(data: t.Iterable[t.Any] | None, budget: int) -> t.Iterator[
         return None
 
     def gen() -> t.Iterator[list[t.Any]]:
-        group, size = [first], _INPUT_ITEM_OVERHEAD + len(first)
-        for item in iterator:
+        group: list[t.Any] = []
+        size = 0
+        for item in itertools.chain((first,), iterator):
             cost = _INPUT_ITEM_OVERHEAD + len(item)
-            if size + cost > budget:
+            if group and size + cost > budget:
                 yield group
                 group, size = [], 0
             group.append(item)
