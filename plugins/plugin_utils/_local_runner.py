@@ -15,10 +15,11 @@ import typing as t
 from ._errors import LocalFileError, TransportError
 from ._pin_client import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_AGE, SessionOptions, write_verified
 from ._pin_start import check_packages
-from ._runner import ExecResult, TaskReport
+from ._runner import ExecResult
 from ._session_report import command_deadline, pool_rebuilds, reauth_reasons, session_unusable, task_report
 
 if t.TYPE_CHECKING:
+    from ._runner import TaskReport
     from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,10 @@ from . import _pin_protocol as proto
 from ._errors import LocalFileError, TransportError
 from ._option_definitions import default
 from ._pin_paths import PROTOCOL_VERSION, DirLock, PinPaths
-from ._runner import ExecResult, TaskReport
+from ._runner import ExecResult
 
 if t.TYPE_CHECKING:  # a task's worker imports this module: the spec module only where a spec is built
+    from ._runner import TaskReport
     from ._spec import SessionSpec
 
 log = logging.getLogger(__name__)

@@ -137,3 +137,39 @@ def test_the_worker_side_modules_come_from_pythons_bytecode_cache_once_written(t
     assert set(first["loaders"].values()) == {"SourceFileLoader"}
     assert {p.rsplit("/", 1)[1] for p in first["compiled"]} >= {"psrp.py", "_pin_client.py", "_pin_protocol.py"}
     assert second["compiled"] == []
+
+
+@pytest.mark.compat
+def test_no_worker_side_class_is_built_by_typings_or_dataclasses_code_generators(tmp_path):
+    # NamedTuple and dataclass generate and evaluate source for each class, TypedDict and Protocol run typing's
+    # metaclasses: about 1 ms of a fresh worker's CPU for _runner's three, paid by every task. Such classes belong
+    # to the type checker (under TYPE_CHECKING) or to modules only the daemon loads.
+    seen = _fresh_python(
+        f"""
+        import io
+        from ansible.playbook.play_context import PlayContext
+        from ansible.plugins.loader import connection_loader
+        conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
+        conn.set_options(var_options={{"ansible_host": "w1", "ansible_user": "u", "ansible_password": "Pw-1",
+                                       "ansible_psrp_persist_dir": {str(tmp_path)!r}}})
+        conn._connect()
+        built = {{}}
+        for name, module in list(sys.modules.items()):
+            if not name.startswith("ansible_collections.pinned.") or module is None:
+                continue
+            for attr, value in vars(module).items():
+                if not isinstance(value, type) or value.__module__ != name:
+                    continue
+                kinds = [kind for kind, marker in (("NamedTuple", "_fields"), ("TypedDict", "__total__"),
+                                                   ("dataclass", "__dataclass_fields__"))
+                         if marker in vars(value)]
+                if getattr(value, "_is_protocol", False):
+                    kinds.append("Protocol")
+                if kinds:
+                    built[name.rsplit(".", 1)[1] + "." + attr] = kinds
+        print(json.dumps({{"built": built, "modules": sorted(m.rsplit(".", 1)[1] for m in sys.modules
+                                                            if m.startswith("ansible_collections.pinned."))}}))
+        """
+    )
+    assert "_runner" in seen["modules"] and "_pin_client" in seen["modules"]
+    assert seen["built"] == {}
