@@ -84,20 +84,26 @@ def test_loading_the_plugin_registers_its_definitions_and_ansible_skips_the_yaml
     assert (seen["idle"], seen["auth"]) == (7, "negotiate")  # a variable and a DOCUMENTATION default
 
 
-@pytest.mark.compat
-def test_a_persistent_connection_loads_neither_the_spec_module_nor_pypsrp_in_the_worker(tmp_path):
-    seen = _fresh_python(
-        f"""
+def _connected(persist_dir) -> str:
+    """Code that loads the plugin as a task's worker does and opens a persistent connection (no daemon yet)."""
+    return f"""
         import io
         from ansible.playbook.play_context import PlayContext
         from ansible.plugins.loader import connection_loader
         conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
         conn.set_options(var_options={{"ansible_host": "w1", "ansible_user": "u", "ansible_password": "Pw-1",
-                                       "ansible_psrp_persist_dir": {str(tmp_path)!r}}})
+                                       "ansible_psrp_persist_dir": {str(persist_dir)!r}}})
         conn._connect()
+    """
+
+
+@pytest.mark.compat
+def test_a_persistent_connection_loads_neither_the_spec_module_nor_pypsrp_in_the_worker(tmp_path):
+    seen = _fresh_python(
+        _connected(tmp_path) + """
         loaded = sorted(m for m in sys.modules if m.startswith("ansible_collections.pinned") or
                         m.split(".")[0] in ("pypsrp", "spnego", "h11", "requests"))
-        print(json.dumps({{"loaded": loaded, "target": type(conn._spec).__name__}}))
+        print(json.dumps({"loaded": loaded, "target": type(conn._spec).__name__}))
         """
     )
     assert seen["target"] == "SessionOptions"
@@ -145,15 +151,8 @@ def test_no_worker_side_class_is_built_by_typings_or_dataclasses_code_generators
     # metaclasses: about 1 ms of a fresh worker's CPU for _runner's three, paid by every task. Such classes belong
     # to the type checker (under TYPE_CHECKING) or to modules only the daemon loads.
     seen = _fresh_python(
-        f"""
-        import io
-        from ansible.playbook.play_context import PlayContext
-        from ansible.plugins.loader import connection_loader
-        conn = connection_loader.get("pinned.winrm.psrp", PlayContext(), io.StringIO())
-        conn.set_options(var_options={{"ansible_host": "w1", "ansible_user": "u", "ansible_password": "Pw-1",
-                                       "ansible_psrp_persist_dir": {str(tmp_path)!r}}})
-        conn._connect()
-        built = {{}}
+        _connected(tmp_path) + """
+        built = {}
         for name, module in list(sys.modules.items()):
             if not name.startswith("ansible_collections.pinned.") or module is None:
                 continue
@@ -167,8 +166,8 @@ def test_no_worker_side_class_is_built_by_typings_or_dataclasses_code_generators
                     kinds.append("Protocol")
                 if kinds:
                     built[name.rsplit(".", 1)[1] + "." + attr] = kinds
-        print(json.dumps({{"built": built, "modules": sorted(m.rsplit(".", 1)[1] for m in sys.modules
-                                                            if m.startswith("ansible_collections.pinned."))}}))
+        print(json.dumps({"built": built, "modules": sorted(m.rsplit(".", 1)[1] for m in sys.modules
+                                                            if m.startswith("ansible_collections.pinned."))}))
         """
     )
     assert "_runner" in seen["modules"] and "_pin_client" in seen["modules"]
