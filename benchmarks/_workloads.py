@@ -64,11 +64,13 @@ class Sizes:
     module_rtts: tuple[float, ...] = (0.0, 50.0)
     module_copy_kib: int = 64
     # controller cost (benchmarks/_controller.py): CPU per task, and a fleet
-    cpu_reps: int = 5
-    cpu_tasks: int = 20  # raw tasks on one host, forks cpu_forks
+    # The CPU of a whole run varies by 0.1 to 0.6 s between repetitions (the floor's too): over 20 tasks up to
+    # 25 ms per task, as much as pinned's whole figure. Longer runs and more repetitions narrow it.
+    cpu_reps: int = 7
+    cpu_tasks: int = 60  # raw tasks on one host, forks cpu_forks
     cpu_forks: int = 5
     cpu_hosts: int = 20  # hosts x cpu_hosts_tasks raw tasks, forks cpu_hosts_forks
-    cpu_hosts_tasks: int = 5
+    cpu_hosts_tasks: int = 10
     cpu_hosts_forks: int = 10
     fleet_hosts: int = 200
     fleet_tasks: int = 5
