@@ -78,7 +78,6 @@ if t.TYPE_CHECKING:
         size: int  # put_file: bytes sent
         kind: str  # fetch_file: what the host's path was
 
-
     class Runner(t.Protocol):
         """What the connection plugin calls: one task's operations on the session for `spec`."""
 

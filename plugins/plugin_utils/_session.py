@@ -47,8 +47,8 @@ try:
     from pypsrp.host import PSHost, PSHostUserInterface
     from pypsrp.powershell import PowerShell, RunspacePool
     from pypsrp.wsman import NAMESPACES as _WSMAN_NAMESPACES
-    from pypsrp.wsman import WSMan
 
+    from ._envelope_template import TemplatedWSMan
     from ._pipeline_template import install as use_pipeline_templates
 
     HAS_PYPSRP = True
@@ -214,8 +214,9 @@ class Session:
             spec = self.spec
             if self.transport is None:
                 self.transport = self._build_transport()
-            # WSMan builds its own requests transport in __init__; we replace it with ours before any I/O.
-            wsman = WSMan(
+            # WSMan builds its own requests transport in __init__; we replace it with ours before any I/O. Its
+            # requests are written from templates of their shape (_envelope_template), pypsrp's own bytes.
+            wsman = TemplatedWSMan(
                 spec.host,
                 port=spec.port,
                 ssl=True,

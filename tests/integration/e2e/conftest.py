@@ -11,6 +11,8 @@ import typing as t
 
 import pytest
 
+from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
+from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 from tests.integration._ansible import ROOT, PlaybookRun, RunningPlaybook, start_playbook, write_inventory
 
 PLAYBOOKS = pathlib.Path(__file__).parent / "playbooks"
@@ -110,3 +112,15 @@ def e2e(lab, tmp_path) -> t.Iterator[E2E]:
 
 def delta(after: dict[str, int], before: dict[str, int], name: str) -> int:
     return int(after.get(name, 0)) - int(before.get(name, 0))
+
+
+def direct_session(e2e: E2E, **options: t.Any) -> Session:
+    """An in-process Session (not opened) to the first lab host: direct HTTPS, NTLM, the lab's CA; `options` win."""
+    host = e2e.host()
+    user = host["users"][0]
+    spec = build_spec({
+        "remote_addr": host["address"], "port": host["https_port"], "protocol": "https",
+        "remote_user": user["username"], "remote_password": user["password"], "auth": "ntlm",
+        "ca_cert": e2e.desc["ca_cert"], **options,
+    })
+    return Session(spec)

@@ -10,21 +10,9 @@ import time
 import pytest
 
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import HostError
-from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
-from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 
 from .conftest import E2E, delta
-
-
-def _session(e2e: E2E, **options) -> Session:
-    host = e2e.host()
-    user = host["users"][0]
-    spec = build_spec({
-        "remote_addr": host["address"], "port": host["https_port"], "protocol": "https",
-        "remote_user": user["username"], "remote_password": user["password"], "auth": "ntlm",
-        "ca_cert": e2e.desc["ca_cert"], **options,
-    })
-    return Session(spec)
+from .conftest import direct_session as _session
 
 
 def _host_file(e2e: E2E, windows_path: str) -> pathlib.Path:
