@@ -113,7 +113,8 @@ class TemplatedWSMan(WSMan):
                                   retries_on_read_timeout=retries_on_read_timeout)
         self.hits += 1
         # From here on pypsrp's invoke (0.9): the HTTP timeout outlasts the operation timeout, a WSManFault in an
-        # error response is raised as pypsrp raises it, and the response must relate to this request.
+        # error response is raised as pypsrp raises it (without chaining the HTTP error, which carries the same
+        # fault), and the response must relate to this request.
         http_timeout = timeout + 2 if timeout else None
         try:
             response = self.transport.send(xml, retries_on_read_timeout=retries_on_read_timeout,
