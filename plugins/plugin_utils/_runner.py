@@ -7,9 +7,9 @@ SessionOptions the daemon validates.
 
 Every task's worker loads this module, and each worker is a new process, so what it builds at import is paid
 by every task. Only ExecResult exists at run time, as a plain tuple class: ``typing.NamedTuple`` generates and
-evaluates code for each class, and a TypedDict or Protocol class is built by typing's metaclasses, about 1 ms of
-each worker's CPU for the three. ``TaskReport`` and ``Runner`` are for the type checker alone (a TypedDict is a
-plain dict at run time anyway); modules that name them import them under ``typing.TYPE_CHECKING``. No
+evaluates code for each class, and a TypedDict or Protocol class is built by typing's metaclasses, the largest
+part of this module's import in a fresh worker. ``TaskReport`` and ``Runner`` are for the type checker alone (a
+TypedDict is a plain dict at run time anyway); modules that name them import them under ``typing.TYPE_CHECKING``. No
 ``from __future__ import annotations`` here: the few annotations are evaluated names, cheaper than strings that
 each ``typing.get_type_hints`` would compile.
 """

@@ -148,7 +148,7 @@ def test_the_worker_side_modules_come_from_pythons_bytecode_cache_once_written(t
 @pytest.mark.compat
 def test_no_worker_side_class_is_built_by_typings_or_dataclasses_code_generators(tmp_path):
     # NamedTuple and dataclass generate and evaluate source for each class, TypedDict and Protocol run typing's
-    # metaclasses: about 1 ms of a fresh worker's CPU for _runner's three, paid by every task. Such classes belong
+    # metaclasses: the largest part of _runner's import in a fresh worker, paid by every task. Such classes belong
     # to the type checker (under TYPE_CHECKING) or to modules only the daemon loads.
     seen = _fresh_python(
         _connected(tmp_path) + """
