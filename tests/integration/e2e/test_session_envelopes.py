@@ -6,6 +6,7 @@ message id held for it) and keeps both; the lab counts the requests it received,
 
 from __future__ import annotations
 
+import threading
 import typing as t
 import uuid
 import xml.etree.ElementTree as ET
@@ -28,8 +29,9 @@ class CheckedWSMan(TemplatedWSMan):
     def _write(self, message_id: str, action: str, resource_uri: str, resource: ET.Element | None,
                option_set: t.Any, selector_set: t.Any, timeout: int | None) -> bytes:
         ours = super()._write(message_id, action, resource_uri, resource, option_set, selector_set, timeout)
-        held = uuid.UUID(message_id)
-        with mock.patch.object(uuid, "uuid4", lambda: held):
+        held, real, writer = uuid.UUID(message_id), uuid.uuid4, threading.current_thread()
+        # held for this thread only: the lab may serve from threads of this process
+        with mock.patch.object(uuid, "uuid4", lambda: held if threading.current_thread() is writer else real()):
             # how pypsrp's invoke (0.9) builds and writes a request
             envelope = ET.Element("{%s}Envelope" % NAMESPACES["s"])
             _message_id, header = self._create_header(action, resource_uri, option_set, selector_set, timeout)
