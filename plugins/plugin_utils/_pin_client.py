@@ -250,8 +250,7 @@ class PinClient:
             if sock is None:
                 return None
             try:
-                proto.send_json(sock, request)
-                reply = proto.recv_json(sock)
+                reply = proto.send_request(sock, request) or proto.recv_json(sock)
             except (proto.PeerClosed, ConnectionError) as exc:
                 if attempt == 0:
                     continue  # the daemon was exiting; these requests have no effect on hosts
@@ -290,7 +289,9 @@ class PinClient:
                 raise TransportError(f"no pin daemon runs at {self.paths.socket}")
             try:
                 try:
-                    proto.send_json(sock, request)
+                    refused = proto.send_request(sock, request)
+                    if refused is not None:
+                        raise proto.error_from_wire(refused["error"])
                     # The daemon bounds its wait for a free session by command_timeout; give its answer time to come.
                     sock.settimeout(None if self.command_timeout is None else self.command_timeout + self.connect_timeout)
                     ready = proto.recv_json(sock)

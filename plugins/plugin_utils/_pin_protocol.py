@@ -205,6 +205,26 @@ def send_json(sock: socket.socket, value: t.Mapping[str, t.Any]) -> None:
     _send(sock, _HEADER.pack(KIND_JSON, len(payload)) + payload)
 
 
+def send_request(sock: socket.socket, request: t.Mapping[str, t.Any]) -> dict[str, t.Any] | None:
+    """Send a request; None once sent, or the daemon's answer when it answered and closed before reading it.
+
+    A daemon at its bound of clients writes its refusal from the accepting thread and closes without reading
+    (it must not wait on a client there). A client that sends after that close gets EPIPE, but the refusal is
+    already in its receive queue: read it, so the user sees why, not "the daemon closed the connection".
+    """
+    try:
+        send_json(sock, request)
+    except PeerClosed as exc:
+        try:
+            answer = recv_json(sock)
+        except (PeerClosed, ProtocolError, OSError):
+            raise exc from None
+        if "error" not in answer:
+            raise exc from None  # only a refusal can come before a request is read
+        return answer
+    return None
+
+
 def send_data(sock: socket.socket, data: bytes) -> None:
     """Send raw bytes, split into frames of at most DATA_CHUNK."""
     view = memoryview(data)

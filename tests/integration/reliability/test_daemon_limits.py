@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import resource
+import select
 import shutil
 import socket
 import struct
@@ -106,9 +107,17 @@ def _connect(path: str) -> socket.socket:
     return sock
 
 
+def _wait_until_closed_by_peer(sock: socket.socket) -> bool:
+    """Block (up to 10 s) until the peer has closed its end; the peer's answer stays unread in our queue."""
+    poller = select.poll()
+    poller.register(sock, select.POLLHUP)
+    return any(event & select.POLLHUP for _, event in poller.poll(10_000))
+
+
 @report.row("Bad input", "a client holds 2 connections open without a request, on a daemon bounded to 2 "
-            "requests at once; a third connection asks hello", "the third gets an error naming the bound (no "
-            "thread started for it); once the two close, hello is answered again", report.BAD_INPUT)
+            "requests at once; a third connection asks hello only after the daemon has closed it, and a "
+            "PinClient asks hello", "both get the error naming the bound (no thread started for it), though the "
+            "third's send finds the socket closed; once the two close, hello is answered again", report.BAD_INPUT)
 def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: PinPaths) -> None:
     row = check()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -121,9 +130,18 @@ def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: 
     try:
         holders = [_connect(daemon_dir.socket) for _ in range(2)]
         third = _connect(daemon_dir.socket)
-        proto.send_json(third, {"v": PROTOCOL_VERSION, "op": "hello"})
-        refused = proto.recv_json(third)
+        # The daemon refuses from its accepting thread without reading the request. Hold the worst order: the
+        # client sends only after the daemon has written its refusal and closed, so the send itself fails.
+        closed_first = _wait_until_closed_by_peer(third)
+        with pytest.raises(proto.PeerClosed):
+            proto.send_json(third, {"v": PROTOCOL_VERSION, "op": "hello"})
+        refused = proto.send_request(third, {"v": PROTOCOL_VERSION, "op": "hello"})
         third.close()
+        try:  # the client as a task uses it: whichever order the race takes, the user reads the bound
+            PinClient(daemon_dir.root, autostart=False).hello()
+            client_outcome = "answered"
+        except PinnedError as exc:
+            client_outcome = f"{type(exc).__name__}: {exc}"
         for sock in holders:
             sock.close()
         holders = []
@@ -136,14 +154,17 @@ def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: 
             if answered.get("ok"):
                 break
             threading.Event().wait(0.05)  # the handlers of the closed connections are finishing
-        row.see(f"third connection: {json.dumps(refused)[:200]}; after the two closed: "
+        row.see(f"third connection (daemon closed first: {closed_first}): {json.dumps(refused)[:200]}; "
+                f"PinClient: {client_outcome[:120]}; after the two closed: "
                 f"{'hello answered' if answered.get('ok') else json.dumps(answered)[:100]}")
     finally:
         for sock in holders:
             sock.close()
         server.shutdown()
         server.server_close()
-    assert "error" in refused and "already serves 2 requests" in refused["error"]["message"]
+    assert closed_first
+    assert refused is not None and "already serves 2 requests" in refused["error"]["message"]
+    assert client_outcome.startswith("TransportError: the pin daemon already serves 2 requests"), client_outcome
     assert answered.get("ok")
 
 
