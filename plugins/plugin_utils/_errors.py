@@ -84,7 +84,10 @@ class TaskInterrupted(PinnedError):
 
 
 class OutputLimitError(PinnedError):
-    """A task's output passed ansible_psrp_max_output_mb; its command was stopped on the host."""
+    """A task's output passed ansible_psrp_max_output_mb; its command was stopped on the host (the message says
+    so with STOPPED, which the session replaces when the stop failed)."""
+
+    STOPPED = "its command was stopped on the host"
 
 
 class UnexpectedError(PinnedError):

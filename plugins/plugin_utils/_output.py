@@ -77,8 +77,8 @@ class StreamedOutput:
             self.written += len(data)
             if self._limit is not None and self.written > self._limit:
                 raise OutputLimitError(
-                    f"the task's output passed {self._limit // (1024 * 1024)} MiB ({MAX_OUTPUT_SETTING}); its "
-                    f"command was stopped on the host. Raise {MAX_OUTPUT_SETTING} (0: no bound, as "
+                    f"the task's output passed {self._limit // (1024 * 1024)} MiB ({MAX_OUTPUT_SETTING}); "
+                    f"{OutputLimitError.STOPPED}. Raise {MAX_OUTPUT_SETTING} (0: no bound, as "
                     "ansible.builtin.psrp, which keeps every byte in memory several times over), or have the "
                     "command write to a file on the host and fetch it."
                 )

@@ -25,6 +25,7 @@ from ._errors import (
     HostAuthError,
     HostError,
     MalformedAnswerError,
+    OutputLimitError,
     PinnedError,
     SessionOpenError,
     TaskInterrupted,
@@ -117,19 +118,22 @@ def _open_error_from(exc: Exception, spec: SessionSpec) -> PinnedError:
     return err
 
 
-def _stop_running(ps: t.Any) -> bool:
-    """Stop a pipeline a failed or interrupted task leaves running; True when it no longer runs on the host.
+def _stop_running(ps: t.Any) -> str | None:
+    """Stop a pipeline a failed or interrupted task leaves running; None when it no longer runs on the host, else
+    why the stop failed.
 
     Then the host runs the script's cleanup and frees the operation, instead of leaving it to the next task.
     """
     if ps.state != PSInvocationState.RUNNING:
-        return True
+        return None
     try:
         ps.stop()  # PSRP's stop: a WS-Man Signal with powershell/signal/crtl_c (MS-PSRP 3.1.5.3.9)
     except Exception as exc:
-        log.debug("stopping the failed pipeline failed: %s", exc)
-        return False
-    return True
+        # a warning: the command may still run on the host (its cleanup not done, its operation held)
+        log.warning("stopping the pipeline of a failed task failed; it may still run on the host: %s: %s",
+                    type(exc).__name__, exc)
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _release(ps: t.Any) -> None:
@@ -177,6 +181,7 @@ class Session:
         self._fresh_memory_mb: int | None = None  # what the pool's process used when it opened
         self._memory_due_at = 1  # the pool's task count at which its memory is read next
         self._dirty: str | None = None  # why the runspace may not be as the pool opened it
+        self._unstoppable: str | None = None  # why a command may still run in the pool (its stop failed)
         self._unsettled = False  # a task ran since the last check of state, memory and task count
         self._verdict: t.Any = None  # the last restore statement's Verdict
         now = time.time()
@@ -278,6 +283,7 @@ class Session:
     def _drop_pool(self) -> None:
         self.pool = None
         self._last_pipeline = None
+        self._unstoppable = None  # a command that could not be stopped ends with the pool's process
 
     def _rebuild(self, reason: str) -> None:
         self.stats["pool_rebuilds"] += 1
@@ -407,7 +413,11 @@ class Session:
         max_pool_tasks tasks, or when its process nears MaxMemoryPerShellMB. Returns why it recycled, or None.
         Until it has run to its end (a failure here raises), the next task settles first."""
         reason = None
-        if self._dirty is not None:
+        if self._unstoppable is not None:
+            # a restore would queue behind the command still holding the runspace (Windows queues a pipeline
+            # while every runspace of the pool is busy): closing the pool ends the command with its process
+            reason = f"a command in it could not be stopped and may still run ({self._unstoppable})"
+        elif self._dirty is not None:
             verdict = self._restore_alone() if self.baseline is not None else None
             if verdict is not None and verdict.clean:
                 self._dirty = None
@@ -532,14 +542,21 @@ class Session:
 
     def _fail(self, ps: t.Any, exc: BaseException) -> t.NoReturn:
         """A started pipeline's task failed or was interrupted: stop it on the host, then raise what the caller sees."""
-        stopped = _stop_running(ps)
+        not_stopped = _stop_running(ps)
+        if not_stopped is not None:
+            self._unstoppable = not_stopped
+            self._event("stop_failed", f"the pipeline of a failed task could not be stopped ({not_stopped})")
         if isinstance(exc, TaskInterrupted):
-            if stopped:
+            if not_stopped is None:
                 self._event("interrupted", f"stopped the pipeline of an interrupted task ({exc})")
                 raise exc
             raise TransportError(
                 f"the task was interrupted ({exc}) and its pipeline on {self.spec.host} could not be stopped"
             ) from exc
+        if isinstance(exc, OutputLimitError) and not_stopped is not None:
+            raise OutputLimitError(str(exc).replace(
+                OutputLimitError.STOPPED, f"stopping its command on {self.spec.host} failed ({not_stopped}), so it "
+                "may still run there")) from exc
         if isinstance(exc, Exception) and not isinstance(exc, PinnedError):
             raise _host_error_from(exc, self.spec) from exc
         raise exc

@@ -17,6 +17,7 @@ from tests._pin_daemons import private_pin_client
 from ansible_collections.pinned.winrm.plugins.plugin_utils._errors import OutputLimitError
 from ansible_collections.pinned.winrm.plugins.plugin_utils._local_runner import LocalRunner
 from ansible_collections.pinned.winrm.plugins.plugin_utils._pin_client import PinClient
+from ansible_collections.pinned.winrm.plugins.plugin_utils._session import Session
 from ansible_collections.pinned.winrm.plugins.plugin_utils._spec import build_spec
 from tests.integration.e2e.conftest import E2E, delta
 from tests.integration.reliability._helpers import raw, write_playbook
@@ -80,25 +81,59 @@ def test_seventy_mib_of_output_arrives_whole_equal_to_persistence_off_without_th
     assert growth_mib < 24, f"the daemon's peak memory grew {growth_mib:.1f} MiB during the task"
 
 
+# 3 MiB of output, then a command that runs ten minutes unless stopped: the Signal finds it running whatever the
+# machine's load (a command that only wrote 50 MiB could finish on the host before the stop reached it).
+PAST_THE_BOUND = "1..3 | ForEach-Object { 'y' * 1048576 }; 1..3000 | ForEach-Object { Start-Sleep -Milliseconds 200; 'tick' }"
+
+
 def test_output_past_the_bound_stops_the_command_and_names_the_setting(
         daemon: PinClient, spec: t.Any, lab, lab_host) -> None:
     daemon.exec(spec, "'warm'")
     before = lab.host_counters(lab_host["name"])
     running_before = lab.host_state(lab_host["name"])["pipelines_running"]  # other tests' leftovers, if any
     with pytest.raises(OutputLimitError, match="ansible_psrp_max_output_mb") as err:
-        daemon.exec(spec, "1..50 | ForEach-Object { 'y' * 1048576 }", max_output=2 * MIB)
+        daemon.exec(spec, PAST_THE_BOUND, max_output=2 * MIB)
     assert "stopped on the host" in str(err.value)
     after = lab.host_counters(lab_host["name"])
     assert delta(after, before, "pipelines_stopped") == 1
     assert lab.host_state(lab_host["name"])["pipelines_running"] <= running_before
     result, info = daemon.exec(spec, "'next'")
     assert result.stdout == b"next" and info["session"] == "reused"
-    with pytest.raises(OutputLimitError):  # persistence off: the same bound, the same error
+    with pytest.raises(OutputLimitError, match="stopped on the host"):  # persistence off: the same bound and error
         local = LocalRunner()
         try:
-            local.exec(spec, "1..50 | ForEach-Object { 'y' * 1048576 }", max_output=2 * MIB)
+            local.exec(spec, PAST_THE_BOUND, max_output=2 * MIB)
         finally:
             local.release()
+
+
+def test_output_past_the_bound_whose_stop_fails_says_the_command_may_still_run(spec: t.Any, lab, lab_host) -> None:
+    # the engine itself, so that no Signal but the stop's follows the armed fault (a daemon releases the last
+    # task's pipeline with one after its reply, when it likes)
+    session = Session(spec, isolate=True)
+    try:
+        session.run("'warm'")
+        session.finish_pending()  # the warm task's own Signal goes now
+        lab.set_faults(lab_host["name"], wsman_fault_on_action_next={"Signal": ["access_denied"]})
+        try:
+            with pytest.raises(OutputLimitError, match="ansible_psrp_max_output_mb") as err:
+                session.run(PAST_THE_BOUND, max_output=2 * MIB)
+        finally:
+            faults_left = lab.get_faults(lab_host["name"])["wsman_fault_on_action_next"]
+            lab.clear_faults(lab_host["name"])
+        message = str(err.value)
+        assert faults_left == {"Signal": []}  # the stop's Signal took it
+        assert "stopped on the host" not in message, message
+        assert f"stopping its command on {spec.host} failed" in message and "may still run there" in message, message
+        # the pool the command still runs in is not the next task's (its restore would queue behind the command
+        # for ten minutes): the pool is recycled, which ends the command with its process
+        running = lab.host_state(lab_host["name"])["pipelines_running"]
+        session.finish_pending()
+        assert session.stats["recycle_reasons"][-1].startswith("a command in it could not be stopped")
+        assert lab.host_state(lab_host["name"])["pipelines_running"] == running - 1
+        assert session.run("'next'").stdout == b"next"
+    finally:
+        session.close()
 
 
 def test_the_same_output_through_ansible_with_pinning_without_and_through_builtin(e2e: E2E) -> None:
