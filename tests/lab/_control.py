@@ -16,7 +16,7 @@ or win-lab1.lab.test), <proxy> a key of describe()["proxies"]:
     GET  /hosts/<host>/limits          {"limits": {name: value|null}, "configurations": {name: {...}}}
     POST /hosts/<host>/limits          body {Windows quota name: value|null, "configuration": optional}
     POST /hosts/<host>/language_mode   body {"language_mode": "FullLanguage"|"ConstrainedLanguage"}
-    GET  /hosts/<host>/state           {"state": {"shells", "runspace_pools", "pipelines_running", "pipelines_held", "operations": {user: n}}}
+    GET  /hosts/<host>/state           {"state": {"shells", "runspace_pools", "pipelines_running", "pipelines_held", "pipelines_ending", "operations": {user: n}}}
     POST /hosts/<host>/expire_shells   {"expired": int}
     POST /hosts/<host>/drop_connections {"dropped": int}
     GET  /hosts/<host>/relays          {"relays": {"http": {...}, "https": {...}}}

@@ -576,6 +576,12 @@ class PSRPPool(Shell):
             return sum(1 for p in self.pipelines.values()
                        if not p.finished and not p.stopped and (p.held or not held_only))
 
+    def ending_pipelines(self) -> int:
+        """Pipelines stopped or ended whose script still runs on its thread (a stopped script's finally blocks)."""
+        with self.cond:
+            return sum(1 for p in self.pipelines.values()
+                       if (p.finished or p.stopped) and p.thread is not None and p.thread.is_alive())
+
     def _count(self, name: str) -> None:
         if self.counters is not None:
             self.counters.incr(name)

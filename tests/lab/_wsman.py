@@ -187,7 +187,8 @@ class WSManService:
 
     def state(self) -> dict[str, t.Any]:
         """What the host holds right now: shells, Runspace Pools, running pipelines (and of them those a fault
-        switch holds), operations in flight by user."""
+        switch holds), stopped or ended pipelines whose script still runs (pipelines_ending), operations in
+        flight by user."""
         with self._lock:
             shells = list(self._shells.values())
             operations = {user: n for user, n in self._operations.items() if n}
@@ -197,6 +198,7 @@ class WSManService:
             "runspace_pools": len(pools),
             "pipelines_running": sum(p.running_pipelines() for p in pools),
             "pipelines_held": sum(p.running_pipelines(held_only=True) for p in pools),
+            "pipelines_ending": sum(p.ending_pipelines() for p in pools),
             "operations": operations,
         }
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 import pathlib
 import time
+import typing as t
 
 import pytest
 
@@ -57,18 +58,19 @@ def test_failed_put_leaves_no_file_at_the_destination(e2e: E2E) -> None:
         session.open()
         with pytest.raises(Exception, match="disk failed"):
             session.put_file(chunks(), target)
-        # the session stays usable, and the host cleans up (its stopped pipeline runs the script's finally
-        # block on its own thread): no destination, and the staged temp file goes within a bounded time
+        # the session stays usable, and the host cleans up: its stopped pipeline runs the script's finally block
+        # on its own thread. The lab says when that thread has ended; then the staged file must be gone.
         path = _host_file(e2e, target)
         assert not path.exists()
-
-        def staged() -> list[pathlib.Path]:
-            return [p for p in path.parent.iterdir() if p.name.lower().startswith("never-written.bin")]
-
-        deadline = time.monotonic() + 10
-        while staged() and time.monotonic() < deadline:
+        ending: dict[str, t.Any] = {}
+        for _ in range(600):  # a bound for a wedged lab only: the thread ends within milliseconds
+            ending = e2e.lab.host_state(e2e.host()["name"])
+            if not ending["pipelines_ending"]:
+                break
             time.sleep(0.1)
-        assert not staged() and not path.exists()
+        staged = [p.name for p in path.parent.iterdir() if p.name.lower().startswith("never-written.bin")]
+        assert not ending["pipelines_ending"], f"the stopped put's script still runs on the host: {ending}"
+        assert not staged and not path.exists(), staged
         assert session.run("Write-Output still-here").stdout.strip() == b"still-here"
     finally:
         session.close()
