@@ -30,6 +30,8 @@ import typing as t
 import uuid
 import xml.etree.ElementTree as ET
 
+from ._templates import UNKNOWN, ShapeCache, Template, Unshaped, marker
+
 # Guarded as the engine's other imports are (this module loads without pypsrp); _session, its only user, reports
 # a missing pypsrp before any pool exists.
 try:
@@ -39,20 +41,8 @@ except ImportError:  # pragma: no cover
     WSMan = object  # type: ignore[assignment,misc]
     NAMESPACES = {}
 
-_MARKER = uuid.uuid4().hex  # letters and digits only: ElementTree escapes none of them
-_MARKERS = re.compile(f"{_MARKER}n([0-9]+)q".encode("ascii"))
 _MAX_SHAPES = 32  # a session sends a handful (Command, Receive, Send, Signal, Delete); a bound keeps it small
-_UNKNOWN: t.Any = object()  # a shape not met yet (None is a shape no template can serve)
 _PLAIN = re.compile(r"[\x20-\x21\x23-\x25\x27-\x3b\x3d\x3f-\x7e]*")  # printable ASCII less " & < >
-
-
-class _Unshaped(Exception):
-    """The request holds a value ElementTree would not write as it is: pypsrp writes it."""
-
-
-class _Template(t.NamedTuple):
-    chunks: tuple[bytes, ...]  # the envelope's bytes between the values
-    order: tuple[int, ...]  # which value goes after each chunk but the last (0: the message id)
 
 
 def _set_key(wsman_set: t.Any) -> t.Hashable:
@@ -65,17 +55,17 @@ def _set_key(wsman_set: t.Any) -> t.Hashable:
 def _body_shape(element: ET.Element, values: list[str]) -> t.Hashable:
     """`element`'s tree without its attribute values and texts (appended to `values`, in document order)."""
     if element.tail:
-        raise _Unshaped("an element with a tail")
+        raise Unshaped("an element with a tail")
     for value in element.attrib.values():
         if not isinstance(value, str) or not _PLAIN.fullmatch(value):
-            raise _Unshaped("an attribute value ElementTree would escape")
+            raise Unshaped("an attribute value ElementTree would escape")
         values.append(value)
     text = element.text
     if text is not None and not isinstance(text, str):
-        raise _Unshaped("a text that is not a str")
+        raise Unshaped("a text that is not a str")
     if text:  # "" and None are written alike (an empty element): the shape says which, no value is added
         if not _PLAIN.fullmatch(text):
-            raise _Unshaped("a text ElementTree would escape")
+            raise Unshaped("a text ElementTree would escape")
         values.append(text)
     return (element.tag, tuple(element.attrib), bool(text), tuple(_body_shape(child, values) for child in element))
 
@@ -85,10 +75,10 @@ def _marked_copy(element: ET.Element, counter: list[int]) -> ET.Element:
     copy = ET.Element(element.tag)
     for name in element.attrib:
         counter[0] += 1
-        copy.set(name, f"{_MARKER}n{counter[0]}q")
+        copy.set(name, marker(counter[0]))
     if element.text:
         counter[0] += 1
-        copy.text = f"{_MARKER}n{counter[0]}q"
+        copy.text = marker(counter[0])
     for child in element:
         copy.append(_marked_copy(child, counter))
     return copy
@@ -99,7 +89,7 @@ class TemplatedWSMan(WSMan):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self._templates: dict[t.Hashable, _Template | None] = {}
+        self._templates = ShapeCache(_MAX_SHAPES)  # its own: the session's id is part of every shape
         self.hits = 0  # requests written from a template (the tests read it)
 
     def invoke(self, action: str, resource_uri: str, resource: ET.Element | None, option_set: t.Any = None,
@@ -108,7 +98,7 @@ class TemplatedWSMan(WSMan):
         message_id = str(uuid.uuid4()).upper()
         try:
             xml = self._write(message_id, action, resource_uri, resource, option_set, selector_set, timeout)
-        except _Unshaped:
+        except Unshaped:
             return super().invoke(action, resource_uri, resource, option_set, selector_set, timeout,
                                   retries_on_read_timeout=retries_on_read_timeout)
         self.hits += 1
@@ -139,38 +129,25 @@ class TemplatedWSMan(WSMan):
         shape = (action, resource_uri, _set_key(option_set), _set_key(selector_set), timeout, body,
                  self.data_locale, self.locale, self.max_envelope_size, self.operation_timeout,
                  str(self.session_id), self.transport.endpoint)
-        template = self._templates.get(shape, _UNKNOWN)
-        if template is _UNKNOWN:
-            try:
-                template = self._build(action, resource_uri, resource, option_set, selector_set, timeout,
-                                       len(values))
-            except _Unshaped:
-                template = None
-            if len(self._templates) >= _MAX_SHAPES:
-                self._templates.clear()
-            self._templates[shape] = template
+        template = self._templates.get(shape)
+        if template is UNKNOWN:
+            template = self._build(action, resource_uri, resource, option_set, selector_set, timeout, len(values))
+            self._templates.put(shape, template)
         if template is None:
-            raise _Unshaped("a shape no template can serve")
-        out = [template.chunks[0]]
-        for index, chunk in zip(template.order, template.chunks[1:]):
-            out.append(values[index].encode("ascii"))
-            out.append(chunk)
-        return b"".join(out)
+            raise Unshaped("a shape no template can serve")
+        return t.cast(Template, template).join([value.encode("ascii") for value in values])
 
     def _build(self, action: str, resource_uri: str, resource: ET.Element | None, option_set: t.Any,
-               selector_set: t.Any, timeout: int | None, count: int) -> _Template:
-        """pypsrp's envelope for the request with a marker for each value, split at the markers."""
+               selector_set: t.Any, timeout: int | None, count: int) -> Template | None:
+        """pypsrp's envelope for the request with a marker for each value, split at the markers (None: no template
+        can serve the shape)."""
         s = NAMESPACES["s"]
         envelope = ET.Element("{%s}Envelope" % s)  # as pypsrp's invoke builds it
         _message_id, header = self._create_header(action, resource_uri, option_set, selector_set, timeout)
-        header.find("{%s}MessageID" % NAMESPACES["wsa"]).text = f"uuid:{_MARKER}n0q"  # type: ignore[union-attr]
+        header.find("{%s}MessageID" % NAMESPACES["wsa"]).text = f"uuid:{marker(0)}"  # type: ignore[union-attr]
         envelope.append(header)
         body = ET.SubElement(envelope, "{%s}Body" % s)
         if resource is not None:
             body.append(_marked_copy(resource, [0]))
         written = ET.tostring(envelope, encoding="utf-8", method="xml")
-        parts = _MARKERS.split(written)
-        chunks, order = tuple(parts[0::2]), tuple(int(p) for p in parts[1::2])
-        if sorted(order) != list(range(count)):  # each value written once, where the request holds it
-            raise _Unshaped("a value pypsrp did not write once")
-        return _Template(chunks, order)
+        return Template.split(written, count, once=True)  # each value written once, where the request holds it

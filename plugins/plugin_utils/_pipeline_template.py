@@ -22,11 +22,10 @@ string and shape; a change of pypsrp that made them differ fails it.
 
 from __future__ import annotations
 
-import re
-import threading
 import typing as t
-import uuid
 import xml.etree.ElementTree as ET
+
+from ._templates import UNKNOWN, ShapeCache, Template, Unshaped, marker
 
 # Guarded as the engine's other imports are (this module loads without pypsrp); _session, its only user, reports
 # a missing pypsrp before any pool exists.
@@ -43,17 +42,6 @@ _ATOMS = (bool, int, float, str, bytes, type(None))
 _MAX_SHAPES = 64  # a daemon sees a handful (raw, module, restore, transfers); a bound keeps a bad client harmless
 # A ComplexObject's property descriptions, built by its class's __init__ from constants: their names are their shape.
 _DESCRIPTIONS = frozenset({"_extended_properties", "_adapted_properties", "_property_sets"})
-_MARKER = uuid.uuid4().hex  # letters and digits only: neither pypsrp nor ElementTree escapes any of them
-_UNKNOWN: t.Any = object()  # a shape not met yet (None is a shape no template can serve)
-
-
-class _Unshaped(Exception):
-    """The message holds something the walk does not know how the serializer reads: pypsrp serializes it."""
-
-
-class _Template(t.NamedTuple):
-    chunks: tuple[bytes, ...]  # the message's bytes between the strings
-    order: tuple[int, ...]  # which string goes after each chunk but the last
 
 
 def _shape(value: t.Any, slots: list[tuple[t.Any, str, str]], seen: dict[int, int]) -> t.Hashable:
@@ -74,7 +62,7 @@ def _shape(value: t.Any, slots: list[tuple[t.Any, str, str]], seen: dict[int, in
         # HostInfo reads only whether the host, its UI and its raw UI are null; a raw UI's data it reads in full
         ui = value.ui
         if ui is not None and ui.raw_ui is not None:
-            raise _Unshaped("a host with a raw UI")
+            raise Unshaped("a host with a raw UI")
         return "host", ui is None
     if isinstance(value, (ComplexObject, ObjectMeta)):
         slot_attr = _SLOTS.get(type(value))
@@ -82,7 +70,7 @@ def _shape(value: t.Any, slots: list[tuple[t.Any, str, str]], seen: dict[int, in
         for name, attr in vars(value).items():
             if name == slot_attr:
                 if not isinstance(attr, str) or not attr:  # "" is written as an empty element, not as text
-                    raise _Unshaped(f"{type(value).__name__}.{name} is not a non-empty str")
+                    raise Unshaped(f"{type(value).__name__}.{name} is not a non-empty str")
                 slots.append((value, name, attr))
                 items.append((name, "slot"))
             elif name in _DESCRIPTIONS:
@@ -90,14 +78,14 @@ def _shape(value: t.Any, slots: list[tuple[t.Any, str, str]], seen: dict[int, in
             else:
                 items.append((name, _shape(attr, slots, seen)))
         return tuple(items)
-    raise _Unshaped(f"a {type(value).__name__}")
+    raise Unshaped(f"a {type(value).__name__}")
 
 
 def _text(serializer: t.Any, value: str) -> bytes:
     """`value` as pypsrp and ElementTree write it as an element's text."""
     written: bytes = ET.tostring(serializer.serialize(value), encoding="utf-8", method="xml")
     if not (written.startswith(b"<S>") and written.endswith(b"</S>")):
-        raise _Unshaped(f"pypsrp wrote a string as {written[:20]!r}")
+        raise Unshaped(f"pypsrp wrote a string as {written[:20]!r}")
     return written[3:-4]
 
 
@@ -107,8 +95,7 @@ class TemplatedSerializer:
     Installed as the fragmenter's serializer of one Runspace Pool (install()); everything else is pypsrp's.
     """
 
-    _templates: t.ClassVar[dict[t.Hashable, _Template | None]] = {}
-    _lock: t.ClassVar[threading.Lock] = threading.Lock()
+    _templates: t.ClassVar[ShapeCache] = ShapeCache(_MAX_SHAPES)  # shared by every pool: the shapes are the same
 
     def __init__(self, inner: t.Any) -> None:
         self._inner = inner
@@ -121,7 +108,7 @@ class TemplatedSerializer:
         if isinstance(value, CreatePipeline) and metadata is None and parent is None and clear:
             try:
                 written = self._from_template(value)
-            except _Unshaped:
+            except Unshaped:
                 written = None
             if written is not None:
                 self.hits += 1
@@ -131,38 +118,27 @@ class TemplatedSerializer:
     def _from_template(self, message: CreatePipeline) -> bytes | None:
         slots: list[tuple[t.Any, str, str]] = []
         shape = _shape(message, slots, {})
-        template = self._templates.get(shape, _UNKNOWN)  # one look-up: another session's thread may clear the cache
-        if template is _UNKNOWN:
+        template = self._templates.get(shape)  # one look-up: another session's thread may clear the cache
+        if template is UNKNOWN:
             template = self._build(message, slots)
-            with self._lock:
-                if len(self._templates) >= _MAX_SHAPES:
-                    self._templates.clear()
-                self._templates[shape] = template
+            self._templates.put(shape, template)
         if template is None:
             return None
-        texts = [_text(self._inner, text) for _owner, _name, text in slots]  # each escaped once, however often written
-        out = [template.chunks[0]]
-        for index, chunk in zip(template.order, template.chunks[1:]):
-            out.append(texts[index])
-            out.append(chunk)
-        return b"".join(out)
+        # each escaped once, however often written
+        return t.cast(Template, template).join([_text(self._inner, text) for _owner, _name, text in slots])
 
-    def _build(self, message: CreatePipeline, slots: list[tuple[t.Any, str, str]]) -> _Template | None:
+    def _build(self, message: CreatePipeline, slots: list[tuple[t.Any, str, str]]) -> Template | None:
         """pypsrp's bytes for `message` with a marker for each string, split at the markers (None: not usable)."""
         for index, (owner, name, _text_value) in enumerate(slots):
-            setattr(owner, name, f"{_MARKER}n{index}q")
+            setattr(owner, name, marker(index))
         try:
             element = self._inner.serialize(message)
         finally:
             for owner, name, text in slots:
                 setattr(owner, name, text)
         written = ET.tostring(element, encoding="utf-8", method="xml")
-        parts = re.split(f"{_MARKER}n([0-9]+)q".encode("ascii"), written)
-        chunks, order = tuple(parts[0::2]), tuple(int(p) for p in parts[1::2])
         # every string written as text (the first statement's commands twice: in Cmds and again in ExtraCmds)
-        if set(order) != set(range(len(slots))):
-            return None
-        return _Template(chunks, order)
+        return Template.split(written, len(slots), once=False)
 
 
 def install(pool: t.Any) -> TemplatedSerializer:
