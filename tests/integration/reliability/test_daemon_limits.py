@@ -114,10 +114,21 @@ def _wait_until_closed_by_peer(sock: socket.socket) -> bool:
     return any(event & select.POLLHUP for _, event in poller.poll(10_000))
 
 
+class _SendsAfterTheDaemonClosed(PinClient):
+    """A PinClient held between connecting and sending until the daemon has closed the connection."""
+
+    def _connect(self, start: bool) -> socket.socket | None:
+        sock = super()._connect(start)
+        if sock is not None:
+            _wait_until_closed_by_peer(sock)
+        return sock
+
+
 @report.row("Bad input", "a client holds 2 connections open without a request, on a daemon bounded to 2 "
-            "requests at once; a third connection asks hello only after the daemon has closed it, and a "
-            "PinClient asks hello", "both get the error naming the bound (no thread started for it), though the "
-            "third's send finds the socket closed; once the two close, hello is answered again", report.BAD_INPUT)
+            "requests at once; a third connection asks hello, and a PinClient asks hello and runs a task, each "
+            "sending only after the daemon has closed its connection", "each gets the error naming the bound (no "
+            "thread started for it), though its send finds the socket closed; once the two close, hello is "
+            "answered again", report.BAD_INPUT)
 def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: PinPaths) -> None:
     row = check()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -137,11 +148,19 @@ def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: 
             proto.send_json(third, {"v": PROTOCOL_VERSION, "op": "hello"})
         refused = proto.send_request(third, {"v": PROTOCOL_VERSION, "op": "hello"})
         third.close()
-        try:  # the client as a task uses it: whichever order the race takes, the user reads the bound
-            PinClient(daemon_dir.root, autostart=False).hello()
+        client = _SendsAfterTheDaemonClosed(daemon_dir.root, autostart=False)
+        try:  # the client as a task uses it, held at the same worst order: the user reads the bound
+            client.hello()
             client_outcome = "answered"
         except PinnedError as exc:
             client_outcome = f"{type(exc).__name__}: {exc}"
+        try:  # and a task's request (exec), which reads its first answer on another path
+            spec = build_spec({"remote_addr": "127.0.0.1", "remote_user": "u", "remote_password": "pw-1",
+                               "auth": "ntlm"})
+            client.exec(spec, "Write-Output never-sent")
+            exec_outcome = "answered"
+        except PinnedError as exc:
+            exec_outcome = f"{type(exc).__name__}: {exc}"
         for sock in holders:
             sock.close()
         holders = []
@@ -155,7 +174,7 @@ def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: 
                 break
             threading.Event().wait(0.05)  # the handlers of the closed connections are finishing
         row.see(f"third connection (daemon closed first: {closed_first}): {json.dumps(refused)[:200]}; "
-                f"PinClient: {client_outcome[:120]}; after the two closed: "
+                f"PinClient: {client_outcome[:120]}; its exec: {exec_outcome[:60]}; after the two closed: "
                 f"{'hello answered' if answered.get('ok') else json.dumps(answered)[:100]}")
     finally:
         for sock in holders:
@@ -165,6 +184,7 @@ def test_requests_beyond_the_bound_get_an_error_not_a_thread(check, daemon_dir: 
     assert closed_first
     assert refused is not None and "already serves 2 requests" in refused["error"]["message"]
     assert client_outcome.startswith("TransportError: the pin daemon already serves 2 requests"), client_outcome
+    assert exec_outcome.startswith("TransportError: the pin daemon already serves 2 requests"), exec_outcome
     assert answered.get("ok")
 
 
