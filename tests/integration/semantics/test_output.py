@@ -83,7 +83,8 @@ def test_seventy_mib_of_output_arrives_whole_equal_to_persistence_off_without_th
 
 # 3 MiB of output, then a command that runs ten minutes unless stopped: the Signal finds it running whatever the
 # machine's load (a command that only wrote 50 MiB could finish on the host before the stop reached it).
-PAST_THE_BOUND = "1..3 | ForEach-Object { 'y' * 1048576 }; 1..3000 | ForEach-Object { Start-Sleep -Milliseconds 200; 'tick' }"
+PAST_THE_BOUND = ("1..3 | ForEach-Object { 'y' * 1048576 }; "
+                  "1..3000 | ForEach-Object { Start-Sleep -Milliseconds 200; 'tick' }")
 
 
 def test_output_past_the_bound_stops_the_command_and_names_the_setting(
@@ -130,7 +131,7 @@ def test_output_past_the_bound_whose_stop_fails_says_the_command_may_still_run(s
         running = lab.host_state(lab_host["name"])["pipelines_running"]
         session.finish_pending()
         assert session.stats["recycle_reasons"][-1].startswith("a command in it could not be stopped")
-        assert lab.host_state(lab_host["name"])["pipelines_running"] == running - 1
+        assert lab.host_state(lab_host["name"])["pipelines_running"] <= running - 1
         assert session.run("'next'").stdout == b"next"
     finally:
         session.close()
