@@ -81,7 +81,8 @@ class SessionOptions:
 
     @classmethod
     def from_plugin(cls, options: t.Mapping[str, t.Any], environ: t.Mapping[str, str]) -> SessionOptions:
-        return cls(dict(options), {k: _absolute_env(k, v) for k, v in environ.items() if k.upper() in _SPEC_ENV})
+        # the names alone are scanned: os.environ decodes each value it hands out, and a worker needs a few
+        return cls(dict(options), {k: _absolute_env(k, environ[k]) for k in environ if k.upper() in _SPEC_ENV})
 
     @property
     def host(self) -> str:
