@@ -35,6 +35,17 @@ def cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def own_and_children_cpu_s(pid: int) -> tuple[float, float] | None:
+    """(the process's own CPU, the CPU of the children it reaped) from /proc/<pid>/stat: read from the zombie of a
+    process that exited but is not reaped yet, the split is exact (cutime/cstime, fields 16 and 17)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK, (int(fields[13]) + int(fields[14])) / _CLK_TCK
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """A /proc/<pid>/status memory field in KiB (0 once the process is gone)."""
     try:
@@ -110,6 +121,10 @@ class Run:
     daemon_peak_mib: float = 0.0
     total_peak_mib: float = 0.0
     cpu_s: float = 0.0  # ansible-playbook and every process it reaped (its workers)
+    # the split of cpu_s (None where it could not be read): the ansible-playbook process itself (its strategy
+    # loop, result processing, callbacks), and the task workers it forked and reaped
+    parent_cpu_s: float | None = None
+    workers_cpu_s: float | None = None
     daemon_cpu_s: float | None = None  # the pin daemon during the run (None: no daemon ran)
 
     def task_results(self) -> list[dict[str, t.Any]]:
@@ -178,6 +193,9 @@ def run_playbook(playbook: pathlib.Path, inventory: pathlib.Path, workdir: pathl
     killer = threading.Timer(timeout, kill)
     killer.start()
     try:
+        # exited but not reaped: its /proc entry splits its own CPU from its workers' (reaping would remove it)
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+        split = own_and_children_cpu_s(proc.pid)
         # wait4, not communicate(): its rusage is the playbook's CPU plus that of every worker it reaped
         _, status, usage = os.wait4(proc.pid, 0)
         reaped.acquire()
@@ -204,7 +222,8 @@ def run_playbook(playbook: pathlib.Path, inventory: pathlib.Path, workdir: pathl
         results_path.unlink()
     except (OSError, ValueError):
         results = {}
-    run = Run(proc.returncode, wall, results, stdout, cpu_s=usage.ru_utime + usage.ru_stime, daemon_cpu_s=daemon_cpu)
+    run = Run(proc.returncode, wall, results, stdout, cpu_s=usage.ru_utime + usage.ru_stime, daemon_cpu_s=daemon_cpu,
+              parent_cpu_s=split[0] if split else None, workers_cpu_s=split[1] if split else None)
     if sampler:
         run.tree_peak_mib = sampler.tree_peak_kib / 1024
         run.daemon_peak_mib = sampler.daemon_peak_kib / 1024

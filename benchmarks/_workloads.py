@@ -21,7 +21,7 @@ import typing as t
 
 import yaml
 
-from tests.integration._ansible import ROOT, write_inventory
+from tests.integration._ansible import RESULTS_CALLBACK, ROOT, write_inventory
 from tests.integration.peers._inventory import group_vars, host_vars
 
 from ._lab import BenchLab
@@ -130,8 +130,11 @@ class Bench:
 
     def play(self, plugin: str, hosts: dict[str, dict[str, t.Any]], tasks: list[dict[str, t.Any]], *,
              persist_dir: pathlib.Path | None = None, forks: int = 5, sample_memory: bool = False,
-             label: str, proxy: str | None = PROXY, bytecode: bool = True) -> Run:
-        """Run `tasks` on `hosts` with `plugin` through `proxy` (None: direct); a failed task is recorded as an error."""
+             label: str, proxy: str | None = PROXY, bytecode: bool = True, preload: bool = False) -> Run:
+        """Run `tasks` on `hosts` with `plugin` through `proxy` (None: direct); a failed task is recorded as an error.
+
+        `preload`: with the pinned.winrm.preload callback enabled (the connection plugin loaded once per run).
+        """
         self.counter += 1
         run_dir = self.workdir / "runs" / f"{self.counter:04d}-{plugin}"
         gvars = group_vars(plugin, self.desc, proxy=None if plugin == "local_floor" else proxy)
@@ -139,8 +142,11 @@ class Bench:
         playbook = run_dir / "playbook.yml"
         playbook.write_text(yaml.safe_dump([{"name": label, "hosts": "windows", "gather_facts": False,
                                              "tasks": tasks}]))
+        env = {"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}
+        if preload:
+            env["ANSIBLE_CALLBACKS_ENABLED"] = f"{RESULTS_CALLBACK},pinned.winrm.preload"
         run = run_playbook(playbook, inventory, self.workdir, persist_dir=persist_dir or self.persist_dir(),
-                           env={"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}, forks=forks,
+                           env=env, forks=forks,
                            sample_memory=sample_memory, bytecode=bytecode)
         if plugin.startswith("pinned"):
             self.wait_settled(persist_dir or self.persist_dir())

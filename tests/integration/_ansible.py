@@ -58,6 +58,10 @@ def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, t.Any]],
     return path
 
 
+# the test callback that writes each task's result to PINNED_TEST_RESULTS (tests/integration/callback_plugins)
+RESULTS_CALLBACK = "record_results"
+
+
 def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """An environment for ansible-playbook: this checkout's collection, no stray proxies, private dirs."""
     # no stray proxies, and no CA bundle the machine happens to export: the plugin trusts REQUESTS_CA_BUNDLE and
@@ -69,7 +73,7 @@ def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
             "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "build" / "collections"),
             "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "tests" / "integration" / "callback_plugins"),
-            "ANSIBLE_CALLBACKS_ENABLED": "record_results",
+            "ANSIBLE_CALLBACKS_ENABLED": RESULTS_CALLBACK,
             "PINNED_TEST_RESULTS": str(workdir / f"results-{uuid.uuid4().hex}.json"),
             "ANSIBLE_HOME": str(workdir / "ansible-home"),
             "ANSIBLE_LOCAL_TEMP": str(workdir / "ansible-tmp"),
