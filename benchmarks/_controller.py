@@ -223,7 +223,7 @@ def targets(results: dict[str, t.Any]) -> dict[str, dict[str, t.Any]]:
         ok = None if p is None or b is None else p <= 0.25 * b
         parts = "; ".join(
             f"{plugin} ansible-playbook {r['parent_above_floor_ms_per_task']}, its workers "
-            f"{r['workers_above_floor_ms_per_task']}" for plugin in ("pinned", "builtin_psrp")
+            f"{r['workers_above_floor_ms_per_task']}" for plugin in (PRELOAD, "pinned", "builtin_psrp")
             if "parent_above_floor_ms_per_task" in (r := row.get(plugin) or {}))
         without = "" if plain is None or b is None else (
             f"; without the callback pinned {plain} ms (ratio {plain / max(b, 1e-9):.2f})")
