@@ -118,9 +118,9 @@ def _summarise_cpu(samples: dict[str, list[dict[str, t.Any]]], tasks: int) -> di
                 row["daemon_cpu_ms_per_task"] = round(1000 * median([r["daemon_cpu_s"] for r, _ in pairs]) / tasks, 2)
                 row["workers_cpu_ms_per_task"] = round(
                     1000 * median([r["playbook_cpu_s"] - f["cpu_s"] for r, f in pairs]) / tasks, 2)
-            # where the CPU above the floor went: the ansible-playbook process itself (its strategy polls for
-            # results every internal_poll_interval, 1 ms, so it grows with the wall time of a task) and the
-            # task workers it forked (loading the plugin, its options, the task's own work)
+            # where the CPU above the floor went: the ansible-playbook process itself (it polls for results every
+            # millisecond and, with every fork busy, for a free worker every 0.1 ms: that grows with the time tasks
+            # wait and the CPU they leave idle) and the task workers it forked (the plugin, its options, the task)
             split = [(r, f) for r, f in pairs if None not in (r["parent_cpu_s"], r["workers_cpu_s"],
                                                                 f["parent_cpu_s"], f["workers_cpu_s"])]
             if split:

@@ -263,8 +263,8 @@ def _controller_tables(results: dict[str, t.Any]) -> list[str]:
         lines += ["", "CPU: user + system time of ansible-playbook and every worker it forked (their rusage), plus the "
                   "pin daemon's (/proc) for pinned, minus local_floor's run of the same repetition. ansible-playbook's own CPU and "
                   "its workers' are read apart from its /proc entry once it has exited, before it is reaped (each less "
-                  "local_floor's); ansible-playbook polls for results every millisecond while a task runs, so its "
-                  "share grows with a task's wall time.", ""]
+                  "local_floor's); ansible-playbook polls for results every millisecond, and for a free worker every 0.1 ms "
+                  "while every fork is busy, so its share grows with the time tasks wait and the CPU they leave idle.", ""]
     fleet = results.get("fleet") or {}
     setup = results.get("fleet_setup") or {}
     if fleet:

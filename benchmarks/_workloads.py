@@ -21,7 +21,7 @@ import typing as t
 
 import yaml
 
-from tests.integration._ansible import RESULTS_CALLBACK, ROOT, write_inventory
+from tests.integration._ansible import ROOT, WITH_PRELOAD, write_inventory
 from tests.integration.peers._inventory import group_vars, host_vars
 
 from ._lab import BenchLab
@@ -144,7 +144,7 @@ class Bench:
                                              "tasks": tasks}]))
         env = {"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS)}
         if preload:
-            env["ANSIBLE_CALLBACKS_ENABLED"] = f"{RESULTS_CALLBACK},pinned.winrm.preload"
+            env["ANSIBLE_CALLBACKS_ENABLED"] = WITH_PRELOAD
         run = run_playbook(playbook, inventory, self.workdir, persist_dir=persist_dir or self.persist_dir(),
                            env=env, forks=forks,
                            sample_memory=sample_memory, bytecode=bytecode)

@@ -24,7 +24,7 @@ import typing as t
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration._ansible import RESULTS_CALLBACK, run_playbook, write_inventory  # noqa: E402
+from tests.integration._ansible import WITH_PRELOAD, run_playbook, write_inventory  # noqa: E402
 from tests.lab._control import LabClient  # noqa: E402
 
 PLAYBOOKS = ["raw_commands.yml", "windows_admin.yml", "reset_connection.yml"]
@@ -105,7 +105,7 @@ def main() -> int:
             say(f"\n== ansible-playbook examples/{name}")
             # as docs/pinning.md recommends: the connection plugin loaded once per run, not in every task's worker
             run = run_playbook(ROOT / "examples" / name, inventory, workdir, extra_args=["-e", f"@{extra}"],
-                               env={"ANSIBLE_CALLBACKS_ENABLED": f"{RESULTS_CALLBACK},pinned.winrm.preload"})
+                               env={"ANSIBLE_CALLBACKS_ENABLED": WITH_PRELOAD})
             for result in run.task_results():
                 tasks += 1
                 status = result.get("status")

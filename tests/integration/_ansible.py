@@ -60,6 +60,8 @@ def write_inventory(directory: pathlib.Path, hosts: dict[str, dict[str, t.Any]],
 
 # the test callback that writes each task's result to PINNED_TEST_RESULTS (tests/integration/callback_plugins)
 RESULTS_CALLBACK = "record_results"
+# ANSIBLE_CALLBACKS_ENABLED for a run with pinned.winrm.preload too (the variable replaces the list, so it names both)
+WITH_PRELOAD = f"{RESULTS_CALLBACK},pinned.winrm.preload"
 
 
 def base_env(workdir: pathlib.Path, extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from tests.integration._ansible import RESULTS_CALLBACK
+from tests.integration._ansible import RESULTS_CALLBACK, WITH_PRELOAD
 
 from .conftest import E2E
 from .test_pinning import _write_playbook
@@ -25,7 +25,7 @@ _LOADS = re.compile(r"^\s*\d+ [\d.]+: Loading Connection '[^']+' from \S+/ansibl
 def _run(e2e: E2E, *, preload: bool, name: str) -> tuple[list[str], list[tuple[str, str]]]:
     """The tasks' outputs and each load of our plugin Ansible logged: (found_in_cache, class_only), "" if unsaid."""
     playbook = _write_playbook(e2e.workdir / f"{name}.yml", [f'Write-Output "task {i}"' for i in range(3)])
-    callbacks = RESULTS_CALLBACK + (",pinned.winrm.preload" if preload else "")
+    callbacks = WITH_PRELOAD if preload else RESULTS_CALLBACK
     run = e2e.run({}, playbook=playbook, env={"ANSIBLE_CALLBACKS_ENABLED": callbacks, "ANSIBLE_DEBUG": "1"}, name=name)
     run.assert_ok()
     outputs = [r.get("stdout", "").strip() for r in run.task_results("win-lab1")]
