@@ -172,3 +172,73 @@ def test_the_committed_recordings_are_the_shared_ones_unchanged():
     assert sorted(committed) == sorted(kept), "the committed recordings and ../shared/windows-transcripts list different files"
     changed = sorted(name for name in kept if committed[name] != kept[name])
     assert not changed, f"committed recordings differ from ../shared/windows-transcripts: {changed}"
+
+
+def _recorded_answers(name: str) -> tuple[pathlib.Path, list[dict]]:
+    path = _replay.COMMITTED_TRANSCRIPTS / f"{name}.yml"
+    return path, yaml.safe_load(path.read_text())["messages"]
+
+
+_STREAM = re.compile(r"<rsp:Stream [^>]*>[^<]*</rsp:Stream>")
+_STATE = re.compile(r"<rsp:CommandState .*</rsp:CommandState>")
+
+
+def _one_message_per_answer(response: str) -> list[str]:
+    """Windows' one ReceiveResponse cut into one answer per rsp:Stream, the CommandState on the last:
+    how a host that sends each message as soon as it exists delivers the same output."""
+    streams = _STREAM.findall(response)
+    state = _STATE.search(response).group(0)
+    head, tail = response.split("<rsp:ReceiveResponse>")[0], response.split("</rsp:ReceiveResponse>")[1]
+    return [
+        f"{head}<rsp:ReceiveResponse>{stream}{state if i == len(streams) - 1 else ''}</rsp:ReceiveResponse>{tail}"
+        for i, stream in enumerate(streams)
+    ]
+
+
+def _serving(answers: list[tuple[int, str]], asked: list[str]):
+    """A host answering each request with the next of `answers` (status, body); `asked` lists the actions."""
+    queue = list(answers)
+
+    def handle(body: bytes) -> tuple[int, bytes]:
+        asked.append(_replay.request_action(body.decode()))
+        status, text = queue.pop(0)
+        return status, text.encode()
+
+    return handle
+
+
+def _command_receive(messages: list[dict]) -> int:
+    return next(
+        i for i, m in enumerate(messages) if _replay.request_action(m["request"]) == "Receive" and "CommandId" in m["request"]
+    )
+
+
+def test_a_receive_windows_answered_at_once_matches_a_host_that_answers_it_message_by_message():
+    # How many Receives a host takes to deliver one command's output depends on how fast it runs; the
+    # replay compares what arrived, so a host answering one message per Receive (14 of them here, for
+    # the one Receive Windows answered) matches, and is asked exactly until it said Done.
+    path, messages = _recorded_answers("test_psrp_merge_commands")
+    receive = _command_receive(messages)
+    split = _one_message_per_answer(messages[receive]["response"])
+    assert len(split) > 10
+    answers = [(200, m["response"]) for m in messages[:receive]] + [(200, a) for a in split]
+    answers += [(200, m["response"]) for m in messages[receive + 1 :]]
+    asked: list[str] = []
+    result = _replay.replay(path, _serving(answers, asked))
+    assert result.mismatches == []
+    before = [_replay.request_action(m["request"]) for m in messages[:receive]]
+    assert asked == before + ["Receive"] * len(split) + ["Delete"]
+
+
+def test_a_host_that_stops_answering_is_asked_a_bounded_number_of_times_and_named():
+    path, messages = _recorded_answers("test_psrp_merge_commands")
+    _, timeouts = _recorded_answers("test_psrp_long_running_cmdlet")
+    timed_out = next(m["response"] for m in timeouts if "w:TimedOut" in (m.get("response") or ""))
+    receive = _command_receive(messages)
+    answers = [(200, m["response"]) for m in messages[:receive]] + [(500, timed_out)] * _replay.MAX_IDLE_RECEIVES
+    answers += [(200, m["response"]) for m in messages[receive + 1 :]]
+    asked: list[str] = []
+    result = _replay.replay(path, _serving(answers, asked))
+    before = [_replay.request_action(m["request"]) for m in messages[:receive]]
+    assert asked == before + ["Receive"] * _replay.MAX_IDLE_RECEIVES + ["Delete"]
+    assert any("CommandState ('Done', '0') != lab None" in m for m in result.mismatches), result.mismatches
