@@ -44,7 +44,7 @@ _ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[
 RECEIVE_TIMEOUT = "PT1S"
 # A lab Receive answers with whatever output exists when it is asked, as Windows does, so how many it
 # takes to deliver one recorded Receive's messages depends on how fast the engine runs: only the answers
-# that bring nothing (w:TimedOut, or no new message or state) are counted against a limit, and every answer is bounded in total.
+# that bring nothing (w:TimedOut, or no new message or state), in a row, are counted against a limit, and every answer is bounded in total.
 MAX_IDLE_RECEIVES = 3
 MAX_LAB_RECEIVES = 1000
 
@@ -269,6 +269,8 @@ def _replay_receive(
             idle += 1  # an answer that brought nothing new counts like a timeout
             if idle >= MAX_IDLE_RECEIVES:
                 return
+        else:
+            idle = 0  # the lab is still delivering: only answers that bring nothing in a row end the asking
     else:
         mismatches.append(f"#{index} Receive: the lab was still behind after {MAX_LAB_RECEIVES} Receives")
 
