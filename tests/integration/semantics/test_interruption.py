@@ -43,11 +43,16 @@ def _hold(e2e: E2E) -> None:
     e2e.lab.set_faults(e2e.host()["name"], hold_pipelines_containing=MARK)
 
 
+# A task's timeout counts from its start, connection included (builtin_psrp's NTLM and pool each task):
+# long enough that on a loaded machine the command always reaches the host before it, where it is held.
+TASK_TIMEOUT_S = 8
+
+
 def _timeout_playbook(e2e: E2E) -> str:
     return write_playbook(e2e.workdir / "timeouts.yml", [
         raw("warm", "Write-Output warm"),
-        raw("timed out", f"Write-Output {MARK}", timeout=3, ignore_errors=True),
-        raw("timed out again", f"Write-Output {MARK}", timeout=3, ignore_errors=True),
+        raw("timed out", f"Write-Output {MARK}", timeout=TASK_TIMEOUT_S, ignore_errors=True),
+        raw("timed out again", f"Write-Output {MARK}", timeout=TASK_TIMEOUT_S, ignore_errors=True),
         # were the two sessions of the default pool still busy, this task would wait for one: bounded here
         raw("after", "Write-Output after", timeout=60),
     ])
@@ -88,10 +93,10 @@ def test_task_timeout_stops_the_pipeline_and_the_next_task_runs_on_the_pool(e2e:
     # the task reports what builtin reports: Ansible's own timeout result
     for task in ("timed out", "timed out again"):
         builtin = results["builtin_psrp"][task]
-        assert "Timed out after 3 second" in builtin["msg"], builtin
+        assert f"Timed out after {TASK_TIMEOUT_S} second" in builtin["msg"], builtin
         for variant in ("pinned", "pinned_persist_off"):
             ours = results[variant][task]
-            assert ours["msg"] == builtin["msg"] and ours["timedout"]["period"] == builtin["timedout"]["period"] == 3, \
+            assert ours["msg"] == builtin["msg"] and ours["timedout"]["period"] == builtin["timedout"]["period"] == TASK_TIMEOUT_S, \
                 (variant, ours, builtin)
 
 
