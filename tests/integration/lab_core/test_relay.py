@@ -168,9 +168,9 @@ def test_a_burst_of_chunks_is_delayed_once_not_once_per_chunk(relay: LatencyRela
     burst = relay.trace()[before:]
     _check_schedule(burst)
     # Each chunk was due one delay after its own arrival, not after the chunks before it. A relay that slept
-    # one delay per chunk would write the 20th about 19 delays late; 5 delays of lateness is the generous
-    # allowance for the event loop on a loaded machine.
-    assert _lateness(burst) < 5 * DELAY_S, burst
+    # one delay per chunk would write the 20th about 19 delays late; 12 delays of lateness (480 ms) allows the
+    # event loop a stall that long on a loaded machine and still fails that relay.
+    assert _lateness(burst) < 12 * DELAY_S, burst
 
 
 def test_connections_are_relayed_concurrently_and_counted(relay: LatencyRelay) -> None:
@@ -201,9 +201,9 @@ def test_connections_are_relayed_concurrently_and_counted(relay: LatencyRelay) -
     _check_schedule(chunks)
     assert len({c["conn"] for c in chunks}) == n
     # Every connection's chunks were scheduled from their own arrival. A relay serving one connection at a time
-    # would write the last connection's chunks about 7 x 3 RTT late; 3 RTT of lateness is the generous
-    # allowance for the event loop on a loaded machine.
-    assert _lateness(chunks) < 3 * RTT_MS / 1000, chunks
+    # would write the last connection's chunks about 7 x 3 RTT late; 10 RTT of lateness (800 ms) allows the
+    # event loop a stall that long on a loaded machine and still fails that relay.
+    assert _lateness(chunks) < 10 * RTT_MS / 1000, chunks
 
 
 def test_half_close_is_passed_on_and_the_answer_still_arrives(relay: LatencyRelay) -> None:
