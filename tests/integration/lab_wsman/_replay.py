@@ -43,8 +43,9 @@ def transcripts_dir() -> pathlib.Path:
 _ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 RECEIVE_TIMEOUT = "PT1S"
 # A lab Receive answers with whatever output exists when it is asked, as Windows does, so how many it
-# takes to deliver one recorded Receive's messages depends on how fast the engine runs: only the answers
-# that bring nothing (w:TimedOut, or no new message or state), in a row, are counted against a limit, and every answer is bounded in total.
+# takes to deliver one recorded Receive's messages depends on how fast the engine runs: only answers that
+# bring nothing (w:TimedOut, or no new message or state), in a row, count against a limit; all answers
+# together are bounded too.
 MAX_IDLE_RECEIVES = 3
 MAX_LAB_RECEIVES = 1000
 
