@@ -253,26 +253,21 @@ def _replay_receive(
         request = re.sub(r"<wsman:OperationTimeout>[^<]*<", f"<wsman:OperationTimeout>{timeout}<", lab_req)
         status, body = handle(request.encode())
         lab = parse_answer(status, body.decode())
-        if lab.fault is not None and lab.fault[0] == TIMED_OUT:
-            log.lab_timeouts.append(lab.fault)
-            idle += 1
-            if idle >= MAX_IDLE_RECEIVES:
-                return  # nothing more comes: the comparison after the replay names what is missing
-            if key is not None:
-                timeout = recorded_timeout  # the command still runs: wait as long as the recorded client did
-            continue
-        if lab.fault is not None:
+        timed_out = lab.fault is not None and lab.fault[0] == TIMED_OUT
+        if lab.fault is not None and not timed_out:
             mismatches.append(f"#{index} Receive: no fault recorded != lab {lab.fault}")
             return
-        absorb(lab, log, False)
-        if not lab.streams and lab.state is None:
-            idle += 1  # an answer with no stream and no state counts like a timeout
-            if idle >= MAX_IDLE_RECEIVES:
-                return
+        if timed_out:
+            log.lab_timeouts.append(lab.fault)
+            if key is not None:
+                timeout = recorded_timeout  # the command still runs: wait as long as the recorded client did
         else:
-            # The lab is still answering (WinRS stdout bytes are not counted, so any stream is an answer):
-            # only answers that bring nothing in a row end the asking.
-            idle = 0
+            absorb(lab, log, False)
+        # Any stream is progress (WinRS stdout bytes are not compared); a timeout or an answer with no stream
+        # and no state is not, and only such answers in a row end the asking.
+        idle = idle + 1 if timed_out or (not lab.streams and lab.state is None) else 0
+        if idle >= MAX_IDLE_RECEIVES:
+            return  # nothing more comes: the comparison after the replay names what is missing
     else:
         mismatches.append(f"#{index} Receive: the lab was still behind after {MAX_LAB_RECEIVES} Receives")
 

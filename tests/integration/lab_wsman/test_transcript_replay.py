@@ -213,32 +213,34 @@ def _command_receive(messages: list[dict]) -> int:
     )
 
 
+def _replay_answering_the_command_receive_with(middle: list[tuple[int, str]]):
+    """psrp_merge_commands replayed against Windows' own answers, its command's one Receive answered by
+    `middle` instead: (result, the actions asked, the actions asked before that Receive)."""
+    path, messages = _recorded_answers("test_psrp_merge_commands")
+    receive = _command_receive(messages)
+    answers = [(200, m["response"]) for m in messages[:receive]] + middle
+    answers += [(200, m["response"]) for m in messages[receive + 1 :]]
+    asked: list[str] = []
+    result = _replay.replay(path, _serving(answers, asked))
+    return result, asked, [_replay.request_action(m["request"]) for m in messages[:receive]]
+
+
 def test_a_receive_windows_answered_at_once_matches_a_host_that_answers_it_message_by_message():
     # How many Receives a host takes to deliver one command's output depends on how fast it runs; the
     # replay compares what arrived, so a host answering one message per Receive (14 of them here, for
     # the one Receive Windows answered) matches, and is asked exactly until it said Done.
-    path, messages = _recorded_answers("test_psrp_merge_commands")
-    receive = _command_receive(messages)
-    split = _one_message_per_answer(messages[receive]["response"])
+    _, messages = _recorded_answers("test_psrp_merge_commands")
+    split = _one_message_per_answer(messages[_command_receive(messages)]["response"])
     assert len(split) > 10
-    answers = [(200, m["response"]) for m in messages[:receive]] + [(200, a) for a in split]
-    answers += [(200, m["response"]) for m in messages[receive + 1 :]]
-    asked: list[str] = []
-    result = _replay.replay(path, _serving(answers, asked))
+    result, asked, before = _replay_answering_the_command_receive_with([(200, a) for a in split])
     assert result.mismatches == []
-    before = [_replay.request_action(m["request"]) for m in messages[:receive]]
     assert asked == before + ["Receive"] * len(split) + ["Delete"]
 
 
 def test_a_host_that_stops_answering_is_asked_a_bounded_number_of_times_and_named():
-    path, messages = _recorded_answers("test_psrp_merge_commands")
     _, timeouts = _recorded_answers("test_psrp_long_running_cmdlet")
     timed_out = next(m["response"] for m in timeouts if "w:TimedOut" in (m.get("response") or ""))
-    receive = _command_receive(messages)
-    answers = [(200, m["response"]) for m in messages[:receive]] + [(500, timed_out)] * _replay.MAX_IDLE_RECEIVES
-    answers += [(200, m["response"]) for m in messages[receive + 1 :]]
-    asked: list[str] = []
-    result = _replay.replay(path, _serving(answers, asked))
-    before = [_replay.request_action(m["request"]) for m in messages[:receive]]
+    stalled = [(500, timed_out)] * _replay.MAX_IDLE_RECEIVES
+    result, asked, before = _replay_answering_the_command_receive_with(stalled)
     assert asked == before + ["Receive"] * _replay.MAX_IDLE_RECEIVES + ["Delete"]
     assert any("CommandState ('Done', '0') != lab None" in m for m in result.mismatches), result.mismatches
