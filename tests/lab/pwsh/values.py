@@ -13,26 +13,80 @@ from tests.lab.pwsh.parser import Node
 
 
 class Hashtable(dict):
-    """A PowerShell hashtable: keys compared case-insensitively, insertion order kept."""
+    """A PowerShell hashtable: keys compared case-insensitively, insertion order kept.
+
+    A key is found through an index of the keys' lower-case forms (a .NET Hashtable with its
+    case-insensitive comparer hashes the folded key too), not by comparing it with every key: the isolation
+    script fills tables of hundreds of entries every task, and a scan per lookup made that quadratic. Every
+    dict method that adds or removes a key keeps the index in step; an index whose size and the table's disagree
+    is rebuilt, which covers a dict method called past these (dict.__init__ of a copy, a dict.pop). Two such
+    calls in a row, one removing and one adding a key, would leave it stale: nothing here makes them.
+    """
+
+    def _index(self) -> dict[object, object]:
+        index = self.__dict__.get("_folded")
+        if index is None or len(index) != dict.__len__(self):
+            index = {}
+            for existing in dict.keys(self):
+                index.setdefault(_fold(existing), existing)
+            self.__dict__["_folded"] = index
+        return index
 
     def _k(self, key: object) -> object:
         if isinstance(key, str):
-            for existing in dict.keys(self):
-                if isinstance(existing, str) and existing.lower() == key.lower():
-                    return existing
+            return self._index().get(key.lower(), key)
         return key
 
     def __getitem__(self, key: object) -> object:
         return dict.get(self, self._k(key))
 
     def __setitem__(self, key: object, value: object) -> None:
-        dict.__setitem__(self, self._k(key), value)
+        index = self._index()
+        existing = index.get(_fold(key), key) if isinstance(key, str) else key
+        dict.__setitem__(self, existing, value)
+        index.setdefault(_fold(existing), existing)
 
     def __contains__(self, key: object) -> bool:
         return dict.__contains__(self, self._k(key))
 
+    def __delitem__(self, key: object) -> None:
+        existing = self._k(key)
+        dict.__delitem__(self, existing)
+        self._index().pop(_fold(existing), None)
+
     def remove(self, key: object) -> None:
-        dict.pop(self, self._k(key), None)
+        self.pop(key, None)
+
+    def pop(self, key: object, *default: object) -> object:
+        existing = self._k(key)
+        if not dict.__contains__(self, existing):
+            return dict.pop(self, existing, *default)
+        value = dict.pop(self, existing)
+        self._index().pop(_fold(existing), None)
+        return value
+
+    def popitem(self) -> tuple[object, object]:
+        item = dict.popitem(self)
+        self._index().pop(_fold(item[0]), None)
+        return item
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.__dict__["_folded"] = {}
+
+    def setdefault(self, key: object, default: object = None) -> object:
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        for k, v in dict(*args, **kwargs).items():  # type: ignore[call-overload]
+            self[k] = v
+
+
+def _fold(key: object) -> object:
+    """A key's form in the index: a string's lower case; any other key as itself, apart from every string."""
+    return key.lower() if isinstance(key, str) else (None, key)
 
 
 class PSObject:

@@ -515,3 +515,29 @@ $sid.Equals($account)
     [error] = streams.all_errors
     assert error.fq_error_id == "IdentityNotMappedException"
     assert error.message.endswith('"Some or all identity references could not be translated."')
+
+
+def test_hashtable_keys_stay_case_insensitive_through_every_way_a_key_is_added_or_removed(ps):
+    # the first spelling of a key is kept; .Remove, .Clear, a re-add and a big table all find keys by any case
+    out = ps('$h = @{ Path = 1 }; $h["PATH"] = 2; $h.Keys; $h["path"]; $h.Remove("pATh"); $h.Count; '
+             '$h["PATH"] = 3; $h.Keys; $h.ContainsKey("path"); $h.Clear(); $h.ContainsKey("PATH"); '
+             '$big = @{}; foreach ($i in 1..300) { $big["Key$i"] = $i }; foreach ($i in 1..300) { $big["KEY$i"] += 1 }; '
+             '$big.Count; $big["key300"]; ($big.Keys | Select-Object -First 1)').out
+    assert out == ["Path", 2, 0, "PATH", True, False, 300, 301, "Key1"]
+
+
+def test_hashtable_index_follows_dict_methods_called_past_it():
+    from tests.lab.pwsh.values import Hashtable
+
+    h = Hashtable()
+    h["Name"] = 1
+    dict.__setitem__(h, "Other", 2)  # past the index: the next lookup rebuilds it
+    assert h["OTHER"] == 2 and "other" in h
+    dict.pop(h, "Name")  # past the index: the table is smaller than its index, which is rebuilt
+    assert "name" not in h and h["NAME"] is None
+    h["Third"] = 3
+    h.update({"OTHER": 20, "new": 4})
+    assert dict(h) == {"Other": 20, "Third": 3, "new": 4}
+    assert h.setdefault("NEW", 9) == 4 and h.pop("THIRD") == 3 and h.popitem() == ("new", 4)
+    del h["other"]
+    assert len(h) == 0 and "Other" not in h
