@@ -46,6 +46,22 @@ def own_and_children_cpu_s(pid: int) -> tuple[float, float] | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK, (int(fields[13]) + int(fields[14])) / _CLK_TCK
 
 
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, all) CPU seconds of every core since boot, from /proc/stat's first line (proc(5)): busy is all
+    but idle and iowait. The difference of two readings over a run, busy / all, is the share of the machine's
+    cores the run kept busy, whoever used them (the controller, the pin daemon, the lab)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already counted in user and nice]
+    total = sum(ticks[:8])
+    return (total - ticks[3] - ticks[4]) / _CLK_TCK, total / _CLK_TCK
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of pid and every descendant alive now (/proc/<pid>/stat of each)."""
+    return sum(c for p in tree(pid) if (c := cpu_s(p)) is not None)
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     """A /proc/<pid>/status memory field in KiB (0 once the process is gone)."""
     try:

@@ -271,19 +271,26 @@ def _controller_tables(results: dict[str, t.Any]) -> list[str]:
         base = (fleet.get("local_floor") or {}).get("wall_s")
         lines += [f"### Fleet ({setup.get('hosts')} hosts x {setup.get('tasks')} raw tasks, forks {setup.get('forks')}, "
                   f"{_fmt(setup.get('rtt_ms'))} ms added RTT, direct)", "",
-                  "| plugin | wall (s) | above local_floor (s) | CPU ms/task | runs |", "|---|---:|---:|---:|---:|"]
-        for plugin in PLUGIN_LINES:
+                  "| plugin | wall (s) | above local_floor (s) | controller CPU ms/task | lab CPU ms/task | machine's "
+                  "cores busy | lab's share of one core | runs |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for plugin in ("pinned_preload", *PLUGIN_LINES):
             r = fleet.get(plugin)
             if isinstance(r, dict):
                 above = r["wall_s"] - base if r.get("wall_s") and base and plugin != "local_floor" else None
                 lines.append(f"| {plugin} | {_fmt(r.get('wall_s'), 2)} | {_fmt(above, 2)} | "
-                             f"{_fmt(r.get('cpu_ms_per_task'), 1)} | {r.get('runs')} |")
+                             f"{_fmt(r.get('cpu_ms_per_task'), 1)} | {_fmt(r.get('lab_cpu_ms_per_task'), 1)} | "
+                             f"{_fmt(r.get('machine_busy_share'), 2)} | "
+                             f"{_fmt(r.get('lab_core_share'), 2)} | {r.get('runs')} |")
         per = fleet.get("daemon_cpu_ms_per_task") or {}
         if per:
             lines += ["", "Pin daemon CPU per task by hosts pinned: " +
                       ", ".join(f"{n} hosts {_fmt(v, 2)} ms" for n, v in sorted(per.items(), key=lambda kv: int(kv[0])))
-                      + f"; during the warm fleet run the daemon used {_fmt(fleet.get('daemon_core_share'), 2)} of one "
+                      + f"; during the warm fleet runs the daemon used {_fmt(fleet.get('daemon_core_share'), 2)} of one "
                       "CPU core."]
+        lines += ["", f"Machine's cores busy: the share of all {fleet.get('cores')} cores' time (/proc/stat) busy during "
+                  "the run, whoever used it; lab's share: the CPU of the lab process (hosts and latency relays) per "
+                  "second of the run, and per task. The lab stands in for every host on the controller's own cores; a real "
+                  "fleet's hosts spend theirs."]
         lines.append("")
     return lines
 

@@ -169,8 +169,15 @@ def test_quick_bench_measures_the_controller_cpu_of_every_plugin_and_the_pin_dae
 def test_quick_bench_runs_the_fleet_and_the_daemons_cpu_per_task_by_hosts(quick_bench: dict) -> None:
     results = quick_bench["results"]
     fleet, hosts = results["fleet"], results["fleet_setup"]["hosts"]
-    for plugin in ("pinned", "pinned_cold", "builtin_psrp", "local_floor"):
+    for plugin in ("pinned_preload", "pinned", "pinned_cold", "builtin_psrp", "local_floor"):
         assert fleet[plugin]["failed_runs"] == 0 and fleet[plugin]["wall_s"] > 0, (plugin, fleet)
+    # what each measured run kept busy: a share of the machine's cores, and the lab's share of one core, which
+    # works for the remote plugins and idles while the playbook runs on `local`
+    for plugin in ("pinned_preload", "pinned", "builtin_psrp", "local_floor"):
+        assert 0 < fleet[plugin]["machine_busy_share"] <= 1, (plugin, fleet)
+    assert fleet["builtin_psrp"]["lab_core_share"] > fleet["local_floor"]["lab_core_share"], fleet
+    assert fleet["pinned_preload"]["lab_core_share"] > fleet["local_floor"]["lab_core_share"], fleet
+    assert fleet["builtin_psrp"]["lab_cpu_ms_per_task"] > fleet["local_floor"]["lab_cpu_ms_per_task"], fleet
     assert set(fleet["daemon_cpu_ms_per_task"]) == {"1", str(hosts)}
     assert all(v > 0 for v in fleet["daemon_cpu_ms_per_task"].values())
     assert any(key.startswith("fleet") and row["met"] is not None for key, row in results["targets"].items())
