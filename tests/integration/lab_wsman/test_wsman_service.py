@@ -120,6 +120,8 @@ def test_idle_shell_expires_after_idle_timeout(connect, host_config, counters, c
     pool.open()
     clock.advance(59)
     assert pool.is_alive()  # a Get is activity: the idle time starts again
+    clock.advance(59)
+    assert pool.is_alive()  # 118 s after the open, 59 s after the last Get
     clock.advance(61)
     assert not pool.is_alive()
     assert counters.get("shells_expired") == 1
