@@ -61,6 +61,15 @@ def daemon_idle(e2e: E2E, timeout: float = 120) -> bool:
     return wait_for(lambda: all(s["state"] == "idle" for s in client.list_sessions()), timeout)
 
 
+def arm_when_idle(e2e: E2E, host: str, **settings: t.Any) -> None:
+    """Set fault switches counted by action (the next or n-th Receive, Command or Send) once the pin daemon holds
+    no busy session. A warm run ends at its task's reply; its session's work after the reply (the Signal, a memory
+    reading, a restore or recycle when due, with requests of their own) would otherwise take the count, and the
+    measured task would run on a rebuilt session."""
+    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"
+    e2e.lab.set_faults(host, **settings)
+
+
 def action_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment that makes this suite's test-only action plugins visible to ansible-playbook."""
     return {"ANSIBLE_ACTION_PLUGINS": str(ACTION_PLUGINS), **(extra or {})}

@@ -25,6 +25,7 @@ from . import report
 from ._helpers import (
     Gate,
     action_env,
+    arm_when_idle,
     closed_port,
     daemon_idle,
     daemon_pid,
@@ -135,8 +136,7 @@ def test_squid_restarted_while_a_task_waits_for_its_answer(e2e: E2E, check) -> N
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output warm")]),
             name="warm").assert_ok()
     # The task's Receive (the first after a warm run) is held by the host while Squid restarts under it.
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"  # its after-reply work is over
-    e2e.lab.set_faults(name, hold_on_action_nth={"Receive": 1})
+    arm_when_idle(e2e, name, hold_on_action_nth={"Receive": 1})
     slow = write_playbook(e2e.workdir / "slow.yml", [raw("slow", "Write-Output slept")])
     before = e2e.counters()
     thread, runs = _run_in_background(e2e, group, slow, "inflight")
@@ -202,11 +202,7 @@ def _drop_during_a_receive(e2e: E2E, env: dict[str, str] | None = None) -> Dropp
     name = e2e.host()["name"]
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
     e2e.run(group, playbook=one, env=env, name="warm").assert_ok()
-    # The warm run ends at its task's reply; its session's work after the reply (the Signal, a memory reading, a
-    # restore or recycle when due, which has a Receive of its own) must be over before the next Receive is armed,
-    # or the drop hits that work and the measured task runs on a rebuilt session
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"
-    e2e.lab.set_faults(name, drop_on_action_next={"Receive": 1})
+    arm_when_idle(e2e, name, drop_on_action_next={"Receive": 1})
     before = e2e.counters()
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "r.yml", [raw("r", "Write-Output dropped")]), env=env,
                   name="drop")
@@ -314,8 +310,7 @@ def test_read_timeout_on_a_stalled_host(e2e: E2E, check) -> None:
     one = write_playbook(e2e.workdir / "one.yml", [raw("x", "Write-Output x")])
     e2e.run(group, playbook=one, name="warm").assert_ok()
     # Held until the run has ended: only the client's read timeout can end it, however slow the machine.
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"  # its after-reply work is over
-    e2e.lab.set_faults(name, hold_on_action_nth={"Command": 1})
+    arm_when_idle(e2e, name, hold_on_action_nth={"Command": 1})
     started = time.monotonic()
     thread, runs = _run_in_background(e2e, group, one, "stalled")
     try:
@@ -457,8 +452,7 @@ def test_daemon_killed_during_a_task(e2e: E2E, check) -> None:
         "slow", f"Add-Content -LiteralPath '{ledger}' -Value 'killed-start'; "
                 f"Add-Content -LiteralPath '{ledger}' -Value 'killed-end'")])
     # The task's Receive is held by the host until the daemon waiting for it is dead: killed mid-task, always.
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"  # its after-reply work is over
-    e2e.lab.set_faults(name, hold_on_action_nth={"Receive": 1})
+    arm_when_idle(e2e, name, hold_on_action_nth={"Receive": 1})
     thread, runs = _run_in_background(e2e, group, slow, "killed")
     try:
         e2e.lab.wait_held(name, 120)

@@ -25,7 +25,7 @@ from tests.integration.e2e.conftest import E2E, delta
 from . import report
 from ._helpers import (
     action_env,
-    daemon_idle,
+    arm_when_idle,
     daemon_pid,
     host_path,
     log_mark,
@@ -135,8 +135,7 @@ def _failed_put(e2e: E2E, tmp_path: pathlib.Path, env: dict[str, str] | None = N
     src.write_bytes(os.urandom(3 * 1024 * 1024))
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), env=env,
             name="warm").assert_ok()
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"  # its after-reply work is over
-    e2e.lab.set_faults(e2e.host()["name"], drop_on_action_nth={"Send": 2})
+    arm_when_idle(e2e, e2e.host()["name"], drop_on_action_nth={"Send": 2})
     before, mark = e2e.counters(), log_mark(e2e)
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
                   env=action_env(env), name="put")
@@ -189,8 +188,7 @@ def test_daemon_killed_during_a_put_leaves_no_file(e2e: E2E, check, tmp_path) ->
     assert pid
     sends_before = e2e.counters().get("wsman.Send", 0)
     # The moment is held, not guessed: the host keeps the put's third Send unanswered while the daemon dies.
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"  # its after-reply work is over
-    e2e.lab.set_faults(name, hold_on_action_nth={"Send": 3})
+    arm_when_idle(e2e, name, hold_on_action_nth={"Send": 3})
     runs: list[t.Any] = []
     runner = threading.Thread(target=lambda: runs.append(e2e.run(
         group, playbook=write_playbook(e2e.workdir / "put.yml", [_transfer("put", src, dest, None)]),
@@ -231,8 +229,7 @@ def test_failed_fetch_leaves_no_file_on_the_controller(e2e: E2E, check, tmp_path
     local_dir.mkdir()
     target = local_dir / "copy.bin"
     e2e.run(group, playbook=write_playbook(e2e.workdir / "warm.yml", [raw("w", "Write-Output w")]), name="warm").assert_ok()
-    assert daemon_idle(e2e), "the warm run's session stayed busy after its reply"  # its after-reply work is over
-    e2e.lab.set_faults(e2e.host()["name"], drop_on_action_nth={"Receive": 3})
+    arm_when_idle(e2e, e2e.host()["name"], drop_on_action_nth={"Receive": 3})
     mark = log_mark(e2e)
     run = e2e.run(group, playbook=write_playbook(e2e.workdir / "fetch.yml", [_transfer("fetch", None, source, target)]),
                   env=action_env(), name="fetch")
